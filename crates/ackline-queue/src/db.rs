@@ -1,0 +1,165 @@
+//! A data directory holding named queues.
+//!
+//! Layout: `<dir>/LOCK` (an exclusive lock held while the directory is open) and
+//! `<dir>/queues/<name>/` per queue (segments and checkpoint; see `docs/queue-format.md`).
+//!
+//! Invariants:
+//! - One process (one [`Db`]) has the directory open at a time; a second open fails with
+//!   [`OpenError::Locked`] instead of corrupting it. The lock lives as long as the `Db` or any
+//!   queue opened from it.
+//! - Each queue is opened once per `Db`; asking again returns the same queue.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::OpenError;
+use crate::fs::{DirLock, Fs, RealFs};
+use crate::options::QueueOptions;
+use crate::queue::Queue;
+
+/// How a [`Db`] touches the world: the filesystem and the clock.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// The filesystem (tests pass a [`SimFs`](crate::sim::SimFs)).
+    pub fs: Arc<dyn Fs>,
+    /// The clock (tests pass a [`ManualClock`](crate::ManualClock)).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            fs: Arc::new(RealFs),
+            clock: Arc::new(SystemClock::new()),
+        }
+    }
+}
+
+/// An open data directory.
+pub struct Db {
+    dir: PathBuf,
+    opts: DbOptions,
+    lock: Arc<DirLock>,
+    queues: Mutex<HashMap<String, Queue>>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("dir", &self.dir).finish()
+    }
+}
+
+/// Whether `name` is a valid queue name: 1 to 128 of `A-Z a-z 0-9 . _ -`, not `.` or `..`.
+pub fn valid_queue_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl Db {
+    /// Opens (creating if needed) a data directory on the real filesystem.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Db, OpenError> {
+        Self::open_with(dir, DbOptions::default())
+    }
+
+    /// Opens a data directory with the given filesystem and clock.
+    pub fn open_with(dir: impl AsRef<Path>, opts: DbOptions) -> Result<Db, OpenError> {
+        let dir = dir.as_ref().to_path_buf();
+        let queues = dir.join("queues");
+        opts.fs
+            .create_dir_all(&queues)
+            .map_err(|e| OpenError::io("creating", &queues, e))?;
+        let lock = opts.fs.lock_dir(&dir).map_err(|source| OpenError::Locked {
+            dir: dir.clone(),
+            source,
+        })?;
+        Ok(Db {
+            dir,
+            opts,
+            lock: Arc::new(lock),
+            queues: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Opens (creating if needed) the queue `name`, recovering it from disk.
+    pub fn queue(&self, name: &str, opts: QueueOptions) -> Result<Queue, OpenError> {
+        if !valid_queue_name(name) {
+            return Err(OpenError::InvalidName {
+                name: name.to_string(),
+            });
+        }
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(q) = queues.get(name) {
+            return Ok(q.clone());
+        }
+        let parent = self.dir.join("queues");
+        let qdir = parent.join(name);
+        if !self.opts.fs.exists(&qdir) {
+            self.opts
+                .fs
+                .create_dir_all(&qdir)
+                .map_err(|e| OpenError::io("creating", &qdir, e))?;
+            self.opts
+                .fs
+                .sync_dir(&parent)
+                .map_err(|e| OpenError::io("syncing", &parent, e))?;
+        }
+        let q = Queue::open(
+            name,
+            qdir,
+            self.opts.fs.clone(),
+            self.opts.clock.clone(),
+            opts,
+            self.lock.clone(),
+        )?;
+        queues.insert(name.to_string(), q.clone());
+        Ok(q)
+    }
+
+    /// Names of the queues in the directory.
+    pub fn queue_names(&self) -> Result<Vec<String>, OpenError> {
+        let parent = self.dir.join("queues");
+        let mut names: Vec<String> = self
+            .opts
+            .fs
+            .list(&parent)
+            .map_err(|e| OpenError::io("listing", &parent, e))?
+            .into_iter()
+            .filter(|n| valid_queue_name(n))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Closes every queue opened through this `Db` (flushing and checkpointing each).
+    pub fn close(self) {
+        let queues = std::mem::take(&mut *self.queues.lock().unwrap_or_else(|e| e.into_inner()));
+        for (_, q) in queues {
+            q.close();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_are_checked() {
+        assert!(valid_queue_name("logs.app-1_x"));
+        for bad in ["", ".", "..", "a/b", "a b", &"x".repeat(129), "é"] {
+            assert!(!valid_queue_name(bad), "{bad:?}");
+        }
+    }
+}

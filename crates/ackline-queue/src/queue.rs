@@ -1,0 +1,1379 @@
+//! A queue: the public operations, the writer thread and the checkpoint thread.
+//!
+//! Locking: one mutex per queue guards the index ([`State`]) and the write buffer
+//! ([`Appender`]); an operation takes it once, appends its records and applies their effect,
+//! and releases it before waiting for durability or reading payloads from disk.
+//!
+//! Invariants:
+//! - A publish is confirmed (its call returns, or its [`Commit`] resolves) only after its
+//!   records are durable as `Fsync` promises.
+//! - A delivery is handed out only after the record counting its attempt is durable, so a
+//!   crash never lets an attempt number go backwards or repeat.
+//! - Settlements take effect in memory at once (no other consumer can get the message) and are
+//!   durable when their `Commit` resolves; if the process dies before that, the message is
+//!   delivered again (at-least-once), never lost.
+//! - A message leaves the queue for the dead-letter queue in one record: after any crash it is
+//!   in exactly one of the two.
+//! - After an I/O error the queue refuses every write (see [`QueueError::Poisoned`]).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::checkpoint::{self, Pos};
+use crate::clock::Clock;
+use crate::error::{PublishError, QueueError, SettleError};
+use crate::fs::{DirLock, Fs, FsFile, FsRead};
+use crate::log::{Appender, Chunk, Commit, Durable, seg_header, seg_name};
+use crate::options::{Fsync, QueueOptions};
+use crate::record::{FRAME_HEADER, Frame, MessageRef, RecordRef, decode, runs};
+use crate::recovery::{CHECKPOINT, CHECKPOINT_TMP, RecoveryReport, recover};
+use crate::state::{DELAYED, LEASED, Loc, READY, SETTLED, State};
+
+/// A message to publish.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewMessage {
+    /// A stable id (an idempotency key); one is assigned when `None`.
+    pub id: Option<String>,
+    /// Header pairs.
+    pub headers: Vec<(String, String)>,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
+impl NewMessage {
+    /// A message with a payload and nothing else.
+    pub fn new(payload: impl Into<Vec<u8>>) -> Self {
+        NewMessage {
+            payload: payload.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Sets the id.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+}
+
+/// A confirmed (or, from `publish_nowait`, accepted) publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// Queue position.
+    pub seq: u64,
+    /// The message id (given or assigned).
+    pub id: String,
+}
+
+/// Names one delivery of one message: settlements must quote it (stale-ack fencing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tag {
+    /// Queue position of the message.
+    pub seq: u64,
+    /// Which delivery of it (1 for the first).
+    pub attempt: u32,
+}
+
+/// A message handed to a consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Quote this to settle the delivery.
+    pub tag: Tag,
+    /// The message id.
+    pub id: String,
+    /// Header pairs.
+    pub headers: Vec<(String, String)>,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// When the message was first published, Unix ms.
+    pub enqueued_at: u64,
+    /// 1 on the first delivery, +1 on each redelivery; survives restarts.
+    pub attempt: u32,
+    /// The lease ends then (Unix ms) unless extended or settled.
+    pub lease_until: u64,
+}
+
+/// How to settle one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Done: the message leaves the queue.
+    Ack,
+    /// Failed for now: deliver again no earlier than `delay` from now.
+    Nack {
+        /// The delay.
+        delay: Duration,
+        /// Why it failed (kept as the message's last error).
+        error: String,
+    },
+    /// Can never succeed: move to the dead-letter queue now.
+    Reject {
+        /// Why.
+        reason: String,
+    },
+    /// Still working: the lease ends `lease` from now. Not a settlement.
+    Extend {
+        /// The new lease length.
+        lease: Duration,
+    },
+}
+
+/// An entry of the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Its key in the dead-letter queue (the position it had in the queue).
+    pub key: u64,
+    /// The message id.
+    pub id: String,
+    /// Header pairs.
+    pub headers: Vec<(String, String)>,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// When the message was first published, Unix ms.
+    pub enqueued_at: u64,
+    /// Deliveries it had.
+    pub attempts: u32,
+    /// First failure, Unix ms.
+    pub first_failure: u64,
+    /// Last failure (when it was dead-lettered), Unix ms.
+    pub last_failure: u64,
+    /// Why it was dead-lettered.
+    pub reason: String,
+    /// The last error a consumer reported.
+    pub last_error: String,
+}
+
+/// Which dead-letter entries an operation applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DlqSelector {
+    /// Every entry.
+    All,
+    /// Entries with these keys.
+    Keys(Vec<u64>),
+    /// Entries whose message has one of these ids.
+    Ids(Vec<String>),
+    /// Entries matching every given condition.
+    Filter(DlqFilter),
+}
+
+/// Conditions on dead-letter entries (all that are set must hold).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DlqFilter {
+    /// The reason contains this text.
+    pub reason_contains: Option<String>,
+    /// The last error contains this text.
+    pub error_contains: Option<String>,
+    /// Dead-lettered at or after this time, Unix ms.
+    pub since: Option<u64>,
+    /// Dead-lettered before this time, Unix ms.
+    pub until: Option<u64>,
+}
+
+/// Counts describing a queue now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Messages not yet settled (ready + leased + delayed).
+    pub pending: u64,
+    /// Deliverable now.
+    pub ready: u64,
+    /// Delivered and not settled.
+    pub leased: u64,
+    /// Waiting for their redelivery time.
+    pub delayed: u64,
+    /// Entries in the dead-letter queue.
+    pub dead_letters: u64,
+    /// Bytes of pending messages (framed).
+    pub pending_bytes: u64,
+    /// Segment files.
+    pub segments: u64,
+    /// Next queue position.
+    pub next_seq: u64,
+    /// Events since the queue was opened.
+    pub published: u64,
+    /// Deliveries made (first and later).
+    pub delivered: u64,
+    /// Deliveries with attempt above 1.
+    pub redelivered: u64,
+    /// Acks.
+    pub acked: u64,
+    /// Nacks.
+    pub nacked: u64,
+    /// Moves to the dead-letter queue.
+    pub dead_lettered: u64,
+    /// Leases that ran out.
+    pub lease_expired: u64,
+    /// Deliveries released by a closed consumer.
+    pub released: u64,
+    /// Dead-letter entries replayed.
+    pub replayed: u64,
+    /// Dead-letter entries purged.
+    pub purged: u64,
+}
+
+const NO_ERROR: &str = "deliveries ended without a settlement (consumer died or its lease expired)";
+
+struct Inner {
+    st: State,
+    log: Appender,
+    stop_writer: bool,
+    closing: bool,
+    last_checkpoint_bytes: u64,
+}
+
+pub(crate) struct Shared {
+    name: Arc<str>,
+    dir: PathBuf,
+    fs: Arc<dyn Fs>,
+    clock: Arc<dyn Clock>,
+    opts: QueueOptions,
+    inner: Mutex<Inner>,
+    writer_cv: Condvar,
+    avail_cv: Condvar,
+    maint_cv: Condvar,
+    durable: Arc<Durable>,
+    readers: Mutex<HashMap<u32, Arc<dyn FsRead>>>,
+    next_consumer: AtomicU64,
+    report: RecoveryReport,
+    _lock: Arc<DirLock>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Threads {
+    shared: Arc<Shared>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        self.shared.shutdown(&self.handles);
+    }
+}
+
+/// A named durable queue. Cheap to clone; the queue closes (flushing and checkpointing) when
+/// the last clone and the last [`Consumer`] are dropped, or on [`Queue::close`].
+#[derive(Clone)]
+pub struct Queue {
+    shared: Arc<Shared>,
+    threads: Arc<Threads>,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.shared.name)
+            .field("dir", &self.shared.dir)
+            .finish()
+    }
+}
+
+impl Queue {
+    pub(crate) fn open(
+        name: &str,
+        dir: PathBuf,
+        fs: Arc<dyn Fs>,
+        clock: Arc<dyn Clock>,
+        opts: QueueOptions,
+        dir_lock: Arc<DirLock>,
+    ) -> Result<Queue, crate::OpenError> {
+        opts.validate()?;
+        let rec = recover(fs.as_ref(), &dir)?;
+        let log = Appender::new(rec.next_seg, rec.segs, opts.segment_bytes);
+        let shared = Arc::new(Shared {
+            name: name.into(),
+            dir,
+            fs,
+            clock,
+            opts,
+            inner: Mutex::new(Inner {
+                st: rec.state,
+                log,
+                stop_writer: false,
+                closing: false,
+                last_checkpoint_bytes: 0,
+            }),
+            writer_cv: Condvar::new(),
+            avail_cv: Condvar::new(),
+            maint_cv: Condvar::new(),
+            durable: Arc::new(Durable::default()),
+            readers: Mutex::new(HashMap::new()),
+            next_consumer: AtomicU64::new(1),
+            report: rec.report,
+            _lock: dir_lock,
+        });
+        let spawn = |what: &str, f: fn(Arc<Shared>), s: Arc<Shared>| {
+            std::thread::Builder::new()
+                .name(format!("ackline-{what}-{}", s.name))
+                .spawn(move || f(s))
+                .map_err(|e| crate::OpenError::io("starting a thread for", PathBuf::from(what), e))
+        };
+        let writer = spawn("writer", Shared::writer_loop, shared.clone())?;
+        let maint = spawn("checkpoint", Shared::maintenance_loop, shared.clone())?;
+        Ok(Queue {
+            threads: Arc::new(Threads {
+                shared: shared.clone(),
+                handles: Mutex::new(vec![maint, writer]),
+            }),
+            shared,
+        })
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// What recovery found when the queue was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.shared.report
+    }
+
+    /// Publishes a batch and returns once it is durable. The batch is all or nothing: on any
+    /// error nothing of it was stored.
+    pub fn publish(&self, batch: Vec<NewMessage>) -> Result<Vec<Published>, PublishError> {
+        let (published, commit) = self.publish_nowait(batch)?;
+        commit.wait()?;
+        Ok(published)
+    }
+
+    /// Publishes a batch and returns at once; the publish is confirmed when the [`Commit`]
+    /// resolves. Use it to pipeline publishes from one thread.
+    pub fn publish_nowait(
+        &self,
+        batch: Vec<NewMessage>,
+    ) -> Result<(Vec<Published>, Commit), PublishError> {
+        let s = &self.shared;
+        s.check_poisoned()?;
+        let now = s.clock.now_ms();
+        let mut sizes = Vec::with_capacity(batch.len());
+        for (index, m) in batch.iter().enumerate() {
+            sizes.push(s.check_message(index, m)?);
+        }
+        let needed: u64 = sizes.iter().map(|&n| n as u64).sum();
+        let mut ids = Vec::with_capacity(batch.len());
+        for m in &batch {
+            ids.push(match &m.id {
+                Some(id) => id.clone(),
+                None => new_id(now),
+            });
+        }
+        let mut inner = lock(&s.inner);
+        if inner.closing {
+            return Err(s.closed().into());
+        }
+        if inner.st.pending_bytes + needed > s.opts.max_bytes {
+            return Err(PublishError::Full {
+                queue: s.name.to_string(),
+                pending_bytes: inner.st.pending_bytes,
+                limit_bytes: s.opts.max_bytes,
+                needed_bytes: needed,
+            });
+        }
+        let mut out = Vec::with_capacity(batch.len());
+        for (m, id) in batch.iter().zip(ids) {
+            let seq = inner.st.next_seq;
+            let msg = MessageRef {
+                id: &id,
+                enqueued_at: now,
+                headers: m
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect(),
+                payload: &m.payload,
+            };
+            let loc = inner.log.append(|e| e.publish(seq, None, &msg));
+            inner.st.on_publish(seq, loc, None);
+            out.push(Published { seq, id });
+        }
+        let commit = s.commit_locked(&inner);
+        drop(inner);
+        s.after_append();
+        s.avail_cv.notify_all();
+        Ok((out, commit))
+    }
+
+    /// A new consumer. Its unsettled deliveries are released when it is dropped.
+    pub fn consumer(&self) -> Consumer {
+        Consumer {
+            queue: self.clone(),
+            id: self.shared.next_consumer.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Waits until everything done so far is durable.
+    pub fn sync(&self) -> Result<(), QueueError> {
+        let inner = lock(&self.shared.inner);
+        let c = self.shared.commit_locked(&inner);
+        drop(inner);
+        self.shared.writer_cv.notify_one();
+        c.wait()
+    }
+
+    /// Counts describing the queue now (timers that are due are applied first).
+    pub fn stats(&self) -> QueueStats {
+        let s = &self.shared;
+        let mut inner = lock(&s.inner);
+        s.tick(&mut inner);
+        let st = &inner.st;
+        let c = st.counters;
+        let leased = st.leases.len() as u64;
+        let delayed = st.delayed_len() as u64;
+        QueueStats {
+            pending: st.pending,
+            ready: st.pending.saturating_sub(leased + delayed),
+            leased,
+            delayed,
+            dead_letters: st.dlq.len() as u64,
+            pending_bytes: st.pending_bytes,
+            segments: inner.log.segs.len() as u64,
+            next_seq: st.next_seq,
+            published: c.published,
+            delivered: c.delivered,
+            redelivered: c.redelivered,
+            acked: c.acked,
+            nacked: c.nacked,
+            dead_lettered: c.dead_lettered,
+            lease_expired: c.lease_expired,
+            released: c.released,
+            replayed: c.replayed,
+            purged: c.purged,
+        }
+    }
+
+    /// Lists dead-letter entries with keys after `after` (all when `None`), at most `limit`.
+    pub fn dlq_list(&self, after: Option<u64>, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let entries: Vec<_> = {
+            let inner = lock(&self.shared.inner);
+            let range = match after {
+                Some(k) => inner.st.dlq.range(k.saturating_add(1)..),
+                None => inner.st.dlq.range(..),
+            };
+            range.take(limit).map(|(&k, e)| (k, e.clone())).collect()
+        };
+        entries
+            .into_iter()
+            .map(|(k, e)| self.shared.dead_letter_view(k, &e))
+            .collect()
+    }
+
+    /// The dead-letter entry with this key.
+    pub fn dlq_get(&self, key: u64) -> Result<Option<DeadLetter>, QueueError> {
+        let entry = lock(&self.shared.inner).st.dlq.get(&key).cloned();
+        entry.map(|e| self.shared.dead_letter_view(key, &e)).transpose()
+    }
+
+    /// Dead-letter entries whose message has this id (reads every entry: an operator's tool).
+    pub fn dlq_find(&self, id: &str) -> Result<Vec<DeadLetter>, QueueError> {
+        self.select(&DlqSelector::Ids(vec![id.to_string()]))
+    }
+
+    /// Replays selected dead-letter entries: each goes back to the queue as a new delivery
+    /// with attempts reset (same id, headers, payload and `enqueued_at`), and leaves the
+    /// dead-letter queue in the same record. Returns how many, once durable.
+    pub fn dlq_replay(&self, sel: &DlqSelector) -> Result<usize, PublishError> {
+        let s = &self.shared;
+        s.check_poisoned()?;
+        let chosen = self.select(sel)?;
+        let mut inner = lock(&s.inner);
+        let needed: u64 = chosen
+            .iter()
+            .filter_map(|d| inner.st.dlq.get(&d.key))
+            .map(|e| u64::from(e.loc.len) + 9)
+            .sum();
+        if inner.st.pending_bytes + needed > s.opts.max_bytes {
+            return Err(PublishError::Full {
+                queue: s.name.to_string(),
+                pending_bytes: inner.st.pending_bytes,
+                limit_bytes: s.opts.max_bytes,
+                needed_bytes: needed,
+            });
+        }
+        let mut n = 0;
+        for d in &chosen {
+            if !inner.st.dlq.contains_key(&d.key) {
+                continue; // purged or replayed meanwhile
+            }
+            let seq = inner.st.next_seq;
+            let msg = MessageRef {
+                id: &d.id,
+                enqueued_at: d.enqueued_at,
+                headers: d
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect(),
+                payload: &d.payload,
+            };
+            let loc = inner.log.append(|e| e.publish(seq, Some(d.key), &msg));
+            inner.st.on_publish(seq, loc, Some(d.key));
+            n += 1;
+        }
+        let commit = s.commit_locked(&inner);
+        drop(inner);
+        s.after_append();
+        s.avail_cv.notify_all();
+        commit.wait()?;
+        Ok(n)
+    }
+
+    /// Purges selected dead-letter entries; returns how many, once durable.
+    pub fn dlq_purge(&self, sel: &DlqSelector) -> Result<usize, QueueError> {
+        let s = &self.shared;
+        s.check_poisoned()?;
+        let keys: Vec<u64> = match sel {
+            DlqSelector::All => lock(&s.inner).st.dlq.keys().copied().collect(),
+            DlqSelector::Keys(k) => k.clone(),
+            _ => self.select(sel)?.into_iter().map(|d| d.key).collect(),
+        };
+        let mut inner = lock(&s.inner);
+        let keys: Vec<u64> = keys
+            .into_iter()
+            .filter(|k| inner.st.dlq.contains_key(k))
+            .collect();
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let rs = runs(keys.clone());
+        inner.log.append(|e| e.purge(&rs));
+        for k in &keys {
+            inner.st.on_purge(*k);
+        }
+        let commit = s.commit_locked(&inner);
+        drop(inner);
+        s.after_append();
+        commit.wait()?;
+        Ok(keys.len())
+    }
+
+    fn select(&self, sel: &DlqSelector) -> Result<Vec<DeadLetter>, QueueError> {
+        let entries: Vec<_> = {
+            let inner = lock(&self.shared.inner);
+            match sel {
+                DlqSelector::Keys(keys) => keys
+                    .iter()
+                    .filter_map(|k| inner.st.dlq.get(k).map(|e| (*k, e.clone())))
+                    .collect(),
+                _ => inner.st.dlq.iter().map(|(&k, e)| (k, e.clone())).collect(),
+            }
+        };
+        let mut out = Vec::new();
+        for (k, e) in entries {
+            let keep_meta = match sel {
+                DlqSelector::Filter(f) => {
+                    f.reason_contains
+                        .as_deref()
+                        .is_none_or(|t| e.reason.contains(t))
+                        && f.error_contains
+                            .as_deref()
+                            .is_none_or(|t| e.last_error.contains(t))
+                        && f.since.is_none_or(|t| e.last_failure >= t)
+                        && f.until.is_none_or(|t| e.last_failure < t)
+                }
+                _ => true,
+            };
+            if !keep_meta {
+                continue;
+            }
+            let d = self.shared.dead_letter_view(k, &e)?;
+            if let DlqSelector::Ids(ids) = sel
+                && !ids.contains(&d.id)
+            {
+                continue;
+            }
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    /// Closes the queue: stops the threads after flushing and writing a checkpoint. Other
+    /// clones and consumers then fail with [`QueueError::Closed`].
+    pub fn close(self) {
+        self.shared.shutdown(&self.threads.handles);
+    }
+}
+
+/// Takes deliveries from a queue and settles them. Dropping it releases its unsettled
+/// deliveries at once (they become deliverable again, attempts kept).
+pub struct Consumer {
+    queue: Queue,
+    id: u64,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("queue", &self.queue.shared.name)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let s = &self.queue.shared;
+        let mut inner = lock(&s.inner);
+        let held = inner.st.leased_by(self.id);
+        for seq in &held {
+            inner.st.release(*seq);
+        }
+        drop(inner);
+        if !held.is_empty() {
+            s.avail_cv.notify_all();
+        }
+    }
+}
+
+impl Consumer {
+    /// Takes up to `max` deliveries, each leased for `lease`, waiting up to `wait` for the
+    /// first. Returns an empty batch if none came in time.
+    pub fn receive(
+        &self,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let s = &self.queue.shared;
+        let deadline = Instant::now() + wait;
+        let mut inner = lock(&s.inner);
+        loop {
+            let (picked, commit) = s.pick(&mut inner, self.id, max, lease)?;
+            if !picked.is_empty() {
+                drop(inner);
+                s.after_append();
+                commit.wait()?;
+                return s.load(picked);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            let mut timeout = deadline - now;
+            if let Some(t) = inner.st.next_timer() {
+                let ms = t.saturating_sub(s.clock.now_ms()).max(1);
+                timeout = timeout.min(Duration::from_millis(ms));
+            }
+            inner = s
+                .avail_cv
+                .wait_timeout(inner, timeout)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
+    /// Takes up to `max` deliveries that are ready now, without waiting for new ones.
+    pub fn try_receive(&self, max: usize, lease: Duration) -> Result<Vec<Delivery>, QueueError> {
+        self.receive(max, lease, Duration::ZERO)
+    }
+
+    /// Acknowledges a delivery: the message leaves the queue.
+    pub fn ack(&self, tag: Tag) -> Result<Commit, SettleError> {
+        self.settle_one(tag, Settlement::Ack)
+    }
+
+    /// Fails a delivery: deliver it again no earlier than `delay` from now (or dead-letter it
+    /// if it has had `max_attempts` deliveries). `error` is kept as its last error.
+    pub fn nack(&self, tag: Tag, delay: Duration, error: &str) -> Result<Commit, SettleError> {
+        self.settle_one(
+            tag,
+            Settlement::Nack {
+                delay,
+                error: error.to_string(),
+            },
+        )
+    }
+
+    /// Dead-letters a delivery now with `reason`.
+    pub fn reject(&self, tag: Tag, reason: &str) -> Result<Commit, SettleError> {
+        self.settle_one(
+            tag,
+            Settlement::Reject {
+                reason: reason.to_string(),
+            },
+        )
+    }
+
+    /// Renews a delivery's lease to end `lease` from now.
+    pub fn extend(&self, tag: Tag, lease: Duration) -> Result<(), SettleError> {
+        self.settle_one(tag, Settlement::Extend { lease }).map(|_| ())
+    }
+
+    fn settle_one(&self, tag: Tag, how: Settlement) -> Result<Commit, SettleError> {
+        let (mut results, commit) = self.settle(&[(tag, how)]);
+        results.pop().unwrap_or(Ok(())).map(|()| commit)
+    }
+
+    /// Settles many deliveries in one step: one result per item, and one [`Commit`] for all.
+    pub fn settle(&self, items: &[(Tag, Settlement)]) -> (Vec<Result<(), SettleError>>, Commit) {
+        let s = &self.queue.shared;
+        if let Err(e) = s.check_poisoned() {
+            let err = SettleError::Queue(e.to_string());
+            return (
+                items.iter().map(|_| Err(err.clone())).collect(),
+                Commit::done(s.name.clone()),
+            );
+        }
+        let now = s.clock.now_ms();
+        let mut inner = lock(&s.inner);
+        let mut results = Vec::with_capacity(items.len());
+        let mut acks = Vec::new();
+        let mut woke = false;
+        for (tag, how) in items {
+            let r = match s.check_tag(&inner.st, *tag) {
+                Err(e) => Err(e),
+                Ok(()) => {
+                    match how {
+                        Settlement::Ack => {
+                            inner.st.on_ack(tag.seq);
+                            acks.push(tag.seq);
+                        }
+                        Settlement::Nack { delay, error } => {
+                            let attempts = inner.st.slot(tag.seq).map_or(0, |x| x.attempts);
+                            if attempts >= s.opts.max_attempts {
+                                s.dead_letter(&mut inner, tag.seq, now, "max attempts exceeded", Some(error));
+                            } else {
+                                let due = now.saturating_add(delay.as_millis() as u64);
+                                inner.log.append(|e| e.nack(tag.seq, due, now, error));
+                                inner.st.on_nack(tag.seq, due, now, error);
+                                woke = true;
+                            }
+                        }
+                        Settlement::Reject { reason } => {
+                            s.dead_letter(&mut inner, tag.seq, now, reason, Some(reason));
+                        }
+                        Settlement::Extend { lease } => {
+                            let until = now.saturating_add(lease.as_millis() as u64);
+                            if inner.st.state_of(tag.seq) == LEASED {
+                                inner.st.extend(tag.seq, until);
+                            } else {
+                                // Expired but not redelivered: this delivery is still the
+                                // current one, so it may take the lease back.
+                                inner.st.lease(tag.seq, self.id, until);
+                            }
+                        }
+                    }
+                    Ok(())
+                }
+            };
+            results.push(r);
+        }
+        if !acks.is_empty() {
+            let rs = runs(acks);
+            inner.log.append(|e| e.ack(&rs));
+        }
+        let commit = s.commit_locked(&inner);
+        drop(inner);
+        s.after_append();
+        if woke {
+            s.avail_cv.notify_all();
+        }
+        (results, commit)
+    }
+
+    /// Releases every unsettled delivery of this consumer and closes it.
+    pub fn close(self) {}
+}
+
+fn new_id(now: u64) -> String {
+    format!("{now:012x}{:016x}", rand::random::<u64>())
+}
+
+type Picked = Vec<(u64, u32, Loc, u64)>;
+
+impl Shared {
+    fn closed(&self) -> QueueError {
+        QueueError::Closed {
+            queue: self.name.to_string(),
+        }
+    }
+
+    fn check_poisoned(&self) -> Result<(), QueueError> {
+        match self.durable.error() {
+            Some(cause) => Err(QueueError::Poisoned {
+                queue: self.name.to_string(),
+                cause,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn commit_locked(&self, inner: &Inner) -> Commit {
+        if inner.log.has_work() {
+            Commit::new(self.durable.clone(), inner.log.batch, self.name.clone())
+        } else {
+            // Nothing buffered: everything appended so far is in the batch being written.
+            Commit::new(
+                self.durable.clone(),
+                inner.log.batch.saturating_sub(1),
+                self.name.clone(),
+            )
+        }
+    }
+
+    fn after_append(&self) {
+        self.writer_cv.notify_one();
+    }
+
+    /// Validates one message and returns its framed size.
+    fn check_message(&self, index: usize, m: &NewMessage) -> Result<usize, PublishError> {
+        let invalid = |reason: String| PublishError::Invalid { index, reason };
+        if let Some(id) = &m.id
+            && (id.is_empty() || id.len() > 1024)
+        {
+            return Err(invalid(format!(
+                "id must be 1 to 1024 bytes, got {}",
+                id.len()
+            )));
+        }
+        if m.headers.len() > 1024 {
+            return Err(invalid(format!(
+                "at most 1024 headers, got {}",
+                m.headers.len()
+            )));
+        }
+        let mut size = FRAME_HEADER + 8 + 1 + 2 + m.id.as_ref().map_or(28, String::len) + 8 + 2;
+        for (k, v) in &m.headers {
+            if k.len() > u16::MAX as usize || v.len() > u16::MAX as usize {
+                return Err(invalid(format!("header {k:.40}: name and value at most 65535 bytes")));
+            }
+            size += 4 + k.len() + v.len();
+        }
+        size += m.payload.len();
+        if size > self.opts.max_message_bytes {
+            return Err(PublishError::TooLarge {
+                index,
+                size,
+                max: self.opts.max_message_bytes,
+            });
+        }
+        Ok(size)
+    }
+
+    /// Applies due timers: expired leases and delays whose time has come.
+    fn tick(&self, inner: &mut Inner) {
+        let now = self.clock.now_ms();
+        let expired = inner.st.take_expired(now);
+        let mut woke = !expired.is_empty();
+        for seq in expired {
+            let attempts = inner.st.slot(seq).map_or(0, |x| x.attempts);
+            inner.st.note_failure(seq, now, "");
+            if attempts >= self.opts.max_attempts {
+                self.dead_letter(inner, seq, now, "max attempts exceeded", None);
+            } else {
+                inner.st.expire_to_ready(seq);
+            }
+        }
+        woke |= inner.st.wake_delayed(now) > 0;
+        if woke {
+            self.avail_cv.notify_all();
+        }
+    }
+
+    /// Moves `seq` to the dead-letter queue (one record).
+    fn dead_letter(&self, inner: &mut Inner, seq: u64, now: u64, reason: &str, error: Option<&str>) {
+        let Some(slot) = inner.st.slot(seq).copied() else {
+            return;
+        };
+        if slot.state == SETTLED {
+            return;
+        }
+        if let Some(e) = error {
+            inner.st.note_failure(seq, now, e);
+        }
+        let (first, last_error) = match inner.st.failures.get(&seq) {
+            Some(f) if !f.error.is_empty() => (f.first, f.error.to_string()),
+            Some(f) => (f.first, NO_ERROR.to_string()),
+            None => (now, NO_ERROR.to_string()),
+        };
+        inner
+            .log
+            .append(|e| e.dead(seq, slot.attempts, first, now, reason, &last_error));
+        inner.st.on_dead(seq, now, reason, &last_error);
+    }
+
+    fn check_tag(&self, st: &State, tag: Tag) -> Result<(), SettleError> {
+        let Some(slot) = st.slot(tag.seq) else {
+            return Err(if tag.seq < st.next_seq {
+                SettleError::AlreadySettled {
+                    seq: tag.seq,
+                    attempt: tag.attempt,
+                }
+            } else {
+                SettleError::Unknown {
+                    seq: tag.seq,
+                    attempt: tag.attempt,
+                }
+            });
+        };
+        if slot.state == SETTLED {
+            return Err(SettleError::AlreadySettled {
+                seq: tag.seq,
+                attempt: tag.attempt,
+            });
+        }
+        if slot.attempts != tag.attempt {
+            return Err(if tag.attempt > slot.attempts || tag.attempt == 0 {
+                SettleError::Unknown {
+                    seq: tag.seq,
+                    attempt: tag.attempt,
+                }
+            } else {
+                SettleError::Stale {
+                    seq: tag.seq,
+                    attempt: tag.attempt,
+                    current: slot.attempts,
+                }
+            });
+        }
+        match slot.state {
+            LEASED | READY => Ok(()),
+            DELAYED => Err(SettleError::AlreadySettled {
+                seq: tag.seq,
+                attempt: tag.attempt,
+            }),
+            _ => Err(SettleError::AlreadySettled {
+                seq: tag.seq,
+                attempt: tag.attempt,
+            }),
+        }
+    }
+
+    /// Leases up to `max` ready messages (dead-lettering those out of attempts) and appends the
+    /// record counting their attempts.
+    fn pick(
+        &self,
+        inner: &mut Inner,
+        consumer: u64,
+        max: usize,
+        lease: Duration,
+    ) -> Result<(Picked, Commit), QueueError> {
+        self.check_poisoned()?;
+        if inner.closing {
+            return Err(self.closed());
+        }
+        self.tick(inner);
+        let now = self.clock.now_ms();
+        let until = now.saturating_add(lease.as_millis() as u64);
+        let mut picked = Vec::new();
+        while picked.len() < max {
+            let Some(seq) = inner.st.peek_ready() else {
+                break;
+            };
+            let Some(slot) = inner.st.slot(seq).copied() else {
+                break;
+            };
+            if slot.attempts >= self.opts.max_attempts {
+                self.dead_letter(inner, seq, now, "max attempts exceeded", None);
+                continue;
+            }
+            inner.st.lease(seq, consumer, until);
+            inner.st.on_deliver(seq);
+            inner.st.counters.delivered += 1;
+            if slot.attempts > 0 {
+                inner.st.counters.redelivered += 1;
+            }
+            picked.push((seq, slot.attempts + 1, slot.loc(), until));
+        }
+        if !picked.is_empty() {
+            let rs = runs(picked.iter().map(|p| p.0).collect());
+            inner.log.append(|e| e.deliver(&rs));
+        }
+        Ok((picked, self.commit_locked(inner)))
+    }
+
+    fn reader(&self, seg: u32) -> Result<Arc<dyn FsRead>, QueueError> {
+        let mut readers = lock(&self.readers);
+        if let Some(r) = readers.get(&seg) {
+            return Ok(r.clone());
+        }
+        let path = self.dir.join(seg_name(seg));
+        let r = self.fs.open_read(&path).map_err(|e| QueueError::Read {
+            path,
+            offset: 0,
+            source: Arc::new(e),
+        })?;
+        readers.insert(seg, r.clone());
+        Ok(r)
+    }
+
+    fn salt(&self, seg: u32) -> Option<u32> {
+        lock(&self.inner).log.segs.get(&seg).copied()
+    }
+
+    /// Reads the frames at `locs` (sorted by location), coalescing nearby ones into one read.
+    fn read_frames(&self, locs: &[Loc]) -> Vec<Result<Vec<u8>, QueueError>> {
+        const MAX_GAP: u64 = 64 << 10;
+        const MAX_SPAN: u64 = 4 << 20;
+        let mut out: Vec<Result<Vec<u8>, QueueError>> = Vec::with_capacity(locs.len());
+        let mut i = 0;
+        while i < locs.len() {
+            let first = locs[i];
+            let mut j = i + 1;
+            let mut end = u64::from(first.off) + u64::from(first.len);
+            while j < locs.len()
+                && locs[j].seg == first.seg
+                && u64::from(locs[j].off) >= end
+                && u64::from(locs[j].off) - end <= MAX_GAP
+                && u64::from(locs[j].off) + u64::from(locs[j].len) - u64::from(first.off)
+                    <= MAX_SPAN
+            {
+                end = u64::from(locs[j].off) + u64::from(locs[j].len);
+                j += 1;
+            }
+            let start = u64::from(first.off);
+            let mut buf = vec![0u8; (end - start) as usize];
+            let res = self
+                .reader(first.seg)
+                .and_then(|r| {
+                    r.read_exact_at(&mut buf, start)
+                        .map_err(|e| QueueError::Read {
+                            path: self.dir.join(seg_name(first.seg)),
+                            offset: start,
+                            source: Arc::new(e),
+                        })
+                });
+            for l in &locs[i..j] {
+                out.push(match &res {
+                    Ok(()) => {
+                        let a = (u64::from(l.off) - start) as usize;
+                        Ok(buf[a..a + l.len as usize].to_vec())
+                    }
+                    Err(e) => Err(e.clone()),
+                });
+            }
+            i = j;
+        }
+        out
+    }
+
+    /// Reads and decodes the messages of picked deliveries. A message that cannot be read is
+    /// dead-lettered with the reason (never silently dropped) and left out.
+    fn load(&self, mut picked: Picked) -> Result<Vec<Delivery>, QueueError> {
+        picked.sort_by_key(|p| (p.2.seg, p.2.off));
+        let locs: Vec<Loc> = picked.iter().map(|p| p.2).collect();
+        let frames = self.read_frames(&locs);
+        let mut out = Vec::with_capacity(picked.len());
+        let mut unreadable = Vec::new();
+        for ((seq, attempt, loc, until), frame) in picked.into_iter().zip(frames) {
+            match frame.map(|f| self.decode_message(loc, &f, seq)) {
+                Ok(Ok(m)) => out.push(Delivery {
+                    tag: Tag { seq, attempt },
+                    id: m.0,
+                    headers: m.1,
+                    payload: m.3,
+                    enqueued_at: m.2,
+                    attempt,
+                    lease_until: until,
+                }),
+                Ok(Err(reason)) => unreadable.push((seq, reason)),
+                Err(e) => unreadable.push((seq, e.to_string())),
+            }
+        }
+        if !unreadable.is_empty() {
+            let now = self.clock.now_ms();
+            let mut inner = lock(&self.inner);
+            for (seq, reason) in unreadable {
+                self.dead_letter(&mut inner, seq, now, "stored message unreadable", Some(&reason));
+            }
+            drop(inner);
+            self.after_append();
+        }
+        out.sort_by_key(|d| d.tag.seq);
+        Ok(out)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn decode_message(
+        &self,
+        loc: Loc,
+        frame: &[u8],
+        seq: u64,
+    ) -> Result<(String, Vec<(String, String)>, u64, Vec<u8>), String> {
+        let file = self.dir.join(seg_name(loc.seg));
+        let salt = self
+            .salt(loc.seg)
+            .ok_or_else(|| format!("{}: segment unknown", file.display()))?;
+        match decode(frame, 0, salt) {
+            Frame::Record(RecordRef::Publish { seq: s, msg, .. }, _) if s == seq => Ok((
+                msg.id.to_string(),
+                msg.headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                msg.enqueued_at,
+                msg.payload.to_vec(),
+            )),
+            Frame::Record(..) => Err(format!(
+                "{} offset {}: record there is not the publish of position {seq}",
+                file.display(),
+                loc.off
+            )),
+            Frame::Corrupt(r) => Err(format!("{} offset {}: {r}", file.display(), loc.off)),
+            Frame::Incomplete => Err(format!(
+                "{} offset {}: record cut short",
+                file.display(),
+                loc.off
+            )),
+        }
+    }
+
+    fn dead_letter_view(&self, key: u64, e: &crate::state::DlqEntry) -> Result<DeadLetter, QueueError> {
+        let frames = self.read_frames(&[e.loc]);
+        let frame = frames.into_iter().next().unwrap_or_else(|| Ok(Vec::new()))?;
+        let (id, headers, enqueued_at, payload) = self
+            .decode_message(e.loc, &frame, key)
+            .unwrap_or_else(|reason| (format!("<unreadable: {reason}>"), Vec::new(), 0, Vec::new()));
+        Ok(DeadLetter {
+            key,
+            id,
+            headers,
+            payload,
+            enqueued_at,
+            attempts: e.attempts,
+            first_failure: e.first_failure,
+            last_failure: e.last_failure,
+            reason: e.reason.to_string(),
+            last_error: e.last_error.to_string(),
+        })
+    }
+
+    // ---- threads ----
+
+    fn writer_loop(self: Arc<Self>) {
+        let mut file: Option<(u32, Box<dyn FsFile>)> = None;
+        let mut dirty = false;
+        let mut last_sync = Instant::now();
+        loop {
+            let (batch, chunks) = {
+                let mut inner = lock(&self.inner);
+                loop {
+                    if inner.log.has_work() {
+                        break;
+                    }
+                    if inner.stop_writer {
+                        if dirty && let Some((_, f)) = file.as_mut() {
+                            let _ = f.sync();
+                        }
+                        return;
+                    }
+                    let timeout = match self.opts.fsync {
+                        Fsync::Interval(d) if dirty => d.saturating_sub(last_sync.elapsed()),
+                        _ => Duration::from_secs(3600),
+                    };
+                    if timeout.is_zero() {
+                        break;
+                    }
+                    inner = self
+                        .writer_cv
+                        .wait_timeout(inner, timeout)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
+                inner.log.take()
+            };
+            match self.write_batch(&mut file, chunks) {
+                Ok(wrote) => {
+                    dirty |= wrote;
+                    let sync_now = match self.opts.fsync {
+                        Fsync::Always => false, // write_batch synced already
+                        Fsync::Interval(d) => dirty && last_sync.elapsed() >= d,
+                        Fsync::Never => false,
+                    };
+                    if sync_now {
+                        if let Some((seg, f)) = file.as_mut()
+                            && let Err(e) = f.sync()
+                        {
+                            let cause = format!("fsync of {}: {e}", self.dir.join(seg_name(*seg)).display());
+                            self.durable.fail(cause.into());
+                            return;
+                        }
+                        dirty = false;
+                        last_sync = Instant::now();
+                    }
+                    if matches!(self.opts.fsync, Fsync::Always) {
+                        dirty = false;
+                    }
+                    self.durable.advance(batch);
+                }
+                Err(cause) => {
+                    self.durable.fail(cause.into());
+                    self.avail_cv.notify_all();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes chunks; with `Fsync::Always` makes them durable. Returns whether bytes were
+    /// written. Errors name the file.
+    fn write_batch(
+        &self,
+        file: &mut Option<(u32, Box<dyn FsFile>)>,
+        chunks: Vec<Chunk>,
+    ) -> Result<bool, String> {
+        let always = matches!(self.opts.fsync, Fsync::Always);
+        let mut created = false;
+        let mut wrote = false;
+        let ctx = |what: &str, seg: u32, e: std::io::Error| {
+            format!("{what} {}: {e}", self.dir.join(seg_name(seg)).display())
+        };
+        for c in chunks {
+            if c.create {
+                if let Some((seg, f)) = file.as_mut()
+                    && always
+                {
+                    f.sync().map_err(|e| ctx("fsync of", *seg, e))?;
+                }
+                let path = self.dir.join(seg_name(c.seg));
+                let mut f = self.fs.create(&path).map_err(|e| ctx("creating", c.seg, e))?;
+                f.append(&seg_header(c.seg, c.salt, self.clock.now_ms()))
+                    .map_err(|e| ctx("writing", c.seg, e))?;
+                *file = Some((c.seg, f));
+                created = true;
+                wrote = true;
+            }
+            if c.bytes.is_empty() {
+                continue;
+            }
+            let f = match file.as_mut() {
+                Some((seg, f)) if *seg == c.seg => f,
+                _ => {
+                    let path = self.dir.join(seg_name(c.seg));
+                    let f = self
+                        .fs
+                        .open_append(&path)
+                        .map_err(|e| ctx("opening", c.seg, e))?;
+                    &mut file.insert((c.seg, f)).1
+                }
+            };
+            f.append(&c.bytes).map_err(|e| ctx("writing", c.seg, e))?;
+            wrote = true;
+        }
+        if always && wrote && let Some((seg, f)) = file.as_mut() {
+            f.sync().map_err(|e| ctx("fsync of", *seg, e))?;
+        }
+        if created {
+            self.fs
+                .sync_dir(&self.dir)
+                .map_err(|e| format!("fsync of directory {}: {e}", self.dir.display()))?;
+        }
+        Ok(wrote)
+    }
+
+    fn maintenance_loop(self: Arc<Self>) {
+        loop {
+            let closing = {
+                let mut inner = lock(&self.inner);
+                while !inner.closing && inner.log.since_checkpoint < self.checkpoint_threshold(&inner)
+                {
+                    inner = self.maint_cv.wait(inner).unwrap_or_else(|e| e.into_inner());
+                }
+                inner.closing
+            };
+            if self.durable.error().is_some() {
+                return;
+            }
+            if let Err(cause) = self.checkpoint() {
+                self.durable.fail(cause.into());
+                return;
+            }
+            if closing {
+                return;
+            }
+        }
+    }
+
+    fn checkpoint_threshold(&self, inner: &Inner) -> u64 {
+        self.opts
+            .checkpoint_bytes
+            .max(inner.last_checkpoint_bytes.saturating_mul(2))
+    }
+
+    /// Writes a checkpoint and deletes segments nothing refers to any more.
+    fn checkpoint(&self) -> Result<(), String> {
+        let (bytes, commit, deletable) = {
+            let mut inner = lock(&self.inner);
+            if inner.log.since_checkpoint == 0 && self.fs.exists(&self.dir.join(CHECKPOINT)) {
+                return Ok(());
+            }
+            let pos = Pos {
+                seg: inner.log.seg,
+                off: inner.log.len,
+            };
+            let bytes = checkpoint::encode(&inner.st, pos);
+            inner.last_checkpoint_bytes = bytes.len() as u64;
+            inner.log.since_checkpoint = 0;
+            let deletable: Vec<u32> = inner
+                .log
+                .segs
+                .keys()
+                .copied()
+                .filter(|&id| id < pos.seg && !inner.st.seg_live.contains_key(&id))
+                .collect();
+            (bytes, self.commit_locked(&inner), deletable)
+        };
+        self.writer_cv.notify_one();
+        commit.wait().map_err(|e| e.to_string())?;
+        let tmp = self.dir.join(CHECKPOINT_TMP);
+        let dst = self.dir.join(CHECKPOINT);
+        let io = |what: &str, e: std::io::Error| format!("checkpoint: {what}: {e}");
+        if self.fs.exists(&tmp) {
+            self.fs.remove(&tmp).map_err(|e| io("removing old tmp", e))?;
+        }
+        let mut f = self.fs.create(&tmp).map_err(|e| io("creating", e))?;
+        f.append(&bytes).map_err(|e| io("writing", e))?;
+        f.sync().map_err(|e| io("fsync", e))?;
+        drop(f);
+        self.fs.rename(&tmp, &dst).map_err(|e| io("rename", e))?;
+        self.fs.sync_dir(&self.dir).map_err(|e| io("fsync of directory", e))?;
+        if !deletable.is_empty() {
+            for id in &deletable {
+                let p = self.dir.join(seg_name(*id));
+                if self.fs.exists(&p) {
+                    self.fs.remove(&p).map_err(|e| io("removing segment", e))?;
+                }
+            }
+            self.fs.sync_dir(&self.dir).map_err(|e| io("fsync of directory", e))?;
+            let mut inner = lock(&self.inner);
+            let mut readers = lock(&self.readers);
+            for id in &deletable {
+                inner.log.segs.remove(id);
+                readers.remove(id);
+            }
+        }
+        Ok(())
+    }
+
+    fn shutdown(&self, handles: &Mutex<Vec<JoinHandle<()>>>) {
+        let mut hs = lock(handles);
+        if hs.is_empty() {
+            return;
+        }
+        {
+            let mut inner = lock(&self.inner);
+            inner.closing = true;
+        }
+        self.maint_cv.notify_all();
+        self.avail_cv.notify_all();
+        // The checkpoint thread goes first: its final checkpoint needs the writer.
+        let maint = hs.remove(0);
+        let _ = maint.join();
+        lock(&self.inner).stop_writer = true;
+        self.writer_cv.notify_all();
+        for h in hs.drain(..) {
+            let _ = h.join();
+        }
+        self.durable.close();
+    }
+}
