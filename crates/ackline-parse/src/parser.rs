@@ -1,0 +1,231 @@
+//! The entry point: configuration, per-line context, and the
+//! detect → parse → fall back pipeline.
+//!
+//! Invariants:
+//! - [`Parser::parse`] never panics, whatever the bytes, and returns either
+//!   a [`Record`] or a typed [`ParseError`];
+//! - in lenient mode (`strict: false`) it never returns an error: a line no
+//!   format accepts becomes a [`Format::Raw`] record;
+//! - in strict mode it never returns a `Raw` record (unless `Raw` is the
+//!   fixed format): the error says which format failed, where and why;
+//! - the record's `raw` is exactly the input bytes; parsing works on the
+//!   line without its terminator (`\n`, `\r\n` or `\r`) and without a
+//!   leading UTF-8 BOM, and error positions are offsets into the input.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset, Offset as _, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorKind, ParseError};
+use crate::format::{Format, UnknownFormat};
+use crate::formats::{self, Env, Parts};
+use crate::record::{RawLine, Record, TimestampSource};
+use crate::timestamp::{TimeEnv, YearRule};
+
+/// serde_json refuses nesting beyond 128 on its own; our limit stays below.
+pub const MAX_JSON_DEPTH_LIMIT: usize = 127;
+
+/// Which format(s) to parse lines as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FormatChoice {
+    /// Detect the format of each line.
+    #[default]
+    Auto,
+    /// Every line of the input is in this format.
+    Fixed(Format),
+}
+
+impl FromStr for FormatChoice {
+    type Err = UnknownFormat;
+
+    /// `auto`, or a format name as accepted by [`Format::from_str`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("auto") {
+            Ok(FormatChoice::Auto)
+        } else {
+            s.parse().map(FormatChoice::Fixed)
+        }
+    }
+}
+
+/// How a [`Parser`] behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParserConfig {
+    /// Detect per line, or one fixed format.
+    pub format: FormatChoice,
+    /// `true`: a line the format(s) reject is an error (for dead-lettering);
+    /// `false`: it becomes a [`Format::Raw`] record.
+    pub strict: bool,
+    /// How to complete timestamps without a year.
+    pub year_rule: YearRule,
+    /// The UTC offset of timestamps that state none.
+    pub assume_offset: FixedOffset,
+    /// Deepest JSON nesting accepted (capped at [`MAX_JSON_DEPTH_LIMIT`]).
+    pub max_json_depth: usize,
+}
+
+impl Default for ParserConfig {
+    fn default() -> Self {
+        Self {
+            format: FormatChoice::Auto,
+            strict: false,
+            year_rule: YearRule::Infer,
+            assume_offset: utc(),
+            max_json_depth: 64,
+        }
+    }
+}
+
+fn utc() -> FixedOffset {
+    Utc.fix()
+}
+
+/// Where a line comes from and when it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineContext {
+    /// Caller-assigned line id, copied into the record.
+    pub id: u64,
+    /// The input's name (file path, socket, ...), shared between its lines.
+    pub input: Arc<str>,
+    /// When the line was read: the record's timestamp when the line has
+    /// none, and the reference time for [`YearRule::Infer`].
+    pub ingest_time: DateTime<Utc>,
+}
+
+impl LineContext {
+    /// A context with `ingest_time` = now.
+    #[must_use]
+    pub fn now(id: u64, input: Arc<str>) -> Self {
+        Self {
+            id,
+            input,
+            ingest_time: DateTime::<Utc>::from(std::time::SystemTime::now()),
+        }
+    }
+}
+
+/// Turns lines into records. Cheap to clone and share between threads.
+#[derive(Debug, Clone, Default)]
+pub struct Parser {
+    config: ParserConfig,
+}
+
+impl Parser {
+    /// A parser with `config` (`max_json_depth` is capped, see
+    /// [`MAX_JSON_DEPTH_LIMIT`]).
+    #[must_use]
+    pub fn new(mut config: ParserConfig) -> Self {
+        config.max_json_depth = config.max_json_depth.min(MAX_JSON_DEPTH_LIMIT);
+        Self { config }
+    }
+
+    /// The configuration in force.
+    #[must_use]
+    pub fn config(&self) -> &ParserConfig {
+        &self.config
+    }
+
+    /// Parses one line. `line` may include its terminator, which is kept in
+    /// the raw line but ignored for parsing.
+    ///
+    /// # Errors
+    /// Only in strict mode: the [`ParseError`] of the fixed format, or of the
+    /// most likely detected format (or [`ErrorKind::NoFormatMatched`]).
+    pub fn parse(&self, line: &[u8], ctx: &LineContext) -> Result<Record, ParseError> {
+        let (offset, body) = body_of(line);
+        let env = Env {
+            time: TimeEnv {
+                reference: ctx.ingest_time,
+                assume_offset: self.config.assume_offset,
+                year_rule: self.config.year_rule,
+            },
+            max_json_depth: self.config.max_json_depth,
+        };
+        let outcome = if body.is_empty() && self.config.format != FormatChoice::Fixed(Format::Raw) {
+            Err(ParseError::new(
+                match self.config.format {
+                    FormatChoice::Fixed(f) => Some(f),
+                    FormatChoice::Auto => None,
+                },
+                offset,
+                ErrorKind::Empty,
+            ))
+        } else {
+            match self.config.format {
+                FormatChoice::Fixed(format) => formats::parse_as(format, body, &env)
+                    .map(|parts| (format, parts))
+                    .map_err(|(pos, kind)| ParseError::new(Some(format), offset + pos, kind)),
+                FormatChoice::Auto => auto(body, offset, &env),
+            }
+        };
+        match outcome {
+            Ok((format, parts)) => Ok(build(format, parts, line, ctx, None)),
+            Err(err) if self.config.strict => Err(err),
+            Err(err) => {
+                let reason = match (self.config.format, &err.kind) {
+                    (FormatChoice::Fixed(_), _) => Some(err.to_string()),
+                    _ => None,
+                };
+                Ok(build(Format::Raw, formats::raw(body), line, ctx, reason))
+            }
+        }
+    }
+}
+
+/// Strips the terminator and a leading BOM: (offset of body, body).
+fn body_of(line: &[u8]) -> (usize, &[u8]) {
+    let mut body = line;
+    if let Some(b) = body.strip_suffix(b"\n") {
+        body = b;
+    }
+    if let Some(b) = body.strip_suffix(b"\r") {
+        body = b;
+    }
+    match body.strip_prefix(b"\xEF\xBB\xBF") {
+        Some(b) => (3, b),
+        None => (0, body),
+    }
+}
+
+fn auto(body: &[u8], offset: usize, env: &Env) -> Result<(Format, Parts), ParseError> {
+    let mut first_err = None;
+    for &format in crate::detect::candidates(body) {
+        match formats::parse_as(format, body, env) {
+            Ok(parts) => return Ok((format, parts)),
+            Err((pos, kind)) => {
+                first_err.get_or_insert(ParseError::new(Some(format), offset + pos, kind));
+            }
+        }
+    }
+    Err(first_err.unwrap_or(ParseError::new(None, offset, ErrorKind::NoFormatMatched)))
+}
+
+fn build(
+    format: Format,
+    parts: Parts,
+    line: &[u8],
+    ctx: &LineContext,
+    parse_error: Option<String>,
+) -> Record {
+    let (timestamp, timestamp_source) = parts
+        .timestamp
+        .unwrap_or_else(|| (ctx.ingest_time.fixed_offset(), TimestampSource::Ingest));
+    Record {
+        id: ctx.id,
+        input: Arc::clone(&ctx.input),
+        format: parts.variant.unwrap_or(format),
+        timestamp,
+        timestamp_source,
+        severity: parts.severity,
+        host: parts.host,
+        app: parts.app,
+        pid: parts.pid,
+        message: parts.message,
+        fields: parts.fields,
+        raw: RawLine::from_bytes(line),
+        parse_error,
+    }
+}
