@@ -132,7 +132,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(State, Pos), String> {
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     if version != VERSION {
-        return Err(format!("checkpoint version {version}, this build reads {VERSION}"));
+        return Err(format!(
+            "checkpoint version {version}, this build reads {VERSION}"
+        ));
     }
     let mut lenb = [0u8; 8];
     lenb.copy_from_slice(&bytes[12..20]);
@@ -247,7 +249,10 @@ mod tests {
         let (back, pos) = decode(&bytes).unwrap();
         assert_eq!(pos, Pos { seg: 2, off: 77 });
         assert_eq!((back.base, back.next_seq), (st.base, st.next_seq));
-        assert_eq!((back.pending, back.pending_bytes), (st.pending, st.pending_bytes));
+        assert_eq!(
+            (back.pending, back.pending_bytes),
+            (st.pending, st.pending_bytes)
+        );
         assert_eq!(back.seg_live, st.seg_live);
         assert_eq!(back.due_of(1), Some(999));
         assert_eq!(&*back.failures[&1].error, "timeout");

@@ -118,7 +118,10 @@ impl Fs for RealFs {
         path.exists()
     }
     fn create(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
-        let f = OpenOptions::new().append(true).create_new(true).open(path)?;
+        let f = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(path)?;
         Ok(Box::new(RealFile(f)))
     }
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {

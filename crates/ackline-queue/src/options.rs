@@ -66,7 +66,10 @@ impl QueueOptions {
             })
         };
         if self.max_attempts == 0 {
-            return bad("max_attempts", "at least 1 (deliveries allowed per message)");
+            return bad(
+                "max_attempts",
+                "at least 1 (deliveries allowed per message)",
+            );
         }
         if self.max_message_bytes < 64 || self.max_message_bytes > 64 << 20 {
             return bad("max_message_bytes", "between 64 bytes and 64 MiB");

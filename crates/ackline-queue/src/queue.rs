@@ -243,7 +243,8 @@ pub(crate) struct Shared {
     readers: Mutex<HashMap<u32, Arc<dyn FsRead>>>,
     next_consumer: AtomicU64,
     report: RecoveryReport,
-    _lock: Arc<DirLock>,
+    /// Held until the queue closes; then released even if handles remain.
+    dir_lock: Mutex<Option<Arc<DirLock>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -310,7 +311,7 @@ impl Queue {
             readers: Mutex::new(HashMap::new()),
             next_consumer: AtomicU64::new(1),
             report: rec.report,
-            _lock: dir_lock,
+            dir_lock: Mutex::new(Some(dir_lock)),
         });
         let spawn = |what: &str, f: fn(Arc<Shared>), s: Arc<Shared>| {
             std::thread::Builder::new()
@@ -453,7 +454,11 @@ impl Queue {
     }
 
     /// Lists dead-letter entries with keys after `after` (all when `None`), at most `limit`.
-    pub fn dlq_list(&self, after: Option<u64>, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
+    pub fn dlq_list(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
         let entries: Vec<_> = {
             let inner = lock(&self.shared.inner);
             let range = match after {
@@ -471,7 +476,9 @@ impl Queue {
     /// The dead-letter entry with this key.
     pub fn dlq_get(&self, key: u64) -> Result<Option<DeadLetter>, QueueError> {
         let entry = lock(&self.shared.inner).st.dlq.get(&key).cloned();
-        entry.map(|e| self.shared.dead_letter_view(key, &e)).transpose()
+        entry
+            .map(|e| self.shared.dead_letter_view(key, &e))
+            .transpose()
     }
 
     /// Dead-letter entries whose message has this id (reads every entry: an operator's tool).
@@ -706,7 +713,8 @@ impl Consumer {
 
     /// Renews a delivery's lease to end `lease` from now.
     pub fn extend(&self, tag: Tag, lease: Duration) -> Result<(), SettleError> {
-        self.settle_one(tag, Settlement::Extend { lease }).map(|_| ())
+        self.settle_one(tag, Settlement::Extend { lease })
+            .map(|_| ())
     }
 
     fn settle_one(&self, tag: Tag, how: Settlement) -> Result<Commit, SettleError> {
@@ -741,7 +749,13 @@ impl Consumer {
                         Settlement::Nack { delay, error } => {
                             let attempts = inner.st.slot(tag.seq).map_or(0, |x| x.attempts);
                             if attempts >= s.opts.max_attempts {
-                                s.dead_letter(&mut inner, tag.seq, now, "max attempts exceeded", Some(error));
+                                s.dead_letter(
+                                    &mut inner,
+                                    tag.seq,
+                                    now,
+                                    "max attempts exceeded",
+                                    Some(error),
+                                );
                             } else {
                                 let due = now.saturating_add(delay.as_millis() as u64);
                                 inner.log.append(|e| e.nack(tag.seq, due, now, error));
@@ -845,7 +859,9 @@ impl Shared {
         let mut size = FRAME_HEADER + 8 + 1 + 2 + m.id.as_ref().map_or(28, String::len) + 8 + 2;
         for (k, v) in &m.headers {
             if k.len() > u16::MAX as usize || v.len() > u16::MAX as usize {
-                return Err(invalid(format!("header {k:.40}: name and value at most 65535 bytes")));
+                return Err(invalid(format!(
+                    "header {k:.40}: name and value at most 65535 bytes"
+                )));
             }
             size += 4 + k.len() + v.len();
         }
@@ -881,7 +897,14 @@ impl Shared {
     }
 
     /// Moves `seq` to the dead-letter queue (one record).
-    fn dead_letter(&self, inner: &mut Inner, seq: u64, now: u64, reason: &str, error: Option<&str>) {
+    fn dead_letter(
+        &self,
+        inner: &mut Inner,
+        seq: u64,
+        now: u64,
+        reason: &str,
+        error: Option<&str>,
+    ) {
         let Some(slot) = inner.st.slot(seq).copied() else {
             return;
         };
@@ -1033,16 +1056,14 @@ impl Shared {
             }
             let start = u64::from(first.off);
             let mut buf = vec![0u8; (end - start) as usize];
-            let res = self
-                .reader(first.seg)
-                .and_then(|r| {
-                    r.read_exact_at(&mut buf, start)
-                        .map_err(|e| QueueError::Read {
-                            path: self.dir.join(seg_name(first.seg)),
-                            offset: start,
-                            source: Arc::new(e),
-                        })
-                });
+            let res = self.reader(first.seg).and_then(|r| {
+                r.read_exact_at(&mut buf, start)
+                    .map_err(|e| QueueError::Read {
+                        path: self.dir.join(seg_name(first.seg)),
+                        offset: start,
+                        source: Arc::new(e),
+                    })
+            });
             for l in &locs[i..j] {
                 out.push(match &res {
                     Ok(()) => {
@@ -1084,7 +1105,13 @@ impl Shared {
             let now = self.clock.now_ms();
             let mut inner = lock(&self.inner);
             for (seq, reason) in unreadable {
-                self.dead_letter(&mut inner, seq, now, "stored message unreadable", Some(&reason));
+                self.dead_letter(
+                    &mut inner,
+                    seq,
+                    now,
+                    "stored message unreadable",
+                    Some(&reason),
+                );
             }
             drop(inner);
             self.after_append();
@@ -1128,12 +1155,21 @@ impl Shared {
         }
     }
 
-    fn dead_letter_view(&self, key: u64, e: &crate::state::DlqEntry) -> Result<DeadLetter, QueueError> {
+    fn dead_letter_view(
+        &self,
+        key: u64,
+        e: &crate::state::DlqEntry,
+    ) -> Result<DeadLetter, QueueError> {
         let frames = self.read_frames(&[e.loc]);
-        let frame = frames.into_iter().next().unwrap_or_else(|| Ok(Vec::new()))?;
+        let frame = frames
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Ok(Vec::new()))?;
         let (id, headers, enqueued_at, payload) = self
             .decode_message(e.loc, &frame, key)
-            .unwrap_or_else(|reason| (format!("<unreadable: {reason}>"), Vec::new(), 0, Vec::new()));
+            .unwrap_or_else(|reason| {
+                (format!("<unreadable: {reason}>"), Vec::new(), 0, Vec::new())
+            });
         Ok(DeadLetter {
             key,
             id,
@@ -1194,7 +1230,10 @@ impl Shared {
                         if let Some((seg, f)) = file.as_mut()
                             && let Err(e) = f.sync()
                         {
-                            let cause = format!("fsync of {}: {e}", self.dir.join(seg_name(*seg)).display());
+                            let cause = format!(
+                                "fsync of {}: {e}",
+                                self.dir.join(seg_name(*seg)).display()
+                            );
                             self.durable.fail(cause.into());
                             return;
                         }
@@ -1205,6 +1244,8 @@ impl Shared {
                         dirty = false;
                     }
                     self.durable.advance(batch);
+                    // The checkpoint thread checks its threshold after every batch.
+                    self.maint_cv.notify_one();
                 }
                 Err(cause) => {
                     self.durable.fail(cause.into());
@@ -1236,7 +1277,10 @@ impl Shared {
                     f.sync().map_err(|e| ctx("fsync of", *seg, e))?;
                 }
                 let path = self.dir.join(seg_name(c.seg));
-                let mut f = self.fs.create(&path).map_err(|e| ctx("creating", c.seg, e))?;
+                let mut f = self
+                    .fs
+                    .create(&path)
+                    .map_err(|e| ctx("creating", c.seg, e))?;
                 f.append(&seg_header(c.seg, c.salt, self.clock.now_ms()))
                     .map_err(|e| ctx("writing", c.seg, e))?;
                 *file = Some((c.seg, f));
@@ -1260,7 +1304,10 @@ impl Shared {
             f.append(&c.bytes).map_err(|e| ctx("writing", c.seg, e))?;
             wrote = true;
         }
-        if always && wrote && let Some((seg, f)) = file.as_mut() {
+        if always
+            && wrote
+            && let Some((seg, f)) = file.as_mut()
+        {
             f.sync().map_err(|e| ctx("fsync of", *seg, e))?;
         }
         if created {
@@ -1275,7 +1322,8 @@ impl Shared {
         loop {
             let closing = {
                 let mut inner = lock(&self.inner);
-                while !inner.closing && inner.log.since_checkpoint < self.checkpoint_threshold(&inner)
+                while !inner.closing
+                    && inner.log.since_checkpoint < self.checkpoint_threshold(&inner)
                 {
                     inner = self.maint_cv.wait(inner).unwrap_or_else(|e| e.into_inner());
                 }
@@ -1329,14 +1377,18 @@ impl Shared {
         let dst = self.dir.join(CHECKPOINT);
         let io = |what: &str, e: std::io::Error| format!("checkpoint: {what}: {e}");
         if self.fs.exists(&tmp) {
-            self.fs.remove(&tmp).map_err(|e| io("removing old tmp", e))?;
+            self.fs
+                .remove(&tmp)
+                .map_err(|e| io("removing old tmp", e))?;
         }
         let mut f = self.fs.create(&tmp).map_err(|e| io("creating", e))?;
         f.append(&bytes).map_err(|e| io("writing", e))?;
         f.sync().map_err(|e| io("fsync", e))?;
         drop(f);
         self.fs.rename(&tmp, &dst).map_err(|e| io("rename", e))?;
-        self.fs.sync_dir(&self.dir).map_err(|e| io("fsync of directory", e))?;
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(|e| io("fsync of directory", e))?;
         if !deletable.is_empty() {
             for id in &deletable {
                 let p = self.dir.join(seg_name(*id));
@@ -1344,7 +1396,9 @@ impl Shared {
                     self.fs.remove(&p).map_err(|e| io("removing segment", e))?;
                 }
             }
-            self.fs.sync_dir(&self.dir).map_err(|e| io("fsync of directory", e))?;
+            self.fs
+                .sync_dir(&self.dir)
+                .map_err(|e| io("fsync of directory", e))?;
             let mut inner = lock(&self.inner);
             let mut readers = lock(&self.readers);
             for id in &deletable {
@@ -1375,5 +1429,6 @@ impl Shared {
             let _ = h.join();
         }
         self.durable.close();
+        lock(&self.dir_lock).take();
     }
 }

@@ -517,7 +517,10 @@ mod tests {
         Encoder::new(&mut buf, 5).publish(1, None, &msg("a", b"payload bytes"));
         for cut in 0..buf.len() {
             assert!(
-                matches!(decode(&buf[..cut], 0, 5), Frame::Incomplete | Frame::Corrupt(_)),
+                matches!(
+                    decode(&buf[..cut], 0, 5),
+                    Frame::Incomplete | Frame::Corrupt(_)
+                ),
                 "cut at {cut}"
             );
         }

@@ -86,12 +86,11 @@ pub(crate) const CHECKPOINT_TMP: &str = "checkpoint.tmp";
 pub(crate) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovered, OpenError> {
     let started = Instant::now();
     let mut report = RecoveryReport::default();
-    let names = fs
-        .list(dir)
-        .map_err(|e| OpenError::io("listing", dir, e))?;
+    let names = fs.list(dir).map_err(|e| OpenError::io("listing", dir, e))?;
     if names.iter().any(|n| n == CHECKPOINT_TMP) {
         let p = dir.join(CHECKPOINT_TMP);
-        fs.remove(&p).map_err(|e| OpenError::io("removing", &p, e))?;
+        fs.remove(&p)
+            .map_err(|e| OpenError::io("removing", &p, e))?;
     }
     let mut ids: Vec<u32> = names.iter().filter_map(|n| parse_seg_name(n)).collect();
     ids.sort_unstable();
@@ -123,7 +122,9 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovered, OpenError> {
             _ => Some(SEG_HEADER as u64),
         };
         let is_last = Some(id) == last_id;
-        let bytes = fs.read(&path).map_err(|e| OpenError::io("reading", &path, e))?;
+        let bytes = fs
+            .read(&path)
+            .map_err(|e| OpenError::io("reading", &path, e))?;
         let salt = match parse_seg_header(&bytes) {
             Ok((hid, salt)) if hid == id => salt,
             Ok((hid, _)) => {
@@ -161,7 +162,17 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovered, OpenError> {
         segs.insert(id, salt);
         let Some(from) = replay_from else { continue };
         let from = usize::try_from(from).unwrap_or(usize::MAX);
-        replay_segment(fs, &path, id, salt, &bytes, from, is_last, &mut state, &mut report)?;
+        replay_segment(
+            fs,
+            &path,
+            id,
+            salt,
+            &bytes,
+            from,
+            is_last,
+            &mut state,
+            &mut report,
+        )?;
     }
     state.finish_recovery();
     state.counters = Default::default();

@@ -204,10 +204,7 @@ impl FsRead for SimHandle {
         let end = start
             .checked_add(buf.len())
             .ok_or(io::ErrorKind::InvalidInput)?;
-        let src = f
-            .data
-            .get(start..end)
-            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        let src = f.data.get(start..end).ok_or(io::ErrorKind::UnexpectedEof)?;
         buf.copy_from_slice(src);
         Ok(())
     }
@@ -297,7 +294,10 @@ impl Fs for SimFs {
     }
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut st = self.op()?;
-        st.live.remove(path).map(|_| ()).ok_or_else(|| not_found(path))
+        st.live
+            .remove(path)
+            .map(|_| ())
+            .ok_or_else(|| not_found(path))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut st = self.op()?;

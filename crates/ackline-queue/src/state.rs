@@ -397,7 +397,11 @@ impl State {
                 break;
             }
             self.lease_heap.pop();
-            if self.leases.get(&seq).is_some_and(|l| l.deadline == deadline) {
+            if self
+                .leases
+                .get(&seq)
+                .is_some_and(|l| l.deadline == deadline)
+            {
                 self.leases.remove(&seq);
                 self.counters.lease_expired += 1;
                 out.push(seq);
@@ -559,7 +563,11 @@ mod tests {
         st.on_nack(0, 100, 1, "e1");
         st.on_deliver(0); // recovery order: delivered again after the first delay
         st.on_nack(0, 500, 2, "e2");
-        assert_eq!(st.wake_delayed(100), 0, "the first, superseded delay must not wake it");
+        assert_eq!(
+            st.wake_delayed(100),
+            0,
+            "the first, superseded delay must not wake it"
+        );
         assert_eq!(st.wake_delayed(500), 1);
         assert_eq!(st.peek_ready(), Some(0));
         assert_eq!(&*st.failures[&0].error, "e2");
@@ -575,10 +583,21 @@ mod tests {
         assert_eq!(st.pending, 0);
         assert_eq!(st.dlq[&0].attempts, 1);
         assert_eq!(st.seg_live.get(&1), Some(&1));
-        assert!(st.on_publish(1, Loc { seg: 2, off: 0, len: 50 }, Some(0)));
+        assert!(st.on_publish(
+            1,
+            Loc {
+                seg: 2,
+                off: 0,
+                len: 50
+            },
+            Some(0)
+        ));
         assert!(st.dlq.is_empty());
         assert_eq!(st.seg_live.get(&1), None);
-        assert!(!st.on_publish(2, loc(3), Some(0)), "a replay of a gone entry is ignored");
+        assert!(
+            !st.on_publish(2, loc(3), Some(0)),
+            "a replay of a gone entry is ignored"
+        );
     }
 
     #[test]
@@ -598,7 +617,10 @@ mod tests {
         st.on_publish(0, loc(0), None);
         st.lease(0, 9, 100);
         st.extend(0, 200);
-        assert!(st.take_expired(150).is_empty(), "extended lease must not expire at the old deadline");
+        assert!(
+            st.take_expired(150).is_empty(),
+            "extended lease must not expire at the old deadline"
+        );
         assert_eq!(st.take_expired(200), vec![0]);
         st.expire_to_ready(0);
         assert_eq!(st.peek_ready(), Some(0));

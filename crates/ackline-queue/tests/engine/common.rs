@@ -1,0 +1,58 @@
+//! Helpers shared by the engine tests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ackline_queue::fs::{Fs, RealFs};
+use ackline_queue::{Db, DbOptions, ManualClock, NewMessage, Queue, QueueOptions};
+
+pub const LEASE: Duration = Duration::from_secs(30);
+
+/// A data directory on disk with a manual clock.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub clock: ManualClock,
+    pub fs: Arc<dyn Fs>,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            clock: ManualClock::new(1_700_000_000_000),
+            fs: Arc::new(RealFs),
+        }
+    }
+
+    pub fn with_fs(fs: Arc<dyn Fs>) -> Env {
+        Env { fs, ..Env::new() }
+    }
+
+    pub fn db(&self) -> Db {
+        Db::open_with(
+            self.dir.path(),
+            DbOptions {
+                fs: self.fs.clone(),
+                clock: Arc::new(self.clock.clone()),
+            },
+        )
+        .unwrap()
+    }
+
+    /// Opens the data directory and queue "q".
+    pub fn open(&self, opts: QueueOptions) -> (Db, Queue) {
+        let db = self.db();
+        let q = db.queue("q", opts).unwrap();
+        (db, q)
+    }
+}
+
+pub fn msgs(ids: impl IntoIterator<Item = usize>) -> Vec<NewMessage> {
+    ids.into_iter()
+        .map(|i| {
+            NewMessage::new(format!("payload {i}"))
+                .with_id(format!("m-{i}"))
+                .with_header("n", i.to_string())
+        })
+        .collect()
+}
