@@ -55,7 +55,9 @@ pub(crate) fn candidates(body: &[u8]) -> &'static [Format] {
                 &[OpenStack, AccessCommon, Logfmt]
             }
         }
-        _ => &[AccessCommon, Logfmt],
+        // IPv6 clients (`::1 - - [...`) and other printable starts.
+        _ if first.is_ascii_graphic() => &[AccessCommon, Logfmt],
+        _ => &[],
     }
 }
 
@@ -124,6 +126,8 @@ mod tests {
                 Some(AccessCommon),
             ),
             ("", None),
+            ("\u{1}\u{2}", None),
+            ("\u{e9}t\u{e9}", None),
         ];
         for (line, want) in table {
             assert_eq!(

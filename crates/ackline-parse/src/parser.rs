@@ -132,8 +132,10 @@ impl Parser {
     /// the raw line but ignored for parsing.
     ///
     /// # Errors
-    /// Only in strict mode: the [`ParseError`] of the fixed format, or of the
-    /// most likely detected format (or [`ErrorKind::NoFormatMatched`]).
+    /// Only in strict mode: the [`ParseError`] of the fixed format; in auto
+    /// mode, that of the most plausible candidate format (one whose shape
+    /// matched but a value did not, else the one that got furthest), or
+    /// [`ErrorKind::NoFormatMatched`] when no format was a candidate.
     pub fn parse(&self, line: &[u8], ctx: &LineContext) -> Result<Record, ParseError> {
         let (offset, body) = body_of(line);
         let env = Env {
@@ -191,16 +193,24 @@ fn body_of(line: &[u8]) -> (usize, &[u8]) {
 }
 
 fn auto(body: &[u8], offset: usize, env: &Env) -> Result<(Format, Parts), ParseError> {
-    let mut first_err = None;
+    // The reported error: a value error (bad timestamp, priority, JSON...)
+    // beats a shape error (`Expected`), since that format's shape matched;
+    // among shape errors, the candidate that got furthest wins; on ties, the
+    // earlier (more specific) candidate.
+    let rank = |e: &ParseError| (!matches!(e.kind, ErrorKind::Expected(_)), e.position);
+    let mut best: Option<ParseError> = None;
     for &format in crate::detect::candidates(body) {
         match formats::parse_as(format, body, env) {
             Ok(parts) => return Ok((format, parts)),
             Err((pos, kind)) => {
-                first_err.get_or_insert(ParseError::new(Some(format), offset + pos, kind));
+                let err = ParseError::new(Some(format), offset + pos, kind);
+                if best.as_ref().is_none_or(|b| rank(&err) > rank(b)) {
+                    best = Some(err);
+                }
             }
         }
     }
-    Err(first_err.unwrap_or(ParseError::new(None, offset, ErrorKind::NoFormatMatched)))
+    Err(best.unwrap_or(ParseError::new(None, offset, ErrorKind::NoFormatMatched)))
 }
 
 fn build(
