@@ -122,9 +122,13 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovered, OpenError> {
             _ => Some(SEG_HEADER as u64),
         };
         let is_last = Some(id) == last_id;
-        let bytes = fs
-            .read(&path)
-            .map_err(|e| OpenError::io("reading", &path, e))?;
+        let bytes = if replay_from.is_some() {
+            fs.read(&path)
+                .map_err(|e| OpenError::io("reading", &path, e))?
+        } else {
+            // Covered by the checkpoint: only its header (for the salt) is needed.
+            read_header(fs, &path)
+        };
         let salt = match parse_seg_header(&bytes) {
             Ok((hid, salt)) if hid == id => salt,
             Ok((hid, _)) => {
@@ -256,6 +260,15 @@ fn replay_segment(
         }
     }
     Ok(())
+}
+
+/// The first bytes of a segment (fewer if the file is shorter or unreadable).
+fn read_header(fs: &dyn Fs, path: &Path) -> Vec<u8> {
+    let mut h = vec![0u8; SEG_HEADER];
+    match fs.open_read(path).and_then(|r| r.read_exact_at(&mut h, 0)) {
+        Ok(()) => h,
+        Err(_) => Vec::new(),
+    }
 }
 
 /// The offset of the next intact record at or after `from`.
