@@ -1,1 +1,62 @@
-fn main() {}
+//! `ackline`: the command-line edge. Parses, dispatches, and turns errors into exit codes
+//! (see [`exit`]). Errors are printed as one line with their context chain.
+
+mod bench;
+mod books;
+mod cli;
+mod demo;
+mod dlq;
+mod exit;
+mod journal;
+mod output;
+mod worker;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{BenchCommand, Cli, Command};
+use crate::output::Out;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let out = Out { json: cli.json };
+    match run(&cli, out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::code(&e))
+        }
+    }
+}
+
+/// Help and version print as clap prints them; every other parse error becomes one line on
+/// stderr and exit code 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        _ => {
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or("error: invalid arguments");
+            eprintln!("{first} (see --help)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: &Cli, out: Out) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Demo(a) => demo::run(a, cli.data_dir.as_deref(), out),
+        Command::Bench(BenchCommand::Queue(a)) => bench::run(a, cli.data_dir.as_deref(), out),
+        Command::Queue(c) => dlq::queue_cmd(c, &cli.data_dir(), out),
+        Command::Dlq(c) => dlq::dlq_cmd(c, &cli.data_dir(), out),
+        Command::QueueWorker(a) => worker::run(a, &cli.data_dir()),
+        Command::BenchFill(a) => bench::fill(a),
+    }
+}

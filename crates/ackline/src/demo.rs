@@ -1,0 +1,330 @@
+//! `ackline demo`: runs the worker (`ackline queue-worker`) as a child process, kills it with
+//! SIGKILL at seeded random moments, restarts it, lets a final run drain the queue, then
+//! checks the books ([`crate::books`]).
+//!
+//! Invariants:
+//! - Kill moments come from a generator seeded by `--seed` (random seed when absent, always
+//!   reported), so a failing run can be replayed with the same seed.
+//! - Nothing waits unboundedly: a killed run is reaped after SIGKILL, the final run has
+//!   `--drain-timeout`, and a run that fails by itself stops the demo with its stderr.
+//! - Exit 0 only if the books balance; exit 3 (with the books printed) if they do not.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ackline_queue::Db;
+use anyhow::{Context, bail};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::books::{self, Books, Final, RunEnd};
+use crate::cli::DemoArgs;
+use crate::exit::{Unbalanced, usage};
+use crate::output::Out;
+use crate::worker::{self, QUEUE};
+
+#[derive(Debug, Serialize)]
+struct Report {
+    seed: u64,
+    messages: u64,
+    crashes: u32,
+    data_dir: PathBuf,
+    elapsed_ms: u64,
+    runs: Vec<RunEnd>,
+    books: Books,
+}
+
+struct Spawner {
+    exe: PathBuf,
+    data_dir: PathBuf,
+    journal: PathBuf,
+    messages: u64,
+    seed: u64,
+    consumers: usize,
+}
+
+impl Spawner {
+    fn spawn(&self, run: u32) -> anyhow::Result<Child> {
+        let stderr_path = self.journal.join(format!("run-{run:04}.stderr"));
+        let stderr = std::fs::File::create(&stderr_path)
+            .with_context(|| format!("creating {}", stderr_path.display()))?;
+        Command::new(&self.exe)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("queue-worker")
+            .arg("--journal")
+            .arg(&self.journal)
+            .args(["--run", &run.to_string()])
+            .args(["--messages", &self.messages.to_string()])
+            .args(["--seed", &self.seed.to_string()])
+            .args(["--consumers", &self.consumers.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("starting worker run {run} ({})", self.exe.display()))
+    }
+
+    fn stderr_of(&self, run: u32) -> String {
+        let p = self.journal.join(format!("run-{run:04}.stderr"));
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// Waits for the child until `deadline`; `None` if it is still running then.
+fn wait_until(
+    child: &mut Child,
+    deadline: Instant,
+) -> anyhow::Result<Option<std::process::ExitStatus>> {
+    loop {
+        if let Some(st) = child.try_wait().context("waiting for the worker")? {
+            return Ok(Some(st));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(2)));
+    }
+}
+
+/// Runs the demo.
+pub fn run(a: &DemoArgs, data_dir: Option<&Path>, out: Out) -> anyhow::Result<()> {
+    if a.messages == 0 {
+        return Err(usage("--messages must be at least 1"));
+    }
+    if a.max_kill_ms == 0 {
+        return Err(usage("--max-kill-ms must be at least 1"));
+    }
+    let seed = a.seed.unwrap_or_else(rand::random);
+    out.note(&format!("demo: seed {seed} (replay with --seed {seed})"));
+    let tmp;
+    let dir = match data_dir {
+        Some(d) => d.to_path_buf(),
+        None => {
+            tmp = tempfile::Builder::new()
+                .prefix("ackline-demo-")
+                .tempdir()
+                .context("creating a temporary data directory")?;
+            tmp.path().to_path_buf()
+        }
+    };
+    if dir.join("queues").join(QUEUE).exists() {
+        return Err(usage(format!(
+            "{} already holds a {QUEUE} queue: give the demo a fresh --data-dir",
+            dir.display()
+        )));
+    }
+    let journal = dir.join("demo-journal");
+    std::fs::create_dir_all(&journal).with_context(|| format!("creating {}", journal.display()))?;
+    let sp = Spawner {
+        exe: std::env::current_exe().context("finding this executable")?,
+        data_dir: dir.clone(),
+        journal: journal.clone(),
+        messages: a.messages,
+        seed,
+        consumers: a.consumers,
+    };
+
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut runs = Vec::new();
+    let pb = out.progress(u64::from(a.crashes) + 1, "worker runs");
+    for run in 0..a.crashes {
+        let after = rng.random_range(0..a.max_kill_ms);
+        let mut child = sp.spawn(run)?;
+        let spawned = Instant::now();
+        match wait_until(&mut child, spawned + Duration::from_millis(after))? {
+            Some(st) if st.success() => runs.push(RunEnd {
+                run,
+                killed: false,
+                kill_after_ms: None,
+                exit_code: st.code(),
+            }),
+            Some(st) => bail!("worker run {run} failed ({st}): {}", sp.stderr_of(run)),
+            None => {
+                child
+                    .kill()
+                    .with_context(|| format!("killing worker run {run}"))?;
+                child
+                    .wait()
+                    .with_context(|| format!("reaping worker run {run}"))?;
+                runs.push(RunEnd {
+                    run,
+                    killed: true,
+                    kill_after_ms: Some(after),
+                    exit_code: None,
+                });
+            }
+        }
+        pb.inc(1);
+    }
+    let last = a.crashes;
+    let mut child = sp.spawn(last)?;
+    match wait_until(
+        &mut child,
+        Instant::now() + Duration::from_secs(a.drain_timeout),
+    )? {
+        Some(st) if st.success() => runs.push(RunEnd {
+            run: last,
+            killed: false,
+            kill_after_ms: None,
+            exit_code: st.code(),
+        }),
+        Some(st) => bail!(
+            "final worker run {last} failed ({st}): {}",
+            sp.stderr_of(last)
+        ),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "final worker run {last} did not drain the queue within {} s (seed {seed}); journal in {}",
+                a.drain_timeout,
+                journal.display()
+            );
+        }
+    }
+    pb.finish_and_clear();
+
+    let fin = final_state(&dir)?;
+    let books = books::check(a.messages, &journal, &runs, &fin)?;
+    let report = Report {
+        seed,
+        messages: a.messages,
+        crashes: a.crashes,
+        data_dir: dir.clone(),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        runs,
+        books,
+    };
+    out.emit(&report, || human(&report))?;
+    if !report.books.balanced {
+        return Err(Unbalanced(format!(
+            "{} (seed {seed})",
+            report.books.failures.join("; ")
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+fn final_state(dir: &Path) -> anyhow::Result<Final> {
+    let db = Db::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    let q = db
+        .queue(QUEUE, worker::queue_options())
+        .with_context(|| format!("opening queue {QUEUE}"))?;
+    let s = q.stats();
+    let mut fin = Final {
+        pending: s.pending,
+        next_seq: s.next_seq,
+        ..Final::default()
+    };
+    let mut after = None;
+    loop {
+        let page = q
+            .dlq_list(after, 1000)
+            .context("listing the dead-letter queue")?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.key);
+        for d in page {
+            fin.dead.insert(d.id, (d.reason, d.attempts));
+        }
+    }
+    drop(q);
+    db.close();
+    Ok(fin)
+}
+
+fn human(r: &Report) -> String {
+    let b = &r.books;
+    let k: Vec<String> = r
+        .runs
+        .iter()
+        .filter_map(|x| x.kill_after_ms.map(|ms| format!("{ms}")))
+        .collect();
+    let mut s = String::new();
+    s += &format!(
+        "demo: {} messages, {} kill -9 (seed {}), {} worker runs, {:.1} s, data in {}\n",
+        r.messages,
+        k.len(),
+        r.seed,
+        r.runs.len(),
+        r.elapsed_ms as f64 / 1000.0,
+        r.data_dir.display()
+    );
+    s += &format!("  kill moments (ms after start): {}\n", k.join(" "));
+    s += "books\n";
+    s += &format!(
+        "  published (confirmed)        {:>9}\n",
+        b.published_confirmed
+    );
+    s += &format!(
+        "  published (confirm lost)     {:>9}\n",
+        b.published_unconfirmed_delivered
+    );
+    s += &format!("  acked                        {:>9}\n", b.acked);
+    s += &format!(
+        "  acked (confirm lost in kill) {:>9}\n",
+        b.acked_confirmation_lost
+    );
+    s += &format!("  dead-lettered                {:>9}\n", b.dead_lettered);
+    for (reason, n) in &b.dead_lettered_by_reason {
+        s += &format!("    {reason:<26} {n:>9}\n");
+    }
+    s += &format!("  pending at end               {:>9}\n", b.pending_at_end);
+    s += &format!("  redelivered                  {:>9}\n", b.redelivered);
+    s += &format!(
+        "  duplicates processed         {:>9}  (at-least-once: allowed)\n",
+        b.duplicates_processed
+    );
+    s += &format!(
+        "  duplicates after fencing     {:>9}  (must be 0)\n",
+        b.duplicates_after_fencing
+    );
+    s += &format!(
+        "  lost                         {:>9}  (must be 0)\n",
+        b.lost
+    );
+    s += &format!(
+        "  attempt regressions          {:>9}  (must be 0)\n",
+        b.attempt_regressions
+    );
+    s += &format!(
+        "  restart checks               {:>9}  ({} failed)\n",
+        b.restart_checks, b.restart_check_failures
+    );
+    let rc = &b.recovery;
+    s += &format!(
+        "recovery: {} runs reported, {:.2}/{:.2}/{:.2} ms (min/median/max), {} torn tails truncated, {} corrupt ranges\n",
+        rc.runs_reported,
+        rc.micros_min as f64 / 1000.0,
+        rc.micros_median as f64 / 1000.0,
+        rc.micros_max as f64 / 1000.0,
+        rc.torn_tails_truncated,
+        rc.corrupt_ranges
+    );
+    for d in &rc.damage {
+        s += &format!("  {d}\n");
+    }
+    if b.balanced {
+        s += "the books balance\n";
+    } else {
+        s += &format!("THE BOOKS DO NOT BALANCE: {}\n", b.failures.join("; "));
+        for id in &b.lost_ids {
+            s += &format!("  lost: {id}\n");
+        }
+        for e in b
+            .attempt_regression_examples
+            .iter()
+            .chain(&b.restart_failure_examples)
+        {
+            s += &format!("  {e}\n");
+        }
+    }
+    s
+}

@@ -1,0 +1,321 @@
+//! `ackline queue stats` and `ackline dlq list|show|replay|purge`: thin wrappers over the
+//! engine's API.
+//!
+//! Invariants:
+//! - Read-only commands (`queue stats`, `dlq list`, `dlq show`) never create a queue: a queue
+//!   that does not exist is reported (stats, show) or has an empty dead-letter queue (list).
+//! - Replay and purge report how many entries they changed, once that is durable.
+
+use std::path::Path;
+
+use ackline_queue::{
+    Db, DeadLetter, DlqFilter, DlqSelector, Queue, QueueOptions, QueueStats, valid_queue_name,
+};
+use anyhow::{Context, anyhow};
+use serde::Serialize;
+
+use crate::cli::{DlqCommand, QueueCommand, Selection};
+use crate::exit::usage;
+use crate::output::Out;
+
+fn open_db(dir: &Path) -> anyhow::Result<Db> {
+    Db::open(dir).with_context(|| format!("opening data directory {}", dir.display()))
+}
+
+fn check_name(name: &str) -> anyhow::Result<()> {
+    if valid_queue_name(name) {
+        Ok(())
+    } else {
+        Err(usage(format!(
+            "invalid queue name {name:?}: use 1 to 128 of A-Z a-z 0-9 . _ -"
+        )))
+    }
+}
+
+/// Opens `name` if it exists.
+fn existing(db: &Db, name: &str) -> anyhow::Result<Option<Queue>> {
+    check_name(name)?;
+    let names = db.queue_names().context("listing queues")?;
+    if !names.iter().any(|n| n == name) {
+        return Ok(None);
+    }
+    db.queue(name, QueueOptions::default())
+        .with_context(|| format!("opening queue {name}"))
+        .map(Some)
+}
+
+#[derive(Debug, Serialize)]
+struct All {
+    queues: Vec<StatsView>,
+}
+
+#[derive(Debug, Serialize)]
+struct StatsView {
+    queue: String,
+    pending: u64,
+    ready: u64,
+    leased: u64,
+    delayed: u64,
+    dead_letters: u64,
+    pending_bytes: u64,
+    segments: u64,
+    next_seq: u64,
+    recovery_micros: u64,
+    torn_tails_truncated: usize,
+    corrupt_ranges: usize,
+}
+
+fn stats_view(q: &Queue) -> StatsView {
+    let s: QueueStats = q.stats();
+    let r = q.recovery_report();
+    StatsView {
+        queue: q.name().to_string(),
+        pending: s.pending,
+        ready: s.ready,
+        leased: s.leased,
+        delayed: s.delayed,
+        dead_letters: s.dead_letters,
+        pending_bytes: s.pending_bytes,
+        segments: s.segments,
+        next_seq: s.next_seq,
+        recovery_micros: r.micros,
+        torn_tails_truncated: r.truncated.len(),
+        corrupt_ranges: r.corrupt.len(),
+    }
+}
+
+/// `ackline queue ...`
+pub fn queue_cmd(c: &QueueCommand, dir: &Path, out: Out) -> anyhow::Result<()> {
+    let QueueCommand::Stats { queue } = c;
+    let db = open_db(dir)?;
+    let names = match queue {
+        Some(n) => {
+            check_name(n)?;
+            vec![n.clone()]
+        }
+        None => db.queue_names().context("listing queues")?,
+    };
+    let mut views = Vec::new();
+    for n in &names {
+        let q =
+            existing(&db, n)?.ok_or_else(|| anyhow!("no queue named {n} in {}", dir.display()))?;
+        views.push(stats_view(&q));
+    }
+    let all = All { queues: views };
+    out.emit(&all, || {
+        let mut s = String::new();
+        if all.queues.is_empty() {
+            s += &format!("no queues in {}\n", dir.display());
+        }
+        for v in &all.queues {
+            s += &format!(
+                "{}: {} pending ({} ready, {} leased, {} delayed), {} dead letters, {} bytes pending, {} segments, next position {}\n  recovery {:.2} ms, {} torn tails truncated, {} corrupt ranges\n",
+                v.queue,
+                v.pending,
+                v.ready,
+                v.leased,
+                v.delayed,
+                v.dead_letters,
+                v.pending_bytes,
+                v.segments,
+                v.next_seq,
+                v.recovery_micros as f64 / 1000.0,
+                v.torn_tails_truncated,
+                v.corrupt_ranges
+            );
+        }
+        s
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct EntryView {
+    key: u64,
+    id: String,
+    attempts: u32,
+    enqueued_at: u64,
+    first_failure: u64,
+    last_failure: u64,
+    reason: String,
+    last_error: String,
+    headers: Vec<(String, String)>,
+    payload_bytes: usize,
+    /// The payload as UTF-8 (invalid bytes replaced).
+    payload: String,
+}
+
+impl From<DeadLetter> for EntryView {
+    fn from(d: DeadLetter) -> Self {
+        EntryView {
+            key: d.key,
+            id: d.id,
+            attempts: d.attempts,
+            enqueued_at: d.enqueued_at,
+            first_failure: d.first_failure,
+            last_failure: d.last_failure,
+            reason: d.reason,
+            last_error: d.last_error,
+            headers: d.headers,
+            payload_bytes: d.payload.len(),
+            payload: String::from_utf8_lossy(&d.payload).into_owned(),
+        }
+    }
+}
+
+fn selector(sel: &Selection) -> DlqSelector {
+    if sel.all {
+        DlqSelector::All
+    } else if !sel.keys.is_empty() {
+        DlqSelector::Keys(sel.keys.clone())
+    } else if !sel.ids.is_empty() {
+        DlqSelector::Ids(sel.ids.clone())
+    } else {
+        DlqSelector::Filter(DlqFilter {
+            reason_contains: sel.reason_contains.clone(),
+            ..DlqFilter::default()
+        })
+    }
+}
+
+/// `ackline dlq ...`
+pub fn dlq_cmd(c: &DlqCommand, dir: &Path, out: Out) -> anyhow::Result<()> {
+    let db = open_db(dir)?;
+    match c {
+        DlqCommand::List {
+            queue,
+            after,
+            limit,
+        } => {
+            if *limit == 0 {
+                return Err(usage("--limit must be at least 1"));
+            }
+            let entries: Vec<EntryView> = match existing(&db, queue)? {
+                None => Vec::new(),
+                Some(q) => q
+                    .dlq_list(*after, *limit)
+                    .with_context(|| format!("listing the dead-letter queue of {queue}"))?
+                    .into_iter()
+                    .map(EntryView::from)
+                    .collect(),
+            };
+            let next_after = if entries.len() == *limit {
+                entries.last().map(|e| e.key)
+            } else {
+                None
+            };
+            #[derive(Serialize)]
+            struct List<'a> {
+                queue: &'a str,
+                entries: &'a [EntryView],
+                next_after: Option<u64>,
+            }
+            out.emit(
+                &List {
+                    queue,
+                    entries: &entries,
+                    next_after,
+                },
+                || {
+                    let mut s = String::new();
+                    if entries.is_empty() {
+                        s += &format!("dead-letter queue of {queue}: no entries\n");
+                    }
+                    for e in &entries {
+                        s += &format!(
+                            "{:>10}  {:<24} attempts {:<3} {}: {}\n",
+                            e.key, e.id, e.attempts, e.reason, e.last_error
+                        );
+                    }
+                    if let Some(k) = next_after {
+                        s += &format!("more: --after {k}\n");
+                    }
+                    s
+                },
+            )
+        }
+        DlqCommand::Show { queue, key, id } => {
+            let q = existing(&db, queue)?
+                .ok_or_else(|| anyhow!("no queue named {queue} in {}", dir.display()))?;
+            let found: Vec<EntryView> = match (key, id) {
+                (Some(k), _) => q
+                    .dlq_get(*k)
+                    .with_context(|| format!("reading dead-letter entry {k} of {queue}"))?
+                    .into_iter()
+                    .map(EntryView::from)
+                    .collect(),
+                (None, Some(id)) => q
+                    .dlq_find(id)
+                    .with_context(|| {
+                        format!("finding id {id} in the dead-letter queue of {queue}")
+                    })?
+                    .into_iter()
+                    .map(EntryView::from)
+                    .collect(),
+                (None, None) => return Err(usage("give a KEY or --id ID")),
+            };
+            if found.is_empty() {
+                let what = key.map_or_else(
+                    || format!("id {}", id.as_deref().unwrap_or("")),
+                    |k| format!("key {k}"),
+                );
+                return Err(anyhow!("no dead-letter entry with {what} in queue {queue}"));
+            }
+            #[derive(Serialize)]
+            struct Show<'a> {
+                queue: &'a str,
+                entries: &'a [EntryView],
+            }
+            out.emit(
+                &Show {
+                    queue,
+                    entries: &found,
+                },
+                || {
+                    let mut s = String::new();
+                    for e in &found {
+                        s += &format!(
+                            "key {}\n  id           {}\n  attempts     {}\n  enqueued at  {} (Unix ms)\n  failures     first {} last {} (Unix ms)\n  reason       {}\n  last error   {}\n",
+                            e.key, e.id, e.attempts, e.enqueued_at, e.first_failure, e.last_failure, e.reason, e.last_error
+                        );
+                        for (k, v) in &e.headers {
+                            s += &format!("  header       {k}: {v}\n");
+                        }
+                        s += &format!("  payload      {} bytes: {}\n", e.payload_bytes, e.payload);
+                    }
+                    s
+                },
+            )
+        }
+        DlqCommand::Replay { queue, sel } | DlqCommand::Purge { queue, sel } => {
+            let replay = matches!(c, DlqCommand::Replay { .. });
+            let verb = if replay { "replayed" } else { "purged" };
+            let n = match existing(&db, queue)? {
+                None => 0,
+                Some(q) => {
+                    let s = selector(sel);
+                    if replay {
+                        q.dlq_replay(&s)
+                            .with_context(|| format!("replaying dead letters of {queue}"))?
+                    } else {
+                        q.dlq_purge(&s)
+                            .with_context(|| format!("purging dead letters of {queue}"))?
+                    }
+                }
+            };
+            #[derive(Serialize)]
+            struct Done<'a> {
+                queue: &'a str,
+                action: &'a str,
+                count: usize,
+            }
+            out.emit(
+                &Done {
+                    queue,
+                    action: verb,
+                    count: n,
+                },
+                || format!("{verb} {n} dead-letter entries of {queue}\n"),
+            )
+        }
+    }
+}
