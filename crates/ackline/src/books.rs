@@ -121,6 +121,10 @@ pub struct Books {
     pub restart_check_failures: u64,
     /// Up to 20 failure descriptions.
     pub restart_failure_examples: Vec<String>,
+    /// Runs that received at least one delivery (kills that hit a worker under load).
+    pub runs_with_deliveries: u64,
+    /// Runs that confirmed at least one publish.
+    pub runs_with_publishes: u64,
     /// Journal files whose torn last line was ignored.
     pub journal_torn_tails: u64,
     /// Journal lines failing their check before the end of a file (must be 0).
@@ -208,7 +212,15 @@ pub fn check(
     let mut ambiguous: HashMap<String, u32> = HashMap::new(); // id -> run
     let mut deliveries: HashMap<String, Vec<(u32, u32)>> = HashMap::new();
     let mut ack_intents: HashSet<(String, u32)> = HashSet::new();
+    let mut runs_d: HashSet<u32> = HashSet::new();
+    let mut runs_p: HashSet<u32> = HashSet::new();
     for f in &files {
+        if f.entries.iter().any(|e| e.kind == Kind::Delivered) {
+            runs_d.insert(f.run);
+        }
+        if f.entries.iter().any(|e| e.kind == Kind::Published) {
+            runs_p.insert(f.run);
+        }
         let last_confirm = f
             .entries
             .iter()
@@ -246,6 +258,8 @@ pub fn check(
         }
     }
 
+    b.runs_with_deliveries = runs_d.len() as u64;
+    b.runs_with_publishes = runs_p.len() as u64;
     b.published_confirmed = published.len() as u64;
     b.published_unconfirmed_delivered = deliveries
         .keys()
@@ -432,4 +446,184 @@ pub fn check(
     );
     b.balanced = b.failures.is_empty();
     Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::Writer;
+
+    fn write(dir: &Path, run: u32, thread: &str, lines: &[(Kind, &str, u32)]) {
+        let mut w = Writer::create(journal::path(dir, run, thread)).unwrap();
+        for (k, id, a) in lines {
+            w.push(*k, id, *a);
+        }
+        w.sync().unwrap();
+    }
+
+    fn runs(killed: &[u32], last: u32) -> Vec<RunEnd> {
+        (0..=last)
+            .map(|run| RunEnd {
+                run,
+                killed: killed.contains(&run),
+                kill_after_ms: None,
+                exit_code: None,
+            })
+            .collect()
+    }
+
+    fn fin(next_seq: u64, dead: &[(&str, &str)]) -> Final {
+        Final {
+            pending: 0,
+            next_seq,
+            dead: dead
+                .iter()
+                .map(|(id, r)| (id.to_string(), (r.to_string(), 1)))
+                .collect(),
+        }
+    }
+
+    use Kind::*;
+
+    #[test]
+    fn clean_books_balance() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            0,
+            "producer",
+            &[(Published, "m-0", 0), (Published, "m-1", 0)],
+        );
+        write(
+            d.path(),
+            0,
+            "consumer-0",
+            &[
+                (Delivered, "m-0", 1),
+                (AckIntent, "m-0", 1),
+                (Delivered, "m-1", 1),
+                (RejectIntent, "m-1", 1),
+                (Acked, "m-0", 1),
+                (Rejected, "m-1", 1),
+            ],
+        );
+        let b = check(
+            2,
+            d.path(),
+            &runs(&[], 0),
+            &fin(2, &[("m-1", "poison payload")]),
+        )
+        .unwrap();
+        assert!(b.balanced, "{:?}", b.failures);
+        assert_eq!((b.acked, b.dead_lettered, b.lost), (1, 1, 0));
+    }
+
+    #[test]
+    fn a_confirmed_publish_that_vanished_is_lost() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            0,
+            "producer",
+            &[(Published, "m-0", 0), (Published, "m-1", 0)],
+        );
+        write(
+            d.path(),
+            0,
+            "consumer-0",
+            &[
+                (Delivered, "m-0", 1),
+                (AckIntent, "m-0", 1),
+                (Acked, "m-0", 1),
+            ],
+        );
+        let b = check(2, d.path(), &runs(&[], 0), &fin(2, &[])).unwrap();
+        assert!(!b.balanced);
+        assert_eq!(b.lost, 1);
+        assert_eq!(b.lost_ids, vec!["m-1".to_string()]);
+    }
+
+    #[test]
+    fn an_unconfirmed_ack_counts_only_at_the_end_of_a_killed_run() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), 0, "producer", &[(Published, "m-0", 0)]);
+        write(
+            d.path(),
+            0,
+            "consumer-0",
+            &[(Delivered, "m-0", 1), (AckIntent, "m-0", 1)],
+        );
+        let killed = check(1, d.path(), &runs(&[0], 0), &fin(1, &[])).unwrap();
+        assert!(killed.balanced, "{:?}", killed.failures);
+        assert_eq!(killed.acked_confirmation_lost, 1);
+        // The same journal from a run that exited by itself: the ack was never confirmed.
+        let clean = check(1, d.path(), &runs(&[], 0), &fin(1, &[])).unwrap();
+        assert_eq!(clean.lost, 1);
+    }
+
+    #[test]
+    fn double_acks_attempt_regressions_and_bad_restarts_are_caught() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            0,
+            "producer",
+            &[(Published, "m-0", 0), (Published, "m-1", 0)],
+        );
+        write(
+            d.path(),
+            0,
+            "consumer-0",
+            &[
+                (Delivered, "m-0", 2),
+                (AckIntent, "m-0", 2),
+                (Acked, "m-0", 2),
+            ],
+        );
+        write(
+            d.path(),
+            1,
+            "consumer-0",
+            &[
+                (Delivered, "m-0", 2),
+                (AckIntent, "m-0", 2),
+                (Acked, "m-0", 2),
+            ],
+        );
+        let start = StartInfo {
+            run: 1,
+            recovery_micros: 1,
+            open_micros: 1,
+            records_replayed: 0,
+            from_checkpoint: false,
+            truncated: vec![],
+            corrupt: vec![],
+            checkpoint_error: None,
+            pending: 0,
+            dead_letters: 0,
+            next_seq: 1, // m-1 was confirmed, so next_seq must be above 1
+        };
+        std::fs::write(
+            d.path().join("run-0001-start.json"),
+            serde_json::to_vec(&start).unwrap(),
+        )
+        .unwrap();
+        let b = check(
+            2,
+            d.path(),
+            &runs(&[0], 1),
+            &fin(2, &[("m-1", "poison payload")]),
+        )
+        .unwrap();
+        assert!(!b.balanced);
+        assert_eq!(b.duplicates_after_fencing, 1);
+        assert_eq!(b.attempt_regressions, 1);
+        assert_eq!(b.duplicates_processed, 1);
+        assert_eq!(b.restart_checks, 1);
+        assert_eq!(
+            b.restart_check_failures, 2,
+            "{:?}",
+            b.restart_failure_examples
+        );
+    }
 }

@@ -1,0 +1,234 @@
+//! The command line's contract: help, exit codes, one JSON object with --json, and the
+//! dead-letter tools over a real queue.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is a failed assertion
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ackline, json, run_with_deadline};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn run(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    let mut c = ackline();
+    c.arg("--data-dir").arg(dir).args(args);
+    run_with_deadline(c, LIMIT)
+}
+
+#[test]
+fn help_works_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--help"][..],
+        &["demo", "--help"],
+        &["bench", "queue", "--help"],
+        &["queue", "stats", "--help"],
+        &["dlq", "list", "--help"],
+        &["dlq", "replay", "--help"],
+    ] {
+        let o = run(args, dir.path());
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(text.contains("Usage: ackline"), "{args:?}: {text}");
+    }
+    let o = run(&["--help"], dir.path());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("demo") && text.contains("dlq"), "{text}");
+    assert!(
+        !text.contains("queue-worker"),
+        "internal commands are hidden: {text}"
+    );
+}
+
+#[test]
+fn bad_flags_exit_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--bogus", "demo"][..],
+        &["demo", "--messages", "many"],
+        &["dlq", "replay", "--queue", "q"],
+        &["dlq", "purge", "--queue", "q", "--all", "--key", "1"],
+        &["bench", "queue", "--ack", "sometimes"],
+    ] {
+        let o = run(args, dir.path());
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+    }
+    // Checked after parsing: a bad queue name is a usage error too.
+    let o = run(&["dlq", "list", "--queue", "no/slashes"], dir.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("invalid queue name"));
+}
+
+#[test]
+fn dlq_list_on_a_fresh_dir_is_an_empty_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&["--json", "dlq", "list", "--queue", "logs"], dir.path());
+    assert_eq!(o.status.code(), Some(0));
+    let v = json(&o);
+    assert_eq!(v["entries"], serde_json::json!([]));
+    assert_eq!(v["next_after"], serde_json::Value::Null);
+    let o = run(&["--json", "queue", "stats"], dir.path());
+    assert_eq!(json(&o)["queues"], serde_json::json!([]));
+    let o = run(&["queue", "stats", "nosuch"], dir.path());
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a missing queue is a runtime failure"
+    );
+}
+
+#[test]
+fn demo_json_and_dlq_tools_on_its_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(
+        &[
+            "--json",
+            "demo",
+            "--crashes",
+            "2",
+            "--messages",
+            "3000",
+            "--seed",
+            "42",
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = json(&o);
+    assert_eq!(v["books"]["balanced"], true);
+    let dead = v["books"]["dead_lettered"].as_u64().unwrap();
+    let poison = v["books"]["dead_lettered_by_reason"]["poison payload"]
+        .as_u64()
+        .unwrap();
+    assert!(dead > 5 && poison > 0);
+
+    // A second demo on the same directory is refused as a usage error.
+    let o = run(&["demo", "--crashes", "0", "--messages", "10"], dir.path());
+    assert_eq!(o.status.code(), Some(2));
+
+    // Paging walks every entry exactly once.
+    let mut after: Option<u64> = None;
+    let mut seen = Vec::new();
+    loop {
+        let mut args = vec!["--json", "dlq", "list", "--queue", "demo", "--limit", "7"];
+        let a;
+        if let Some(k) = after {
+            a = k.to_string();
+            args.extend(["--after", a.as_str()]);
+        }
+        let page = json(&run(&args, dir.path()));
+        for e in page["entries"].as_array().unwrap() {
+            seen.push(e["key"].as_u64().unwrap());
+        }
+        match page["next_after"].as_u64() {
+            Some(k) => after = Some(k),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len() as u64, dead);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+
+    // Show by key and by id agree.
+    let first = json(&run(
+        &[
+            "--json",
+            "dlq",
+            "show",
+            "--queue",
+            "demo",
+            &seen[0].to_string(),
+        ],
+        dir.path(),
+    ));
+    let id = first["entries"][0]["id"].as_str().unwrap().to_string();
+    let by_id = json(&run(
+        &["--json", "dlq", "show", "--queue", "demo", "--id", &id],
+        dir.path(),
+    ));
+    assert_eq!(first["entries"][0], by_id["entries"][0]);
+    let o = run(&["dlq", "show", "--queue", "demo", "999999999"], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+
+    // Purge the poison ones, replay the rest; the queue then holds the replayed ones.
+    let p = json(&run(
+        &[
+            "--json",
+            "dlq",
+            "purge",
+            "--queue",
+            "demo",
+            "--reason-contains",
+            "poison",
+        ],
+        dir.path(),
+    ));
+    assert_eq!(p["count"].as_u64(), Some(poison));
+    let r = json(&run(
+        &["--json", "dlq", "replay", "--queue", "demo", "--all"],
+        dir.path(),
+    ));
+    assert_eq!(r["count"].as_u64(), Some(dead - poison));
+    let s = json(&run(&["--json", "queue", "stats", "demo"], dir.path()));
+    assert_eq!(s["queues"][0]["pending"].as_u64(), Some(dead - poison));
+    assert_eq!(s["queues"][0]["dead_letters"].as_u64(), Some(0));
+    let l = json(&run(
+        &["--json", "dlq", "list", "--queue", "demo"],
+        dir.path(),
+    ));
+    assert_eq!(l["entries"], serde_json::json!([]));
+}
+
+#[test]
+fn bench_json_parses() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(
+        &[
+            "--json",
+            "bench",
+            "queue",
+            "--messages",
+            "3000",
+            "--producers",
+            "1,2",
+            "--consumers",
+            "1,2",
+            "--ack",
+            "individual,batch",
+            "--publish",
+            "batch,pipelined",
+            "--fsync",
+            "never",
+            "--recovery-messages",
+            "5000",
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = json(&o);
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 8);
+    for r in runs {
+        assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0);
+        assert!(
+            r["end_to_end_us"]["p50"].as_u64().unwrap()
+                <= r["end_to_end_us"]["max"].as_u64().unwrap()
+        );
+    }
+    assert_eq!(v["recovery"]["pending_after"].as_u64(), Some(5000));
+    assert!(v["memory"]["bytes_per_pending_message"].as_f64().is_some());
+}
