@@ -21,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use crate::error::QueueError;
-use crate::record::Encoder;
+use crate::record::{Encoder, runs};
 use crate::state::Loc;
 
 /// Bytes of a segment header.
@@ -101,6 +101,9 @@ pub(crate) struct Appender {
     pub since_checkpoint: u64,
     /// Every segment that exists or is about to: id to salt.
     pub segs: BTreeMap<u32, u32>,
+    /// Acks not yet encoded: they become one ACK record when the writer takes the batch.
+    /// Deferring is safe because nothing appended later refers to an acked message.
+    acks: Vec<u64>,
     seg_target: u64,
 }
 
@@ -115,6 +118,7 @@ impl Appender {
             batch: 1,
             since_checkpoint: 0,
             segs,
+            acks: Vec::new(),
             seg_target,
         };
         a.start_segment(seg);
@@ -162,13 +166,22 @@ impl Appender {
         loc
     }
 
+    /// Adds acks to the batch being filled (encoded together when the batch is taken).
+    pub fn defer_acks(&mut self, seqs: impl IntoIterator<Item = u64>) {
+        self.acks.extend(seqs);
+    }
+
     /// Whether anything waits to be written.
     pub fn has_work(&self) -> bool {
-        self.chunks.iter().any(|c| c.create || !c.bytes.is_empty())
+        !self.acks.is_empty() || self.chunks.iter().any(|c| c.create || !c.bytes.is_empty())
     }
 
     /// Takes the buffer for writing; returns it with its batch number, and opens the next batch.
     pub fn take(&mut self) -> (u64, Vec<Chunk>) {
+        if !self.acks.is_empty() {
+            let rs = runs(std::mem::take(&mut self.acks));
+            self.append(|e| e.ack(&rs));
+        }
         let batch = self.batch;
         self.batch += 1;
         (batch, std::mem::take(&mut self.chunks))

@@ -782,10 +782,7 @@ impl Consumer {
             };
             results.push(r);
         }
-        if !acks.is_empty() {
-            let rs = runs(acks);
-            inner.log.append(|e| e.ack(&rs));
-        }
+        inner.log.defer_acks(acks);
         let commit = s.commit_locked(&inner);
         drop(inner);
         s.after_append();
@@ -799,8 +796,27 @@ impl Consumer {
     pub fn close(self) {}
 }
 
+/// A 28-character id: the time in ms (12 hex digits, so ids sort by time) and 64 random bits.
 fn new_id(now: u64) -> String {
-    format!("{now:012x}{:016x}", rand::random::<u64>())
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let r: u64 = rand::random();
+    let mut b = [0u8; 28];
+    for (i, c) in b[..12].iter_mut().enumerate() {
+        *c = HEX[((now >> (44 - 4 * i)) & 0xf) as usize];
+    }
+    for (i, c) in b[12..].iter_mut().enumerate() {
+        *c = HEX[((r >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    b.iter().map(|&c| c as char).collect()
+}
+
+/// A message as read back from its publish record.
+#[derive(Debug, Default)]
+struct StoredMessage {
+    id: String,
+    headers: Vec<(String, String)>,
+    enqueued_at: u64,
+    payload: Vec<u8>,
 }
 
 type Picked = Vec<(u64, u32, Loc, u64)>;
@@ -1030,15 +1046,24 @@ impl Shared {
         Ok(r)
     }
 
-    fn salt(&self, seg: u32) -> Option<u32> {
-        lock(&self.inner).log.segs.get(&seg).copied()
+    /// The salts of the segments in `locs`, read under one lock.
+    fn salts(&self, locs: &[Loc]) -> HashMap<u32, u32> {
+        let inner = lock(&self.inner);
+        let mut out = HashMap::new();
+        for l in locs {
+            if let Some(&salt) = inner.log.segs.get(&l.seg) {
+                out.insert(l.seg, salt);
+            }
+        }
+        out
     }
 
-    /// Reads the frames at `locs` (sorted by location), coalescing nearby ones into one read.
-    fn read_frames(&self, locs: &[Loc]) -> Vec<Result<Vec<u8>, QueueError>> {
+    /// Reads the frames at `locs` (sorted by location), coalescing nearby ones into one read,
+    /// and hands each to `f` with its index in `locs`.
+    fn read_frames(&self, locs: &[Loc], mut f: impl FnMut(usize, Result<&[u8], &QueueError>)) {
         const MAX_GAP: u64 = 64 << 10;
         const MAX_SPAN: u64 = 4 << 20;
-        let mut out: Vec<Result<Vec<u8>, QueueError>> = Vec::with_capacity(locs.len());
+        let mut buf = Vec::new();
         let mut i = 0;
         while i < locs.len() {
             let first = locs[i];
@@ -1055,7 +1080,8 @@ impl Shared {
                 j += 1;
             }
             let start = u64::from(first.off);
-            let mut buf = vec![0u8; (end - start) as usize];
+            buf.clear();
+            buf.resize((end - start) as usize, 0);
             let res = self.reader(first.seg).and_then(|r| {
                 r.read_exact_at(&mut buf, start)
                     .map_err(|e| QueueError::Read {
@@ -1064,18 +1090,17 @@ impl Shared {
                         source: Arc::new(e),
                     })
             });
-            for l in &locs[i..j] {
-                out.push(match &res {
+            for (k, l) in locs.iter().enumerate().take(j).skip(i) {
+                match &res {
                     Ok(()) => {
                         let a = (u64::from(l.off) - start) as usize;
-                        Ok(buf[a..a + l.len as usize].to_vec())
+                        f(k, Ok(&buf[a..a + l.len as usize]));
                     }
-                    Err(e) => Err(e.clone()),
-                });
+                    Err(e) => f(k, Err(e)),
+                }
             }
             i = j;
         }
-        out
     }
 
     /// Reads and decodes the messages of picked deliveries. A message that cannot be read is
@@ -1083,24 +1108,25 @@ impl Shared {
     fn load(&self, mut picked: Picked) -> Result<Vec<Delivery>, QueueError> {
         picked.sort_by_key(|p| (p.2.seg, p.2.off));
         let locs: Vec<Loc> = picked.iter().map(|p| p.2).collect();
-        let frames = self.read_frames(&locs);
+        let salts = self.salts(&locs);
         let mut out = Vec::with_capacity(picked.len());
         let mut unreadable = Vec::new();
-        for ((seq, attempt, loc, until), frame) in picked.into_iter().zip(frames) {
-            match frame.map(|f| self.decode_message(loc, &f, seq)) {
+        self.read_frames(&locs, |k, frame| {
+            let (seq, attempt, loc, until) = picked[k];
+            match frame.map(|f| self.decode_message(loc, f, seq, salts.get(&loc.seg).copied())) {
                 Ok(Ok(m)) => out.push(Delivery {
                     tag: Tag { seq, attempt },
-                    id: m.0,
-                    headers: m.1,
-                    payload: m.3,
-                    enqueued_at: m.2,
+                    id: m.id,
+                    headers: m.headers,
+                    payload: m.payload,
+                    enqueued_at: m.enqueued_at,
                     attempt,
                     lease_until: until,
                 }),
                 Ok(Err(reason)) => unreadable.push((seq, reason)),
                 Err(e) => unreadable.push((seq, e.to_string())),
             }
-        }
+        });
         if !unreadable.is_empty() {
             let now = self.clock.now_ms();
             let mut inner = lock(&self.inner);
@@ -1120,27 +1146,28 @@ impl Shared {
         Ok(out)
     }
 
-    #[allow(clippy::type_complexity)]
     fn decode_message(
         &self,
         loc: Loc,
         frame: &[u8],
         seq: u64,
-    ) -> Result<(String, Vec<(String, String)>, u64, Vec<u8>), String> {
+        salt: Option<u32>,
+    ) -> Result<StoredMessage, String> {
         let file = self.dir.join(seg_name(loc.seg));
-        let salt = self
-            .salt(loc.seg)
-            .ok_or_else(|| format!("{}: segment unknown", file.display()))?;
+        let salt = salt.ok_or_else(|| format!("{}: segment unknown", file.display()))?;
         match decode(frame, 0, salt) {
-            Frame::Record(RecordRef::Publish { seq: s, msg, .. }, _) if s == seq => Ok((
-                msg.id.to_string(),
-                msg.headers
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                msg.enqueued_at,
-                msg.payload.to_vec(),
-            )),
+            Frame::Record(RecordRef::Publish { seq: s, msg, .. }, _) if s == seq => {
+                Ok(StoredMessage {
+                    id: msg.id.to_string(),
+                    headers: msg
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    enqueued_at: msg.enqueued_at,
+                    payload: msg.payload.to_vec(),
+                })
+            }
             Frame::Record(..) => Err(format!(
                 "{} offset {}: record there is not the publish of position {seq}",
                 file.display(),
@@ -1160,22 +1187,24 @@ impl Shared {
         key: u64,
         e: &crate::state::DlqEntry,
     ) -> Result<DeadLetter, QueueError> {
-        let frames = self.read_frames(&[e.loc]);
-        let frame = frames
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| Ok(Vec::new()))?;
-        let (id, headers, enqueued_at, payload) = self
-            .decode_message(e.loc, &frame, key)
-            .unwrap_or_else(|reason| {
-                (format!("<unreadable: {reason}>"), Vec::new(), 0, Vec::new())
+        let salts = self.salts(&[e.loc]);
+        let mut read = Err(self.closed());
+        self.read_frames(&[e.loc], |_, frame| {
+            read = frame.map_err(Clone::clone).map(|f| {
+                self.decode_message(e.loc, f, key, salts.get(&e.loc.seg).copied())
+                    .unwrap_or_else(|reason| StoredMessage {
+                        id: format!("<unreadable: {reason}>"),
+                        ..StoredMessage::default()
+                    })
             });
+        });
+        let m = read?;
         Ok(DeadLetter {
             key,
-            id,
-            headers,
-            payload,
-            enqueued_at,
+            id: m.id,
+            headers: m.headers,
+            payload: m.payload,
+            enqueued_at: m.enqueued_at,
             attempts: e.attempts,
             first_failure: e.first_failure,
             last_failure: e.last_failure,
