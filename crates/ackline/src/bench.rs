@@ -8,9 +8,10 @@
 //! - **publish confirm latency**: per message, from the `publish` call (or `publish_nowait`)
 //!   to the moment its confirmation was observed.
 //! - **end-to-end latency**: per message, from the publish call to its ack being durable.
-//! - **individual acks** are one `ack` call per message, their commits waited on after the
-//!   receive batch (the equivalent of a broker's asynchronous acks); **batch acks** are one
-//!   `settle` call per receive batch.
+//! - **individual acks** are one `ack` call per message, their commits waited on in bulk
+//!   after the consumer's next `receive` (the equivalent of a broker's asynchronous acks);
+//!   **batch acks** are one `settle` call per receive batch. Either way a message counts as
+//!   acked only once its ack's commit resolved.
 //! - **memory per pending message**: in a fresh child process, VmRSS after publishing N
 //!   messages without consuming them, minus VmRSS before, divided by N. Nothing is subtracted.
 //! - **recovery**: a child publishes `--recovery-messages`, is killed with SIGKILL while they
@@ -315,64 +316,19 @@ fn run_one(
         for _ in 0..consumers {
             let (q, failed, acked, done_at, pb) = (&q, &failed, &acked, &done_at, &pb);
             ch.push(s.spawn(move || -> anyhow::Result<Vec<u32>> {
-                let c = q.consumer();
-                let mut e2e = Vec::with_capacity((n / consumers as u64) as usize + 1024);
-                while acked.load(Ordering::SeqCst) < n {
-                    if failed.load(Ordering::SeqCst) {
-                        bail!("stopped: another thread failed");
-                    }
-                    let ds = match c.receive(a.prefetch, LEASE, Duration::from_millis(20)) {
-                        Ok(ds) => ds,
-                        Err(e) => {
-                            failed.store(true, Ordering::SeqCst);
-                            return Err(e).context("receiving");
-                        }
-                    };
-                    if ds.is_empty() {
-                        continue;
-                    }
-                    let r: anyhow::Result<()> = (|| {
-                        match ack {
-                            AckMode::Individual => {
-                                let mut commits = Vec::with_capacity(ds.len());
-                                for d in &ds {
-                                    commits.push(c.ack(d.tag).context("acking")?);
-                                }
-                                for cm in commits {
-                                    cm.wait().context("waiting for acks")?;
-                                }
-                            }
-                            AckMode::Batch => {
-                                let items: Vec<_> =
-                                    ds.iter().map(|d| (d.tag, Settlement::Ack)).collect();
-                                let (results, commit) = c.settle(&items);
-                                for r in results {
-                                    r.context("acking")?;
-                                }
-                                commit.wait().context("waiting for acks")?;
-                            }
-                        }
-                        Ok(())
-                    })();
-                    if let Err(e) = r {
-                        failed.store(true, Ordering::SeqCst);
-                        return Err(e);
-                    }
-                    let t = now_ns();
-                    for d in &ds {
-                        let mut b = [0u8; 8];
-                        b.copy_from_slice(&d.payload[..8]);
-                        e2e.push((t.saturating_sub(u64::from_le_bytes(b)) / 1000) as u32);
-                    }
-                    let k = ds.len() as u64;
-                    pb.inc(k);
-                    if acked.fetch_add(k, Ordering::SeqCst) + k >= n
-                        && let Ok(mut g) = done_at.lock()
-                    {
-                        *g = Some(start.elapsed());
-                    }
+                let sh = Progress {
+                    n,
+                    start,
+                    acked,
+                    failed,
+                    done_at,
+                    pb,
+                };
+                let r = consume(q, a, ack, &sh, consumers);
+                if r.is_err() {
+                    failed.store(true, Ordering::SeqCst);
                 }
-                Ok(e2e)
+                r
             }));
         }
         let p: Vec<anyhow::Result<(Vec<u32>, Duration)>> = ph.into_iter().map(join).collect();
@@ -423,6 +379,108 @@ fn run_one(
         end_to_end_us: pct(e2e),
         redelivered: stats.redelivered,
     })
+}
+
+/// What the consumers share.
+struct Progress<'a> {
+    n: u64,
+    start: Instant,
+    acked: &'a AtomicU64,
+    failed: &'a AtomicBool,
+    done_at: &'a Mutex<Option<Duration>>,
+    pb: &'a indicatif::ProgressBar,
+}
+
+impl Progress<'_> {
+    /// Counts acks that are durable and records their end-to-end latencies.
+    fn settled(&self, pub_times: &[u64], e2e: &mut Vec<u32>) {
+        let t = self.start.elapsed().as_nanos() as u64;
+        e2e.extend(
+            pub_times
+                .iter()
+                .map(|&p| (t.saturating_sub(p) / 1000) as u32),
+        );
+        let k = pub_times.len() as u64;
+        self.pb.inc(k);
+        if self.acked.fetch_add(k, Ordering::SeqCst) + k >= self.n
+            && let Ok(mut g) = self.done_at.lock()
+        {
+            *g = Some(self.start.elapsed());
+        }
+    }
+}
+
+/// One consumer: receive, ack (individually or in one `settle`), and wait for the acks'
+/// commits after the next `receive` returned: a receive returns only once its own delivery
+/// record is durable, and batches become durable in order, so by then the previous acks are
+/// durable too and the wait costs nothing. Acks are counted only once their commit resolved.
+fn consume(
+    q: &ackline_queue::Queue,
+    a: &BenchQueueArgs,
+    ack: AckMode,
+    sh: &Progress<'_>,
+    consumers: usize,
+) -> anyhow::Result<Vec<u32>> {
+    let c = q.consumer();
+    let mut e2e = Vec::with_capacity((sh.n / consumers as u64) as usize + 1024);
+    let mut prev: Option<(Vec<ackline_queue::Commit>, Vec<u64>)> = None;
+    loop {
+        if sh.failed.load(Ordering::SeqCst) {
+            bail!("stopped: another thread failed");
+        }
+        let acked = sh.acked.load(Ordering::SeqCst);
+        let in_flight = prev.as_ref().map_or(0, |p| p.1.len() as u64);
+        if acked + in_flight >= sh.n {
+            // Nothing more to receive for this run: settle what is in flight and stop.
+            if let Some((commits, times)) = prev.take() {
+                for cm in commits {
+                    cm.wait().context("waiting for acks")?;
+                }
+                sh.settled(&times, &mut e2e);
+            }
+            if sh.acked.load(Ordering::SeqCst) >= sh.n {
+                return Ok(e2e);
+            }
+        }
+        let ds = c
+            .receive(a.prefetch, LEASE, Duration::from_millis(20))
+            .context("receiving")?;
+        if let Some((commits, times)) = prev.take() {
+            for cm in commits {
+                cm.wait().context("waiting for acks")?;
+            }
+            sh.settled(&times, &mut e2e);
+        }
+        if ds.is_empty() {
+            continue;
+        }
+        let times: Vec<u64> = ds
+            .iter()
+            .map(|d| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&d.payload[..8]);
+                u64::from_le_bytes(b)
+            })
+            .collect();
+        let commits = match ack {
+            AckMode::Individual => {
+                let mut commits = Vec::with_capacity(ds.len());
+                for d in &ds {
+                    commits.push(c.ack(d.tag).context("acking")?);
+                }
+                commits
+            }
+            AckMode::Batch => {
+                let items: Vec<_> = ds.iter().map(|d| (d.tag, Settlement::Ack)).collect();
+                let (results, commit) = c.settle(&items);
+                for r in results {
+                    r.context("acking")?;
+                }
+                vec![commit]
+            }
+        };
+        prev = Some((commits, times));
+    }
 }
 
 fn join<T>(h: std::thread::ScopedJoinHandle<'_, anyhow::Result<T>>) -> anyhow::Result<T> {
