@@ -1,0 +1,51 @@
+//! Fuzz target: no input makes `Parser::parse` panic, in any configuration,
+//! and every outcome keeps its invariants (lossless raw line, lenient mode
+//! never errs, error positions in bounds, records serialise).
+//!
+//! Run: `cargo +nightly fuzz run parse_line` from the repository root.
+#![no_main]
+
+use std::sync::Arc;
+
+use ackline_parse::{Format, FormatChoice, LineContext, Parser, ParserConfig, YearRule};
+use chrono::{DateTime, Utc};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    // The first byte picks the configuration; the rest is the line.
+    let Some((&selector, line)) = data.split_first() else {
+        return;
+    };
+    let formats = Format::ALL;
+    let choice = match usize::from(selector & 0x1f) {
+        i if i < formats.len() => FormatChoice::Fixed(formats[i]),
+        _ => FormatChoice::Auto,
+    };
+    let strict = selector & 0x20 != 0;
+    let year_rule = if selector & 0x40 != 0 { YearRule::Fixed(1970) } else { YearRule::Infer };
+    let parser = Parser::new(ParserConfig {
+        format: choice,
+        strict,
+        year_rule,
+        max_json_depth: 32,
+        ..ParserConfig::default()
+    });
+    let ingest_time = if selector & 0x80 != 0 {
+        DateTime::<Utc>::MAX_UTC
+    } else {
+        DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default()
+    };
+    let ctx = LineContext { id: 1, input: Arc::from("fuzz"), ingest_time };
+    match parser.parse(line, &ctx) {
+        Ok(record) => {
+            assert_eq!(record.raw.as_bytes(), line);
+            let json = serde_json::to_string(&record).expect("records serialise");
+            assert!(!json.is_empty());
+        }
+        Err(err) => {
+            assert!(strict, "lenient mode returned {err}");
+            assert!(err.position <= line.len());
+            let _ = err.to_string();
+        }
+    }
+});
