@@ -807,7 +807,9 @@ fn new_id(now: u64) -> String {
     for (i, c) in b[12..].iter_mut().enumerate() {
         *c = HEX[((r >> (60 - 4 * i)) & 0xf) as usize];
     }
-    b.iter().map(|&c| c as char).collect()
+    let mut id = String::with_capacity(b.len());
+    id.extend(b.iter().map(|&c| char::from(c)));
+    id
 }
 
 /// A message as read back from its publish record.
@@ -1153,8 +1155,17 @@ impl Shared {
         seq: u64,
         salt: Option<u32>,
     ) -> Result<StoredMessage, String> {
-        let file = self.dir.join(seg_name(loc.seg));
-        let salt = salt.ok_or_else(|| format!("{}: segment unknown", file.display()))?;
+        // The path is only for error messages: built on the error path alone (hot loop).
+        let place = || {
+            format!(
+                "{} offset {}",
+                self.dir.join(seg_name(loc.seg)).display(),
+                loc.off
+            )
+        };
+        let Some(salt) = salt else {
+            return Err(format!("{}: segment unknown", place()));
+        };
         match decode(frame, 0, salt) {
             Frame::Record(RecordRef::Publish { seq: s, msg, .. }, _) if s == seq => {
                 Ok(StoredMessage {
@@ -1169,16 +1180,11 @@ impl Shared {
                 })
             }
             Frame::Record(..) => Err(format!(
-                "{} offset {}: record there is not the publish of position {seq}",
-                file.display(),
-                loc.off
+                "{}: record there is not the publish of position {seq}",
+                place()
             )),
-            Frame::Corrupt(r) => Err(format!("{} offset {}: {r}", file.display(), loc.off)),
-            Frame::Incomplete => Err(format!(
-                "{} offset {}: record cut short",
-                file.display(),
-                loc.off
-            )),
+            Frame::Corrupt(r) => Err(format!("{}: {r}", place())),
+            Frame::Incomplete => Err(format!("{}: record cut short", place())),
         }
     }
 
