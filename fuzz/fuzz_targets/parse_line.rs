@@ -22,7 +22,11 @@ fuzz_target!(|data: &[u8]| {
         _ => FormatChoice::Auto,
     };
     let strict = selector & 0x20 != 0;
-    let year_rule = if selector & 0x40 != 0 { YearRule::Fixed(1970) } else { YearRule::Infer };
+    let year_rule = if selector & 0x40 != 0 {
+        YearRule::Fixed(1970)
+    } else {
+        YearRule::Infer
+    };
     let parser = Parser::new(ParserConfig {
         format: choice,
         strict,
@@ -35,7 +39,11 @@ fuzz_target!(|data: &[u8]| {
     } else {
         DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default()
     };
-    let ctx = LineContext { id: 1, input: Arc::from("fuzz"), ingest_time };
+    let ctx = LineContext {
+        id: "fuzz".to_string(),
+        input: Arc::from("fuzz"),
+        ingest_time,
+    };
     match parser.parse(line, &ctx) {
         Ok(record) => {
             assert_eq!(record.raw.as_bytes(), line);

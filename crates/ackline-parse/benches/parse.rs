@@ -97,7 +97,7 @@ fn run(parser: &Parser, lines: &[Vec<u8>], ctx: &LineContext) -> usize {
 }
 
 fn bench(c: &mut Criterion) {
-    let ctx = LineContext::now(0, Arc::from("bench"));
+    let ctx = LineContext::now("bench-0", Arc::from("bench"));
     let auto = Parser::new(ParserConfig::default());
     let sets: Vec<_> = loghub().into_iter().chain(synthetic()).collect();
 

@@ -10,7 +10,7 @@
 //! use ackline_parse::{Format, LineContext, Parser, ParserConfig, Severity};
 //!
 //! let parser = Parser::new(ParserConfig::default()); // auto-detect, lenient
-//! let ctx = LineContext::now(1, Arc::from("/var/log/auth.log"));
+//! let ctx = LineContext::now("line-1", Arc::from("/var/log/auth.log"));
 //! let rec = parser
 //!     .parse(b"<34>1 2003-10-11T22:14:15.003Z host su - ID47 - 'su root' failed\n", &ctx)
 //!     .expect("lenient mode never fails");

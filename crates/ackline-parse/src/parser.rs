@@ -86,8 +86,8 @@ fn utc() -> FixedOffset {
 /// Where a line comes from and when it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineContext {
-    /// Caller-assigned line id, copied into the record.
-    pub id: u64,
+    /// The line's stable id (the queue message id), copied into the record.
+    pub id: String,
     /// The input's name (file path, socket, ...), shared between its lines.
     pub input: Arc<str>,
     /// When the line was read: the record's timestamp when the line has
@@ -98,9 +98,9 @@ pub struct LineContext {
 impl LineContext {
     /// A context with `ingest_time` = now.
     #[must_use]
-    pub fn now(id: u64, input: Arc<str>) -> Self {
+    pub fn now(id: impl Into<String>, input: Arc<str>) -> Self {
         Self {
-            id,
+            id: id.into(),
             input,
             ingest_time: DateTime::<Utc>::from(std::time::SystemTime::now()),
         }
@@ -224,7 +224,7 @@ fn build(
         .timestamp
         .unwrap_or_else(|| (ctx.ingest_time.fixed_offset(), TimestampSource::Ingest));
     Record {
-        id: ctx.id,
+        id: ctx.id.clone(),
         input: Arc::clone(&ctx.input),
         format: parts.variant.unwrap_or(format),
         timestamp,

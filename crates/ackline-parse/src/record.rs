@@ -25,8 +25,9 @@ pub type Fields = BTreeMap<String, serde_json::Value>;
 /// A parsed, normalised log line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
-    /// Caller-assigned id of the line (from [`LineContext::id`](crate::LineContext::id)).
-    pub id: u64,
+    /// The line's stable id (from [`LineContext::id`](crate::LineContext::id)): the queue
+    /// message id, which the stores use as their idempotency key.
+    pub id: String,
     /// The input the line came from (from [`LineContext::input`](crate::LineContext::input)).
     pub input: Arc<str>,
     /// The format that parsed the line; [`Format::Raw`] for the fallback.

@@ -90,7 +90,7 @@ fn at(rfc3339: &str) -> DateTime<Utc> {
 
 fn ctx(id: u64, file: &str, ingest: &str) -> LineContext {
     LineContext {
-        id,
+        id: id.to_string(),
         input: Arc::from(file),
         ingest_time: at(ingest),
     }

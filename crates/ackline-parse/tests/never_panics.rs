@@ -61,7 +61,7 @@ fn parsers() -> Vec<Parser> {
 
 fn check_all(line: &[u8], ingest: DateTime<Utc>) -> Result<(), TestCaseError> {
     let ctx = LineContext {
-        id: 7,
+        id: "m-7".to_string(),
         input: Arc::from("prop"),
         ingest_time: ingest,
     };
@@ -91,7 +91,7 @@ fn check_all(line: &[u8], ingest: DateTime<Utc>) -> Result<(), TestCaseError> {
 fn check_record(rec: &Record, line: &[u8], cfg: &ParserConfig) -> Result<(), TestCaseError> {
     prop_assert_eq!(rec.raw.as_bytes(), line, "raw must be lossless");
     prop_assert_eq!(rec.raw.is_utf8(), std::str::from_utf8(line).is_ok());
-    prop_assert_eq!(rec.id, 7);
+    prop_assert_eq!(rec.id.as_str(), "m-7");
     if cfg.strict {
         if let FormatChoice::Fixed(f) = cfg.format {
             let same_family = rec.format == f
@@ -177,7 +177,7 @@ fn seeds_parse_with_their_own_format_in_auto_mode() {
         strict: true,
         ..ParserConfig::default()
     });
-    let ctx = LineContext::now(1, Arc::from("seed"));
+    let ctx = LineContext::now("seed", Arc::from("seed"));
     for seed in SEEDS {
         let rec = parser
             .parse(seed.as_bytes(), &ctx)

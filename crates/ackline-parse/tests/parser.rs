@@ -14,7 +14,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 
 fn ctx() -> LineContext {
     LineContext {
-        id: 42,
+        id: "line-42".to_string(),
         input: Arc::from("/var/log/app.log"),
         ingest_time: DateTime::parse_from_rfc3339("2024-06-15T12:00:00Z")
             .unwrap()
@@ -40,7 +40,7 @@ fn lenient_auto_falls_back_to_raw_and_flags_ingest_time() {
     assert_eq!(rec.raw, RawLine::Text("just some words\r\n".to_owned()));
     assert_eq!(rec.timestamp_source, TimestampSource::Ingest);
     assert_eq!(rec.timestamp.to_rfc3339(), "2024-06-15T12:00:00+00:00");
-    assert_eq!(rec.id, 42);
+    assert_eq!(rec.id, "line-42");
     assert_eq!(&*rec.input, "/var/log/app.log");
     assert_eq!(rec.parse_error, None);
 }
@@ -273,7 +273,7 @@ fn serialised_layout_is_stable() {
         .unwrap();
     let json = serde_json::to_value(&rec).unwrap();
     let expected = serde_json::json!({
-        "id": 42,
+        "id": "line-42",
         "input": "/var/log/app.log",
         "format": "rfc5424",
         "timestamp": "2003-08-24T05:14:15.000003-07:00",
