@@ -1,0 +1,458 @@
+//! # ackline-worker: the worker runtime
+//!
+//! Connects a [`Broker`] to a [`Store`] through a [`Process`] (the log parser): N workers lease
+//! batches, process each delivery, write the batch's records to the store in one transaction,
+//! and ack the batch only after the commit. It knows the broker trait, not which broker.
+//!
+//! What happens to each delivery:
+//!
+//! | outcome | settlement |
+//! | --- | --- |
+//! | processed and stored (or already stored: idempotent) | ack, after the store's commit |
+//! | permanent processing error (strict parse error) | reject: dead-letter now, with the error |
+//! | transient processing error, or a panic in processing | nack with exponential backoff and full jitter; counts toward `max_attempts` |
+//! | the store rejects that one record | reject with the store's reason; the rest of the batch is retried at once |
+//! | the store is unavailable | nothing: the batch is held (leases extended), the [circuit breaker](breaker) opens, all workers pause, one probes with backoff, and the write is retried when it closes — no attempt burned, nothing dead-lettered |
+//! | the store reports a fatal error (bad configuration) | the runtime stops with the error; unsettled deliveries are released |
+//!
+//! Leases are extended automatically while a batch is being written or held. On shutdown
+//! (the `stop` signal), workers take no new deliveries, finish the batch in hand within
+//! `shutdown_deadline`, and release anything left.
+//!
+//! Invariants:
+//! - A delivery is acked only after the store has durably committed its record.
+//! - Each delivery a worker receives is settled at most once by it, or released.
+//! - A worker holds at most `prefetch` unsettled deliveries.
+
+pub mod breaker;
+mod process;
+mod retry;
+mod stats;
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ackline_broker::{Broker, BrokerError, Consumer, ConsumerOptions, Delivery, Settlement, Tag};
+use ackline_parse::Record;
+use ackline_store::{Store, StoreError};
+use tokio::sync::watch;
+
+pub use breaker::BreakerPolicy;
+pub use process::{INPUT_HEADER, ParseProcess, Process, ProcessError};
+pub use retry::RetryPolicy;
+pub use stats::{Stats, StatsSnapshot};
+
+use breaker::Breaker;
+
+/// How the workers run.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Concurrent workers.
+    pub workers: usize,
+    /// Most unsettled deliveries per worker.
+    pub prefetch: usize,
+    /// Deliveries per batch (one store transaction).
+    pub batch_size: usize,
+    /// How long a worker waits for a batch to start filling.
+    pub batch_wait: Duration,
+    /// Lease (ack timeout) per delivery; extended while a batch is in hand.
+    pub lease: Duration,
+    /// Backoff for nacked deliveries.
+    pub retry: RetryPolicy,
+    /// Backoff for probing an unavailable store.
+    pub breaker: BreakerPolicy,
+    /// How long shutdown waits for batches in hand.
+    pub shutdown_deadline: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            workers: 2,
+            prefetch: 2000,
+            batch_size: 1000,
+            batch_wait: Duration::from_millis(100),
+            lease: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            breaker: BreakerPolicy::default(),
+            shutdown_deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the runtime stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The broker failed in a way retrying will not fix.
+    #[error("broker: {0}")]
+    Broker(#[from] BrokerError),
+    /// The store failed in a way retrying will not fix.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A worker task ended abnormally.
+    #[error("worker task: {0}")]
+    Task(String),
+}
+
+struct Ctx<B, S, P> {
+    broker: Arc<B>,
+    store: Arc<S>,
+    process: Arc<P>,
+    cfg: WorkerConfig,
+    stats: Arc<Stats>,
+    breaker: Breaker,
+}
+
+/// The worker runtime.
+pub struct Runtime<B, S, P> {
+    ctx: Arc<Ctx<B, S, P>>,
+}
+
+impl<B, S, P> std::fmt::Debug for Runtime<B, S, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.ctx.cfg)
+            .finish()
+    }
+}
+
+/// Whether the stop signal has been given (a dropped sender counts as given).
+fn stopped(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
+impl<B: Broker, S: Store, P: Process> Runtime<B, S, P> {
+    /// A runtime over these parts.
+    pub fn new(broker: Arc<B>, store: Arc<S>, process: Arc<P>, cfg: WorkerConfig) -> Self {
+        let breaker = Breaker::new(cfg.breaker);
+        Runtime {
+            ctx: Arc::new(Ctx {
+                broker,
+                store,
+                process,
+                cfg,
+                stats: Arc::new(Stats::default()),
+                breaker,
+            }),
+        }
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.ctx.stats.clone()
+    }
+
+    /// Runs until `stop` turns true (or its sender is dropped), or a worker fails.
+    pub async fn run(&self, stop: watch::Receiver<bool>) -> Result<(), WorkerError> {
+        let (halt_tx, halt_rx) = watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..self.ctx.cfg.workers.max(1) {
+            let ctx = self.ctx.clone();
+            let halt = halt_rx.clone();
+            tasks.spawn(async move { ctx.worker(n, halt).await });
+        }
+        let mut stop = stop;
+        let mut first_error = None;
+        loop {
+            tokio::select! {
+                done = tasks.join_next() => match done {
+                    None => break,
+                    Some(Ok(Ok(()))) => {}
+                    Some(Ok(Err(e))) => {
+                        tracing::error!(error = %e, "worker stopped");
+                        first_error.get_or_insert(e);
+                        let _ = halt_tx.send(true);
+                    }
+                    Some(Err(e)) => {
+                        first_error.get_or_insert(WorkerError::Task(e.to_string()));
+                        let _ = halt_tx.send(true);
+                    }
+                },
+                changed = stop.changed(), if !*halt_tx.borrow() => {
+                    if changed.is_err() || *stop.borrow() {
+                        tracing::info!("stopping: finishing batches in hand");
+                        let _ = halt_tx.send(true);
+                        let deadline = self.ctx.cfg.shutdown_deadline;
+                        if tokio::time::timeout(deadline, async {
+                            while tasks.join_next().await.is_some() {}
+                        }).await.is_err() {
+                            tracing::warn!(?deadline, "shutdown deadline passed: releasing what is left");
+                            tasks.abort_all();
+                            while tasks.join_next().await.is_some() {}
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
+    async fn worker(&self, n: usize, mut halt: watch::Receiver<bool>) -> Result<(), WorkerError> {
+        let consumer = self
+            .broker
+            .consumer(ConsumerOptions {
+                prefetch: self.cfg.prefetch,
+                lease: self.cfg.lease,
+            })
+            .await?;
+        let result = self.work(n, &consumer, &mut halt).await;
+        consumer.close().await;
+        result
+    }
+
+    async fn work(
+        &self,
+        n: usize,
+        consumer: &B::Consumer,
+        halt: &mut watch::Receiver<bool>,
+    ) -> Result<(), WorkerError> {
+        let mut broker_backoff = self.cfg.breaker.base;
+        while !stopped(halt) {
+            if self.breaker.is_open() {
+                self.wait_for_store(consumer, &[], halt).await?;
+                continue;
+            }
+            let batch = self.cfg.batch_size.min(self.cfg.prefetch).max(1);
+            match consumer.receive(batch, self.cfg.batch_wait).await {
+                Ok(ds) if ds.is_empty() => {}
+                Ok(ds) => {
+                    broker_backoff = self.cfg.breaker.base;
+                    self.stats.add_received(ds.len());
+                    self.handle_batch(consumer, ds, halt).await?;
+                }
+                Err(e @ (BrokerError::Unavailable { .. } | BrokerError::Full { .. })) => {
+                    tracing::warn!(worker = n, error = %e, "broker unavailable; backing off");
+                    self.pause(broker_backoff, halt).await;
+                    broker_backoff = (broker_backoff * 2).min(self.cfg.breaker.cap);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sleeps `d` unless halted first (a backoff timer, not synchronisation).
+    async fn pause(&self, d: Duration, halt: &mut watch::Receiver<bool>) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = halt.changed() => {}
+        }
+    }
+
+    /// Processes a batch, writes it, and settles every delivery.
+    async fn handle_batch(
+        &self,
+        consumer: &B::Consumer,
+        ds: Vec<Delivery>,
+        halt: &mut watch::Receiver<bool>,
+    ) -> Result<(), WorkerError> {
+        let mut settle: Vec<(Tag, Settlement)> = Vec::new();
+        let mut tags = Vec::with_capacity(ds.len());
+        let mut records = Vec::with_capacity(ds.len());
+        for d in ds {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| self.process.process(&d))) {
+                Ok(Ok(r)) => {
+                    tags.push(d.tag);
+                    records.push(r);
+                }
+                Ok(Err(ProcessError::Permanent(reason))) => {
+                    self.stats.add_rejected(1);
+                    settle.push((d.tag, Settlement::Reject { reason }));
+                }
+                Ok(Err(ProcessError::Transient(error))) => {
+                    settle.push((d.tag, self.nack(d.attempt, error)));
+                }
+                Err(panic) => {
+                    self.stats.add_panic();
+                    let what = panic_message(&panic);
+                    tracing::error!(id = %d.id, attempt = d.attempt, panic = %what, "processing panicked");
+                    settle.push((
+                        d.tag,
+                        self.nack(d.attempt, format!("panic while processing: {what}")),
+                    ));
+                }
+            }
+        }
+        let outcome = self
+            .write(consumer, &mut tags, &mut records, &mut settle, halt)
+            .await;
+        if !settle.is_empty() {
+            self.settle(consumer, settle).await?;
+        }
+        outcome
+    }
+
+    fn nack(&self, attempt: u32, error: String) -> Settlement {
+        self.stats.add_nacked(1);
+        let delay = self.cfg.retry.delay(attempt, &mut rand::rng());
+        Settlement::Nack { delay, error }
+    }
+
+    /// Writes `records` until stored, moving their settlements to `settle`. Held records stay
+    /// unsettled if the runtime is halted during an outage (they are released on close).
+    async fn write(
+        &self,
+        consumer: &B::Consumer,
+        tags: &mut Vec<Tag>,
+        records: &mut Vec<Record>,
+        settle: &mut Vec<(Tag, Settlement)>,
+        halt: &mut watch::Receiver<bool>,
+    ) -> Result<(), WorkerError> {
+        while !records.is_empty() {
+            match self.write_extending(consumer, tags, records).await {
+                Ok(report) => {
+                    self.breaker.close();
+                    self.stats.add_stored(report.inserted, report.duplicates);
+                    settle.extend(tags.drain(..).map(|t| (t, Settlement::Ack)));
+                    records.clear();
+                }
+                Err(StoreError::Rejected { index, reason }) if index < records.len() => {
+                    self.stats.add_store_rejected();
+                    records.remove(index);
+                    let reason = format!("store rejected the record: {reason}");
+                    settle.push((tags.remove(index), Settlement::Reject { reason }));
+                }
+                Err(e @ StoreError::Unavailable { .. }) => {
+                    if !self.breaker.is_open() {
+                        tracing::warn!(error = %e, "store unavailable: pausing, holding the batch");
+                        self.stats.add_outage();
+                    }
+                    self.breaker.trip();
+                    self.wait_for_store(consumer, tags, halt).await?;
+                    if stopped(halt) {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// One store write, extending the batch's leases while it runs.
+    async fn write_extending(
+        &self,
+        consumer: &B::Consumer,
+        tags: &[Tag],
+        records: &[Record],
+    ) -> Result<ackline_store::WriteReport, StoreError> {
+        let write = self.store.write_batch(records);
+        tokio::pin!(write);
+        let mut tick = self.extend_ticker();
+        loop {
+            tokio::select! {
+                r = &mut write => return r,
+                _ = tick.tick() => self.extend(consumer, tags).await,
+            }
+        }
+    }
+
+    fn extend_ticker(&self) -> tokio::time::Interval {
+        let period = (self.cfg.lease / 3).max(Duration::from_millis(10));
+        tokio::time::interval_at(tokio::time::Instant::now() + period, period)
+    }
+
+    async fn extend(&self, consumer: &B::Consumer, tags: &[Tag]) {
+        if tags.is_empty() {
+            return;
+        }
+        let items = tags
+            .iter()
+            .map(|t| {
+                (
+                    t.clone(),
+                    Settlement::Extend {
+                        lease: self.cfg.lease,
+                    },
+                )
+            })
+            .collect();
+        if let Err(e) = consumer.settle(items).await {
+            tracing::warn!(error = %e, "extending leases failed");
+        }
+    }
+
+    /// Waits until the store is back (probing with backoff if no other worker is), extending
+    /// the leases of `held` meanwhile. Returns early when halted.
+    async fn wait_for_store(
+        &self,
+        consumer: &B::Consumer,
+        held: &[Tag],
+        halt: &mut watch::Receiver<bool>,
+    ) -> Result<(), WorkerError> {
+        let mut tick = self.extend_ticker();
+        while self.breaker.is_open() && !stopped(halt) {
+            if self.breaker.claim_probe() {
+                let wait = tokio::time::sleep(self.breaker.next_delay());
+                tokio::pin!(wait);
+                loop {
+                    tokio::select! {
+                        _ = &mut wait => break,
+                        _ = tick.tick() => self.extend(consumer, held).await,
+                        _ = halt.changed() => break,
+                    }
+                }
+                if stopped(halt) {
+                    self.breaker.probe_done(false);
+                    break;
+                }
+                match self.store.probe().await {
+                    Ok(()) => {
+                        tracing::info!("store is back: resuming");
+                        self.breaker.probe_done(true);
+                    }
+                    Err(StoreError::Unavailable { .. }) => self.breaker.probe_done(false),
+                    Err(e) => {
+                        self.breaker.probe_done(false);
+                        return Err(e.into());
+                    }
+                }
+            } else {
+                tokio::select! {
+                    _ = self.breaker.closed() => {}
+                    _ = tick.tick() => self.extend(consumer, held).await,
+                    _ = halt.changed() => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn settle(
+        &self,
+        consumer: &B::Consumer,
+        items: Vec<(Tag, Settlement)>,
+    ) -> Result<(), WorkerError> {
+        match consumer.settle(items).await {
+            Ok(results) => {
+                let failed = results.iter().filter(|r| r.is_err()).count();
+                if failed > 0 {
+                    // Redelivered elsewhere after a lease expiry: the store deduplicates.
+                    tracing::warn!(failed, "settlements refused (stale deliveries)");
+                    self.stats.add_settle_refused(failed);
+                }
+                Ok(())
+            }
+            Err(e @ BrokerError::Fatal { .. }) => Err(e.into()),
+            Err(e) => {
+                // Not durable: the deliveries come back and the store deduplicates.
+                tracing::warn!(error = %e, "settling failed; the deliveries will be redelivered");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}

@@ -1,0 +1,439 @@
+//! The worker runtime on the embedded queue, with an in-memory store whose failures the tests
+//! control: every row of the outcome table in the crate docs, observed from outside.
+
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ackline_broker::embedded::EmbeddedBroker;
+use ackline_broker::{Broker, DeadLetters, Delivery, DlqSelector, Message};
+use ackline_parse::{Format, FormatChoice, Parser, ParserConfig, Record};
+use ackline_queue::{Db, QueueOptions};
+use ackline_store::{Store, StoreError, WriteReport};
+use ackline_worker::{
+    BreakerPolicy, ParseProcess, Process, ProcessError, RetryPolicy, Runtime, WorkerConfig,
+};
+use tokio::sync::watch;
+
+/// An idempotent in-memory store that can be made unavailable or made to refuse given ids.
+#[derive(Default)]
+struct MemStore {
+    rows: Mutex<BTreeMap<String, Record>>,
+    down: AtomicBool,
+    refuse: Mutex<HashSet<String>>,
+    writes: AtomicU64,
+    probes: AtomicU64,
+}
+
+impl MemStore {
+    fn count(&self) -> usize {
+        self.rows.lock().unwrap().len()
+    }
+}
+
+impl Store for MemStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+    async fn write_batch(&self, batch: &[Record]) -> Result<WriteReport, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable {
+                store: "memory",
+                reason: "connection refused".into(),
+            });
+        }
+        let refuse = self.refuse.lock().unwrap().clone();
+        if let Some(index) = batch.iter().position(|r| refuse.contains(&r.id)) {
+            return Err(StoreError::Rejected {
+                index,
+                reason: "value refused by the schema".into(),
+            });
+        }
+        let mut rows = self.rows.lock().unwrap();
+        let mut report = WriteReport::default();
+        for r in batch {
+            if rows.insert(r.id.clone(), r.clone()).is_none() {
+                report.inserted += 1;
+            } else {
+                report.duplicates += 1;
+            }
+        }
+        Ok(report)
+    }
+    async fn probe(&self) -> Result<(), StoreError> {
+        self.probes.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable {
+                store: "memory",
+                reason: "connection refused".into(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    broker: Arc<EmbeddedBroker>,
+    store: Arc<MemStore>,
+}
+
+fn setup(max_attempts: u32) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let q = db
+        .queue(
+            "logs",
+            QueueOptions {
+                max_attempts,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    Setup {
+        _dir: dir,
+        broker: Arc::new(EmbeddedBroker::new(q)),
+        store: Arc::new(MemStore::default()),
+    }
+}
+
+fn config() -> WorkerConfig {
+    WorkerConfig {
+        workers: 2,
+        prefetch: 200,
+        batch_size: 100,
+        batch_wait: Duration::from_millis(20),
+        lease: Duration::from_millis(600),
+        retry: RetryPolicy {
+            base: Duration::from_millis(20),
+            factor: 2.0,
+            cap: Duration::from_millis(100),
+        },
+        breaker: BreakerPolicy {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(200),
+        },
+        shutdown_deadline: Duration::from_secs(5),
+    }
+}
+
+fn json_line(i: usize) -> Message {
+    Message::new(
+        format!("line-{i}"),
+        format!(r#"{{"ts":"2026-11-28T10:00:00Z","level":"info","msg":"event {i}"}}"#),
+    )
+    .with_header("input", "test")
+}
+
+async fn publish(b: &EmbeddedBroker, msgs: Vec<Message>) {
+    for chunk in msgs.chunks(100) {
+        b.publish(chunk.to_vec()).await.unwrap();
+    }
+}
+
+/// Polls `cond` until it holds or `limit` passes.
+async fn until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
+}
+
+/// Starts a runtime in the background; returns its stop switch and join handle.
+fn start<P: Process>(
+    s: &Setup,
+    process: P,
+    cfg: WorkerConfig,
+) -> (
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<Result<(), ackline_worker::WorkerError>>,
+    Arc<ackline_worker::Stats>,
+) {
+    let rt = Runtime::new(s.broker.clone(), s.store.clone(), Arc::new(process), cfg);
+    let stats = rt.stats();
+    let (tx, rx) = watch::channel(false);
+    let h = tokio::spawn(async move { rt.run(rx).await });
+    (tx, h, stats)
+}
+
+fn lenient() -> ParseProcess {
+    ParseProcess::new(Parser::new(ParserConfig::default()))
+}
+
+fn strict_json() -> ParseProcess {
+    ParseProcess::new(Parser::new(ParserConfig {
+        format: FormatChoice::Fixed(Format::Json),
+        strict: true,
+        ..Default::default()
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_line_is_stored_once_and_acked_after_the_commit() {
+    let s = setup(3);
+    publish(&s.broker, (0..500).map(json_line).collect()).await;
+    let (stop, h, stats) = start(&s, lenient(), config());
+    assert!(
+        until(Duration::from_secs(20), || s.store.count() == 500).await,
+        "stored {}",
+        s.store.count()
+    );
+    let st = s.broker.stats().await.unwrap();
+    assert!(until(Duration::from_secs(5), || stats.snapshot().stored == 500).await);
+    stop.send(true).unwrap();
+    h.await.unwrap().unwrap();
+    let st2 = s.broker.stats().await.unwrap();
+    assert_eq!(
+        (st2.pending, st2.dead_letters),
+        (0, 0),
+        "before stop: {st:?}"
+    );
+    let rec = s.store.rows.lock().unwrap()["line-7"].clone();
+    assert_eq!(
+        (rec.format, rec.message.as_str(), &*rec.input),
+        (Format::Json, "event 7", "test")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_parse_errors_are_dead_lettered_with_the_reason() {
+    let s = setup(3);
+    let mut msgs: Vec<Message> = (0..20).map(json_line).collect();
+    msgs.push(Message::new("bad-1", "this is not json").with_header("input", "test"));
+    msgs.push(Message::new("bad-2", vec![0xff, 0xfe, b'{']).with_header("input", "test"));
+    publish(&s.broker, msgs).await;
+    let (stop, h, _) = start(&s, strict_json(), config());
+    assert!(until(Duration::from_secs(20), || s.store.count() == 20).await);
+    let broker = s.broker.clone();
+    let mut dead = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dead.len() < 2 && Instant::now() < deadline {
+        dead = broker.dlq_list(None, 10).await.unwrap();
+    }
+    stop.send(true).unwrap();
+    h.await.unwrap().unwrap();
+    let ids: Vec<_> = dead.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["bad-1", "bad-2"]);
+    assert!(
+        dead.iter()
+            .all(|d| d.reason.starts_with("parse error: json")),
+        "{:?}",
+        dead[0].reason
+    );
+    assert_eq!(dead[0].attempts, 1, "dead-lettered at once, no retries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_longer_than_the_lease_burns_no_attempts_and_dead_letters_nothing() {
+    let s = setup(2);
+    s.store.down.store(true, Ordering::SeqCst);
+    publish(&s.broker, (0..300).map(json_line).collect()).await;
+    let (stop, h, stats) = start(&s, lenient(), config());
+    // Let the outage outlast several leases (600 ms) while the breaker probes.
+    let since = Instant::now();
+    assert!(
+        until(Duration::from_secs(20), || s
+            .store
+            .probes
+            .load(Ordering::SeqCst)
+            >= 8
+            && since.elapsed() > Duration::from_millis(2500))
+        .await
+    );
+    let during = s.broker.stats().await.unwrap();
+    assert_eq!(s.store.count(), 0);
+    assert_eq!(during.dead_letters, 0, "the outage dead-lettered messages");
+    assert_eq!(
+        during.redelivered, 0,
+        "held batches were redelivered: leases not extended"
+    );
+    assert!(during.in_flight > 0, "workers should hold their batches");
+    s.store.down.store(false, Ordering::SeqCst);
+    assert!(
+        until(Duration::from_secs(20), || s.store.count() == 300).await,
+        "stored {}",
+        s.store.count()
+    );
+    assert!(until(Duration::from_secs(5), || stats.snapshot().stored == 300).await);
+    stop.send(true).unwrap();
+    h.await.unwrap().unwrap();
+    let after = s.broker.stats().await.unwrap();
+    assert_eq!(
+        (after.pending, after.dead_letters, after.redelivered),
+        (0, 0, 0)
+    );
+    assert_eq!(stats.snapshot().outages, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_store_refuses_is_dead_lettered_and_the_rest_stored() {
+    let s = setup(3);
+    s.store.refuse.lock().unwrap().insert("line-5".into());
+    publish(&s.broker, (0..50).map(json_line).collect()).await;
+    let (stop, h, stats) = start(&s, lenient(), config());
+    assert!(until(Duration::from_secs(20), || s.store.count() == 49).await);
+    assert!(
+        until(Duration::from_secs(5), || stats.snapshot().store_rejected
+            == 1)
+        .await
+    );
+    stop.send(true).unwrap();
+    h.await.unwrap().unwrap();
+    let dead = s.broker.dlq_list(None, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, "line-5");
+    assert!(
+        dead[0].reason.contains("value refused by the schema"),
+        "{}",
+        dead[0].reason
+    );
+
+    // Fixed at the store: replaying it now stores it, once.
+    s.store.refuse.lock().unwrap().clear();
+    assert_eq!(s.broker.dlq_replay(DlqSelector::All).await.unwrap(), 1);
+    let (stop, h, stats) = start(&s, lenient(), config());
+    assert!(until(Duration::from_secs(20), || s.store.count() == 50).await);
+    stop.send(true).unwrap();
+    h.await.unwrap().unwrap();
+    assert_eq!(stats.snapshot().duplicates, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_messages_already_stored_stores_nothing_twice() {
+    let s = setup(3);
+    publish(&s.broker, (0..30).map(json_line).collect()).await;
+    let (stop, h, _) = start(&s, lenient(), config());
+    assert!(until(Duration::from_secs(20), || s.store.count() == 30).await);
+    stop.send(true).unwrap();
+    h.await.unwrap().unwrap();
+    // A producer retrying after a lost confirmation publishes the same ids again.
+    publish(&s.broker, (0..30).map(json_line).collect()).await;
+    let (stop, h, stats) = start(&s, lenient(), config());
+    assert!(
+        until(Duration::from_secs(20), || stats.snapshot().duplicates
+            == 30)
+        .await
+    );
+    stop.send(true).unwrap();
+    h.await.unwrap().unwrap();
+    assert_eq!(s.store.count(), 30);
+    assert_eq!(stats.snapshot().stored, 0);
+}
+
+/// Panics on payloads that say "boom"; otherwise parses.
+struct Panicky(ParseProcess);
+
+impl Process for Panicky {
+    fn process(&self, d: &Delivery) -> Result<Record, ProcessError> {
+        if d.payload == b"boom" {
+            panic!("the parser hit a bug on {}", d.id);
+        }
+        self.0.process(d)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_is_a_failure_of_that_message_not_of_the_worker() {
+    let s = setup(2);
+    let mut msgs: Vec<Message> = (0..40).map(json_line).collect();
+    msgs.insert(
+        10,
+        Message::new("boom-1", "boom").with_header("input", "test"),
+    );
+    publish(&s.broker, msgs).await;
+    let (stop, h, stats) = start(&s, Panicky(lenient()), config());
+    assert!(until(Duration::from_secs(20), || s.store.count() == 40).await);
+    let broker = s.broker.clone();
+    let mut dead = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dead.is_empty() && Instant::now() < deadline {
+        dead = broker.dlq_list(None, 10).await.unwrap();
+    }
+    stop.send(true).unwrap();
+    h.await.unwrap().unwrap();
+    assert_eq!(
+        dead.len(),
+        1,
+        "retried, then dead-lettered after max attempts"
+    );
+    assert_eq!((dead[0].id.as_str(), dead[0].attempts), ("boom-1", 2));
+    assert_eq!(dead[0].reason, "max attempts exceeded");
+    assert!(
+        dead[0].last_error.contains("panic while processing"),
+        "{}",
+        dead[0].last_error
+    );
+    assert_eq!(stats.snapshot().panics, 2);
+}
+
+/// Slow on purpose: a store write that takes longer than the lease.
+struct SlowStore(MemStore, Duration);
+
+impl Store for SlowStore {
+    fn kind(&self) -> &'static str {
+        "slow"
+    }
+    async fn write_batch(&self, batch: &[Record]) -> Result<WriteReport, StoreError> {
+        tokio::time::sleep(self.1).await;
+        self.0.write_batch(batch).await
+    }
+    async fn probe(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_are_extended_while_a_slow_write_runs() {
+    let s = setup(3);
+    publish(&s.broker, (0..10).map(json_line).collect()).await;
+    let store = Arc::new(SlowStore(MemStore::default(), Duration::from_millis(2000)));
+    let rt = Runtime::new(
+        s.broker.clone(),
+        store.clone(),
+        Arc::new(lenient()),
+        config(),
+    );
+    let (tx, rx) = watch::channel(false);
+    let h = tokio::spawn(async move { rt.run(rx).await });
+    assert!(until(Duration::from_secs(20), || store.0.count() == 10).await);
+    tx.send(true).unwrap();
+    h.await.unwrap().unwrap();
+    let st = s.broker.stats().await.unwrap();
+    assert_eq!(
+        (st.redelivered, st.lease_expired, st.pending),
+        (0, 0, 0),
+        "the 600 ms lease lapsed during a 2 s write"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_time_and_leaves_nothing_leased() {
+    let s = setup(3);
+    publish(&s.broker, (0..200).map(json_line).collect()).await;
+    let (stop, h, _) = start(&s, lenient(), config());
+    assert!(until(Duration::from_secs(20), || s.store.count() > 0).await);
+    let asked = Instant::now();
+    stop.send(true).unwrap();
+    h.await.unwrap().unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        asked.elapsed()
+    );
+    let st = s.broker.stats().await.unwrap();
+    assert_eq!(st.in_flight, 0, "deliveries left leased after shutdown");
+    assert_eq!(
+        st.pending as usize + s.store.count(),
+        200,
+        "lost or double-counted"
+    );
+}
