@@ -1,0 +1,184 @@
+//! Options shared by the inputs, checked once by `validate` before an input runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::InputError;
+
+/// Default longest line published whole: 8 MiB (the embedded queue's default maximum
+/// message is 16 MiB).
+pub const DEFAULT_MAX_LINE_BYTES: usize = 8 << 20;
+
+/// How many lines go into one publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Most lines per publish. Default 1000.
+    pub max_lines: usize,
+    /// Most payload bytes per publish (a batch holds at least one line, whatever its size).
+    /// Default 1 MiB.
+    pub max_bytes: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_lines: 1000,
+            max_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Backoff between publish attempts refused as `Unavailable` or `Full`: doubles from
+/// `initial` up to `max` (a `Full` error's `retry_after` is honoured, capped at `max`).
+/// Retries never end by themselves: a line is never dropped; the stop signal ends them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// First wait. Default 100 ms.
+    pub initial: Duration,
+    /// Longest wait. Default 5 s.
+    pub max: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Where a file seen for the first time (no saved position) starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartAt {
+    /// At offset 0 (default).
+    #[default]
+    Beginning,
+    /// At its end when the input starts, so only lines written from now on are read. Applies
+    /// only to files present at the first scan of a run: a file that appears later (a glob
+    /// match, the new file after a rotation) is always read from its beginning, or the lines
+    /// written before it was noticed would be lost.
+    End,
+}
+
+/// Options of a [`FileInput`](crate::FileInput).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInputConfig {
+    /// Paths or glob patterns (`/var/log/*.log`; `*`, `?`, `[...]`, `**`). A path that does
+    /// not exist yet is waited for.
+    pub paths: Vec<String>,
+    /// Directory of `positions.json` (created if missing; one file input per directory).
+    pub state_dir: PathBuf,
+    /// How often files are checked for new data, rotation and new glob matches. Default
+    /// 250 ms.
+    pub poll_interval: Duration,
+    /// Where a file without a saved position starts. Default [`StartAt::Beginning`].
+    pub start_at: StartAt,
+    /// Lines longer than this (without the newline) are published in parts of at most this
+    /// many bytes. Default 8 MiB; must be below the queue's maximum message size.
+    pub max_line_bytes: usize,
+    /// Batching of publishes.
+    pub batch: BatchConfig,
+    /// Backoff on a full or unavailable queue.
+    pub retry: RetryConfig,
+    /// How long a file that was renamed away or deleted is still followed (a writer may not
+    /// have reopened its log yet) before it is read to its end, its partial last line
+    /// published, and dropped. Default 1 s.
+    pub rotated_grace: Duration,
+    /// In [`FileInput::run_once`](crate::FileInput::run_once), publish a last line that has
+    /// no newline (the files are taken as complete). Default true.
+    pub once_publishes_partial: bool,
+}
+
+impl FileInputConfig {
+    /// Defaults for these paths and this state directory.
+    pub fn new(paths: Vec<String>, state_dir: impl Into<PathBuf>) -> Self {
+        FileInputConfig {
+            paths,
+            state_dir: state_dir.into(),
+            poll_interval: Duration::from_millis(250),
+            start_at: StartAt::Beginning,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            batch: BatchConfig::default(),
+            retry: RetryConfig::default(),
+            rotated_grace: Duration::from_secs(1),
+            once_publishes_partial: true,
+        }
+    }
+
+    /// Checks every option, naming the first one out of range.
+    pub fn validate(&self) -> Result<(), InputError> {
+        if self.paths.is_empty() {
+            return Err(bad("paths", "at least one path or glob pattern"));
+        }
+        if self.poll_interval.is_zero() {
+            return Err(bad("poll_interval", "more than 0"));
+        }
+        check_common(self.max_line_bytes, &self.batch, &self.retry)
+    }
+}
+
+/// Options of a [`StdinInput`](crate::StdinInput).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StdinConfig {
+    /// The `input` header of its messages. Default `stdin`.
+    pub name: String,
+    /// Lines longer than this are published in parts. Default 8 MiB.
+    pub max_line_bytes: usize,
+    /// Batching of publishes.
+    pub batch: BatchConfig,
+    /// Backoff on a full or unavailable queue.
+    pub retry: RetryConfig,
+    /// A batch that is not full is published at most this long after its first line was
+    /// read (so a slow stream is not held back). Default 200 ms.
+    pub flush_after: Duration,
+}
+
+impl Default for StdinConfig {
+    fn default() -> Self {
+        StdinConfig {
+            name: "stdin".to_string(),
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            batch: BatchConfig::default(),
+            retry: RetryConfig::default(),
+            flush_after: Duration::from_millis(200),
+        }
+    }
+}
+
+impl StdinConfig {
+    /// Checks every option, naming the first one out of range.
+    pub fn validate(&self) -> Result<(), InputError> {
+        if self.name.is_empty() {
+            return Err(bad("name", "a non-empty input name"));
+        }
+        check_common(self.max_line_bytes, &self.batch, &self.retry)
+    }
+}
+
+fn bad(field: &'static str, expected: &str) -> InputError {
+    InputError::Config {
+        field,
+        expected: expected.to_string(),
+    }
+}
+
+fn check_common(
+    max_line_bytes: usize,
+    batch: &BatchConfig,
+    retry: &RetryConfig,
+) -> Result<(), InputError> {
+    if !(16..=64 << 20).contains(&max_line_bytes) {
+        return Err(bad("max_line_bytes", "between 16 bytes and 64 MiB"));
+    }
+    if batch.max_lines == 0 {
+        return Err(bad("batch.max_lines", "at least 1"));
+    }
+    if batch.max_bytes == 0 {
+        return Err(bad("batch.max_bytes", "at least 1"));
+    }
+    if retry.initial.is_zero() || retry.max < retry.initial {
+        return Err(bad("retry", "0 < initial <= max"));
+    }
+    Ok(())
+}
