@@ -1,0 +1,686 @@
+//! The PostgreSQL store, for scale-out: any number of workers on any number
+//! of machines write into one table.
+//!
+//! Invariants:
+//! - **One batch, one statement**: `INSERT ... SELECT FROM UNNEST($1, ...)
+//!   ON CONFLICT (id) DO NOTHING`, one array parameter per column, runs as a
+//!   single implicit transaction; its row count is the number inserted, the
+//!   rest are duplicates (ids already stored, or earlier in the batch).
+//!   Sessions set `synchronous_commit=on`, so the commit is durable (WAL
+//!   flushed) when the statement returns.
+//! - **Rejected records are found by bisection**: when the statement fails
+//!   with a data error (SQLSTATE class 22 data exception, 23 integrity, 54
+//!   program limit: e.g. a NUL in an id, an id too long for the index),
+//!   nothing was committed; halves of the batch are then inserted in
+//!   transactions that are always rolled back, until one record fails alone
+//!   (⌈log₂ n⌉ + 1 round trips, only on this rare path). That index is
+//!   returned as `Rejected`; if no single record fails alone the original
+//!   error is `Fatal`.
+//! - **NUL bytes**: PostgreSQL `text` and `jsonb` cannot hold U+0000. The raw
+//!   line is always stored as `bytea` (`raw`, with `raw_utf8` saying whether
+//!   it was valid UTF-8), so it is lossless for any bytes. In the text columns
+//!   (`input`, `host`, `app`, `message`, `parse_error`) and in `fields`, each
+//!   NUL is stored as U+FFFD, so the row stays readable and searchable, and
+//!   the exact original values of just those columns are kept as a JSON
+//!   object in `nul_originals` (JSON escapes NUL as `\u0000`, which `text`
+//!   holds); [`PostgresStore::get`] restores them. The id is the key and is
+//!   never altered: an id with a NUL is `Rejected`.
+//! - **Schema**: created and migrated by the tool under a transaction-scoped
+//!   advisory lock (so concurrent workers opening at once do not race); each
+//!   table's version is a row of `ackline_schema_version`; a newer version
+//!   than this binary knows is `Fatal`. Versions as for SQLite: 1 had no
+//!   `parse_error` and no `app` index; 2 is current.
+//! - **TLS**: `sslmode=require` connects with rustls (ring), verifying the
+//!   server certificate against the system's CA store (stricter than libpq's
+//!   `require`, which does not verify). `sslmode=prefer` (the default) and
+//!   `disable` connect in plain text: no opportunistic unverified TLS.
+//! - Timestamps and `pid` are encoded as in [`crate::row`]; `stored_at` is
+//!   the server's `now()`.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ackline_parse::{Format, RawLine, Record};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use serde_json::{Map, Value};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Config, NoTls};
+
+use crate::sqlite::severity_from_code;
+use crate::{Store, StoreError, StoreOptions, WriteReport, row};
+
+const KIND: &str = "postgres";
+
+/// The schema version this binary writes.
+const CURRENT: i32 = 2;
+
+/// Idempotent PostgreSQL store over a connection pool.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    table: Arc<str>,
+    insert_sql: Arc<str>,
+    timeout: Duration,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (libpq URL syntax: `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=require]`)
+    /// and creates or migrates the table [`StoreOptions::table`] (lowercased).
+    ///
+    /// # Errors
+    /// `Fatal` for a bad URL or option, failed authentication, a schema newer
+    /// than this binary, or a table of that name not made by ackline;
+    /// `Unavailable` when the server cannot be reached in time.
+    pub async fn connect(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
+        let table: Arc<str> = Arc::from(opts.checked_table(KIND)?.to_ascii_lowercase());
+        let mut config = Config::from_str(url).map_err(|e| {
+            StoreError::fatal(
+                KIND,
+                format!("invalid PostgreSQL URL: {e}; {}", crate::URL_FORMS),
+            )
+        })?;
+        if opts.pool_size == 0 {
+            return Err(StoreError::fatal(KIND, "pool_size must be at least 1"));
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(opts.connect_timeout);
+        }
+        let options = match config.get_options() {
+            Some(o) => format!("{o} -c synchronous_commit=on"),
+            None => "-c synchronous_commit=on".to_owned(),
+        };
+        config.options(options);
+        let mgr_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = if config.get_ssl_mode() == SslMode::Require {
+            Manager::from_config(config, tls()?, mgr_config)
+        } else {
+            config.ssl_mode(SslMode::Disable);
+            Manager::from_config(config, NoTls, mgr_config)
+        };
+        let pool = Pool::builder(manager)
+            .max_size(opts.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(opts.connect_timeout))
+            .create_timeout(Some(opts.connect_timeout))
+            .recycle_timeout(Some(opts.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::fatal(KIND, format!("cannot build the pool: {e}")))?;
+        let insert_sql = insert_sql(&table);
+        let store = Self {
+            pool,
+            table,
+            insert_sql: Arc::from(insert_sql),
+            timeout: opts.operation_timeout,
+        };
+        store.within_timeout(store.migrate()).await?;
+        Ok(store)
+    }
+
+    /// The records table.
+    #[must_use]
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The stored record with this id, exactly as written (NUL bytes
+    /// restored from `nul_originals`).
+    ///
+    /// # Errors
+    /// As [`Store::write_batch`], and `Fatal` for a row this binary cannot decode.
+    pub async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
+        self.within_timeout(async {
+            let client = self.pool.get().await.map_err(pool_error)?;
+            let sql = format!(
+                "SELECT id, ts_ms, ts_nanos, ts_offset, timestamp_source, severity, host, app, \
+                 pid, message, fields::text, raw, raw_utf8, input, format, nul_originals, \
+                 parse_error FROM {} WHERE id = $1",
+                self.table
+            );
+            let row = client
+                .query_opt(&sql, &[&id])
+                .await
+                .map_err(|e| classify(&e))?;
+            row.map(|r| {
+                decode(&r).map_err(|e| StoreError::fatal(KIND, format!("row id {id:?}: {e}")))
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn within_timeout<T>(
+        &self,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::unavailable(
+                    KIND,
+                    format!("no answer within {:?}", self.timeout),
+                ))
+            })
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let t = &*self.table;
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await.map_err(|e| classify(&e))?;
+        let q = |e: tokio_postgres::Error| classify(&e);
+        // One lock for all tables: creating ackline_schema_version races otherwise.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('ackline_schema_version'))",
+            &[],
+        )
+        .await
+        .map_err(q)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS ackline_schema_version (
+                table_name text PRIMARY KEY,
+                version integer NOT NULL,
+                updated_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .map_err(q)?;
+        let version: Option<i32> = tx
+            .query_opt(
+                "SELECT version FROM ackline_schema_version WHERE table_name = $1",
+                &[&t],
+            )
+            .await
+            .map_err(q)?
+            .map(|r| r.get(0));
+        let exists: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_tables \
+                 WHERE schemaname = current_schema() AND tablename = $1)",
+                &[&t],
+            )
+            .await
+            .map_err(q)?
+            .get(0);
+        match version {
+            None if exists => {
+                return Err(StoreError::fatal(
+                    KIND,
+                    format!(
+                        "table {t} exists but has no row in ackline_schema_version: not an ackline table"
+                    ),
+                ));
+            }
+            None => {
+                tx.batch_execute(&create_current(t)).await.map_err(q)?;
+                tx.execute(
+                    "INSERT INTO ackline_schema_version (table_name, version) VALUES ($1, $2)",
+                    &[&t, &CURRENT],
+                )
+                .await
+                .map_err(q)?;
+            }
+            Some(v) if v > CURRENT => {
+                return Err(StoreError::fatal(
+                    KIND,
+                    format!(
+                        "table {t} has schema version {v}, newer than this binary knows ({CURRENT}): upgrade ackline"
+                    ),
+                ));
+            }
+            Some(mut v) => {
+                while v < CURRENT {
+                    let sql = step(t, v).ok_or_else(|| {
+                        StoreError::fatal(KIND, format!("table {t}: no migration from version {v}"))
+                    })?;
+                    tx.batch_execute(&sql).await.map_err(q)?;
+                    v += 1;
+                }
+                tx.execute(
+                    "UPDATE ackline_schema_version SET version = $2, updated_at = now() WHERE table_name = $1",
+                    &[&t, &CURRENT],
+                )
+                .await
+                .map_err(q)?;
+            }
+        }
+        tx.commit().await.map_err(q)
+    }
+
+    async fn write(&self, batch: &[Record]) -> Result<WriteReport, StoreError> {
+        if batch.is_empty() {
+            return Ok(WriteReport::default());
+        }
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let stmt = client
+            .prepare_cached(&self.insert_sql)
+            .await
+            .map_err(|e| classify(&e))?;
+        let cols = Columns::new(batch);
+        match client.execute(&stmt, &cols.params()).await {
+            Ok(n) => {
+                let inserted = usize::try_from(n).unwrap_or(batch.len()).min(batch.len());
+                Ok(WriteReport {
+                    inserted,
+                    duplicates: batch.len() - inserted,
+                })
+            }
+            Err(e) if is_data_error(&e) => {
+                let mut client = client;
+                match bisect(&mut client, &stmt, batch).await? {
+                    Some((index, reason)) => Err(StoreError::Rejected {
+                        index,
+                        reason: format!(
+                            "postgres refuses {}: {reason}",
+                            row::describe(&batch[index])
+                        ),
+                    }),
+                    None => Err(StoreError::fatal(
+                        KIND,
+                        format!("batch refused, but no record alone: {}", db_text(&e)),
+                    )),
+                }
+            }
+            Err(e) => Err(classify(&e)),
+        }
+    }
+}
+
+impl Store for PostgresStore {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn write_batch(
+        &self,
+        batch: &[Record],
+    ) -> impl Future<Output = Result<WriteReport, StoreError>> + Send {
+        self.within_timeout(self.write(batch))
+    }
+
+    fn probe(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.within_timeout(async {
+            let client = self.pool.get().await.map_err(pool_error)?;
+            client
+                .simple_query("SELECT 1")
+                .await
+                .map_err(|e| classify(&e))?;
+            Ok(())
+        })
+    }
+}
+
+/// The rustls connector for `sslmode=require`.
+fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(StoreError::fatal(
+            KIND,
+            "sslmode=require, but no CA certificate could be loaded from the system store",
+        ));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StoreError::fatal(KIND, format!("TLS setup: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+fn create_current(t: &str) -> String {
+    format!(
+        "CREATE TABLE {t} (
+            id text PRIMARY KEY,
+            ts_ms bigint NOT NULL,
+            ts_nanos integer NOT NULL,
+            ts_offset integer NOT NULL,
+            timestamp_source text NOT NULL,
+            severity smallint,
+            host text,
+            app text,
+            pid bigint,
+            message text NOT NULL,
+            fields jsonb,
+            raw bytea NOT NULL,
+            raw_utf8 boolean NOT NULL,
+            input text NOT NULL,
+            format text NOT NULL,
+            nul_originals text,
+            stored_at timestamptz NOT NULL DEFAULT now(),
+            parse_error text
+        );
+        CREATE INDEX {t}_ts ON {t} (ts_ms, ts_nanos, id);
+        CREATE INDEX {t}_host_ts ON {t} (host, ts_ms);
+        CREATE INDEX {t}_severity_ts ON {t} (severity, ts_ms);
+        CREATE INDEX {t}_app_ts ON {t} (app, ts_ms);"
+    )
+}
+
+fn step(t: &str, from: i32) -> Option<String> {
+    match from {
+        1 => Some(format!(
+            "ALTER TABLE {t} ADD COLUMN parse_error text;
+             CREATE INDEX {t}_app_ts ON {t} (app, ts_ms);"
+        )),
+        _ => None,
+    }
+}
+
+fn insert_sql(t: &str) -> String {
+    format!(
+        "INSERT INTO {t} (id, ts_ms, ts_nanos, ts_offset, timestamp_source, severity, host, app, \
+         pid, message, fields, raw, raw_utf8, input, format, nul_originals, parse_error) \
+         SELECT id, ts_ms, ts_nanos, ts_offset, src, sev, host, app, pid, msg, fields::jsonb, \
+         raw, raw_utf8, input, format, nul, perr \
+         FROM UNNEST($1::text[], $2::int8[], $3::int4[], $4::int4[], $5::text[], $6::int2[], \
+         $7::text[], $8::text[], $9::int8[], $10::text[], $11::text[], $12::bytea[], \
+         $13::bool[], $14::text[], $15::text[], $16::text[], $17::text[]) \
+         AS u(id, ts_ms, ts_nanos, ts_offset, src, sev, host, app, pid, msg, fields, raw, \
+         raw_utf8, input, format, nul, perr) \
+         ON CONFLICT (id) DO NOTHING"
+    )
+}
+
+/// The batch as one array per column.
+struct Columns<'a> {
+    id: Vec<&'a str>,
+    ts_ms: Vec<i64>,
+    ts_nanos: Vec<i32>,
+    ts_offset: Vec<i32>,
+    source: Vec<&'static str>,
+    severity: Vec<Option<i16>>,
+    host: Vec<Option<Cow<'a, str>>>,
+    app: Vec<Option<Cow<'a, str>>>,
+    pid: Vec<Option<i64>>,
+    message: Vec<Cow<'a, str>>,
+    fields: Vec<Option<String>>,
+    raw: Vec<&'a [u8]>,
+    raw_utf8: Vec<bool>,
+    input: Vec<Cow<'a, str>>,
+    format: Vec<&'static str>,
+    nul_originals: Vec<Option<String>>,
+    parse_error: Vec<Option<Cow<'a, str>>>,
+}
+
+impl<'a> Columns<'a> {
+    fn new(batch: &'a [Record]) -> Self {
+        let n = batch.len();
+        let mut c = Columns {
+            id: Vec::with_capacity(n),
+            ts_ms: Vec::with_capacity(n),
+            ts_nanos: Vec::with_capacity(n),
+            ts_offset: Vec::with_capacity(n),
+            source: Vec::with_capacity(n),
+            severity: Vec::with_capacity(n),
+            host: Vec::with_capacity(n),
+            app: Vec::with_capacity(n),
+            pid: Vec::with_capacity(n),
+            message: Vec::with_capacity(n),
+            fields: Vec::with_capacity(n),
+            raw: Vec::with_capacity(n),
+            raw_utf8: Vec::with_capacity(n),
+            input: Vec::with_capacity(n),
+            format: Vec::with_capacity(n),
+            nul_originals: Vec::with_capacity(n),
+            parse_error: Vec::with_capacity(n),
+        };
+        for r in batch {
+            let (ms, nanos, offset) = row::ts_parts(&r.timestamp);
+            let mut originals = Map::new();
+            let mut text = |name: &str, s: &'a str| -> Cow<'a, str> {
+                if s.contains('\0') {
+                    originals.insert(name.to_owned(), Value::String(s.to_owned()));
+                    Cow::Owned(s.replace('\0', "\u{FFFD}"))
+                } else {
+                    Cow::Borrowed(s)
+                }
+            };
+            c.input.push(text("input", &r.input));
+            c.host.push(r.host.as_deref().map(|s| text("host", s)));
+            c.app.push(r.app.as_deref().map(|s| text("app", s)));
+            c.message.push(text("message", &r.message));
+            c.parse_error
+                .push(r.parse_error.as_deref().map(|s| text("parse_error", s)));
+            let fields = if r.fields.is_empty() {
+                None
+            } else if r.fields.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
+                let original = Value::Object(r.fields.clone().into_iter().collect());
+                let clean = strip_nul(&original);
+                originals.insert("fields".to_owned(), original);
+                serde_json::to_string(&clean).ok()
+            } else {
+                row::fields_to_json(&r.fields)
+            };
+            c.fields.push(fields);
+            c.nul_originals.push(if originals.is_empty() {
+                None
+            } else {
+                serde_json::to_string(&originals).ok()
+            });
+            c.id.push(&r.id);
+            c.ts_ms.push(ms);
+            c.ts_nanos.push(nanos);
+            c.ts_offset.push(offset);
+            c.source.push(row::ts_source_name(r.timestamp_source));
+            c.severity.push(r.severity.map(|s| i16::from(s.code())));
+            c.pid.push(row::pid_to_sql(r.pid));
+            c.raw.push(r.raw.as_bytes());
+            c.raw_utf8.push(r.raw.is_utf8());
+            c.format.push(r.format.name());
+        }
+        c
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 17] {
+        [
+            &self.id,
+            &self.ts_ms,
+            &self.ts_nanos,
+            &self.ts_offset,
+            &self.source,
+            &self.severity,
+            &self.host,
+            &self.app,
+            &self.pid,
+            &self.message,
+            &self.fields,
+            &self.raw,
+            &self.raw_utf8,
+            &self.input,
+            &self.format,
+            &self.nul_originals,
+            &self.parse_error,
+        ]
+    }
+}
+
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+fn strip_nul(v: &Value) -> Value {
+    let fix = |s: &str| s.replace('\0', "\u{FFFD}");
+    match v {
+        Value::String(s) => Value::String(fix(s)),
+        Value::Array(a) => Value::Array(a.iter().map(strip_nul).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (fix(k), strip_nul(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Finds the first record of `batch` that fails alone; every probe is
+/// rolled back. `Ok(None)`: none does.
+async fn bisect(
+    client: &mut deadpool_postgres::Client,
+    stmt: &tokio_postgres::Statement,
+    batch: &[Record],
+) -> Result<Option<(usize, String)>, StoreError> {
+    let (mut lo, mut hi) = (0, batch.len());
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if try_rolled_back(client, stmt, &batch[lo..mid])
+            .await?
+            .is_some()
+        {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(try_rolled_back(client, stmt, &batch[lo..hi])
+        .await?
+        .map(|reason| (lo, reason)))
+}
+
+/// Inserts `part` in a transaction that is rolled back: `Some(reason)` when
+/// the server refuses its data.
+async fn try_rolled_back(
+    client: &mut deadpool_postgres::Client,
+    stmt: &tokio_postgres::Statement,
+    part: &[Record],
+) -> Result<Option<String>, StoreError> {
+    let tx = client.transaction().await.map_err(|e| classify(&e))?;
+    let cols = Columns::new(part);
+    let result = tx.execute(stmt, &cols.params()).await;
+    tx.rollback().await.map_err(|e| classify(&e))?;
+    match result {
+        Ok(_) => Ok(None),
+        Err(e) if is_data_error(&e) => Ok(Some(db_text(&e))),
+        Err(e) => Err(classify(&e)),
+    }
+}
+
+fn is_data_error(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| matches!(c.code().get(..2), Some("22" | "23" | "54")))
+}
+
+/// The server's message and SQLSTATE, or the client's error.
+fn db_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+fn pool_error(e: PoolError) -> StoreError {
+    match e {
+        PoolError::Timeout(t) => {
+            StoreError::unavailable(KIND, format!("no connection in time ({t:?})"))
+        }
+        PoolError::Backend(e) => classify(&e),
+        other => StoreError::fatal(KIND, other.to_string()),
+    }
+}
+
+/// Classifies an error that is not about one record.
+fn classify(e: &tokio_postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        let transient = matches!(code.get(..2), Some("08" | "40" | "53" | "57"))
+            || matches!(code, "55P03" | "55006" | "58030");
+        let text = db_text(e);
+        return if transient {
+            StoreError::unavailable(KIND, text)
+        } else {
+            StoreError::fatal(KIND, text)
+        };
+    }
+    let mut source = std::error::Error::source(e);
+    let mut io = false;
+    while let Some(s) = source {
+        io |= s.is::<std::io::Error>();
+        source = s.source();
+    }
+    let text = full_text(e);
+    let lower = text.to_ascii_lowercase();
+    if io || e.is_closed() || lower.contains("timeout") || lower.contains("timed out") {
+        StoreError::unavailable(KIND, text)
+    } else {
+        StoreError::fatal(KIND, text)
+    }
+}
+
+/// The error with its causes, on one line.
+fn full_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text.replace('\n', " ")
+}
+
+fn decode(r: &tokio_postgres::Row) -> Result<Record, String> {
+    let g = |e: tokio_postgres::Error| e.to_string();
+    let ts_ms: i64 = r.try_get(1).map_err(g)?;
+    let ts_nanos: i32 = r.try_get(2).map_err(g)?;
+    let ts_offset: i32 = r.try_get(3).map_err(g)?;
+    let source: String = r.try_get(4).map_err(g)?;
+    let severity: Option<i16> = r.try_get(5).map_err(g)?;
+    let fields: Option<String> = r.try_get(10).map_err(g)?;
+    let raw: Vec<u8> = r.try_get(11).map_err(g)?;
+    let raw_utf8: bool = r.try_get(12).map_err(g)?;
+    let format: String = r.try_get(14).map_err(g)?;
+    let originals: Option<String> = r.try_get(15).map_err(g)?;
+    let mut rec = Record {
+        id: r.try_get(0).map_err(g)?,
+        timestamp: row::ts_from_parts(ts_ms, ts_nanos.into(), ts_offset.into())?,
+        timestamp_source: row::ts_source_from_name(&source)?,
+        severity: severity_from_code(severity.map(i64::from))?,
+        host: r.try_get(6).map_err(g)?,
+        app: r.try_get(7).map_err(g)?,
+        pid: row::pid_from_sql(r.try_get(8).map_err(g)?),
+        message: r.try_get(9).map_err(g)?,
+        fields: row::fields_from_json(fields.as_deref())?,
+        raw: if raw_utf8 {
+            RawLine::Text(String::from_utf8(raw).map_err(|e| format!("raw: {e}"))?)
+        } else {
+            RawLine::Bytes(raw)
+        },
+        input: Arc::from(r.try_get::<_, String>(13).map_err(g)?),
+        format: format.parse::<Format>().map_err(|e| e.to_string())?,
+        parse_error: r.try_get(16).map_err(g)?,
+    };
+    if let Some(text) = originals {
+        let map: Map<String, Value> =
+            serde_json::from_str(&text).map_err(|e| format!("nul_originals: {e}"))?;
+        for (key, value) in map {
+            let as_string = || {
+                value
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("nul_originals.{key}: not a string"))
+            };
+            match key.as_str() {
+                "input" => rec.input = Arc::from(as_string()?),
+                "host" => rec.host = Some(as_string()?),
+                "app" => rec.app = Some(as_string()?),
+                "message" => rec.message = as_string()?,
+                "parse_error" => rec.parse_error = Some(as_string()?),
+                "fields" => {
+                    rec.fields = serde_json::from_value(value)
+                        .map_err(|e| format!("nul_originals.fields: {e}"))?;
+                }
+                other => return Err(format!("nul_originals: unknown key {other:?}")),
+            }
+        }
+    }
+    Ok(rec)
+}

@@ -1,0 +1,284 @@
+//! The SQLite store: the embedded default, queryable with `ackline query`.
+//!
+//! Invariants:
+//! - One batch is one `BEGIN IMMEDIATE ... COMMIT` on the single writer
+//!   connection; each record is `INSERT ... ON CONFLICT(id) DO NOTHING`, and
+//!   the changed-row count of each insert says inserted (1) or duplicate (0).
+//! - Durability: `journal_mode=WAL` with `synchronous=FULL`, so the WAL is
+//!   fsynced at every commit and `write_batch` returns only after it.
+//!   (`NORMAL` would be faster but can lose the last commits on power loss,
+//!   after their deliveries were acked: not acceptable here.)
+//! - A record SQLite refuses (too big, a constraint) fails the whole
+//!   transaction, which is rolled back, and is reported as
+//!   `Rejected { index }`: rows are inserted one by one, so the failing index
+//!   is known exactly.
+//! - All SQLite calls run under `spawn_blocking`: a writer connection behind
+//!   a mutex (SQLite has one writer anyway) and a separate read-only
+//!   connection for queries, which WAL lets run beside writes.
+//! - Storage of a record: see [`crate::row`] for timestamps and `pid`; the
+//!   raw line is in `raw` (TEXT) when it is UTF-8, else in `raw_bytes`
+//!   (BLOB), exactly one of the two set (a `CHECK` holds it). Text columns
+//!   hold NUL bytes as they are (bound with their length).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ackline_parse::{Record, Severity};
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
+
+use crate::error::join_error;
+use crate::row;
+use crate::{Store, StoreError, StoreOptions, WriteReport};
+
+mod query;
+mod schema;
+
+pub use query::{Query, QueryCursor};
+
+const KIND: &str = "sqlite";
+
+/// Idempotent SQLite store. Cheap to share (`Arc` inside is not needed:
+/// wrap it in one to share between tasks).
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    table: Arc<str>,
+    insert_sql: Arc<str>,
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, and creates or
+    /// migrates the table [`StoreOptions::table`].
+    ///
+    /// # Errors
+    /// `Fatal` when the file cannot be opened or is not a database, the table
+    /// name is invalid, or the schema is newer than this binary;
+    /// `Unavailable` when another process holds the database locked beyond
+    /// [`StoreOptions::busy_timeout`].
+    pub async fn open(path: impl AsRef<Path>, opts: &StoreOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let table: Arc<str> = Arc::from(opts.checked_table(KIND)?);
+        let busy = opts.busy_timeout;
+        let (p, t) = (path.clone(), table.clone());
+        let (writer, reader) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            let mut writer = Connection::open(&p).map_err(|e| open_error(&p, &e))?;
+            writer.busy_timeout(busy).map_err(classify)?;
+            let mode: String = writer
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+                .map_err(classify)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StoreError::fatal(
+                    KIND,
+                    format!("{}: cannot use WAL journal mode (got {mode})", p.display()),
+                ));
+            }
+            writer
+                .execute_batch("PRAGMA synchronous = FULL;")
+                .map_err(classify)?;
+            schema::migrate(&mut writer, &t)?;
+            let reader = Connection::open_with_flags(
+                &p,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| open_error(&p, &e))?;
+            reader.busy_timeout(busy).map_err(classify)?;
+            Ok((writer, reader))
+        })
+        .await
+        .map_err(|e| join_error(KIND, &e))??;
+        let insert_sql = format!(
+            "INSERT INTO {table} (id, ts_ms, ts_nanos, ts_offset, timestamp_source, severity, \
+             host, app, pid, message, fields, raw, raw_bytes, input, format, stored_at_ms, \
+             parse_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+             ?15, ?16, ?17) ON CONFLICT (id) DO NOTHING"
+        );
+        Ok(Self {
+            path,
+            table,
+            insert_sql: Arc::from(insert_sql),
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    /// The database file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The records table.
+    #[must_use]
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Records matching `q`, in (timestamp, id) order; see [`Query`].
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is locked beyond the busy timeout;
+    /// `Fatal` on I/O errors or a row this binary cannot decode.
+    pub async fn query(&self, q: &Query) -> Result<Vec<Record>, StoreError> {
+        let (reader, table, q) = (self.reader.clone(), self.table.clone(), q.clone());
+        tokio::task::spawn_blocking(move || query::run(&lock(&reader), &table, &q))
+            .await
+            .map_err(|e| join_error(KIND, &e))?
+    }
+
+    /// How many records are stored.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::query`].
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        let (reader, table) = (self.reader.clone(), self.table.clone());
+        tokio::task::spawn_blocking(move || {
+            let n: i64 = lock(&reader)
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .map_err(classify)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+        .map_err(|e| join_error(KIND, &e))?
+    }
+}
+
+impl Store for SqliteStore {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn write_batch(
+        &self,
+        batch: &[Record],
+    ) -> impl Future<Output = Result<WriteReport, StoreError>> + Send {
+        let (writer, sql) = (self.writer.clone(), self.insert_sql.clone());
+        // The blocking task needs owned data; cloning the batch costs far less
+        // than the fsync it waits for.
+        let batch = batch.to_vec();
+        async move {
+            if batch.is_empty() {
+                return Ok(WriteReport::default());
+            }
+            tokio::task::spawn_blocking(move || write(&mut lock(&writer), &sql, &batch))
+                .await
+                .map_err(|e| join_error(KIND, &e))?
+        }
+    }
+
+    fn probe(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let reader = self.reader.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                lock(&reader)
+                    .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+                    .map_err(classify)
+            })
+            .await
+            .map_err(|e| join_error(KIND, &e))?
+        }
+    }
+}
+
+/// A poisoned mutex only means another task panicked while holding the
+/// connection; its transaction was rolled back by the guard's drop, so the
+/// connection is still usable.
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write(conn: &mut Connection, sql: &str, batch: &[Record]) -> Result<WriteReport, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(classify)?;
+    let mut inserted = 0;
+    {
+        let mut stmt = tx.prepare_cached(sql).map_err(classify)?;
+        let stored_at = now_ms();
+        for (index, r) in batch.iter().enumerate() {
+            let (ts_ms, ts_nanos, ts_offset) = row::ts_parts(&r.timestamp);
+            let (raw, raw_bytes) = match &r.raw {
+                ackline_parse::RawLine::Text(s) => (Some(s.as_str()), None),
+                ackline_parse::RawLine::Bytes(b) => (None, Some(b.as_slice())),
+            };
+            let n = stmt
+                .execute(params![
+                    r.id,
+                    ts_ms,
+                    ts_nanos,
+                    ts_offset,
+                    row::ts_source_name(r.timestamp_source),
+                    r.severity.map(|s| i64::from(s.code())),
+                    r.host,
+                    r.app,
+                    row::pid_to_sql(r.pid),
+                    r.message,
+                    row::fields_to_json(&r.fields),
+                    raw,
+                    raw_bytes,
+                    &*r.input,
+                    r.format.name(),
+                    stored_at,
+                    r.parse_error,
+                ])
+                .map_err(|e| classify_row(e, index, r))?;
+            inserted += n;
+        }
+    }
+    tx.commit().map_err(classify)?;
+    Ok(WriteReport {
+        inserted,
+        duplicates: batch.len() - inserted,
+    })
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A severity back from its code.
+pub(crate) fn severity_from_code(code: Option<i64>) -> Result<Option<Severity>, String> {
+    code.map(|c| {
+        u8::try_from(c)
+            .ok()
+            .and_then(Severity::from_code)
+            .ok_or_else(|| format!("severity {c} out of range"))
+    })
+    .transpose()
+}
+
+fn open_error(path: &Path, e: &rusqlite::Error) -> StoreError {
+    StoreError::fatal(KIND, format!("cannot open {}: {e}", path.display()))
+}
+
+/// An error of one record's insert: `Rejected` when it is that record's data.
+fn classify_row(e: rusqlite::Error, index: usize, r: &Record) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::TooBig | ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch) => {
+            StoreError::Rejected {
+                index,
+                reason: format!("sqlite refuses {}: {e}", row::describe(r)),
+            }
+        }
+        _ => classify(e),
+    }
+}
+
+/// An error that is not about one record.
+pub(crate) fn classify(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        // Another process holds the lock beyond busy_timeout, or the disk is
+        // full: the operator (or time) fixes it, not the batch.
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::DiskFull) => {
+            StoreError::unavailable(KIND, e.to_string())
+        }
+        // I/O errors are final (as in the queue engine); so are corruption,
+        // permissions and everything unexpected.
+        _ => StoreError::fatal(KIND, e.to_string()),
+    }
+}

@@ -1,0 +1,151 @@
+//! Parsing store URLs.
+//!
+//! Accepted forms (and nothing else):
+//!
+//! | URL | store |
+//! |-----|-------|
+//! | `sqlite:PATH`, `sqlite://PATH`, or a bare path ending `.db`, `.sqlite`, `.sqlite3` | [`SqliteStore`](crate::SqliteStore) |
+//! | `postgres://...`, `postgresql://...` (libpq URL syntax) | [`PostgresStore`](crate::PostgresStore) |
+//! | `ndjson:PATH` | [`NdjsonStore`](crate::NdjsonStore) |
+//! | `stdout` | [`StdoutStore`](crate::StdoutStore) |
+//!
+//! Invariant: a URL that names no store, or names one with an empty path, is
+//! a one-line [`StoreError::Fatal`] naming what is expected. PostgreSQL URLs
+//! are only recognised here; their parameters are checked when the store opens.
+
+use std::path::PathBuf;
+
+use crate::error::StoreError;
+
+/// What is expected, quoted in every URL error.
+pub const EXPECTED: &str = "expected sqlite:PATH (or a path ending .db/.sqlite), \
+                            postgres://USER@HOST:PORT/DB, ndjson:PATH or stdout";
+
+/// A parsed store URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// An SQLite database file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL, as given.
+    Postgres(String),
+    /// An NDJSON file.
+    Ndjson(PathBuf),
+    /// Standard output.
+    Stdout,
+}
+
+impl StoreUrl {
+    /// Parses `url` (surrounding whitespace ignored).
+    ///
+    /// # Errors
+    /// [`StoreError::Fatal`] with store `"url"` when `url` names no store.
+    pub fn parse(url: &str) -> Result<Self, StoreError> {
+        let url = url.trim();
+        let bad = |why: &str| {
+            StoreError::fatal("url", format!("invalid store URL {url:?}: {why}{EXPECTED}"))
+        };
+        if url == "stdout" || url == "stdout:" || url == "-" {
+            return Ok(StoreUrl::Stdout);
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(StoreUrl::Postgres(url.to_owned()));
+        }
+        let path = |rest: &str| -> Result<PathBuf, StoreError> {
+            if rest.is_empty() {
+                Err(bad("the path is empty; "))
+            } else {
+                Ok(PathBuf::from(rest))
+            }
+        };
+        if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            return path(rest).map(StoreUrl::Sqlite);
+        }
+        if let Some(rest) = url
+            .strip_prefix("ndjson://")
+            .or_else(|| url.strip_prefix("ndjson:"))
+        {
+            return path(rest).map(StoreUrl::Ndjson);
+        }
+        let lower = url.to_ascii_lowercase();
+        let has_scheme = url.split_once(':').is_some_and(|(scheme, _)| {
+            scheme.len() > 1
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'+')
+        });
+        if !has_scheme
+            && [".db", ".sqlite", ".sqlite3"]
+                .iter()
+                .any(|ext| lower.ends_with(ext))
+        {
+            return path(url).map(StoreUrl::Sqlite);
+        }
+        Err(bad(""))
+    }
+
+    /// The store kind this URL opens.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreUrl::Sqlite(_) => "sqlite",
+            StoreUrl::Postgres(_) => "postgres",
+            StoreUrl::Ndjson(_) => "ndjson",
+            StoreUrl::Stdout => "stdout",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn accepted_forms() {
+        assert_eq!(StoreUrl::parse("stdout").unwrap(), StoreUrl::Stdout);
+        assert_eq!(
+            StoreUrl::parse("sqlite:/tmp/a.db").unwrap(),
+            StoreUrl::Sqlite("/tmp/a.db".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("sqlite:///tmp/a").unwrap(),
+            StoreUrl::Sqlite("/tmp/a".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("data/x.sqlite").unwrap(),
+            StoreUrl::Sqlite("data/x.sqlite".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("ndjson:out.ndjson").unwrap(),
+            StoreUrl::Ndjson("out.ndjson".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("postgresql://u@h/db").unwrap(),
+            StoreUrl::Postgres("postgresql://u@h/db".into())
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_one_line_fatal_errors_naming_what_is_expected() {
+        for url in [
+            "",
+            "mysql://x/y",
+            "sqlite:",
+            "ndjson:",
+            "records.txt",
+            "http://h/x.db",
+        ] {
+            let err = StoreUrl::parse(url).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                matches!(err, StoreError::Fatal { store: "url", .. }),
+                "{url}: {err:?}"
+            );
+            assert!(text.contains("expected sqlite:PATH"), "{text}");
+            assert!(!text.contains('\n'), "{text}");
+        }
+    }
+}
