@@ -285,7 +285,8 @@ impl<B: Broker> FileInput<B> {
         self.counters.clone()
     }
 
-    /// The positions as last committed (or loaded).
+    /// The positions as last committed (they are committed after every change; after a
+    /// failed commit, what would have been committed).
     pub fn positions(&self) -> Positions {
         let mut files: Vec<FilePosition> = self
             .tracked
