@@ -10,11 +10,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// ackline: a log pipeline that never loses a log line.
+/// ackline: a log pipeline that never loses a log line and stores none twice.
 ///
-/// For now it drives the embedded durable queue: a crash demo that proves no confirmed
-/// message is lost across kill -9, a benchmark, and operator tools for queues and their
-/// dead-letter queues.
+/// `ackline run` reads files and stdin into the embedded durable queue, parses each line with
+/// N workers and stores the records in SQLite (by default DIR/records.db); `query`, `stats`,
+/// `dlq` and `check` are the operator's tools; `demo` shows it all surviving crashes and an
+/// outage. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error, 3 the books
+/// do not balance.
 #[derive(Debug, Parser)]
 #[command(name = "ackline", version, propagate_version = true)]
 pub struct Cli {
@@ -25,6 +27,10 @@ pub struct Cli {
     /// Print one JSON object on stdout instead of human-readable text
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Configuration file (TOML; see docs/config.md) [default: DIR/ackline.toml if present]
+    #[arg(long, global = true, env = "ACKLINE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -41,10 +47,26 @@ impl Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Crash demo: a worker process publishes and consumes under load, is killed with SIGKILL
-    /// at random moments and restarted; then the books are checked (exit 3 if they do not
-    /// balance)
-    Demo(DemoArgs),
+    /// Run the pipeline: inputs -> embedded queue -> N workers -> store
+    ///
+    /// Follows the files (and reads stdin with `-`) until SIGTERM or SIGINT, or with --once
+    /// reads them to their current end, drains the queue and exits 0. On the first signal
+    /// it stops reading (positions committed), takes no new deliveries, finishes the batches
+    /// in hand within the shutdown deadline and exits 0. A second signal exits at once
+    /// (code 130); nothing is lost then either: unsettled deliveries come back when their
+    /// leases expire, and inputs resume from their committed positions.
+    Run(RunArgs),
+    /// Check the configuration (file, environment, flags) and exit: 0 if valid, 2 with a
+    /// one-line error naming the field, where it came from and what was expected
+    Check(CheckArgs),
+    /// Records in the store (SQLite), by time range, severity, host, app and text
+    Query(QueryArgs),
+    /// Counts of the pipeline: its queue, dead letters, stored records, the last run
+    Stats,
+    /// The pipeline demo: realistic log traffic, strict parsing, worker processes killed with
+    /// SIGKILL, a store outage; then the books (exit 3 if they do not balance).
+    /// `demo queue` is the queue-only crash demo
+    Demo(DemoCmd),
     /// Benchmarks
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -60,6 +82,150 @@ pub enum Command {
     /// The recovery benchmark's filler process (internal)
     #[command(hide = true)]
     BenchFill(FillArgs),
+}
+
+/// The pipeline's settings as flags. Kept raw (strings): [`crate::config::load`] checks them
+/// together with the file and the environment and names the flag in any error.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PipelineFlags {
+    /// Files or glob patterns to follow (quote globs); `-` reads standard input
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    /// Line format: auto (detect per line) or one format name [config: input.format]
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Dead-letter lines that do not parse (instead of storing them raw) [config: input.strict]
+    #[arg(long, conflicts_with = "lenient")]
+    pub strict: bool,
+    /// Store lines that do not parse as raw records (the default)
+    #[arg(long)]
+    pub lenient: bool,
+    /// Where files seen for the first time start: beginning or end [config: input.start_at]
+    #[arg(long, value_name = "WHERE")]
+    pub start_at: Option<String>,
+    /// How often files are checked for new lines, e.g. 250ms [config: input.poll_interval]
+    #[arg(long, value_name = "DURATION")]
+    pub poll_interval: Option<String>,
+    /// The pipeline's queue [default: logs] [config: queue.name]
+    #[arg(long, value_name = "NAME")]
+    pub queue: Option<String>,
+    /// Concurrent workers [default: 2] [config: worker.workers]
+    #[arg(long, value_name = "N")]
+    pub workers: Option<String>,
+    /// Deliveries per store transaction [default: 1000] [config: worker.batch_size]
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<String>,
+    /// Most unsettled deliveries per worker [default: 2000] [config: worker.prefetch]
+    #[arg(long, value_name = "N")]
+    pub prefetch: Option<String>,
+    /// Lease (ack timeout) per delivery, e.g. 30s [config: worker.lease]
+    #[arg(long, value_name = "DURATION")]
+    pub lease: Option<String>,
+    /// How long shutdown waits for batches in hand, e.g. 10s [config: worker.shutdown_deadline]
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_deadline: Option<String>,
+    /// First retry delay ceiling, e.g. 500ms [config: retry.base]
+    #[arg(long, value_name = "DURATION")]
+    pub retry_base: Option<String>,
+    /// Retry delay growth per attempt, e.g. 2 [config: retry.factor]
+    #[arg(long, value_name = "X")]
+    pub retry_factor: Option<String>,
+    /// Longest retry delay, e.g. 5m [config: retry.cap]
+    #[arg(long, value_name = "DURATION")]
+    pub retry_cap: Option<String>,
+    /// Deliveries per message before it is dead-lettered [default: 5] [config: retry.max_attempts]
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<String>,
+    /// Store URL: sqlite:PATH, postgres://..., ndjson:PATH or stdout [default:
+    /// sqlite:DIR/records.db] [config: store.url]
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub flags: PipelineFlags,
+    /// Read the inputs to their current end, drain the queue, and exit 0
+    #[arg(long)]
+    pub once: bool,
+    /// Demo only: lines containing `flaky-retry` fail on their first attempt, lines
+    /// containing `poison-retry` on every attempt (transient failures, to show retries)
+    #[arg(long, hide = true)]
+    pub demo_faults: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub flags: PipelineFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Records at or after this time (RFC 3339, or YYYY-MM-DD, UTC)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Records before this time (RFC 3339, or YYYY-MM-DD, UTC)
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Records at least this severe (emerg, alert, crit, err, warning, notice, info, debug)
+    #[arg(long, value_name = "LEVEL")]
+    pub severity: Option<String>,
+    /// Records from this host
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Records from this app or service
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Records whose message contains this text (case-sensitive)
+    #[arg(long)]
+    pub text: Option<String>,
+    /// At most this many records (oldest first)
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Store URL (must be SQLite) [default: the configuration's store.url]
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DemoCmd {
+    #[command(subcommand)]
+    pub sub: Option<DemoSub>,
+    #[command(flatten)]
+    pub pipeline: PipelineDemoArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoSub {
+    /// Queue crash demo: a worker process publishes and consumes under load, is killed with
+    /// SIGKILL at random moments and restarted; then the books are checked (exit 3 if they do
+    /// not balance)
+    Queue(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineDemoArgs {
+    /// Log lines to generate in total
+    #[arg(long, default_value_t = 20_000)]
+    pub lines: u64,
+    /// Times `ackline run` is killed with SIGKILL before the final run
+    #[arg(long, default_value_t = 3)]
+    pub crashes: u32,
+    /// Seed for the traffic and the kill moments (random when not given; always printed)
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Longest time a run lives before it is killed, in milliseconds
+    #[arg(long, default_value_t = 1500)]
+    pub max_kill_ms: u64,
+    /// How long the store is down at the start of the final run, in milliseconds
+    #[arg(long, default_value_t = 2000)]
+    pub outage_ms: u64,
+    /// Time allowed for each run to start and for the final run to drain, in seconds
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -233,9 +399,9 @@ pub struct Selection {
 pub enum DlqCommand {
     /// List entries in key order, a page at a time
     List {
-        /// The queue
+        /// The queue [default: the pipeline's, queue.name, normally logs]
         #[arg(long)]
-        queue: String,
+        queue: Option<String>,
         /// Start after this key (the previous page's `next_after`)
         #[arg(long, value_name = "KEY")]
         after: Option<u64>,
@@ -245,9 +411,9 @@ pub enum DlqCommand {
     },
     /// Show entries in full, by key or by message id
     Show {
-        /// The queue
+        /// The queue [default: the pipeline's, queue.name, normally logs]
         #[arg(long)]
-        queue: String,
+        queue: Option<String>,
         /// The entry's key
         #[arg(required_unless_present = "id", conflicts_with = "id")]
         key: Option<u64>,
@@ -257,17 +423,17 @@ pub enum DlqCommand {
     },
     /// Put entries back in the queue (attempts reset)
     Replay {
-        /// The queue
+        /// The queue [default: the pipeline's, queue.name, normally logs]
         #[arg(long)]
-        queue: String,
+        queue: Option<String>,
         #[command(flatten)]
         sel: Selection,
     },
     /// Delete entries for good
     Purge {
-        /// The queue
+        /// The queue [default: the pipeline's, queue.name, normally logs]
         #[arg(long)]
-        queue: String,
+        queue: Option<String>,
         #[command(flatten)]
         sel: Selection,
     },

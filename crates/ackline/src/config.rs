@@ -1,0 +1,680 @@
+//! The validated configuration of the pipeline, built once from layered sources.
+//!
+//! Raw flags ([`crate::cli::PipelineFlags`]) stay in the CLI layer; this module turns them,
+//! the environment and the TOML file into one [`Config`], checked key by key. Precedence:
+//! flags > environment (`ACKLINE_<SECTION>_<KEY>`) > file (`--config`, or
+//! `<data-dir>/ackline.toml` when present) > defaults. Every key is listed in [`KEYS`] and
+//! documented in `docs/config.md`.
+//!
+//! Invariants:
+//! - A [`Config`] is only ever built by [`load`], which checks every key: code that holds one
+//!   never re-validates.
+//! - Every error is one line naming the key, the value, its source (file with line and
+//!   column, environment variable or flag) and what was expected; it is a usage error (exit 2).
+//! - Unknown keys in the file are errors (a typo must not silently fall back to a default);
+//!   unknown `ACKLINE_*` variables are ignored (the environment is shared with other tools).
+
+mod file;
+mod source;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ackline_input::StartAt;
+use ackline_parse::{FormatChoice, ParserConfig};
+use ackline_queue::{Fsync, QueueOptions};
+use ackline_store::{StoreOptions, StoreUrl};
+use ackline_worker::{RetryPolicy, WorkerConfig};
+
+use crate::cli::PipelineFlags;
+use crate::exit::usage;
+pub use source::{Given, RawValue, Source};
+
+/// The default queue of the pipeline.
+pub const DEFAULT_QUEUE: &str = "logs";
+/// The config file looked for in the data directory.
+pub const DEFAULT_FILE: &str = "ackline.toml";
+
+/// One configuration key.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// `section.key`, as in the file.
+    pub name: &'static str,
+    /// What a valid value is (quoted in errors).
+    pub expected: &'static str,
+}
+
+impl Key {
+    /// `ACKLINE_SECTION_KEY`.
+    pub fn env(&self) -> String {
+        format!(
+            "ACKLINE_{}",
+            self.name.replace('.', "_").to_ascii_uppercase()
+        )
+    }
+}
+
+const fn key(name: &'static str, expected: &'static str) -> Key {
+    Key { name, expected }
+}
+
+/// Every key, in documentation order.
+pub const KEYS: &[Key] = &[
+    key(
+        "input.paths",
+        "a list of file paths or glob patterns (comma-separated in the environment)",
+    ),
+    key("input.stdin", "true or false"),
+    key(
+        "input.format",
+        "auto or a format name (json, logfmt, rfc5424, rfc3164, access_common, access_combined, apache_error, log4j, ...)",
+    ),
+    key("input.strict", "true or false"),
+    key("input.start_at", "beginning or end"),
+    key(
+        "input.poll_interval",
+        "a duration from 1ms to 1h, like 250ms or 1s",
+    ),
+    key("queue.name", "1 to 128 of A-Z a-z 0-9 . _ -"),
+    key(
+        "queue.fsync",
+        "always, never, or a duration like 10ms (fsync at that interval)",
+    ),
+    key("worker.workers", "an integer from 1 to 256"),
+    key("worker.batch_size", "an integer from 1 to 100000"),
+    key(
+        "worker.prefetch",
+        "an integer from 1 to 1000000, at least worker.batch_size",
+    ),
+    key("worker.lease", "a duration from 100ms to 24h, like 30s"),
+    key("worker.shutdown_deadline", "a duration up to 1h, like 10s"),
+    key("retry.base", "a duration from 1ms to 1h, like 500ms"),
+    key("retry.factor", "a number from 1 to 100"),
+    key(
+        "retry.cap",
+        "a duration up to 24h and at least retry.base, like 5m",
+    ),
+    key("retry.max_attempts", "an integer from 1 to 1000"),
+    key("store.url", ackline_store::URL_FORMS),
+    key(
+        "store.table",
+        "letters, digits and _, starting with a letter or _, at most 48 bytes",
+    ),
+];
+
+/// A configuration error (exit 2).
+#[derive(Debug)]
+pub struct ConfigError {
+    key: &'static str,
+    given: Given,
+    expected: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "invalid {} = {} ({}): expected {}",
+            self.key, self.given.value, self.given.source, self.expected
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The data directory (queue, input positions, default store, default config file).
+    pub data_dir: PathBuf,
+    /// The config file read, if any.
+    pub file: Option<PathBuf>,
+    /// Files and glob patterns to follow.
+    pub paths: Vec<String>,
+    /// Read standard input too.
+    pub stdin: bool,
+    /// Format and strictness of the parser.
+    pub parser: ParserConfig,
+    /// Where files seen for the first time start.
+    pub start_at: StartAt,
+    /// How often files are checked for new lines.
+    pub poll_interval: Duration,
+    /// The queue's name.
+    pub queue: String,
+    /// The queue's options (fsync, max attempts).
+    pub queue_options: QueueOptions,
+    /// Workers, batches, leases, retries.
+    pub worker: WorkerConfig,
+    /// The store URL.
+    pub store_url: String,
+    /// Store options (table).
+    pub store: StoreOptions,
+}
+
+impl Config {
+    /// Whether the store is the SQLite file at `path`.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        match StoreUrl::parse(&self.store_url) {
+            Ok(StoreUrl::Sqlite(p)) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// The layers, highest first when looked up.
+#[derive(Debug, Default)]
+struct Layers {
+    flags: BTreeMap<&'static str, Given>,
+    env: BTreeMap<&'static str, Given>,
+    file: BTreeMap<&'static str, Given>,
+}
+
+impl Layers {
+    fn get(&self, key: &str) -> Option<&Given> {
+        self.flags
+            .get(key)
+            .or_else(|| self.env.get(key))
+            .or_else(|| self.file.get(key))
+    }
+}
+
+fn find_key(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+fn flag_layer(f: &PipelineFlags) -> BTreeMap<&'static str, Given> {
+    let mut m = BTreeMap::new();
+    let mut put = |key: &'static str, flag: &str, v: Option<RawValue>| {
+        if let Some(value) = v {
+            m.insert(
+                key,
+                Given {
+                    value,
+                    source: Source::Flag(flag.to_string()),
+                },
+            );
+        }
+    };
+    let text = |s: &Option<String>| s.clone().map(RawValue::Text);
+    let files: Vec<RawValue> = f
+        .inputs
+        .iter()
+        .filter(|p| p.as_str() != "-")
+        .map(|p| RawValue::Text(p.clone()))
+        .collect();
+    if !files.is_empty() {
+        put("input.paths", "INPUT...", Some(RawValue::List(files)));
+    }
+    if f.inputs.iter().any(|p| p == "-") {
+        put("input.stdin", "-", Some(RawValue::Bool(true)));
+    }
+    put("input.format", "--format", text(&f.format));
+    if f.strict {
+        put("input.strict", "--strict", Some(RawValue::Bool(true)));
+    }
+    if f.lenient {
+        put("input.strict", "--lenient", Some(RawValue::Bool(false)));
+    }
+    put("input.start_at", "--start-at", text(&f.start_at));
+    put(
+        "input.poll_interval",
+        "--poll-interval",
+        text(&f.poll_interval),
+    );
+    put("queue.name", "--queue", text(&f.queue));
+    put("worker.workers", "--workers", text(&f.workers));
+    put("worker.batch_size", "--batch-size", text(&f.batch_size));
+    put("worker.prefetch", "--prefetch", text(&f.prefetch));
+    put("worker.lease", "--lease", text(&f.lease));
+    put(
+        "worker.shutdown_deadline",
+        "--shutdown-deadline",
+        text(&f.shutdown_deadline),
+    );
+    put("retry.base", "--retry-base", text(&f.retry_base));
+    put("retry.factor", "--retry-factor", text(&f.retry_factor));
+    put("retry.cap", "--retry-cap", text(&f.retry_cap));
+    put(
+        "retry.max_attempts",
+        "--max-attempts",
+        text(&f.max_attempts),
+    );
+    put("store.url", "--store", text(&f.store));
+    m
+}
+
+fn env_layer(env: &HashMap<String, String>) -> BTreeMap<&'static str, Given> {
+    let mut m = BTreeMap::new();
+    for k in KEYS {
+        let var = k.env();
+        if let Some(v) = env.get(&var) {
+            m.insert(
+                k.name,
+                Given {
+                    value: RawValue::Text(v.clone()),
+                    source: Source::Env(var),
+                },
+            );
+        }
+    }
+    m
+}
+
+fn file_layer(path: &Path) -> anyhow::Result<BTreeMap<&'static str, Given>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| usage(format!("cannot read config file {}: {e}", path.display())))?;
+    let entries = file::parse(path, &text).map_err(usage)?;
+    let mut m = BTreeMap::new();
+    for (name, e) in entries {
+        let Some(k) = find_key(&name) else {
+            let known: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+            return Err(usage(format!(
+                "unknown key {name} ({}): expected one of {}",
+                e.key_at,
+                known.join(", ")
+            )));
+        };
+        m.insert(k.name, e.given);
+    }
+    Ok(m)
+}
+
+/// What [`load`] reads besides the flags.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// The environment variables.
+    pub vars: HashMap<String, String>,
+}
+
+impl Env {
+    /// The process's environment (variables that are not UTF-8 are skipped).
+    pub fn process() -> Self {
+        Env {
+            vars: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        }
+    }
+
+    /// No variables at all (for configurations built by the demo).
+    pub fn empty() -> Self {
+        Env {
+            vars: HashMap::new(),
+        }
+    }
+}
+
+/// Builds and checks the configuration. `config_file` is the `--config` flag (or
+/// `ACKLINE_CONFIG`): it must exist; without it `<data_dir>/ackline.toml` is read if present.
+pub fn load(
+    data_dir: &Path,
+    config_file: Option<&Path>,
+    flags: &PipelineFlags,
+    env: &Env,
+) -> anyhow::Result<Config> {
+    let file = match config_file {
+        Some(p) => Some(p.to_path_buf()),
+        None => {
+            let p = data_dir.join(DEFAULT_FILE);
+            p.is_file().then_some(p)
+        }
+    };
+    let layers = Layers {
+        flags: flag_layer(flags),
+        env: env_layer(&env.vars),
+        file: match &file {
+            Some(p) => file_layer(p)?,
+            None => BTreeMap::new(),
+        },
+    };
+    build(data_dir, file, &layers).map_err(|e| usage(e.to_string()))
+}
+
+/// The pipeline's queue name as configured (file, environment; default `logs`), for the
+/// tools that take `--queue` optionally.
+pub fn queue_name(data_dir: &Path, config_file: Option<&Path>) -> anyhow::Result<String> {
+    Ok(load(
+        data_dir,
+        config_file,
+        &PipelineFlags::default(),
+        &Env::process(),
+    )?
+    .queue)
+}
+
+/// Looks up `name` and checks it with `parse`, or returns `default`.
+fn value<T>(
+    layers: &Layers,
+    name: &'static str,
+    default: T,
+    parse: impl FnOnce(&RawValue) -> Option<T>,
+) -> Result<T, ConfigError> {
+    let Some(given) = layers.get(name) else {
+        return Ok(default);
+    };
+    let expected = find_key(name).map_or("a valid value", |k| k.expected);
+    parse(&given.value).ok_or_else(|| ConfigError {
+        key: name,
+        given: given.clone(),
+        expected: expected.to_string(),
+    })
+}
+
+fn err(layers: &Layers, name: &'static str, expected: String) -> ConfigError {
+    ConfigError {
+        key: name,
+        given: layers.get(name).cloned().unwrap_or(Given {
+            value: RawValue::Other("default"),
+            source: Source::Flag("(default)".into()),
+        }),
+        expected,
+    }
+}
+
+fn text(v: &RawValue) -> Option<&str> {
+    match v {
+        RawValue::Text(s) => Some(s.trim()),
+        _ => None,
+    }
+}
+
+fn int(v: &RawValue, lo: i64, hi: i64) -> Option<i64> {
+    let n = match v {
+        RawValue::Int(i) => *i,
+        RawValue::Text(s) => s.trim().replace('_', "").parse().ok()?,
+        _ => return None,
+    };
+    (lo..=hi).contains(&n).then_some(n)
+}
+
+fn float(v: &RawValue, lo: f64, hi: f64) -> Option<f64> {
+    let x = match v {
+        RawValue::Int(i) => *i as f64,
+        RawValue::Float(x) => *x,
+        RawValue::Text(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    (x.is_finite() && x >= lo && x <= hi).then_some(x)
+}
+
+fn boolean(v: &RawValue) -> Option<bool> {
+    match v {
+        RawValue::Bool(b) => Some(*b),
+        RawValue::Text(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Some(true),
+            "false" | "0" | "no" | "off" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `250ms`, `30s`, `5m`, `1h` (an integer and a unit).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit.trim() {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" | "min" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => None,
+    }?;
+    Some(Duration::from_millis(ms))
+}
+
+fn duration(v: &RawValue, lo: Duration, hi: Duration) -> Option<Duration> {
+    let d = parse_duration(text(v)?)?;
+    (d >= lo && d <= hi).then_some(d)
+}
+
+fn list(v: &RawValue) -> Option<Vec<String>> {
+    match v {
+        RawValue::List(items) => items
+            .iter()
+            .map(|x| text(x).filter(|s| !s.is_empty()).map(str::to_string))
+            .collect(),
+        RawValue::Text(s) => Some(
+            s.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+fn table_ok(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 48
+        && t.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, ConfigError> {
+    const MS: Duration = Duration::from_millis(1);
+    const HOUR: Duration = Duration::from_secs(3600);
+    let paths = value(l, "input.paths", Vec::new(), list)?;
+    let stdin = value(l, "input.stdin", false, boolean)?;
+    let format = value(l, "input.format", FormatChoice::Auto, |v| {
+        text(v)?.parse().ok()
+    })?;
+    let strict = value(l, "input.strict", false, boolean)?;
+    let start_at = value(l, "input.start_at", StartAt::Beginning, |v| {
+        match text(v)?.to_ascii_lowercase().as_str() {
+            "beginning" => Some(StartAt::Beginning),
+            "end" => Some(StartAt::End),
+            _ => None,
+        }
+    })?;
+    let poll_interval = value(l, "input.poll_interval", Duration::from_millis(250), |v| {
+        duration(v, MS, HOUR)
+    })?;
+    let queue = value(l, "queue.name", DEFAULT_QUEUE.to_string(), |v| {
+        let s = text(v)?;
+        ackline_queue::valid_queue_name(s).then(|| s.to_string())
+    })?;
+    let fsync = value(l, "queue.fsync", Fsync::Always, |v| {
+        match text(v)?.to_ascii_lowercase().as_str() {
+            "always" => Some(Fsync::Always),
+            "never" => Some(Fsync::Never),
+            other => duration(&RawValue::Text(other.into()), MS, HOUR).map(Fsync::Interval),
+        }
+    })?;
+    let d = WorkerConfig::default();
+    let workers = value(l, "worker.workers", d.workers, |v| {
+        int(v, 1, 256).map(|n| n as usize)
+    })?;
+    let batch_size = value(l, "worker.batch_size", d.batch_size, |v| {
+        int(v, 1, 100_000).map(|n| n as usize)
+    })?;
+    let prefetch = value(l, "worker.prefetch", d.prefetch.max(batch_size), |v| {
+        int(v, 1, 1_000_000).map(|n| n as usize)
+    })?;
+    if prefetch < batch_size {
+        return Err(err(
+            l,
+            "worker.prefetch",
+            format!("at least worker.batch_size ({batch_size})"),
+        ));
+    }
+    let lease = value(l, "worker.lease", d.lease, |v| {
+        duration(v, Duration::from_millis(100), 24 * HOUR)
+    })?;
+    let shutdown_deadline = value(l, "worker.shutdown_deadline", d.shutdown_deadline, |v| {
+        duration(v, Duration::ZERO, HOUR)
+    })?;
+    let r = RetryPolicy::default();
+    let base = value(l, "retry.base", r.base, |v| duration(v, MS, HOUR))?;
+    let factor = value(l, "retry.factor", r.factor, |v| float(v, 1.0, 100.0))?;
+    let cap = value(l, "retry.cap", r.cap.max(base), |v| {
+        duration(v, Duration::ZERO, 24 * HOUR)
+    })?;
+    if cap < base {
+        return Err(err(
+            l,
+            "retry.cap",
+            format!("at least retry.base ({} ms)", base.as_millis()),
+        ));
+    }
+    let max_attempts = value(
+        l,
+        "retry.max_attempts",
+        QueueOptions::default().max_attempts,
+        |v| int(v, 1, 1000).map(|n| n as u32),
+    )?;
+    let default_url = format!("sqlite:{}", data_dir.join("records.db").display());
+    let store_url = value(l, "store.url", default_url, |v| {
+        let s = text(v)?;
+        StoreUrl::parse(s).ok().map(|_| s.to_string())
+    })?;
+    let table = value(l, "store.table", StoreOptions::default().table, |v| {
+        let s = text(v)?;
+        table_ok(s).then(|| s.to_string())
+    })?;
+    Ok(Config {
+        data_dir: data_dir.to_path_buf(),
+        file,
+        paths,
+        stdin,
+        parser: ParserConfig {
+            format,
+            strict,
+            ..ParserConfig::default()
+        },
+        start_at,
+        poll_interval,
+        queue,
+        queue_options: QueueOptions {
+            fsync,
+            max_attempts,
+            ..QueueOptions::default()
+        },
+        worker: WorkerConfig {
+            workers,
+            prefetch,
+            batch_size,
+            lease,
+            retry: RetryPolicy { base, factor, cap },
+            shutdown_deadline,
+            ..d
+        },
+        store_url,
+        store: StoreOptions {
+            table,
+            ..StoreOptions::default()
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env {
+            vars: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = load(
+            Path::new("/d"),
+            None,
+            &PipelineFlags::default(),
+            &Env::empty(),
+        )
+        .unwrap();
+        assert_eq!(c.queue, "logs");
+        assert_eq!(c.store_url, "sqlite:/d/records.db");
+        assert_eq!(c.sqlite_path(), Some(PathBuf::from("/d/records.db")));
+        assert!(!c.parser.strict);
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[worker]\nworkers = 3\nbatch_size = 10\n").unwrap();
+        let e = env(&[("ACKLINE_WORKER_WORKERS", "5")]);
+        let c = load(dir.path(), Some(&f), &PipelineFlags::default(), &e).unwrap();
+        assert_eq!((c.worker.workers, c.worker.batch_size), (5, 10));
+        let flags = PipelineFlags {
+            workers: Some("7".into()),
+            ..PipelineFlags::default()
+        };
+        let c = load(dir.path(), Some(&f), &flags, &e).unwrap();
+        assert_eq!(c.worker.workers, 7);
+    }
+
+    #[test]
+    fn errors_name_key_source_and_expectation() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[retry]\nbase = \"fast\"\n").unwrap();
+        let e = load(
+            dir.path(),
+            Some(&f),
+            &PipelineFlags::default(),
+            &Env::empty(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("retry.base"), "{e}");
+        assert!(e.contains("c.toml:2:8"), "{e}");
+        assert!(e.contains("expected a duration"), "{e}");
+        let e = load(
+            dir.path(),
+            None,
+            &PipelineFlags::default(),
+            &env(&[("ACKLINE_WORKER_WORKERS", "0")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("worker.workers") && e.contains("ACKLINE_WORKER_WORKERS"),
+            "{e}"
+        );
+        std::fs::write(&f, "[worker]\nwrkers = 2\n").unwrap();
+        let e = load(
+            dir.path(),
+            Some(&f),
+            &PipelineFlags::default(),
+            &Env::empty(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("unknown key worker.wrkers") && e.contains(":2:1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("ms"), None);
+    }
+
+    #[test]
+    fn docs_name_every_key_and_variable() {
+        let doc = include_str!("../../../docs/config.md");
+        for k in KEYS {
+            assert!(doc.contains(&format!("`{}`", k.name)), "{} undocumented", k.name);
+            assert!(doc.contains(&k.env()), "{} undocumented", k.env());
+        }
+    }
+}
