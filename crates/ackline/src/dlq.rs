@@ -18,7 +18,7 @@ use crate::cli::{DlqCommand, QueueCommand, Selection};
 use crate::exit::usage;
 use crate::output::Out;
 
-fn open_db(dir: &Path) -> anyhow::Result<Db> {
+pub fn open_db(dir: &Path) -> anyhow::Result<Db> {
     Db::open(dir).with_context(|| format!("opening data directory {}", dir.display()))
 }
 
@@ -33,7 +33,7 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 }
 
 /// Opens `name` if it exists.
-fn existing(db: &Db, name: &str) -> anyhow::Result<Option<Queue>> {
+pub fn existing(db: &Db, name: &str) -> anyhow::Result<Option<Queue>> {
     check_name(name)?;
     let names = db.queue_names().context("listing queues")?;
     if !names.iter().any(|n| n == name) {
@@ -50,7 +50,7 @@ struct All {
 }
 
 #[derive(Debug, Serialize)]
-struct StatsView {
+pub struct StatsView {
     queue: String,
     pending: u64,
     ready: u64,
@@ -65,7 +65,7 @@ struct StatsView {
     corrupt_ranges: usize,
 }
 
-fn stats_view(q: &Queue) -> StatsView {
+pub fn stats_view(q: &Queue) -> StatsView {
     let s: QueueStats = q.stats();
     let r = q.recovery_report();
     StatsView {
@@ -177,15 +177,17 @@ fn selector(sel: &Selection) -> DlqSelector {
     }
 }
 
-/// `ackline dlq ...`
-pub fn dlq_cmd(c: &DlqCommand, dir: &Path, out: Out) -> anyhow::Result<()> {
+/// `ackline dlq ...`; `default_queue` is the pipeline's queue, used without `--queue`.
+pub fn dlq_cmd(c: &DlqCommand, dir: &Path, default_queue: &str, out: Out) -> anyhow::Result<()> {
     let db = open_db(dir)?;
+    let pick = |q: &Option<String>| q.clone().unwrap_or_else(|| default_queue.to_string());
     match c {
         DlqCommand::List {
             queue,
             after,
             limit,
         } => {
+            let queue = &pick(queue);
             if *limit == 0 {
                 return Err(usage("--limit must be at least 1"));
             }
@@ -234,6 +236,7 @@ pub fn dlq_cmd(c: &DlqCommand, dir: &Path, out: Out) -> anyhow::Result<()> {
             )
         }
         DlqCommand::Show { queue, key, id } => {
+            let queue = &pick(queue);
             let q = existing(&db, queue)?
                 .ok_or_else(|| anyhow!("no queue named {queue} in {}", dir.display()))?;
             let found: Vec<EntryView> = match (key, id) {
@@ -287,6 +290,7 @@ pub fn dlq_cmd(c: &DlqCommand, dir: &Path, out: Out) -> anyhow::Result<()> {
             )
         }
         DlqCommand::Replay { queue, sel } | DlqCommand::Purge { queue, sel } => {
+            let queue = &pick(queue);
             let replay = matches!(c, DlqCommand::Replay { .. });
             let verb = if replay { "replayed" } else { "purged" };
             let n = match existing(&db, queue)? {

@@ -4,18 +4,26 @@
 mod bench;
 mod books;
 mod cli;
+mod config;
 mod demo;
 mod dlq;
 mod exit;
+mod fault;
 mod journal;
 mod output;
+mod pipeline;
+mod pipeline_demo;
+mod query;
+mod run;
+mod signals;
+mod stats;
 mod worker;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{BenchCommand, Cli, Command};
+use crate::cli::{BenchCommand, Cli, Command, DemoSub};
 use crate::output::Out;
 
 fn main() -> ExitCode {
@@ -52,10 +60,20 @@ fn usage_error(e: clap::Error) -> ExitCode {
 
 fn run(cli: &Cli, out: Out) -> anyhow::Result<()> {
     match &cli.command {
-        Command::Demo(a) => demo::run(a, cli.data_dir.as_deref(), out),
+        Command::Run(a) => run::run(a, &cli.data_dir(), cli.config.as_deref(), out),
+        Command::Check(a) => run::check(a, &cli.data_dir(), cli.config.as_deref(), out),
+        Command::Query(a) => query::run(a, &cli.data_dir(), cli.config.as_deref(), out),
+        Command::Stats => stats::run(&cli.data_dir(), cli.config.as_deref(), out),
+        Command::Demo(d) => match &d.sub {
+            Some(DemoSub::Queue(a)) => demo::run(a, cli.data_dir.as_deref(), out),
+            None => pipeline_demo::run(&d.pipeline, cli.data_dir.as_deref(), out),
+        },
         Command::Bench(BenchCommand::Queue(a)) => bench::run(a, cli.data_dir.as_deref(), out),
         Command::Queue(c) => dlq::queue_cmd(c, &cli.data_dir(), out),
-        Command::Dlq(c) => dlq::dlq_cmd(c, &cli.data_dir(), out),
+        Command::Dlq(c) => {
+            let queue = config::queue_name(&cli.data_dir(), cli.config.as_deref())?;
+            dlq::dlq_cmd(c, &cli.data_dir(), &queue, out)
+        }
         Command::QueueWorker(a) => worker::run(a, &cli.data_dir()),
         Command::BenchFill(a) => bench::fill(a),
     }

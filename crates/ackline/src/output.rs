@@ -48,6 +48,19 @@ impl Out {
         pb
     }
 
+    /// A spinner with a message that the caller updates (live counters), hidden when stderr
+    /// is not a terminal or with `--json`.
+    pub fn live(&self) -> ProgressBar {
+        if self.json || !std::io::stderr().is_terminal() {
+            return ProgressBar::hidden();
+        }
+        let pb = ProgressBar::new_spinner();
+        if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}") {
+            pb.set_style(style);
+        }
+        pb
+    }
+
     /// A line of commentary on stderr (never with `--json`, never into stdout).
     pub fn note(&self, msg: &str) {
         if !self.json {

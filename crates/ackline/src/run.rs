@@ -1,0 +1,166 @@
+//! `ackline run` and `ackline check`: the configuration checked once, then the pipeline.
+//!
+//! Invariants:
+//! - `check` and `run` build the configuration the same way ([`crate::config::load`]), so a
+//!   configuration `check` accepts is one `run` starts with.
+//! - `run` exits 0 after a graceful stop (signal) or a completed `--once`; 1 when a part
+//!   failed; 2 for configuration errors (before anything is opened).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ackline_parse::Parser;
+use ackline_worker::ParseProcess;
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::cli::{CheckArgs, RunArgs};
+use crate::config::{self, Config, Env};
+use crate::fault::DemoFaults;
+use crate::output::Out;
+use crate::pipeline::{self, Mode, RunReport};
+
+/// A multi-threaded Tokio runtime for one command.
+pub fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// `ackline run`.
+pub fn run(
+    a: &RunArgs,
+    data_dir: &Path,
+    config_file: Option<&Path>,
+    out: Out,
+) -> anyhow::Result<()> {
+    let cfg = config::load(data_dir, config_file, &a.flags, &Env::process())?;
+    let mode = if a.once { Mode::Once } else { Mode::Follow };
+    let rt = tokio_runtime()?;
+    let report = rt.block_on(async {
+        let signal = crate::signals::install()?;
+        run_with(&cfg, mode, a.demo_faults, signal, out).await
+    })?;
+    out.emit(&report, || human(&report))
+}
+
+/// Opens the store and runs the pipeline (shared with the demo's final run).
+pub async fn run_with(
+    cfg: &Config,
+    mode: Mode,
+    demo_faults: bool,
+    signal: tokio::sync::watch::Receiver<bool>,
+    out: Out,
+) -> anyhow::Result<RunReport> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    if let Some(parent) = cfg.sqlite_path().as_deref().and_then(Path::parent)
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let store = ackline_store::open(&cfg.store_url, &cfg.store)
+        .await
+        .with_context(|| format!("opening store {}", cfg.store_url))?;
+    let parse = ParseProcess::new(Parser::new(cfg.parser));
+    if demo_faults {
+        pipeline::run(
+            cfg,
+            Arc::new(store),
+            Arc::new(DemoFaults::new(parse)),
+            mode,
+            signal,
+            out,
+        )
+        .await
+    } else {
+        pipeline::run(cfg, Arc::new(store), Arc::new(parse), mode, signal, out).await
+    }
+}
+
+fn human(r: &RunReport) -> String {
+    format!(
+        "{} ({} run, {:.1} s{})\nqueue {}: {} pending, {} dead letters; store: {}\n",
+        pipeline::progress_line(r),
+        r.mode,
+        r.elapsed_ms as f64 / 1000.0,
+        if r.stopped_by_signal {
+            ", stopped by signal"
+        } else {
+            ""
+        },
+        r.queue,
+        r.pending,
+        r.dead_letters,
+        r.store
+    )
+}
+
+#[derive(Debug, Serialize)]
+struct Checked<'a> {
+    ok: bool,
+    config_file: Option<String>,
+    data_dir: String,
+    inputs: &'a [String],
+    stdin: bool,
+    format: String,
+    strict: bool,
+    queue: &'a str,
+    workers: usize,
+    batch_size: usize,
+    prefetch: usize,
+    lease_ms: u64,
+    retry_base_ms: u64,
+    retry_factor: f64,
+    retry_cap_ms: u64,
+    max_attempts: u32,
+    store: &'a str,
+}
+
+/// `ackline check`.
+pub fn check(
+    a: &CheckArgs,
+    data_dir: &Path,
+    config_file: Option<&Path>,
+    out: Out,
+) -> anyhow::Result<()> {
+    let cfg = config::load(data_dir, config_file, &a.flags, &Env::process())?;
+    let c = Checked {
+        ok: true,
+        config_file: cfg.file.as_ref().map(|p| p.display().to_string()),
+        data_dir: cfg.data_dir.display().to_string(),
+        inputs: &cfg.paths,
+        stdin: cfg.stdin,
+        format: match cfg.parser.format {
+            ackline_parse::FormatChoice::Auto => "auto".into(),
+            ackline_parse::FormatChoice::Fixed(f) => f.name().into(),
+        },
+        strict: cfg.parser.strict,
+        queue: &cfg.queue,
+        workers: cfg.worker.workers,
+        batch_size: cfg.worker.batch_size,
+        prefetch: cfg.worker.prefetch,
+        lease_ms: cfg.worker.lease.as_millis() as u64,
+        retry_base_ms: cfg.worker.retry.base.as_millis() as u64,
+        retry_factor: cfg.worker.retry.factor,
+        retry_cap_ms: cfg.worker.retry.cap.as_millis() as u64,
+        max_attempts: cfg.queue_options.max_attempts,
+        store: &cfg.store_url,
+    };
+    out.emit(&c, || {
+        format!(
+            "config ok ({}): {} input(s){}, format {}{}, queue {}, {} workers, batch {}, store {}\n",
+            c.config_file.as_deref().unwrap_or("no config file"),
+            c.inputs.len(),
+            if c.stdin { " + stdin" } else { "" },
+            c.format,
+            if c.strict { " (strict)" } else { "" },
+            c.queue,
+            c.workers,
+            c.batch_size,
+            c.store
+        )
+    })
+}

@@ -1,0 +1,112 @@
+//! `ackline stats`: the pipeline at a glance: its queue, its dead letters, the records stored,
+//! and the last (or running) run's counters.
+//!
+//! Invariants:
+//! - Read-only: creates neither the data directory, nor the queue, nor the database.
+//! - While `ackline run` holds the data directory, the queue cannot be opened; the run's
+//!   status file (refreshed every 200 ms) is shown instead, and says it is live.
+
+use std::path::Path;
+
+use ackline_queue::{Db, OpenError};
+use ackline_store::{SqliteStore, StoreUrl};
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::cli::PipelineFlags;
+use crate::config::{self, Env};
+use crate::dlq::{StatsView, existing, stats_view};
+use crate::output::Out;
+use crate::pipeline::{RunReport, progress_line, read_status};
+
+#[derive(Debug, Serialize)]
+struct View {
+    data_dir: String,
+    queue_name: String,
+    /// The queue's counts; absent while a run holds the directory or if it does not exist.
+    queue: Option<StatsView>,
+    /// A run holds the data directory now.
+    in_use: bool,
+    store: String,
+    records: Option<u64>,
+    last_run: Option<RunReport>,
+}
+
+/// `ackline stats`.
+pub fn run(data_dir: &Path, config_file: Option<&Path>, out: Out) -> anyhow::Result<()> {
+    let cfg = config::load(
+        data_dir,
+        config_file,
+        &PipelineFlags::default(),
+        &Env::process(),
+    )?;
+    let mut in_use = false;
+    let mut queue = None;
+    if data_dir.is_dir() {
+        match Db::open(data_dir) {
+            Ok(db) => {
+                if let Some(q) = existing(&db, &cfg.queue)? {
+                    queue = Some(stats_view(&q));
+                }
+                db.close();
+            }
+            Err(OpenError::Locked { .. }) => in_use = true,
+            Err(e) => {
+                return Err(e).with_context(|| format!("opening {}", data_dir.display()));
+            }
+        }
+    }
+    let records = match StoreUrl::parse(&cfg.store_url) {
+        Ok(StoreUrl::Sqlite(p)) if p.is_file() => {
+            let rt = crate::run::tokio_runtime()?;
+            Some(rt.block_on(async {
+                let s = SqliteStore::open(&p, &cfg.store)
+                    .await
+                    .with_context(|| format!("opening {}", p.display()))?;
+                s.count().await.context("counting records")
+            })?)
+        }
+        _ => None,
+    };
+    let v = View {
+        data_dir: data_dir.display().to_string(),
+        queue_name: cfg.queue.clone(),
+        queue,
+        in_use,
+        store: cfg.store_url.clone(),
+        records,
+        last_run: read_status(data_dir),
+    };
+    out.emit(&v, || {
+        let mut s = String::new();
+        match &v.queue {
+            Some(q) => {
+                s += &serde_json::to_value(q)
+                    .map(|j| {
+                        format!(
+                            "queue {}: {} pending ({} ready, {} leased, {} delayed), {} dead letters\n",
+                            v.queue_name, j["pending"], j["ready"], j["leased"], j["delayed"], j["dead_letters"]
+                        )
+                    })
+                    .unwrap_or_default();
+            }
+            None if v.in_use => {
+                s += &format!("queue {}: in use by a running `ackline run` (see its live counters below)\n", v.queue_name);
+            }
+            None => s += &format!("queue {}: does not exist yet in {}\n", v.queue_name, v.data_dir),
+        }
+        match v.records {
+            Some(n) => s += &format!("store {}: {n} records\n", v.store),
+            None => s += &format!("store {}: no records database yet (or not SQLite)\n", v.store),
+        }
+        if let Some(r) = &v.last_run {
+            s += &format!(
+                "{} run ({}): {}\n",
+                if r.running && v.in_use { "running" } else { "last" },
+                r.mode,
+                progress_line(r)
+            );
+        }
+        s
+    })
+}
