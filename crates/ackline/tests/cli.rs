@@ -23,6 +23,11 @@ fn help_works_for_every_command() {
     for args in [
         &["--help"][..],
         &["demo", "--help"],
+        &["demo", "queue", "--help"],
+        &["run", "--help"],
+        &["check", "--help"],
+        &["query", "--help"],
+        &["stats", "--help"],
         &["bench", "queue", "--help"],
         &["queue", "stats", "--help"],
         &["dlq", "list", "--help"],
@@ -47,7 +52,9 @@ fn bad_flags_exit_2_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     for args in [
         &["--bogus", "demo"][..],
-        &["demo", "--messages", "many"],
+        &["demo", "queue", "--messages", "many"],
+        &["run", "--bogus"],
+        &["query", "--limit", "x"],
         &["dlq", "replay", "--queue", "q"],
         &["dlq", "purge", "--queue", "q", "--all", "--key", "1"],
         &["bench", "queue", "--ack", "sometimes"],
@@ -89,6 +96,7 @@ fn demo_json_and_dlq_tools_on_its_queue() {
         &[
             "--json",
             "demo",
+            "queue",
             "--crashes",
             "2",
             "--messages",
@@ -113,7 +121,10 @@ fn demo_json_and_dlq_tools_on_its_queue() {
     assert!(dead > 5 && poison > 0);
 
     // A second demo on the same directory is refused as a usage error.
-    let o = run(&["demo", "--crashes", "0", "--messages", "10"], dir.path());
+    let o = run(
+        &["demo", "queue", "--crashes", "0", "--messages", "10"],
+        dir.path(),
+    );
     assert_eq!(o.status.code(), Some(2));
 
     // Paging walks every entry exactly once.

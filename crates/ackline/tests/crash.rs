@@ -6,7 +6,7 @@
 //! and attempts never go backwards.
 //!
 //! Replay a failure with the printed seed: `ACKLINE_CRASH_SEED=<seed> cargo test -p ackline
-//! --test crash`, or `ackline demo --crashes 50 --messages 60000 --max-kill-ms 300 --seed
+//! --test crash`, or `ackline demo queue --crashes 50 --messages 60000 --max-kill-ms 300 --seed
 //! <seed>`.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is a failed assertion
@@ -37,7 +37,7 @@ fn fifty_kill9_rounds_lose_nothing() {
     cmd.arg("--data-dir")
         .arg(dir.path())
         .arg("--json")
-        .arg("demo")
+        .args(["demo", "queue"])
         .args(["--crashes", &CRASHES.to_string()])
         .args(["--messages", "60000"])
         .args(["--max-kill-ms", "300"])
