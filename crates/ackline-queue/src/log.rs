@@ -24,6 +24,9 @@ use crate::error::QueueError;
 use crate::record::{Encoder, runs};
 use crate::state::Loc;
 
+/// Initial capacity of a write buffer (buffers are reused, so this is paid rarely).
+const CHUNK_CAPACITY: usize = 256 << 10;
+
 /// Bytes of a segment header.
 pub(crate) const SEG_HEADER: usize = 32;
 const SEG_MAGIC: &[u8; 8] = b"ACKLSEG1";
@@ -101,6 +104,8 @@ pub(crate) struct Appender {
     pub since_checkpoint: u64,
     /// Every segment that exists or is about to: id to salt.
     pub segs: BTreeMap<u32, u32>,
+    /// Written buffers handed back by the writer, reused so appends do not reallocate.
+    spare: Vec<Vec<u8>>,
     /// Acks not yet encoded: they become one ACK record when the writer takes the batch.
     /// Deferring is safe because nothing appended later refers to an acked message.
     acks: Vec<u64>,
@@ -118,6 +123,7 @@ impl Appender {
             batch: 1,
             since_checkpoint: 0,
             segs,
+            spare: Vec::new(),
             acks: Vec::new(),
             seg_target,
         };
@@ -130,22 +136,38 @@ impl Appender {
         self.salt = rand::random();
         self.len = SEG_HEADER as u64;
         self.segs.insert(seg, self.salt);
+        let bytes = self.buffer();
         self.chunks.push(Chunk {
             seg,
             salt: self.salt,
             create: true,
-            bytes: Vec::new(),
+            bytes,
         });
+    }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        self.spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(CHUNK_CAPACITY))
+    }
+
+    /// Takes back a written chunk's buffer for reuse.
+    pub fn recycle(&mut self, mut bytes: Vec<u8>) {
+        if self.spare.len() < 4 && bytes.capacity() <= 16 * CHUNK_CAPACITY {
+            bytes.clear();
+            self.spare.push(bytes);
+        }
     }
 
     /// Appends one record written by `f`; returns where it will be.
     pub fn append(&mut self, f: impl FnOnce(&mut Encoder<'_>) -> usize) -> Loc {
         if self.chunks.last().is_none_or(|c| c.seg != self.seg) {
+            let bytes = self.buffer();
             self.chunks.push(Chunk {
                 seg: self.seg,
                 salt: self.salt,
                 create: false,
-                bytes: Vec::new(),
+                bytes,
             });
         }
         let off = self.len;
@@ -201,6 +223,8 @@ struct DurState {
 pub(crate) struct Durable {
     st: Mutex<DurState>,
     cv: Condvar,
+    /// Set once an error is recorded: a lock-free check for every operation's fast path.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -231,6 +255,8 @@ impl Durable {
     pub fn fail(&self, cause: Arc<str>) {
         let mut st = lock(&self.st);
         st.error.get_or_insert(cause);
+        self.failed
+            .store(true, std::sync::atomic::Ordering::Release);
         let wakers = std::mem::take(&mut st.wakers);
         drop(st);
         self.cv.notify_all();
@@ -249,6 +275,9 @@ impl Durable {
 
     /// The fatal error, if one happened.
     pub fn error(&self) -> Option<Arc<str>> {
+        if !self.failed.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
         lock(&self.st).error.clone()
     }
 

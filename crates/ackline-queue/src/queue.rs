@@ -224,6 +224,10 @@ const NO_ERROR: &str = "deliveries ended without a settlement (consumer died or 
 struct Inner {
     st: State,
     log: Appender,
+    /// The writer sleeps on `writer_cv` (so an append must wake it).
+    writer_idle: bool,
+    /// Consumers sleeping on `avail_cv` in `receive`.
+    receivers_waiting: u32,
     stop_writer: bool,
     closing: bool,
     last_checkpoint_bytes: u64,
@@ -300,6 +304,8 @@ impl Queue {
             inner: Mutex::new(Inner {
                 st: rec.state,
                 log,
+                writer_idle: false,
+                receivers_waiting: 0,
                 stop_writer: false,
                 closing: false,
                 last_checkpoint_bytes: 0,
@@ -362,13 +368,12 @@ impl Queue {
             sizes.push(s.check_message(index, m)?);
         }
         let needed: u64 = sizes.iter().map(|&n| n as u64).sum();
-        let mut ids = Vec::with_capacity(batch.len());
-        for m in &batch {
-            ids.push(match &m.id {
-                Some(id) => id.clone(),
-                None => new_id(now),
-            });
-        }
+        // Take the ids out of the (owned) batch rather than copying them.
+        let mut batch = batch;
+        let ids: Vec<String> = batch
+            .iter_mut()
+            .map(|m| m.id.take().unwrap_or_else(|| new_id(now)))
+            .collect();
         let mut inner = lock(&s.inner);
         if inner.closing {
             return Err(s.closed().into());
@@ -399,9 +404,8 @@ impl Queue {
             out.push(Published { seq, id });
         }
         let commit = s.commit_locked(&inner);
+        s.wake(&mut inner, true);
         drop(inner);
-        s.after_append();
-        s.avail_cv.notify_all();
         Ok((out, commit))
     }
 
@@ -528,9 +532,8 @@ impl Queue {
             n += 1;
         }
         let commit = s.commit_locked(&inner);
+        s.wake(&mut inner, true);
         drop(inner);
-        s.after_append();
-        s.avail_cv.notify_all();
         commit.wait()?;
         Ok(n)
     }
@@ -558,8 +561,8 @@ impl Queue {
             inner.st.on_purge(*k);
         }
         let commit = s.commit_locked(&inner);
+        s.wake(&mut inner, false);
         drop(inner);
-        s.after_append();
         commit.wait()?;
         Ok(keys.len())
     }
@@ -635,9 +638,8 @@ impl Drop for Consumer {
         for seq in &held {
             inner.st.release(*seq);
         }
-        drop(inner);
         if !held.is_empty() {
-            s.avail_cv.notify_all();
+            s.wake_receivers(&inner);
         }
     }
 }
@@ -657,8 +659,8 @@ impl Consumer {
         loop {
             let (picked, commit) = s.pick(&mut inner, self.id, max, lease)?;
             if !picked.is_empty() {
+                s.wake(&mut inner, false);
                 drop(inner);
-                s.after_append();
                 commit.wait()?;
                 return s.load(picked);
             }
@@ -671,11 +673,13 @@ impl Consumer {
                 let ms = t.saturating_sub(s.clock.now_ms()).max(1);
                 timeout = timeout.min(Duration::from_millis(ms));
             }
+            inner.receivers_waiting += 1;
             inner = s
                 .avail_cv
                 .wait_timeout(inner, timeout)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
+            inner.receivers_waiting -= 1;
         }
     }
 
@@ -686,7 +690,17 @@ impl Consumer {
 
     /// Acknowledges a delivery: the message leaves the queue.
     pub fn ack(&self, tag: Tag) -> Result<Commit, SettleError> {
-        self.settle_one(tag, Settlement::Ack)
+        // The hot path of individual acks: no allocation, one lock.
+        let s = &self.queue.shared;
+        s.check_poisoned()
+            .map_err(|e| SettleError::Queue(e.to_string()))?;
+        let mut inner = lock(&s.inner);
+        s.check_tag(&inner.st, tag)?;
+        inner.st.on_ack(tag.seq);
+        inner.log.defer_acks([tag.seq]);
+        let commit = s.commit_locked(&inner);
+        s.wake(&mut inner, false);
+        Ok(commit)
     }
 
     /// Fails a delivery: deliver it again no earlier than `delay` from now (or dead-letter it
@@ -784,11 +798,8 @@ impl Consumer {
         }
         inner.log.defer_acks(acks);
         let commit = s.commit_locked(&inner);
+        s.wake(&mut inner, woke);
         drop(inner);
-        s.after_append();
-        if woke {
-            s.avail_cv.notify_all();
-        }
         (results, commit)
     }
 
@@ -807,9 +818,8 @@ fn new_id(now: u64) -> String {
     for (i, c) in b[12..].iter_mut().enumerate() {
         *c = HEX[((r >> (60 - 4 * i)) & 0xf) as usize];
     }
-    let mut id = String::with_capacity(b.len());
-    id.extend(b.iter().map(|&c| char::from(c)));
-    id
+    // Hex digits are ASCII, so this never falls back.
+    std::str::from_utf8(&b).map_or_else(|_| String::new(), str::to_owned)
 }
 
 /// A message as read back from its publish record.
@@ -853,8 +863,23 @@ impl Shared {
         }
     }
 
-    fn after_append(&self) {
-        self.writer_cv.notify_one();
+    /// Wakes the writer if it sleeps and something waits to be written, and (if `ready`) the
+    /// consumers blocked in `receive`. Called with the lock held, and only when someone waits,
+    /// so an operation costs no futex call when the threads are busy.
+    fn wake(&self, inner: &mut Inner, ready: bool) {
+        if inner.writer_idle && inner.log.has_work() {
+            inner.writer_idle = false;
+            self.writer_cv.notify_one();
+        }
+        if ready {
+            self.wake_receivers(inner);
+        }
+    }
+
+    fn wake_receivers(&self, inner: &Inner) {
+        if inner.receivers_waiting > 0 {
+            self.avail_cv.notify_all();
+        }
     }
 
     /// Validates one message and returns its framed size.
@@ -910,7 +935,7 @@ impl Shared {
         }
         woke |= inner.st.wake_delayed(now) > 0;
         if woke {
-            self.avail_cv.notify_all();
+            self.wake_receivers(inner);
         }
     }
 
@@ -1048,13 +1073,15 @@ impl Shared {
         Ok(r)
     }
 
-    /// The salts of the segments in `locs`, read under one lock.
-    fn salts(&self, locs: &[Loc]) -> HashMap<u32, u32> {
+    /// The salts of the distinct segments in `locs` (sorted by segment), read under one lock.
+    fn salts(&self, locs: &[Loc]) -> Vec<(u32, u32)> {
         let inner = lock(&self.inner);
-        let mut out = HashMap::new();
+        let mut out: Vec<(u32, u32)> = Vec::new();
         for l in locs {
-            if let Some(&salt) = inner.log.segs.get(&l.seg) {
-                out.insert(l.seg, salt);
+            if out.last().is_none_or(|&(seg, _)| seg != l.seg)
+                && let Some(&salt) = inner.log.segs.get(&l.seg)
+            {
+                out.push((l.seg, salt));
             }
         }
         out
@@ -1115,7 +1142,11 @@ impl Shared {
         let mut unreadable = Vec::new();
         self.read_frames(&locs, |k, frame| {
             let (seq, attempt, loc, until) = picked[k];
-            match frame.map(|f| self.decode_message(loc, f, seq, salts.get(&loc.seg).copied())) {
+            let salt = salts
+                .iter()
+                .find(|(s, _)| *s == loc.seg)
+                .map(|&(_, salt)| salt);
+            match frame.map(|f| self.decode_message(loc, f, seq, salt)) {
                 Ok(Ok(m)) => out.push(Delivery {
                     tag: Tag { seq, attempt },
                     id: m.id,
@@ -1141,8 +1172,7 @@ impl Shared {
                     Some(&reason),
                 );
             }
-            drop(inner);
-            self.after_append();
+            self.wake(&mut inner, false);
         }
         out.sort_by_key(|d| d.tag.seq);
         Ok(out)
@@ -1197,7 +1227,7 @@ impl Shared {
         let mut read = Err(self.closed());
         self.read_frames(&[e.loc], |_, frame| {
             read = frame.map_err(Clone::clone).map(|f| {
-                self.decode_message(e.loc, f, key, salts.get(&e.loc.seg).copied())
+                self.decode_message(e.loc, f, key, salts.first().map(|&(_, salt)| salt))
                     .unwrap_or_else(|reason| StoredMessage {
                         id: format!("<unreadable: {reason}>"),
                         ..StoredMessage::default()
@@ -1245,15 +1275,27 @@ impl Shared {
                     if timeout.is_zero() {
                         break;
                     }
+                    inner.writer_idle = true;
                     inner = self
                         .writer_cv
                         .wait_timeout(inner, timeout)
                         .map(|(g, _)| g)
                         .unwrap_or_else(|e| e.into_inner().0);
+                    inner.writer_idle = false;
+                }
+                if inner.log.since_checkpoint >= self.checkpoint_threshold(&inner) {
+                    self.maint_cv.notify_one();
                 }
                 inner.log.take()
             };
-            match self.write_batch(&mut file, chunks) {
+            let written = self.write_batch(&mut file, &chunks);
+            {
+                let mut inner = lock(&self.inner);
+                for c in chunks {
+                    inner.log.recycle(c.bytes);
+                }
+            }
+            match written {
                 Ok(wrote) => {
                     dirty |= wrote;
                     let sync_now = match self.opts.fsync {
@@ -1279,8 +1321,6 @@ impl Shared {
                         dirty = false;
                     }
                     self.durable.advance(batch);
-                    // The checkpoint thread checks its threshold after every batch.
-                    self.maint_cv.notify_one();
                 }
                 Err(cause) => {
                     self.durable.fail(cause.into());
@@ -1296,7 +1336,7 @@ impl Shared {
     fn write_batch(
         &self,
         file: &mut Option<(u32, Box<dyn FsFile>)>,
-        chunks: Vec<Chunk>,
+        chunks: &[Chunk],
     ) -> Result<bool, String> {
         let always = matches!(self.opts.fsync, Fsync::Always);
         let mut created = false;
