@@ -673,7 +673,11 @@ mod tests {
     fn docs_name_every_key_and_variable() {
         let doc = include_str!("../../../docs/config.md");
         for k in KEYS {
-            assert!(doc.contains(&format!("`{}`", k.name)), "{} undocumented", k.name);
+            assert!(
+                doc.contains(&format!("`{}`", k.name)),
+                "{} undocumented",
+                k.name
+            );
             assert!(doc.contains(&k.env()), "{} undocumented", k.env());
         }
     }
