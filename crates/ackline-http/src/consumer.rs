@@ -1,0 +1,206 @@
+//! [`HttpConsumer`]: a server-side lease session.
+//!
+//! Invariants:
+//! - `close` deletes the session, so the server releases its deliveries at once; dropping
+//!   without `close` does the same from a spawned task when a runtime is there, and otherwise
+//!   the server drops the session once its lease passes unheard.
+//! - A receive to a session the server no longer knows opens a new one and retries once;
+//!   deliveries of the lost session were released or will be at their lease, so nothing is
+//!   lost, and their settlements are still fenced by (key, attempt).
+//! - A receive's HTTP deadline is its wait plus a margin, so the client never gives up on a
+//!   long-poll the server is still honouring (which would strand deliveries until their lease).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ackline_broker::{BrokerError, ConsumerOptions, Delivery, SettleError, Settlement, Tag};
+use serde_json::json;
+
+use crate::NAME;
+use crate::client::{Client, Error};
+use crate::wire;
+
+/// A lease session on the server.
+#[derive(Debug)]
+pub struct HttpConsumer {
+    client: Arc<Client>,
+    queue: String,
+    opts: ConsumerOptions,
+    session: Mutex<String>,
+    closed: bool,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl HttpConsumer {
+    async fn new_session(
+        client: &Client,
+        queue: &str,
+        opts: ConsumerOptions,
+    ) -> Result<String, BrokerError> {
+        let body = json!({ "prefetch": opts.prefetch, "lease_ms": ms(opts.lease) });
+        let s: wire::Session = client
+            .post(&format!("/v1/queues/{queue}/sessions"), &body, None)
+            .await?;
+        Ok(s.session)
+    }
+
+    pub(crate) async fn open(
+        client: Arc<Client>,
+        queue: String,
+        opts: ConsumerOptions,
+    ) -> Result<HttpConsumer, BrokerError> {
+        let session = Self::new_session(&client, &queue, opts).await?;
+        Ok(HttpConsumer {
+            client,
+            queue,
+            opts,
+            session: Mutex::new(session),
+            closed: false,
+        })
+    }
+
+    fn session(&self) -> String {
+        self.session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn path(&self, session: &str, rest: &str) -> String {
+        format!("/v1/queues/{}/sessions/{session}{rest}", self.queue)
+    }
+
+    async fn receive_once(
+        &self,
+        session: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, Error> {
+        let body = json!({ "max": max, "wait_ms": ms(wait) });
+        let r: wire::Deliveries = self
+            .client
+            .post(
+                &self.path(session, "/receive"),
+                &body,
+                Some(wait + Duration::from_secs(15)),
+            )
+            .await?;
+        let mut out = Vec::with_capacity(r.deliveries.len());
+        for d in r.deliveries {
+            out.push(Delivery {
+                tag: Tag {
+                    key: d.key,
+                    attempt: d.attempt,
+                    token: None,
+                },
+                id: d.id,
+                headers: d.headers,
+                payload: wire::decode(d.payload, &d.encoding).map_err(Error::Broker)?,
+                enqueued_at: d.enqueued_at,
+                attempt: d.attempt,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl ackline_broker::Consumer for HttpConsumer {
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BrokerError> {
+        let session = self.session();
+        match self.receive_once(&session, max, wait).await {
+            Err(Error::NotFound(code)) if code == "session_not_found" => {
+                tracing::info!(queue = %self.queue, "lease session lost; opening a new one");
+                let fresh = Self::new_session(&self.client, &self.queue, self.opts).await?;
+                *self.session.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+                Ok(self.receive_once(&fresh, max, wait).await?)
+            }
+            r => Ok(r?),
+        }
+    }
+
+    async fn settle(
+        &self,
+        items: Vec<(Tag, Settlement)>,
+    ) -> Result<Vec<Result<(), SettleError>>, BrokerError> {
+        let n = items.len();
+        let items: Vec<serde_json::Value> = items
+            .into_iter()
+            .map(|(t, s)| {
+                let (k, a) = (t.key, t.attempt);
+                match s {
+                    Settlement::Ack => json!({ "key": k, "attempt": a, "op": "ack" }),
+                    Settlement::Nack { delay, error } => json!({
+                        "key": k, "attempt": a, "op": "nack", "delay_ms": ms(delay), "error": error
+                    }),
+                    Settlement::Reject { reason } => {
+                        json!({ "key": k, "attempt": a, "op": "reject", "reason": reason })
+                    }
+                    Settlement::Extend { lease } => {
+                        json!({ "key": k, "attempt": a, "op": "extend", "lease_ms": ms(lease) })
+                    }
+                }
+            })
+            .collect();
+        let session = self.session();
+        let r: wire::SettleResults = self
+            .client
+            .post(
+                &self.path(&session, "/settle"),
+                &json!({ "items": items }),
+                None,
+            )
+            .await?;
+        if r.results.len() != n {
+            return Err(BrokerError::Fatal {
+                backend: NAME,
+                reason: format!(
+                    "server answered {} results for {n} settlements",
+                    r.results.len()
+                ),
+            });
+        }
+        r.results
+            .into_iter()
+            .map(|r| match r.result.as_str() {
+                "ok" => Ok(Ok(())),
+                "stale" => Ok(Err(SettleError::Stale {
+                    attempt: r.attempt,
+                    current: r.current,
+                })),
+                "already_settled" => Ok(Err(SettleError::AlreadySettled)),
+                "unknown" => Ok(Err(SettleError::Unknown)),
+                other => Err(BrokerError::Fatal {
+                    backend: NAME,
+                    reason: format!("server answered unknown result {other:?}"),
+                }),
+            })
+            .collect()
+    }
+
+    async fn close(mut self) {
+        self.closed = true;
+        let path = self.path(&self.session(), "");
+        if let Err(e) = self.client.delete(&path).await {
+            tracing::debug!(error = ?e, "closing the lease session");
+        }
+    }
+}
+
+impl Drop for HttpConsumer {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let client = self.client.clone();
+        let path = self.path(&self.session(), "");
+        rt.spawn(async move {
+            let _ = client.delete(&path).await;
+        });
+    }
+}

@@ -1,0 +1,114 @@
+//! [`ServerConfig`]: what the server listens on, which queue options it uses, its tokens and
+//! its limits. Checked once by [`ServerConfig::validate`] before anything is opened.
+//!
+//! Invariant: a server bound beyond loopback always has at least one token (no anonymous
+//! access from the network).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ackline_queue::QueueOptions;
+
+use crate::auth::Token;
+use crate::error::ServerError;
+
+/// Request, connection and batch limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body (413 beyond). Default 8 MiB.
+    pub max_body_bytes: usize,
+    /// Whole-request deadline (408 beyond), long-polls included. Default 60 s.
+    pub request_timeout: Duration,
+    /// Time allowed to send a request's headers (slowloris). Default 10 s.
+    pub header_read_timeout: Duration,
+    /// Concurrent connections; more wait in the listen backlog. Default 1024.
+    pub max_connections: usize,
+    /// Longest long-poll wait a receive may ask for. Default 30 s (below `request_timeout`).
+    pub max_receive_wait: Duration,
+    /// Most deliveries one receive returns. Default 10,000.
+    pub max_receive_batch: usize,
+    /// How long shutdown waits for open requests. Default 10 s.
+    pub shutdown_grace: Duration,
+    /// `Retry-After` sent when the queue is full. Default 1 s.
+    pub retry_after: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 8 << 20,
+            request_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_receive_wait: Duration::from_secs(30),
+            max_receive_batch: 10_000,
+            shutdown_grace: Duration::from_secs(10),
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The data directory (the embedded queue's).
+    pub data_dir: PathBuf,
+    /// Listen address. Default `127.0.0.1:8470`; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// The queue ingest writes to and clients use by default. Default `logs`.
+    pub default_queue: String,
+    /// Options of every queue the server opens.
+    pub queue_options: QueueOptions,
+    /// Bearer tokens. Empty: no auth, allowed only on loopback.
+    pub tokens: Vec<Token>,
+    /// Limits.
+    pub limits: Limits,
+}
+
+impl ServerConfig {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ServerConfig {
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8470)),
+            default_queue: "logs".into(),
+            queue_options: QueueOptions::default(),
+            tokens: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Checks the configuration, naming the first bad field.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let bad = |field, reason: &str| {
+            Err(ServerError::Config {
+                field,
+                reason: reason.into(),
+            })
+        };
+        if !self.listen.ip().is_loopback() && self.tokens.is_empty() {
+            return bad(
+                "tokens",
+                "at least one bearer token when listening beyond loopback",
+            );
+        }
+        if self.tokens.iter().any(|t| t.secret().len() < 16) {
+            return bad("tokens", "each token at least 16 characters");
+        }
+        if !ackline_queue::valid_queue_name(&self.default_queue) {
+            return bad("default_queue", "1 to 128 of A-Z a-z 0-9 . _ -");
+        }
+        let l = &self.limits;
+        if l.max_body_bytes == 0 || l.max_connections == 0 || l.max_receive_batch == 0 {
+            return bad(
+                "limits",
+                "max_body_bytes, max_connections and max_receive_batch above 0",
+            );
+        }
+        if l.max_receive_wait >= l.request_timeout {
+            return bad("limits.max_receive_wait", "below limits.request_timeout");
+        }
+        self.queue_options.validate().map_err(ServerError::Open)
+    }
+}

@@ -1,0 +1,112 @@
+//! The accept loop: connection limit, slowloris defence, graceful shutdown.
+//!
+//! Invariants:
+//! - At most `limits.max_connections` connections are served at once: the loop takes a
+//!   permit before it accepts, so excess connections wait in the kernel's backlog.
+//! - A connection that has not sent a request's headers within `limits.header_read_timeout`
+//!   is closed (hyper's `header_read_timeout`), so slow senders cannot pin permits.
+//! - On shutdown: no new connection is accepted, idle keep-alive connections close, open
+//!   requests get `limits.shutdown_grace`; sessions are then dropped (releasing their
+//!   deliveries) and the queues closed.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::error::ServerError;
+use crate::state::AppState;
+
+pub(crate) async fn serve(
+    st: AppState,
+    listener: TcpListener,
+    shutdown: impl Future,
+) -> Result<(), ServerError> {
+    let (router, _) = crate::routes::build(st.clone());
+    let limits = st.cfg.limits.clone();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let reaper = tokio::spawn(reap(st.clone()));
+    let mut shutdown = std::pin::pin!(shutdown);
+    let result = loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break Ok(()),
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break Ok(()),
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break Ok(()),
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) if transient(&e) => {
+                    tracing::warn!(error = %e, "accept failed; continuing");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(e) => break Err(ServerError::Accept(e)),
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = TowerToHyperService::new(router.clone());
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), svc);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    };
+    st.draining.store(true, Ordering::Relaxed);
+    drop(listener);
+    let started = Instant::now();
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            after = ?started.elapsed(),
+            "shutdown grace ran out with requests still open; closing anyway"
+        );
+    }
+    reaper.abort();
+    st.sessions.clear();
+    let queues = st.queues.clone();
+    let _ = tokio::task::spawn_blocking(move || queues.close()).await;
+    tracing::info!("ackline server stopped");
+    result
+}
+
+/// Accept errors that pass (a connection reset before accept, too many open files).
+fn transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::ConnectionAborted | K::ConnectionReset | K::Interrupted | K::WouldBlock
+    ) || e.raw_os_error() == Some(24)
+        || e.raw_os_error() == Some(23)
+}
+
+/// Drops sessions idle past their lease.
+async fn reap(st: AppState) {
+    loop {
+        tokio::time::sleep(st.sessions.reap_interval()).await;
+        let n = st.sessions.reap(Instant::now());
+        if n > 0 {
+            tracing::info!(sessions = n, "dropped idle lease sessions");
+        }
+    }
+}

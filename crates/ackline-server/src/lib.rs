@@ -1,0 +1,114 @@
+//! # ackline-server: the embedded queue as a server
+//!
+//! [`serve`] opens the embedded queue (an [`ackline_queue::Db`] in `cfg.data_dir`) and serves,
+//! on 127.0.0.1 by default:
+//! - ingest: `POST /v1/logs` (NDJSON, a JSON array, or text lines), 2xx only once durable;
+//! - the lease API for remote workers (the HTTP backend of the broker trait; client in
+//!   `ackline-http`): sessions, long-poll receive, batched settle with (key, attempt) fencing;
+//! - admin: queues and stats, dead-letter list/show/replay/purge, `/healthz`, `/readyz`;
+//! - Prometheus metrics at `/metrics`; the OpenAPI 3 document at `/v1/openapi.json`.
+//!
+//! Invariants:
+//! - Every 2xx to a write (ingest, publish, settle) is sent after the write is durable.
+//! - Bound beyond loopback the server requires bearer tokens (checked at start).
+//! - Shutdown: stop accepting, refuse new work (readiness false, 503), let open requests
+//!   finish within `limits.shutdown_grace`, drop sessions (releasing their deliveries), then
+//!   close the queues (flush and checkpoint) before [`serve`] returns, so the data directory
+//!   can be reopened at once.
+//!
+//! API details, auth, limits and metric names: `docs/server.md`.
+
+pub mod auth;
+mod config;
+mod conn;
+mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod sessions;
+pub mod state;
+pub mod wire;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use tokio::net::TcpListener;
+
+pub use auth::{Scope, Token};
+pub use config::{Limits, ServerConfig};
+pub use error::{ApiError, ServerError};
+
+use crate::metrics::Metrics;
+use crate::sessions::Sessions;
+use crate::state::{AppState, Inner, Queues};
+
+/// A server bound to its address, not yet serving.
+#[derive(Debug)]
+pub struct Server {
+    state: AppState,
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl Server {
+    /// Checks the config, opens the data directory and the default queue, binds.
+    pub async fn bind(cfg: ServerConfig) -> Result<Server, ServerError> {
+        cfg.validate()?;
+        let dir = cfg.data_dir.clone();
+        let qopts = cfg.queue_options.clone();
+        let default_queue = cfg.default_queue.clone();
+        let queues = tokio::task::spawn_blocking(move || -> Result<Queues, ServerError> {
+            let db = ackline_queue::Db::open(&dir)?;
+            db.queue(&default_queue, qopts.clone())?;
+            Ok(Queues::new(db, qopts))
+        })
+        .await
+        .map_err(|e| ServerError::Config {
+            field: "data_dir",
+            reason: format!("opening task failed: {e}"),
+        })??;
+        let queues = Arc::new(queues);
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: cfg.listen.to_string(),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: cfg.listen.to_string(),
+            source,
+        })?;
+        let sessions = Arc::new(Sessions::default());
+        let metrics = Metrics::new(queues.clone(), sessions.clone());
+        let state = Arc::new(Inner {
+            cfg,
+            queues,
+            sessions,
+            metrics,
+            draining: AtomicBool::new(false),
+        });
+        Ok(Server {
+            state,
+            listener,
+            addr,
+        })
+    }
+
+    /// The bound address (with the real port when port 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully.
+    pub async fn run(self, shutdown: impl Future) -> Result<(), ServerError> {
+        tracing::info!(addr = %self.addr, "ackline server listening");
+        conn::serve(self.state, self.listener, shutdown).await
+    }
+}
+
+/// Runs the server until `shutdown` completes.
+pub async fn serve(cfg: ServerConfig, shutdown: impl Future) -> Result<(), ServerError> {
+    Server::bind(cfg).await?.run(shutdown).await
+}

@@ -1,0 +1,206 @@
+//! Prometheus metrics (`prometheus-client`: a registry per server, no global recorder, so
+//! several servers in one test process never mix their numbers; text exposition built in).
+//!
+//! Queue counters are read from the engine's own counts at scrape time (one source of truth:
+//! the numbers `/v1/queues/{queue}/stats` shows); request latency and ingest counts are
+//! observed here. Names follow Prometheus conventions: counters end in `_total`, durations
+//! are `_seconds`, sizes `_bytes`; every queue metric has a `queue` label. They count since
+//! the queue was opened by this process.
+//!
+//! | name | type | what |
+//! | --- | --- | --- |
+//! | `ackline_published_total` | counter | messages published |
+//! | `ackline_delivered_total` | counter | deliveries made (redeliveries included) |
+//! | `ackline_redelivered_total` | counter | redeliveries |
+//! | `ackline_acked_total` | counter | acks |
+//! | `ackline_nacked_total` | counter | nacks |
+//! | `ackline_rejected_total` | counter | rejects through the lease API |
+//! | `ackline_dead_lettered_total` | counter | moves to the dead-letter queue |
+//! | `ackline_lease_expired_total` | counter | leases that ran out |
+//! | `ackline_ingested_lines_total` | counter | lines queued by `POST /v1/logs` |
+//! | `ackline_in_flight` | gauge | delivered, not settled |
+//! | `ackline_queue_depth` | gauge | messages not settled |
+//! | `ackline_queue_bytes` | gauge | bytes not settled |
+//! | `ackline_delayed` | gauge | waiting for a redelivery time |
+//! | `ackline_dead_letters` | gauge | entries in the dead-letter queue |
+//! | `ackline_sessions` | gauge | open lease sessions |
+//! | `ackline_http_request_duration_seconds` | histogram | by `method`, `route` (pattern), `status` |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ackline_queue::QueueStats;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::sessions::Sessions;
+use crate::state::Queues;
+
+type Labels = Vec<(String, String)>;
+
+/// The server's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    latency: Family<Labels, Histogram>,
+    ingested: Family<Labels, Counter>,
+    rejected: Family<Labels, Counter>,
+}
+
+#[derive(Debug)]
+struct QueueCollector {
+    queues: Arc<Queues>,
+    sessions: Arc<Sessions>,
+}
+
+type Read = fn(&QueueStats) -> u64;
+
+const COUNTERS: &[(&str, &str, Read)] = &[
+    ("ackline_published", "Messages published.", |s| s.published),
+    (
+        "ackline_delivered",
+        "Deliveries made, redeliveries included.",
+        |s| s.delivered,
+    ),
+    ("ackline_redelivered", "Redeliveries.", |s| s.redelivered),
+    ("ackline_acked", "Acks.", |s| s.acked),
+    ("ackline_nacked", "Nacks.", |s| s.nacked),
+    (
+        "ackline_dead_lettered",
+        "Moves to the dead-letter queue.",
+        |s| s.dead_lettered,
+    ),
+    ("ackline_lease_expired", "Leases that ran out.", |s| {
+        s.lease_expired
+    }),
+];
+
+const GAUGES: &[(&str, &str, Read)] = &[
+    ("ackline_in_flight", "Deliveries not yet settled.", |s| {
+        s.leased
+    }),
+    ("ackline_queue_depth", "Messages not yet settled.", |s| {
+        s.pending
+    }),
+    (
+        "ackline_queue_bytes",
+        "Bytes of messages not yet settled.",
+        |s| s.pending_bytes,
+    ),
+    (
+        "ackline_delayed",
+        "Messages waiting for a redelivery time.",
+        |s| s.delayed,
+    ),
+    (
+        "ackline_dead_letters",
+        "Entries in the dead-letter queue.",
+        |s| s.dead_letters,
+    ),
+];
+
+impl Collector for QueueCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats: Vec<(String, QueueStats)> = self
+            .queues
+            .open_queues()
+            .into_iter()
+            .map(|(n, b)| (n, b.queue().stats()))
+            .collect();
+        for (name, help, read) in COUNTERS {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (q, s) in &stats {
+                let labels = [("queue", q.as_str())];
+                ConstCounter::new(read(s)).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        for (name, help, read) in GAUGES {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (q, s) in &stats {
+                let labels = [("queue", q.as_str())];
+                ConstGauge::new(read(s) as i64).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        let m = enc.encode_descriptor(
+            "ackline_sessions",
+            "Open lease sessions.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(self.sessions.len() as i64).encode(m)?;
+        Ok(())
+    }
+}
+
+fn queue_label(q: &str) -> Labels {
+    vec![("queue".to_string(), q.to_string())]
+}
+
+impl Metrics {
+    /// Metrics over these queues and sessions.
+    pub fn new(queues: Arc<Queues>, sessions: Arc<Sessions>) -> Self {
+        let mut registry = Registry::default();
+        let latency = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.5, 14))
+        });
+        let ingested = Family::<Labels, Counter>::default();
+        let rejected = Family::<Labels, Counter>::default();
+        registry.register(
+            "ackline_http_request_duration_seconds",
+            "HTTP request latency by method, route pattern and status.",
+            latency.clone(),
+        );
+        registry.register(
+            "ackline_ingested_lines",
+            "Lines queued by POST /v1/logs.",
+            ingested.clone(),
+        );
+        registry.register(
+            "ackline_rejected",
+            "Rejects (dead-lettered at once) through the lease API.",
+            rejected.clone(),
+        );
+        registry.register_collector(Box::new(QueueCollector { queues, sessions }));
+        Metrics {
+            registry,
+            latency,
+            ingested,
+            rejected,
+        }
+    }
+
+    /// Observes one request.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, took: Duration) {
+        let labels = vec![
+            ("method".to_string(), method.to_string()),
+            ("route".to_string(), route.to_string()),
+            ("status".to_string(), status.to_string()),
+        ];
+        self.latency
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts lines queued by ingest.
+    pub fn ingested(&self, queue: &str, n: u64) {
+        self.ingested.get_or_create(&queue_label(queue)).inc_by(n);
+    }
+
+    /// Counts one reject.
+    pub fn rejected(&self, queue: &str) {
+        self.rejected.get_or_create(&queue_label(queue)).inc();
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}

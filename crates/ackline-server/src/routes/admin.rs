@@ -1,0 +1,146 @@
+//! Admin routes: health, readiness, metrics, the OpenAPI document, queues and their stats,
+//! dead-letter list/show/replay/purge.
+//!
+//! Invariants: reading routes never create a queue (an unknown name is 404); replay and
+//! purge take an explicit selector (`{"all": true}` for everything), never an empty body.
+
+use ackline_broker::{Broker, DeadLetters};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::routes::json;
+use crate::state::AppState;
+use crate::wire;
+
+/// `GET /healthz`: the process serves HTTP.
+pub async fn healthz() -> Response {
+    Json(serde_json::json!({ "status": "ok" })).into_response()
+}
+
+/// `GET /readyz`: not draining, and the default queue is open and accepts writes.
+pub async fn readyz(State(st): State<AppState>) -> Result<Response, ApiError> {
+    if st.is_draining() {
+        return Err(ApiError::unavailable("shutting down"));
+    }
+    let q = st.queues.get(&st.cfg.default_queue)?;
+    let queue = q.queue().clone();
+    tokio::task::spawn_blocking(move || queue.sync())
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(Json(serde_json::json!({ "status": "ready" })).into_response())
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let text = st
+        .metrics
+        .encode()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "fatal", e.to_string()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// `GET /v1/openapi.json`.
+pub async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::DOCUMENT,
+    )
+        .into_response()
+}
+
+/// `GET /v1/queues`: every queue with its counts.
+pub async fn list_queues(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let mut out = Vec::new();
+    for name in st.queues.names() {
+        let q = st.queues.get(&name)?;
+        out.push(wire::Stats::of(&name, &q.queue().stats()));
+    }
+    Ok(Json(serde_json::json!({ "queues": out })).into_response())
+}
+
+/// `GET /v1/queues/{queue}/stats`.
+pub async fn queue_stats(
+    State(st): State<AppState>,
+    Path(queue): Path<String>,
+) -> Result<Response, ApiError> {
+    let q = st.queues.existing(&queue)?;
+    // Through the broker, so the counts are the ones every backend reports.
+    let _ = q.stats().await?;
+    Ok(Json(wire::Stats::of(&queue, &q.queue().stats())).into_response())
+}
+
+/// Query of `GET /v1/queues/{queue}/dlq`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// Entries with keys after this.
+    pub after: Option<u64>,
+    /// At most this many (default 100, at most 10,000).
+    pub limit: Option<usize>,
+}
+
+/// `GET /v1/queues/{queue}/dlq`.
+pub async fn dlq_list(
+    State(st): State<AppState>,
+    Path(queue): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let b = st.queues.existing(&queue)?;
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    let list = b.dlq_list(q.after, limit).await?;
+    let entries: Vec<wire::DeadLetter> = list.into_iter().map(Into::into).collect();
+    Ok(Json(serde_json::json!({ "entries": entries })).into_response())
+}
+
+/// `GET /v1/queues/{queue}/dlq/{key}`.
+pub async fn dlq_get(
+    State(st): State<AppState>,
+    Path((queue, key)): Path<(String, u64)>,
+) -> Result<Response, ApiError> {
+    let b = st.queues.existing(&queue)?;
+    match b.dlq_get(key).await? {
+        Some(d) => Ok(Json(wire::DeadLetter::from(d)).into_response()),
+        None => Err(ApiError::not_found(format!(
+            "no dead letter with key {key}"
+        ))),
+    }
+}
+
+/// `POST /v1/queues/{queue}/dlq/replay`.
+pub async fn dlq_replay(
+    State(st): State<AppState>,
+    Path(queue): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let sel: wire::Selector = json(&body)?;
+    let b = st.queues.existing(&queue)?;
+    let n = b
+        .dlq_replay(sel.into_broker()?)
+        .await
+        .map_err(|e| crate::routes::lease::full_after(&st, e))?;
+    Ok(Json(serde_json::json!({ "replayed": n })).into_response())
+}
+
+/// `POST /v1/queues/{queue}/dlq/purge`.
+pub async fn dlq_purge(
+    State(st): State<AppState>,
+    Path(queue): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let sel: wire::Selector = json(&body)?;
+    let b = st.queues.existing(&queue)?;
+    let n = b.dlq_purge(sel.into_broker()?).await?;
+    Ok(Json(serde_json::json!({ "purged": n })).into_response())
+}

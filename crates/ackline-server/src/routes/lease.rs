@@ -1,0 +1,215 @@
+//! The lease API: publish, sessions, receive (long-poll), settle, close.
+//!
+//! Invariants:
+//! - A publish answers 2xx only after its batch is durable (the broker's `publish` awaits the
+//!   commit); a full queue answers 429 with `Retry-After`, never a silent drop.
+//! - A settle answers only after its settlements are durable, one result per item, in order.
+//! - A settle naming an unknown session (expired, or the server restarted) is still applied
+//!   through a fresh engine consumer: fencing by (key, attempt) makes that safe, and a worker
+//!   whose session lapsed can still ack what it finished in time.
+//! - A receive waits at most `limits.max_receive_wait` and returns at most
+//!   `limits.max_receive_batch` deliveries.
+
+use std::time::Duration;
+
+use ackline_broker::{
+    Broker, Consumer as _, ConsumerOptions, Message, SettleError, Settlement, Tag,
+};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+
+use crate::error::ApiError;
+use crate::routes::json;
+use crate::state::AppState;
+use crate::wire;
+
+/// `POST /v1/queues/{queue}/messages`.
+pub async fn publish(
+    State(st): State<AppState>,
+    Path(queue): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: wire::PublishRequest = json(&body)?;
+    let broker = st.queues.get(&queue)?;
+    let mut batch = Vec::with_capacity(req.messages.len());
+    for (i, m) in req.messages.into_iter().enumerate() {
+        let payload = wire::decode(m.payload, m.encoding)
+            .map_err(|e| ApiError::bad_request(format!("message {i}: {}", e.message)))?;
+        let id =
+            m.id.unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
+        batch.push(Message {
+            id,
+            headers: m.headers,
+            payload,
+        });
+    }
+    let n = batch.len();
+    broker
+        .publish(batch)
+        .await
+        .map_err(|e| full_after(&st, e))?;
+    Ok(Json(serde_json::json!({ "published": n })).into_response())
+}
+
+/// Maps a broker error, with the configured `Retry-After` on backpressure.
+pub fn full_after(st: &AppState, e: ackline_broker::BrokerError) -> ApiError {
+    let mut e = ApiError::from(e);
+    if e.code == "full" {
+        e.retry_after = Some(st.cfg.limits.retry_after);
+    }
+    e
+}
+
+/// `POST /v1/queues/{queue}/sessions`.
+pub async fn open_session(
+    State(st): State<AppState>,
+    Path(queue): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: wire::OpenSession = if body.is_empty() {
+        json(&Bytes::from_static(b"{}"))?
+    } else {
+        json(&body)?
+    };
+    if req.prefetch == 0 || req.lease_ms == 0 {
+        return Err(ApiError::bad_request(
+            "prefetch and lease_ms must be above 0",
+        ));
+    }
+    if st.is_draining() {
+        return Err(ApiError::unavailable("the server is shutting down"));
+    }
+    let broker = st.queues.get(&queue)?;
+    let opts = ConsumerOptions {
+        prefetch: req.prefetch,
+        lease: Duration::from_millis(req.lease_ms),
+    };
+    let consumer = broker.consumer(opts).await?;
+    let id = st.sessions.open(&queue, consumer, opts);
+    let body = serde_json::json!({
+        "session": id,
+        "prefetch": req.prefetch,
+        "lease_ms": req.lease_ms,
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+fn session_not_found(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "session_not_found",
+        format!("no session {id}: it expired, was closed, or the server restarted"),
+    )
+}
+
+/// `POST /v1/queues/{queue}/sessions/{session}/receive`.
+pub async fn receive(
+    State(st): State<AppState>,
+    Path((queue, session)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: wire::ReceiveRequest = json(&body)?;
+    let busy = st
+        .sessions
+        .enter(&queue, &session)
+        .ok_or_else(|| session_not_found(&session))?;
+    let limits = &st.cfg.limits;
+    let wait = Duration::from_millis(req.wait_ms).min(limits.max_receive_wait);
+    let max = req.max.min(limits.max_receive_batch);
+    let got = busy.session().consumer.receive(max, wait).await?;
+    drop(busy);
+    let deliveries: Vec<wire::Delivery> = got
+        .into_iter()
+        .map(|d| {
+            let (payload, encoding) = wire::encode(d.payload);
+            wire::Delivery {
+                key: d.tag.key,
+                attempt: d.tag.attempt,
+                id: d.id,
+                headers: d.headers,
+                payload,
+                encoding,
+                enqueued_at: d.enqueued_at,
+            }
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "deliveries": deliveries })).into_response())
+}
+
+/// `POST /v1/queues/{queue}/sessions/{session}/settle`.
+pub async fn settle(
+    State(st): State<AppState>,
+    Path((queue, session)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: wire::SettleRequest = json(&body)?;
+    let items: Vec<(Tag, Settlement)> = req
+        .items
+        .into_iter()
+        .map(|it| {
+            let tag = Tag {
+                key: it.key,
+                attempt: it.attempt,
+                token: None,
+            };
+            let s = match it.op {
+                wire::SettleOp::Ack => Settlement::Ack,
+                wire::SettleOp::Nack { delay_ms, error } => Settlement::Nack {
+                    delay: Duration::from_millis(delay_ms),
+                    error,
+                },
+                wire::SettleOp::Reject { reason } => Settlement::Reject { reason },
+                wire::SettleOp::Extend { lease_ms } => Settlement::Extend {
+                    lease: Duration::from_millis(lease_ms),
+                },
+            };
+            (tag, s)
+        })
+        .collect();
+    let rejects: Vec<bool> = items
+        .iter()
+        .map(|(_, s)| matches!(s, Settlement::Reject { .. }))
+        .collect();
+    let results = match st.sessions.enter(&queue, &session) {
+        Some(busy) => busy.session().consumer.settle(items).await?,
+        None => {
+            let broker = st.queues.get(&queue)?;
+            let c = broker.consumer(ConsumerOptions::default()).await?;
+            let r = c.settle(items).await?;
+            c.close().await;
+            r
+        }
+    };
+    let mut out = Vec::with_capacity(results.len());
+    for (r, rejected) in results.into_iter().zip(rejects) {
+        out.push(match r {
+            Ok(()) => {
+                if rejected {
+                    st.metrics.rejected(&queue);
+                }
+                wire::SettleResult::Ok
+            }
+            Err(SettleError::Stale { attempt, current }) => {
+                wire::SettleResult::Stale { attempt, current }
+            }
+            Err(SettleError::AlreadySettled) => wire::SettleResult::AlreadySettled,
+            Err(SettleError::Unknown) => wire::SettleResult::Unknown,
+        });
+    }
+    Ok(Json(serde_json::json!({ "results": out })).into_response())
+}
+
+/// `DELETE /v1/queues/{queue}/sessions/{session}`: releases its deliveries at once.
+pub async fn close_session(
+    State(st): State<AppState>,
+    Path((queue, session)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    if st.sessions.close(&queue, &session) {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(session_not_found(&session))
+    }
+}

@@ -1,0 +1,186 @@
+//! The router: every route with the authority it needs, built from one table.
+//!
+//! Invariants:
+//! - [`build`] registers routes only through [`Table::add`], so [`Table::routes`] is exactly
+//!   what the router serves (the OpenAPI test compares it with the document).
+//! - Every route but `/healthz`, `/readyz` and `/v1/openapi.json` checks the bearer token
+//!   before its handler runs (when tokens are configured).
+//! - Bodies are limited (413), whole requests time out (408), and each request's latency is
+//!   observed under its route pattern (never its concrete path, so label sets stay bounded).
+
+pub mod admin;
+pub mod ingest;
+pub mod lease;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, post};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::auth::{self, Need, Scope};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A route: method (lower case, as in OpenAPI) and path pattern.
+pub type Route = (&'static str, &'static str);
+
+/// Builds the router and remembers what it registered.
+#[derive(Debug)]
+pub struct Table {
+    router: Router<AppState>,
+    routes: Vec<Route>,
+    state: AppState,
+}
+
+impl Table {
+    fn add(
+        &mut self,
+        method: &'static str,
+        path: &'static str,
+        need: Need,
+        mr: MethodRouter<AppState>,
+    ) {
+        let st = self.state.clone();
+        let mr = mr.route_layer(middleware::from_fn(move |req: Request, next: Next| {
+            let st = st.clone();
+            async move {
+                match auth::check(&st.cfg.tokens, req.headers(), need) {
+                    Ok(()) => next.run(req).await,
+                    Err(e) => e.into_response(),
+                }
+            }
+        }));
+        self.router = std::mem::take(&mut self.router).route(path, mr);
+        self.routes.push((method, path));
+    }
+
+    /// The routes registered.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+}
+
+/// The route table and the router serving it.
+pub fn build(state: AppState) -> (Router, Vec<Route>) {
+    use Need::{AnyToken, Open, Scope as S};
+    let mut t = Table {
+        router: Router::new(),
+        routes: Vec::new(),
+        state: state.clone(),
+    };
+    t.add("get", "/healthz", Open, get(admin::healthz));
+    t.add("get", "/readyz", Open, get(admin::readyz));
+    t.add("get", "/v1/openapi.json", Open, get(admin::openapi));
+    t.add("get", "/metrics", S(Scope::Admin), get(admin::metrics));
+    t.add("post", "/v1/logs", S(Scope::Ingest), post(ingest::ingest));
+    t.add(
+        "get",
+        "/v1/queues",
+        S(Scope::Admin),
+        get(admin::list_queues),
+    );
+    t.add(
+        "get",
+        "/v1/queues/{queue}/stats",
+        AnyToken,
+        get(admin::queue_stats),
+    );
+    t.add(
+        "post",
+        "/v1/queues/{queue}/messages",
+        S(Scope::Ingest),
+        post(lease::publish),
+    );
+    t.add(
+        "post",
+        "/v1/queues/{queue}/sessions",
+        S(Scope::Worker),
+        post(lease::open_session),
+    );
+    t.add(
+        "delete",
+        "/v1/queues/{queue}/sessions/{session}",
+        S(Scope::Worker),
+        delete(lease::close_session),
+    );
+    t.add(
+        "post",
+        "/v1/queues/{queue}/sessions/{session}/receive",
+        S(Scope::Worker),
+        post(lease::receive),
+    );
+    t.add(
+        "post",
+        "/v1/queues/{queue}/sessions/{session}/settle",
+        S(Scope::Worker),
+        post(lease::settle),
+    );
+    t.add(
+        "get",
+        "/v1/queues/{queue}/dlq",
+        S(Scope::Admin),
+        get(admin::dlq_list),
+    );
+    t.add(
+        "get",
+        "/v1/queues/{queue}/dlq/{key}",
+        S(Scope::Admin),
+        get(admin::dlq_get),
+    );
+    t.add(
+        "post",
+        "/v1/queues/{queue}/dlq/replay",
+        S(Scope::Admin),
+        post(admin::dlq_replay),
+    );
+    t.add(
+        "post",
+        "/v1/queues/{queue}/dlq/purge",
+        S(Scope::Admin),
+        post(admin::dlq_purge),
+    );
+    let limits = &state.cfg.limits;
+    let st = state.clone();
+    let router = t
+        .router
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            let st = st.clone();
+            async move { observe(st, req, next).await }
+        }))
+        .with_state(state);
+    (router, t.routes)
+}
+
+async fn observe(st: AppState, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let method = req.method().as_str().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    st.metrics
+        .observe_request(&method, &route, status, started.elapsed());
+    tracing::debug!(%method, %route, status, "request");
+    resp
+}
+
+/// Parses a JSON body, with serde's line and column in the 400.
+pub fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}

@@ -1,0 +1,123 @@
+//! The shared state of one server: the open data directory, its queues, the sessions, the
+//! metrics and the configuration.
+//!
+//! Invariant: a queue is opened once (the `Db` caches it) and always with the server's queue
+//! options; only valid queue names reach the `Db`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ackline_broker::embedded::EmbeddedBroker;
+use ackline_queue::Db;
+
+use crate::config::ServerConfig;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::sessions::Sessions;
+
+/// The open queues of the data directory.
+#[derive(Debug)]
+pub struct Queues {
+    db: Mutex<Option<Db>>,
+    open: Mutex<BTreeMap<String, EmbeddedBroker>>,
+    opts: ackline_queue::QueueOptions,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Queues {
+    pub(crate) fn new(db: Db, opts: ackline_queue::QueueOptions) -> Self {
+        Queues {
+            db: Mutex::new(Some(db)),
+            open: Mutex::new(BTreeMap::new()),
+            opts,
+        }
+    }
+
+    /// The queue `name`, opening (and creating) it if needed.
+    pub fn get(&self, name: &str) -> Result<EmbeddedBroker, ApiError> {
+        if let Some(b) = lock(&self.open).get(name) {
+            return Ok(b.clone());
+        }
+        if !ackline_queue::valid_queue_name(name) {
+            return Err(ApiError::bad_request(format!(
+                "invalid queue name {name:?}: 1 to 128 of A-Z a-z 0-9 . _ -"
+            )));
+        }
+        let db = lock(&self.db);
+        let Some(db) = db.as_ref() else {
+            return Err(ApiError::unavailable("the server is shutting down"));
+        };
+        let q = db
+            .queue(name, self.opts.clone())
+            .map_err(|e| ApiError::unavailable(format!("opening queue {name}: {e}")))?;
+        let b = EmbeddedBroker::new(q);
+        lock(&self.open).insert(name.to_string(), b.clone());
+        Ok(b)
+    }
+
+    /// The queue `name` if it exists on disk or is open (never creates one).
+    pub fn existing(&self, name: &str) -> Result<EmbeddedBroker, ApiError> {
+        if lock(&self.open).contains_key(name) || self.names().iter().any(|n| n == name) {
+            return self.get(name);
+        }
+        Err(ApiError::not_found(format!("no queue named {name:?}")))
+    }
+
+    /// Names of the queues on disk and open.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = lock(&self.open).keys().cloned().collect();
+        if let Some(db) = lock(&self.db).as_ref()
+            && let Ok(on_disk) = db.queue_names()
+        {
+            names.extend(on_disk);
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The queues open now.
+    pub fn open_queues(&self) -> Vec<(String, EmbeddedBroker)> {
+        lock(&self.open)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Closes every queue (flush and checkpoint) and the data directory.
+    pub fn close(&self) {
+        lock(&self.open).clear();
+        if let Some(db) = lock(&self.db).take() {
+            db.close();
+        }
+    }
+}
+
+/// Everything a handler needs.
+#[derive(Debug)]
+pub struct Inner {
+    /// The configuration.
+    pub cfg: ServerConfig,
+    /// The queues.
+    pub queues: Arc<Queues>,
+    /// Lease sessions.
+    pub sessions: Arc<Sessions>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Set when shutdown began (readiness turns false).
+    pub draining: AtomicBool,
+}
+
+impl Inner {
+    /// Whether shutdown began.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// The handlers' state.
+pub type AppState = Arc<Inner>;
