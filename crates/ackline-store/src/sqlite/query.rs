@@ -66,6 +66,23 @@ const COLUMNS: &str = "id, ts_ms, ts_nanos, ts_offset, timestamp_source, severit
                        pid, message, fields, raw, raw_bytes, input, format, parse_error";
 
 pub(crate) fn run(conn: &Connection, table: &str, q: &Query) -> Result<Vec<Record>, StoreError> {
+    let (sql, args) = sql(table, q);
+    let mut stmt = conn.prepare_cached(&sql).map_err(classify)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), decode)
+        .map_err(classify)?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(
+            r.map_err(classify)?
+                .map_err(|e| StoreError::fatal("sqlite", e))?,
+        );
+    }
+    Ok(out)
+}
+
+/// The statement for `q` and its arguments.
+fn sql(table: &str, q: &Query) -> (String, Vec<Value>) {
     let mut sql = format!("SELECT {COLUMNS} FROM {table} WHERE 1 = 1");
     let mut args: Vec<Value> = Vec::new();
     let mut arg = |sql: &mut String, clause: &str, values: Vec<Value>| {
@@ -132,18 +149,7 @@ pub(crate) fn run(conn: &Connection, table: &str, q: &Query) -> Result<Vec<Recor
             i64::try_from(limit).unwrap_or(i64::MAX)
         ));
     }
-    let mut stmt = conn.prepare_cached(&sql).map_err(classify)?;
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(args), decode)
-        .map_err(classify)?;
-    let mut out = Vec::new();
-    for r in rows {
-        out.push(
-            r.map_err(classify)?
-                .map_err(|e| StoreError::fatal("sqlite", e))?,
-        );
-    }
-    Ok(out)
+    (sql, args)
 }
 
 /// A row back into a record; the outer error is SQLite's, the inner one a
@@ -188,4 +194,57 @@ fn decode(r: &Row<'_>) -> rusqlite::Result<Result<Record, String>> {
         })
     })()
     .map_err(|e| format!("row id {id:?}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Every query walks the `(ts_ms, ts_nanos, id)` index in order and never
+    /// sorts: that is why schema version 3 needs no host, app or severity
+    /// index (see `schema.rs`).
+    #[test]
+    fn every_filter_walks_the_time_index_without_sorting() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn, "t").unwrap();
+        let at = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap();
+        let queries = [
+            Query::default(),
+            Query {
+                host: Some("h".into()),
+                limit: Some(100),
+                ..Default::default()
+            },
+            Query {
+                app: Some("a".into()),
+                severity_at_most: Some(Severity::Error),
+                limit: Some(100),
+                ..Default::default()
+            },
+            Query {
+                since: Some(at),
+                until: Some(at),
+                text: Some("x".into()),
+                after: Some(QueryCursor {
+                    timestamp: at,
+                    id: "i".into(),
+                }),
+                limit: Some(100),
+                ..Default::default()
+            },
+        ];
+        for q in queries {
+            let (sql, args) = sql("t", &q);
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| r.get(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let plan = plan.join("; ");
+            assert!(plan.contains("USING INDEX t_ts"), "{q:?}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{q:?}: {plan}");
+        }
+    }
 }

@@ -228,15 +228,108 @@ async fn sqlite_migrates_a_version_1_database() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(v, 2);
-    let app_index: i64 = conn
+    assert_eq!(v, 3);
+    assert_eq!(indexes(&conn), ["ackline_records_ts"]);
+}
+
+/// The indexes of `ackline_records` (besides the primary key's), by name.
+fn indexes(conn: &rusqlite::Connection) -> Vec<String> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'ackline_records' \
+             AND sql IS NOT NULL ORDER BY name",
+        )
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The version 2 layout: version 1 plus `parse_error` and the app index.
+const V2: &str = "
+    CREATE TABLE ackline_schema (table_name TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL) STRICT;
+    INSERT INTO ackline_schema VALUES ('ackline_records', 2, 0);
+    CREATE TABLE ackline_records (
+        id TEXT PRIMARY KEY NOT NULL, ts_ms INTEGER NOT NULL, ts_nanos INTEGER NOT NULL,
+        ts_offset INTEGER NOT NULL, timestamp_source TEXT NOT NULL, severity INTEGER, host TEXT,
+        app TEXT, pid INTEGER, message TEXT NOT NULL, fields TEXT, raw TEXT, raw_bytes BLOB,
+        input TEXT NOT NULL, format TEXT NOT NULL, stored_at_ms INTEGER NOT NULL,
+        parse_error TEXT, CHECK ((raw IS NULL) <> (raw_bytes IS NULL))) STRICT;
+    CREATE INDEX ackline_records_ts ON ackline_records (ts_ms, ts_nanos, id);
+    CREATE INDEX ackline_records_host_ts ON ackline_records (host, ts_ms);
+    CREATE INDEX ackline_records_severity_ts ON ackline_records (severity, ts_ms);
+    CREATE INDEX ackline_records_app_ts ON ackline_records (app, ts_ms);
+    INSERT INTO ackline_records VALUES ('old-2', 1700000000000, 5, 3600, 'line', 3, 'web01',
+        'nginx', 42, 'from v2', '{\"k\":1}', 'from v2', NULL, 'stdin', 'raw', 1700000000000,
+        'why');
+";
+
+#[tokio::test]
+async fn sqlite_migrates_a_version_2_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(V2)
+        .unwrap();
+    let s = SqliteStore::open(&path, &StoreOptions::default())
+        .await
+        .unwrap();
+    let old = s.query(&Query::default()).await.unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0].id, "old-2");
+    assert_eq!(old[0].host.as_deref(), Some("web01"));
+    assert_eq!(old[0].parse_error.as_deref(), Some("why"));
+    assert_eq!(old[0].fields.get("k"), Some(&serde_json::json!(1)));
+    // Idempotence still holds across the migration; filters without their
+    // indexes still select exactly.
+    let mut again = minimal("old-2");
+    again.message = "replayed".to_owned();
+    let new = full("new-2");
+    assert_eq!(
+        s.write_batch(&[again, new.clone()]).await.unwrap(),
+        report(1, 1)
+    );
+    for (q, want) in [
+        (
+            Query {
+                host: Some("web01".into()),
+                ..Default::default()
+            },
+            vec!["old-2", "new-2"],
+        ),
+        (
+            Query {
+                app: Some("nginx".into()),
+                severity_at_most: Some(Severity::Error),
+                ..Default::default()
+            },
+            vec!["old-2", "new-2"],
+        ),
+        (
+            Query {
+                severity_at_most: Some(Severity::Critical),
+                ..Default::default()
+            },
+            vec![],
+        ),
+    ] {
+        let got = s.query(&q).await.unwrap();
+        assert_eq!(ids(&got), want, "{q:?}");
+    }
+    drop(s);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let v: i64 = conn
         .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE name = 'ackline_records_app_ts'",
+            "SELECT version FROM ackline_schema WHERE table_name = 'ackline_records'",
             [],
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(app_index, 1);
+    assert_eq!(v, 3);
+    assert_eq!(indexes(&conn), ["ackline_records_ts"]);
 }
 
 #[tokio::test]
@@ -246,7 +339,7 @@ async fn sqlite_refuses_a_newer_schema_and_foreign_tables() {
     drop(store(&dir).await);
     rusqlite::Connection::open(&path)
         .unwrap()
-        .execute_batch("UPDATE ackline_schema SET version = 3")
+        .execute_batch("UPDATE ackline_schema SET version = 4")
         .unwrap();
     let err = SqliteStore::open(&path, &StoreOptions::default())
         .await
