@@ -1,0 +1,406 @@
+//! The server over real HTTP: auth and scopes, limits, ingest formats and idempotency,
+//! metrics names. Each test runs its own server on an ephemeral 127.0.0.1 port.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use ackline_queue::QueueOptions;
+use ackline_server::{Scope, Server, ServerConfig, Token};
+
+const INGEST: &str = "ingest-token-0123456789abcdef";
+const ADMIN: &str = "admin-token-0123456789abcdef";
+const WORKER: &str = "worker-token-0123456789abcdef";
+
+struct Running {
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(f: impl FnOnce(&mut ServerConfig)) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..ServerConfig::new(dir.path())
+    };
+    f(&mut cfg);
+    let server = Server::bind(cfg).await.unwrap();
+    let addr = server.local_addr();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    Running {
+        addr,
+        _dir: dir,
+        _stop: tx,
+    }
+}
+
+fn with_tokens(cfg: &mut ServerConfig) {
+    cfg.tokens = vec![
+        Token::new(INGEST, &[Scope::Ingest]),
+        Token::new(ADMIN, &[Scope::Admin]),
+        Token::new(WORKER, &[Scope::Worker]),
+    ];
+}
+
+struct Resp {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+/// One HTTP/1.1 request on its own connection (blocking I/O on the blocking pool).
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        // A refused body may close the connection early; the answer is still readable.
+        let _ = s.write_all(&bytes);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Resp {
+            status,
+            head: head.to_ascii_lowercase(),
+            body: body.to_string(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+/// Captures every tracing event's fields, to show no token is ever logged.
+struct Capture(Arc<Mutex<String>>);
+
+struct Visit<'a>(&'a mut String);
+
+impl tracing::field::Visit for Visit<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!("{}={value:?} ", field.name()));
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut s = self.0.lock().unwrap();
+        span.record(&mut Visit(&mut s));
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        values.record(&mut Visit(&mut self.0.lock().unwrap()));
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut s = self.0.lock().unwrap();
+        event.record(&mut Visit(&mut s));
+        s.push('\n');
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+fn captured() -> Arc<Mutex<String>> {
+    static LOG: OnceLock<Arc<Mutex<String>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = Arc::new(Mutex::new(String::new()));
+        tracing::subscriber::set_global_default(Capture(log.clone())).unwrap();
+        log
+    })
+    .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_scopes() {
+    let log = captured();
+    let s = start(with_tokens).await;
+    let a = s.addr;
+    let ndjson = b"{\"msg\":\"hi\"}\n";
+    assert_eq!(http(a, "POST", "/v1/logs", &[], ndjson).await.status, 401);
+    let wrong = bearer("not-a-token-at-all-xxxxxxxx");
+    assert_eq!(
+        http(a, "POST", "/v1/logs", &[("Authorization", &wrong)], ndjson)
+            .await
+            .status,
+        401
+    );
+    let admin = bearer(ADMIN);
+    let r = http(a, "POST", "/v1/logs", &[("Authorization", &admin)], ndjson).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("ingest"), "{}", r.body);
+    let ingest = bearer(INGEST);
+    let r = http(a, "POST", "/v1/logs", &[("Authorization", &ingest)], ndjson).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    // Each scope opens its own routes only.
+    assert_eq!(
+        http(a, "GET", "/v1/queues", &[("Authorization", &ingest)], b"")
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        http(a, "GET", "/v1/queues", &[("Authorization", &admin)], b"")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(http(a, "GET", "/metrics", &[], b"").await.status, 401);
+    let worker = bearer(WORKER);
+    let r = http(
+        a,
+        "POST",
+        "/v1/queues/logs/sessions",
+        &[("Authorization", &worker)],
+        b"{}",
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = http(
+        a,
+        "POST",
+        "/v1/queues/logs/sessions",
+        &[("Authorization", &ingest)],
+        b"{}",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    // Open routes.
+    assert_eq!(http(a, "GET", "/healthz", &[], b"").await.status, 200);
+    assert_eq!(http(a, "GET", "/readyz", &[], b"").await.status, 200);
+    assert_eq!(
+        http(a, "GET", "/v1/openapi.json", &[], b"").await.status,
+        200
+    );
+    let log = log.lock().unwrap().clone();
+    assert!(
+        log.contains("request"),
+        "the capture saw no request events: {log}"
+    );
+    for t in [INGEST, ADMIN, WORKER, "not-a-token-at-all"] {
+        assert!(!log.contains(t), "a token appeared in the logs");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_loopback_needs_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ServerConfig {
+        listen: "0.0.0.0:0".parse().unwrap(),
+        ..ServerConfig::new(dir.path())
+    };
+    let e = Server::bind(cfg).await.unwrap_err();
+    assert!(e.to_string().contains("tokens"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_bodies_name_the_line() {
+    let s = start(|_| {}).await;
+    let r = http(
+        s.addr,
+        "POST",
+        "/v1/logs",
+        &[],
+        b"{\"a\":1}\n{\"b\":2}\n{oops}\n",
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("line 3"), "{}", r.body);
+    let r = http(s.addr, "POST", "/v1/logs?format=json", &[], b"[\"a\", 5]").await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("element 1"), "{}", r.body);
+    let r = http(s.addr, "POST", "/v1/logs?format=json", &[], b"[\"a\",\n  ").await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("line 2"), "{}", r.body);
+    let r = http(s.addr, "POST", "/v1/logs?format=yaml", &[], b"x").await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // Nothing of a refused request was queued.
+    let r = http(s.addr, "GET", "/v1/queues/logs/stats", &[], b"").await;
+    assert!(r.body.contains("\"published\":0"), "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_413_and_429_with_retry_after() {
+    let s = start(|c| {
+        c.limits.max_body_bytes = 64 * 1024;
+        c.queue_options = QueueOptions {
+            max_bytes: 16 * 1024,
+            max_message_bytes: 4096,
+            ..Default::default()
+        };
+    })
+    .await;
+    let big = vec![b'x'; 100 * 1024];
+    let r = http(
+        s.addr,
+        "POST",
+        "/v1/logs",
+        &[("Content-Type", "text/plain")],
+        &big,
+    )
+    .await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    let line = format!("{}\n", "y".repeat(1000));
+    let mut refused = None;
+    for i in 0..64 {
+        let r = http(
+            s.addr,
+            "POST",
+            "/v1/logs",
+            &[("Content-Type", "text/plain")],
+            line.as_bytes(),
+        )
+        .await;
+        if r.status != 202 {
+            refused = Some((i, r));
+            break;
+        }
+    }
+    let (i, r) = refused.expect("a 16 KiB queue must refuse 64 KiB of lines");
+    assert!(i > 0);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.head.contains("retry-after: 1"), "{}", r.head);
+    let r = http(s.addr, "GET", "/v1/queues/logs/stats", &[], b"").await;
+    assert!(r.body.contains(&format!("\"published\":{i}")), "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_and_formats() {
+    let s = start(|_| {}).await;
+    let a = s.addr;
+    let r = http(
+        a,
+        "POST",
+        "/v1/logs",
+        &[("Idempotency-Key", "req-7")],
+        b"one\ntwo\n",
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert!(r.body.contains("\"queued\":2"), "{}", r.body);
+    let r = http(
+        a,
+        "POST",
+        "/v1/logs",
+        &[],
+        b"{\"id\":\"own\",\"msg\":\"x\"}\n\"text\"\n",
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let r = http(
+        a,
+        "POST",
+        "/v1/logs",
+        &[("Content-Type", "application/json")],
+        b"[\"a\", {\"m\": 1}]",
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    // Lease them and look at ids, headers and payloads.
+    let r = http(
+        a,
+        "POST",
+        "/v1/queues/logs/sessions",
+        &[],
+        b"{\"lease_ms\": 60000}",
+    )
+    .await;
+    let sid = serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = http(
+        a,
+        "POST",
+        &format!("/v1/queues/logs/sessions/{sid}/receive"),
+        &[],
+        b"{\"max\": 10, \"wait_ms\": 1000}",
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let ds = v["deliveries"].as_array().unwrap();
+    assert_eq!(ds.len(), 6, "{}", r.body);
+    let ids: Vec<&str> = ds.iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(&ids[..3], ["req-7:0", "req-7:1", "own"]);
+    assert!(
+        ds.iter()
+            .all(|d| d["headers"][0] == serde_json::json!(["input", "http"]))
+    );
+    assert_eq!(ds[3]["payload"], "text");
+    assert_eq!(ds[5]["payload"], "{\"m\":1}");
+    // Close releases at once.
+    let r = http(
+        a,
+        "DELETE",
+        &format!("/v1/queues/logs/sessions/{sid}"),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    let r = http(a, "GET", "/v1/queues/logs/stats", &[], b"").await;
+    assert!(r.body.contains("\"in_flight\":0"), "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_prometheus_names() {
+    let s = start(|_| {}).await;
+    assert_eq!(
+        http(s.addr, "POST", "/v1/logs", &[], b"a\nb\n")
+            .await
+            .status,
+        202
+    );
+    let r = http(s.addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(r.status, 200);
+    for name in [
+        "ackline_published_total{queue=\"logs\"} 2",
+        "ackline_delivered_total",
+        "ackline_acked_total",
+        "ackline_nacked_total",
+        "ackline_redelivered_total",
+        "ackline_dead_lettered_total",
+        "ackline_lease_expired_total",
+        "ackline_in_flight{queue=\"logs\"} 0",
+        "ackline_queue_depth{queue=\"logs\"} 2",
+        "ackline_queue_bytes",
+        "ackline_ingested_lines_total{queue=\"logs\"} 2",
+        "ackline_http_request_duration_seconds_bucket",
+        "route=\"/v1/logs\"",
+    ] {
+        assert!(r.body.contains(name), "{name} missing from\n{}", r.body);
+    }
+}
