@@ -295,6 +295,22 @@ pub enum BenchCommand {
     /// Durable publish + receive + ack, concurrently; memory per pending message; recovery
     /// time after kill -9
     Queue(BenchQueueArgs),
+    /// End to end on the loghub mix (file in, stored in SQLite), beside a bare batched SQLite
+    /// insert of the same records in the same run
+    Pipeline(BenchPipelineArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchPipelineArgs {
+    /// Lines to push through (the loghub samples, interleaved and repeated)
+    #[arg(long, default_value_t = 200_000)]
+    pub lines: usize,
+    /// Workers of the pipeline
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Records per store transaction (the pipeline's batch size and the bare insert's)
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

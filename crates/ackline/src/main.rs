@@ -2,6 +2,7 @@
 //! (see [`exit`]). Errors are printed as one line with their context chain.
 
 mod bench;
+mod bench_pipeline;
 mod books;
 mod cli;
 mod config;
@@ -69,6 +70,7 @@ fn run(cli: &Cli, out: Out) -> anyhow::Result<()> {
             None => pipeline_demo::run(&d.pipeline, cli.data_dir.as_deref(), out),
         },
         Command::Bench(BenchCommand::Queue(a)) => bench::run(a, cli.data_dir.as_deref(), out),
+        Command::Bench(BenchCommand::Pipeline(a)) => bench_pipeline::run(a, out),
         Command::Queue(c) => dlq::queue_cmd(c, &cli.data_dir(), out),
         Command::Dlq(c) => {
             let queue = config::queue_name(&cli.data_dir(), cli.config.as_deref())?;

@@ -18,7 +18,7 @@
 //!   hidden `--demo-faults` of `run`), so the books show retries and `max attempts exceeded`.
 
 mod books;
-mod traffic;
+pub(crate) mod traffic;
 
 use std::collections::HashMap;
 use std::io::Write;
