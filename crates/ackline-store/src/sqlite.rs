@@ -8,6 +8,17 @@
 //!   fsynced at every commit and `write_batch` returns only after it.
 //!   (`NORMAL` would be faster but can lose the last commits on power loss,
 //!   after their deliveries were acked: not acceptable here.)
+//! - Checkpoints (copying the WAL back into the database file) run off the
+//!   commit path, on a checkpointer thread with its own connection
+//!   ([`checkpoint`]): a `PASSIVE` checkpoint after commits, which never
+//!   blocks the writer. The WAL stays bounded: the writer's own automatic
+//!   checkpoint is kept as a backstop at [`WAL_BACKSTOP_PAGES`] (it then
+//!   copies only what the checkpointer has not), and `journal_size_limit`
+//!   truncates the file after a spike. A checkpoint never weakens a commit:
+//!   the committed frames are already fsynced in the WAL, and SQLite
+//!   overwrites them only after the database file is fsynced.
+//! - A new database gets 8 KiB pages (half the frames, syscalls and B-tree
+//!   depth of 4 KiB); an existing one keeps its page size.
 //! - A record SQLite refuses (too big, a constraint) fails the whole
 //!   transaction, which is rolled back, and is reported as
 //!   `Rejected { index }`: rows are inserted one by one, so the failing index
@@ -21,6 +32,7 @@
 //!   hold NUL bytes as they are (bound with their length).
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ackline_parse::{Record, Severity};
@@ -30,12 +42,30 @@ use crate::error::join_error;
 use crate::row;
 use crate::{Store, StoreError, StoreOptions, WriteReport};
 
+mod checkpoint;
 mod query;
 mod schema;
 
 pub use query::{Query, QueryCursor};
 
 const KIND: &str = "sqlite";
+
+/// The page size of a new database.
+const PAGE_SIZE: u32 = 8192;
+
+/// The writer checkpoints by itself (in its commit) once the WAL holds this
+/// many pages: only when the checkpointer falls behind or never completes.
+const WAL_BACKSTOP_PAGES: u32 = 4096;
+
+/// The WAL file is truncated to this size when it restarts.
+const JOURNAL_SIZE_LIMIT: u64 = 64 << 20;
+
+/// The writer connection and the way to wake the checkpointer.
+#[derive(Debug)]
+struct Writer {
+    conn: Connection,
+    checkpointer: SyncSender<()>,
+}
 
 /// Idempotent SQLite store. Cheap to share (`Arc` inside is not needed:
 /// wrap it in one to share between tasks).
@@ -44,7 +74,7 @@ pub struct SqliteStore {
     path: PathBuf,
     table: Arc<str>,
     insert_sql: Arc<str>,
-    writer: Arc<Mutex<Connection>>,
+    writer: Arc<Mutex<Writer>>,
     reader: Arc<Mutex<Connection>>,
 }
 
@@ -65,6 +95,10 @@ impl SqliteStore {
         let (writer, reader) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             let mut writer = Connection::open(&p).map_err(|e| open_error(&p, &e))?;
             writer.busy_timeout(busy).map_err(classify)?;
+            // Only takes effect on a new (empty) database, so before WAL.
+            writer
+                .execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE};"))
+                .map_err(|e| open_error(&p, &e))?;
             let mode: String = writer
                 .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
                 .map_err(classify)?;
@@ -75,15 +109,24 @@ impl SqliteStore {
                 ));
             }
             writer
-                .execute_batch("PRAGMA synchronous = FULL;")
+                .execute_batch(&format!(
+                    "PRAGMA synchronous = FULL; \
+                     PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}; \
+                     PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT};"
+                ))
                 .map_err(classify)?;
             schema::migrate(&mut writer, &t)?;
+            let checkpointer = checkpoint::spawn(&p)?;
             let reader = Connection::open_with_flags(
                 &p,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
             .map_err(|e| open_error(&p, &e))?;
             reader.busy_timeout(busy).map_err(classify)?;
+            let writer = Writer {
+                conn: writer,
+                checkpointer,
+            };
             Ok((writer, reader))
         })
         .await
@@ -184,12 +227,24 @@ impl Store for SqliteStore {
 /// A poisoned mutex only means another task panicked while holding the
 /// connection; its transaction was rolled back by the guard's drop, so the
 /// connection is still usable.
-fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+fn lock<T>(conn: &Mutex<T>) -> MutexGuard<'_, T> {
     conn.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn write(conn: &mut Connection, sql: &str, batch: &[Record]) -> Result<WriteReport, StoreError> {
+fn write(w: &mut Writer, sql: &str, batch: &[Record]) -> Result<WriteReport, StoreError> {
+    let report = insert(&mut w.conn, sql, batch)?;
+    // Wake the checkpointer; a wake-up already pending covers this commit too.
+    match w.checkpointer.try_send(()) {
+        Ok(()) | Err(TrySendError::Full(())) => {}
+        // The checkpointer stopped (it logs nothing and cannot fail a write):
+        // the writer's automatic checkpoint still bounds the WAL.
+        Err(TrySendError::Disconnected(())) => {}
+    }
+    Ok(report)
+}
+
+fn insert(conn: &mut Connection, sql: &str, batch: &[Record]) -> Result<WriteReport, StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(classify)?;
