@@ -1,0 +1,279 @@
+//! One AMQP connection per broker handle, re-established with backoff when it goes away.
+//!
+//! Every user of the connection (the publisher's confirm channel, each consumer's channel, the
+//! dead-letter scans) asks [`Connector`] for it; when it is closed or errored, the first asker
+//! reconnects (exponential backoff with jitter, `base`..`cap`) and the others wait for that
+//! attempt. Channels are never shared across connections: a channel of a dead connection is
+//! dead, and its unacked deliveries are requeued by RabbitMQ.
+//!
+//! Invariants:
+//! - At most one connection attempt is in progress per broker handle.
+//! - No error text leaves this module without the URL's password scrubbed from it.
+//! - The connection carries the client property `connection_name` (visible in
+//!   `rabbitmqctl list_connections name`), so operators and tests can find it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ackline_broker::BrokerError;
+use lapin::options::ConfirmSelectOptions;
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::{Channel, Connection, ConnectionProperties, ErrorKind};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::url::AmqpUrl;
+
+pub(crate) const NAME: &str = "rabbitmq";
+
+/// Exponential backoff with jitter.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Backoff {
+    /// The wait before retry number `n` (0-based): `min(cap, base * 2^n)`, jittered to
+    /// 50..100 %.
+    pub fn delay(&self, n: u32) -> Duration {
+        let full = self.base.saturating_mul(1 << n.min(16)).min(self.cap);
+        let jitter = 0.5 + (random_u64() % 1000) as f64 / 2000.0;
+        full.mul_f64(jitter)
+    }
+}
+
+/// A random u64 from std's per-process random hasher keys (no extra dependency).
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+struct Live {
+    conn: Arc<Connection>,
+    publish: Option<Channel>,
+}
+
+/// The broker handle's connection.
+pub(crate) struct Connector {
+    url: AmqpUrl,
+    name: String,
+    backoff: Backoff,
+    connect_timeout: Duration,
+    live: Mutex<Option<Live>>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("url", &self.url)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl Connector {
+    pub fn new(url: AmqpUrl, name: String, backoff: Backoff, connect_timeout: Duration) -> Self {
+        Connector {
+            url,
+            name,
+            backoff,
+            connect_timeout,
+            live: Mutex::new(None),
+        }
+    }
+
+    pub fn url(&self) -> &AmqpUrl {
+        &self.url
+    }
+
+    /// Maps a lapin error to a broker error, password scrubbed. Channel-level refusals that
+    /// retrying cannot fix (a queue declared with other arguments, access refused, no such
+    /// queue) are `Fatal`; everything else (I/O, closed connections, timeouts) `Unavailable`.
+    pub fn error(&self, what: &str, e: &lapin::Error) -> BrokerError {
+        let reason = self.url.redact(&format!("{what}: {e}"));
+        let fatal = matches!(e.kind(), ErrorKind::ProtocolError(p) if matches!(
+            p.kind(),
+            AMQPErrorKind::Soft(
+                AMQPSoftError::PRECONDITIONFAILED
+                    | AMQPSoftError::ACCESSREFUSED
+                    | AMQPSoftError::NOTFOUND
+                    | AMQPSoftError::RESOURCELOCKED
+            )
+        ));
+        if fatal {
+            BrokerError::Fatal {
+                backend: NAME,
+                reason,
+            }
+        } else {
+            BrokerError::Unavailable {
+                backend: NAME,
+                reason,
+            }
+        }
+    }
+
+    fn unavailable(&self, reason: String) -> BrokerError {
+        BrokerError::Unavailable {
+            backend: NAME,
+            reason: self.url.redact(&reason),
+        }
+    }
+
+    async fn connect_once(&self) -> Result<Arc<Connection>, BrokerError> {
+        let mut uri = self.url.uri();
+        if uri.query.heartbeat.is_none() {
+            // Notice a silently dead peer within ~20 s rather than the server's 60 s default.
+            uri.query.heartbeat = Some(10);
+        }
+        let props = ConnectionProperties::default().with_connection_name(self.name.clone().into());
+        match tokio::time::timeout(self.connect_timeout, Connection::connect_uri(uri, props)).await
+        {
+            Ok(Ok(c)) => Ok(Arc::new(c)),
+            Ok(Err(e)) => Err(self.error(&format!("connecting to {}", self.url), &e)),
+            Err(_) => Err(self.unavailable(format!(
+                "connecting to {} timed out after {:?}",
+                self.url, self.connect_timeout
+            ))),
+        }
+    }
+
+    /// Locks the live slot, giving up at `deadline`.
+    async fn lock(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<Live>>, BrokerError> {
+        match deadline {
+            None => Ok(self.live.lock().await),
+            Some(d) => tokio::time::timeout_at(d, self.live.lock())
+                .await
+                .map_err(|_| {
+                    self.unavailable(format!("{} is unreachable (reconnecting)", self.url))
+                }),
+        }
+    }
+
+    /// The live connection, reconnecting with backoff until `deadline` (forever if `None`).
+    async fn ensure<'a>(
+        &self,
+        slot: &mut tokio::sync::MutexGuard<'a, Option<Live>>,
+        deadline: Option<Instant>,
+    ) -> Result<Arc<Connection>, BrokerError> {
+        if let Some(live) = slot.as_ref()
+            && live.conn.status().connected()
+        {
+            return Ok(live.conn.clone());
+        }
+        if slot.take().is_some() {
+            tracing::warn!(url = %self.url, "connection lost: reconnecting");
+        }
+        let mut n = 0;
+        loop {
+            match self.connect_once().await {
+                Ok(conn) => {
+                    if n > 0 {
+                        tracing::info!(url = %self.url, attempts = n + 1, "reconnected");
+                    }
+                    **slot = Some(Live {
+                        conn: conn.clone(),
+                        publish: None,
+                    });
+                    return Ok(conn);
+                }
+                Err(e) => {
+                    let wait = self.backoff.delay(n);
+                    n += 1;
+                    if deadline.is_some_and(|d| Instant::now() + wait > d) {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, ?wait, "connect failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Connects once (no retry): for the constructor, which should fail fast.
+    pub async fn first_connect(&self) -> Result<(), BrokerError> {
+        let mut slot = self.live.lock().await;
+        let conn = self.connect_once().await?;
+        *slot = Some(Live {
+            conn,
+            publish: None,
+        });
+        Ok(())
+    }
+
+    /// A new channel on the live connection.
+    pub async fn channel(&self, deadline: Option<Instant>) -> Result<Channel, BrokerError> {
+        let conn = {
+            let mut slot = self.lock(deadline).await?;
+            self.ensure(&mut slot, deadline).await?
+        };
+        conn.create_channel()
+            .await
+            .map_err(|e| self.error("opening a channel", &e))
+    }
+
+    /// The shared publisher channel (confirm mode), re-created when it died.
+    pub async fn publish_channel(&self, deadline: Option<Instant>) -> Result<Channel, BrokerError> {
+        let mut slot = self.lock(deadline).await?;
+        let conn = self.ensure(&mut slot, deadline).await?;
+        if let Some(live) = slot.as_ref()
+            && let Some(ch) = &live.publish
+            && ch.status().connected()
+        {
+            return Ok(ch.clone());
+        }
+        let ch = conn
+            .create_channel()
+            .await
+            .map_err(|e| self.error("opening the publish channel", &e))?;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| self.error("enabling publisher confirms", &e))?;
+        if let Some(live) = slot.as_mut() {
+            live.publish = Some(ch.clone());
+        }
+        Ok(ch)
+    }
+
+    /// Closes the connection (RabbitMQ requeues what its channels held unacked).
+    pub async fn close(&self) {
+        let live = self.live.lock().await.take();
+        if let Some(live) = live {
+            let _ = live.conn.close(200, "closed by ackline".into()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        let b = Backoff {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(2),
+        };
+        for n in 0..20 {
+            let d = b.delay(n);
+            let full = Duration::from_millis(100)
+                .saturating_mul(1 << n.min(16))
+                .min(Duration::from_secs(2));
+            assert!(d >= full / 2 && d <= full, "{n}: {d:?}");
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Test support: the RabbitMQ on this machine, unique queue names, and cleanup guards.
+//!
+//! When RabbitMQ is unreachable: under `CI=true` the test fails with a clear message;
+//! otherwise it prints `skipped: RabbitMQ not reachable at ...: <reason>` and returns.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use ackline_rabbitmq::{AmqpUrl, RabbitBroker, RabbitOptions};
+
+/// The URL tests use: `ACKLINE_AMQP_URL`, or the local default.
+pub fn url() -> String {
+    std::env::var(ackline_rabbitmq::ENV_URL)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// `Some(url)` when RabbitMQ accepts TCP connections; `None` (after printing why) when it does
+/// not and this is not CI. Panics under `CI=true`.
+pub fn reachable() -> Option<String> {
+    let u = url();
+    let parsed = AmqpUrl::parse(&u).expect("test URL");
+    let endpoint = parsed.endpoint();
+    let res = endpoint
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())
+        .and_then(|mut a| a.next().ok_or_else(|| "no address".to_owned()))
+        .and_then(|a| {
+            TcpStream::connect_timeout(&a, Duration::from_secs(3)).map_err(|e| e.to_string())
+        });
+    match res {
+        Ok(_) => Some(u),
+        Err(reason) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!(
+                    "RabbitMQ not reachable at {parsed} (CI=true, so this fails): {reason}; \
+                     start it with `rabbitmq-server -detached`"
+                );
+            }
+            println!("skipped: RabbitMQ not reachable at {parsed}: {reason}");
+            None
+        }
+    }
+}
+
+/// A queue name no other test (or run) uses.
+pub fn unique_queue(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "ackline-test.{prefix}.{}.{}.{nanos:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Test options: short delays, few buckets (fewer queues to delete).
+pub fn options(max_attempts: u32, max_bytes: Option<u64>) -> RabbitOptions {
+    RabbitOptions {
+        max_attempts,
+        max_bytes,
+        delay_base: Duration::from_millis(100),
+        delay_buckets: 8,
+        publish_timeout: Duration::from_secs(15),
+        ..RabbitOptions::default()
+    }
+}
+
+/// Deletes queues when dropped, even while a test unwinds: on its own thread with its own
+/// runtime, so it works inside or outside an async context.
+#[derive(Default)]
+pub struct Cleanup {
+    queues: Mutex<Vec<(String, RabbitOptions)>>,
+}
+
+impl Cleanup {
+    pub fn add(&self, queue: &str, opts: &RabbitOptions) {
+        self.queues
+            .lock()
+            .unwrap()
+            .push((queue.to_owned(), opts.clone()));
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let queues = std::mem::take(&mut *self.queues.lock().unwrap_or_else(|e| e.into_inner()));
+        if queues.is_empty() {
+            return;
+        }
+        let url = url();
+        let t = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                for (q, o) in queues {
+                    match RabbitBroker::connect(&url, &q, o).await {
+                        Ok(b) => {
+                            if let Err(e) = b.delete().await {
+                                eprintln!("cleanup of {q} failed: {e}");
+                            }
+                        }
+                        Err(e) => eprintln!("cleanup of {q} failed: {e}"),
+                    }
+                }
+            });
+        });
+        let _ = t.join();
+    }
+}
