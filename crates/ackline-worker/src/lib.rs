@@ -20,7 +20,8 @@
 //! `shutdown_deadline`, and release anything left.
 //!
 //! Invariants:
-//! - A delivery is acked only after the store has durably committed its record.
+//! - A delivery is acked only after the store has durably committed its record. (The ack
+//!   itself is made durable while the worker receives its next batch.)
 //! - Each delivery a worker receives is settled at most once by it, or released.
 //! - A worker holds at most `prefetch` unsettled deliveries.
 
@@ -211,28 +212,54 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
         halt: &mut watch::Receiver<bool>,
     ) -> Result<(), WorkerError> {
         let mut broker_backoff = self.cfg.breaker.base;
-        while !stopped(halt) {
+        // Settlements of the last batch, made durable while the next batch is received, so the
+        // ack's commit and the next delivery's commit share one group commit (one fsync).
+        let mut unsettled: Vec<(Tag, Settlement)> = Vec::new();
+        let result = loop {
+            if stopped(halt) {
+                break Ok(());
+            }
             if self.breaker.is_open() {
-                self.wait_for_store(consumer, &[], halt).await?;
+                if let Err(e) = self.settle(consumer, std::mem::take(&mut unsettled)).await {
+                    break Err(e);
+                }
+                if let Err(e) = self.wait_for_store(consumer, &[], halt).await {
+                    break Err(e);
+                }
                 continue;
             }
             let batch = self.cfg.batch_size.min(self.cfg.prefetch).max(1);
-            match consumer.receive(batch, self.cfg.batch_wait).await {
+            let (settled, received) = tokio::join!(
+                self.settle(consumer, std::mem::take(&mut unsettled)),
+                consumer.receive(batch, self.cfg.batch_wait)
+            );
+            if let Err(e) = settled {
+                break Err(e);
+            }
+            match received {
                 Ok(ds) if ds.is_empty() => {}
                 Ok(ds) => {
                     broker_backoff = self.cfg.breaker.base;
                     self.stats.add_received(ds.len());
-                    self.handle_batch(consumer, ds, halt).await?;
+                    match self.handle_batch(consumer, ds, halt).await {
+                        Ok(items) => unsettled = items,
+                        Err((items, e)) => {
+                            unsettled = items;
+                            break Err(e);
+                        }
+                    }
                 }
                 Err(e @ (BrokerError::Unavailable { .. } | BrokerError::Full { .. })) => {
                     tracing::warn!(worker = n, error = %e, "broker unavailable; backing off");
                     self.pause(broker_backoff, halt).await;
                     broker_backoff = (broker_backoff * 2).min(self.cfg.breaker.cap);
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => break Err(e.into()),
             }
-        }
-        Ok(())
+        };
+        // Whatever happened, what was decided is settled before the consumer closes.
+        let last = self.settle(consumer, unsettled).await;
+        result.and(last)
     }
 
     /// Sleeps `d` unless halted first (a backoff timer, not synchronisation).
@@ -243,13 +270,14 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
         }
     }
 
-    /// Processes a batch, writes it, and settles every delivery.
+    /// Processes a batch and writes it; returns the settlement of every delivery (acks only
+    /// for records the store committed). On a failure, returns what was decided so far.
     async fn handle_batch(
         &self,
         consumer: &B::Consumer,
         ds: Vec<Delivery>,
         halt: &mut watch::Receiver<bool>,
-    ) -> Result<(), WorkerError> {
+    ) -> Result<Vec<(Tag, Settlement)>, (Vec<(Tag, Settlement)>, WorkerError)> {
         let mut settle: Vec<(Tag, Settlement)> = Vec::new();
         let mut tags = Vec::with_capacity(ds.len());
         let mut records = Vec::with_capacity(ds.len());
@@ -280,10 +308,10 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
         let outcome = self
             .write(consumer, &mut tags, &mut records, &mut settle, halt)
             .await;
-        if !settle.is_empty() {
-            self.settle(consumer, settle).await?;
+        match outcome {
+            Ok(()) => Ok(settle),
+            Err(e) => Err((settle, e)),
         }
-        outcome
     }
 
     fn nack(&self, attempt: u32, error: String) -> Settlement {
@@ -427,6 +455,9 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
         consumer: &B::Consumer,
         items: Vec<(Tag, Settlement)>,
     ) -> Result<(), WorkerError> {
+        if items.is_empty() {
+            return Ok(());
+        }
         match consumer.settle(items).await {
             Ok(results) => {
                 let failed = results.iter().filter(|r| r.is_err()).count();
