@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use ackline_rabbitmq::{AmqpUrl, RabbitBroker, RabbitOptions};
 
+pub mod worker;
+
 /// The URL tests use: `ACKLINE_AMQP_URL`, or the local default.
 pub fn url() -> String {
     std::env::var(ackline_rabbitmq::ENV_URL)
