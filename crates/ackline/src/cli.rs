@@ -56,6 +56,19 @@ pub enum Command {
     /// (code 130); nothing is lost then either: unsettled deliveries come back when their
     /// leases expire, and inputs resume from their committed positions.
     Run(RunArgs),
+    /// Split mode, server side: the embedded queue behind HTTP (ingest, the lease API for
+    /// `ackline work`, admin, metrics) until SIGTERM or SIGINT
+    ///
+    /// Prints the bound address (with --json, one JSON line) once listening. Beyond loopback
+    /// at least one --token is required. The first signal stops accepting, lets open requests
+    /// finish, releases remote workers' deliveries and closes the queue; exit 0.
+    Serve(ServeArgs),
+    /// Split mode, worker side: lease deliveries from `ackline serve`, parse, store, ack
+    ///
+    /// Runs until SIGTERM or SIGINT, then finishes the batches in hand within the shutdown
+    /// deadline (the rest is released) and exits 0. Killed (even with SIGKILL), its leases
+    /// expire on the server and other workers get the deliveries; nothing is lost.
+    Work(WorkArgs),
     /// Check the configuration (file, environment, flags) and exit: 0 if valid, 2 with a
     /// one-line error naming the field, where it came from and what was expected
     Check(CheckArgs),
@@ -140,6 +153,12 @@ pub struct PipelineFlags {
     /// sqlite:DIR/records.db] [config: store.url]
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
+    /// `ackline serve --listen` (set by that command, not a flag of `run`).
+    #[arg(skip)]
+    pub listen: Option<String>,
+    /// `ackline serve --token` (set by that command, not a flag of `run`).
+    #[arg(skip)]
+    pub tokens: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -159,6 +178,81 @@ pub struct RunArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub flags: PipelineFlags,
+    #[command(flatten)]
+    pub server: ServerFlags,
+}
+
+/// The settings of `ackline serve` as flags (raw; checked by [`crate::config::load`]).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServerFlags {
+    /// Listen address of `serve` [default: 127.0.0.1:8470] [config: server.listen]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Bearer token of `serve`, SECRET:SCOPES with scopes from ingest,worker,admin
+    /// (repeatable; required beyond loopback) [config: server.tokens]
+    #[arg(long = "token", value_name = "SECRET:SCOPES")]
+    pub tokens: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub server: ServerFlags,
+    /// The default queue (ingest writes to it) [default: logs] [config: queue.name]
+    #[arg(long, value_name = "NAME")]
+    pub queue: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    /// The server's queue: http://HOST:PORT[/QUEUE] (the queue defaults to logs)
+    #[arg(long = "queue", value_name = "URL")]
+    pub queue_url: String,
+    /// Bearer token with the worker scope (the secret only)
+    #[arg(
+        long,
+        env = "ACKLINE_TOKEN",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub token: Option<String>,
+    /// Line format: auto (detect per line) or one format name [config: input.format]
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Dead-letter lines that do not parse (instead of storing them raw) [config: input.strict]
+    #[arg(long, conflicts_with = "lenient")]
+    pub strict: bool,
+    /// Store lines that do not parse as raw records (the default)
+    #[arg(long)]
+    pub lenient: bool,
+    /// Concurrent workers [default: 2] [config: worker.workers]
+    #[arg(long, value_name = "N")]
+    pub workers: Option<String>,
+    /// Deliveries per store transaction [default: 1000] [config: worker.batch_size]
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<String>,
+    /// Most unsettled deliveries per worker [default: 2000] [config: worker.prefetch]
+    #[arg(long, value_name = "N")]
+    pub prefetch: Option<String>,
+    /// Lease (ack timeout) per delivery, e.g. 30s [config: worker.lease]
+    #[arg(long, value_name = "DURATION")]
+    pub lease: Option<String>,
+    /// How long shutdown waits for batches in hand, e.g. 10s [config: worker.shutdown_deadline]
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_deadline: Option<String>,
+    /// First retry delay ceiling, e.g. 500ms [config: retry.base]
+    #[arg(long, value_name = "DURATION")]
+    pub retry_base: Option<String>,
+    /// Retry delay growth per attempt, e.g. 2 [config: retry.factor]
+    #[arg(long, value_name = "X")]
+    pub retry_factor: Option<String>,
+    /// Longest retry delay, e.g. 5m [config: retry.cap]
+    #[arg(long, value_name = "DURATION")]
+    pub retry_cap: Option<String>,
+    /// Store URL: sqlite:PATH, postgres://..., ndjson:PATH or stdout [default:
+    /// sqlite:DIR/records.db] [config: store.url]
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Args)]

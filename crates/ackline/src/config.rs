@@ -18,12 +18,14 @@ mod file;
 mod source;
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ackline_input::StartAt;
 use ackline_parse::{FormatChoice, ParserConfig};
 use ackline_queue::{Fsync, QueueOptions};
+use ackline_server::{Scope, Token};
 use ackline_store::{StoreOptions, StoreUrl};
 use ackline_worker::{RetryPolicy, WorkerConfig};
 
@@ -43,20 +45,32 @@ pub struct Key {
     pub name: &'static str,
     /// What a valid value is (quoted in errors).
     pub expected: &'static str,
+    /// The environment variable when it is not derived from the name (`server.*`).
+    pub env_name: Option<&'static str>,
+    /// The value is a secret: errors never quote it.
+    pub secret: bool,
 }
 
 impl Key {
-    /// `ACKLINE_SECTION_KEY`.
+    /// `ACKLINE_SECTION_KEY`, or the key's own variable name.
     pub fn env(&self) -> String {
-        format!(
-            "ACKLINE_{}",
-            self.name.replace('.', "_").to_ascii_uppercase()
-        )
+        match self.env_name {
+            Some(v) => v.to_string(),
+            None => format!(
+                "ACKLINE_{}",
+                self.name.replace('.', "_").to_ascii_uppercase()
+            ),
+        }
     }
 }
 
 const fn key(name: &'static str, expected: &'static str) -> Key {
-    Key { name, expected }
+    Key {
+        name,
+        expected,
+        env_name: None,
+        secret: false,
+    }
 }
 
 /// Every key, in documentation order.
@@ -101,6 +115,18 @@ pub const KEYS: &[Key] = &[
         "store.table",
         "letters, digits and _, starting with a letter or _, at most 48 bytes",
     ),
+    Key {
+        name: "server.listen",
+        expected: "an IP address and port, like 127.0.0.1:8470 (port 0 picks a free one)",
+        env_name: Some("ACKLINE_LISTEN"),
+        secret: false,
+    },
+    Key {
+        name: "server.tokens",
+        expected: "a list of SECRET:SCOPES, each secret at least 16 characters without whitespace, scopes a comma-separated subset of ingest, worker, admin (';' or whitespace between tokens in the environment)",
+        env_name: Some("ACKLINE_TOKENS"),
+        secret: true,
+    },
 ];
 
 /// A configuration error (exit 2).
@@ -150,6 +176,17 @@ pub struct Config {
     pub store_url: String,
     /// Store options (table).
     pub store: StoreOptions,
+    /// `ackline serve`: listen address and tokens.
+    pub server: ServerSettings,
+}
+
+/// The settings of `ackline serve` (the `[server]` section).
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Bearer tokens; empty only when `listen` is loopback.
+    pub tokens: Vec<Token>,
 }
 
 impl Config {
@@ -241,6 +278,11 @@ fn flag_layer(f: &PipelineFlags) -> BTreeMap<&'static str, Given> {
         text(&f.max_attempts),
     );
     put("store.url", "--store", text(&f.store));
+    put("server.listen", "--listen", text(&f.listen));
+    if !f.tokens.is_empty() {
+        let items = f.tokens.iter().cloned().map(RawValue::Text).collect();
+        put("server.tokens", "--token", Some(RawValue::List(items)));
+    }
     m
 }
 
@@ -353,10 +395,11 @@ fn value<T>(
     let Some(given) = layers.get(name) else {
         return Ok(default);
     };
-    let expected = find_key(name).map_or("a valid value", |k| k.expected);
+    let k = find_key(name);
+    let expected = k.map_or("a valid value", |k| k.expected);
     parse(&given.value).ok_or_else(|| ConfigError {
         key: name,
-        given: given.clone(),
+        given: redacted(k, given),
         expected: expected.to_string(),
     })
 }
@@ -364,11 +407,51 @@ fn value<T>(
 fn err(layers: &Layers, name: &'static str, expected: String) -> ConfigError {
     ConfigError {
         key: name,
-        given: layers.get(name).cloned().unwrap_or(Given {
-            value: RawValue::Other("default"),
-            source: Source::Flag("(default)".into()),
-        }),
+        given: layers
+            .get(name)
+            .map(|g| redacted(find_key(name), g))
+            .unwrap_or(Given {
+                value: RawValue::Other("default"),
+                source: Source::Flag("(default)".into()),
+            }),
         expected,
+    }
+}
+
+/// The value as errors may quote it: a secret key's value never appears.
+fn redacted(k: Option<&Key>, given: &Given) -> Given {
+    if k.is_some_and(|k| k.secret) {
+        Given {
+            value: RawValue::Other("redacted"),
+            source: given.source.clone(),
+        }
+    } else {
+        given.clone()
+    }
+}
+
+/// One `SECRET:SCOPES` token (scopes comma-separated; the secret may contain `:`).
+pub fn parse_token(s: &str) -> Option<Token> {
+    let (secret, scopes) = s.trim().rsplit_once(':')?;
+    if secret.chars().count() < 16 || secret.chars().any(char::is_whitespace) {
+        return None;
+    }
+    let scopes: Vec<Scope> = scopes
+        .split(',')
+        .map(|x| Scope::parse(x.trim()))
+        .collect::<Option<_>>()?;
+    (!scopes.is_empty()).then(|| Token::new(secret, &scopes))
+}
+
+fn tokens(v: &RawValue) -> Option<Vec<Token>> {
+    match v {
+        RawValue::List(items) => items.iter().map(|x| parse_token(text(x)?)).collect(),
+        RawValue::Text(s) => s
+            .split(|c: char| c == ';' || c.is_whitespace())
+            .filter(|t| !t.is_empty())
+            .map(parse_token)
+            .collect(),
+        _ => None,
     }
 }
 
@@ -538,6 +621,21 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         let s = text(v)?;
         table_ok(s).then(|| s.to_string())
     })?;
+    let listen = value(
+        l,
+        "server.listen",
+        SocketAddr::from(([127, 0, 0, 1], 8470)),
+        |v| text(v)?.parse().ok(),
+    )?;
+    let tokens = value(l, "server.tokens", Vec::new(), tokens)?;
+    if !listen.ip().is_loopback() && tokens.is_empty() {
+        return Err(err(
+            l,
+            "server.listen",
+            "a loopback address unless server.tokens is set (no anonymous access from the network)"
+                .into(),
+        ));
+    }
     Ok(Config {
         data_dir: data_dir.to_path_buf(),
         file,
@@ -570,6 +668,7 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
             table,
             ..StoreOptions::default()
         },
+        server: ServerSettings { listen, tokens },
     })
 }
 
@@ -659,6 +758,54 @@ mod tests {
             e.contains("unknown key worker.wrkers") && e.contains(":2:1"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn server_section() {
+        let c = load(
+            Path::new("/d"),
+            None,
+            &PipelineFlags::default(),
+            &Env::empty(),
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8470");
+        assert!(c.server.tokens.is_empty());
+        let e = env(&[
+            ("ACKLINE_LISTEN", "0.0.0.0:9000"),
+            (
+                "ACKLINE_TOKENS",
+                "a-secret-of-16-chars:ingest,worker; other:secret-0123456789:admin",
+            ),
+        ]);
+        let c = load(Path::new("/d"), None, &PipelineFlags::default(), &e).unwrap();
+        assert_eq!(c.server.tokens.len(), 2);
+        let e = env(&[("ACKLINE_LISTEN", "0.0.0.0:9000")]);
+        let msg = load(Path::new("/d"), None, &PipelineFlags::default(), &e)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("server.listen") && msg.contains("ACKLINE_LISTEN"),
+            "{msg}"
+        );
+        for bad in [
+            "short:ingest",
+            "a-secret-of-16-chars:root",
+            "a-secret-of-16-chars",
+        ] {
+            let flags = PipelineFlags {
+                tokens: vec![bad.into()],
+                ..PipelineFlags::default()
+            };
+            let msg = load(Path::new("/d"), None, &flags, &Env::empty())
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains("server.tokens"), "{msg}");
+            assert!(
+                !msg.contains("secret-of") && !msg.contains("short"),
+                "{msg}"
+            );
+        }
     }
 
     #[test]

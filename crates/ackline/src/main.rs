@@ -16,8 +16,10 @@ mod pipeline;
 mod pipeline_demo;
 mod query;
 mod run;
+mod serve;
 mod signals;
 mod stats;
+mod work;
 mod worker;
 
 use std::process::ExitCode;
@@ -62,6 +64,8 @@ fn usage_error(e: clap::Error) -> ExitCode {
 fn run(cli: &Cli, out: Out) -> anyhow::Result<()> {
     match &cli.command {
         Command::Run(a) => run::run(a, &cli.data_dir(), cli.config.as_deref(), out),
+        Command::Serve(a) => serve::run(a, &cli.data_dir(), cli.config.as_deref(), out),
+        Command::Work(a) => work::run(a, &cli.data_dir(), cli.config.as_deref(), out),
         Command::Check(a) => run::check(a, &cli.data_dir(), cli.config.as_deref(), out),
         Command::Query(a) => query::run(a, &cli.data_dir(), cli.config.as_deref(), out),
         Command::Stats => stats::run(&cli.data_dir(), cli.config.as_deref(), out),

@@ -14,7 +14,7 @@ use ackline_worker::ParseProcess;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::cli::{CheckArgs, RunArgs};
+use crate::cli::{CheckArgs, PipelineFlags, RunArgs};
 use crate::config::{self, Config, Env};
 use crate::fault::DemoFaults;
 use crate::output::Out;
@@ -117,6 +117,8 @@ struct Checked<'a> {
     retry_cap_ms: u64,
     max_attempts: u32,
     store: &'a str,
+    listen: String,
+    tokens: usize,
 }
 
 /// `ackline check`.
@@ -126,7 +128,12 @@ pub fn check(
     config_file: Option<&Path>,
     out: Out,
 ) -> anyhow::Result<()> {
-    let cfg = config::load(data_dir, config_file, &a.flags, &Env::process())?;
+    let flags = PipelineFlags {
+        listen: a.server.listen.clone(),
+        tokens: a.server.tokens.clone(),
+        ..a.flags.clone()
+    };
+    let cfg = config::load(data_dir, config_file, &flags, &Env::process())?;
     let c = Checked {
         ok: true,
         config_file: cfg.file.as_ref().map(|p| p.display().to_string()),
@@ -148,10 +155,12 @@ pub fn check(
         retry_cap_ms: cfg.worker.retry.cap.as_millis() as u64,
         max_attempts: cfg.queue_options.max_attempts,
         store: &cfg.store_url,
+        listen: cfg.server.listen.to_string(),
+        tokens: cfg.server.tokens.len(),
     };
     out.emit(&c, || {
         format!(
-            "config ok ({}): {} input(s){}, format {}{}, queue {}, {} workers, batch {}, store {}\n",
+            "config ok ({}): {} input(s){}, format {}{}, queue {}, {} workers, batch {}, store {}, serve on {} with {} token(s)\n",
             c.config_file.as_deref().unwrap_or("no config file"),
             c.inputs.len(),
             if c.stdin { " + stdin" } else { "" },
@@ -160,7 +169,9 @@ pub fn check(
             c.queue,
             c.workers,
             c.batch_size,
-            c.store
+            c.store,
+            c.listen,
+            c.tokens
         )
     })
 }

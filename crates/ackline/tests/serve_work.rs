@@ -1,0 +1,287 @@
+//! Split mode with real processes: `ackline serve`, lines ingested over HTTP (`POST /v1/logs`
+//! with a hand-written HTTP/1.1 request on a std `TcpStream`), two `ackline work` processes,
+//! one killed with SIGKILL while it works; every line must end up in the SQLite store exactly
+//! once. And `serve` refuses a listen address beyond loopback without tokens (exit 2, one
+//! line).
+//!
+//! No sleeps synchronise anything: every wait polls its condition against a deadline.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is a failed assertion
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ackline, run_with_deadline};
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// Kills the child on drop (a failed assertion must not leave processes behind).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn signal(&self, sig: &str) {
+        let st = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.0.id().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill -{sig} failed");
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.0.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit in {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes.
+fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One HTTP/1.1 request; returns (status, body).
+fn http(addr: &str, method: &str, path: &str, ctype: &str, body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad response: {text}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Starts `serve --json` on a free port; returns it and its address once it listens.
+fn serve(dir: &Path) -> (Proc, String) {
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .env_remove("ACKLINE_LISTEN")
+        .env_remove("ACKLINE_TOKENS")
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "--json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            &format!("{TOKEN}:ingest,worker,admin"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = c.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let p = Proc(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("serve printed {line:?}, not a JSON line: {e}"));
+    let addr = v["listening"].as_str().unwrap().to_string();
+    (p, addr)
+}
+
+fn work(dir: &Path, addr: &str) -> Proc {
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "work",
+            "--queue",
+            &format!("http://{addr}/logs"),
+            "--token",
+            TOKEN,
+            "--workers",
+            "2",
+            "--batch-size",
+            "50",
+            "--prefetch",
+            "100",
+            "--lease",
+            "2s",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    Proc(c.spawn().unwrap())
+}
+
+fn rows(db: &Path) -> (i64, i64) {
+    let Ok(conn) = rusqlite::Connection::open(db) else {
+        return (0, 0);
+    };
+    conn.query_row(
+        "SELECT COUNT(*), COUNT(DISTINCT id) FROM ackline_records",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap_or((0, 0))
+}
+
+fn pending(addr: &str) -> u64 {
+    let (st, body) = http(
+        addr,
+        "GET",
+        "/v1/queues/logs/stats",
+        "application/json",
+        b"",
+    );
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["pending"].as_u64().unwrap()
+}
+
+#[test]
+fn sigkilled_worker_loses_nothing_and_duplicates_nothing() {
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, addr) = serve(dir.path());
+
+    const N: usize = 4000;
+    let mut expected = BTreeSet::new();
+    let post = |from: usize, to: usize, expected: &mut BTreeSet<String>| {
+        let mut body = String::new();
+        for i in from..to {
+            let id = format!("line-{i}");
+            body += &format!(
+                "{{\"id\":\"{id}\",\"ts\":\"2024-05-01T10:00:00Z\",\"level\":\"info\",\"msg\":\"line {i}\"}}\n"
+            );
+            expected.insert(id);
+        }
+        let (st, resp) = http(
+            &addr,
+            "POST",
+            "/v1/logs?format=ndjson",
+            "application/x-ndjson",
+            body.as_bytes(),
+        );
+        assert_eq!(st, 202, "{resp}");
+    };
+    // Half before the workers start, half while they run.
+    for c in 0..N / 2 / 500 {
+        post(c * 500, (c + 1) * 500, &mut expected);
+    }
+    let db = dir.path().join("records.db");
+    let mut a = work(dir.path(), &addr);
+    let mut b = work(dir.path(), &addr);
+    wait_for(Duration::from_secs(60), "the first stored rows", || {
+        rows(&db).0 > 0
+    });
+    // Kill A while batches are being stored (the queue still holds most of the lines).
+    a.signal("KILL");
+    let st = a.wait_exit(Duration::from_secs(10));
+    assert_eq!(st.code(), None, "worker A was killed by a signal");
+    for c in N / 2 / 500..N / 500 {
+        post(c * 500, (c + 1) * 500, &mut expected);
+    }
+    wait_for(
+        Duration::from_secs(90),
+        "every line stored and nothing pending",
+        || rows(&db).0 == N as i64 && pending(&addr) == 0,
+    );
+
+    b.signal("TERM");
+    assert_eq!(b.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(Duration::from_secs(30)).code(), Some(0));
+
+    let (count, distinct) = rows(&db);
+    assert_eq!((count, distinct), (N as i64, N as i64));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let mut stmt = conn.prepare("SELECT id FROM ackline_records").unwrap();
+    let ids: BTreeSet<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ids, expected);
+    eprintln!(
+        "split mode with a SIGKILLed worker: {N} lines in {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn serve_refuses_non_loopback_without_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .env_remove("ACKLINE_LISTEN")
+        .env_remove("ACKLINE_TOKENS")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--listen", "0.0.0.0:0"]);
+    let o = run_with_deadline(c, Duration::from_secs(60));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("server.listen") && err.contains("--listen"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+    // Nothing was opened.
+    assert!(!dir.path().join("queues").exists());
+
+    // The same from the environment, and a too-short token is refused without echoing it.
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .env("ACKLINE_LISTEN", "0.0.0.0:0")
+        .env("ACKLINE_TOKENS", "tiny:ingest")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("check");
+    let o = run_with_deadline(c, Duration::from_secs(60));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("ACKLINE_TOKENS") && !err.contains("tiny"),
+        "{err}"
+    );
+}
