@@ -13,6 +13,9 @@ use ackline_queue::QueueOptions;
 use crate::auth::Token;
 use crate::error::ServerError;
 
+/// Room a syslog message needs besides its frame (id, `input` header, record framing).
+const SYSLOG_MESSAGE_OVERHEAD: usize = 1024;
+
 /// Request, connection and batch limits.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -30,8 +33,17 @@ pub struct Limits {
     pub max_receive_batch: usize,
     /// How long shutdown waits for open requests. Default 10 s.
     pub shutdown_grace: Duration,
-    /// `Retry-After` sent when the queue is full. Default 1 s.
+    /// `Retry-After` sent when the queue is full (and how long syslog over TCP waits before
+    /// trying a full queue again). Default 1 s.
     pub retry_after: Duration,
+    /// Largest syslog frame (TCP frame or UDP datagram); larger ones are refused. Default
+    /// 64 KiB; at least 1 KiB below the queue's `max_message_bytes`.
+    pub syslog_max_frame: usize,
+    /// How long a syslog TCP connection may stall inside a frame before the incomplete frame
+    /// is dropped and the connection closed. Default 30 s.
+    pub syslog_frame_timeout: Duration,
+    /// How long a syslog TCP connection may stay silent between frames. Default 10 min.
+    pub syslog_idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -45,6 +57,9 @@ impl Default for Limits {
             max_receive_batch: 10_000,
             shutdown_grace: Duration::from_secs(10),
             retry_after: Duration::from_secs(1),
+            syslog_max_frame: 64 << 10,
+            syslog_frame_timeout: Duration::from_secs(30),
+            syslog_idle_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -62,6 +77,11 @@ pub struct ServerConfig {
     pub queue_options: QueueOptions,
     /// Bearer tokens. Empty: no auth, allowed only on loopback.
     pub tokens: Vec<Token>,
+    /// Syslog over TCP (RFC 6587) on this address; `None` (the default): off. Syslog has no
+    /// authentication: an address beyond loopback accepts frames from anyone who can reach it.
+    pub syslog_tcp: Option<SocketAddr>,
+    /// Syslog over UDP on this address; `None` (the default): off. No authentication.
+    pub syslog_udp: Option<SocketAddr>,
     /// Limits.
     pub limits: Limits,
 }
@@ -75,6 +95,8 @@ impl ServerConfig {
             default_queue: "logs".into(),
             queue_options: QueueOptions::default(),
             tokens: Vec::new(),
+            syslog_tcp: None,
+            syslog_udp: None,
             limits: Limits::default(),
         }
     }
@@ -104,6 +126,23 @@ impl ServerConfig {
             return bad(
                 "limits",
                 "max_body_bytes, max_connections and max_receive_batch above 0",
+            );
+        }
+        let syslog = self.syslog_tcp.is_some() || self.syslog_udp.is_some();
+        if syslog
+            && (l.syslog_max_frame == 0
+                || l.syslog_max_frame.saturating_add(SYSLOG_MESSAGE_OVERHEAD)
+                    > self.queue_options.max_message_bytes)
+        {
+            return bad(
+                "limits.syslog_max_frame",
+                "above 0 and at least 1 KiB below the queue's max_message_bytes (room for the id and headers)",
+            );
+        }
+        if l.syslog_frame_timeout.is_zero() || l.syslog_idle_timeout.is_zero() {
+            return bad(
+                "limits.syslog_frame_timeout",
+                "syslog_frame_timeout and syslog_idle_timeout above 0",
             );
         }
         if l.max_receive_wait >= l.request_timeout {

@@ -18,18 +18,37 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 
 use crate::error::ServerError;
 use crate::state::AppState;
 
+/// The syslog sockets, bound (or not) with the server.
+#[derive(Debug, Default)]
+pub(crate) struct Syslog {
+    pub(crate) tcp: Option<TcpListener>,
+    pub(crate) tcp_addr: Option<std::net::SocketAddr>,
+    pub(crate) udp: Option<UdpSocket>,
+    pub(crate) udp_addr: Option<std::net::SocketAddr>,
+}
+
 pub(crate) async fn serve(
     st: AppState,
     listener: TcpListener,
+    syslog: Syslog,
     shutdown: impl Future,
 ) -> Result<(), ServerError> {
     let (router, _) = crate::routes::build(st.clone());
+    let (syslog_stop, stop_rx) = watch::channel(false);
+    let mut syslog_tasks = JoinSet::new();
+    if let Some(l) = syslog.tcp {
+        syslog_tasks.spawn(crate::syslog::tcp::run(st.clone(), l, stop_rx.clone()));
+    }
+    if let Some(s) = syslog.udp {
+        syslog_tasks.spawn(crate::syslog::udp::run(st.clone(), s, stop_rx));
+    }
     let limits = st.cfg.limits.clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
@@ -81,6 +100,15 @@ pub(crate) async fn serve(
             after = ?started.elapsed(),
             "shutdown grace ran out with requests still open; closing anyway"
         );
+    }
+    let _ = syslog_stop.send(true);
+    let drain = async { while syslog_tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(limits.shutdown_grace, drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("syslog listeners did not stop within the shutdown grace; aborting them");
+        syslog_tasks.abort_all();
     }
     reaper.abort();
     st.sessions.clear();

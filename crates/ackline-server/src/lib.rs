@@ -6,14 +6,16 @@
 //! - the lease API for remote workers (the HTTP backend of the broker trait; client in
 //!   `ackline-http`): sessions, long-poll receive, batched settle with (key, attempt) fencing;
 //! - admin: queues and stats, dead-letter list/show/replay/purge, `/healthz`, `/readyz`;
-//! - Prometheus metrics at `/metrics`; the OpenAPI 3 document at `/v1/openapi.json`.
+//! - Prometheus metrics at `/metrics`; the OpenAPI 3 document at `/v1/openapi.json`;
+//! - optionally syslog over TCP (RFC 6587) and UDP ([`syslog`]) into the default queue.
 //!
 //! Invariants:
 //! - Every 2xx to a write (ingest, publish, settle) is sent after the write is durable.
 //! - Bound beyond loopback the server requires bearer tokens (checked at start).
 //! - Shutdown: stop accepting, refuse new work (readiness false, 503), let open requests
 //!   finish within `limits.shutdown_grace`, drop sessions (releasing their deliveries), then
-//!   close the queues (flush and checkpoint) before [`serve`] returns, so the data directory
+//!   stop the syslog listeners (frames already read are queued first), close the queues
+//!   (flush and checkpoint) before [`serve`] returns, so the data directory
 //!   can be reopened at once.
 //!
 //! API details, auth, limits and metric names: `docs/server.md`.
@@ -27,6 +29,7 @@ pub mod openapi;
 pub mod routes;
 pub mod sessions;
 pub mod state;
+pub mod syslog;
 pub mod wire;
 
 use std::future::Future;
@@ -34,7 +37,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 
 pub use auth::{Scope, Token};
 pub use config::{Limits, ServerConfig};
@@ -50,6 +53,7 @@ pub struct Server {
     state: AppState,
     listener: TcpListener,
     addr: SocketAddr,
+    syslog: conn::Syslog,
 }
 
 impl Server {
@@ -80,6 +84,23 @@ impl Server {
             addr: cfg.listen.to_string(),
             source,
         })?;
+        let bind_err = |addr: SocketAddr| {
+            move |source| ServerError::Bind {
+                addr: addr.to_string(),
+                source,
+            }
+        };
+        let mut syslog = conn::Syslog::default();
+        if let Some(a) = cfg.syslog_tcp {
+            let l = TcpListener::bind(a).await.map_err(bind_err(a))?;
+            syslog.tcp_addr = Some(l.local_addr().map_err(bind_err(a))?);
+            syslog.tcp = Some(l);
+        }
+        if let Some(a) = cfg.syslog_udp {
+            let s = UdpSocket::bind(a).await.map_err(bind_err(a))?;
+            syslog.udp_addr = Some(s.local_addr().map_err(bind_err(a))?);
+            syslog.udp = Some(s);
+        }
         let sessions = Arc::new(Sessions::default());
         let metrics = Metrics::new(queues.clone(), sessions.clone());
         let state = Arc::new(Inner {
@@ -93,6 +114,7 @@ impl Server {
             state,
             listener,
             addr,
+            syslog,
         })
     }
 
@@ -101,10 +123,20 @@ impl Server {
         self.addr
     }
 
+    /// The bound syslog TCP address, when enabled.
+    pub fn syslog_tcp_addr(&self) -> Option<SocketAddr> {
+        self.syslog.tcp_addr
+    }
+
+    /// The bound syslog UDP address, when enabled.
+    pub fn syslog_udp_addr(&self) -> Option<SocketAddr> {
+        self.syslog.udp_addr
+    }
+
     /// Serves until `shutdown` completes, then shuts down gracefully.
     pub async fn run(self, shutdown: impl Future) -> Result<(), ServerError> {
         tracing::info!(addr = %self.addr, "ackline server listening");
-        conn::serve(self.state, self.listener, shutdown).await
+        conn::serve(self.state, self.listener, self.syslog, shutdown).await
     }
 }
 

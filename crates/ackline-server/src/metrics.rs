@@ -18,6 +18,8 @@
 //! | `ackline_dead_lettered_total` | counter | moves to the dead-letter queue |
 //! | `ackline_lease_expired_total` | counter | leases that ran out |
 //! | `ackline_ingested_lines_total` | counter | lines queued by `POST /v1/logs` |
+//! | `ackline_syslog_frames_total` | counter | syslog frames queued, by `transport` (`tcp`, `udp`) |
+//! | `ackline_syslog_errors_total` | counter | syslog frames refused, by `transport` and `kind` (`truncated`, `oversized`, `binary`, `bad_octet_count`, `dropped`) |
 //! | `ackline_in_flight` | gauge | delivered, not settled |
 //! | `ackline_queue_depth` | gauge | messages not settled |
 //! | `ackline_queue_bytes` | gauge | bytes not settled |
@@ -51,6 +53,8 @@ pub struct Metrics {
     latency: Family<Labels, Histogram>,
     ingested: Family<Labels, Counter>,
     rejected: Family<Labels, Counter>,
+    syslog_frames: Family<Labels, Counter>,
+    syslog_errors: Family<Labels, Counter>,
 }
 
 #[derive(Debug)]
@@ -166,12 +170,26 @@ impl Metrics {
             "Rejects (dead-lettered at once) through the lease API.",
             rejected.clone(),
         );
+        let syslog_frames = Family::<Labels, Counter>::default();
+        let syslog_errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "ackline_syslog_frames",
+            "Syslog frames queued, by transport.",
+            syslog_frames.clone(),
+        );
+        registry.register(
+            "ackline_syslog_errors",
+            "Syslog frames refused, by transport and kind.",
+            syslog_errors.clone(),
+        );
         registry.register_collector(Box::new(QueueCollector { queues, sessions }));
         Metrics {
             registry,
             latency,
             ingested,
             rejected,
+            syslog_frames,
+            syslog_errors,
         }
     }
 
@@ -195,6 +213,21 @@ impl Metrics {
     /// Counts one reject.
     pub fn rejected(&self, queue: &str) {
         self.rejected.get_or_create(&queue_label(queue)).inc();
+    }
+
+    /// Counts syslog frames queued.
+    pub fn syslog_frames(&self, transport: &str, n: u64) {
+        let l = vec![("transport".to_string(), transport.to_string())];
+        self.syslog_frames.get_or_create(&l).inc_by(n);
+    }
+
+    /// Counts one refused syslog frame.
+    pub fn syslog_error(&self, transport: &str, kind: &str) {
+        let l = vec![
+            ("transport".to_string(), transport.to_string()),
+            ("kind".to_string(), kind.to_string()),
+        ];
+        self.syslog_errors.get_or_create(&l).inc();
     }
 
     /// The text exposition.
