@@ -17,6 +17,10 @@
 //!   counts the return in `x-delivery-count`, so the next delivery has attempt + 1). RabbitMQ's
 //!   own `consumer_timeout` (30 min by default) would close the whole channel instead, so it
 //!   is not the lease.
+//! - Idle consumers: one that lets a lease expire, or leaves deliveries unclaimed in its buffer
+//!   for a whole lease, while no `receive` is running, cancels its `basic.consume` (so the
+//!   requeued delivery goes to a consumer that asks) and gives the buffer back as confirmed
+//!   copies that keep their attempt; the next `receive` consumes again.
 //! - `close`/drop → the channel is closed; RabbitMQ requeues every unacked delivery at once.
 //! - Channel or connection loss → the reader task opens a new channel (reconnecting with
 //!   backoff) and consumes again; what the dead channel held comes back through RabbitMQ's
