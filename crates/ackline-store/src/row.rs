@@ -95,7 +95,12 @@ pub(crate) fn fields_from_json(text: Option<&str>) -> Result<Fields, String> {
 
 /// A short description of a record for error messages.
 pub(crate) fn describe(record: &Record) -> String {
-    let mut id = record.id.clone();
+    describe_id(&record.id)
+}
+
+/// A short description of the record with this id, for error messages.
+pub(crate) fn describe_id(id: &str) -> String {
+    let mut id = id.to_owned();
     if id.len() > 80 {
         let mut end = 80;
         while !id.is_char_boundary(end) {
