@@ -159,6 +159,12 @@ pub struct PipelineFlags {
     /// `ackline serve --token` (set by that command, not a flag of `run`).
     #[arg(skip)]
     pub tokens: Vec<String>,
+    /// `ackline serve --syslog-tcp` (set by that command, not a flag of `run`).
+    #[arg(skip)]
+    pub syslog_tcp: Option<String>,
+    /// `ackline serve --syslog-udp` (set by that command, not a flag of `run`).
+    #[arg(skip)]
+    pub syslog_udp: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +198,14 @@ pub struct ServerFlags {
     /// (repeatable; required beyond loopback) [config: server.tokens]
     #[arg(long = "token", value_name = "SECRET:SCOPES")]
     pub tokens: Vec<String>,
+    /// Take syslog over TCP (RFC 6587) on ADDR [default when given alone: 127.0.0.1:5514]
+    /// [config: server.syslog_tcp]
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:5514")]
+    pub syslog_tcp: Option<String>,
+    /// Take syslog over UDP on ADDR [default when given alone: 127.0.0.1:5514]
+    /// [config: server.syslog_udp]
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:5514")]
+    pub syslog_udp: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -127,6 +127,18 @@ pub const KEYS: &[Key] = &[
         env_name: Some("ACKLINE_TOKENS"),
         secret: true,
     },
+    Key {
+        name: "server.syslog_tcp",
+        expected: "an IP address and port for syslog over TCP, like 127.0.0.1:5514",
+        env_name: Some("ACKLINE_SYSLOG_TCP"),
+        secret: false,
+    },
+    Key {
+        name: "server.syslog_udp",
+        expected: "an IP address and port for syslog over UDP, like 127.0.0.1:5514",
+        env_name: Some("ACKLINE_SYSLOG_UDP"),
+        secret: false,
+    },
 ];
 
 /// A configuration error (exit 2).
@@ -187,6 +199,10 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Bearer tokens; empty only when `listen` is loopback.
     pub tokens: Vec<Token>,
+    /// Syslog over TCP, when enabled.
+    pub syslog_tcp: Option<SocketAddr>,
+    /// Syslog over UDP, when enabled.
+    pub syslog_udp: Option<SocketAddr>,
 }
 
 impl Config {
@@ -283,6 +299,8 @@ fn flag_layer(f: &PipelineFlags) -> BTreeMap<&'static str, Given> {
         let items = f.tokens.iter().cloned().map(RawValue::Text).collect();
         put("server.tokens", "--token", Some(RawValue::List(items)));
     }
+    put("server.syslog_tcp", "--syslog-tcp", text(&f.syslog_tcp));
+    put("server.syslog_udp", "--syslog-udp", text(&f.syslog_udp));
     m
 }
 
@@ -628,6 +646,12 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         |v| text(v)?.parse().ok(),
     )?;
     let tokens = value(l, "server.tokens", Vec::new(), tokens)?;
+    let syslog_tcp = value(l, "server.syslog_tcp", None, |v| {
+        text(v)?.parse().ok().map(Some)
+    })?;
+    let syslog_udp = value(l, "server.syslog_udp", None, |v| {
+        text(v)?.parse().ok().map(Some)
+    })?;
     if !listen.ip().is_loopback() && tokens.is_empty() {
         return Err(err(
             l,
@@ -668,7 +692,12 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
             table,
             ..StoreOptions::default()
         },
-        server: ServerSettings { listen, tokens },
+        server: ServerSettings {
+            listen,
+            tokens,
+            syslog_tcp,
+            syslog_udp,
+        },
     })
 }
 

@@ -131,6 +131,8 @@ pub fn check(
     let flags = PipelineFlags {
         listen: a.server.listen.clone(),
         tokens: a.server.tokens.clone(),
+        syslog_tcp: a.server.syslog_tcp.clone(),
+        syslog_udp: a.server.syslog_udp.clone(),
         ..a.flags.clone()
     };
     let cfg = config::load(data_dir, config_file, &flags, &Env::process())?;

@@ -31,6 +31,8 @@ struct Listening {
     queue: String,
     data_dir: String,
     auth: bool,
+    syslog_tcp: Option<String>,
+    syslog_udp: Option<String>,
 }
 
 /// The configuration of `serve` (the flags as the config layer's flags).
@@ -39,6 +41,8 @@ pub fn load(a: &ServeArgs, data_dir: &Path, config_file: Option<&Path>) -> anyho
         queue: a.queue.clone(),
         listen: a.server.listen.clone(),
         tokens: a.server.tokens.clone(),
+        syslog_tcp: a.server.syslog_tcp.clone(),
+        syslog_udp: a.server.syslog_udp.clone(),
         ..PipelineFlags::default()
     };
     config::load(data_dir, config_file, &flags, &Env::process())
@@ -49,6 +53,8 @@ pub fn server_config(cfg: &Config) -> ServerConfig {
     let mut sc = ServerConfig::new(&cfg.data_dir);
     sc.listen = cfg.server.listen;
     sc.tokens = cfg.server.tokens.clone();
+    sc.syslog_tcp = cfg.server.syslog_tcp;
+    sc.syslog_udp = cfg.server.syslog_udp;
     sc.default_queue = cfg.queue.clone();
     sc.queue_options = cfg.queue_options.clone();
     sc
@@ -83,10 +89,19 @@ pub fn run(
             queue: cfg.queue.clone(),
             data_dir: cfg.data_dir.display().to_string(),
             auth: !cfg.server.tokens.is_empty(),
+            syslog_tcp: server.syslog_tcp_addr().map(|a| a.to_string()),
+            syslog_udp: server.syslog_udp_addr().map(|a| a.to_string()),
         };
         out.emit(&l, || {
+            let mut syslog = String::new();
+            if let Some(a) = &l.syslog_tcp {
+                syslog += &format!(", syslog tcp {a}");
+            }
+            if let Some(a) = &l.syslog_udp {
+                syslog += &format!(", syslog udp {a}");
+            }
             format!(
-                "ackline serve: listening on {} (queue {}, data {}, {})\n",
+                "ackline serve: listening on {} (queue {}, data {}, {}{syslog})\n",
                 l.url,
                 l.queue,
                 l.data_dir,

@@ -285,3 +285,51 @@ fn serve_refuses_non_loopback_without_tokens() {
         "{err}"
     );
 }
+
+#[test]
+fn serve_takes_syslog_over_tcp_and_udp() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "--json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            &format!("{TOKEN}:ingest,worker,admin"),
+            "--syslog-tcp",
+            "127.0.0.1:0",
+            "--syslog-udp",
+            "127.0.0.1:0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = c.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let mut server = Proc(child);
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let addr = v["listening"].as_str().unwrap().to_string();
+    let tcp = v["syslog_tcp"].as_str().unwrap();
+    let udp = v["syslog_udp"].as_str().unwrap();
+    let mut s = TcpStream::connect(tcp).unwrap();
+    s.write_all(b"<13>1 2024-05-01T10:00:00Z h app - - - over tcp\n")
+        .unwrap();
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.send_to(b"<13>May  1 10:00:00 h app: over udp", udp)
+        .unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "two syslog messages queued",
+        || pending(&addr) == 2,
+    );
+    drop(s);
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(Duration::from_secs(30)).code(), Some(0));
+}
