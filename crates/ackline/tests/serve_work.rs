@@ -208,12 +208,15 @@ fn sigkilled_worker_loses_nothing_and_duplicates_nothing() {
         post(c * 500, (c + 1) * 500, &mut expected);
     }
     let db = dir.path().join("records.db");
+    // A alone first, so that when the first rows appear A is mid-stream: batches of 50
+    // stored, up to 100 more leased, most of the queue still ahead.
     let mut a = work(dir.path(), &addr);
+    wait_for(
+        Duration::from_secs(60),
+        "worker A's first stored rows",
+        || rows(&db).0 > 0,
+    );
     let mut b = work(dir.path(), &addr);
-    wait_for(Duration::from_secs(60), "the first stored rows", || {
-        rows(&db).0 > 0
-    });
-    // Kill A while batches are being stored (the queue still holds most of the lines).
     a.signal("KILL");
     let st = a.wait_exit(Duration::from_secs(10));
     assert_eq!(st.code(), None, "worker A was killed by a signal");
@@ -225,6 +228,18 @@ fn sigkilled_worker_loses_nothing_and_duplicates_nothing() {
         "every line stored and nothing pending",
         || rows(&db).0 == N as i64 && pending(&addr) == 0,
     );
+
+    // A's leased deliveries went to B: the kill landed while A held work.
+    let (_, body) = http(
+        &addr,
+        "GET",
+        "/v1/queues/logs/stats",
+        "application/json",
+        b"",
+    );
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(stats["redelivered"].as_u64().unwrap() > 0, "{stats}");
+    assert_eq!(stats["dead_letters"].as_u64(), Some(0), "{stats}");
 
     b.signal("TERM");
     assert_eq!(b.wait_exit(Duration::from_secs(30)).code(), Some(0));
