@@ -10,11 +10,13 @@
 //! - Graceful stop as in `run`: the first signal stops taking deliveries, the batches in hand
 //!   finish within `worker.shutdown_deadline` (the rest is released), exit 0.
 //! - Configuration errors (a bad flag value, a bad `--queue` URL) exit 2 before anything is
-//!   opened; an unreachable server is not one (the runtime retries with backoff).
+//!   opened. A server not reachable yet at start is waited for (probed with backoff up to
+//!   5 s, a signal ends the wait with exit 0), so workers may start before `serve`; a refused
+//!   token (401/403) is a runtime error, exit 1.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ackline_http::HttpBroker;
 use ackline_parse::Parser;
@@ -82,12 +84,16 @@ pub fn run(
             .with_context(|| format!("opening store {}", cfg.store_url))?;
         let kind = store.kind().to_string();
         let process = ParseProcess::new(Parser::new(cfg.parser));
+        let broker_probe = broker.clone();
         let runtime = Runtime::new(
             Arc::new(broker),
             Arc::new(store),
             Arc::new(process),
             cfg.worker.clone(),
         );
+        if !wait_for_server(&broker_probe, signal.clone(), out).await? {
+            return anyhow::Ok(None);
+        }
         let stats = runtime.stats();
         out.note(&format!(
             "ackline work: {} -> {} ({} workers)",
@@ -95,7 +101,7 @@ pub fn run(
         ));
         runtime.run(signal).await.context("the workers stopped")?;
         let s = stats.snapshot();
-        anyhow::Ok(Report {
+        anyhow::Ok(Some(Report {
             queue,
             store: kind,
             received: s.received,
@@ -105,8 +111,12 @@ pub fn run(
             retried: s.nacked,
             store_outages: s.outages,
             elapsed_ms: started.elapsed().as_millis() as u64,
-        })
+        }))
     })?;
+    let Some(report) = report else {
+        out.note("ackline work: stopped before the server answered");
+        return Ok(());
+    };
     out.emit(&report, || {
         format!(
             "ackline work: stopped after {:.1} s: received {}, stored {} (+{} dup), dead-lettered {}, retried {}, store outages {}\n",
@@ -119,4 +129,33 @@ pub fn run(
             report.store_outages
         )
     })
+}
+
+/// Probes the server until it answers (true) or a signal arrives (false); a refusal that
+/// waiting cannot fix (bad token, unknown queue) is an error.
+async fn wait_for_server(
+    broker: &HttpBroker,
+    mut signal: tokio::sync::watch::Receiver<bool>,
+    out: Out,
+) -> anyhow::Result<bool> {
+    use ackline_broker::{Broker, BrokerError};
+    let mut delay = Duration::from_millis(100);
+    let mut noted = false;
+    loop {
+        match broker.stats().await {
+            Ok(_) => return Ok(true),
+            Err(BrokerError::Unavailable { reason, .. }) => {
+                if !noted {
+                    out.note(&format!("ackline work: waiting for the server ({reason})"));
+                    noted = true;
+                }
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("the server refused")),
+        }
+        tokio::select! {
+            _ = signal.wait_for(|s| *s) => return Ok(false),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
 }

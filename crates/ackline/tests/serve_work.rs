@@ -348,3 +348,42 @@ fn serve_takes_syslog_over_tcp_and_udp() {
     server.signal("TERM");
     assert_eq!(server.wait_exit(Duration::from_secs(30)).code(), Some(0));
 }
+
+#[test]
+fn work_waits_for_a_server_that_is_not_up_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["work", "--queue", &format!("http://127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut w = Proc(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap_or_default();
+            if line.contains("waiting for the server") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("work says it waits for the server");
+    assert!(
+        w.0.try_wait().unwrap().is_none(),
+        "still waiting, not failed"
+    );
+    w.signal("TERM");
+    assert_eq!(w.wait_exit(Duration::from_secs(30)).code(), Some(0));
+}
