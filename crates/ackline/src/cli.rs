@@ -32,8 +32,32 @@ pub struct Cli {
     #[arg(long, global = true, env = "ACKLINE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Log lines on stderr: `text` or `json` (one JSON object per event)
+    #[arg(long, global = true, env = "ACKLINE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// What to log, as a tracing filter: a level (`error`, `warn`, `info`, `debug`) or
+    /// per-module directives (`warn,ackline_worker=info`)
+    #[arg(
+        long,
+        global = true,
+        env = "ACKLINE_LOG",
+        value_name = "FILTER",
+        default_value = "warn"
+    )]
+    pub log: String,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines
+    Text,
+    /// One JSON object per event (for log shippers)
+    Json,
 }
 
 impl Cli {

@@ -11,6 +11,7 @@ mod dlq;
 mod exit;
 mod fault;
 mod journal;
+mod logging;
 mod output;
 mod pipeline;
 mod pipeline_demo;
@@ -35,6 +36,10 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     let out = Out { json: cli.json };
+    if let Err(e) = logging::init(cli.log_format, &cli.log) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(exit::code(&e));
+    }
     match run(&cli, out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -243,3 +243,51 @@ fn bench_json_parses() {
     assert_eq!(v["recovery"]["pending_after"].as_u64(), Some(5000));
     assert!(v["memory"]["bytes_per_pending_message"].as_f64().is_some());
 }
+
+#[test]
+fn logs_go_to_stderr_as_json_lines_and_a_bad_filter_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("app.log");
+    std::fs::write(&input, "<14>1 2026-11-28T10:00:00Z web app 1 - - hello\n").unwrap();
+    let o = run(
+        &[
+            "--log",
+            "info",
+            "--log-format",
+            "json",
+            "--json",
+            "run",
+            "--once",
+            input.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // stdout is the one result object; stderr carries the log events, each a JSON object.
+    let result = json(&o);
+    assert_eq!(result["stored"], 1, "{result}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!events.is_empty(), "no log events at info: {stderr}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["level"].is_string() && e["fields"].is_object()),
+        "{stderr}"
+    );
+
+    let bad = run(&["--log", "warn,=nonsense[", "stats"], dir.path());
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--log"), "{err}");
+}
