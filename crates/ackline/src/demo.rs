@@ -75,13 +75,14 @@ impl Spawner {
     }
 }
 
-/// Waits for the child until `deadline`; `None` if it is still running then.
-fn wait_until(
+/// Waits for a child process until `deadline`; `None` if it is still running then. (Shared
+/// with the pipeline demo.)
+pub(crate) fn wait_until(
     child: &mut Child,
     deadline: Instant,
 ) -> anyhow::Result<Option<std::process::ExitStatus>> {
     loop {
-        if let Some(st) = child.try_wait().context("waiting for the worker")? {
+        if let Some(st) = child.try_wait().context("waiting for a child process")? {
             return Ok(Some(st));
         }
         let now = Instant::now();

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -39,6 +39,7 @@ use serde::Serialize;
 
 use crate::cli::{PipelineDemoArgs, PipelineFlags};
 use crate::config::{self, Env};
+use crate::demo::wait_until;
 use crate::exit::{Unbalanced, usage};
 use crate::fault::{DemoFaults, SwitchableStore};
 use crate::output::Out;
@@ -162,22 +163,6 @@ impl Writer {
             }
         }
         Ok(())
-    }
-}
-
-fn wait_until(
-    child: &mut Child,
-    deadline: Instant,
-) -> anyhow::Result<Option<std::process::ExitStatus>> {
-    loop {
-        if let Some(st) = child.try_wait().context("waiting for ackline run")? {
-            return Ok(Some(st));
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(None);
-        }
-        std::thread::sleep((deadline - now).min(Duration::from_millis(5)));
     }
 }
 
