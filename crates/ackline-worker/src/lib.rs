@@ -26,6 +26,7 @@
 //! - A worker holds at most `prefetch` unsettled deliveries.
 
 pub mod breaker;
+pub mod forward;
 mod process;
 mod retry;
 mod stats;
