@@ -24,16 +24,20 @@
 //!   itself is made durable while the worker receives its next batch.)
 //! - Each delivery a worker receives is settled at most once by it, or released.
 //! - A worker holds at most `prefetch` unsettled deliveries.
+//! - Every store write call is timed (success or failure), and every ack the broker confirms
+//!   durable is observed from its message's `enqueued_at`, in the runtime's [`Stats`]
+//!   ([`metrics`] renders them for Prometheus).
 
 pub mod breaker;
 pub mod forward;
+pub mod metrics;
 mod process;
 mod retry;
 mod stats;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ackline_broker::{Broker, BrokerError, Consumer, ConsumerOptions, Delivery, Settlement, Tag};
 use ackline_parse::Record;
@@ -43,7 +47,10 @@ use tokio::sync::watch;
 pub use breaker::BreakerPolicy;
 pub use process::{INPUT_HEADER, ParseProcess, Process, ProcessError};
 pub use retry::RetryPolicy;
-pub use stats::{Stats, StatsSnapshot};
+pub use stats::{
+    END_TO_END_BUCKETS, HistogramSnapshot, LatencyHistogram, STORE_BATCH_BUCKETS, Stats,
+    StatsSnapshot,
+};
 
 use breaker::Breaker;
 
@@ -95,6 +102,38 @@ pub enum WorkerError {
     /// A worker task ended abnormally.
     #[error("worker task: {0}")]
     Task(String),
+}
+
+/// A delivery in hand, not yet settled.
+struct Held {
+    tag: Tag,
+    /// Its message's `enqueued_at` (Unix ms).
+    enqueued_at: u64,
+}
+
+impl Held {
+    fn decide(self, how: Settlement) -> Decided {
+        Decided {
+            tag: self.tag,
+            how,
+            enqueued_at: self.enqueued_at,
+        }
+    }
+}
+
+/// A settlement decided for one delivery, not yet sent; `enqueued_at` (Unix ms) gives the
+/// end-to-end latency once an ack is confirmed durable.
+struct Decided {
+    tag: Tag,
+    how: Settlement,
+    enqueued_at: u64,
+}
+
+/// Now, Unix ms (0 for a clock before 1970).
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 struct Ctx<B, S, P> {
@@ -215,7 +254,7 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
         let mut broker_backoff = self.cfg.breaker.base;
         // Settlements of the last batch, made durable while the next batch is received, so the
         // ack's commit and the next delivery's commit share one group commit (one fsync).
-        let mut unsettled: Vec<(Tag, Settlement)> = Vec::new();
+        let mut unsettled: Vec<Decided> = Vec::new();
         let result = loop {
             if stopped(halt) {
                 break Ok(());
@@ -278,36 +317,39 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
         consumer: &B::Consumer,
         ds: Vec<Delivery>,
         halt: &mut watch::Receiver<bool>,
-    ) -> Result<Vec<(Tag, Settlement)>, (Vec<(Tag, Settlement)>, WorkerError)> {
-        let mut settle: Vec<(Tag, Settlement)> = Vec::new();
-        let mut tags = Vec::with_capacity(ds.len());
+    ) -> Result<Vec<Decided>, (Vec<Decided>, WorkerError)> {
+        let mut settle: Vec<Decided> = Vec::new();
+        let mut held = Vec::with_capacity(ds.len());
         let mut records = Vec::with_capacity(ds.len());
         for d in ds {
-            match std::panic::catch_unwind(AssertUnwindSafe(|| self.process.process(&d))) {
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.process.process(&d)));
+            let h = Held {
+                tag: d.tag,
+                enqueued_at: d.enqueued_at,
+            };
+            match outcome {
                 Ok(Ok(r)) => {
-                    tags.push(d.tag);
+                    held.push(h);
                     records.push(r);
                 }
                 Ok(Err(ProcessError::Permanent(reason))) => {
                     self.stats.add_rejected(1);
-                    settle.push((d.tag, Settlement::Reject { reason }));
+                    settle.push(h.decide(Settlement::Reject { reason }));
                 }
                 Ok(Err(ProcessError::Transient(error))) => {
-                    settle.push((d.tag, self.nack(d.attempt, error)));
+                    settle.push(h.decide(self.nack(d.attempt, error)));
                 }
                 Err(panic) => {
                     self.stats.add_panic();
                     let what = panic_message(&panic);
                     tracing::error!(id = %d.id, attempt = d.attempt, panic = %what, "processing panicked");
-                    settle.push((
-                        d.tag,
-                        self.nack(d.attempt, format!("panic while processing: {what}")),
-                    ));
+                    let nack = self.nack(d.attempt, format!("panic while processing: {what}"));
+                    settle.push(h.decide(nack));
                 }
             }
         }
         let outcome = self
-            .write(consumer, &mut tags, &mut records, &mut settle, halt)
+            .write(consumer, &mut held, &mut records, &mut settle, halt)
             .await;
         match outcome {
             Ok(()) => Ok(settle),
@@ -321,29 +363,32 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
         Settlement::Nack { delay, error }
     }
 
-    /// Writes `records` until stored, moving their settlements to `settle`. Held records stay
-    /// unsettled if the runtime is halted during an outage (they are released on close).
+    /// Writes `records` (one per `held` delivery) until stored, moving their settlements to
+    /// `settle`. Held records stay unsettled if the runtime is halted during an outage (they
+    /// are released on close).
     async fn write(
         &self,
         consumer: &B::Consumer,
-        tags: &mut Vec<Tag>,
+        held: &mut Vec<Held>,
         records: &mut Vec<Record>,
-        settle: &mut Vec<(Tag, Settlement)>,
+        settle: &mut Vec<Decided>,
         halt: &mut watch::Receiver<bool>,
     ) -> Result<(), WorkerError> {
         while !records.is_empty() {
-            match self.write_extending(consumer, tags, records).await {
+            match self.write_extending(consumer, held, records).await {
                 Ok(report) => {
                     self.breaker.close();
                     self.stats.add_stored(report.inserted, report.duplicates);
-                    settle.extend(tags.drain(..).map(|t| (t, Settlement::Ack)));
+                    settle.extend(held.drain(..).map(|h| h.decide(Settlement::Ack)));
                     records.clear();
                 }
-                Err(StoreError::Rejected { index, reason }) if index < records.len() => {
+                Err(StoreError::Rejected { index, reason })
+                    if index < records.len() && index < held.len() =>
+                {
                     self.stats.add_store_rejected();
                     records.remove(index);
                     let reason = format!("store rejected the record: {reason}");
-                    settle.push((tags.remove(index), Settlement::Reject { reason }));
+                    settle.push(held.remove(index).decide(Settlement::Reject { reason }));
                 }
                 Err(e @ StoreError::Unavailable { .. }) => {
                     if !self.breaker.is_open() {
@@ -351,7 +396,7 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
                         self.stats.add_outage();
                     }
                     self.breaker.trip();
-                    self.wait_for_store(consumer, tags, halt).await?;
+                    self.wait_for_store(consumer, held, halt).await?;
                     if stopped(halt) {
                         return Ok(());
                     }
@@ -362,20 +407,25 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
         Ok(())
     }
 
-    /// One store write, extending the batch's leases while it runs.
+    /// One store write, extending the batch's leases while it runs; its duration (from the
+    /// call to its return, success or failure) is observed.
     async fn write_extending(
         &self,
         consumer: &B::Consumer,
-        tags: &[Tag],
+        held: &[Held],
         records: &[Record],
     ) -> Result<ackline_store::WriteReport, StoreError> {
+        let started = Instant::now();
         let write = self.store.write_batch(records);
         tokio::pin!(write);
         let mut tick = self.extend_ticker();
         loop {
             tokio::select! {
-                r = &mut write => return r,
-                _ = tick.tick() => self.extend(consumer, tags).await,
+                r = &mut write => {
+                    self.stats.observe_store_batch(started.elapsed());
+                    return r;
+                }
+                _ = tick.tick() => self.extend(consumer, held).await,
             }
         }
     }
@@ -385,15 +435,15 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
         tokio::time::interval_at(tokio::time::Instant::now() + period, period)
     }
 
-    async fn extend(&self, consumer: &B::Consumer, tags: &[Tag]) {
-        if tags.is_empty() {
+    async fn extend(&self, consumer: &B::Consumer, held: &[Held]) {
+        if held.is_empty() {
             return;
         }
-        let items = tags
+        let items = held
             .iter()
-            .map(|t| {
+            .map(|h| {
                 (
-                    t.clone(),
+                    h.tag.clone(),
                     Settlement::Extend {
                         lease: self.cfg.lease,
                     },
@@ -410,7 +460,7 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
     async fn wait_for_store(
         &self,
         consumer: &B::Consumer,
-        held: &[Tag],
+        held: &[Held],
         halt: &mut watch::Receiver<bool>,
     ) -> Result<(), WorkerError> {
         let mut tick = self.extend_ticker();
@@ -451,17 +501,41 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
         Ok(())
     }
 
+    /// Sends `decided`; once the broker confirms them durable, counts the acks and observes
+    /// each one's end-to-end latency (refused ones are neither).
     async fn settle(
         &self,
         consumer: &B::Consumer,
-        items: Vec<(Tag, Settlement)>,
+        decided: Vec<Decided>,
     ) -> Result<(), WorkerError> {
-        if items.is_empty() {
+        if decided.is_empty() {
             return Ok(());
         }
+        let mut acks: Vec<Option<u64>> = Vec::with_capacity(decided.len());
+        let items: Vec<(Tag, Settlement)> = decided
+            .into_iter()
+            .map(|d| {
+                acks.push(matches!(d.how, Settlement::Ack).then_some(d.enqueued_at));
+                (d.tag, d.how)
+            })
+            .collect();
         match consumer.settle(items).await {
             Ok(results) => {
-                let failed = results.iter().filter(|r| r.is_err()).count();
+                let now = unix_ms();
+                let mut failed = 0;
+                let mut acked = 0;
+                for (r, ack) in results.iter().zip(acks) {
+                    match (r, ack) {
+                        (Err(_), _) => failed += 1,
+                        (Ok(()), Some(enqueued_at)) => {
+                            acked += 1;
+                            let ms = now.saturating_sub(enqueued_at);
+                            self.stats.observe_end_to_end(Duration::from_millis(ms));
+                        }
+                        (Ok(()), None) => {}
+                    }
+                }
+                self.stats.add_acked(acked);
                 if failed > 0 {
                     // Redelivered elsewhere after a lease expiry: the store deduplicates.
                     tracing::warn!(failed, "settlements refused (stale deliveries)");

@@ -211,7 +211,7 @@ async fn strict_parse_errors_are_dead_lettered_with_the_reason() {
     msgs.push(Message::new("bad-1", "this is not json").with_header("input", "test"));
     msgs.push(Message::new("bad-2", vec![0xff, 0xfe, b'{']).with_header("input", "test"));
     publish(&s.broker, msgs).await;
-    let (stop, h, _) = start(&s, strict_json(), config());
+    let (stop, h, stats) = start(&s, strict_json(), config());
     assert!(until(Duration::from_secs(20), || s.store.count() == 20).await);
     let broker = s.broker.clone();
     let mut dead = Vec::new();
@@ -230,6 +230,73 @@ async fn strict_parse_errors_are_dead_lettered_with_the_reason() {
         dead[0].reason
     );
     assert_eq!(dead[0].attempts, 1, "dead-lettered at once, no retries");
+    // Only acks are observed end to end; the rejects are not.
+    let snap = stats.snapshot();
+    assert_eq!((snap.acked, snap.rejected), (20, 2));
+    assert_eq!(stats.end_to_end_latency().count(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histograms_count_every_store_write_and_every_durable_ack() {
+    const N: usize = 300;
+    let s = setup(3);
+    s.store.down.store(true, Ordering::SeqCst);
+    let published = Instant::now();
+    publish(&s.broker, (0..N).map(json_line).collect()).await;
+    let queued = Instant::now();
+    let (stop, h, stats) = start(&s, lenient(), config());
+    // Failed writes are timed too: let a few fail before the store comes back.
+    assert!(
+        until(Duration::from_secs(20), || s
+            .store
+            .probes
+            .load(Ordering::SeqCst)
+            >= 2)
+        .await
+    );
+    s.store.down.store(false, Ordering::SeqCst);
+    let up = Instant::now();
+    assert!(until(Duration::from_secs(20), || s.store.count() == N).await);
+    stop.send(true).unwrap();
+    h.await.unwrap().unwrap();
+    let done = Instant::now();
+
+    let writes = s.store.writes.load(Ordering::SeqCst);
+    let batches = stats.store_batch_latency();
+    assert!(
+        writes > 2,
+        "some writes failed, then the batches were written"
+    );
+    assert_eq!(batches.count(), writes, "one observation per write call");
+    assert!(batches.sum <= (done - published).as_secs_f64() * writes as f64);
+
+    let acked = s.broker.stats().await.unwrap().acked;
+    assert_eq!((acked, stats.snapshot().acked), (N as u64, N as u64));
+    let e2e = stats.end_to_end_latency();
+    assert_eq!(e2e.count(), N as u64, "one observation per durable ack");
+    // Each message waited at least from its enqueue (before `queued`) until the store came
+    // back (`up`), and at most from `published` to `done`; enqueued_at and the clock read at
+    // the ack are whole milliseconds.
+    let slack = 0.002;
+    let least = ((up - queued).as_secs_f64() - slack) * N as f64;
+    let most = ((done - published).as_secs_f64() + slack) * N as f64;
+    assert!(
+        (least..=most).contains(&e2e.sum),
+        "sum {} not in {least}..={most}",
+        e2e.sum
+    );
+
+    let text = ackline_worker::metrics::render(&stats).unwrap();
+    for want in [
+        format!("ackline_end_to_end_latency_seconds_count {N}\n"),
+        format!("ackline_end_to_end_latency_seconds_bucket{{le=\"+Inf\"}} {N}\n"),
+        format!("ackline_store_batch_duration_seconds_count {writes}\n"),
+        format!("ackline_worker_acked_total {N}\n"),
+        format!("ackline_worker_stored_total {N}\n"),
+        "ackline_worker_store_outages_total 1\n".to_string(),
+    ] {
+        assert!(text.contains(&want), "{want:?} missing from\n{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
