@@ -70,7 +70,7 @@ use crate::dlq::Action;
 use crate::publish::Outgoing;
 
 pub use crate::consumer::RabbitConsumer;
-pub use crate::url::{AmqpUrl, ENV_URL, UrlError};
+pub use crate::url::{AmqpUrl, ENV_URL, UrlError, redact_text};
 
 /// The type of the main queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -123,6 +123,13 @@ impl Server {
         self.addr
     }
 
+    /// The embedded queue `name` as a broker, opened (and created) if needed: how a relay
+    /// in the same process consumes what the server ingests. Drop it (and every consumer
+    /// made from it) before [`Server::run`]'s shutdown future completes.
+    pub fn queue(&self, name: &str) -> Result<ackline_broker::embedded::EmbeddedBroker, ApiError> {
+        self.state.queues.get(name)
+    }
+
     /// The bound syslog TCP address, when enabled.
     pub fn syslog_tcp_addr(&self) -> Option<SocketAddr> {
         self.syslog.tcp_addr

@@ -22,7 +22,7 @@ use ackline_store::{SqliteStore, Store, StoreOptions};
 use anyhow::{Context, anyhow};
 use serde::Serialize;
 
-use crate::cli::{BenchPipelineArgs, PipelineFlags};
+use crate::cli::{BenchPipelineArgs, PipelineFlags, WorkerFlags};
 use crate::config::{self, Env};
 use crate::output::Out;
 use crate::pipeline::Mode;
@@ -110,9 +110,12 @@ pub fn run(a: &BenchPipelineArgs, out: Out) -> anyhow::Result<()> {
     let data_dir = tmp.path().join("data");
     let flags = PipelineFlags {
         inputs: vec![input.display().to_string()],
-        workers: Some(a.workers.to_string()),
-        batch_size: Some(a.batch.to_string()),
-        prefetch: Some((2 * a.batch).to_string()),
+        worker: WorkerFlags {
+            workers: Some(a.workers.to_string()),
+            batch_size: Some(a.batch.to_string()),
+            prefetch: Some((2 * a.batch).to_string()),
+            ..WorkerFlags::default()
+        },
         ..PipelineFlags::default()
     };
     let cfg = config::load(

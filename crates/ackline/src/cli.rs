@@ -128,15 +128,6 @@ pub struct PipelineFlags {
     /// Files or glob patterns to follow (quote globs); `-` reads standard input
     #[arg(value_name = "INPUT")]
     pub inputs: Vec<String>,
-    /// Line format: auto (detect per line) or one format name [config: input.format]
-    #[arg(long, value_name = "FORMAT")]
-    pub format: Option<String>,
-    /// Dead-letter lines that do not parse (instead of storing them raw) [config: input.strict]
-    #[arg(long, conflicts_with = "lenient")]
-    pub strict: bool,
-    /// Store lines that do not parse as raw records (the default)
-    #[arg(long)]
-    pub lenient: bool,
     /// Where files seen for the first time start: beginning or end [config: input.start_at]
     #[arg(long, value_name = "WHERE")]
     pub start_at: Option<String>,
@@ -146,6 +137,29 @@ pub struct PipelineFlags {
     /// The pipeline's queue [default: logs] [config: queue.name]
     #[arg(long, value_name = "NAME")]
     pub queue: Option<String>,
+    #[command(flatten)]
+    pub worker: WorkerFlags,
+    /// The settings of `ackline serve` (set by `serve` and `check`, not flags of `run`).
+    #[arg(skip)]
+    pub server: ServerFlags,
+    /// `--broker` of `work` and `serve` (not a flag of `run`).
+    #[arg(skip)]
+    pub broker: Option<String>,
+}
+
+/// How deliveries are processed and stored: the flags shared by `run`, `check` and `work`
+/// (raw; checked by [`crate::config::load`]).
+#[derive(Debug, Clone, Default, Args)]
+pub struct WorkerFlags {
+    /// Line format: auto (detect per line) or one format name [config: input.format]
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Dead-letter lines that do not parse (instead of storing them raw) [config: input.strict]
+    #[arg(long, conflicts_with = "lenient")]
+    pub strict: bool,
+    /// Store lines that do not parse as raw records (the default)
+    #[arg(long)]
+    pub lenient: bool,
     /// Concurrent workers [default: 2] [config: worker.workers]
     #[arg(long, value_name = "N")]
     pub workers: Option<String>,
@@ -177,18 +191,6 @@ pub struct PipelineFlags {
     /// sqlite:DIR/records.db] [config: store.url]
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
-    /// `ackline serve --listen` (set by that command, not a flag of `run`).
-    #[arg(skip)]
-    pub listen: Option<String>,
-    /// `ackline serve --token` (set by that command, not a flag of `run`).
-    #[arg(skip)]
-    pub tokens: Vec<String>,
-    /// `ackline serve --syslog-tcp` (set by that command, not a flag of `run`).
-    #[arg(skip)]
-    pub syslog_tcp: Option<String>,
-    /// `ackline serve --syslog-udp` (set by that command, not a flag of `run`).
-    #[arg(skip)]
-    pub syslog_udp: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -239,14 +241,26 @@ pub struct ServeArgs {
     /// The default queue (ingest writes to it) [default: logs] [config: queue.name]
     #[arg(long, value_name = "NAME")]
     pub queue: Option<String>,
+    /// Scale-out ingest node: relay everything queued here to this broker's queue of the
+    /// same name, each message acked here only once the broker confirmed it
+    /// (amqp://USER:PASS@HOST:PORT/VHOST or amqps://; credentials may instead come from
+    /// ACKLINE_AMQP_URL) [config: broker.url]
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct WorkArgs {
-    /// The server's queue: http://HOST:PORT[/QUEUE] (the queue defaults to logs)
-    #[arg(long = "queue", value_name = "URL")]
-    pub queue_url: String,
-    /// Bearer token with the worker scope (the secret only)
+    /// Where deliveries come from: an `ackline serve` (http://HOST:PORT[/QUEUE], split
+    /// mode) or a broker (amqp://USER:PASS@HOST:PORT/VHOST or amqps://, scale-out)
+    /// [config: broker.url]
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+    /// The queue: its name (on --broker; default logs), or for split mode the server's URL
+    /// http://HOST:PORT[/QUEUE] (the same as --broker) [config: queue.name]
+    #[arg(long, value_name = "NAME|URL")]
+    pub queue: Option<String>,
+    /// Bearer token with the worker scope (the secret only; split mode)
     #[arg(
         long,
         env = "ACKLINE_TOKEN",
@@ -254,43 +268,8 @@ pub struct WorkArgs {
         value_name = "SECRET"
     )]
     pub token: Option<String>,
-    /// Line format: auto (detect per line) or one format name [config: input.format]
-    #[arg(long, value_name = "FORMAT")]
-    pub format: Option<String>,
-    /// Dead-letter lines that do not parse (instead of storing them raw) [config: input.strict]
-    #[arg(long, conflicts_with = "lenient")]
-    pub strict: bool,
-    /// Store lines that do not parse as raw records (the default)
-    #[arg(long)]
-    pub lenient: bool,
-    /// Concurrent workers [default: 2] [config: worker.workers]
-    #[arg(long, value_name = "N")]
-    pub workers: Option<String>,
-    /// Deliveries per store transaction [default: 1000] [config: worker.batch_size]
-    #[arg(long, value_name = "N")]
-    pub batch_size: Option<String>,
-    /// Most unsettled deliveries per worker [default: 2000] [config: worker.prefetch]
-    #[arg(long, value_name = "N")]
-    pub prefetch: Option<String>,
-    /// Lease (ack timeout) per delivery, e.g. 30s [config: worker.lease]
-    #[arg(long, value_name = "DURATION")]
-    pub lease: Option<String>,
-    /// How long shutdown waits for batches in hand, e.g. 10s [config: worker.shutdown_deadline]
-    #[arg(long, value_name = "DURATION")]
-    pub shutdown_deadline: Option<String>,
-    /// First retry delay ceiling, e.g. 500ms [config: retry.base]
-    #[arg(long, value_name = "DURATION")]
-    pub retry_base: Option<String>,
-    /// Retry delay growth per attempt, e.g. 2 [config: retry.factor]
-    #[arg(long, value_name = "X")]
-    pub retry_factor: Option<String>,
-    /// Longest retry delay, e.g. 5m [config: retry.cap]
-    #[arg(long, value_name = "DURATION")]
-    pub retry_cap: Option<String>,
-    /// Store URL: sqlite:PATH, postgres://..., ndjson:PATH or stdout [default:
-    /// sqlite:DIR/records.db] [config: store.url]
-    #[arg(long, value_name = "URL")]
-    pub store: Option<String>,
+    #[command(flatten)]
+    pub worker: WorkerFlags,
 }
 
 #[derive(Debug, Args)]

@@ -111,6 +111,12 @@ pub const KEYS: &[Key] = &[
     ),
     key("retry.max_attempts", "an integer from 1 to 1000"),
     key("store.url", ackline_store::URL_FORMS),
+    Key {
+        name: "broker.url",
+        expected: "http://HOST:PORT[/QUEUE] (an ackline serve) or amqp://USER:PASS@HOST:PORT/VHOST (or amqps://)",
+        env_name: None,
+        secret: true,
+    },
     key(
         "store.table",
         "letters, digits and _, starting with a letter or _, at most 48 bytes",
@@ -190,6 +196,41 @@ pub struct Config {
     pub store: StoreOptions,
     /// `ackline serve`: listen address and tokens.
     pub server: ServerSettings,
+    /// `work`: where deliveries come from; `serve`: where ingested lines are relayed.
+    pub broker: Option<BrokerUrl>,
+}
+
+/// A broker to work from or relay to (`broker.url`). Displayed without its password.
+#[derive(Debug, Clone)]
+pub enum BrokerUrl {
+    /// An `ackline serve` (split mode): `http://HOST:PORT[/QUEUE]`.
+    Http(String),
+    /// RabbitMQ (scale-out).
+    Amqp(ackline_rabbitmq::AmqpUrl),
+}
+
+impl BrokerUrl {
+    /// Parses `http(s)://...` or `amqp(s)://...`.
+    pub fn parse(s: &str) -> Option<BrokerUrl> {
+        let s = s.trim();
+        if s.starts_with("http://") || s.starts_with("https://") {
+            return ackline_http::HttpBroker::connect(s, None)
+                .ok()
+                .map(|_| BrokerUrl::Http(s.to_string()));
+        }
+        ackline_rabbitmq::AmqpUrl::parse(s)
+            .ok()
+            .map(BrokerUrl::Amqp)
+    }
+}
+
+impl std::fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BrokerUrl::Http(u) => f.write_str(&ackline_rabbitmq::redact_text(u)),
+            BrokerUrl::Amqp(u) => write!(f, "{u}"),
+        }
+    }
 }
 
 /// The settings of `ackline serve` (the `[server]` section).
@@ -206,6 +247,11 @@ pub struct ServerSettings {
 }
 
 impl Config {
+    /// The store URL as messages may show it (any password replaced by `***`).
+    pub fn store_display(&self) -> String {
+        ackline_rabbitmq::redact_text(&self.store_url)
+    }
+
     /// Whether the store is the SQLite file at `path`.
     pub fn sqlite_path(&self) -> Option<PathBuf> {
         match StoreUrl::parse(&self.store_url) {
@@ -262,11 +308,12 @@ fn flag_layer(f: &PipelineFlags) -> BTreeMap<&'static str, Given> {
     if f.inputs.iter().any(|p| p == "-") {
         put("input.stdin", "-", Some(RawValue::Bool(true)));
     }
-    put("input.format", "--format", text(&f.format));
-    if f.strict {
+    let w = &f.worker;
+    put("input.format", "--format", text(&w.format));
+    if w.strict {
         put("input.strict", "--strict", Some(RawValue::Bool(true)));
     }
-    if f.lenient {
+    if w.lenient {
         put("input.strict", "--lenient", Some(RawValue::Bool(false)));
     }
     put("input.start_at", "--start-at", text(&f.start_at));
@@ -276,31 +323,33 @@ fn flag_layer(f: &PipelineFlags) -> BTreeMap<&'static str, Given> {
         text(&f.poll_interval),
     );
     put("queue.name", "--queue", text(&f.queue));
-    put("worker.workers", "--workers", text(&f.workers));
-    put("worker.batch_size", "--batch-size", text(&f.batch_size));
-    put("worker.prefetch", "--prefetch", text(&f.prefetch));
-    put("worker.lease", "--lease", text(&f.lease));
+    put("worker.workers", "--workers", text(&w.workers));
+    put("worker.batch_size", "--batch-size", text(&w.batch_size));
+    put("worker.prefetch", "--prefetch", text(&w.prefetch));
+    put("worker.lease", "--lease", text(&w.lease));
     put(
         "worker.shutdown_deadline",
         "--shutdown-deadline",
-        text(&f.shutdown_deadline),
+        text(&w.shutdown_deadline),
     );
-    put("retry.base", "--retry-base", text(&f.retry_base));
-    put("retry.factor", "--retry-factor", text(&f.retry_factor));
-    put("retry.cap", "--retry-cap", text(&f.retry_cap));
+    put("retry.base", "--retry-base", text(&w.retry_base));
+    put("retry.factor", "--retry-factor", text(&w.retry_factor));
+    put("retry.cap", "--retry-cap", text(&w.retry_cap));
     put(
         "retry.max_attempts",
         "--max-attempts",
-        text(&f.max_attempts),
+        text(&w.max_attempts),
     );
-    put("store.url", "--store", text(&f.store));
-    put("server.listen", "--listen", text(&f.listen));
-    if !f.tokens.is_empty() {
-        let items = f.tokens.iter().cloned().map(RawValue::Text).collect();
+    put("store.url", "--store", text(&w.store));
+    put("broker.url", "--broker", text(&f.broker));
+    let sv = &f.server;
+    put("server.listen", "--listen", text(&sv.listen));
+    if !sv.tokens.is_empty() {
+        let items = sv.tokens.iter().cloned().map(RawValue::Text).collect();
         put("server.tokens", "--token", Some(RawValue::List(items)));
     }
-    put("server.syslog_tcp", "--syslog-tcp", text(&f.syslog_tcp));
-    put("server.syslog_udp", "--syslog-udp", text(&f.syslog_udp));
+    put("server.syslog_tcp", "--syslog-tcp", text(&sv.syslog_tcp));
+    put("server.syslog_udp", "--syslog-udp", text(&sv.syslog_udp));
     m
 }
 
@@ -639,6 +688,9 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         let s = text(v)?;
         table_ok(s).then(|| s.to_string())
     })?;
+    let broker = value(l, "broker.url", None, |v| {
+        BrokerUrl::parse(text(v)?).map(Some)
+    })?;
     let listen = value(
         l,
         "server.listen",
@@ -698,6 +750,7 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
             syslog_tcp,
             syslog_udp,
         },
+        broker,
     })
 }
 
@@ -739,7 +792,10 @@ mod tests {
         let c = load(dir.path(), Some(&f), &PipelineFlags::default(), &e).unwrap();
         assert_eq!((c.worker.workers, c.worker.batch_size), (5, 10));
         let flags = PipelineFlags {
-            workers: Some("7".into()),
+            worker: crate::cli::WorkerFlags {
+                workers: Some("7".into()),
+                ..Default::default()
+            },
             ..PipelineFlags::default()
         };
         let c = load(dir.path(), Some(&f), &flags, &e).unwrap();
@@ -823,7 +879,10 @@ mod tests {
             "a-secret-of-16-chars",
         ] {
             let flags = PipelineFlags {
-                tokens: vec![bad.into()],
+                server: crate::cli::ServerFlags {
+                    tokens: vec![bad.into()],
+                    ..Default::default()
+                },
                 ..PipelineFlags::default()
             };
             let msg = load(Path::new("/d"), None, &flags, &Env::empty())

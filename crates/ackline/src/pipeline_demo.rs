@@ -37,7 +37,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::cli::{PipelineDemoArgs, PipelineFlags};
+use crate::cli::{PipelineDemoArgs, PipelineFlags, WorkerFlags};
 use crate::config::{self, Env};
 use crate::demo::wait_until;
 use crate::exit::{Unbalanced, usage};
@@ -54,17 +54,20 @@ fn flags(logs: &Path) -> PipelineFlags {
     let s = |x: &str| Some(x.to_string());
     PipelineFlags {
         inputs: vec![logs.join("*.log").display().to_string()],
-        strict: true,
         poll_interval: s("50ms"),
-        workers: s("2"),
-        batch_size: s("200"),
-        prefetch: s("400"),
-        lease: s("5s"),
-        shutdown_deadline: s("5s"),
-        retry_base: s("20ms"),
-        retry_factor: s("2"),
-        retry_cap: s("200ms"),
-        max_attempts: s("4"),
+        worker: WorkerFlags {
+            strict: true,
+            workers: s("2"),
+            batch_size: s("200"),
+            prefetch: s("400"),
+            lease: s("5s"),
+            shutdown_deadline: s("5s"),
+            retry_base: s("20ms"),
+            retry_factor: s("2"),
+            retry_cap: s("200ms"),
+            max_attempts: s("4"),
+            ..WorkerFlags::default()
+        },
         ..PipelineFlags::default()
     }
 }
@@ -78,15 +81,16 @@ fn child_args(f: &PipelineFlags) -> Vec<String> {
         }
     };
     put("--poll-interval", &f.poll_interval);
-    put("--workers", &f.workers);
-    put("--batch-size", &f.batch_size);
-    put("--prefetch", &f.prefetch);
-    put("--lease", &f.lease);
-    put("--shutdown-deadline", &f.shutdown_deadline);
-    put("--retry-base", &f.retry_base);
-    put("--retry-factor", &f.retry_factor);
-    put("--retry-cap", &f.retry_cap);
-    put("--max-attempts", &f.max_attempts);
+    let w = &f.worker;
+    put("--workers", &w.workers);
+    put("--batch-size", &w.batch_size);
+    put("--prefetch", &w.prefetch);
+    put("--lease", &w.lease);
+    put("--shutdown-deadline", &w.shutdown_deadline);
+    put("--retry-base", &w.retry_base);
+    put("--retry-factor", &w.retry_factor);
+    put("--retry-cap", &w.retry_cap);
+    put("--max-attempts", &w.max_attempts);
     v.extend(f.inputs.iter().cloned());
     v
 }
@@ -299,7 +303,7 @@ pub fn run(a: &PipelineDemoArgs, data_dir: Option<&Path>, out: Out) -> anyhow::R
         let signal = crate::signals::install()?;
         let store = ackline_store::open(&cfg.store_url, &cfg.store)
             .await
-            .with_context(|| format!("opening store {}", cfg.store_url))?;
+            .with_context(|| format!("opening store {}", cfg.store_display()))?;
         let (store, down) = SwitchableStore::new(store);
         down.store(true, Ordering::SeqCst);
         tokio::spawn(async move {

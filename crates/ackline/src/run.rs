@@ -63,7 +63,7 @@ pub async fn run_with(
     }
     let store = ackline_store::open(&cfg.store_url, &cfg.store)
         .await
-        .with_context(|| format!("opening store {}", cfg.store_url))?;
+        .with_context(|| format!("opening store {}", cfg.store_display()))?;
     let parse = ParseProcess::new(Parser::new(cfg.parser));
     if demo_faults {
         pipeline::run(
@@ -116,7 +116,8 @@ struct Checked<'a> {
     retry_factor: f64,
     retry_cap_ms: u64,
     max_attempts: u32,
-    store: &'a str,
+    store: String,
+    broker: Option<String>,
     listen: String,
     tokens: usize,
 }
@@ -129,10 +130,7 @@ pub fn check(
     out: Out,
 ) -> anyhow::Result<()> {
     let flags = PipelineFlags {
-        listen: a.server.listen.clone(),
-        tokens: a.server.tokens.clone(),
-        syslog_tcp: a.server.syslog_tcp.clone(),
-        syslog_udp: a.server.syslog_udp.clone(),
+        server: a.server.clone(),
         ..a.flags.clone()
     };
     let cfg = config::load(data_dir, config_file, &flags, &Env::process())?;
@@ -156,13 +154,14 @@ pub fn check(
         retry_factor: cfg.worker.retry.factor,
         retry_cap_ms: cfg.worker.retry.cap.as_millis() as u64,
         max_attempts: cfg.queue_options.max_attempts,
-        store: &cfg.store_url,
+        store: cfg.store_display(),
+        broker: cfg.broker.as_ref().map(|b| b.to_string()),
         listen: cfg.server.listen.to_string(),
         tokens: cfg.server.tokens.len(),
     };
     out.emit(&c, || {
         format!(
-            "config ok ({}): {} input(s){}, format {}{}, queue {}, {} workers, batch {}, store {}, serve on {} with {} token(s)\n",
+            "config ok ({}): {} input(s){}, format {}{}, queue {}, {} workers, batch {}, store {}{}, serve on {} with {} token(s)\n",
             c.config_file.as_deref().unwrap_or("no config file"),
             c.inputs.len(),
             if c.stdin { " + stdin" } else { "" },
@@ -172,6 +171,10 @@ pub fn check(
             c.workers,
             c.batch_size,
             c.store,
+            c.broker
+                .as_deref()
+                .map(|b| format!(", broker {b}"))
+                .unwrap_or_default(),
             c.listen,
             c.tokens
         )

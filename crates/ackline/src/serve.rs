@@ -12,15 +12,28 @@
 //! - The first signal stops the server gracefully ([`ackline_server::Server::run`]: open
 //!   requests finish, sessions are dropped so their deliveries are released, the queue is
 //!   flushed and closed) and the process exits 0; a second one exits at once (130).
+//! - With `--broker` (scale-out ingest node) a relay ([`ackline_worker::forward`]) moves
+//!   everything queued here to the broker's queue of the same name; a message is acked here
+//!   only once the broker confirmed it, so the local queue is a disk buffer that rides out a
+//!   broker outage. Ingest starts at once, before the broker is reachable. The relay stops
+//!   (releasing what it holds) before the queue is closed. A refusal waiting cannot fix (bad
+//!   credentials) stops the server with exit 1.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use ackline_broker::Broker;
+use ackline_broker::embedded::EmbeddedBroker;
+use ackline_http::HttpBroker;
+use ackline_rabbitmq::RabbitOptions;
 use ackline_server::{Server, ServerConfig, ServerError};
+use ackline_worker::forward::{self, ForwardConfig, ForwardStats};
 use anyhow::Context;
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::cli::{PipelineFlags, ServeArgs};
-use crate::config::{self, Config, Env};
+use crate::config::{self, BrokerUrl, Config, Env};
 use crate::exit::usage;
 use crate::output::Out;
 
@@ -33,16 +46,15 @@ struct Listening {
     auth: bool,
     syslog_tcp: Option<String>,
     syslog_udp: Option<String>,
+    relay_to: Option<String>,
 }
 
 /// The configuration of `serve` (the flags as the config layer's flags).
 pub fn load(a: &ServeArgs, data_dir: &Path, config_file: Option<&Path>) -> anyhow::Result<Config> {
     let flags = PipelineFlags {
         queue: a.queue.clone(),
-        listen: a.server.listen.clone(),
-        tokens: a.server.tokens.clone(),
-        syslog_tcp: a.server.syslog_tcp.clone(),
-        syslog_udp: a.server.syslog_udp.clone(),
+        server: a.server.clone(),
+        broker: a.broker.clone(),
         ..PipelineFlags::default()
     };
     config::load(data_dir, config_file, &flags, &Env::process())
@@ -91,6 +103,7 @@ pub fn run(
             auth: !cfg.server.tokens.is_empty(),
             syslog_tcp: server.syslog_tcp_addr().map(|a| a.to_string()),
             syslog_udp: server.syslog_udp_addr().map(|a| a.to_string()),
+            relay_to: cfg.broker.as_ref().map(|b| b.to_string()),
         };
         out.emit(&l, || {
             let mut syslog = String::new();
@@ -99,6 +112,9 @@ pub fn run(
             }
             if let Some(a) = &l.syslog_udp {
                 syslog += &format!(", syslog udp {a}");
+            }
+            if let Some(b) = &l.relay_to {
+                syslog += &format!(", relaying to {b}");
             }
             format!(
                 "ackline serve: listening on {} (queue {}, data {}, {}{syslog})\n",
@@ -112,13 +128,101 @@ pub fn run(
                 }
             )
         })?;
-        server
-            .run(async move {
-                let _ = signal.wait_for(|stop| *stop).await;
-            })
-            .await
-            .map_err(server_error)?;
+        let (relay_stop, relay_halt) = watch::channel(false);
+        let stats = Arc::new(ForwardStats::default());
+        let relay = match cfg.broker.clone() {
+            None => None,
+            Some(url) => {
+                let src = server.queue(&cfg.queue).map_err(|e| anyhow::anyhow!("opening queue {}: {}", cfg.queue, e.message))?;
+                Some(tokio::spawn(relay(
+                    src,
+                    url,
+                    cfg.clone(),
+                    stats.clone(),
+                    relay_halt,
+                    out,
+                )))
+            }
+        };
+        let mut outcome = None;
+        let shutdown = async {
+            match relay {
+                None => {
+                    let _ = signal.wait_for(|stop| *stop).await;
+                }
+                Some(mut task) => {
+                    tokio::select! {
+                        _ = signal.wait_for(|stop| *stop) => {
+                            relay_stop.send_replace(true);
+                            outcome = Some((&mut task).await);
+                        }
+                        r = &mut task => outcome = Some(r),
+                    }
+                }
+            }
+        };
+        server.run(shutdown).await.map_err(server_error)?;
+        match outcome {
+            Some(Ok(Err(e))) => return Err(e.context("the relay to the broker stopped")),
+            Some(Err(e)) => return Err(anyhow::anyhow!("the relay task failed: {e}")),
+            _ => {}
+        }
+        if cfg.broker.is_some() {
+            let f = stats.snapshot();
+            out.note(&format!(
+                "ackline serve: relayed {} message(s), {} refused by the broker (dead-lettered here), {} publish retries",
+                f.forwarded, f.refused, f.retries
+            ));
+        }
         out.note("ackline serve: stopped");
         Ok(())
     })
+}
+
+/// Connects to the broker (waiting while it is unreachable) and relays until `halt`.
+async fn relay(
+    src: EmbeddedBroker,
+    url: BrokerUrl,
+    cfg: Config,
+    stats: Arc<ForwardStats>,
+    halt: watch::Receiver<bool>,
+    out: Out,
+) -> anyhow::Result<()> {
+    let fcfg = ForwardConfig::default();
+    let src = Arc::new(src);
+    match url {
+        BrokerUrl::Http(u) => {
+            let dst = HttpBroker::connect(&crate::work::http_queue_url(&u, &cfg.queue), None)
+                .map_err(|e| usage(format!("invalid --broker: {e}")))?;
+            if !crate::work::wait_ready(&dst, halt.clone(), out).await? {
+                return Ok(());
+            }
+            run_relay(src, dst, fcfg, stats, halt).await
+        }
+        BrokerUrl::Amqp(u) => {
+            let opts = RabbitOptions {
+                max_attempts: cfg.queue_options.max_attempts,
+                ..RabbitOptions::default()
+            };
+            let Some(dst) =
+                crate::work::connect_rabbit(u, &cfg.queue, opts, halt.clone(), out).await?
+            else {
+                return Ok(());
+            };
+            run_relay(src, dst, fcfg, stats, halt).await
+        }
+    }
+}
+
+async fn run_relay<D: Broker>(
+    src: Arc<EmbeddedBroker>,
+    dst: D,
+    fcfg: ForwardConfig,
+    stats: Arc<ForwardStats>,
+    halt: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    tracing::info!(destination = dst.name(), "relay started");
+    forward::forward(src, Arc::new(dst), fcfg, stats, halt)
+        .await
+        .map_err(anyhow::Error::new)
 }

@@ -73,7 +73,7 @@ pub fn run(data_dir: &Path, config_file: Option<&Path>, out: Out) -> anyhow::Res
         queue_name: cfg.queue.clone(),
         queue,
         in_use,
-        store: cfg.store_url.clone(),
+        store: cfg.store_display(),
         records,
         last_run: read_status(data_dir),
     };

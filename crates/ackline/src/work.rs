@@ -1,37 +1,45 @@
-//! `ackline work`: split mode's worker. [`ackline_worker::Runtime`] over
-//! [`ackline_http::HttpBroker`] (the lease API of `ackline serve`) into a store, until SIGTERM
-//! or SIGINT.
+//! `ackline work`: the worker of split and scale-out mode. [`ackline_worker::Runtime`] over a
+//! broker into a store, until SIGTERM or SIGINT. The broker is an `ackline serve`
+//! ([`ackline_http::HttpBroker`], the lease API) or RabbitMQ
+//! ([`ackline_rabbitmq::RabbitBroker`]): the same runtime, the same contract.
 //!
 //! Invariants:
 //! - A delivery is acked only after the store committed its record (the runtime's rule), and
 //!   the store is idempotent by message id, so a worker killed at any moment (SIGKILL
-//!   included) loses nothing and duplicates nothing: its leases expire on the server and
-//!   another worker stores what it had not acked; what it had stored is skipped.
+//!   included) loses nothing and duplicates nothing: its leases expire on the server (its
+//!   channel closes on RabbitMQ) and another worker stores what it had not acked; what it had
+//!   stored is skipped.
 //! - Graceful stop as in `run`: the first signal stops taking deliveries, the batches in hand
 //!   finish within `worker.shutdown_deadline` (the rest is released), exit 0.
-//! - Configuration errors (a bad flag value, a bad `--queue` URL) exit 2 before anything is
-//!   opened. A server not reachable yet at start is waited for (probed with backoff up to
-//!   5 s, a signal ends the wait with exit 0), so workers may start before `serve`; a refused
-//!   token (401/403) is a runtime error, exit 1.
+//! - Configuration errors (a bad flag value, a bad broker URL, no broker at all) exit 2
+//!   before anything is opened. A broker not reachable yet at start is waited for (probed
+//!   with backoff up to 5 s, a signal ends the wait with exit 0), so workers may start before
+//!   the server or broker; a refusal waiting cannot fix (a bad token, bad credentials) is a
+//!   runtime error, exit 1.
+//! - No password (broker or store URL) is ever printed: URLs are shown redacted.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ackline_broker::{Broker, BrokerError};
 use ackline_http::HttpBroker;
 use ackline_parse::Parser;
+use ackline_rabbitmq::{RabbitBroker, RabbitOptions};
 use ackline_store::Store;
 use ackline_worker::{ParseProcess, Runtime};
 use anyhow::Context;
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::cli::{PipelineFlags, WorkArgs};
-use crate::config::{self, Env};
+use crate::config::{self, BrokerUrl, Config, Env};
 use crate::exit::usage;
 use crate::output::Out;
 
 #[derive(Debug, Serialize)]
 struct Report {
+    broker: String,
     queue: String,
     store: String,
     received: u64,
@@ -43,6 +51,43 @@ struct Report {
     elapsed_ms: u64,
 }
 
+/// `--queue` of `work`: a server URL (split mode, as `--broker`) or a queue name.
+fn split_queue_flag(a: &WorkArgs) -> anyhow::Result<(Option<String>, Option<String>)> {
+    match a.queue.as_deref() {
+        Some(q) if q.contains("://") => {
+            if a.broker.is_some() {
+                return Err(usage(
+                    "--queue is a URL and --broker is given too: give the server's URL once, \
+                     as --broker URL (and the queue name as --queue NAME)",
+                ));
+            }
+            Ok((None, Some(q.to_string())))
+        }
+        q => Ok((q.map(str::to_string), a.broker.clone())),
+    }
+}
+
+/// The configuration of `work` (its flags as the config layer's flags).
+pub fn load(a: &WorkArgs, data_dir: &Path, config_file: Option<&Path>) -> anyhow::Result<Config> {
+    let (queue, broker) = split_queue_flag(a)?;
+    let flags = PipelineFlags {
+        queue,
+        broker,
+        worker: a.worker.clone(),
+        ..PipelineFlags::default()
+    };
+    config::load(data_dir, config_file, &flags, &Env::process())
+}
+
+/// `http://HOST:PORT` with the configured queue appended when the URL names none.
+pub(crate) fn http_queue_url(url: &str, queue: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    match rest.split_once('/') {
+        Some((_, path)) if !path.trim_matches('/').is_empty() => url.to_string(),
+        _ => format!("{}/{queue}", url.trim_end_matches('/')),
+    }
+}
+
 /// `ackline work`.
 pub fn run(
     a: &WorkArgs,
@@ -50,72 +95,94 @@ pub fn run(
     config_file: Option<&Path>,
     out: Out,
 ) -> anyhow::Result<()> {
-    let flags = PipelineFlags {
-        format: a.format.clone(),
-        strict: a.strict,
-        lenient: a.lenient,
-        workers: a.workers.clone(),
-        batch_size: a.batch_size.clone(),
-        prefetch: a.prefetch.clone(),
-        lease: a.lease.clone(),
-        shutdown_deadline: a.shutdown_deadline.clone(),
-        retry_base: a.retry_base.clone(),
-        retry_factor: a.retry_factor.clone(),
-        retry_cap: a.retry_cap.clone(),
-        store: a.store.clone(),
-        ..PipelineFlags::default()
-    };
-    let cfg = config::load(data_dir, config_file, &flags, &Env::process())?;
-    let broker = HttpBroker::connect(&a.queue_url, a.token.clone())
-        .map_err(|e| usage(format!("invalid --queue: {e}")))?;
-    let queue = broker.queue().to_string();
-    let rt = crate::run::tokio_runtime()?;
-    let started = Instant::now();
-    let report = rt.block_on(async {
-        let signal = crate::signals::install()?;
-        if let Some(parent) = cfg.sqlite_path().as_deref().and_then(Path::parent)
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        let store = ackline_store::open(&cfg.store_url, &cfg.store)
-            .await
-            .with_context(|| format!("opening store {}", cfg.store_url))?;
-        let kind = store.kind().to_string();
-        let process = ParseProcess::new(Parser::new(cfg.parser));
-        let broker_probe = broker.clone();
-        let runtime = Runtime::new(
-            Arc::new(broker),
-            Arc::new(store),
-            Arc::new(process),
-            cfg.worker.clone(),
-        );
-        if !wait_for_server(&broker_probe, signal.clone(), out).await? {
-            return anyhow::Ok(None);
-        }
-        let stats = runtime.stats();
-        out.note(&format!(
-            "ackline work: {} -> {} ({} workers)",
-            a.queue_url, cfg.store_url, cfg.worker.workers
+    let cfg = load(a, data_dir, config_file)?;
+    let Some(broker_url) = cfg.broker.clone() else {
+        return Err(usage(
+            "ackline work needs a broker: --broker http://HOST:PORT (an ackline serve) or \
+             --broker amqp://USER:PASS@HOST:PORT/VHOST (or broker.url in the config file, or \
+             ACKLINE_BROKER_URL)",
         ));
-        runtime.run(signal).await.context("the workers stopped")?;
-        let s = stats.snapshot();
-        anyhow::Ok(Some(Report {
-            queue,
-            store: kind,
-            received: s.received,
-            stored: s.stored,
-            duplicates: s.duplicates,
-            rejected: s.rejected,
-            retried: s.nacked,
-            store_outages: s.outages,
-            elapsed_ms: started.elapsed().as_millis() as u64,
-        }))
-    })?;
-    let Some(report) = report else {
-        out.note("ackline work: stopped before the server answered");
-        return Ok(());
+    };
+    let rt = crate::run::tokio_runtime()?;
+    rt.block_on(async {
+        let signal = crate::signals::install()?;
+        let shown = broker_url.to_string();
+        match broker_url {
+            BrokerUrl::Http(u) => {
+                let b = HttpBroker::connect(&http_queue_url(&u, &cfg.queue), a.token.clone())
+                    .map_err(|e| usage(format!("invalid --broker: {e}")))?;
+                let queue = b.queue().to_string();
+                if !wait_ready(&b, signal.clone(), out).await? {
+                    return stopped_early(out);
+                }
+                work_on(b, &cfg, shown, queue, signal, out).await
+            }
+            BrokerUrl::Amqp(url) => {
+                let opts = RabbitOptions {
+                    max_attempts: cfg.queue_options.max_attempts,
+                    ..RabbitOptions::default()
+                };
+                let Some(b) = connect_rabbit(url, &cfg.queue, opts, signal.clone(), out).await?
+                else {
+                    return stopped_early(out);
+                };
+                work_on(b, &cfg, shown, cfg.queue.clone(), signal, out).await
+            }
+        }
+    })
+}
+
+fn stopped_early(out: Out) -> anyhow::Result<()> {
+    out.note("ackline work: stopped before the broker answered");
+    Ok(())
+}
+
+/// Runs the workers over `broker` until the signal; prints the report.
+async fn work_on<B: Broker>(
+    broker: B,
+    cfg: &Config,
+    shown: String,
+    queue: String,
+    signal: watch::Receiver<bool>,
+    out: Out,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if let Some(parent) = cfg.sqlite_path().as_deref().and_then(Path::parent)
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let store = ackline_store::open(&cfg.store_url, &cfg.store)
+        .await
+        .with_context(|| format!("opening store {}", cfg.store_display()))?;
+    let kind = store.kind().to_string();
+    let process = ParseProcess::new(Parser::new(cfg.parser));
+    let runtime = Runtime::new(
+        Arc::new(broker),
+        Arc::new(store),
+        Arc::new(process),
+        cfg.worker.clone(),
+    );
+    let stats = runtime.stats();
+    out.note(&format!(
+        "ackline work: {shown} queue {queue} -> {} ({} workers)",
+        cfg.store_display(),
+        cfg.worker.workers
+    ));
+    runtime.run(signal).await.context("the workers stopped")?;
+    let s = stats.snapshot();
+    let report = Report {
+        broker: shown,
+        queue,
+        store: kind,
+        received: s.received,
+        stored: s.stored,
+        duplicates: s.duplicates,
+        rejected: s.rejected,
+        retried: s.nacked,
+        store_outages: s.outages,
+        elapsed_ms: started.elapsed().as_millis() as u64,
     };
     out.emit(&report, || {
         format!(
@@ -131,14 +198,23 @@ pub fn run(
     })
 }
 
-/// Probes the server until it answers (true) or a signal arrives (false); a refusal that
+/// The next wait of a start-up probe loop, or `None` if a signal came first.
+async fn backoff(delay: &mut Duration, signal: &mut watch::Receiver<bool>) -> Option<()> {
+    tokio::select! {
+        _ = signal.wait_for(|s| *s) => return None,
+        _ = tokio::time::sleep(*delay) => {}
+    }
+    *delay = (*delay * 2).min(Duration::from_secs(5));
+    Some(())
+}
+
+/// Probes the broker until it answers (true) or a signal arrives (false); a refusal that
 /// waiting cannot fix (bad token, unknown queue) is an error.
-async fn wait_for_server(
-    broker: &HttpBroker,
-    mut signal: tokio::sync::watch::Receiver<bool>,
+pub(crate) async fn wait_ready<B: Broker>(
+    broker: &B,
+    mut signal: watch::Receiver<bool>,
     out: Out,
 ) -> anyhow::Result<bool> {
-    use ackline_broker::{Broker, BrokerError};
     let mut delay = Duration::from_millis(100);
     let mut noted = false;
     loop {
@@ -146,16 +222,66 @@ async fn wait_for_server(
             Ok(_) => return Ok(true),
             Err(BrokerError::Unavailable { reason, .. }) => {
                 if !noted {
-                    out.note(&format!("ackline work: waiting for the server ({reason})"));
+                    out.note(&format!("ackline: waiting for the broker ({reason})"));
                     noted = true;
                 }
             }
-            Err(e) => return Err(anyhow::Error::new(e).context("the server refused")),
+            Err(e) => return Err(anyhow::Error::new(e).context("the broker refused")),
         }
-        tokio::select! {
-            _ = signal.wait_for(|s| *s) => return Ok(false),
-            _ = tokio::time::sleep(delay) => {}
+        if backoff(&mut delay, &mut signal).await.is_none() {
+            return Ok(false);
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Connects to RabbitMQ, waiting while it is unreachable; `None` if a signal came first.
+pub(crate) async fn connect_rabbit(
+    url: ackline_rabbitmq::AmqpUrl,
+    queue: &str,
+    opts: RabbitOptions,
+    mut signal: watch::Receiver<bool>,
+    out: Out,
+) -> anyhow::Result<Option<RabbitBroker>> {
+    let mut delay = Duration::from_millis(100);
+    let mut noted = false;
+    loop {
+        match RabbitBroker::connect_url(url.clone(), queue, opts.clone()).await {
+            Ok(b) => return Ok(Some(b)),
+            Err(BrokerError::Unavailable { reason, .. }) => {
+                if !noted {
+                    out.note(&format!(
+                        "ackline: waiting for RabbitMQ at {url} ({reason})"
+                    ));
+                    noted = true;
+                }
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("connecting to {url}")));
+            }
+        }
+        if backoff(&mut delay, &mut signal).await.is_none() {
+            return Ok(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_queue_url;
+
+    #[test]
+    fn the_configured_queue_is_appended_only_when_the_url_names_none() {
+        assert_eq!(
+            http_queue_url("http://127.0.0.1:8470", "logs"),
+            "http://127.0.0.1:8470/logs"
+        );
+        assert_eq!(
+            http_queue_url("http://127.0.0.1:8470/", "q1"),
+            "http://127.0.0.1:8470/q1"
+        );
+        assert_eq!(
+            http_queue_url("http://127.0.0.1:8470/other", "q1"),
+            "http://127.0.0.1:8470/other"
+        );
     }
 }
