@@ -8,11 +8,15 @@
 //! - On shutdown: no new connection is accepted, idle keep-alive connections close, open
 //!   requests get `limits.shutdown_grace`; sessions are then dropped (releasing their
 //!   deliveries) and the queues closed.
+//! - The metrics-only endpoint ([`crate::serve_metrics`]) runs the same [`accept`] loop, so it
+//!   has the same connection cap, header-read timeout and graceful shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use axum::Router;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -50,45 +54,17 @@ pub(crate) async fn serve(
         syslog_tasks.spawn(crate::syslog::udp::run(st.clone(), s, stop_rx));
     }
     let limits = st.cfg.limits.clone();
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let reaper = tokio::spawn(reap(st.clone()));
-    let mut shutdown = std::pin::pin!(shutdown);
-    let result = loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break Ok(()),
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break Ok(()),
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => break Ok(()),
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) if transient(&e) => {
-                    tracing::warn!(error = %e, "accept failed; continuing");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-                Err(e) => break Err(ServerError::Accept(e)),
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let svc = TowerToHyperService::new(router.clone());
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), svc);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-            drop(permit);
-        });
-    };
+    let result = accept(
+        &listener,
+        router,
+        limits.max_connections,
+        limits.header_read_timeout,
+        &graceful,
+        shutdown,
+    )
+    .await;
     st.draining.store(true, Ordering::Relaxed);
     drop(listener);
     let started = Instant::now();
@@ -116,6 +92,56 @@ pub(crate) async fn serve(
     let _ = tokio::task::spawn_blocking(move || queues.close()).await;
     tracing::info!("ackline server stopped");
     result
+}
+
+/// Accepts connections and serves `router` on each (HTTP/1.1, keep-alive) until `shutdown`
+/// completes or accepting fails for good; every connection is watched by `graceful`, which
+/// the caller shuts down afterwards.
+pub(crate) async fn accept(
+    listener: &TcpListener,
+    router: Router,
+    max_connections: usize,
+    header_read_timeout: Duration,
+    graceful: &GracefulShutdown,
+    shutdown: impl Future,
+) -> Result<(), ServerError> {
+    let permits = Arc::new(Semaphore::new(max_connections.max(1)));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return Ok(()),
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) if transient(&e) => {
+                    tracing::warn!(error = %e, "accept failed; continuing");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(e) => return Err(ServerError::Accept(e)),
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = TowerToHyperService::new(router.clone());
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), svc);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
 }
 
 /// Accept errors that pass (a connection reset before accept, too many open files).

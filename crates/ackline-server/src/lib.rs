@@ -9,6 +9,9 @@
 //! - Prometheus metrics at `/metrics`; the OpenAPI 3 document at `/v1/openapi.json`;
 //! - optionally syslog over TCP (RFC 6587) and UDP ([`syslog`]) into the default queue.
 //!
+//! [`serve_metrics`] serves only `GET /metrics` from a caller's text producer, for processes
+//! that are not the server (`ackline run`, `ackline work`) to expose their worker metrics.
+//!
 //! Invariants:
 //! - Every 2xx to a write (ingest, publish, settle) is sent after the write is durable.
 //! - Bound beyond loopback the server requires bearer tokens (checked at start).
@@ -25,6 +28,7 @@ mod config;
 mod conn;
 mod error;
 pub mod metrics;
+pub mod metrics_endpoint;
 pub mod openapi;
 pub mod routes;
 pub mod sessions;
@@ -42,6 +46,7 @@ use tokio::net::{TcpListener, UdpSocket};
 pub use auth::{Scope, Token};
 pub use config::{Limits, ServerConfig};
 pub use error::{ApiError, ServerError};
+pub use metrics_endpoint::serve_metrics;
 
 use crate::metrics::Metrics;
 use crate::sessions::Sessions;

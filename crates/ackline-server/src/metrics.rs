@@ -27,6 +27,12 @@
 //! | `ackline_dead_letters` | gauge | entries in the dead-letter queue |
 //! | `ackline_sessions` | gauge | open lease sessions |
 //! | `ackline_http_request_duration_seconds` | histogram | by `method`, `route` (pattern), `status` |
+//! | `ackline_end_to_end_latency_seconds` | histogram | per queue: from a message's enqueue to its durable ack through the lease API |
+//!
+//! `ackline_end_to_end_latency_seconds` is observed once per ack that succeeded through the
+//! session that handed the delivery out (see `routes/lease.rs`), on the server's clock, with
+//! the buckets [`END_TO_END_BUCKETS`] (the same as the worker runtime's histogram of that
+//! name, so the two can be compared or aggregated).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,11 +52,19 @@ use crate::state::Queues;
 
 type Labels = Vec<(String, String)>;
 
+/// Upper bounds (seconds) of the end-to-end latency buckets: 1 ms to 2 h. Kept equal to
+/// `ackline_worker::END_TO_END_BUCKETS`.
+pub const END_TO_END_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
+];
+
 /// The server's metrics.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     latency: Family<Labels, Histogram>,
+    end_to_end: Family<Labels, Histogram>,
     ingested: Family<Labels, Counter>,
     rejected: Family<Labels, Counter>,
     syslog_frames: Family<Labels, Counter>,
@@ -153,6 +167,14 @@ impl Metrics {
         let latency = Family::<Labels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.5, 14))
         });
+        let end_to_end = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(END_TO_END_BUCKETS.iter().copied())
+        });
+        registry.register(
+            "ackline_end_to_end_latency_seconds",
+            "Time from a message's enqueue to its durable ack through the lease API.",
+            end_to_end.clone(),
+        );
         let ingested = Family::<Labels, Counter>::default();
         let rejected = Family::<Labels, Counter>::default();
         registry.register(
@@ -186,6 +208,7 @@ impl Metrics {
         Metrics {
             registry,
             latency,
+            end_to_end,
             ingested,
             rejected,
             syslog_frames,
@@ -202,6 +225,13 @@ impl Metrics {
         ];
         self.latency
             .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    /// Observes one durable ack, `took` after its message was enqueued.
+    pub fn observe_end_to_end(&self, queue: &str, took: Duration) {
+        self.end_to_end
+            .get_or_create(&queue_label(queue))
             .observe(took.as_secs_f64());
     }
 

@@ -12,14 +12,20 @@
 //!   was redelivered since is refused as stale, whichever session sends it.
 //! - Session ids are 128 random bits, so one cannot be guessed to settle another's deliveries
 //!   (fencing still holds if it were).
+//! - A session remembers the `enqueued_at` of each delivery it handed out, keyed by its
+//!   (key, attempt), until a settlement of it through this session succeeds or is refused (an
+//!   `extend` that succeeds keeps it), or the session is dropped; so the lease API can observe
+//!   end-to-end latency when an ack settles. It mirrors the engine consumer's own bound: at
+//!   most `prefetch` entries, and a delivery handed out beyond that (never, unless settles
+//!   failed with an error) is simply not observed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ackline_broker::ConsumerOptions;
 use ackline_broker::embedded::EmbeddedConsumer;
+use ackline_broker::{ConsumerOptions, Delivery};
 
 /// One session.
 #[derive(Debug)]
@@ -32,6 +38,9 @@ pub struct Session {
     pub opts: ConsumerOptions,
     last_seen: Mutex<Instant>,
     busy: AtomicUsize,
+    /// `enqueued_at` (Unix ms) of each delivery handed out and not yet settled, by
+    /// (key, attempt).
+    enqueued: Mutex<HashMap<(u64, u32), u64>>,
 }
 
 /// Marks a session busy for as long as it lives (a request in progress).
@@ -57,6 +66,31 @@ impl Drop for Busy {
 impl Session {
     fn touch(&self) {
         *self.last_seen.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// Remembers when each of `ds` (just handed out) was enqueued, up to `prefetch` entries.
+    pub fn handed_out(&self, ds: &[Delivery]) {
+        let mut m = self.enqueued.lock().unwrap_or_else(|e| e.into_inner());
+        for d in ds {
+            if m.len() >= self.opts.prefetch {
+                break;
+            }
+            m.insert((d.tag.key, d.tag.attempt), d.enqueued_at);
+        }
+    }
+
+    /// Forgets delivery (key, attempt); its `enqueued_at` if it was remembered.
+    pub fn forget(&self, key: u64, attempt: u32) -> Option<u64> {
+        let mut m = self.enqueued.lock().unwrap_or_else(|e| e.into_inner());
+        m.remove(&(key, attempt))
+    }
+
+    /// Deliveries whose `enqueued_at` is remembered.
+    pub fn remembered(&self) -> usize {
+        self.enqueued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     fn idle_expired(&self, now: Instant) -> bool {
@@ -85,6 +119,7 @@ impl Sessions {
             opts,
             last_seen: Mutex::new(Instant::now()),
             busy: AtomicUsize::new(0),
+            enqueued: Mutex::new(HashMap::new()),
         };
         self.map().insert(id.clone(), Arc::new(s));
         id
@@ -139,5 +174,56 @@ impl Sessions {
         let min = self.map().values().map(|s| s.opts.lease).min();
         min.map_or(Duration::from_millis(250), |l| l / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use ackline_broker::embedded::EmbeddedBroker;
+    use ackline_broker::{Broker, Tag};
+
+    use super::*;
+
+    fn delivery(key: u64, attempt: u32) -> Delivery {
+        Delivery {
+            tag: Tag {
+                key,
+                attempt,
+                token: None,
+            },
+            id: format!("m{key}"),
+            headers: Vec::new(),
+            payload: Vec::new(),
+            enqueued_at: 1000 + key,
+            attempt,
+        }
+    }
+
+    #[tokio::test]
+    async fn enqueued_at_is_kept_per_delivery_and_bounded_by_prefetch() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ackline_queue::Db::open(dir.path()).unwrap();
+        let q = db.queue("logs", Default::default()).unwrap();
+        let opts = ConsumerOptions {
+            prefetch: 3,
+            lease: Duration::from_secs(30),
+        };
+        let sessions = Sessions::default();
+        let consumer = EmbeddedBroker::new(q).consumer(opts).await.unwrap();
+        let id = sessions.open("logs", consumer, opts);
+        let busy = sessions.enter("logs", &id).unwrap();
+        let s = busy.session();
+        s.handed_out(&[delivery(1, 1), delivery(2, 1)]);
+        s.handed_out(&[delivery(3, 1), delivery(4, 1)]);
+        assert_eq!(s.remembered(), 3, "never more than prefetch");
+        assert_eq!(s.forget(2, 2), None, "another attempt is another delivery");
+        assert_eq!(s.forget(2, 1), Some(1002));
+        assert_eq!(s.forget(2, 1), None, "forgotten once");
+        assert_eq!(s.forget(4, 1), None, "beyond prefetch: not remembered");
+        s.handed_out(&[delivery(2, 2)]);
+        assert_eq!(s.forget(2, 2), Some(1002));
+        assert_eq!(s.remembered(), 2);
     }
 }

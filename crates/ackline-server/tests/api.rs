@@ -404,3 +404,205 @@ async fn metrics_follow_prometheus_names() {
         assert!(r.body.contains(name), "{name} missing from\n{}", r.body);
     }
 }
+
+/// The value of the sample line `name` (exact series, labels included) in an exposition.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Opens a session and receives until `n` deliveries came (bounded).
+async fn lease_all(a: SocketAddr, sid: &str, n: usize) -> Vec<serde_json::Value> {
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while got.len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "received {} of {n}",
+            got.len()
+        );
+        let r = http(
+            a,
+            "POST",
+            &format!("/v1/queues/logs/sessions/{sid}/receive"),
+            &[],
+            b"{\"max\": 1000, \"wait_ms\": 1000}",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        got.extend(v["deliveries"].as_array().unwrap().iter().cloned());
+    }
+    assert_eq!(got.len(), n);
+    got
+}
+
+async fn settle(a: SocketAddr, sid: &str, items: Vec<serde_json::Value>) -> Vec<String> {
+    let body = serde_json::json!({ "items": items }).to_string();
+    let r = http(
+        a,
+        "POST",
+        &format!("/v1/queues/logs/sessions/{sid}/settle"),
+        &[],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["result"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn item(d: &serde_json::Value, op: serde_json::Value) -> serde_json::Value {
+    let mut it = op;
+    it["key"] = d["key"].clone();
+    it["attempt"] = d["attempt"].clone();
+    it
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_latency_counts_each_durable_ack_once() {
+    use serde_json::json;
+    let s = start(|_| {}).await;
+    let a = s.addr;
+    let published = std::time::Instant::now();
+    let msgs: Vec<_> = (0..40)
+        .map(|i| json!({ "id": format!("m{i}"), "payload": format!("line {i}") }))
+        .collect();
+    let body = json!({ "messages": msgs }).to_string();
+    let r = http(a, "POST", "/v1/queues/logs/messages", &[], body.as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = http(
+        a,
+        "POST",
+        "/v1/queues/logs/sessions",
+        &[],
+        b"{\"prefetch\": 100, \"lease_ms\": 60000}",
+    )
+    .await;
+    let sid = serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ds = lease_all(a, &sid, 40).await;
+
+    // 30 acks, 5 nacks (redelivered at once), 3 rejects, 2 extends (still held).
+    let mut items: Vec<_> = ds[..30]
+        .iter()
+        .map(|d| item(d, json!({"op": "ack"})))
+        .collect();
+    items.extend(ds[30..35].iter().map(|d| item(d, json!({"op": "nack"}))));
+    items.extend(
+        ds[35..38]
+            .iter()
+            .map(|d| item(d, json!({"op": "reject", "reason": "bad"}))),
+    );
+    items.extend(
+        ds[38..]
+            .iter()
+            .map(|d| item(d, json!({"op": "extend", "lease_ms": 60000}))),
+    );
+    // Refused settlements are not observed: an ack settled before, and an ack naming an
+    // attempt that never was.
+    items.push(item(&ds[0], json!({"op": "ack"})));
+    let mut stale = item(&ds[1], json!({"op": "ack"}));
+    stale["attempt"] = json!(7);
+    items.push(stale);
+    let results = settle(a, &sid, items).await;
+    assert!(results[..40].iter().all(|r| r == "ok"), "{results:?}");
+    assert!(results[40..].iter().all(|r| r != "ok"), "{results:?}");
+
+    // The extended two are acked later; the nacked five come back (attempt 2) and are acked.
+    let extended: Vec<_> = ds[38..]
+        .iter()
+        .map(|d| item(d, json!({"op": "ack"})))
+        .collect();
+    assert_eq!(settle(a, &sid, extended).await, ["ok", "ok"]);
+    let again = lease_all(a, &sid, 5).await;
+    assert!(again.iter().all(|d| d["attempt"] == 2), "{again:?}");
+    let acks: Vec<_> = again
+        .iter()
+        .map(|d| item(d, json!({"op": "ack"})))
+        .collect();
+    assert_eq!(settle(a, &sid, acks).await, ["ok"; 5]);
+    let elapsed = published.elapsed().as_secs_f64();
+
+    let r = http(a, "GET", "/metrics", &[], b"").await;
+    assert_eq!(r.status, 200);
+    let m = |name: &str| {
+        sample(&r.body, name).unwrap_or_else(|| panic!("{name} missing from\n{}", r.body))
+    };
+    let q = "{queue=\"logs\"}";
+    assert_eq!(m(&format!("ackline_acked_total{q}")), 37.0);
+    assert_eq!(
+        m(&format!("ackline_end_to_end_latency_seconds_count{q}")),
+        37.0
+    );
+    assert_eq!(
+        m("ackline_end_to_end_latency_seconds_bucket{le=\"+Inf\",queue=\"logs\"}"),
+        37.0
+    );
+    // Every ack came after its publish and before now (whole milliseconds on both ends).
+    let sum = m(&format!("ackline_end_to_end_latency_seconds_sum{q}"));
+    assert!(
+        (0.0..=37.0 * (elapsed + 0.002)).contains(&sum),
+        "sum {sum}, elapsed {elapsed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_metrics_answers_get_metrics_only() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = listener.local_addr().unwrap();
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let fail = Arc::new(AtomicBool::new(false));
+    let (n, f) = (scrapes.clone(), fail.clone());
+    let render = move || {
+        let i = n.fetch_add(1, Ordering::SeqCst) + 1;
+        if f.load(Ordering::SeqCst) {
+            Err(format!("scrape {i} refused"))
+        } else {
+            Ok(format!("# TYPE x counter\nx_total {i}\n# EOF\n"))
+        }
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(ackline_server::serve_metrics(
+        listener,
+        render,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let r = http(a, "GET", "/metrics", &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.head
+            .contains("content-type: application/openmetrics-text"),
+        "{}",
+        r.head
+    );
+    assert_eq!(r.body, "# TYPE x counter\nx_total 1\n# EOF\n");
+    assert_eq!(http(a, "GET", "/", &[], b"").await.status, 404);
+    assert_eq!(http(a, "GET", "/v1/queues", &[], b"").await.status, 404);
+    assert_eq!(http(a, "POST", "/metrics", &[], b"").await.status, 405);
+    fail.store(true, Ordering::SeqCst);
+    let r = http(a, "GET", "/metrics", &[], b"").await;
+    assert_eq!(r.status, 500);
+    assert!(r.body.contains("scrape 2 refused"), "{}", r.body);
+    assert_eq!(scrapes.load(Ordering::SeqCst), 2, "one render per scrape");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("serve_metrics returns after shutdown")
+        .unwrap()
+        .unwrap();
+    assert!(
+        std::net::TcpStream::connect(a).is_err(),
+        "still listening after shutdown"
+    );
+}

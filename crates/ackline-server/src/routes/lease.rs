@@ -9,8 +9,13 @@
 //!   whose session lapsed can still ack what it finished in time.
 //! - A receive waits at most `limits.max_receive_wait` and returns at most
 //!   `limits.max_receive_batch` deliveries.
+//! - An ack through a session that handed the delivery out is observed once in
+//!   `ackline_end_to_end_latency_seconds`, after the settlement is durable and only if it
+//!   succeeded (from the message's `enqueued_at` to then, on the server's clock). An ack
+//!   through a lapsed session (unknown id) is applied but not observed: its `enqueued_at` is
+//!   gone with the session.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ackline_broker::{
     Broker, Consumer as _, ConsumerOptions, Message, SettleError, Settlement, Tag,
@@ -120,6 +125,7 @@ pub async fn receive(
     let wait = Duration::from_millis(req.wait_ms).min(limits.max_receive_wait);
     let max = req.max.min(limits.max_receive_batch);
     let got = busy.session().consumer.receive(max, wait).await?;
+    busy.session().handed_out(&got);
     drop(busy);
     let deliveries: Vec<wire::Delivery> = got
         .into_iter()
@@ -169,12 +175,28 @@ pub async fn settle(
             (tag, s)
         })
         .collect();
-    let rejects: Vec<bool> = items
+    // (key, attempt, what) of each item, to account for it once its result is known.
+    let what: Vec<(u64, u32, Op)> = items
         .iter()
-        .map(|(_, s)| matches!(s, Settlement::Reject { .. }))
+        .map(|(t, s)| (t.key, t.attempt, Op::of(s)))
         .collect();
-    let results = match st.sessions.enter(&queue, &session) {
-        Some(busy) => busy.session().consumer.settle(items).await?,
+    let busy = st.sessions.enter(&queue, &session);
+    let results = match &busy {
+        Some(busy) => {
+            let s = busy.session();
+            match s.consumer.settle(items).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // None is known durable; the engine consumer stopped counting them too.
+                    for (key, attempt, op) in &what {
+                        if *op != Op::Extend {
+                            s.forget(*key, *attempt);
+                        }
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
         None => {
             let broker = st.queues.get(&queue)?;
             let c = broker.consumer(ConsumerOptions::default()).await?;
@@ -183,12 +205,25 @@ pub async fn settle(
             r
         }
     };
+    let now_ms = unix_ms();
     let mut out = Vec::with_capacity(results.len());
-    for (r, rejected) in results.into_iter().zip(rejects) {
+    for (r, (key, attempt, op)) in results.into_iter().zip(what) {
+        // Mirrors the engine consumer: a settlement that succeeded (other than an extend) or
+        // was refused ends the delivery for this session.
+        let done = op != Op::Extend || r.is_err();
+        let enqueued_at = match &busy {
+            Some(b) if done => b.session().forget(key, attempt),
+            _ => None,
+        };
         out.push(match r {
             Ok(()) => {
-                if rejected {
-                    st.metrics.rejected(&queue);
+                match (op, enqueued_at) {
+                    (Op::Reject, _) => st.metrics.rejected(&queue),
+                    (Op::Ack, Some(at)) => st.metrics.observe_end_to_end(
+                        &queue,
+                        Duration::from_millis(now_ms.saturating_sub(at)),
+                    ),
+                    _ => {}
                 }
                 wire::SettleResult::Ok
             }
@@ -200,6 +235,33 @@ pub async fn settle(
         });
     }
     Ok(Json(serde_json::json!({ "results": out })).into_response())
+}
+
+/// What a settle item does, as far as accounting goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Ack,
+    Reject,
+    Nack,
+    Extend,
+}
+
+impl Op {
+    fn of(s: &Settlement) -> Op {
+        match s {
+            Settlement::Ack => Op::Ack,
+            Settlement::Reject { .. } => Op::Reject,
+            Settlement::Nack { .. } => Op::Nack,
+            Settlement::Extend { .. } => Op::Extend,
+        }
+    }
+}
+
+/// Now, Unix ms (0 for a clock before 1970); `enqueued_at` is on the same clock.
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// `DELETE /v1/queues/{queue}/sessions/{session}`: releases its deliveries at once.
