@@ -11,6 +11,9 @@
 //! - No error text leaves this module without the URL's password scrubbed from it.
 //! - The connection carries the client property `connection_name` (visible in
 //!   `rabbitmqctl list_connections name`), so operators and tests can find it.
+//! - `amqps` verifies the server's certificate against the system's roots plus the
+//!   configured private CA (`RabbitOptions::tls_ca_pem`); a certificate refused is `Fatal`
+//!   (waiting does not cure it), never a silent downgrade.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +21,7 @@ use std::time::Duration;
 use ackline_broker::BrokerError;
 use lapin::options::ConfirmSelectOptions;
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::tcp::OwnedTLSConfig;
 use lapin::{Channel, Connection, ConnectionProperties, ErrorKind};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -59,6 +63,20 @@ pub(crate) fn random_u64() -> u64 {
     h.finish()
 }
 
+/// Whether `e` (or an error it wraps) is a TLS certificate the client refused.
+fn certificate_refused(e: &std::io::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|x| x as _);
+    while let Some(err) = cur {
+        if let Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) =
+            err.downcast_ref::<rustls::Error>()
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 struct Live {
     conn: Arc<Connection>,
     publish: Option<Channel>,
@@ -70,6 +88,7 @@ pub(crate) struct Connector {
     name: String,
     backoff: Backoff,
     connect_timeout: Duration,
+    tls: OwnedTLSConfig,
     live: Mutex<Option<Live>>,
 }
 
@@ -83,12 +102,22 @@ impl std::fmt::Debug for Connector {
 }
 
 impl Connector {
-    pub fn new(url: AmqpUrl, name: String, backoff: Backoff, connect_timeout: Duration) -> Self {
+    pub fn new(
+        url: AmqpUrl,
+        name: String,
+        backoff: Backoff,
+        connect_timeout: Duration,
+        tls_ca_pem: Option<String>,
+    ) -> Self {
         Connector {
             url,
             name,
             backoff,
             connect_timeout,
+            tls: OwnedTLSConfig {
+                identity: None,
+                cert_chain: tls_ca_pem,
+            },
             live: Mutex::new(None),
         }
     }
@@ -102,15 +131,21 @@ impl Connector {
     /// queue) are `Fatal`; everything else (I/O, closed connections, timeouts) `Unavailable`.
     pub fn error(&self, what: &str, e: &lapin::Error) -> BrokerError {
         let reason = self.url.redact(&format!("{what}: {e}"));
-        let fatal = matches!(e.kind(), ErrorKind::ProtocolError(p) if matches!(
-            p.kind(),
-            AMQPErrorKind::Soft(
-                AMQPSoftError::PRECONDITIONFAILED
-                    | AMQPSoftError::ACCESSREFUSED
-                    | AMQPSoftError::NOTFOUND
-                    | AMQPSoftError::RESOURCELOCKED
-            )
-        ));
+        let fatal = match e.kind() {
+            ErrorKind::ProtocolError(p) => matches!(
+                p.kind(),
+                AMQPErrorKind::Soft(
+                    AMQPSoftError::PRECONDITIONFAILED
+                        | AMQPSoftError::ACCESSREFUSED
+                        | AMQPSoftError::NOTFOUND
+                        | AMQPSoftError::RESOURCELOCKED
+                )
+            ),
+            // A certificate the client does not trust (or that names another host) is not
+            // cured by waiting.
+            ErrorKind::IOError(io) => certificate_refused(io),
+            _ => false,
+        };
         if fatal {
             BrokerError::Fatal {
                 backend: NAME,
@@ -138,8 +173,10 @@ impl Connector {
             uri.query.heartbeat = Some(10);
         }
         let props = ConnectionProperties::default().with_connection_name(self.name.clone().into());
-        match tokio::time::timeout(self.connect_timeout, Connection::connect_uri(uri, props)).await
-        {
+        let runtime = lapin::runtime::default_runtime()
+            .map_err(|e| self.error("starting the AMQP client", &e))?;
+        let connect = Connection::connect_uri_with_config(uri, props, self.tls.clone(), runtime);
+        match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(Ok(c)) => Ok(Arc::new(c)),
             Ok(Err(e)) => Err(self.error(&format!("connecting to {}", self.url), &e)),
             Err(_) => Err(self.unavailable(format!(

@@ -109,6 +109,9 @@ pub struct RabbitOptions {
     /// How long a publish keeps trying (across reconnections) before `Unavailable`.
     /// Default 30 s.
     pub publish_timeout: Duration,
+    /// PEM certificates trusted for `amqps` beside the system's roots (a private CA).
+    /// Default none.
+    pub tls_ca_pem: Option<String>,
 }
 
 impl Default for RabbitOptions {
@@ -124,6 +127,7 @@ impl Default for RabbitOptions {
             reconnect_cap: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             publish_timeout: Duration::from_secs(30),
+            tls_ca_pem: None,
         }
     }
 }
@@ -385,7 +389,13 @@ impl RabbitBroker {
             .connection_name
             .clone()
             .unwrap_or_else(|| format!("ackline {queue} pid {}", std::process::id()));
-        let conn = Connector::new(url, name, opts.backoff(), opts.connect_timeout);
+        let conn = Connector::new(
+            url,
+            name,
+            opts.backoff(),
+            opts.connect_timeout,
+            opts.tls_ca_pem.clone(),
+        );
         conn.first_connect().await?;
         let inner = Arc::new(Inner {
             conn,

@@ -81,17 +81,20 @@ pub enum Command {
     /// leases expire, and inputs resume from their committed positions.
     Run(RunArgs),
     /// Split mode, server side: the embedded queue behind HTTP (ingest, the lease API for
-    /// `ackline work`, admin, metrics) until SIGTERM or SIGINT
+    /// `ackline work`, admin, metrics) until SIGTERM or SIGINT; with --broker, a scale-out
+    /// ingest node relaying to RabbitMQ
     ///
     /// Prints the bound address (with --json, one JSON line) once listening. Beyond loopback
     /// at least one --token is required. The first signal stops accepting, lets open requests
     /// finish, releases remote workers' deliveries and closes the queue; exit 0.
     Serve(ServeArgs),
-    /// Split mode, worker side: lease deliveries from `ackline serve`, parse, store, ack
+    /// Worker of split and scale-out mode: lease deliveries from `ackline serve` or RabbitMQ,
+    /// parse, store, ack
     ///
     /// Runs until SIGTERM or SIGINT, then finishes the batches in hand within the shutdown
     /// deadline (the rest is released) and exits 0. Killed (even with SIGKILL), its leases
-    /// expire on the server and other workers get the deliveries; nothing is lost.
+    /// expire on the server (RabbitMQ requeues them) and other workers get the deliveries;
+    /// nothing is lost.
     Work(WorkArgs),
     /// Check the configuration (file, environment, flags) and exit: 0 if valid, 2 with a
     /// one-line error naming the field, where it came from and what was expected
@@ -145,6 +148,9 @@ pub struct PipelineFlags {
     /// `--broker` of `work` and `serve` (not a flag of `run`).
     #[arg(skip)]
     pub broker: Option<String>,
+    /// `--broker-ca` of `work` and `serve` (not a flag of `run`).
+    #[arg(skip)]
+    pub broker_ca: Option<String>,
 }
 
 /// How deliveries are processed and stored: the flags shared by `run`, `check` and `work`
@@ -244,9 +250,13 @@ pub struct ServeArgs {
     /// Scale-out ingest node: relay everything queued here to this broker's queue of the
     /// same name, each message acked here only once the broker confirmed it
     /// (amqp://USER:PASS@HOST:PORT/VHOST or amqps://; credentials may instead come from
-    /// ACKLINE_AMQP_URL) [config: broker.url]
+    /// ACKLINE_BROKER_URL) [config: broker.url]
     #[arg(long, value_name = "URL")]
     pub broker: Option<String>,
+    /// PEM file of CA certificates trusted for amqps beside the system's roots (a private
+    /// CA) [config: broker.tls_ca_file]
+    #[arg(long, value_name = "FILE")]
+    pub broker_ca: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +266,10 @@ pub struct WorkArgs {
     /// [config: broker.url]
     #[arg(long, value_name = "URL")]
     pub broker: Option<String>,
+    /// PEM file of CA certificates trusted for amqps beside the system's roots (a private
+    /// CA) [config: broker.tls_ca_file]
+    #[arg(long, value_name = "FILE")]
+    pub broker_ca: Option<String>,
     /// The queue: its name (on --broker; default logs), or for split mode the server's URL
     /// http://HOST:PORT[/QUEUE] (the same as --broker) [config: queue.name]
     #[arg(long, value_name = "NAME|URL")]

@@ -118,6 +118,10 @@ pub const KEYS: &[Key] = &[
         secret: true,
     },
     key(
+        "broker.tls_ca_file",
+        "a readable PEM file of CA certificates trusted for amqps beside the system's roots",
+    ),
+    key(
         "store.table",
         "letters, digits and _, starting with a letter or _, at most 48 bytes",
     ),
@@ -198,6 +202,9 @@ pub struct Config {
     pub server: ServerSettings,
     /// `work`: where deliveries come from; `serve`: where ingested lines are relayed.
     pub broker: Option<BrokerUrl>,
+    /// PEM certificates trusted for `amqps` beside the system's roots (read from
+    /// `broker.tls_ca_file`).
+    pub broker_tls_ca: Option<String>,
 }
 
 /// A broker to work from or relay to (`broker.url`). Displayed without its password.
@@ -342,6 +349,7 @@ fn flag_layer(f: &PipelineFlags) -> BTreeMap<&'static str, Given> {
     );
     put("store.url", "--store", text(&w.store));
     put("broker.url", "--broker", text(&f.broker));
+    put("broker.tls_ca_file", "--broker-ca", text(&f.broker_ca));
     let sv = &f.server;
     put("server.listen", "--listen", text(&sv.listen));
     if !sv.tokens.is_empty() {
@@ -691,6 +699,11 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
     let broker = value(l, "broker.url", None, |v| {
         BrokerUrl::parse(text(v)?).map(Some)
     })?;
+    let broker_tls_ca = value(l, "broker.tls_ca_file", None, |v| {
+        let pem = std::fs::read_to_string(text(v)?).ok()?;
+        pem.contains("-----BEGIN CERTIFICATE-----")
+            .then_some(Some(pem))
+    })?;
     let listen = value(
         l,
         "server.listen",
@@ -751,6 +764,7 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
             syslog_udp,
         },
         broker,
+        broker_tls_ca,
     })
 }
 

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use ackline_broker::Broker;
 use ackline_broker::embedded::EmbeddedBroker;
 use ackline_http::HttpBroker;
-use ackline_rabbitmq::RabbitOptions;
 use ackline_server::{Server, ServerConfig, ServerError};
 use ackline_worker::forward::{self, ForwardConfig, ForwardStats};
 use anyhow::Context;
@@ -55,6 +54,7 @@ pub fn load(a: &ServeArgs, data_dir: &Path, config_file: Option<&Path>) -> anyho
         queue: a.queue.clone(),
         server: a.server.clone(),
         broker: a.broker.clone(),
+        broker_ca: a.broker_ca.clone(),
         ..PipelineFlags::default()
     };
     config::load(data_dir, config_file, &flags, &Env::process())
@@ -200,10 +200,7 @@ async fn relay(
             run_relay(src, dst, fcfg, stats, halt).await
         }
         BrokerUrl::Amqp(u) => {
-            let opts = RabbitOptions {
-                max_attempts: cfg.queue_options.max_attempts,
-                ..RabbitOptions::default()
-            };
+            let opts = crate::work::rabbit_options(&cfg);
             let Some(dst) =
                 crate::work::connect_rabbit(u, &cfg.queue, opts, halt.clone(), out).await?
             else {

@@ -73,6 +73,7 @@ pub fn load(a: &WorkArgs, data_dir: &Path, config_file: Option<&Path>) -> anyhow
     let flags = PipelineFlags {
         queue,
         broker,
+        broker_ca: a.broker_ca.clone(),
         worker: a.worker.clone(),
         ..PipelineFlags::default()
     };
@@ -118,10 +119,7 @@ pub fn run(
                 work_on(b, &cfg, shown, queue, signal, out).await
             }
             BrokerUrl::Amqp(url) => {
-                let opts = RabbitOptions {
-                    max_attempts: cfg.queue_options.max_attempts,
-                    ..RabbitOptions::default()
-                };
+                let opts = rabbit_options(&cfg);
                 let Some(b) = connect_rabbit(url, &cfg.queue, opts, signal.clone(), out).await?
                 else {
                     return stopped_early(out);
@@ -231,6 +229,15 @@ pub(crate) async fn wait_ready<B: Broker>(
         if backoff(&mut delay, &mut signal).await.is_none() {
             return Ok(false);
         }
+    }
+}
+
+/// The RabbitMQ backend's options from the configuration.
+pub(crate) fn rabbit_options(cfg: &Config) -> RabbitOptions {
+    RabbitOptions {
+        max_attempts: cfg.queue_options.max_attempts,
+        tls_ca_pem: cfg.broker_tls_ca.clone(),
+        ..RabbitOptions::default()
     }
 }
 
