@@ -3,15 +3,19 @@
 //! by a disconnect, stalled mid-frame, oversized, binary. After each test the server is
 //! stopped and the queue reopened to check exactly what was queued, with its `input` header.
 //!
-//! Without `logger` the logger test prints why it is skipped, unless `CI=true`, where it
-//! fails. Nothing sleeps to synchronise: every wait polls a metric against a deadline.
+//! A private rsyslogd (Debian's `rsyslog`) forwards lines it takes from `logger` on its own
+//! unix socket to the server over TCP with octet-counted framing, through a disk-assisted
+//! action queue: the relay most sites put in front of a log pipeline.
+//!
+//! Without `logger` (or `rsyslogd`) a test prints why it is skipped, unless `CI=true`, where it
+//! fails. Nothing sleeps to synchronise: every wait polls a condition against a deadline.
 
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ackline_queue::{Db, QueueOptions};
@@ -226,20 +230,14 @@ fn logger_available() -> bool {
     let ok = Command::new("logger")
         .arg("--help")
         .output()
-        .map(|o| {
+        .is_ok_and(|o| {
             let h = String::from_utf8_lossy(&o.stdout);
             h.contains("--octet-count") && h.contains("--tcp") && h.contains("--udp")
-        })
-        .unwrap_or(false);
-    if !ok {
-        let why = "util-linux `logger` with --tcp/--udp/--octet-count is not installed";
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true: {why}"
-        );
-        eprintln!("skipped: {why}");
-    }
-    ok
+        });
+    available(
+        ok,
+        "util-linux `logger` with --tcp/--udp/--octet-count is not installed",
+    )
 }
 
 fn logger(args: &[&str], port: u16, msg: &str) {
@@ -293,4 +291,213 @@ fn real_logger_over_tcp_and_udp() {
         assert!(p.starts_with(b"<"), "{}", String::from_utf8_lossy(p));
         assert!(String::from_utf8_lossy(p).contains("ackline-test"));
     }
+}
+
+/// Whether a tool needed by a test is here; when not, says why and (outside CI) skips.
+fn available(ok: bool, why: &str) -> bool {
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true: {why}"
+        );
+        eprintln!("skipped: {why}");
+    }
+    ok
+}
+
+/// `rsyslogd` on the PATH, or Debian's /usr/sbin/rsyslogd (not on a non-root user's PATH).
+fn rsyslogd() -> &'static str {
+    let on_path = Command::new("rsyslogd")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if on_path {
+        "rsyslogd"
+    } else {
+        "/usr/sbin/rsyslogd"
+    }
+}
+
+fn rsyslogd_available() -> bool {
+    let rsyslogd = Command::new(rsyslogd())
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let logger = Command::new("logger")
+        .arg("--help")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--socket"));
+    available(
+        rsyslogd,
+        "rsyslogd is not installed (Debian: apt-get install rsyslog)",
+    ) && available(logger, "util-linux `logger` with --socket is not installed")
+}
+
+/// A private rsyslogd: its own config, pid file, work directory and input socket; it never
+/// opens the system's /dev/log (`SysSock.Use="off"`), and its own messages go to a ruleset
+/// with no action, so only what arrives on its socket is forwarded.
+struct Rsyslogd {
+    child: Child,
+    socket: PathBuf,
+    dir: PathBuf,
+}
+
+impl Rsyslogd {
+    fn start(dir: &Path, forward_to: SocketAddr) -> Rsyslogd {
+        let work = dir.join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        let socket = dir.join("in.sock");
+        // RFC 5424 without a trailing LF (octet counting frames it); the action queue is
+        // disk-assisted (in memory, spilling to `work/` when full or at shutdown) and retries
+        // a lost connection forever.
+        let conf = format!(
+            r#"global(workDirectory="{work}")
+module(load="imuxsock" SysSock.Use="off")
+template(name="ackline5424" type="string"
+         string="<%PRI%>1 %TIMESTAMP:::date-rfc3339% %HOSTNAME% %APP-NAME% %PROCID% %MSGID% %STRUCTURED-DATA% %msg:::sp-if-no-1st-sp%%msg:::drop-last-lf%")
+input(type="imuxsock" Socket="{socket}" CreatePath="on" RateLimit.Interval="0"
+      Ruleset="forward")
+ruleset(name="forward") {{
+  action(type="omfwd" target="{ip}" port="{port}" protocol="tcp"
+         TCP_Framing="octet-counted" template="ackline5424"
+         queue.type="LinkedList" queue.filename="forward" queue.saveOnShutdown="on"
+         action.resumeRetryCount="-1")
+}}
+"#,
+            work = work.display(),
+            socket = socket.display(),
+            ip = forward_to.ip(),
+            port = forward_to.port(),
+        );
+        let conf_path = dir.join("rsyslog.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new(rsyslogd())
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf_path)
+            .arg("-i")
+            .arg(dir.join("rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("rsyslogd.out")).unwrap())
+            .stderr(std::fs::File::create(dir.join("rsyslogd.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut r = Rsyslogd {
+            child,
+            socket,
+            dir: dir.to_path_buf(),
+        };
+        // Ready once its input socket exists.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !r.socket.exists() {
+            if let Some(status) = r.child.try_wait().unwrap() {
+                panic!("rsyslogd exited ({status}) before listening: {}", r.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rsyslogd made no socket: {}",
+                r.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        r
+    }
+
+    /// What rsyslogd wrote to stdout and stderr.
+    fn log(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
+        format!("{}{}", read("rsyslogd.out"), read("rsyslogd.err"))
+    }
+
+    /// Sends each line as one message through its socket.
+    fn send(&self, lines: &[String]) {
+        let mut c = Command::new("logger")
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(["--socket-errors=on", "--tag", "ackline-rsyslog"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = c.stdin.take().unwrap();
+        for l in lines {
+            writeln!(stdin, "{l}").unwrap();
+        }
+        drop(stdin);
+        let o = c.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "logger: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// SIGTERM, then waits (bounded) for a clean exit.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(st.success(), "kill -TERM {pid}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "rsyslogd: {status}: {}", self.log());
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rsyslogd ignored SIGTERM: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Rsyslogd {
+    fn drop(&mut self) {
+        // A failed test still leaves no rsyslogd behind.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn rsyslog_forwards_over_tcp_with_octet_counting() {
+    if !rsyslogd_available() {
+        return;
+    }
+    const N: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let rs_dir = tempfile::tempdir().unwrap();
+    let r = Running::start(dir.path());
+    let rs = Rsyslogd::start(rs_dir.path(), r.tcp);
+    let run = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let lines: Vec<String> = (0..N).map(|i| format!("rsyslog {run} line {i}")).collect();
+    rs.send(&lines);
+    r.wait_metric(FRAMES, N as f64);
+    rs.stop();
+    let msgs = r.stop(dir.path());
+    assert_eq!(msgs.len(), N, "{:?}", &msgs[..msgs.len().min(3)]);
+    let mut seen = std::collections::HashSet::new();
+    for (input, p) in &msgs {
+        let text = String::from_utf8_lossy(p);
+        assert!(input.starts_with("syslog+tcp://127.0.0.1:"), "{input}");
+        assert!(text.starts_with("<13>1 "), "{text:?}");
+        assert!(text.contains(" ackline-rsyslog "), "{text:?}");
+        let line = lines
+            .iter()
+            .find(|l| text.ends_with(l.as_str()))
+            .unwrap_or_else(|| panic!("not a line sent: {text:?}"));
+        assert!(seen.insert(line.clone()), "queued twice: {line}");
+    }
+    assert_eq!(seen.len(), N);
 }
