@@ -197,6 +197,10 @@ pub struct WorkerFlags {
     /// sqlite:DIR/records.db] [config: store.url]
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
+    /// Serve the workers' Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464
+    /// [default: off] [config: metrics.listen]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]

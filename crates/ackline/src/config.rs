@@ -118,6 +118,10 @@ pub const KEYS: &[Key] = &[
         secret: true,
     },
     key(
+        "metrics.listen",
+        "an IP address and port, like 127.0.0.1:9464 (port 0 picks a free one)",
+    ),
+    key(
         "broker.tls_ca_file",
         "a readable PEM file of CA certificates trusted for amqps beside the system's roots",
     ),
@@ -205,6 +209,8 @@ pub struct Config {
     /// PEM certificates trusted for `amqps` beside the system's roots (read from
     /// `broker.tls_ca_file`).
     pub broker_tls_ca: Option<String>,
+    /// `run` and `work`: where the worker metrics are served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A broker to work from or relay to (`broker.url`). Displayed without its password.
@@ -348,6 +354,11 @@ fn flag_layer(f: &PipelineFlags) -> BTreeMap<&'static str, Given> {
         text(&w.max_attempts),
     );
     put("store.url", "--store", text(&w.store));
+    put(
+        "metrics.listen",
+        "--metrics-listen",
+        text(&w.metrics_listen),
+    );
     put("broker.url", "--broker", text(&f.broker));
     put("broker.tls_ca_file", "--broker-ca", text(&f.broker_ca));
     let sv = &f.server;
@@ -699,6 +710,9 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
     let broker = value(l, "broker.url", None, |v| {
         BrokerUrl::parse(text(v)?).map(Some)
     })?;
+    let metrics_listen = value(l, "metrics.listen", None, |v| {
+        text(v)?.parse().ok().map(Some)
+    })?;
     let broker_tls_ca = value(l, "broker.tls_ca_file", None, |v| {
         let pem = std::fs::read_to_string(text(v)?).ok()?;
         pem.contains("-----BEGIN CERTIFICATE-----")
@@ -765,6 +779,7 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         },
         broker,
         broker_tls_ca,
+        metrics_listen,
     })
 }
 

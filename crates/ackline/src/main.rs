@@ -12,6 +12,7 @@ mod exit;
 mod fault;
 mod journal;
 mod logging;
+mod metrics;
 mod output;
 mod pipeline;
 mod pipeline_demo;

@@ -208,6 +208,9 @@ pub async fn run<S: Store, P: Process>(
     let follow_files = mode == Mode::Follow && !cfg.paths.is_empty();
 
     let runtime = Runtime::new(broker.clone(), store.clone(), process, cfg.worker.clone());
+    if let Some(addr) = cfg.metrics_listen {
+        crate::metrics::spawn(addr, runtime.stats(), signal.clone(), out).await?;
+    }
     let live = Arc::new(Live {
         inputs: counters,
         workers: runtime.stats(),

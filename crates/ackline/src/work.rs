@@ -163,6 +163,9 @@ async fn work_on<B: Broker>(
         cfg.worker.clone(),
     );
     let stats = runtime.stats();
+    if let Some(addr) = cfg.metrics_listen {
+        crate::metrics::spawn(addr, stats.clone(), signal.clone(), out).await?;
+    }
     out.note(&format!(
         "ackline work: {shown} queue {queue} -> {} ({} workers)",
         cfg.store_display(),

@@ -56,6 +56,22 @@ fn reachable(what: &str, endpoint: &str, start: &str) -> bool {
     }
 }
 
+/// A port free on loopback a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The value of the sample named exactly `name` in a text exposition.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+}
+
 fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -154,7 +170,7 @@ fn serve(dir: &Path, queue: &str, broker: &str) -> (Proc, String) {
     (p, v["listening"].as_str().unwrap().to_string())
 }
 
-fn work(dir: &Path, queue: &str, table: &str) -> Proc {
+fn work(dir: &Path, queue: &str, table: &str, metrics_port: Option<u16>) -> Proc {
     let mut c = ackline();
     c.env_remove("ACKLINE_CONFIG")
         .env_remove("ACKLINE_BROKER_URL")
@@ -181,6 +197,9 @@ fn work(dir: &Path, queue: &str, table: &str) -> Proc {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
+    if let Some(port) = metrics_port {
+        c.args(["--metrics-listen", &format!("127.0.0.1:{port}")]);
+    }
     Proc(c.spawn().unwrap())
 }
 
@@ -340,11 +359,12 @@ fn killed_ingest_node_and_worker_lose_nothing_and_store_nothing_twice() {
     gate.open.store(true, Ordering::SeqCst);
     let (mut node, addr) = serve(dir.path(), &queue, &gate.url());
 
-    let mut a = work(dir.path(), &queue, &table);
+    let mut a = work(dir.path(), &queue, &table, None);
     wait_for(Duration::from_secs(60), "worker A's first rows", || {
         pg.counts().0 > 0
     });
-    let mut b = work(dir.path(), &queue, &table);
+    let metrics_port = free_port();
+    let mut b = work(dir.path(), &queue, &table, Some(metrics_port));
     a.signal("KILL");
     assert_eq!(a.wait_exit(Duration::from_secs(10)).code(), None);
     for c in 0..6 {
@@ -359,6 +379,30 @@ fn killed_ingest_node_and_worker_lose_nothing_and_store_nothing_twice() {
         Duration::from_secs(120),
         "every line in PostgreSQL and nothing left to relay",
         || pg.counts().0 == N as i64 && local_pending(&addr, &queue) == 0,
+    );
+
+    // Worker B's metrics: every ack it made is one end-to-end observation, and its batches
+    // were timed.
+    let (st, text) = common::http(
+        &format!("127.0.0.1:{metrics_port}"),
+        None,
+        "GET",
+        "/metrics",
+        "text/plain",
+        b"",
+    );
+    assert_eq!(st, 200, "{text}");
+    let acked = metric(&text, "ackline_worker_acked_total");
+    let stored = metric(&text, "ackline_worker_stored_total");
+    assert!(stored > 0.0 && acked >= stored, "{text}");
+    assert_eq!(
+        metric(&text, "ackline_end_to_end_latency_seconds_count"),
+        acked,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "ackline_store_batch_duration_seconds_count") >= 1.0,
+        "{text}"
     );
 
     b.signal("TERM");
