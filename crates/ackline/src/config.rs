@@ -28,6 +28,7 @@ use ackline_queue::{Fsync, QueueOptions};
 use ackline_server::{Scope, Token};
 use ackline_store::{StoreOptions, StoreUrl};
 use ackline_worker::{RetryPolicy, WorkerConfig};
+use anyhow::Context;
 
 use crate::cli::PipelineFlags;
 use crate::exit::usage;
@@ -265,6 +266,19 @@ impl Config {
         ackline_rabbitmq::redact_text(&self.store_url)
     }
 
+    /// Opens the configured store, creating a SQLite file's directory first.
+    pub async fn open_store(&self) -> anyhow::Result<ackline_store::AnyStore> {
+        if let Some(parent) = self.sqlite_path().as_deref().and_then(Path::parent)
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        ackline_store::open(&self.store_url, &self.store)
+            .await
+            .with_context(|| format!("opening store {}", self.store_display()))
+    }
+
     /// Whether the store is the SQLite file at `path`.
     pub fn sqlite_path(&self) -> Option<PathBuf> {
         match StoreUrl::parse(&self.store_url) {
@@ -457,18 +471,6 @@ pub fn load(
         },
     };
     build(data_dir, file, &layers).map_err(|e| usage(e.to_string()))
-}
-
-/// The pipeline's queue name as configured (file, environment; default `logs`), for the
-/// tools that take `--queue` optionally.
-pub fn queue_name(data_dir: &Path, config_file: Option<&Path>) -> anyhow::Result<String> {
-    Ok(load(
-        data_dir,
-        config_file,
-        &PipelineFlags::default(),
-        &Env::process(),
-    )?
-    .queue)
 }
 
 /// Looks up `name` and checks it with `parse`, or returns `default`.

@@ -301,9 +301,7 @@ pub fn run(a: &PipelineDemoArgs, data_dir: Option<&Path>, out: Out) -> anyhow::R
     let outage = Duration::from_millis(a.outage_ms);
     let final_report = rt.block_on(async {
         let signal = crate::signals::install()?;
-        let store = ackline_store::open(&cfg.store_url, &cfg.store)
-            .await
-            .with_context(|| format!("opening store {}", cfg.store_display()))?;
+        let store = cfg.open_store().await?;
         let (store, down) = SwitchableStore::new(store);
         down.store(true, Ordering::SeqCst);
         tokio::spawn(async move {

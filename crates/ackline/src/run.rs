@@ -55,15 +55,7 @@ pub async fn run_with(
 ) -> anyhow::Result<RunReport> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
-    if let Some(parent) = cfg.sqlite_path().as_deref().and_then(Path::parent)
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    let store = ackline_store::open(&cfg.store_url, &cfg.store)
-        .await
-        .with_context(|| format!("opening store {}", cfg.store_display()))?;
+    let store = cfg.open_store().await?;
     let parse = ParseProcess::new(Parser::new(cfg.parser));
     if demo_faults {
         pipeline::run(

@@ -145,15 +145,7 @@ async fn work_on<B: Broker>(
     out: Out,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    if let Some(parent) = cfg.sqlite_path().as_deref().and_then(Path::parent)
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    let store = ackline_store::open(&cfg.store_url, &cfg.store)
-        .await
-        .with_context(|| format!("opening store {}", cfg.store_display()))?;
+    let store = cfg.open_store().await?;
     let kind = store.kind().to_string();
     let process = ParseProcess::new(Parser::new(cfg.parser));
     let runtime = Runtime::new(

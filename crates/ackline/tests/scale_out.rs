@@ -15,7 +15,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::process::Stdio;
@@ -140,25 +139,11 @@ fn serve(dir: &Path, queue: &str, broker: &str) -> (Proc, String) {
             queue,
             "--broker",
             broker,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = c.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let p = Proc(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line)
-        .unwrap_or_else(|e| panic!("serve printed {line:?}, not a JSON line: {e}"));
+        ]);
+    let (p, v) = common::spawn_json_line(c);
     assert!(
-        !line.contains("guest:guest"),
-        "the broker password is never printed: {line}"
+        !v.to_string().contains("guest:guest"),
+        "the broker password is never printed: {v}"
     );
     assert!(
         v["relay_to"]

@@ -11,7 +11,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Stdio;
@@ -41,22 +41,8 @@ fn serve(dir: &Path) -> (Proc, String) {
             "127.0.0.1:0",
             "--token",
             &format!("{TOKEN}:ingest,worker,admin"),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = c.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let p = Proc(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line)
-        .unwrap_or_else(|e| panic!("serve printed {line:?}, not a JSON line: {e}"));
+        ]);
+    let (p, v) = common::spawn_json_line(c);
     let addr = v["listening"].as_str().unwrap().to_string();
     (p, addr)
 }
@@ -308,13 +294,13 @@ fn work_waits_for_a_server_that_is_not_up_and_stops_on_sigterm() {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
             let line = line.unwrap_or_default();
-            if line.contains("waiting for the server") {
+            if line.contains("waiting for the broker") {
                 let _ = tx.send(());
             }
         }
     });
     rx.recv_timeout(Duration::from_secs(60))
-        .expect("work says it waits for the server");
+        .expect("work says it waits for the broker");
     assert!(
         w.0.try_wait().unwrap().is_none(),
         "still waiting, not failed"

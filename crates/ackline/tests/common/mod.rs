@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -144,4 +144,26 @@ pub fn http(
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// Spawns `cmd` (stdout piped, stderr inherited) and returns it with the first line it prints
+/// on stdout parsed as JSON (`serve --json` prints one once it listens); fails the test if
+/// none comes within 60 s.
+pub fn spawn_json_line(mut cmd: Command) -> (Proc, serde_json::Value) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let p = Proc(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    let v = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("it printed {line:?}, not a JSON line: {e}"));
+    (p, v)
 }
