@@ -70,7 +70,7 @@ pub struct Pct {
     pub max: u32,
 }
 
-fn pct(mut v: Vec<u32>) -> Pct {
+pub(crate) fn pct(mut v: Vec<u32>) -> Pct {
     if v.is_empty() {
         return Pct::default();
     }
@@ -141,10 +141,10 @@ struct Recovery {
 }
 
 #[derive(Debug, Clone, Serialize)]
-struct Machine {
-    cpu: String,
-    cores: usize,
-    kernel: String,
+pub(crate) struct Machine {
+    pub(crate) cpu: String,
+    pub(crate) cores: usize,
+    pub(crate) kernel: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -155,7 +155,7 @@ struct Report {
     recovery: Option<Recovery>,
 }
 
-fn machine() -> Machine {
+pub(crate) fn machine() -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()
