@@ -427,6 +427,9 @@ pub enum BenchCommand {
     /// End to end on the loghub mix (file in, stored in SQLite), beside a bare batched SQLite
     /// insert of the same records in the same run
     Pipeline(BenchPipelineArgs),
+    /// Split mode on loopback: HTTP ingest (batch sizes 1, 100, 1000) and remote workers over
+    /// the lease API, each beside the in-process figure measured in the same run
+    Http(crate::bench_http::BenchHttpArgs),
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! (see [`exit`]). Errors are printed as one line with their context chain.
 
 mod bench;
+mod bench_http;
 mod bench_pipeline;
 mod books;
 mod cli;
@@ -81,6 +82,7 @@ fn run(cli: &Cli, out: Out) -> anyhow::Result<()> {
         },
         Command::Bench(BenchCommand::Queue(a)) => bench::run(a, cli.data_dir.as_deref(), out),
         Command::Bench(BenchCommand::Pipeline(a)) => bench_pipeline::run(a, out),
+        Command::Bench(BenchCommand::Http(a)) => bench_http::run(a, out),
         Command::Queue(c) => dlq::queue_cmd(c, &cli.data_dir(), out),
         Command::Dlq(c) => {
             let queue = config::queue_name(&cli.data_dir(), cli.config.as_deref())?;
