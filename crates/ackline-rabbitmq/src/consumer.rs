@@ -37,7 +37,6 @@
 //! - Held (handed out, unsettled) deliveries never exceed `prefetch`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -55,7 +54,7 @@ use tokio::time::Instant;
 
 use crate::Inner;
 use crate::attempts::{Envelope, attempt_of, now_ms};
-use crate::publish::Outgoing;
+use crate::publish::{Outgoing, in_flight};
 
 /// How many settled or fenced keys a consumer remembers (to answer `AlreadySettled` or
 /// `Stale` rather than `Unknown`).
@@ -451,30 +450,6 @@ async fn reap_loop(shared: Arc<Shared>) {
     }
 }
 
-/// Polls all futures to completion, results in order (acks are independent frames).
-async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
-    let mut futs: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
-            if o.is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *o = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
-}
-
 /// Marks a `receive` in progress (resuming a suspended consume); on drop, records its end.
 struct Receiving<'a>(&'a Shared);
 
@@ -624,7 +599,7 @@ impl ackline_broker::Consumer for RabbitConsumer {
             return Err(e);
         }
         // 2. Ack the originals.
-        let acks = join_all(
+        let acks = in_flight(
             work.iter()
                 .map(|(_, _, a, _, _)| a.ack(BasicAckOptions::default()))
                 .collect(),
@@ -789,7 +764,7 @@ async fn divert(inner: &Inner, ds: Vec<Diverted>) {
                 .iter()
                 .filter(|d| matches!(d.counted, Counted::DeadLettered))
                 .count();
-            let acks = join_all(
+            let acks = in_flight(
                 ds.iter()
                     .map(|d| d.acker.ack(BasicAckOptions::default()))
                     .collect(),

@@ -14,6 +14,9 @@
 //!   new one, until `timeout`; a duplicate that results carries the same id, and stores are
 //!   idempotent by id. No confirmed message is ever withdrawn.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use ackline_broker::BrokerError;
@@ -32,6 +35,11 @@ pub(crate) struct Outgoing {
     /// The TTL (ms) of the delay queue `routing_key` names, which must be declared first.
     pub declare_delay: Option<u64>,
 }
+
+/// Most publishes started together (see [`publish_confirmed`]).
+const WINDOW_MESSAGES: usize = 1024;
+/// Most payload bytes started together (a larger message goes alone).
+const WINDOW_BYTES: usize = 8 << 20;
 
 enum Outcome {
     Confirmed,
@@ -54,29 +62,52 @@ pub(crate) async fn publish_confirmed(
     let mut round = 0u32;
     loop {
         let ch = conn.publish_channel(Some(deadline)).await?;
+        // The publishes of a window are all started before any is awaited: lapin writes a
+        // publish's frames on its first poll, so a window goes out in a few writes instead of
+        // one round trip through lapin's I/O loop per message. The window bounds how much lapin
+        // buffers (it copies the payloads into frames).
+        let mut started = Vec::with_capacity(pending.len());
+        let mut rest = &pending[..];
+        while !rest.is_empty() {
+            let mut k = 0;
+            let mut bytes = 0;
+            while let Some(&i) = rest.get(k) {
+                let len = items[i].payload.len();
+                if k == WINDOW_MESSAGES || (k > 0 && bytes + len > WINDOW_BYTES) {
+                    break;
+                }
+                bytes += len;
+                k += 1;
+            }
+            let (window, after) = rest.split_at(k);
+            rest = after;
+            let publishes = window
+                .iter()
+                .map(|&i| {
+                    let it = &items[i];
+                    ch.basic_publish(
+                        "".into(),
+                        it.routing_key.as_str().into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..Default::default()
+                        },
+                        &it.payload,
+                        it.props.clone(),
+                    )
+                })
+                .collect();
+            started.extend(in_flight(publishes).await);
+        }
         let mut confirms = Vec::with_capacity(pending.len());
         let mut retry = Vec::new();
         let mut last_error = None;
-        for (n, &i) in pending.iter().enumerate() {
-            let it = &items[i];
-            match ch
-                .basic_publish(
-                    "".into(),
-                    it.routing_key.as_str().into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..Default::default()
-                    },
-                    &it.payload,
-                    it.props.clone(),
-                )
-                .await
-            {
+        for (&i, r) in pending.iter().zip(started) {
+            match r {
                 Ok(c) => confirms.push((i, c)),
                 Err(e) => {
                     last_error = Some(conn.error("publishing", &e));
-                    retry.extend_from_slice(&pending[n..]);
-                    break;
+                    retry.push(i);
                 }
             }
         }
@@ -143,4 +174,33 @@ pub(crate) async fn publish_confirmed(
         tokio::time::sleep(wait).await;
         pending = retry;
     }
+}
+
+/// Polls every future once, then awaits each in order; outputs in order.
+///
+/// For lapin's publishes and acks, the first poll sends the frames, and what is awaited
+/// afterwards only reports that they were written: so all of them are in flight together, and
+/// each is polled again only when its turn comes (a join would poll every pending one on each
+/// wake).
+pub(crate) async fn in_flight<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let early: Vec<Option<F::Output>> = std::future::poll_fn(|cx| {
+        Poll::Ready(
+            futs.iter_mut()
+                .map(|f| match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => Some(v),
+                    Poll::Pending => None,
+                })
+                .collect(),
+        )
+    })
+    .await;
+    let mut out = Vec::with_capacity(early.len());
+    for (f, e) in futs.into_iter().zip(early) {
+        out.push(match e {
+            Some(v) => v,
+            None => f.await,
+        });
+    }
+    out
 }
