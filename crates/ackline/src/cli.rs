@@ -519,11 +519,40 @@ pub struct BenchQueueArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
-    /// Counts of one queue, or of every queue in the data directory
+    /// Counts of one queue, or of every queue in the data directory (with a broker: of one
+    /// queue, the pipeline's unless named)
     Stats {
         /// The queue (all queues when omitted)
         queue: Option<String>,
+        /// The queue, as a flag (the same as the positional NAME)
+        #[arg(long = "queue", value_name = "NAME", conflicts_with = "queue")]
+        queue_flag: Option<String>,
+        #[command(flatten)]
+        broker: BrokerFlags,
     },
+}
+
+/// `--broker` of `dlq` and `queue stats`: act on a broker's queue instead of the data
+/// directory's (raw; checked by [`crate::config::load`]).
+#[derive(Debug, Clone, Default, Args)]
+pub struct BrokerFlags {
+    /// Act on this broker's queue instead of the data directory: RabbitMQ
+    /// (amqp://USER:PASS@HOST:PORT/VHOST or amqps://) or an `ackline serve`
+    /// (http://HOST:PORT[/QUEUE]) [default: none, the data directory] [config: broker.url]
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+    /// PEM file of CA certificates trusted for amqps beside the system's roots (a private
+    /// CA) [config: broker.tls_ca_file]
+    #[arg(long, value_name = "FILE")]
+    pub broker_ca: Option<String>,
+    /// Bearer token with the admin scope, for an `ackline serve` broker (the secret only)
+    #[arg(
+        long,
+        env = "ACKLINE_TOKEN",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -556,6 +585,8 @@ pub enum DlqCommand {
         /// Entries per page
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        #[command(flatten)]
+        broker: BrokerFlags,
     },
     /// Show entries in full, by key or by message id
     Show {
@@ -568,6 +599,8 @@ pub enum DlqCommand {
         /// The message id
         #[arg(long)]
         id: Option<String>,
+        #[command(flatten)]
+        broker: BrokerFlags,
     },
     /// Put entries back in the queue (attempts reset)
     Replay {
@@ -576,6 +609,8 @@ pub enum DlqCommand {
         queue: Option<String>,
         #[command(flatten)]
         sel: Selection,
+        #[command(flatten)]
+        broker: BrokerFlags,
     },
     /// Delete entries for good
     Purge {
@@ -584,5 +619,7 @@ pub enum DlqCommand {
         queue: Option<String>,
         #[command(flatten)]
         sel: Selection,
+        #[command(flatten)]
+        broker: BrokerFlags,
     },
 }

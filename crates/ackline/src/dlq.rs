@@ -1,10 +1,16 @@
 //! `ackline queue stats` and `ackline dlq list|show|replay|purge`: thin wrappers over the
-//! engine's API.
+//! engine's API, or with a broker (`--broker`, `broker.url`) over the broker traits
+//! ([`broker`]).
 //!
 //! Invariants:
-//! - Read-only commands (`queue stats`, `dlq list`, `dlq show`) never create a queue: a queue
-//!   that does not exist is reported (stats, show) or has an empty dead-letter queue (list).
+//! - Read-only commands (`queue stats`, `dlq list`, `dlq show`) never create a queue in the
+//!   data directory: a queue that does not exist is reported (stats, show) or has an empty
+//!   dead-letter queue (list).
 //! - Replay and purge report how many entries they changed, once that is durable.
+//! - Without a broker configured, nothing but the data directory is touched; with one, the
+//!   data directory is not opened at all.
+
+mod broker;
 
 use std::path::Path;
 
@@ -14,7 +20,8 @@ use ackline_queue::{
 use anyhow::{Context, anyhow};
 use serde::Serialize;
 
-use crate::cli::{DlqCommand, QueueCommand, Selection};
+use crate::cli::{BrokerFlags, DlqCommand, QueueCommand, Selection};
+use crate::config::Config;
 use crate::exit::usage;
 use crate::output::Out;
 
@@ -85,8 +92,22 @@ pub fn stats_view(q: &Queue) -> StatsView {
 }
 
 /// `ackline queue ...`
-pub fn queue_cmd(c: &QueueCommand, dir: &Path, out: Out) -> anyhow::Result<()> {
-    let QueueCommand::Stats { queue } = c;
+pub fn queue_cmd(
+    c: &QueueCommand,
+    dir: &Path,
+    config_file: Option<&Path>,
+    out: Out,
+) -> anyhow::Result<()> {
+    let QueueCommand::Stats {
+        queue,
+        queue_flag,
+        broker: flags,
+    } = c;
+    let queue = queue.as_ref().or(queue_flag.as_ref());
+    let cfg = broker::load(flags, dir, config_file)?;
+    if let Some(url) = &cfg.broker {
+        return broker::queue_stats(url, &cfg, flags, queue.map(String::as_str), out);
+    }
     let db = open_db(dir)?;
     let names = match queue {
         Some(n) => {
@@ -144,6 +165,24 @@ struct EntryView {
     payload: String,
 }
 
+impl From<ackline_broker::DeadLetter> for EntryView {
+    fn from(d: ackline_broker::DeadLetter) -> Self {
+        EntryView {
+            key: d.key,
+            id: d.id,
+            attempts: d.attempts,
+            enqueued_at: d.enqueued_at,
+            first_failure: d.first_failure,
+            last_failure: d.last_failure,
+            reason: d.reason,
+            last_error: d.last_error,
+            headers: d.headers,
+            payload_bytes: d.payload.len(),
+            payload: String::from_utf8_lossy(&d.payload).into_owned(),
+        }
+    }
+}
+
 impl From<DeadLetter> for EntryView {
     fn from(d: DeadLetter) -> Self {
         EntryView {
@@ -177,8 +216,29 @@ fn selector(sel: &Selection) -> DlqSelector {
     }
 }
 
-/// `ackline dlq ...`; `default_queue` is the pipeline's queue, used without `--queue`.
-pub fn dlq_cmd(c: &DlqCommand, dir: &Path, default_queue: &str, out: Out) -> anyhow::Result<()> {
+/// The `--broker` flags of a `dlq` subcommand.
+fn broker_flags(c: &DlqCommand) -> &BrokerFlags {
+    match c {
+        DlqCommand::List { broker, .. }
+        | DlqCommand::Show { broker, .. }
+        | DlqCommand::Replay { broker, .. }
+        | DlqCommand::Purge { broker, .. } => broker,
+    }
+}
+
+/// `ackline dlq ...`; without `--queue`, the pipeline's queue (`queue.name`).
+pub fn dlq_cmd(
+    c: &DlqCommand,
+    dir: &Path,
+    config_file: Option<&Path>,
+    out: Out,
+) -> anyhow::Result<()> {
+    let flags = broker_flags(c);
+    let cfg: Config = broker::load(flags, dir, config_file)?;
+    if let Some(url) = &cfg.broker {
+        return broker::dlq(c, url, &cfg, flags, out);
+    }
+    let default_queue = cfg.queue.as_str();
     let db = open_db(dir)?;
     let pick = |q: &Option<String>| q.clone().unwrap_or_else(|| default_queue.to_string());
     match c {
@@ -186,6 +246,7 @@ pub fn dlq_cmd(c: &DlqCommand, dir: &Path, default_queue: &str, out: Out) -> any
             queue,
             after,
             limit,
+            ..
         } => {
             let queue = &pick(queue);
             if *limit == 0 {
@@ -200,42 +261,9 @@ pub fn dlq_cmd(c: &DlqCommand, dir: &Path, default_queue: &str, out: Out) -> any
                     .map(EntryView::from)
                     .collect(),
             };
-            let next_after = if entries.len() == *limit {
-                entries.last().map(|e| e.key)
-            } else {
-                None
-            };
-            #[derive(Serialize)]
-            struct List<'a> {
-                queue: &'a str,
-                entries: &'a [EntryView],
-                next_after: Option<u64>,
-            }
-            out.emit(
-                &List {
-                    queue,
-                    entries: &entries,
-                    next_after,
-                },
-                || {
-                    let mut s = String::new();
-                    if entries.is_empty() {
-                        s += &format!("dead-letter queue of {queue}: no entries\n");
-                    }
-                    for e in &entries {
-                        s += &format!(
-                            "{:>10}  {:<24} attempts {:<3} {}: {}\n",
-                            e.key, e.id, e.attempts, e.reason, e.last_error
-                        );
-                    }
-                    if let Some(k) = next_after {
-                        s += &format!("more: --after {k}\n");
-                    }
-                    s
-                },
-            )
+            emit_list(out, None, queue, &entries, *limit)
         }
-        DlqCommand::Show { queue, key, id } => {
+        DlqCommand::Show { queue, key, id, .. } => {
             let queue = &pick(queue);
             let q = existing(&db, queue)?
                 .ok_or_else(|| anyhow!("no queue named {queue} in {}", dir.display()))?;
@@ -256,40 +284,9 @@ pub fn dlq_cmd(c: &DlqCommand, dir: &Path, default_queue: &str, out: Out) -> any
                     .collect(),
                 (None, None) => return Err(usage("give a KEY or --id ID")),
             };
-            if found.is_empty() {
-                let what = key.map_or_else(
-                    || format!("id {}", id.as_deref().unwrap_or("")),
-                    |k| format!("key {k}"),
-                );
-                return Err(anyhow!("no dead-letter entry with {what} in queue {queue}"));
-            }
-            #[derive(Serialize)]
-            struct Show<'a> {
-                queue: &'a str,
-                entries: &'a [EntryView],
-            }
-            out.emit(
-                &Show {
-                    queue,
-                    entries: &found,
-                },
-                || {
-                    let mut s = String::new();
-                    for e in &found {
-                        s += &format!(
-                            "key {}\n  id           {}\n  attempts     {}\n  enqueued at  {} (Unix ms)\n  failures     first {} last {} (Unix ms)\n  reason       {}\n  last error   {}\n",
-                            e.key, e.id, e.attempts, e.enqueued_at, e.first_failure, e.last_failure, e.reason, e.last_error
-                        );
-                        for (k, v) in &e.headers {
-                            s += &format!("  header       {k}: {v}\n");
-                        }
-                        s += &format!("  payload      {} bytes: {}\n", e.payload_bytes, e.payload);
-                    }
-                    s
-                },
-            )
+            emit_show(out, None, queue, *key, id.as_deref(), &found)
         }
-        DlqCommand::Replay { queue, sel } | DlqCommand::Purge { queue, sel } => {
+        DlqCommand::Replay { queue, sel, .. } | DlqCommand::Purge { queue, sel, .. } => {
             let queue = &pick(queue);
             let replay = matches!(c, DlqCommand::Replay { .. });
             let verb = if replay { "replayed" } else { "purged" };
@@ -306,20 +303,128 @@ pub fn dlq_cmd(c: &DlqCommand, dir: &Path, default_queue: &str, out: Out) -> any
                     }
                 }
             };
-            #[derive(Serialize)]
-            struct Done<'a> {
-                queue: &'a str,
-                action: &'a str,
-                count: usize,
-            }
-            out.emit(
-                &Done {
-                    queue,
-                    action: verb,
-                    count: n,
-                },
-                || format!("{verb} {n} dead-letter entries of {queue}\n"),
-            )
+            emit_done(out, None, queue, verb, n)
         }
     }
+}
+
+/// `dlq list`'s output; `next_after` is set when the page is full (`limit` entries).
+/// `broker` (redacted) appears in the JSON of the broker path only.
+fn emit_list(
+    out: Out,
+    broker: Option<&str>,
+    queue: &str,
+    entries: &[EntryView],
+    limit: usize,
+) -> anyhow::Result<()> {
+    let next_after = if entries.len() == limit {
+        entries.last().map(|e| e.key)
+    } else {
+        None
+    };
+    #[derive(Serialize)]
+    struct List<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        broker: Option<&'a str>,
+        queue: &'a str,
+        entries: &'a [EntryView],
+        next_after: Option<u64>,
+    }
+    out.emit(
+        &List {
+            broker,
+            queue,
+            entries,
+            next_after,
+        },
+        || {
+            let mut s = String::new();
+            if entries.is_empty() {
+                s += &format!("dead-letter queue of {queue}: no entries\n");
+            }
+            for e in entries {
+                s += &format!(
+                    "{:>10}  {:<24} attempts {:<3} {}: {}\n",
+                    e.key, e.id, e.attempts, e.reason, e.last_error
+                );
+            }
+            if let Some(k) = next_after {
+                s += &format!("more: --after {k}\n");
+            }
+            s
+        },
+    )
+}
+
+/// `dlq show`'s output; nothing found (by `key` or `id`) is an error.
+fn emit_show(
+    out: Out,
+    broker: Option<&str>,
+    queue: &str,
+    key: Option<u64>,
+    id: Option<&str>,
+    found: &[EntryView],
+) -> anyhow::Result<()> {
+    if found.is_empty() {
+        let what = key.map_or_else(
+            || format!("id {}", id.unwrap_or("")),
+            |k| format!("key {k}"),
+        );
+        return Err(anyhow!("no dead-letter entry with {what} in queue {queue}"));
+    }
+    #[derive(Serialize)]
+    struct Show<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        broker: Option<&'a str>,
+        queue: &'a str,
+        entries: &'a [EntryView],
+    }
+    out.emit(
+        &Show {
+            broker,
+            queue,
+            entries: found,
+        },
+        || {
+            let mut s = String::new();
+            for e in found {
+                s += &format!(
+                    "key {}\n  id           {}\n  attempts     {}\n  enqueued at  {} (Unix ms)\n  failures     first {} last {} (Unix ms)\n  reason       {}\n  last error   {}\n",
+                    e.key, e.id, e.attempts, e.enqueued_at, e.first_failure, e.last_failure, e.reason, e.last_error
+                );
+                for (k, v) in &e.headers {
+                    s += &format!("  header       {k}: {v}\n");
+                }
+                s += &format!("  payload      {} bytes: {}\n", e.payload_bytes, e.payload);
+            }
+            s
+        },
+    )
+}
+
+/// `dlq replay` and `dlq purge`'s output: how many entries were `verb`.
+fn emit_done(
+    out: Out,
+    broker: Option<&str>,
+    queue: &str,
+    verb: &str,
+    count: usize,
+) -> anyhow::Result<()> {
+    #[derive(Serialize)]
+    struct Done<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        broker: Option<&'a str>,
+        queue: &'a str,
+        action: &'a str,
+        count: usize,
+    }
+    out.emit(
+        &Done {
+            broker,
+            queue,
+            action: verb,
+            count,
+        },
+        || format!("{verb} {count} dead-letter entries of {queue}\n"),
+    )
 }

@@ -83,11 +83,8 @@ fn run(cli: &Cli, out: Out) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Queue(a)) => bench::run(a, cli.data_dir.as_deref(), out),
         Command::Bench(BenchCommand::Pipeline(a)) => bench_pipeline::run(a, out),
         Command::Bench(BenchCommand::Http(a)) => bench_http::run(a, out),
-        Command::Queue(c) => dlq::queue_cmd(c, &cli.data_dir(), out),
-        Command::Dlq(c) => {
-            let queue = config::queue_name(&cli.data_dir(), cli.config.as_deref())?;
-            dlq::dlq_cmd(c, &cli.data_dir(), &queue, out)
-        }
+        Command::Queue(c) => dlq::queue_cmd(c, &cli.data_dir(), cli.config.as_deref(), out),
+        Command::Dlq(c) => dlq::dlq_cmd(c, &cli.data_dir(), cli.config.as_deref(), out),
         Command::QueueWorker(a) => worker::run(a, &cli.data_dir()),
         Command::BenchFill(a) => bench::fill(a),
     }
