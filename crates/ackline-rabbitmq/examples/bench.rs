@@ -1,49 +1,104 @@
-//! Throughput and latency of the RabbitMQ backend beside a bare lapin loop, in one run.
+//! Throughput and latency of the RabbitMQ backend beside a bare lapin loop and the embedded
+//! queue, in one run.
 //!
-//! The workload of the embedded queue's benchmark: 256-byte messages, confirmed publish in
-//! batches of 1000 concurrently with one consumer (prefetch 1000) that acks every message
-//! individually, on a fresh durable quorum queue. Latency is publish call to receipt.
+//! The workload of the embedded queue's benchmark: 256-byte messages, one producer publishing
+//! confirmed batches of 1000 concurrently with one consumer (prefetch 1000) that acks every
+//! message individually. A message counts once its ack is done. Latency is from the publish
+//! call (the payload carries the time the batch was handed to publish) to receipt.
+//!
+//! Three variants, each round running all three in a rotated order to spread the noise of a
+//! shared machine:
+//! - `bare`: plain lapin, as fast as it allows for the same work: one connection, a confirm-mode
+//!   publish channel (persistent, mandatory; a batch's 1000 publishes all started, then its
+//!   1000 confirms awaited: the backend's window), a consumer channel with `basic.qos(1000)`,
+//!   one `basic.ack` per delivery (never `multiple`, as the backend), the acks of every
+//!   delivery already there (up to 1000) started together and then awaited, never one ack
+//!   awaited before the next is sent. lapin sends a publish's or an ack's frames on the
+//!   future's first poll, so starting them all and then awaiting them is its pipelined form.
+//! - `rabbitmq`: `ackline-rabbitmq`'s `RabbitBroker` on a fresh quorum queue.
+//! - `embedded`: `ackline_broker::embedded::EmbeddedBroker` on an `ackline-queue` queue in a
+//!   temporary directory, `Fsync::Always` (confirm after fsync).
+//!
+//! `rabbitmq` and `embedded` run through the same `Broker`/`Consumer` driver ([`drive`]):
+//! `publish` of 1000-message batches in one task, `receive(1000, 100 ms)` and one `settle`
+//! of an `Ack` per delivery in another.
+//! Queue names are unique per run and deleted afterwards; every variant is bounded by
+//! [`LIMIT`].
 //!
 //! ```text
 //! cargo run --release -p ackline-rabbitmq --example bench -- [MESSAGES] [ROUNDS]
 //! ```
-//! (`ACKLINE_AMQP_URL` or amqp://guest:guest@127.0.0.1:5672/%2f.)
+//! (`ACKLINE_AMQP_URL` or amqp://guest:guest@127.0.0.1:5672/%2f; defaults 200000 messages,
+//! 3 rounds.)
 
 use std::error::Error;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use ackline_broker::embedded::EmbeddedBroker;
 use ackline_broker::{Broker, Consumer, ConsumerOptions, Message, Settlement};
+use ackline_queue::{Db, Fsync, QueueOptions};
 use ackline_rabbitmq::{RabbitBroker, RabbitOptions};
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
 
 type R<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 const SIZE: usize = 256;
 const BATCH: usize = 1000;
 const PREFETCH: u16 = 1000;
+/// Longest a variant may run before the benchmark gives up on it.
+const LIMIT: Duration = Duration::from_secs(300);
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Bare,
+    Rabbit,
+    Embedded,
+}
+
+const VARIANTS: [Variant; 3] = [Variant::Bare, Variant::Rabbit, Variant::Embedded];
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Bare => "bare lapin",
+            Variant::Rabbit => "ackline-rabbitmq",
+            Variant::Embedded => "embedded",
+        }
+    }
+}
+
+/// One variant's round.
 struct Outcome {
-    secs: f64,
-    lat_us: Vec<u64>,
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
 }
 
 impl Outcome {
-    fn rate(&self, n: usize) -> f64 {
-        n as f64 / self.secs
-    }
-    fn pct(&mut self, p: f64) -> f64 {
-        self.lat_us.sort_unstable();
-        let i = ((self.lat_us.len() as f64 - 1.0) * p).round() as usize;
-        self.lat_us.get(i).copied().unwrap_or(0) as f64 / 1000.0
+    fn new(n: usize, secs: f64, mut lat_us: Vec<u64>) -> Outcome {
+        lat_us.sort_unstable();
+        let pct = |p: f64| {
+            let i = ((lat_us.len() as f64 - 1.0) * p).round() as usize;
+            lat_us.get(i).copied().unwrap_or(0) as f64 / 1000.0
+        };
+        Outcome {
+            rate: n as f64 / secs,
+            p50_ms: pct(0.5),
+            p99_ms: pct(0.99),
+        }
     }
 }
 
+/// A payload stamped with the time since `t0` (the publish call's time).
 fn payload(t0: Instant) -> Vec<u8> {
     let mut p = vec![b'x'; SIZE];
     let ns = t0.elapsed().as_nanos() as u64;
@@ -53,12 +108,85 @@ fn payload(t0: Instant) -> Vec<u8> {
 
 fn latency_us(t0: Instant, p: &[u8]) -> u64 {
     let mut b = [0u8; 8];
-    b.copy_from_slice(&p[..8]);
+    if let Some(s) = p.get(..8) {
+        b.copy_from_slice(s);
+    }
     (t0.elapsed().as_nanos() as u64).saturating_sub(u64::from_le_bytes(b)) / 1000
 }
 
-async fn bare(url: &str, n: usize) -> R<Outcome> {
-    let q = format!("ackline-bench.bare.{}", std::process::id());
+/// A name no other run uses.
+fn unique(kind: &str, round: usize) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "ackline-bench.{kind}.{}.{round}.{nanos:08x}",
+        std::process::id()
+    )
+}
+
+/// Polls every future once (lapin sends a publish's or an ack's frames on the first poll),
+/// then awaits each in order: the I/O of all of them is in flight together, and each is
+/// polled again only when awaited (not on every wake, as a join would).
+async fn in_flight<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let early: Vec<Option<F::Output>> = std::future::poll_fn(|cx| {
+        Poll::Ready(
+            futs.iter_mut()
+                .map(|f| match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => Some(v),
+                    Poll::Pending => None,
+                })
+                .collect(),
+        )
+    })
+    .await;
+    let mut out = Vec::with_capacity(early.len());
+    for (f, e) in futs.into_iter().zip(early) {
+        out.push(match e {
+            Some(v) => v,
+            None => f.await,
+        });
+    }
+    out
+}
+
+/// The next delivery, waiting for it.
+async fn next(c: &mut lapin::Consumer) -> Option<lapin::Result<lapin::message::Delivery>> {
+    std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *c), cx)).await
+}
+
+/// The next delivery if one is already there.
+async fn ready(c: &mut lapin::Consumer) -> Option<lapin::Result<lapin::message::Delivery>> {
+    std::future::poll_fn(|cx| {
+        Poll::Ready(
+            match futures_core::Stream::poll_next(Pin::new(&mut *c), cx) {
+                Poll::Ready(d) => d,
+                Poll::Pending => None,
+            },
+        )
+    })
+    .await
+}
+
+/// A persistent, mandatory publish to `q` through the default exchange.
+async fn publish(ch: &lapin::Channel, q: &str, p: &[u8]) -> lapin::Result<lapin::PublisherConfirm> {
+    ch.basic_publish(
+        "".into(),
+        q.into(),
+        BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        },
+        p,
+        BasicProperties::default().with_delivery_mode(2),
+    )
+    .await
+}
+
+/// Plain lapin doing the same work as the backend (see the module doc).
+async fn bare(url: &str, q: &str, n: usize) -> R<Outcome> {
     let conn = Connection::connect(url, ConnectionProperties::default()).await?;
     let pch = conn.create_channel().await?;
     let mut args = FieldTable::default();
@@ -67,7 +195,7 @@ async fn bare(url: &str, n: usize) -> R<Outcome> {
         AMQPValue::LongString(LongString::from("quorum")),
     );
     pch.queue_declare(
-        q.as_str().into(),
+        q.into(),
         QueueDeclareOptions {
             durable: true,
             ..Default::default()
@@ -75,39 +203,45 @@ async fn bare(url: &str, n: usize) -> R<Outcome> {
         args,
     )
     .await?;
+    let run = tokio::time::timeout(LIMIT, bare_run(&conn, pch.clone(), q, n)).await;
+    // Delete the queue whatever happened.
+    let deleted = pch
+        .queue_delete(q.into(), QueueDeleteOptions::default())
+        .await;
+    let _ = conn.close(200, "bench done".into()).await;
+    let out = run.map_err(|_| format!("bare lapin: not done within {LIMIT:?}"))??;
+    deleted?;
+    Ok(out)
+}
+
+async fn bare_run(conn: &Connection, pch: lapin::Channel, q: &str, n: usize) -> R<Outcome> {
     pch.confirm_select(ConfirmSelectOptions::default()).await?;
     let cch = conn.create_channel().await?;
     cch.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
     let mut consumer = cch
         .basic_consume(
-            q.as_str().into(),
+            q.into(),
             "bare".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
         .await?;
     let t0 = Instant::now();
-    let qp = q.clone();
+    let qp = q.to_owned();
     let producer = tokio::spawn(async move {
         let mut sent = 0;
         while sent < n {
             let k = BATCH.min(n - sent);
+            let batch: Vec<Vec<u8>> = (0..k).map(|_| payload(t0)).collect();
+            // All of a batch's publishes are started, then all its confirms awaited.
             let mut confirms = Vec::with_capacity(k);
-            for _ in 0..k {
-                confirms.push(
-                    pch.basic_publish(
-                        "".into(),
-                        qp.as_str().into(),
-                        BasicPublishOptions::default(),
-                        &payload(t0),
-                        BasicProperties::default().with_delivery_mode(2),
-                    )
-                    .await?,
-                );
+            for c in in_flight(batch.iter().map(|p| publish(&pch, &qp, p)).collect()).await {
+                confirms.push(c?);
             }
             for c in confirms {
-                if !c.await?.is_ack() {
-                    return Err::<(), Box<dyn Error + Send + Sync>>("nacked".into());
+                match c.await? {
+                    Confirmation::Ack(None) => {}
+                    _ => return Err::<(), Box<dyn Error + Send + Sync>>("not confirmed".into()),
                 }
             }
             sent += k;
@@ -115,27 +249,48 @@ async fn bare(url: &str, n: usize) -> R<Outcome> {
         Ok(())
     });
     let mut lat = Vec::with_capacity(n);
+    let mut acks = Vec::with_capacity(BATCH);
     while lat.len() < n {
-        let d = std::future::poll_fn(|cx| {
-            futures_core::Stream::poll_next(std::pin::Pin::new(&mut consumer), cx)
-        })
-        .await
-        .ok_or("consumer ended")??;
+        // Wait for one delivery, take every one already there (up to a batch), then start
+        // their acks together and await them (what the backend's `settle` does).
+        let d = next(&mut consumer).await.ok_or("consumer ended")??;
         lat.push(latency_us(t0, &d.data));
-        if !d.acker.ack(BasicAckOptions::default()).await? {
-            return Err("ack on a dead channel".into());
+        acks.push(d.acker);
+        while acks.len() < BATCH
+            && lat.len() < n
+            && let Some(d) = ready(&mut consumer).await
+        {
+            let d = d?;
+            lat.push(latency_us(t0, &d.data));
+            acks.push(d.acker);
         }
+        let done = in_flight(
+            acks.iter()
+                .map(|a| a.ack(BasicAckOptions::default()))
+                .collect(),
+        )
+        .await;
+        for r in done {
+            if !r? {
+                return Err("ack on a dead channel".into());
+            }
+        }
+        acks.clear();
     }
     let secs = t0.elapsed().as_secs_f64();
     producer.await??;
-    cch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+    // Cancel and close explicitly: dropping a consumer and its channel while the queue is
+    // deleted races in lapin (an unexpected cancel-ok closes the connection).
+    cch.basic_cancel("bare".into(), BasicCancelOptions::default())
         .await?;
-    Ok(Outcome { secs, lat_us: lat })
+    drop(consumer);
+    cch.close(200, "bench done".into()).await?;
+    Ok(Outcome::new(n, secs, lat))
 }
 
-async fn ackline(url: &str, n: usize) -> R<Outcome> {
-    let q = format!("ackline-bench.ackline.{}", std::process::id());
-    let broker = RabbitBroker::connect(url, &q, RabbitOptions::default()).await?;
+/// The same workload through any `Broker`: one producer task publishing batches of
+/// [`BATCH`], one consumer receiving up to a batch and acking each delivery in one `settle`.
+async fn drive<B: Broker>(broker: Arc<B>, n: usize) -> R<Outcome> {
     let c = broker
         .consumer(ConsumerOptions {
             prefetch: PREFETCH.into(),
@@ -143,7 +298,7 @@ async fn ackline(url: &str, n: usize) -> R<Outcome> {
         })
         .await?;
     let t0 = Instant::now();
-    let b = Arc::new(broker.clone());
+    let b = broker.clone();
     let producer = tokio::spawn(async move {
         let mut sent = 0;
         while sent < n {
@@ -171,8 +326,51 @@ async fn ackline(url: &str, n: usize) -> R<Outcome> {
     let secs = t0.elapsed().as_secs_f64();
     producer.await??;
     c.close().await;
-    broker.delete().await?;
-    Ok(Outcome { secs, lat_us: lat })
+    Ok(Outcome::new(n, secs, lat))
+}
+
+async fn rabbit(url: &str, q: &str, n: usize) -> R<Outcome> {
+    let broker = Arc::new(RabbitBroker::connect(url, q, RabbitOptions::default()).await?);
+    let run = tokio::time::timeout(LIMIT, drive(broker.clone(), n)).await;
+    // Delete the queues whatever happened.
+    let deleted = RabbitBroker::clone(&broker).delete().await;
+    let out = run.map_err(|_| format!("ackline-rabbitmq: not done within {LIMIT:?}"))??;
+    deleted?;
+    Ok(out)
+}
+
+async fn embedded(n: usize) -> R<Outcome> {
+    let dir = tempfile::tempdir()?;
+    let db = Db::open(dir.path())?;
+    let queue = db.queue(
+        "bench",
+        QueueOptions {
+            fsync: Fsync::Always,
+            ..Default::default()
+        },
+    )?;
+    let broker = Arc::new(EmbeddedBroker::new(queue));
+    let run = tokio::time::timeout(LIMIT, drive(broker.clone(), n)).await;
+    drop(broker);
+    db.close();
+    run.map_err(|_| format!("embedded: not done within {LIMIT:?}"))?
+}
+
+/// The 1-minute load average (the machine is shared: it says how noisy a round was).
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        l if l % 2 == 1 => v[l / 2],
+        l => (v[l / 2 - 1] + v[l / 2]) / 2.0,
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -183,32 +381,65 @@ async fn main() -> R<()> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(200_000);
-    let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(2);
+    let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(3);
+    if n == 0 || rounds == 0 || rounds > 20 {
+        return Err("MESSAGES must be at least 1 and ROUNDS between 1 and 20".into());
+    }
     let url = std::env::var(ackline_rabbitmq::ENV_URL)
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     println!(
-        "{n} x {SIZE}-byte messages, confirmed publish in batches of {BATCH}, one consumer, prefetch {PREFETCH}, an ack per message, quorum queue"
+        "{n} x {SIZE}-byte messages, one producer publishing confirmed batches of {BATCH}, one consumer, \
+         prefetch {PREFETCH}, an ack per message; RabbitMQ quorum queues; embedded fsync=always"
     );
-    let (mut best_bare, mut best_ack) = (0f64, 0f64);
+    println!("load average at start: {}", load());
+    let mut all: Vec<[Option<Outcome>; 3]> = Vec::with_capacity(rounds);
     for round in 1..=rounds {
-        let mut b = bare(&url, n).await?;
-        let mut a = ackline(&url, n).await?;
-        println!(
-            "round {round}: bare lapin {:>8.0} msgs/s (p50 {:.1} ms, p99 {:.1} ms) | ackline-rabbitmq {:>8.0} msgs/s (p50 {:.1} ms, p99 {:.1} ms) | ratio {:.0} %",
-            b.rate(n),
-            b.pct(0.5),
-            b.pct(0.99),
-            a.rate(n),
-            a.pct(0.5),
-            a.pct(0.99),
-            100.0 * a.rate(n) / b.rate(n)
-        );
-        best_bare = best_bare.max(b.rate(n));
-        best_ack = best_ack.max(a.rate(n));
+        let mut got: [Option<Outcome>; 3] = [None, None, None];
+        let order: Vec<usize> = (0..3).map(|k| (k + round - 1) % 3).collect();
+        for &i in &order {
+            let v = VARIANTS[i];
+            let o = match v {
+                Variant::Bare => bare(&url, &unique("bare", round), n).await?,
+                Variant::Rabbit => rabbit(&url, &unique("backend", round), n).await?,
+                Variant::Embedded => embedded(n).await?,
+            };
+            println!(
+                "round {round} {:<17} {:>9.0} msgs/s  p50 {:>8.1} ms  p99 {:>8.1} ms",
+                v.name(),
+                o.rate,
+                o.p50_ms,
+                o.p99_ms
+            );
+            got[i] = Some(o);
+        }
+        if let [Some(b), Some(r), Some(e)] = &got {
+            println!(
+                "round {round} ratios: ackline-rabbitmq / bare lapin {:.0} %, embedded / ackline-rabbitmq {:.1}x (load average {})",
+                100.0 * r.rate / b.rate,
+                e.rate / r.rate,
+                load()
+            );
+        }
+        all.push(got);
     }
+    let med = |i: usize, f: fn(&Outcome) -> f64| {
+        median(all.iter().filter_map(|g| g[i].as_ref().map(f)).collect())
+    };
+    println!("median of {rounds} rounds:");
+    for (i, v) in VARIANTS.iter().enumerate() {
+        println!(
+            "  {:<17} {:>9.0} msgs/s  p50 {:>8.1} ms  p99 {:>8.1} ms",
+            v.name(),
+            med(i, |o| o.rate),
+            med(i, |o| o.p50_ms),
+            med(i, |o| o.p99_ms)
+        );
+    }
+    let (b, r, e) = (med(0, |o| o.rate), med(1, |o| o.rate), med(2, |o| o.rate));
     println!(
-        "best: bare {best_bare:.0} msgs/s, ackline {best_ack:.0} msgs/s, ratio {:.0} %",
-        100.0 * best_ack / best_bare
+        "  ackline-rabbitmq / bare lapin {:.0} % (target >= 90 %), embedded / ackline-rabbitmq {:.1}x",
+        100.0 * r / b,
+        e / r
     );
     Ok(())
 }
