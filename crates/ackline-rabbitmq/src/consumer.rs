@@ -60,6 +60,9 @@ use crate::publish::{Outgoing, in_flight};
 /// `Stale` rather than `Unknown`).
 const REMEMBERED: usize = 100_000;
 
+/// Most deliveries the reader moves into the buffer at once.
+const BURST: usize = 256;
+
 /// The error recorded when a message comes back without a nack (crash, lease, connection).
 pub(crate) const UNSETTLED: &str =
     "delivery ended without a settlement (worker died, lease expired or connection lost)";
@@ -225,6 +228,22 @@ async fn next(consumer: &mut lapin::Consumer) -> Option<lapin::Result<lapin::mes
     std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *consumer), cx)).await
 }
 
+/// The next delivery if one is already there: `None` if none is, `Some(None)` at the stream's
+/// end (which lapin reports only once: it must not be mistaken for "none yet").
+async fn ready(
+    consumer: &mut lapin::Consumer,
+) -> Option<Option<lapin::Result<lapin::message::Delivery>>> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(
+            match futures_core::Stream::poll_next(Pin::new(&mut *consumer), cx) {
+                std::task::Poll::Ready(d) => Some(d),
+                std::task::Poll::Pending => None,
+            },
+        )
+    })
+    .await
+}
+
 /// Keeps a channel consuming: reads deliveries into the buffer; on channel loss, fences what
 /// it held and opens a new channel (reconnecting with backoff); while suspended, waits for a
 /// `receive` to resume.
@@ -286,20 +305,43 @@ async fn read_loop(shared: Arc<Shared>, first: Channel) {
             }
         };
         lock(&shared.state).consumer_tag = Some(tag);
-        while let Some(r) = next(&mut consumer).await {
-            match r {
-                Ok(delivery) => {
-                    lock(&shared.state).buffer.push_back(Raw {
+        // Deliveries already there are taken together: one lock and one wake-up of `receive`
+        // per burst rather than per delivery.
+        let mut burst = Vec::new();
+        let mut ended = false;
+        while !ended && let Some(first) = next(&mut consumer).await {
+            let mut failed = None;
+            let mut item = Some(first);
+            while let Some(r) = item.take() {
+                match r {
+                    Ok(delivery) => burst.push(delivery),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                if burst.len() < BURST {
+                    match ready(&mut consumer).await {
+                        Some(Some(r)) => item = Some(r),
+                        Some(None) => ended = true,
+                        None => {}
+                    }
+                }
+            }
+            if !burst.is_empty() {
+                let arrived = Instant::now();
+                lock(&shared.state)
+                    .buffer
+                    .extend(burst.drain(..).map(|delivery| Raw {
                         generation,
-                        arrived: Instant::now(),
+                        arrived,
                         delivery,
-                    });
-                    shared.arrived.notify_waiters();
-                }
-                Err(e) => {
-                    tracing::warn!(error = %shared.inner.conn.url().redact(&e.to_string()), "consumer channel failed");
-                    break;
-                }
+                    }));
+                shared.arrived.notify_waiters();
+            }
+            if let Some(e) = failed {
+                tracing::warn!(error = %shared.inner.conn.url().redact(&e.to_string()), "consumer channel failed");
+                break;
             }
         }
         let suspended = {
