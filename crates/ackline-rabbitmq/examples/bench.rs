@@ -26,10 +26,10 @@
 //! [`LIMIT`].
 //!
 //! ```text
-//! cargo run --release -p ackline-rabbitmq --example bench -- [MESSAGES] [ROUNDS]
+//! cargo run --release -p ackline-rabbitmq --example bench -- [MESSAGES] [ROUNDS] [VARIANTS]
 //! ```
 //! (`ACKLINE_AMQP_URL` or amqp://guest:guest@127.0.0.1:5672/%2f; defaults 200000 messages,
-//! 3 rounds.)
+//! 3 rounds, all variants; VARIANTS is a comma-separated subset of bare,rabbitmq,embedded.)
 
 use std::error::Error;
 use std::future::Future;
@@ -71,6 +71,14 @@ impl Variant {
         match self {
             Variant::Bare => "bare lapin",
             Variant::Rabbit => "ackline-rabbitmq",
+            Variant::Embedded => "embedded",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Variant::Bare => "bare",
+            Variant::Rabbit => "rabbitmq",
             Variant::Embedded => "embedded",
         }
     }
@@ -157,12 +165,13 @@ async fn next(c: &mut lapin::Consumer) -> Option<lapin::Result<lapin::message::D
     std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *c), cx)).await
 }
 
-/// The next delivery if one is already there.
-async fn ready(c: &mut lapin::Consumer) -> Option<lapin::Result<lapin::message::Delivery>> {
+/// The next delivery if one is already there: `None` if none is, `Some(None)` at the stream's
+/// end (which lapin reports only once).
+async fn ready(c: &mut lapin::Consumer) -> Option<Option<lapin::Result<lapin::message::Delivery>>> {
     std::future::poll_fn(|cx| {
         Poll::Ready(
             match futures_core::Stream::poll_next(Pin::new(&mut *c), cx) {
-                Poll::Ready(d) => d,
+                Poll::Ready(d) => Some(d),
                 Poll::Pending => None,
             },
         )
@@ -260,7 +269,7 @@ async fn bare_run(conn: &Connection, pch: lapin::Channel, q: &str, n: usize) -> 
             && lat.len() < n
             && let Some(d) = ready(&mut consumer).await
         {
-            let d = d?;
+            let d = d.ok_or("consumer ended")??;
             lat.push(latency_us(t0, &d.data));
             acks.push(d.acker);
         }
@@ -382,6 +391,17 @@ async fn main() -> R<()> {
         .transpose()?
         .unwrap_or(200_000);
     let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(3);
+    // Which variants to run (for profiling one alone); all three by default.
+    let only: Vec<String> = args
+        .next()
+        .map(|a| a.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    if let Some(bad) = only
+        .iter()
+        .find(|k| !VARIANTS.iter().any(|v| v.key() == k.as_str()))
+    {
+        return Err(format!("unknown variant {bad:?} (bare, rabbitmq, embedded)").into());
+    }
     if n == 0 || rounds == 0 || rounds > 20 {
         return Err("MESSAGES must be at least 1 and ROUNDS between 1 and 20".into());
     }
@@ -398,6 +418,9 @@ async fn main() -> R<()> {
         let order: Vec<usize> = (0..3).map(|k| (k + round - 1) % 3).collect();
         for &i in &order {
             let v = VARIANTS[i];
+            if !only.is_empty() && !only.iter().any(|k| k == v.key()) {
+                continue;
+            }
             let o = match v {
                 Variant::Bare => bare(&url, &unique("bare", round), n).await?,
                 Variant::Rabbit => rabbit(&url, &unique("backend", round), n).await?,
