@@ -460,9 +460,22 @@ async fn main() -> R<()> {
     }
     let (b, r, e) = (med(0, |o| o.rate), med(1, |o| o.rate), med(2, |o| o.rate));
     println!(
-        "  ackline-rabbitmq / bare lapin {:.0} % (target >= 90 %), embedded / ackline-rabbitmq {:.1}x",
+        "  ratio of the medians: ackline-rabbitmq / bare lapin {:.0} % (target >= 90 %), embedded / ackline-rabbitmq {:.1}x",
         100.0 * r / b,
         e / r
+    );
+    // Each round's variants ran back to back, so a round's ratio pairs them under the same load.
+    let paired = |num: usize, den: usize| {
+        median(
+            all.iter()
+                .filter_map(|g| Some(g[num].as_ref()?.rate / g[den].as_ref()?.rate))
+                .collect(),
+        )
+    };
+    println!(
+        "  median of the per-round ratios: ackline-rabbitmq / bare lapin {:.0} %, embedded / ackline-rabbitmq {:.1}x",
+        100.0 * paired(1, 0),
+        paired(2, 1)
     );
     Ok(())
 }
