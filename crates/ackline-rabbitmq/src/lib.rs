@@ -83,6 +83,13 @@ pub enum QueueType {
     Classic,
 }
 
+/// Whether opening a broker handle declares its queues or requires them to exist.
+#[derive(Debug, Clone, Copy)]
+enum Open {
+    Declare,
+    Existing,
+}
+
 /// How a [`RabbitBroker`] uses its queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RabbitOptions {
@@ -195,6 +202,33 @@ impl Inner {
     }
 
     /// Declares a queue on a short-lived channel (a refusal closes only that channel).
+    /// Checks that queue `name` exists (a passive declare), creating nothing.
+    async fn exists(&self, name: &str) -> Result<(), BrokerError> {
+        let ch = self.conn.channel(Some(self.deadline())).await?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let r = ch
+            .queue_declare(name.into(), passive, FieldTable::default())
+            .await;
+        match r {
+            Ok(_) => {
+                let _ = ch.close(200, "checked".into()).await;
+                Ok(())
+            }
+            Err(e) => Err(
+                match self.conn.error(&format!("opening queue {name:?}"), &e) {
+                    BrokerError::Fatal { backend, reason } => BrokerError::Fatal {
+                        backend,
+                        reason: format!("{reason} (no such queue on this broker?)"),
+                    },
+                    other => other,
+                },
+            ),
+        }
+    }
+
     async fn declare(&self, name: &str, args: FieldTable) -> Result<u32, BrokerError> {
         let ch = self.conn.channel(Some(self.deadline())).await?;
         let q = ch
@@ -378,6 +412,15 @@ impl RabbitBroker {
         queue: &str,
         opts: RabbitOptions,
     ) -> Result<Self, BrokerError> {
+        Self::open(url, queue, opts, Open::Declare).await
+    }
+
+    async fn open(
+        url: AmqpUrl,
+        queue: &str,
+        opts: RabbitOptions,
+        mode: Open,
+    ) -> Result<Self, BrokerError> {
         check_queue_name(queue)?;
         if opts.max_attempts == 0 {
             return Err(BrokerError::Fatal {
@@ -407,9 +450,32 @@ impl RabbitBroker {
             counters: Counters::default(),
             dlq_lock: tokio::sync::Mutex::new(()),
         });
-        inner.declare(&inner.queue, inner.main_arguments()).await?;
-        inner.declare(&inner.dlq, Inner::dlq_arguments()).await?;
+        match mode {
+            Open::Declare => {
+                inner.declare(&inner.queue, inner.main_arguments()).await?;
+                inner.declare(&inner.dlq, Inner::dlq_arguments()).await?;
+            }
+            Open::Existing => {
+                inner.exists(&inner.queue).await?;
+                inner.exists(&inner.dlq).await?;
+            }
+        }
         Ok(RabbitBroker { inner })
+    }
+
+    /// As [`RabbitBroker::connect_url`], but declares nothing: `queue` and `<queue>.dlq`
+    /// must exist already. For tools that only look or operate on dead letters, so a
+    /// mistyped name is an error rather than two new empty queues.
+    ///
+    /// # Errors
+    /// `Fatal` naming the queue when it does not exist; otherwise as
+    /// [`RabbitBroker::connect`].
+    pub async fn connect_existing(
+        url: AmqpUrl,
+        queue: &str,
+        opts: RabbitOptions,
+    ) -> Result<Self, BrokerError> {
+        Self::open(url, queue, opts, Open::Existing).await
     }
 
     /// The main queue's name.

@@ -368,6 +368,30 @@ fn dlq_tools_on_rabbitmq() {
     assert_eq!(st["queues"][0]["backend"], "rabbitmq", "{st}");
     assert_eq!(st["queues"][0]["queue"], queue.as_str(), "{st}");
     rt.block_on(lib.close());
+
+    // A mistyped queue name is an error naming it, and creates nothing on the broker.
+    let missing = unique("dlq_cli_missing");
+    let _cleanup_missing = Cleanup(missing.clone());
+    let o = cli(
+        dir.path(),
+        &[],
+        &["dlq", "list", "--broker", AMQP, "--queue", &missing],
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&missing) && err.contains("no such queue"),
+        "{err}"
+    );
+    let created = rt.block_on(async {
+        ackline_rabbitmq::RabbitBroker::connect_existing(
+            ackline_rabbitmq::AmqpUrl::parse(AMQP).unwrap(),
+            &missing,
+            RabbitOptions::default(),
+        )
+        .await
+    });
+    assert!(created.is_err(), "dlq list created the queue {missing}");
 }
 
 #[test]

@@ -13,6 +13,8 @@
 //!   for the broker), or the HTTP client's few connect tries.
 //! - Usage errors (a bad `--queue`, `--limit 0`, a queue named twice) exit 2 before anything
 //!   is connected. The data directory is not opened.
+//! - Nothing is created on RabbitMQ: the queue and its dead-letter queue must exist
+//!   ([`RabbitBroker::connect_existing`]), so a mistyped name is an error, not two new queues.
 
 use std::path::Path;
 use std::time::Duration;
@@ -99,7 +101,7 @@ async fn connect(
                 connection_name: Some(format!("ackline {what} {queue} pid {}", std::process::id())),
                 ..rabbit_options(cfg)
             };
-            let b = RabbitBroker::connect_url(u.clone(), queue, opts)
+            let b = RabbitBroker::connect_existing(u.clone(), queue, opts)
                 .await
                 .with_context(|| format!("connecting to {shown}"))?;
             let queue = queue.to_string();
