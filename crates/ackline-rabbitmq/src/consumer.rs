@@ -7,7 +7,11 @@
 //!   attempt (see [`crate::attempts`]). A delivery past `max_attempts` (a message that crashed
 //!   its workers) is dead-lettered here instead of being handed out.
 //! - `Ack` → `basic.ack`; lapin's `Ok(false)` (the channel is dead) is a failed settlement:
-//!   `SettleError::Stale`, since RabbitMQ will redeliver the message.
+//!   `SettleError::Stale`, since RabbitMQ will redeliver the message. AMQP does not confirm
+//!   acks, so a settlement ends with a `basic.qos` round trip on the same channel: RabbitMQ
+//!   handles a channel's frames in order, so its `qos-ok` means every ack before it was
+//!   applied (and a `close` right after cannot overtake them: seen over TLS, where acks still
+//!   buffered in the client were lost to a channel close and their messages requeued).
 //! - `Nack { delay }` → a copy with `x-ackline-attempt` = this attempt and the error is
 //!   published to the delay bucket (or the main queue for a zero delay) and CONFIRMED, then
 //!   the original is acked. At `max_attempts` the copy goes to the dead-letter queue instead.
@@ -211,6 +215,13 @@ impl Drop for RabbitConsumer {
         // requeues what it held.
         drop(self.shutdown());
     }
+}
+
+/// A round trip on `ch` (re-sending its prefetch): RabbitMQ answers it only after handling
+/// every frame sent on the channel before it, acks included.
+async fn barrier(ch: &Channel, prefetch: usize) -> Result<(), lapin::Error> {
+    let prefetch = u16::try_from(prefetch.max(1)).unwrap_or(u16::MAX);
+    ch.basic_qos(prefetch, BasicQosOptions::default()).await
 }
 
 /// Opens a channel and sets the prefetch.
@@ -640,13 +651,21 @@ impl ackline_broker::Consumer for RabbitConsumer {
             }
             return Err(e);
         }
-        // 2. Ack the originals.
+        // 2. Ack the originals, then wait until RabbitMQ applied the acks (see the module
+        // doc). If the barrier fails the channel died: an ack it lost is redelivered (the
+        // stores are idempotent by id), so the results stand.
         let acks = in_flight(
             work.iter()
                 .map(|(_, _, a, _, _)| a.ack(BasicAckOptions::default()))
                 .collect(),
         )
         .await;
+        let channel = lock(&sh.state).channel.clone();
+        if let Some(ch) = channel
+            && let Err(e) = barrier(&ch, sh.opts.prefetch).await
+        {
+            tracing::debug!(error = %e, "ack barrier failed; unapplied acks will be redelivered");
+        }
         let mut st = lock(&sh.state);
         let mut settled = 0;
         let (mut acked, mut nacked, mut dead) = (0, 0, 0);
@@ -688,7 +707,10 @@ impl ackline_broker::Consumer for RabbitConsumer {
     }
 
     async fn close(mut self) {
+        let prefetch = self.shared.opts.prefetch;
         if let Some(ch) = self.shutdown() {
+            // Every ack sent so far is applied before the close (which requeues the rest).
+            let _ = barrier(&ch, prefetch).await;
             let _ = ch.close(200, "consumer closed".into()).await;
         }
     }
