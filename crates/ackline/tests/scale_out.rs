@@ -368,27 +368,33 @@ fn killed_ingest_node_and_worker_lose_nothing_and_store_nothing_twice() {
 
     // Worker B's metrics: every ack it made is one end-to-end observation, and its batches
     // were timed.
-    let (st, text) = common::http(
-        &format!("127.0.0.1:{metrics_port}"),
-        None,
-        "GET",
-        "/metrics",
-        "text/plain",
-        b"",
-    );
-    assert_eq!(st, 200, "{text}");
-    let acked = metric(&text, "ackline_worker_acked_total");
-    let stored = metric(&text, "ackline_worker_stored_total");
-    assert!(stored > 0.0 && acked >= stored, "{text}");
-    assert_eq!(
-        metric(&text, "ackline_end_to_end_latency_seconds_count"),
-        acked,
-        "{text}"
-    );
-    assert!(
-        metric(&text, "ackline_store_batch_duration_seconds_count") >= 1.0,
-        "{text}"
-    );
+    // (Its last batch's ack may still be in flight when the rows are all there: poll.)
+    let scrape = || {
+        let (st, text) = common::http(
+            &format!("127.0.0.1:{metrics_port}"),
+            None,
+            "GET",
+            "/metrics",
+            "text/plain",
+            b"",
+        );
+        assert_eq!(st, 200, "{text}");
+        text
+    };
+    let settled = |text: &str| {
+        let acked = metric(text, "ackline_worker_acked_total");
+        let stored = metric(text, "ackline_worker_stored_total");
+        stored > 0.0
+            && acked >= stored
+            && metric(text, "ackline_end_to_end_latency_seconds_count") == acked
+            && metric(text, "ackline_store_batch_duration_seconds_count") >= 1.0
+    };
+    let mut last = String::new();
+    wait_for(Duration::from_secs(30), "worker B's metrics", || {
+        last = scrape();
+        settled(&last)
+    });
+    assert!(settled(&last), "{last}");
 
     b.signal("TERM");
     assert_eq!(b.wait_exit(Duration::from_secs(30)).code(), Some(0));
