@@ -8,10 +8,11 @@
 //!   its workers) is dead-lettered here instead of being handed out.
 //! - `Ack` → `basic.ack`; lapin's `Ok(false)` (the channel is dead) is a failed settlement:
 //!   `SettleError::Stale`, since RabbitMQ will redeliver the message. AMQP does not confirm
-//!   acks, so a settlement ends with a `basic.qos` round trip on the same channel: RabbitMQ
-//!   handles a channel's frames in order, so its `qos-ok` means every ack before it was
-//!   applied (and a `close` right after cannot overtake them: seen over TLS, where acks still
-//!   buffered in the client were lost to a channel close and their messages requeued).
+//!   acks; while the channel lives they reach RabbitMQ in order. `close` first makes a
+//!   `basic.qos` round trip on the channel: RabbitMQ handles a channel's frames in order, so
+//!   its `qos-ok` means every ack before it was applied, and the close cannot overtake them
+//!   (seen over TLS: acks still buffered in the client were lost to the close and their
+//!   messages requeued, to be stored again as duplicates).
 //! - `Nack { delay }` → a copy with `x-ackline-attempt` = this attempt and the error is
 //!   published to the delay bucket (or the main queue for a zero delay) and CONFIRMED, then
 //!   the original is acked. At `max_attempts` the copy goes to the dead-letter queue instead.
@@ -25,7 +26,8 @@
 //!   for a whole lease, while no `receive` is running, cancels its `basic.consume` (so the
 //!   requeued delivery goes to a consumer that asks) and gives the buffer back as confirmed
 //!   copies that keep their attempt; the next `receive` consumes again.
-//! - `close`/drop → the channel is closed; RabbitMQ requeues every unacked delivery at once.
+//! - `close`/drop → the channel is closed (after the ack barrier above, for `close`); RabbitMQ
+//!   requeues every unacked delivery at once.
 //! - Channel or connection loss → the reader task opens a new channel (reconnecting with
 //!   backoff) and consumes again; what the dead channel held comes back through RabbitMQ's
 //!   requeue with attempt + 1.
@@ -651,21 +653,13 @@ impl ackline_broker::Consumer for RabbitConsumer {
             }
             return Err(e);
         }
-        // 2. Ack the originals, then wait until RabbitMQ applied the acks (see the module
-        // doc). If the barrier fails the channel died: an ack it lost is redelivered (the
-        // stores are idempotent by id), so the results stand.
+        // 2. Ack the originals.
         let acks = in_flight(
             work.iter()
                 .map(|(_, _, a, _, _)| a.ack(BasicAckOptions::default()))
                 .collect(),
         )
         .await;
-        let channel = lock(&sh.state).channel.clone();
-        if let Some(ch) = channel
-            && let Err(e) = barrier(&ch, sh.opts.prefetch).await
-        {
-            tracing::debug!(error = %e, "ack barrier failed; unapplied acks will be redelivered");
-        }
         let mut st = lock(&sh.state);
         let mut settled = 0;
         let (mut acked, mut nacked, mut dead) = (0, 0, 0);
