@@ -191,7 +191,7 @@ impl Client {
     pub(crate) async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: &serde_json::Value,
+        body: &impl serde::Serialize,
         timeout: Option<Duration>,
     ) -> Result<T, Error> {
         let body = serde_json::to_vec(body).map_err(|e| {

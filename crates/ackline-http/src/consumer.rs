@@ -126,22 +126,27 @@ impl ackline_broker::Consumer for HttpConsumer {
         items: Vec<(Tag, Settlement)>,
     ) -> Result<Vec<Result<(), SettleError>>, BrokerError> {
         let n = items.len();
-        let items: Vec<serde_json::Value> = items
+        let items: Vec<wire::SettleItem> = items
             .into_iter()
             .map(|(t, s)| {
-                let (k, a) = (t.key, t.attempt);
+                let mut item = wire::SettleItem::new(t.key, t.attempt);
                 match s {
-                    Settlement::Ack => json!({ "key": k, "attempt": a, "op": "ack" }),
-                    Settlement::Nack { delay, error } => json!({
-                        "key": k, "attempt": a, "op": "nack", "delay_ms": ms(delay), "error": error
-                    }),
+                    Settlement::Ack => item.op = "ack",
+                    Settlement::Nack { delay, error } => {
+                        item.op = "nack";
+                        item.delay_ms = Some(ms(delay));
+                        item.error = Some(error);
+                    }
                     Settlement::Reject { reason } => {
-                        json!({ "key": k, "attempt": a, "op": "reject", "reason": reason })
+                        item.op = "reject";
+                        item.reason = Some(reason);
                     }
                     Settlement::Extend { lease } => {
-                        json!({ "key": k, "attempt": a, "op": "extend", "lease_ms": ms(lease) })
+                        item.op = "extend";
+                        item.lease_ms = Some(ms(lease));
                     }
                 }
+                item
             })
             .collect();
         let session = self.session();
@@ -149,7 +154,7 @@ impl ackline_broker::Consumer for HttpConsumer {
             .client
             .post(
                 &self.path(&session, "/settle"),
-                &json!({ "items": items }),
+                &wire::SettleBody { items },
                 None,
             )
             .await?;

@@ -6,7 +6,7 @@
 use ackline_broker::{BrokerError, BrokerStats, DlqSelector, Message};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::NAME;
@@ -73,6 +73,44 @@ pub(crate) struct Delivery {
 #[derive(Debug, Deserialize)]
 pub(crate) struct Deliveries {
     pub deliveries: Vec<Delivery>,
+}
+
+/// One settlement as the server reads it (`op`: ack, nack, reject, extend; the fields of
+/// the other ops are left out).
+#[derive(Debug, Serialize)]
+pub(crate) struct SettleItem {
+    pub key: u64,
+    pub attempt: u32,
+    pub op: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+}
+
+impl SettleItem {
+    /// An ack of (key, attempt); the caller sets `op` and its fields for the others.
+    pub fn new(key: u64, attempt: u32) -> Self {
+        SettleItem {
+            key,
+            attempt,
+            op: "ack",
+            delay_ms: None,
+            error: None,
+            reason: None,
+            lease_ms: None,
+        }
+    }
+}
+
+/// The body of a settle request (typed: no `serde_json::Value` per item).
+#[derive(Debug, Serialize)]
+pub(crate) struct SettleBody {
+    pub items: Vec<SettleItem>,
 }
 
 #[derive(Debug, Deserialize)]

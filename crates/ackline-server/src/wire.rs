@@ -111,6 +111,14 @@ pub struct Delivery {
 }
 
 /// One settlement.
+/// The answer of a receive: serialized straight from the typed deliveries (no intermediate
+/// `serde_json::Value` tree: one allocation per field per delivery saved).
+#[derive(Debug, Serialize)]
+pub struct Deliveries {
+    /// What was leased.
+    pub deliveries: Vec<Delivery>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct SettleItem {
     /// The delivery's key.
@@ -173,6 +181,13 @@ pub enum SettleResult {
     AlreadySettled,
     /// No such delivery.
     Unknown,
+}
+
+/// The answer of a settle: one result per item, in order.
+#[derive(Debug, Serialize)]
+pub struct SettleResults {
+    /// The results.
+    pub results: Vec<SettleResult>,
 }
 
 /// A dead-letter entry.

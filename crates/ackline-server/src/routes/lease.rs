@@ -142,7 +142,7 @@ pub async fn receive(
             }
         })
         .collect();
-    Ok(Json(serde_json::json!({ "deliveries": deliveries })).into_response())
+    Ok(Json(wire::Deliveries { deliveries }).into_response())
 }
 
 /// `POST /v1/queues/{queue}/sessions/{session}/settle`.
@@ -234,7 +234,7 @@ pub async fn settle(
             Err(SettleError::Unknown) => wire::SettleResult::Unknown,
         });
     }
-    Ok(Json(serde_json::json!({ "results": out })).into_response())
+    Ok(Json(wire::SettleResults { results: out }).into_response())
 }
 
 /// What a settle item does, as far as accounting goes.
