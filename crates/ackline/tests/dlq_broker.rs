@@ -14,7 +14,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -22,44 +21,15 @@ use std::time::{Duration, Instant};
 use ackline_broker::{Broker, Consumer as _, ConsumerOptions, Delivery, Message, Settlement};
 use ackline_http::HttpBroker;
 use ackline_rabbitmq::{RabbitBroker, RabbitOptions};
-use common::{ackline, run_with_deadline};
+use common::{ackline, free_port, reachable, run_with_deadline, unique};
 use serde_json::Value;
 
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const TOKEN: &str = "dlq-broker-token-0123456789";
 
-/// Whether RabbitMQ accepts TCP connections; outside CI an unreachable one skips the test
-/// (printed), under `CI=true` it fails it.
+/// Whether RabbitMQ accepts TCP connections (see [`common::reachable`]).
 fn rabbit_reachable() -> bool {
-    let endpoint = "127.0.0.1:5672";
-    let res = endpoint
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())
-        .and_then(|mut a| a.next().ok_or_else(|| "no address".to_owned()))
-        .and_then(|a| {
-            TcpStream::connect_timeout(&a, Duration::from_secs(3)).map_err(|e| e.to_string())
-        });
-    match res {
-        Ok(_) => true,
-        Err(reason) => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-            assert!(
-                !ci,
-                "RabbitMQ not reachable at {endpoint} (CI=true, so this fails): {reason}; \
-                 start it with `rabbitmq-server -detached`"
-            );
-            println!("skipped: RabbitMQ not reachable at {endpoint}: {reason}");
-            false
-        }
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}_{}_{nanos:x}", std::process::id())
+    reachable("RabbitMQ", "127.0.0.1:5672", "rabbitmq-server -detached")
 }
 
 /// A runtime whose worker thread keeps the library's connections alive while the test waits
@@ -434,11 +404,7 @@ fn dlq_tools_on_ackline_serve() {
 #[test]
 fn an_unreachable_broker_is_a_prompt_error_without_the_password() {
     // A port nobody listens on (free a moment ago).
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     for args in [
         vec!["dlq", "list"],

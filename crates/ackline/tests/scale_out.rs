@@ -15,14 +15,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Proc, ackline, wait_for};
+use common::{Proc, ackline, free_port, reachable, unique, wait_for};
 
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -31,52 +31,11 @@ fn pg_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
-/// Whether `host:port` accepts TCP connections; outside CI an unreachable service skips the
-/// test (printed), under `CI=true` it fails it.
-fn reachable(what: &str, endpoint: &str, start: &str) -> bool {
-    let res = endpoint
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())
-        .and_then(|mut a| a.next().ok_or_else(|| "no address".to_owned()))
-        .and_then(|a| {
-            TcpStream::connect_timeout(&a, Duration::from_secs(3)).map_err(|e| e.to_string())
-        });
-    match res {
-        Ok(_) => true,
-        Err(reason) => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-            assert!(
-                !ci,
-                "{what} not reachable at {endpoint} (CI=true, so this fails): {reason}; start it with `{start}`"
-            );
-            println!("skipped: {what} not reachable at {endpoint}: {reason}");
-            false
-        }
-    }
-}
-
-/// A port free on loopback a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The value of the sample named exactly `name` in a text exposition.
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}_{}_{nanos:x}", std::process::id())
 }
 
 /// A TCP proxy to RabbitMQ that the test opens: while closed it accepts connections and

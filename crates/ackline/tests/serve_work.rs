@@ -274,11 +274,7 @@ fn serve_takes_syslog_over_tcp_and_udp() {
 fn work_waits_for_a_server_that_is_not_up_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     // A port that was free a moment ago: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let mut c = ackline();
     c.env_remove("ACKLINE_CONFIG")
         .arg("--data-dir")

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -166,4 +166,46 @@ pub fn spawn_json_line(mut cmd: Command) -> (Proc, serde_json::Value) {
     let v = serde_json::from_str(&line)
         .unwrap_or_else(|e| panic!("it printed {line:?}, not a JSON line: {e}"));
     (p, v)
+}
+
+/// Whether `host:port` accepts TCP connections; outside CI an unreachable service skips the
+/// test (printed), under `CI=true` it fails it.
+pub fn reachable(what: &str, endpoint: &str, start: &str) -> bool {
+    let res = endpoint
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())
+        .and_then(|mut a| a.next().ok_or_else(|| "no address".to_owned()))
+        .and_then(|a| {
+            TcpStream::connect_timeout(&a, Duration::from_secs(3)).map_err(|e| e.to_string())
+        });
+    match res {
+        Ok(_) => true,
+        Err(reason) => {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+            assert!(
+                !ci,
+                "{what} not reachable at {endpoint} (CI=true, so this fails): {reason}; start it with `{start}`"
+            );
+            println!("skipped: {what} not reachable at {endpoint}: {reason}");
+            false
+        }
+    }
+}
+
+/// A port free on loopback a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A name no other test or run uses (prefix, process id, clock nanoseconds).
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}_{}_{nanos:x}", std::process::id())
 }
