@@ -123,7 +123,9 @@ pub enum ForwardError {
 }
 
 /// Forwards from `src` to `dst` with `cfg.tasks` tasks until `stop` turns true, or a fatal
-/// error. Returns once every task released what it held.
+/// error. Returns once every task closed its consumer (releasing what it held; a receive cut
+/// short by the stop may finish in the backend afterwards, and what it took is released
+/// when it does).
 pub async fn forward<S: Broker, D: Broker>(
     src: Arc<S>,
     dst: Arc<D>,
