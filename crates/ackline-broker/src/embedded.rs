@@ -93,18 +93,21 @@ fn tag_of(t: q::Tag) -> Tag {
     }
 }
 
-fn dead_letter(d: q::DeadLetter) -> DeadLetter {
-    DeadLetter {
-        key: d.key,
-        id: d.id,
-        headers: d.headers,
-        payload: d.payload,
-        enqueued_at: d.enqueued_at,
-        attempts: d.attempts,
-        first_failure: d.first_failure,
-        last_failure: d.last_failure,
-        reason: d.reason,
-        last_error: d.last_error,
+/// The engine's dead-letter entry as the broker trait's.
+impl From<q::DeadLetter> for DeadLetter {
+    fn from(d: q::DeadLetter) -> Self {
+        DeadLetter {
+            key: d.key,
+            id: d.id,
+            headers: d.headers,
+            payload: d.payload,
+            enqueued_at: d.enqueued_at,
+            attempts: d.attempts,
+            first_failure: d.first_failure,
+            last_failure: d.last_failure,
+            reason: d.reason,
+            last_error: d.last_error,
+        }
     }
 }
 
@@ -175,7 +178,7 @@ impl DeadLetters for EmbeddedBroker {
         let q = self.queue.clone();
         blocking(move || {
             q.dlq_list(after, limit)
-                .map(|v| v.into_iter().map(dead_letter).collect())
+                .map(|v| v.into_iter().map(DeadLetter::from).collect())
                 .map_err(queue_error)
         })
         .await
@@ -185,7 +188,7 @@ impl DeadLetters for EmbeddedBroker {
         let q = self.queue.clone();
         blocking(move || {
             q.dlq_get(key)
-                .map(|d| d.map(dead_letter))
+                .map(|d| d.map(DeadLetter::from))
                 .map_err(queue_error)
         })
         .await

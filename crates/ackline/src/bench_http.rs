@@ -324,11 +324,7 @@ pub fn run(a: &BenchHttpArgs, out: Out) -> anyhow::Result<()> {
         books,
     };
     out.emit(&report, || human(&report))?;
-    if report.books.is_empty() {
-        Ok(())
-    } else {
-        Err(anyhow::Error::new(Unbalanced(report.books.join("; "))))
-    }
+    Unbalanced::check(&report.books, "")
 }
 
 /// `fdatasync` latency of 200 appends of 4 KiB in `dir`.

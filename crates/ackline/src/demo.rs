@@ -204,14 +204,7 @@ pub fn run(a: &DemoArgs, data_dir: Option<&Path>, out: Out) -> anyhow::Result<()
         books,
     };
     out.emit(&report, || human(&report))?;
-    if !report.books.balanced {
-        return Err(Unbalanced(format!(
-            "{} (seed {seed})",
-            report.books.failures.join("; ")
-        ))
-        .into());
-    }
-    Ok(())
+    Unbalanced::check(&report.books.failures, &format!(" (seed {seed})"))
 }
 
 fn final_state(dir: &Path) -> anyhow::Result<Final> {

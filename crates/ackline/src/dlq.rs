@@ -185,19 +185,7 @@ impl From<ackline_broker::DeadLetter> for EntryView {
 
 impl From<DeadLetter> for EntryView {
     fn from(d: DeadLetter) -> Self {
-        EntryView {
-            key: d.key,
-            id: d.id,
-            attempts: d.attempts,
-            enqueued_at: d.enqueued_at,
-            first_failure: d.first_failure,
-            last_failure: d.last_failure,
-            reason: d.reason,
-            last_error: d.last_error,
-            headers: d.headers,
-            payload_bytes: d.payload.len(),
-            payload: String::from_utf8_lossy(&d.payload).into_owned(),
-        }
+        ackline_broker::DeadLetter::from(d).into()
     }
 }
 

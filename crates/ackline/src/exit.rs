@@ -30,6 +30,17 @@ impl fmt::Display for Unbalanced {
 
 impl std::error::Error for Unbalanced {}
 
+impl Unbalanced {
+    /// `Ok` when there are no `failures`, else this error listing them (with `context`
+    /// appended, such as the seed that replays the run).
+    pub fn check(failures: &[String], context: &str) -> anyhow::Result<()> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(Unbalanced(format!("{}{context}", failures.join("; "))).into())
+    }
+}
+
 /// The exit code for an error.
 pub fn code(e: &anyhow::Error) -> u8 {
     if e.chain().any(|c| c.is::<Unbalanced>()) {

@@ -359,14 +359,7 @@ pub fn run(a: &PipelineDemoArgs, data_dir: Option<&Path>, out: Out) -> anyhow::R
         books,
     };
     out.emit(&report, || human(&report))?;
-    if !report.books.balanced {
-        return Err(Unbalanced(format!(
-            "{} (seed {seed})",
-            report.books.failures.join("; ")
-        ))
-        .into());
-    }
-    Ok(())
+    Unbalanced::check(&report.books.failures, &format!(" (seed {seed})"))
 }
 
 fn human(r: &Report) -> String {
