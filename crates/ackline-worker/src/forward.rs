@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ackline_broker::{
-    Broker, BrokerError, Consumer, ConsumerOptions, Delivery, Message, Settlement,
+    Broker, BrokerError, Consumer, ConsumerOptions, Delivery, Message, Settlement, Tag,
 };
 use tokio::sync::watch;
 
@@ -191,12 +191,19 @@ enum Sent {
     Stopped,
 }
 
-fn message(d: &Delivery) -> Message {
-    Message {
-        id: d.id.clone(),
-        headers: d.headers.clone(),
-        payload: d.payload.clone(),
-    }
+/// Each delivery's tag (to settle it) and its message (to forward), fields moved, not copied.
+fn split(batch: Vec<Delivery>) -> (Vec<Tag>, Vec<Message>) {
+    batch
+        .into_iter()
+        .map(|d| {
+            let m = Message {
+                id: d.id,
+                headers: d.headers,
+                payload: d.payload,
+            };
+            (d.tag, m)
+        })
+        .unzip()
 }
 
 impl<D: Broker> Task<D> {
@@ -242,7 +249,7 @@ impl<D: Broker> Task<D> {
             if batch.is_empty() {
                 continue;
             }
-            let Some(settlements) = self.send_batch(consumer, &batch).await? else {
+            let Some(settlements) = self.send_batch(consumer, batch).await? else {
                 return Ok(());
             };
             let results = consumer
@@ -259,30 +266,31 @@ impl<D: Broker> Task<D> {
     async fn send_batch<C: Consumer>(
         &self,
         consumer: &C,
-        batch: &[Delivery],
-    ) -> Result<Option<Vec<(ackline_broker::Tag, Settlement)>>, ForwardError> {
-        let msgs: Vec<Message> = batch.iter().map(message).collect();
-        match self.send(consumer, batch, msgs).await? {
+        batch: Vec<Delivery>,
+    ) -> Result<Option<Vec<(Tag, Settlement)>>, ForwardError> {
+        let (tags, msgs) = split(batch);
+        match self.send(consumer, &tags, &msgs).await? {
             Sent::Stopped => return Ok(None),
             Sent::Confirmed => {
-                bump(&self.stats.forwarded, batch.len() as u64);
+                bump(&self.stats.forwarded, tags.len() as u64);
                 return Ok(Some(
-                    batch
-                        .iter()
-                        .map(|d| (d.tag.clone(), Settlement::Ack))
-                        .collect(),
+                    tags.into_iter().map(|t| (t, Settlement::Ack)).collect(),
                 ));
             }
-            Sent::Refused(reason) if batch.len() == 1 => {
+            Sent::Refused(reason) if tags.len() == 1 => {
                 bump(&self.stats.refused, 1);
-                return Ok(Some(vec![(batch[0].tag.clone(), refusal(reason))]));
+                return Ok(Some(
+                    tags.into_iter()
+                        .map(|t| (t, refusal(reason.clone())))
+                        .collect(),
+                ));
             }
             Sent::Refused(_) => {}
         }
         // Some message of the batch is refused: find which, one by one.
-        let mut out = Vec::with_capacity(batch.len());
-        for d in batch {
-            let s = match self.send(consumer, batch, vec![message(d)]).await? {
+        let mut out = Vec::with_capacity(tags.len());
+        for (tag, m) in tags.iter().zip(&msgs) {
+            let s = match self.send(consumer, &tags, std::slice::from_ref(m)).await? {
                 Sent::Stopped => return Ok(None),
                 Sent::Confirmed => {
                     bump(&self.stats.forwarded, 1);
@@ -293,7 +301,7 @@ impl<D: Broker> Task<D> {
                     refusal(reason)
                 }
             };
-            out.push((d.tag.clone(), s));
+            out.push((tag.clone(), s));
         }
         Ok(Some(out))
     }
@@ -302,15 +310,15 @@ impl<D: Broker> Task<D> {
     async fn send<C: Consumer>(
         &self,
         consumer: &C,
-        held: &[Delivery],
-        msgs: Vec<Message>,
+        held: &[Tag],
+        msgs: &[Message],
     ) -> Result<Sent, ForwardError> {
         let mut failures = 0u32;
         let every = (self.cfg.lease / 3).max(Duration::from_millis(10));
         let mut next_extend = tokio::time::Instant::now() + every;
         loop {
             let dst = self.dst.clone();
-            let publish = dst.publish(msgs.clone());
+            let publish = dst.publish(msgs.to_vec());
             match self
                 .keeping_leases(consumer, held, &mut next_extend, publish)
                 .await
@@ -345,7 +353,7 @@ impl<D: Broker> Task<D> {
     async fn keeping_leases<C: Consumer, T>(
         &self,
         consumer: &C,
-        held: &[Delivery],
+        held: &[Tag],
         next_extend: &mut tokio::time::Instant,
         fut: impl Future<Output = T>,
     ) -> T {
@@ -357,7 +365,7 @@ impl<D: Broker> Task<D> {
                 _ = tokio::time::sleep_until(*next_extend) => {
                     let items = held
                         .iter()
-                        .map(|d| (d.tag.clone(), Settlement::Extend { lease: self.cfg.lease }))
+                        .map(|t| (t.clone(), Settlement::Extend { lease: self.cfg.lease }))
                         .collect();
                     // A failed extension is not fatal here: at worst the lease runs out and
                     // the message is forwarded twice under one id.
