@@ -704,7 +704,9 @@ impl ackline_broker::Consumer for RabbitConsumer {
         let prefetch = self.shared.opts.prefetch;
         if let Some(ch) = self.shutdown() {
             // Every ack sent so far is applied before the close (which requeues the rest).
-            let _ = barrier(&ch, prefetch).await;
+            if let Err(e) = barrier(&ch, prefetch).await {
+                tracing::debug!(error = %e, "ack barrier before close failed; RabbitMQ redelivers what it lacked");
+            }
             let _ = ch.close(200, "consumer closed".into()).await;
         }
     }

@@ -17,13 +17,14 @@ use tokio::sync::watch;
 
 use crate::output::Out;
 
-/// Binds `addr` and serves the metrics of `stats` until `stop` turns true.
+/// Binds `addr`, then serves the metrics of `stats` on a task of its own until `stop` turns
+/// true.
 pub async fn spawn(
     addr: SocketAddr,
     stats: Arc<Stats>,
     mut stop: watch::Receiver<bool>,
     out: Out,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the metrics endpoint on {addr}"))?;
@@ -32,12 +33,13 @@ pub async fn spawn(
         .with_context(|| format!("reading the metrics endpoint's address ({addr})"))?;
     out.note(&format!("ackline: metrics on http://{bound}/metrics"));
     let render = move || ackline_worker::metrics::render(&stats);
-    Ok(tokio::spawn(async move {
+    tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
         if let Err(e) = ackline_server::serve_metrics(listener, render, shutdown).await {
             tracing::warn!(error = %e, "the metrics endpoint stopped");
         }
-    }))
+    });
+    Ok(())
 }
