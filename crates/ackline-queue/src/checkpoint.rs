@@ -10,7 +10,13 @@
 //!       failures: count u64, then per entry seq u64, first u64, last u64, error (u32 len + utf-8),
 //!       dead letters: count u64, then per entry key u64, seg u32, off u32, len u32,
 //!              attempts u32, first u64, last u64, reason, last_error (u32 len + utf-8 each)
+//!       (version 2 on:) id index: fingerprint key k0 u64, k1 u64, count u64, then per live
+//!              entry hi u64, lo u64, seq u64
 //! ```
+//!
+//! Version 1 (no id index) is still read: its messages are then not in the id index, so a
+//! duplicate of one of them is enqueued again (the stores deduplicate it; nothing is lost).
+//! A version this build does not know is refused, never guessed at.
 //!
 //! Invariants:
 //! - A checkpoint describes the state after exactly the records before its log position; it
@@ -20,10 +26,31 @@
 
 use std::collections::VecDeque;
 
-use crate::state::{DELAYED, DlqEntry, LEASED, READY, SETTLED, Slot, State};
+use crate::state::{DELAYED, DlqEntry, FpKey, IdRef, LEASED, LOST, READY, SETTLED, Slot, State};
 
 const MAGIC: &[u8; 8] = b"ACKLCKP1";
-const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
+
+/// Why a checkpoint cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CheckpointError {
+    /// Torn, truncated or damaged: another generation (or a full replay) may stand in.
+    Damaged(String),
+    /// Written by a build that knows a format this one does not: refuse to open.
+    Version(u32),
+}
+
+impl From<&str> for CheckpointError {
+    fn from(s: &str) -> Self {
+        CheckpointError::Damaged(s.to_string())
+    }
+}
+
+impl From<String> for CheckpointError {
+    fn from(s: String) -> Self {
+        CheckpointError::Damaged(s)
+    }
+}
 
 /// A log position: records at or after it are not covered by the checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +103,21 @@ pub(crate) fn encode(st: &State, pos: Pos) -> Vec<u8> {
         put_str(&mut b, &e.reason);
         put_str(&mut b, &e.last_error);
     }
+    b.extend_from_slice(&st.fp_key.0.to_le_bytes());
+    b.extend_from_slice(&st.fp_key.1.to_le_bytes());
+    let count_at = b.len();
+    b.extend_from_slice(&0u64.to_le_bytes());
+    let mut live = 0u64;
+    for (hi, r) in &st.ids {
+        let seq = r.seq;
+        if st.state_of(seq) != SETTLED || st.dlq.contains_key(&seq) {
+            b.extend_from_slice(&hi.to_le_bytes());
+            b.extend_from_slice(&r.lo.to_le_bytes());
+            b.extend_from_slice(&seq.to_le_bytes());
+            live += 1;
+        }
+    }
+    b[count_at..count_at + 8].copy_from_slice(&live.to_le_bytes());
     let mut out = Vec::with_capacity(b.len() + 24);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -126,15 +168,13 @@ impl<'a> Cur<'a> {
 }
 
 /// Reads a checkpoint back into a state and its log position.
-pub(crate) fn decode(bytes: &[u8]) -> Result<(State, Pos), String> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<(State, Pos), CheckpointError> {
     if bytes.len() < 24 || &bytes[0..8] != MAGIC {
         return Err("not an ackline checkpoint".into());
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version != VERSION {
-        return Err(format!(
-            "checkpoint version {version}, this build reads {VERSION}"
-        ));
+    if version == 0 || version > VERSION {
+        return Err(CheckpointError::Version(version));
     }
     let mut lenb = [0u8; 8];
     lenb.copy_from_slice(&bytes[12..20]);
@@ -167,10 +207,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(State, Pos), String> {
             state: c.u8()?,
         };
         match s.state {
-            SETTLED | READY => {}
+            SETTLED | READY | LOST => {}
             DELAYED => delayed.push((base + i as u64, c.u64()?)),
             LEASED => s.state = READY,
-            other => return Err(format!("checkpoint slot state {other} unknown")),
+            other => return Err(format!("checkpoint slot state {other} unknown").into()),
         }
         slots.push_back(s);
     }
@@ -208,6 +248,17 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(State, Pos), String> {
         };
         st.restore_dlq(key, entry);
     }
+    if version >= 2 {
+        st.fp_key = FpKey(c.u64()?, c.u64()?);
+        let ni = c.count(24)?;
+        st.ids.reserve(ni);
+        for _ in 0..ni {
+            let hi = c.u64()?;
+            let lo = c.u64()?;
+            let seq = c.u64()?;
+            st.ids.insert(hi, IdRef { seq, lo });
+        }
+    }
     if !c.0.is_empty() {
         return Err("checkpoint has trailing bytes".into());
     }
@@ -230,6 +281,7 @@ mod tests {
                     len: 10,
                 },
                 None,
+                st.fp_key.of(&format!("m-{s}")),
             );
         }
         st.on_deliver(1);
@@ -259,6 +311,22 @@ mod tests {
         assert_eq!(&*back.dlq[&2].reason, "rejected");
         assert!(back.leases.is_empty());
         assert_eq!(back.state_of(3), READY, "the leased slot comes back ready");
+        assert_eq!(back.fp_key, st.fp_key);
+        for s in [1, 2, 3, 4] {
+            let fp = st.fp_key.of(&format!("m-{s}"));
+            assert_eq!(back.duplicate_of(fp), Some(s), "id of position {s}");
+        }
+        assert_eq!(back.duplicate_of(st.fp_key.of("m-0")), None, "acked");
+    }
+
+    #[test]
+    fn an_unknown_version_is_refused_not_read() {
+        let mut bytes = encode(&sample(), Pos { seg: 1, off: 32 });
+        bytes[8..12].copy_from_slice(&(VERSION + 1).to_le_bytes());
+        assert_eq!(
+            decode(&bytes).err(),
+            Some(CheckpointError::Version(VERSION + 1))
+        );
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //!   [`OpenError::Locked`] instead of corrupting it. The lock lives as long as the `Db` or any
 //!   queue opened from it.
 //! - Each queue is opened once per `Db`; asking again returns the same queue.
+//! - A `Db` opened with [`Db::open_read_only`] takes no lock and changes no file: it creates
+//!   nothing, recovers without truncating or moving anything, and its queues refuse writes.
+//!   It can inspect a directory another process has open (what it reads may be a moment
+//!   old), or one on a read-only mount.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -41,7 +45,8 @@ impl Default for DbOptions {
 pub struct Db {
     dir: PathBuf,
     opts: DbOptions,
-    lock: Arc<DirLock>,
+    /// `None` when opened read-only.
+    lock: Option<Arc<DirLock>>,
     queues: Mutex<HashMap<String, Queue>>,
 }
 
@@ -75,16 +80,52 @@ impl Db {
         opts.fs
             .create_dir_all(&queues)
             .map_err(|e| OpenError::io("creating", &queues, e))?;
-        let lock = opts.fs.lock_dir(&dir).map_err(|source| OpenError::Locked {
+        let lock = opts.fs.lock_dir(&dir).map_err(|cause| OpenError::Locked {
             dir: dir.clone(),
-            source,
+            cause,
         })?;
         Ok(Db {
             dir,
             opts,
-            lock: Arc::new(lock),
+            lock: Some(Arc::new(lock)),
             queues: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Opens an existing data directory for inspection only, on the real filesystem.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Db, OpenError> {
+        Self::open_read_only_with(dir, DbOptions::default())
+    }
+
+    /// Opens an existing data directory for inspection only: no lock is taken and no file is
+    /// created or changed; queues opened from it refuse writes with
+    /// [`QueueError::ReadOnly`](crate::QueueError::ReadOnly).
+    pub fn open_read_only_with(dir: impl AsRef<Path>, opts: DbOptions) -> Result<Db, OpenError> {
+        let dir = dir.as_ref().to_path_buf();
+        let queues = dir.join("queues");
+        opts.fs
+            .list(&queues)
+            .map_err(|e| OpenError::io("reading", &queues, e))?;
+        Ok(Db {
+            dir,
+            opts,
+            lock: None,
+            queues: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Whether another process (or `Db`) holds `dir` open for writing now. Takes no lock
+    /// and changes no file (a shared lock on `LOCK` is tried and dropped at once).
+    pub fn in_use(dir: impl AsRef<Path>) -> bool {
+        match std::fs::File::open(dir.as_ref().join("LOCK")) {
+            Ok(f) => matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)),
+            Err(_) => false,
+        }
+    }
+
+    /// Whether this `Db` was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.lock.is_none()
     }
 
     /// The data directory.
@@ -105,6 +146,13 @@ impl Db {
         }
         let parent = self.dir.join("queues");
         let qdir = parent.join(name);
+        if self.lock.is_none() && !self.opts.fs.exists(&qdir) {
+            return Err(OpenError::io(
+                "opening",
+                &qdir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such queue"),
+            ));
+        }
         if !self.opts.fs.exists(&qdir) {
             self.opts
                 .fs

@@ -20,22 +20,27 @@ pub enum QueueError {
         /// What failed, with the file.
         cause: Arc<str>,
     },
+    /// The queue was opened read-only (for inspection): it refuses every write.
+    #[error("queue {queue} is open read-only (for inspection); writes are refused")]
+    ReadOnly {
+        /// The queue.
+        queue: String,
+    },
     /// The queue was closed.
     #[error("queue {queue} is closed")]
     Closed {
         /// The queue.
         queue: String,
     },
-    /// A read of a stored message failed.
-    #[error("reading {path} at offset {offset}: {source}")]
+    /// A read of a stored message failed (after retries).
+    #[error("reading {path} at offset {offset}: {cause}")]
     Read {
         /// The segment file.
         path: PathBuf,
         /// Where.
         offset: u64,
-        /// The cause.
-        #[source]
-        source: Arc<io::Error>,
+        /// The cause (in the message, not also as `source()`, so it is printed once).
+        cause: Arc<io::Error>,
     },
 }
 
@@ -121,13 +126,12 @@ pub enum SettleError {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// Another process (or handle) holds the data directory.
-    #[error("data directory {dir} is in use: {source}")]
+    #[error("data directory {dir} is in use: {cause}")]
     Locked {
         /// The directory.
         dir: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
+        /// The cause (in the message, not also as `source()`, so it is printed once).
+        cause: io::Error,
     },
     /// A queue name outside `[A-Za-z0-9._-]{1,128}`.
     #[error("invalid queue name {name:?}: use 1 to 128 of A-Z a-z 0-9 . _ -")]
@@ -144,15 +148,14 @@ pub enum OpenError {
         reason: String,
     },
     /// A file could not be read or written during recovery.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {cause}")]
     Io {
         /// What was being done.
         action: &'static str,
         /// The file.
         path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
+        /// The cause (in the message, not also as `source()`, so it is printed once).
+        cause: io::Error,
     },
     /// A file is not what the engine wrote (not an ackline segment, or a newer format).
     #[error("{path}: {reason}")]
@@ -165,11 +168,11 @@ pub enum OpenError {
 }
 
 impl OpenError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, cause: io::Error) -> Self {
         OpenError::Io {
             action,
             path: path.into(),
-            source,
+            cause,
         }
     }
 }

@@ -16,7 +16,10 @@
 //! - A lease that runs out, or a consumer that is dropped, makes the delivery deliverable
 //!   again; past `max_attempts` deliveries the message moves to the dead-letter queue.
 //! - After a crash at any point: every confirmed publish is pending, acked or dead-lettered;
-//!   a torn tail is truncated and reported; damage elsewhere is reported and skipped.
+//!   a torn tail is truncated and reported; damage elsewhere is reported, its bytes kept in the
+//!   queue's `quarantine/`, and the messages it held dead-lettered with reason `corrupt`.
+//! - A message id already pending or dead-lettered is not enqueued again.
+//! - [`Db::open_read_only`] inspects a data directory without changing a file.
 //!
 //! ```
 //! use std::time::Duration;
@@ -57,6 +60,6 @@ pub use log::Commit;
 pub use options::{Fsync, QueueOptions};
 pub use queue::{
     Consumer, DeadLetter, Delivery, DlqFilter, DlqSelector, NewMessage, Published, Queue,
-    QueueStats, Settlement, Tag,
+    QueueStats, REASON_CORRUPT, REASON_MAX_ATTEMPTS, Settlement, Tag,
 };
 pub use recovery::{Damage, RecoveryReport};

@@ -110,15 +110,18 @@ pub(crate) struct Appender {
     /// Deferring is safe because nothing appended later refers to an acked message.
     acks: Vec<u64>,
     seg_target: u64,
+    /// Whether segment `seg` was started (its file is created with the first record, so an
+    /// open that writes nothing leaves no file behind).
+    started: bool,
 }
 
 impl Appender {
-    /// An appender that starts a new segment `seg`.
+    /// An appender whose first record starts a new segment `seg`.
     pub fn new(seg: u32, segs: BTreeMap<u32, u32>, seg_target: u64) -> Self {
-        let mut a = Appender {
+        Appender {
             seg,
             salt: 0,
-            len: 0,
+            len: SEG_HEADER as u64,
             chunks: Vec::new(),
             batch: 1,
             since_checkpoint: 0,
@@ -126,12 +129,12 @@ impl Appender {
             spare: Vec::new(),
             acks: Vec::new(),
             seg_target,
-        };
-        a.start_segment(seg);
-        a
+            started: false,
+        }
     }
 
     fn start_segment(&mut self, seg: u32) {
+        self.started = true;
         self.seg = seg;
         self.salt = rand::random();
         self.len = SEG_HEADER as u64;
@@ -161,6 +164,9 @@ impl Appender {
 
     /// Appends one record written by `f`; returns where it will be.
     pub fn append(&mut self, f: impl FnOnce(&mut Encoder<'_>) -> usize) -> Loc {
+        if !self.started {
+            self.start_segment(self.seg);
+        }
         if self.chunks.last().is_none_or(|c| c.seg != self.seg) {
             let bytes = self.buffer();
             self.chunks.push(Chunk {

@@ -12,13 +12,16 @@ pub enum Fsync {
     /// Confirm after fsync (group commit: one fsync serves every operation waiting on it).
     /// Nothing confirmed is lost on a process crash, a kernel crash or a power loss.
     Always,
-    /// Confirm after the write reaches the operating system; fsync at this interval. A process
-    /// crash (even kill -9) loses nothing confirmed; a kernel crash or power loss may lose what
-    /// was confirmed within the last interval.
+    /// Confirm after the write reaches the operating system; fsync at this interval, when
+    /// writing moves to a new segment, and before each checkpoint. A process crash (even
+    /// kill -9) loses nothing confirmed; a kernel crash or power loss may lose what was
+    /// confirmed within the last interval (in the current segment only).
     Interval(Duration),
-    /// Confirm after the write reaches the operating system; never fsync (the kernel flushes
-    /// when it likes, typically within 30 s). A process crash loses nothing confirmed; a
-    /// kernel crash or power loss may lose anything not yet flushed. For tests and benchmarks.
+    /// Confirm after the write reaches the operating system; fsync only when writing moves to
+    /// a new segment and before each checkpoint (the kernel flushes the rest when it likes,
+    /// typically within 30 s). A process crash loses nothing confirmed; a kernel crash or power
+    /// loss may lose anything of the current segment not yet flushed. For tests and
+    /// benchmarks.
     Never,
 }
 

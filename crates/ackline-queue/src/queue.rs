@@ -14,7 +14,14 @@
 //!   delivered again (at-least-once), never lost.
 //! - A message leaves the queue for the dead-letter queue in one record: after any crash it is
 //!   in exactly one of the two.
-//! - After an I/O error the queue refuses every write (see [`QueueError::Poisoned`]).
+//! - After an I/O error the queue refuses every write (see [`QueueError::Poisoned`]). A read
+//!   that fails is retried a few times (with the file reopened) before it poisons the queue:
+//!   an I/O failure is never taken for a property of the message.
+//! - A message id that is pending or in the dead-letter queue is not enqueued again: the
+//!   publish is confirmed with the position that already holds it (`Published::duplicate`).
+//! - A message whose stored frame is damaged goes to the dead-letter queue with reason
+//!   [`REASON_CORRUPT`]; nothing is dropped without a record of it.
+//! - A queue opened read-only ([`crate::Db::open_read_only`]) changes no file.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -30,8 +37,17 @@ use crate::fs::{DirLock, Fs, FsFile, FsRead};
 use crate::log::{Appender, Chunk, Commit, Durable, seg_header, seg_name};
 use crate::options::{Fsync, QueueOptions};
 use crate::record::{FRAME_HEADER, Frame, MessageRef, RecordRef, decode, runs};
-use crate::recovery::{CHECKPOINT, CHECKPOINT_TMP, RecoveryReport, recover};
-use crate::state::{DELAYED, LEASED, Loc, READY, SETTLED, State};
+use crate::recovery::{CHECKPOINT, CHECKPOINT_PREV, CHECKPOINT_TMP, Mode, RecoveryReport, recover};
+use crate::state::{LEASED, LOST, Loc, READY, SETTLED, State};
+
+/// The dead-letter reason of a message that had as many deliveries as `max_attempts` allows.
+pub const REASON_MAX_ATTEMPTS: &str = "max attempts exceeded";
+/// The dead-letter reason of a message whose stored frame is damaged (its publish record
+/// fails its checksum, or recovery found its position but not its record).
+pub const REASON_CORRUPT: &str = "corrupt";
+
+/// How many times a failed read of a stored message is tried before the queue is poisoned.
+const READ_TRIES: u32 = 4;
 
 /// A message to publish.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,6 +89,9 @@ pub struct Published {
     pub seq: u64,
     /// The message id (given or assigned).
     pub id: String,
+    /// A message with this id was already pending or dead-lettered (at `seq`): nothing new
+    /// was enqueued.
+    pub duplicate: bool,
 }
 
 /// Names one delivery of one message: settlements must quote it (stale-ack fencing).
@@ -217,6 +236,13 @@ pub struct QueueStats {
     pub replayed: u64,
     /// Dead-letter entries purged.
     pub purged: u64,
+    /// Publishes absorbed because their id was already pending or dead-lettered.
+    pub duplicates: u64,
+    /// Damaged ranges recovery found when the queue opened (see
+    /// [`Queue::recovery_report`]).
+    pub corrupt_ranges: u64,
+    /// Messages dead-lettered with reason [`REASON_CORRUPT`] since the queue opened.
+    pub corrupt_messages: u64,
 }
 
 const NO_ERROR: &str = "deliveries ended without a settlement (consumer died or its lease expired)";
@@ -231,6 +257,11 @@ struct Inner {
     stop_writer: bool,
     closing: bool,
     last_checkpoint_bytes: u64,
+    /// Position of the installed `checkpoint` (it becomes `checkpoint.prev` at the next
+    /// install; segments before it are kept so that generation can stand in).
+    checkpoint_pos: Option<Pos>,
+    /// The next batch must be fsynced whatever the `Fsync` mode (a checkpoint waits on it).
+    force_sync: bool,
 }
 
 pub(crate) struct Shared {
@@ -247,8 +278,10 @@ pub(crate) struct Shared {
     readers: Mutex<HashMap<u32, Arc<dyn FsRead>>>,
     next_consumer: AtomicU64,
     report: RecoveryReport,
-    /// Held until the queue closes; then released even if handles remain.
+    /// Held until the queue closes; then released even if handles remain. `None` when the
+    /// queue was opened read-only.
     dir_lock: Mutex<Option<Arc<DirLock>>>,
+    read_only: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -290,11 +323,21 @@ impl Queue {
         fs: Arc<dyn Fs>,
         clock: Arc<dyn Clock>,
         opts: QueueOptions,
-        dir_lock: Arc<DirLock>,
+        dir_lock: Option<Arc<DirLock>>,
     ) -> Result<Queue, crate::OpenError> {
         opts.validate()?;
-        let rec = recover(fs.as_ref(), &dir)?;
-        let log = Appender::new(rec.next_seg, rec.segs, opts.segment_bytes);
+        let read_only = dir_lock.is_none();
+        let mode = if read_only {
+            Mode::ReadOnly
+        } else {
+            Mode::ReadWrite
+        };
+        let mut rec = recover(fs.as_ref(), &dir, mode)?;
+        let log = Appender::new(
+            rec.next_seg,
+            std::mem::take(&mut rec.segs),
+            opts.segment_bytes,
+        );
         let shared = Arc::new(Shared {
             name: name.into(),
             dir,
@@ -309,6 +352,8 @@ impl Queue {
                 stop_writer: false,
                 closing: false,
                 last_checkpoint_bytes: 0,
+                checkpoint_pos: rec.checkpoint_pos,
+                force_sync: false,
             }),
             writer_cv: Condvar::new(),
             avail_cv: Condvar::new(),
@@ -317,8 +362,28 @@ impl Queue {
             readers: Mutex::new(HashMap::new()),
             next_consumer: AtomicU64::new(1),
             report: rec.report,
-            dir_lock: Mutex::new(Some(dir_lock)),
+            dir_lock: Mutex::new(dir_lock),
+            read_only,
         });
+        // Positions recovery proved but could not read go to the dead-letter queue now, so
+        // they are visible (and durable as such) before anything else happens.
+        let lost_commit = {
+            let now = shared.clock.now_ms();
+            let mut inner = lock(&shared.inner);
+            for (seq, why) in &rec.lost {
+                shared.dead_letter(&mut inner, *seq, now, REASON_CORRUPT, Some(why));
+            }
+            shared.commit_locked(&inner)
+        };
+        if read_only {
+            return Ok(Queue {
+                threads: Arc::new(Threads {
+                    shared: shared.clone(),
+                    handles: Mutex::new(Vec::new()),
+                }),
+                shared,
+            });
+        }
         let spawn = |what: &str, f: fn(Arc<Shared>), s: Arc<Shared>| {
             std::thread::Builder::new()
                 .name(format!("ackline-{what}-{}", s.name))
@@ -327,13 +392,24 @@ impl Queue {
         };
         let writer = spawn("writer", Shared::writer_loop, shared.clone())?;
         let maint = spawn("checkpoint", Shared::maintenance_loop, shared.clone())?;
-        Ok(Queue {
+        let q = Queue {
             threads: Arc::new(Threads {
                 shared: shared.clone(),
                 handles: Mutex::new(vec![maint, writer]),
             }),
             shared,
-        })
+        };
+        if !rec.lost.is_empty() {
+            q.shared.writer_cv.notify_one();
+            lost_commit.wait().map_err(|e| {
+                crate::OpenError::io(
+                    "dead-lettering damaged messages in",
+                    q.shared.dir.clone(),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
+        }
+        Ok(q)
     }
 
     /// The queue's name.
@@ -388,6 +464,16 @@ impl Queue {
         }
         let mut out = Vec::with_capacity(batch.len());
         for (m, id) in batch.iter().zip(ids) {
+            let fp = inner.st.fp_key.of(&id);
+            if let Some(seq) = inner.st.duplicate_of(fp) {
+                inner.st.counters.duplicates += 1;
+                out.push(Published {
+                    seq,
+                    id,
+                    duplicate: true,
+                });
+                continue;
+            }
             let seq = inner.st.next_seq;
             let msg = MessageRef {
                 id: &id,
@@ -400,9 +486,14 @@ impl Queue {
                 payload: &m.payload,
             };
             let loc = inner.log.append(|e| e.publish(seq, None, &msg));
-            inner.st.on_publish(seq, loc, None);
-            out.push(Published { seq, id });
+            inner.st.on_publish(seq, loc, None, fp);
+            out.push(Published {
+                seq,
+                id,
+                duplicate: false,
+            });
         }
+        inner.st.prune_ids();
         let commit = s.commit_locked(&inner);
         s.wake(&mut inner, true);
         drop(inner);
@@ -419,6 +510,9 @@ impl Queue {
 
     /// Waits until everything done so far is durable.
     pub fn sync(&self) -> Result<(), QueueError> {
+        if self.shared.read_only {
+            return Ok(());
+        }
         let inner = lock(&self.shared.inner);
         let c = self.shared.commit_locked(&inner);
         drop(inner);
@@ -454,7 +548,16 @@ impl Queue {
             released: c.released,
             replayed: c.replayed,
             purged: c.purged,
+            duplicates: c.duplicates,
+            corrupt_ranges: s.report.corrupt.len() as u64,
+            corrupt_messages: c.corrupt,
         }
+    }
+
+    /// Whether the queue was opened read-only (every write is refused with
+    /// [`QueueError::ReadOnly`]).
+    pub fn is_read_only(&self) -> bool {
+        self.shared.read_only
     }
 
     /// Lists dead-letter entries with keys after `after` (all when `None`), at most `limit`.
@@ -473,7 +576,7 @@ impl Queue {
         };
         entries
             .into_iter()
-            .map(|(k, e)| self.shared.dead_letter_view(k, &e))
+            .map(|(k, e)| self.shared.dead_letter_view(k, &e).map(|v| v.0))
             .collect()
     }
 
@@ -481,22 +584,31 @@ impl Queue {
     pub fn dlq_get(&self, key: u64) -> Result<Option<DeadLetter>, QueueError> {
         let entry = lock(&self.shared.inner).st.dlq.get(&key).cloned();
         entry
-            .map(|e| self.shared.dead_letter_view(key, &e))
+            .map(|e| self.shared.dead_letter_view(key, &e).map(|v| v.0))
             .transpose()
     }
 
     /// Dead-letter entries whose message has this id (reads every entry: an operator's tool).
     pub fn dlq_find(&self, id: &str) -> Result<Vec<DeadLetter>, QueueError> {
-        self.select(&DlqSelector::Ids(vec![id.to_string()]))
+        Ok(self
+            .select(&DlqSelector::Ids(vec![id.to_string()]))?
+            .into_iter()
+            .map(|v| v.0)
+            .collect())
     }
 
     /// Replays selected dead-letter entries: each goes back to the queue as a new delivery
     /// with attempts reset (same id, headers, payload and `enqueued_at`), and leaves the
-    /// dead-letter queue in the same record. Returns how many, once durable.
+    /// dead-letter queue in the same record. Returns how many, once durable. Entries whose
+    /// stored message is damaged (reason [`REASON_CORRUPT`]) cannot be replayed and stay.
     pub fn dlq_replay(&self, sel: &DlqSelector) -> Result<usize, PublishError> {
         let s = &self.shared;
         s.check_poisoned()?;
-        let chosen = self.select(sel)?;
+        let chosen: Vec<DeadLetter> = self
+            .select(sel)?
+            .into_iter()
+            .filter_map(|(d, readable)| readable.then_some(d))
+            .collect();
         let mut inner = lock(&s.inner);
         let needed: u64 = chosen
             .iter()
@@ -528,7 +640,8 @@ impl Queue {
                 payload: &d.payload,
             };
             let loc = inner.log.append(|e| e.publish(seq, Some(d.key), &msg));
-            inner.st.on_publish(seq, loc, Some(d.key));
+            let fp = inner.st.fp_key.of(&d.id);
+            inner.st.on_publish(seq, loc, Some(d.key), fp);
             n += 1;
         }
         let commit = s.commit_locked(&inner);
@@ -545,7 +658,7 @@ impl Queue {
         let keys: Vec<u64> = match sel {
             DlqSelector::All => lock(&s.inner).st.dlq.keys().copied().collect(),
             DlqSelector::Keys(k) => k.clone(),
-            _ => self.select(sel)?.into_iter().map(|d| d.key).collect(),
+            _ => self.select(sel)?.into_iter().map(|d| d.0.key).collect(),
         };
         let mut inner = lock(&s.inner);
         let keys: Vec<u64> = keys
@@ -567,7 +680,8 @@ impl Queue {
         Ok(keys.len())
     }
 
-    fn select(&self, sel: &DlqSelector) -> Result<Vec<DeadLetter>, QueueError> {
+    /// The selected entries, each with whether its stored message could be read.
+    fn select(&self, sel: &DlqSelector) -> Result<Vec<(DeadLetter, bool)>, QueueError> {
         let entries: Vec<_> = {
             let inner = lock(&self.shared.inner);
             match sel {
@@ -598,7 +712,7 @@ impl Queue {
             }
             let d = self.shared.dead_letter_view(k, &e)?;
             if let DlqSelector::Ids(ids) = sel
-                && !ids.contains(&d.id)
+                && !ids.contains(&d.0.id)
             {
                 continue;
             }
@@ -767,7 +881,7 @@ impl Consumer {
                                     &mut inner,
                                     tag.seq,
                                     now,
-                                    "max attempts exceeded",
+                                    REASON_MAX_ATTEMPTS,
                                     Some(error),
                                 );
                             } else {
@@ -841,6 +955,11 @@ impl Shared {
     }
 
     fn check_poisoned(&self) -> Result<(), QueueError> {
+        if self.read_only {
+            return Err(QueueError::ReadOnly {
+                queue: self.name.to_string(),
+            });
+        }
         match self.durable.error() {
             Some(cause) => Err(QueueError::Poisoned {
                 queue: self.name.to_string(),
@@ -928,7 +1047,7 @@ impl Shared {
             let attempts = inner.st.slot(seq).map_or(0, |x| x.attempts);
             inner.st.note_failure(seq, now, "");
             if attempts >= self.opts.max_attempts {
-                self.dead_letter(inner, seq, now, "max attempts exceeded", None);
+                self.dead_letter(inner, seq, now, REASON_MAX_ATTEMPTS, None);
             } else {
                 inner.st.expire_to_ready(seq);
             }
@@ -962,13 +1081,26 @@ impl Shared {
             Some(f) => (f.first, NO_ERROR.to_string()),
             None => (now, NO_ERROR.to_string()),
         };
-        inner
-            .log
-            .append(|e| e.dead(seq, slot.attempts, first, now, reason, &last_error));
+        if !self.read_only {
+            inner
+                .log
+                .append(|e| e.dead(seq, slot.attempts, first, now, reason, &last_error));
+        }
         inner.st.on_dead(seq, now, reason, &last_error);
+        if reason == REASON_CORRUPT {
+            inner.st.counters.corrupt += 1;
+        }
     }
 
     fn check_tag(&self, st: &State, tag: Tag) -> Result<(), SettleError> {
+        if tag.attempt == 0 {
+            // No delivery has attempt 0: a message never delivered has 0 attempts, and a tag
+            // quoting 0 would otherwise match it.
+            return Err(SettleError::Unknown {
+                seq: tag.seq,
+                attempt: 0,
+            });
+        }
         let Some(slot) = st.slot(tag.seq) else {
             return Err(if tag.seq < st.next_seq {
                 SettleError::AlreadySettled {
@@ -1004,7 +1136,7 @@ impl Shared {
         }
         match slot.state {
             LEASED | READY => Ok(()),
-            DELAYED => Err(SettleError::AlreadySettled {
+            LOST => Err(SettleError::Unknown {
                 seq: tag.seq,
                 attempt: tag.attempt,
             }),
@@ -1040,7 +1172,7 @@ impl Shared {
                 break;
             };
             if slot.attempts >= self.opts.max_attempts {
-                self.dead_letter(inner, seq, now, "max attempts exceeded", None);
+                self.dead_letter(inner, seq, now, REASON_MAX_ATTEMPTS, None);
                 continue;
             }
             inner.st.lease(seq, consumer, until);
@@ -1067,10 +1199,35 @@ impl Shared {
         let r = self.fs.open_read(&path).map_err(|e| QueueError::Read {
             path,
             offset: 0,
-            source: Arc::new(e),
+            cause: Arc::new(e),
         })?;
         readers.insert(seg, r.clone());
         Ok(r)
+    }
+
+    /// Reads `buf.len()` bytes of segment `seg` at `offset`. A failure is retried with the
+    /// file reopened (EMFILE, EIO and the like may pass); only when every try failed is it an
+    /// error, which the caller treats as the queue's, never as the message's.
+    fn read_at(&self, seg: u32, buf: &mut [u8], offset: u64) -> Result<(), QueueError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let res = self.reader(seg).and_then(|r| {
+                r.read_exact_at(buf, offset).map_err(|e| QueueError::Read {
+                    path: self.dir.join(seg_name(seg)),
+                    offset,
+                    cause: Arc::new(e),
+                })
+            });
+            match res {
+                Ok(()) => return Ok(()),
+                Err(e) if tries >= READ_TRIES => return Err(e),
+                Err(_) => {
+                    lock(&self.readers).remove(&seg);
+                    std::thread::sleep(Duration::from_millis(10 << tries));
+                }
+            }
+        }
     }
 
     /// The salts of the distinct segments in `locs` (sorted by segment), read under one lock.
@@ -1111,14 +1268,7 @@ impl Shared {
             let start = u64::from(first.off);
             buf.clear();
             buf.resize((end - start) as usize, 0);
-            let res = self.reader(first.seg).and_then(|r| {
-                r.read_exact_at(&mut buf, start)
-                    .map_err(|e| QueueError::Read {
-                        path: self.dir.join(seg_name(first.seg)),
-                        offset: start,
-                        source: Arc::new(e),
-                    })
-            });
+            let res = self.read_at(first.seg, &mut buf, start);
             for (k, l) in locs.iter().enumerate().take(j).skip(i) {
                 match &res {
                     Ok(()) => {
@@ -1132,14 +1282,17 @@ impl Shared {
         }
     }
 
-    /// Reads and decodes the messages of picked deliveries. A message that cannot be read is
-    /// dead-lettered with the reason (never silently dropped) and left out.
+    /// Reads and decodes the messages of picked deliveries. A message whose frame is damaged
+    /// is dead-lettered with reason [`REASON_CORRUPT`] (never silently dropped) and left out.
+    /// A read that fails after its retries poisons the queue and fails the receive: the
+    /// deliveries stay leased in memory, their attempts counted, and come back after reopening.
     fn load(&self, mut picked: Picked) -> Result<Vec<Delivery>, QueueError> {
         picked.sort_by_key(|p| (p.2.seg, p.2.off));
         let locs: Vec<Loc> = picked.iter().map(|p| p.2).collect();
         let salts = self.salts(&locs);
         let mut out = Vec::with_capacity(picked.len());
-        let mut unreadable = Vec::new();
+        let mut damaged = Vec::new();
+        let mut io_error = None;
         self.read_frames(&locs, |k, frame| {
             let (seq, attempt, loc, until) = picked[k];
             let salt = salts
@@ -1156,21 +1309,25 @@ impl Shared {
                     attempt,
                     lease_until: until,
                 }),
-                Ok(Err(reason)) => unreadable.push((seq, reason)),
-                Err(e) => unreadable.push((seq, e.to_string())),
+                Ok(Err(reason)) => damaged.push((seq, reason)),
+                Err(e) => {
+                    io_error.get_or_insert_with(|| e.clone());
+                }
             }
         });
-        if !unreadable.is_empty() {
+        if let Some(e) = io_error {
+            self.durable.fail(format!("{e}").into());
+            self.avail_cv.notify_all();
+            return Err(QueueError::Poisoned {
+                queue: self.name.to_string(),
+                cause: e.to_string().into(),
+            });
+        }
+        if !damaged.is_empty() {
             let now = self.clock.now_ms();
             let mut inner = lock(&self.inner);
-            for (seq, reason) in unreadable {
-                self.dead_letter(
-                    &mut inner,
-                    seq,
-                    now,
-                    "stored message unreadable",
-                    Some(&reason),
-                );
+            for (seq, reason) in damaged {
+                self.dead_letter(&mut inner, seq, now, REASON_CORRUPT, Some(&reason));
             }
             self.wake(&mut inner, false);
         }
@@ -1218,48 +1375,92 @@ impl Shared {
         }
     }
 
+    /// An entry as operators see it, and whether its stored message could be read. An
+    /// unreadable one (damaged frame) shows the raw bytes of its location as payload, up to
+    /// 1 MiB, and an id saying why.
     fn dead_letter_view(
         &self,
         key: u64,
         e: &crate::state::DlqEntry,
-    ) -> Result<DeadLetter, QueueError> {
+    ) -> Result<(DeadLetter, bool), QueueError> {
+        const RAW_MAX: u32 = 1 << 20;
         let salts = self.salts(&[e.loc]);
         let mut read = Err(self.closed());
-        self.read_frames(&[e.loc], |_, frame| {
+        let loc = Loc {
+            len: e.loc.len.min(RAW_MAX),
+            ..e.loc
+        };
+        let to_read: &[Loc] = if e.loc.len == 0 {
+            &[]
+        } else {
+            std::slice::from_ref(&loc)
+        };
+        self.read_frames(to_read, |_, frame| {
             read = frame.map_err(Clone::clone).map(|f| {
-                self.decode_message(e.loc, f, key, salts.first().map(|&(_, salt)| salt))
-                    .unwrap_or_else(|reason| StoredMessage {
-                        id: format!("<unreadable: {reason}>"),
-                        ..StoredMessage::default()
-                    })
+                match self.decode_message(e.loc, f, key, salts.first().map(|&(_, salt)| salt)) {
+                    Ok(m) => (m, true),
+                    Err(reason) => (
+                        StoredMessage {
+                            id: format!("<unreadable: {reason}>"),
+                            payload: f.to_vec(),
+                            ..StoredMessage::default()
+                        },
+                        false,
+                    ),
+                }
             });
         });
-        let m = read?;
-        Ok(DeadLetter {
-            key,
-            id: m.id,
-            headers: m.headers,
-            payload: m.payload,
-            enqueued_at: m.enqueued_at,
-            attempts: e.attempts,
-            first_failure: e.first_failure,
-            last_failure: e.last_failure,
-            reason: e.reason.to_string(),
-            last_error: e.last_error.to_string(),
-        })
+        if e.loc.len == 0 {
+            // Recovery could not place the damage that held this message.
+            read = Ok((
+                StoredMessage {
+                    id: "<unreadable: its record was lost to damage>".to_string(),
+                    ..StoredMessage::default()
+                },
+                false,
+            ));
+        }
+        let (m, readable) = match read {
+            Ok(r) => r,
+            // One entry whose bytes cannot be read must not hide the others from an operator.
+            Err(err @ QueueError::Read { .. }) => (
+                StoredMessage {
+                    id: format!("<unreadable: {err}>"),
+                    ..StoredMessage::default()
+                },
+                false,
+            ),
+            Err(err) => return Err(err),
+        };
+        Ok((
+            DeadLetter {
+                key,
+                id: m.id,
+                headers: m.headers,
+                payload: m.payload,
+                enqueued_at: m.enqueued_at,
+                attempts: e.attempts,
+                first_failure: e.first_failure,
+                last_failure: e.last_failure,
+                reason: e.reason.to_string(),
+                last_error: e.last_error.to_string(),
+            },
+            readable,
+        ))
     }
 
     // ---- threads ----
 
     fn writer_loop(self: Arc<Self>) {
         let mut file: Option<(u32, Box<dyn FsFile>)> = None;
+        // Bytes written to `file` and not yet fsynced (only with `Interval` or `Never`).
         let mut dirty = false;
         let mut last_sync = Instant::now();
         loop {
-            let (batch, chunks) = {
+            let (batch, chunks, force) = {
                 let mut inner = lock(&self.inner);
                 loop {
-                    if inner.log.has_work() {
+                    if inner.log.has_work() || inner.force_sync {
                         break;
                     }
                     if inner.stop_writer {
@@ -1286,42 +1487,36 @@ impl Shared {
                 if inner.log.since_checkpoint >= self.checkpoint_threshold(&inner) {
                     self.maint_cv.notify_one();
                 }
-                inner.log.take()
+                let force = std::mem::take(&mut inner.force_sync);
+                let (batch, chunks) = inner.log.take();
+                (batch, chunks, force)
             };
-            let written = self.write_batch(&mut file, &chunks);
+            let written = self.write_batch(&mut file, &chunks, &mut dirty);
             {
                 let mut inner = lock(&self.inner);
                 for c in chunks {
                     inner.log.recycle(c.bytes);
                 }
             }
-            match written {
-                Ok(wrote) => {
-                    dirty |= wrote;
-                    let sync_now = match self.opts.fsync {
-                        Fsync::Always => false, // write_batch synced already
-                        Fsync::Interval(d) => dirty && last_sync.elapsed() >= d,
-                        Fsync::Never => false,
-                    };
-                    if sync_now {
-                        if let Some((seg, f)) = file.as_mut()
-                            && let Err(e) = f.sync()
-                        {
-                            let cause = format!(
-                                "fsync of {}: {e}",
-                                self.dir.join(seg_name(*seg)).display()
-                            );
-                            self.durable.fail(cause.into());
-                            return;
-                        }
-                        dirty = false;
-                        last_sync = Instant::now();
+            let synced = written.and_then(|()| {
+                let due = match self.opts.fsync {
+                    Fsync::Always => true,
+                    Fsync::Interval(d) => last_sync.elapsed() >= d,
+                    Fsync::Never => false,
+                };
+                if dirty && (due || force) {
+                    if let Some((seg, f)) = file.as_mut() {
+                        f.sync().map_err(|e| {
+                            format!("fsync of {}: {e}", self.dir.join(seg_name(*seg)).display())
+                        })?;
                     }
-                    if matches!(self.opts.fsync, Fsync::Always) {
-                        dirty = false;
-                    }
-                    self.durable.advance(batch);
+                    dirty = false;
+                    last_sync = Instant::now();
                 }
+                Ok(())
+            });
+            match synced {
+                Ok(()) => self.durable.advance(batch),
                 Err(cause) => {
                     self.durable.fail(cause.into());
                     self.avail_cv.notify_all();
@@ -1331,25 +1526,28 @@ impl Shared {
         }
     }
 
-    /// Writes chunks; with `Fsync::Always` makes them durable. Returns whether bytes were
-    /// written. Errors name the file.
+    /// Writes chunks, marking `dirty` when bytes went to a file. A segment that is left for a
+    /// new one is fsynced first in every mode, so only the current segment can ever hold
+    /// bytes that are not durable (what `Fsync::Interval` promises, and what a checkpoint's
+    /// forced sync relies on). A new segment's directory entry is fsynced before return.
+    /// Errors name the file.
     fn write_batch(
         &self,
         file: &mut Option<(u32, Box<dyn FsFile>)>,
         chunks: &[Chunk],
-    ) -> Result<bool, String> {
-        let always = matches!(self.opts.fsync, Fsync::Always);
+        dirty: &mut bool,
+    ) -> Result<(), String> {
         let mut created = false;
-        let mut wrote = false;
         let ctx = |what: &str, seg: u32, e: std::io::Error| {
             format!("{what} {}: {e}", self.dir.join(seg_name(seg)).display())
         };
         for c in chunks {
             if c.create {
                 if let Some((seg, f)) = file.as_mut()
-                    && always
+                    && *dirty
                 {
                     f.sync().map_err(|e| ctx("fsync of", *seg, e))?;
+                    *dirty = false;
                 }
                 let path = self.dir.join(seg_name(c.seg));
                 let mut f = self
@@ -1360,7 +1558,7 @@ impl Shared {
                     .map_err(|e| ctx("writing", c.seg, e))?;
                 *file = Some((c.seg, f));
                 created = true;
-                wrote = true;
+                *dirty = true;
             }
             if c.bytes.is_empty() {
                 continue;
@@ -1377,20 +1575,22 @@ impl Shared {
                 }
             };
             f.append(&c.bytes).map_err(|e| ctx("writing", c.seg, e))?;
-            wrote = true;
-        }
-        if always
-            && wrote
-            && let Some((seg, f)) = file.as_mut()
-        {
-            f.sync().map_err(|e| ctx("fsync of", *seg, e))?;
+            *dirty = true;
         }
         if created {
+            // The new segment's header and records must be durable before its directory
+            // entry is relied on.
+            if matches!(self.opts.fsync, Fsync::Always)
+                && let Some((seg, f)) = file.as_mut()
+            {
+                f.sync().map_err(|e| ctx("fsync of", *seg, e))?;
+                *dirty = false;
+            }
             self.fs
                 .sync_dir(&self.dir)
                 .map_err(|e| format!("fsync of directory {}: {e}", self.dir.display()))?;
         }
-        Ok(wrote)
+        Ok(())
     }
 
     fn maintenance_loop(self: Arc<Self>) {
@@ -1424,10 +1624,16 @@ impl Shared {
     }
 
     /// Writes a checkpoint and deletes segments nothing refers to any more.
+    ///
+    /// Two generations are kept: installing a new `checkpoint` renames the old one to
+    /// `checkpoint.prev`, and a segment is deleted only if it lies before the *previous*
+    /// generation's position (and holds nothing live), so either generation can rebuild the
+    /// state. The log is fsynced up to the checkpoint's position before it is installed, in
+    /// every `Fsync` mode: a checkpoint never covers records that are not durable.
     fn checkpoint(&self) -> Result<(), String> {
-        let (bytes, commit, deletable) = {
+        let (bytes, commit, deletable, pos) = {
             let mut inner = lock(&self.inner);
-            if inner.log.since_checkpoint == 0 && self.fs.exists(&self.dir.join(CHECKPOINT)) {
+            if inner.log.since_checkpoint == 0 && inner.checkpoint_pos.is_some() {
                 return Ok(());
             }
             let pos = Pos {
@@ -1437,19 +1643,24 @@ impl Shared {
             let bytes = checkpoint::encode(&inner.st, pos);
             inner.last_checkpoint_bytes = bytes.len() as u64;
             inner.log.since_checkpoint = 0;
+            // Segments before the generation that is about to become the previous one.
+            let keep_from = inner.checkpoint_pos.map_or(0, |p| p.seg.min(pos.seg));
             let deletable: Vec<u32> = inner
                 .log
                 .segs
                 .keys()
                 .copied()
-                .filter(|&id| id < pos.seg && !inner.st.seg_live.contains_key(&id))
+                .filter(|&id| id < keep_from && !inner.st.seg_live.contains_key(&id))
                 .collect();
-            (bytes, self.commit_locked(&inner), deletable)
+            inner.force_sync = true;
+            let commit = Commit::new(self.durable.clone(), inner.log.batch, self.name.clone());
+            (bytes, commit, deletable, pos)
         };
         self.writer_cv.notify_one();
         commit.wait().map_err(|e| e.to_string())?;
         let tmp = self.dir.join(CHECKPOINT_TMP);
         let dst = self.dir.join(CHECKPOINT);
+        let prev = self.dir.join(CHECKPOINT_PREV);
         let io = |what: &str, e: std::io::Error| format!("checkpoint: {what}: {e}");
         if self.fs.exists(&tmp) {
             self.fs
@@ -1460,10 +1671,16 @@ impl Shared {
         f.append(&bytes).map_err(|e| io("writing", e))?;
         f.sync().map_err(|e| io("fsync", e))?;
         drop(f);
+        if self.fs.exists(&dst) {
+            self.fs
+                .rename(&dst, &prev)
+                .map_err(|e| io("keeping the previous generation", e))?;
+        }
         self.fs.rename(&tmp, &dst).map_err(|e| io("rename", e))?;
         self.fs
             .sync_dir(&self.dir)
             .map_err(|e| io("fsync of directory", e))?;
+        lock(&self.inner).checkpoint_pos = Some(pos);
         if !deletable.is_empty() {
             for id in &deletable {
                 let p = self.dir.join(seg_name(*id));

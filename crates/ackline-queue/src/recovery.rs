@@ -2,38 +2,55 @@
 //!
 //! Steps (also in `docs/queue-format.md`):
 //! 1. Remove a leftover `checkpoint.tmp` (a checkpoint that was never installed).
-//! 2. Load `checkpoint` if present; if it is damaged, report it and replay every segment.
-//! 3. Read each segment header. A last segment whose header is torn (a crash while creating
-//!    it) is removed; any other bad header is reported and the segment skipped.
+//! 2. Load `checkpoint`; if it is damaged, load the previous generation `checkpoint.prev`. A
+//!    checkpoint of a format version this build does not know stops the open. With neither
+//!    usable, replay every segment, but only if the log is whole (segments `1..=n`, none
+//!    reclaimed): replaying a log with holes would resurrect acked messages and lose
+//!    dead-letter entries, so recovery refuses instead of guessing.
+//! 3. Read each segment header. Only a last segment too short to hold a record (a crash while
+//!    creating it) is removed. A damaged header whose records still verify with the salt it
+//!    carries is reported and the segment served; any other bad header is reported and the
+//!    segment kept in place, unserved.
 //! 4. Replay records from the checkpoint's position to the end, applying each through the same
 //!    transitions as live operation.
 //! 5. Where a frame is incomplete or fails its checksum, scan forward for the next intact
-//!    record. If one is found, report the damaged range (file, offset, length) and go on. If
-//!    none is found and this is the last segment, it is a torn tail: truncate it there and
-//!    report it. A damaged end of an older segment is reported, not truncated.
-//! 6. Every delivery that was leased becomes deliverable again, attempts kept; writing goes on
-//!    in a new segment.
+//!    record. The damaged bytes are copied to `quarantine/` (so reclaiming the segment later
+//!    deletes no evidence), and the range is reported with file, offset and length. If no
+//!    intact record follows in the last segment, it is a torn tail: truncate it (after the
+//!    copy) and report it. A damaged end of an older segment is reported, not truncated.
+//! 6. Positions that some record proves existed but whose publish record is damaged become
+//!    `LOST` slots; the queue dead-letters them with reason `corrupt` as it opens.
+//! 7. Every delivery that was leased becomes deliverable again, attempts kept; writing goes on
+//!    in a new segment (created when the first record is written).
 //!
-//! Invariant: recovery never fails because of damaged data; it reports it and serves the rest.
-//! It fails only when a file cannot be read or changed at all.
+//! Invariants:
+//! - Recovery never fails because of damaged *log* data; it reports it, keeps the damaged
+//!   bytes, and serves the rest. It fails when a file cannot be read or changed at all, when
+//!   a checkpoint is from an unknown format version, and when no checkpoint is usable over a
+//!   log whose history was reclaimed.
+//! - In read-only mode it changes no file: no removal, no truncation, no quarantine copy.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::checkpoint;
+use crate::checkpoint::{self, CheckpointError, Pos};
 use crate::error::OpenError;
 use crate::fs::Fs;
 use crate::log::{SEG_HEADER, parse_seg_header, parse_seg_name, seg_name};
-use crate::record::{Frame, RecordRef, decode};
-use crate::state::{Loc, State};
+use crate::record::{FRAME_HEADER, Frame, RecordRef, decode, kind};
+use crate::state::{LOST, LOST_UNKNOWN, Loc, State};
 
 /// What recovery found and did.
 #[derive(Debug, Clone, Default)]
 pub struct RecoveryReport {
     /// The state came from a checkpoint (so history before it was not replayed).
     pub from_checkpoint: bool,
-    /// The checkpoint was unusable, and why (all segments were replayed instead).
+    /// The checkpoint used was the previous generation (`checkpoint.prev`), because the
+    /// newest one was damaged.
+    pub from_previous_checkpoint: bool,
+    /// A checkpoint was unusable, and why (the previous generation, or a full replay, stood
+    /// in).
     pub checkpoint_error: Option<String>,
     /// Records replayed from the log.
     pub records_replayed: u64,
@@ -43,8 +60,18 @@ pub struct RecoveryReport {
     pub truncated: Vec<Damage>,
     /// Damaged ranges skipped.
     pub corrupt: Vec<Damage>,
+    /// Messages whose publish record was damaged: moved to the dead-letter queue with reason
+    /// `corrupt` as the queue opened.
+    pub lost_messages: u64,
     /// Wall time spent, in microseconds.
     pub micros: u64,
+}
+
+impl RecoveryReport {
+    /// Whether recovery found any damage (beyond nothing at all).
+    pub fn found_damage(&self) -> bool {
+        self.checkpoint_error.is_some() || !self.corrupt.is_empty() || self.lost_messages > 0
+    }
 }
 
 /// A damaged range of a file.
@@ -58,6 +85,9 @@ pub struct Damage {
     pub len: u64,
     /// What was wrong.
     pub reason: String,
+    /// Where a copy of the damaged bytes was kept (`quarantine/` of the queue), if one was
+    /// made (not in read-only mode, not for a segment kept in place whole).
+    pub copy: Option<PathBuf>,
 }
 
 impl std::fmt::Display for Damage {
@@ -69,7 +99,11 @@ impl std::fmt::Display for Damage {
             self.offset,
             self.reason,
             self.len
-        )
+        )?;
+        if let Some(c) = &self.copy {
+            write!(f, "; copy kept in {}", c.display())?;
+        }
+        Ok(())
     }
 }
 
@@ -78,16 +112,48 @@ pub(crate) struct Recovered {
     pub segs: BTreeMap<u32, u32>,
     pub next_seg: u32,
     pub report: RecoveryReport,
+    /// Position of the checkpoint recovery used (the next installed one keeps it as the
+    /// previous generation, and segments before it must stay).
+    pub checkpoint_pos: Option<Pos>,
+    /// `LOST` positions still lost after replay, each with the damage that held it.
+    pub lost: Vec<(u64, String)>,
 }
 
 pub(crate) const CHECKPOINT: &str = "checkpoint";
+pub(crate) const CHECKPOINT_PREV: &str = "checkpoint.prev";
 pub(crate) const CHECKPOINT_TMP: &str = "checkpoint.tmp";
+pub(crate) const QUARANTINE: &str = "quarantine";
 
-pub(crate) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovered, OpenError> {
+/// Whether recovery may change files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    ReadWrite,
+    ReadOnly,
+}
+
+struct Ctx<'a> {
+    fs: &'a dyn Fs,
+    dir: &'a Path,
+    mode: Mode,
+    report: RecoveryReport,
+    /// The most recent damage seen, where lost positions are placed.
+    last_damage: Option<(Loc, String)>,
+    /// Why each `LOST` position is lost (keyed by the damage's location).
+    lost_why: HashMap<(u32, u32), String>,
+}
+
+pub(crate) fn recover(fs: &dyn Fs, dir: &Path, mode: Mode) -> Result<Recovered, OpenError> {
     let started = Instant::now();
-    let mut report = RecoveryReport::default();
+    let mut cx = Ctx {
+        fs,
+        dir,
+        mode,
+        report: RecoveryReport::default(),
+        last_damage: None,
+        lost_why: HashMap::new(),
+    };
     let names = fs.list(dir).map_err(|e| OpenError::io("listing", dir, e))?;
-    if names.iter().any(|n| n == CHECKPOINT_TMP) {
+    if mode == Mode::ReadWrite && names.iter().any(|n| n == CHECKPOINT_TMP) {
         let p = dir.join(CHECKPOINT_TMP);
         fs.remove(&p)
             .map_err(|e| OpenError::io("removing", &p, e))?;
@@ -95,24 +161,13 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovered, OpenError> {
     let mut ids: Vec<u32> = names.iter().filter_map(|n| parse_seg_name(n)).collect();
     ids.sort_unstable();
 
-    let (mut state, start) = if names.iter().any(|n| n == CHECKPOINT) {
-        let p = dir.join(CHECKPOINT);
-        let bytes = fs.read(&p).map_err(|e| OpenError::io("reading", &p, e))?;
-        match checkpoint::decode(&bytes) {
-            Ok((st, pos)) => {
-                report.from_checkpoint = true;
-                (st, Some(pos))
-            }
-            Err(reason) => {
-                report.checkpoint_error = Some(format!("{}: {reason}", p.display()));
-                (State::default(), None)
-            }
-        }
-    } else {
-        (State::default(), None)
-    };
+    let (mut state, start) = load_checkpoint(&mut cx, &names)?;
+    if start.is_none() {
+        check_log_is_whole(&cx, &ids)?;
+    }
 
     let mut segs = BTreeMap::new();
+    let mut removed_last = false;
     let last_id = ids.last().copied();
     for &id in &ids {
         let path = dir.join(seg_name(id));
@@ -132,71 +187,327 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovered, OpenError> {
         let salt = match parse_seg_header(&bytes) {
             Ok((hid, salt)) if hid == id => salt,
             Ok((hid, _)) => {
-                report.corrupt.push(Damage {
+                cx.damaged_segment(
+                    id,
+                    &path,
+                    bytes.len(),
+                    &format!("header names segment {hid}"),
+                );
+                continue;
+            }
+            Err(reason) if is_last && bytes.len() <= SEG_HEADER => {
+                // A crash while creating the segment: it cannot hold a record, so nothing in
+                // it was ever confirmed (a batch is confirmed only after its records are
+                // durable, and they follow the header).
+                if mode == Mode::ReadWrite {
+                    fs.remove(&path)
+                        .map_err(|e| OpenError::io("removing torn segment", &path, e))?;
+                    removed_last = true;
+                }
+                cx.report.truncated.push(Damage {
                     file: path.clone(),
                     offset: 0,
                     len: bytes.len() as u64,
-                    reason: format!("header names segment {hid}; skipped"),
+                    reason: format!("torn segment header ({reason}), no record in it; removed"),
+                    copy: None,
                 });
                 continue;
             }
-            Err(reason) if is_last => {
-                // A crash while creating the segment: nothing in it was ever confirmed,
-                // because a batch is confirmed only after the header is durable.
-                fs.remove(&path)
-                    .map_err(|e| OpenError::io("removing torn segment", &path, e))?;
-                report.truncated.push(Damage {
-                    file: path.clone(),
-                    offset: 0,
-                    len: bytes.len() as u64,
-                    reason: format!("torn segment header ({reason}); removed"),
-                });
-                continue;
-            }
-            Err(reason) => {
-                report.corrupt.push(Damage {
-                    file: path.clone(),
-                    offset: 0,
-                    len: bytes.len() as u64,
-                    reason: format!("{reason}; segment skipped"),
-                });
-                continue;
-            }
+            Err(reason) => match salt_that_verifies(fs, &path, &bytes, replay_from.is_some())? {
+                Some(salt) => {
+                    cx.report.corrupt.push(Damage {
+                        file: path.clone(),
+                        offset: 0,
+                        len: SEG_HEADER as u64,
+                        reason: format!(
+                            "damaged segment header ({reason}); its records verify with the salt it holds, served"
+                        ),
+                        copy: None,
+                    });
+                    salt
+                }
+                _ => {
+                    cx.damaged_segment(
+                        id,
+                        &path,
+                        bytes.len(),
+                        &format!("damaged segment header ({reason}), no record verifies"),
+                    );
+                    continue;
+                }
+            },
         };
         segs.insert(id, salt);
         let Some(from) = replay_from else { continue };
         let from = usize::try_from(from).unwrap_or(usize::MAX);
-        replay_segment(
-            fs,
-            &path,
-            id,
-            salt,
-            &bytes,
-            from,
-            is_last,
-            &mut state,
-            &mut report,
-        )?;
+        replay_segment(&mut cx, &path, id, salt, &bytes, from, is_last, &mut state)?;
     }
     state.finish_recovery();
     state.counters = Default::default();
-    let next_seg = ids
+    let lost = state
+        .slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.state == LOST)
+        .map(|(i, s)| {
+            let why = cx
+                .lost_why
+                .get(&(s.seg, s.off))
+                .cloned()
+                .unwrap_or_else(|| {
+                    "its publish record is missing from the log (damage before it)".to_string()
+                });
+            (state.base + i as u64, why)
+        })
+        .collect::<Vec<_>>();
+    cx.report.lost_messages = lost.len() as u64;
+    // The next segment: after every surviving one (a removed torn last segment's id is used
+    // again, so ids stay contiguous), and after the checkpoint's segment if that one exists.
+    let mut next_seg = ids
         .last()
-        .copied()
-        .max(start.map(|p| p.seg))
-        .map_or(1, |m| m + 1);
+        .map_or(1, |&m| if removed_last { m } else { m + 1 });
+    if let Some(pos) = start {
+        let exists = ids.contains(&pos.seg);
+        next_seg = next_seg.max(if exists { pos.seg + 1 } else { pos.seg });
+    }
+    let mut report = cx.report;
     report.micros = started.elapsed().as_micros() as u64;
     Ok(Recovered {
         state,
         segs,
         next_seg,
         report,
+        checkpoint_pos: start,
+        lost,
     })
+}
+
+/// Loads the newest usable checkpoint generation.
+fn load_checkpoint(cx: &mut Ctx<'_>, names: &[String]) -> Result<(State, Option<Pos>), OpenError> {
+    let mut errors = Vec::new();
+    for (gen_name, previous) in [(CHECKPOINT, false), (CHECKPOINT_PREV, true)] {
+        if !names.iter().any(|n| n == gen_name) {
+            continue;
+        }
+        let p = cx.dir.join(gen_name);
+        let bytes = cx
+            .fs
+            .read(&p)
+            .map_err(|e| OpenError::io("reading", &p, e))?;
+        match checkpoint::decode(&bytes) {
+            Ok((st, pos)) => {
+                cx.report.from_checkpoint = true;
+                cx.report.from_previous_checkpoint = previous;
+                if !errors.is_empty() {
+                    cx.report.checkpoint_error = Some(errors.join("; "));
+                }
+                if previous && cx.mode == Mode::ReadWrite && names.iter().any(|n| n == CHECKPOINT) {
+                    // Keep the damaged newest generation as evidence, out of the way of the
+                    // next install (which would otherwise rename it over the good one).
+                    let copy = cx.quarantine_file(&cx.dir.join(CHECKPOINT), "checkpoint")?;
+                    if let Some(e) = cx.report.checkpoint_error.as_mut() {
+                        e.push_str(&format!("; moved to {}", copy.display()));
+                    }
+                }
+                return Ok((st, Some(pos)));
+            }
+            Err(CheckpointError::Version(v)) => {
+                return Err(OpenError::Format {
+                    path: p,
+                    reason: format!(
+                        "checkpoint format version {v}, this build reads up to {}: it was written by a newer ackline; open the data directory with that version",
+                        checkpoint::VERSION
+                    ),
+                });
+            }
+            Err(CheckpointError::Damaged(reason)) => {
+                errors.push(format!("{}: {reason}", p.display()))
+            }
+        }
+    }
+    if !errors.is_empty() {
+        cx.report.checkpoint_error = Some(errors.join("; "));
+    }
+    Ok((State::default(), None))
+}
+
+/// With no checkpoint, a replay from the first segment is right only if no segment was ever
+/// reclaimed (reclaiming needs a checkpoint, so segments `1..=n` are all there).
+fn check_log_is_whole(cx: &Ctx<'_>, ids: &[u32]) -> Result<(), OpenError> {
+    let whole = ids.iter().enumerate().all(|(i, &id)| id as usize == i + 1);
+    if whole {
+        return Ok(());
+    }
+    let why = cx
+        .report
+        .checkpoint_error
+        .clone()
+        .unwrap_or_else(|| "no checkpoint file".to_string());
+    Err(OpenError::Format {
+        path: cx.dir.to_path_buf(),
+        reason: format!(
+            "no usable checkpoint ({why}) and the log's history was reclaimed (segments {:?} present, segment 1 onwards expected): a replay would bring back acked messages and lose dead letters, so the queue is not opened. Restore checkpoint or checkpoint.prev from a backup, or move this queue directory aside to start it empty",
+            ids
+        ),
+    })
+}
+
+impl Ctx<'_> {
+    /// A segment that cannot be served at all: reported, kept in place (never deleted: it is
+    /// not in the segment table, so reclamation does not see it), and whatever positions it
+    /// held become lost there.
+    fn damaged_segment(&mut self, id: u32, path: &Path, len: usize, why: &str) {
+        let loc = Loc {
+            seg: id,
+            off: 0,
+            len: 0,
+        };
+        let text = format!("{} ({why})", path.display());
+        self.report.corrupt.push(Damage {
+            file: path.to_path_buf(),
+            offset: 0,
+            len: len as u64,
+            reason: format!("{why}; segment kept in place, not served"),
+            copy: None,
+        });
+        self.lost_why.insert((loc.seg, loc.off), text.clone());
+        self.last_damage = Some((loc, text));
+    }
+
+    /// Copies `bytes` (a damaged range at `offset` of segment `id`) into `quarantine/`.
+    fn quarantine_bytes(
+        &self,
+        id: u32,
+        offset: usize,
+        bytes: &[u8],
+    ) -> Result<Option<PathBuf>, OpenError> {
+        if self.mode == Mode::ReadOnly {
+            return Ok(None);
+        }
+        let qdir = self.dir.join(QUARANTINE);
+        let p = qdir.join(format!("{}.{offset}", seg_name(id)));
+        if self.fs.exists(&p) {
+            return Ok(Some(p));
+        }
+        self.fs
+            .create_dir_all(&qdir)
+            .map_err(|e| OpenError::io("creating", &qdir, e))?;
+        let tmp = qdir.join(format!("{}.{offset}.tmp", seg_name(id)));
+        if self.fs.exists(&tmp) {
+            self.fs
+                .remove(&tmp)
+                .map_err(|e| OpenError::io("removing", &tmp, e))?;
+        }
+        let mut f = self
+            .fs
+            .create(&tmp)
+            .map_err(|e| OpenError::io("creating", &tmp, e))?;
+        f.append(bytes)
+            .and_then(|()| f.sync())
+            .map_err(|e| OpenError::io("writing", &tmp, e))?;
+        drop(f);
+        self.fs
+            .rename(&tmp, &p)
+            .map_err(|e| OpenError::io("renaming", &tmp, e))?;
+        self.fs
+            .sync_dir(&qdir)
+            .map_err(|e| OpenError::io("syncing", &qdir, e))?;
+        self.fs
+            .sync_dir(self.dir)
+            .map_err(|e| OpenError::io("syncing", self.dir, e))?;
+        Ok(Some(p))
+    }
+
+    /// Moves a whole file into `quarantine/` under a name that does not exist yet.
+    fn quarantine_file(&self, path: &Path, stem: &str) -> Result<PathBuf, OpenError> {
+        let qdir = self.dir.join(QUARANTINE);
+        self.fs
+            .create_dir_all(&qdir)
+            .map_err(|e| OpenError::io("creating", &qdir, e))?;
+        let mut n = 1u32;
+        let dst = loop {
+            let d = qdir.join(format!("{stem}.{n}"));
+            if !self.fs.exists(&d) {
+                break d;
+            }
+            n += 1;
+        };
+        self.fs
+            .rename(path, &dst)
+            .map_err(|e| OpenError::io("moving aside", path, e))?;
+        self.fs
+            .sync_dir(&qdir)
+            .map_err(|e| OpenError::io("syncing", &qdir, e))?;
+        self.fs
+            .sync_dir(self.dir)
+            .map_err(|e| OpenError::io("syncing", self.dir, e))?;
+        Ok(dst)
+    }
+
+    /// Records a damaged range `[pos, end)` of segment `id`: quarantines its bytes, reports
+    /// it, and notes any publish the damaged frames' headers still name.
+    #[allow(clippy::too_many_arguments)]
+    fn damaged_range(
+        &mut self,
+        path: &Path,
+        id: u32,
+        bytes: &[u8],
+        pos: usize,
+        end: usize,
+        reason: String,
+        torn_tail: bool,
+        state: &mut State,
+    ) -> Result<(), OpenError> {
+        let copy = self.quarantine_bytes(id, pos, &bytes[pos..end])?;
+        let d = Damage {
+            file: path.to_path_buf(),
+            offset: pos as u64,
+            len: (end - pos) as u64,
+            reason,
+            copy,
+        };
+        let loc = Loc {
+            seg: id,
+            off: u32::try_from(pos).unwrap_or(u32::MAX),
+            len: u32::try_from(end - pos).unwrap_or(u32::MAX),
+        };
+        let text = d.to_string();
+        self.lost_why.insert((loc.seg, loc.off), text.clone());
+        self.last_damage = Some((loc, text));
+        // A damaged frame whose header still reads as the publish of the next position is
+        // evidence of that message, even with nothing after it naming the position. Not so in
+        // a torn tail: bytes after which nothing intact was written were never confirmed.
+        let mut p = pos;
+        while !torn_tail && p + FRAME_HEADER + 8 <= end {
+            let len = u32::from_le_bytes([bytes[p + 4], bytes[p + 5], bytes[p + 6], bytes[p + 7]])
+                as usize;
+            if bytes[p + 8] != kind::PUBLISH {
+                break;
+            }
+            let mut seqb = [0u8; 8];
+            seqb.copy_from_slice(&bytes[p + FRAME_HEADER..p + FRAME_HEADER + 8]);
+            let seq = u64::from_le_bytes(seqb);
+            if seq != state.next_seq {
+                break;
+            }
+            state.note_exists(seq, loc);
+            p = match p.checked_add(FRAME_HEADER + len) {
+                Some(n) if n > p => n,
+                _ => break,
+            };
+        }
+        if torn_tail {
+            self.report.truncated.push(d);
+        } else {
+            self.report.corrupt.push(d);
+        }
+        Ok(())
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn replay_segment(
-    fs: &dyn Fs,
+    cx: &mut Ctx<'_>,
     path: &Path,
     id: u32,
     salt: u32,
@@ -204,10 +515,9 @@ fn replay_segment(
     from: usize,
     is_last: bool,
     state: &mut State,
-    report: &mut RecoveryReport,
 ) -> Result<(), OpenError> {
     let mut pos = from.min(bytes.len());
-    report.bytes_scanned += (bytes.len() - pos) as u64;
+    cx.report.bytes_scanned += (bytes.len() - pos) as u64;
     while pos < bytes.len() {
         match decode(bytes, pos, salt) {
             Frame::Record(rec, n) => {
@@ -216,8 +526,8 @@ fn replay_segment(
                     off: pos as u32,
                     len: n as u32,
                 };
-                apply(state, rec, loc);
-                report.records_replayed += 1;
+                apply(state, rec, loc, cx.last_damage.as_ref().map(|d| d.0));
+                cx.report.records_replayed += 1;
                 pos += n;
             }
             bad => {
@@ -227,32 +537,47 @@ fn replay_segment(
                 };
                 match resync(bytes, pos + 1, salt) {
                     Some(next) => {
-                        report.corrupt.push(Damage {
-                            file: path.to_path_buf(),
-                            offset: pos as u64,
-                            len: (next - pos) as u64,
-                            reason: format!("{reason}; skipped to the next intact record"),
-                        });
+                        cx.damaged_range(
+                            path,
+                            id,
+                            bytes,
+                            pos,
+                            next,
+                            format!("{reason}; skipped to the next intact record"),
+                            false,
+                            state,
+                        )?;
                         pos = next;
                     }
                     None if is_last => {
-                        fs.truncate(path, pos as u64)
-                            .map_err(|e| OpenError::io("truncating torn tail of", path, e))?;
-                        report.truncated.push(Damage {
-                            file: path.to_path_buf(),
-                            offset: pos as u64,
-                            len: (bytes.len() - pos) as u64,
-                            reason: format!("torn tail ({reason}); truncated"),
-                        });
+                        cx.damaged_range(
+                            path,
+                            id,
+                            bytes,
+                            pos,
+                            bytes.len(),
+                            format!("torn tail ({reason}); truncated"),
+                            true,
+                            state,
+                        )?;
+                        if cx.mode == Mode::ReadWrite {
+                            cx.fs
+                                .truncate(path, pos as u64)
+                                .map_err(|e| OpenError::io("truncating torn tail of", path, e))?;
+                        }
                         break;
                     }
                     None => {
-                        report.corrupt.push(Damage {
-                            file: path.to_path_buf(),
-                            offset: pos as u64,
-                            len: (bytes.len() - pos) as u64,
-                            reason: format!("{reason} up to the end of a sealed segment"),
-                        });
+                        cx.damaged_range(
+                            path,
+                            id,
+                            bytes,
+                            pos,
+                            bytes.len(),
+                            format!("{reason} up to the end of a sealed segment"),
+                            false,
+                            state,
+                        )?;
                         break;
                     }
                 }
@@ -271,20 +596,55 @@ fn read_header(fs: &dyn Fs, path: &Path) -> Vec<u8> {
     }
 }
 
+/// The salt a damaged header holds, if a record after it verifies with it (a frame verifies
+/// under the wrong salt with probability 2^-32). `whole` says `bytes` is the whole file.
+fn salt_that_verifies(
+    fs: &dyn Fs,
+    path: &Path,
+    bytes: &[u8],
+    whole: bool,
+) -> Result<Option<u32>, OpenError> {
+    let Some(h) = bytes.get(..SEG_HEADER) else {
+        return Ok(None);
+    };
+    let salt = u32::from_le_bytes([h[16], h[17], h[18], h[19]]);
+    let all;
+    let bytes = if whole {
+        bytes
+    } else {
+        all = fs
+            .read(path)
+            .map_err(|e| OpenError::io("reading", path, e))?;
+        &all
+    };
+    Ok(resync(bytes, SEG_HEADER, salt).map(|_| salt))
+}
+
 /// The offset of the next intact record at or after `from`.
 fn resync(bytes: &[u8], from: usize, salt: u32) -> Option<usize> {
     (from..bytes.len()).find(|&p| matches!(decode(bytes, p, salt), Frame::Record(..)))
 }
 
-fn apply(st: &mut State, rec: RecordRef<'_>, loc: Loc) {
+fn apply(st: &mut State, rec: RecordRef<'_>, loc: Loc, damage: Option<Loc>) {
+    let at = damage.unwrap_or(LOST_UNKNOWN);
     match rec {
-        RecordRef::Publish { seq, replay_of, .. } => {
-            st.on_publish(seq, loc, replay_of);
+        RecordRef::Publish {
+            seq,
+            replay_of,
+            msg,
+        } => {
+            if seq > st.next_seq {
+                st.note_exists(seq - 1, at);
+            }
+            let fp = st.fp_key.of(msg.id);
+            st.on_publish(seq, loc, replay_of, fp);
         }
         RecordRef::Deliver(runs) => runs.into_iter().flat_map(|r| r.iter()).for_each(|s| {
+            st.note_exists(s, at);
             st.on_deliver(s);
         }),
         RecordRef::Ack(runs) => runs.into_iter().flat_map(|r| r.iter()).for_each(|s| {
+            st.note_exists(s, at);
             st.on_ack(s);
         }),
         RecordRef::Nack {
@@ -292,7 +652,10 @@ fn apply(st: &mut State, rec: RecordRef<'_>, loc: Loc) {
             not_before,
             failed_at,
             error,
-        } => st.on_nack(seq, not_before, failed_at, error),
+        } => {
+            st.note_exists(seq, at);
+            st.on_nack(seq, not_before, failed_at, error);
+        }
         RecordRef::Dead {
             seq,
             attempts,
@@ -301,6 +664,7 @@ fn apply(st: &mut State, rec: RecordRef<'_>, loc: Loc) {
             reason,
             last_error,
         } => {
+            st.note_exists(seq, at);
             st.on_dead_recorded(seq, |e| {
                 e.attempts = attempts;
                 e.first_failure = first_failure;

@@ -49,6 +49,7 @@ struct State {
     locked: BTreeSet<PathBuf>,
     ops_left: Option<u64>,
     fail_syncs: bool,
+    read_faults: u64,
 }
 
 /// An in-memory filesystem that separates written from durable data.
@@ -80,6 +81,12 @@ impl SimFs {
     /// Makes every later `sync` and `sync_dir` fail with an I/O error.
     pub fn fail_syncs(&self, fail: bool) {
         lock(&self.state).fail_syncs = fail;
+    }
+
+    /// Makes the next `n` positional reads fail with an I/O error (EIO), as a flaky disk or a
+    /// descriptor shortage (EMFILE) would; later reads succeed again.
+    pub fn fail_reads(&self, n: u64) {
+        lock(&self.state).read_faults = n;
     }
 
     /// How many operations have been allowed so far is not tracked; this reports whether the
@@ -119,6 +126,7 @@ impl SimFs {
                 locked: BTreeSet::new(),
                 ops_left: None,
                 fail_syncs: false,
+                read_faults: 0,
             })),
         }
     }
@@ -199,6 +207,13 @@ impl FsFile for SimHandle {
 
 impl FsRead for SimHandle {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        {
+            let mut st = lock(&self.fs.state);
+            if st.read_faults > 0 {
+                st.read_faults -= 1;
+                return Err(io::Error::other("simulated read failure (EIO)"));
+            }
+        }
         let f = lock(&self.file);
         let start = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
         let end = start

@@ -10,7 +10,13 @@
 //! - `slots[i]` describes the message at position `base + i`; `base <= fresh <= next_seq`;
 //!   positions below `base` are all settled, and the first slot, if any, is not settled.
 //! - A slot is in exactly one state: `READY`, `LEASED` (an entry in `leases`), `DELAYED` (an
-//!   entry in `delayed`) or `SETTLED` (acked, dead-lettered or a gap).
+//!   entry in `delayed`), `LOST` (recovery knows the position held a message but its publish
+//!   record is damaged; such slots are never delivered, and the queue moves them to the
+//!   dead-letter queue with reason `corrupt` as it opens) or `SETTLED` (acked,
+//!   dead-lettered).
+//! - `ids` maps the fingerprint of every message id that is pending or in the dead-letter queue
+//!   to its position (entries of settled positions are dropped lazily: an entry counts only
+//!   while its position is pending or a dead-letter key; see [`State::duplicate_of`]).
 //! - Every `READY` slot below `fresh` is in `retry` (possibly with stale duplicates, which are
 //!   skipped); `READY` slots at or above `fresh` are found by advancing `fresh`. So first
 //!   deliveries go out in position (publish) order, and redeliveries go first.
@@ -57,6 +63,61 @@ pub(crate) const READY: u8 = 1;
 pub(crate) const LEASED: u8 = 2;
 /// The message waits for its redelivery time; it is in `delayed`.
 pub(crate) const DELAYED: u8 = 3;
+/// Recovery found evidence of the message (a later record names its position, or a damaged
+/// frame's header does) but its publish record is damaged. Never delivered.
+pub(crate) const LOST: u8 = 4;
+
+/// The 128-bit fingerprint of a message id (keyed SipHash-1-3): `hi` keys the id index, `lo`
+/// confirms a match. Two different ids share one with probability 2^-128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fp {
+    pub hi: u64,
+    pub lo: u64,
+}
+
+/// The key of the id fingerprints, random per queue and kept in its checkpoint (so a producer
+/// cannot choose ids whose fingerprints collide).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FpKey(pub u64, pub u64);
+
+impl FpKey {
+    pub fn random() -> FpKey {
+        FpKey(rand::random(), rand::random())
+    }
+
+    pub fn of(&self, id: &str) -> Fp {
+        use siphasher::sip128::Hasher128;
+        use std::hash::Hasher;
+        let mut h = siphasher::sip128::SipHasher13::new_with_keys(self.0, self.1);
+        h.write(id.as_bytes());
+        let r = h.finish128();
+        Fp { hi: r.h1, lo: r.h2 }
+    }
+}
+
+impl Default for FpKey {
+    fn default() -> Self {
+        FpKey::random()
+    }
+}
+
+/// Where the id index says a message id lives.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdRef {
+    pub seq: u64,
+    pub lo: u64,
+}
+
+/// The location given to `LOST` slots whose damage could not be placed.
+pub(crate) const LOST_UNKNOWN: Loc = Loc {
+    seg: 0,
+    off: 0,
+    len: 0,
+};
+
+/// A record naming a position this far beyond the last known one is itself taken as damage
+/// rather than as evidence of that many lost messages.
+const MAX_LOST_RUN: u64 = 1 << 20;
 
 /// Where a record is: segment, offset of its frame, frame length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +186,8 @@ pub(crate) struct Counters {
     pub released: u64,
     pub replayed: u64,
     pub purged: u64,
+    pub duplicates: u64,
+    pub corrupt: u64,
 }
 
 #[derive(Debug, Default)]
@@ -144,6 +207,9 @@ pub(crate) struct State {
     pub pending_bytes: u64,
     pub seg_live: BTreeMap<u32, u32>,
     pub counters: Counters,
+    /// Fingerprint (`hi`) of each id pending or dead-lettered -> where it is.
+    pub ids: SeqMap<IdRef>,
+    pub fp_key: FpKey,
 }
 
 impl State {
@@ -228,45 +294,81 @@ impl State {
     // ---- transitions shared by live operation and recovery ----
 
     /// A message was published at `seq`. Returns false if the record was ignored (a position
-    /// already used, or a replay of an entry no longer in the dead-letter queue).
-    pub fn on_publish(&mut self, seq: u64, loc: Loc, replay_of: Option<u64>) -> bool {
+    /// already used). A replay whose dead-letter entry is gone (its DEAD record was lost to
+    /// damage) still publishes: the message is in this record, whole.
+    pub fn on_publish(&mut self, seq: u64, loc: Loc, replay_of: Option<u64>, fp: Fp) -> bool {
         if seq < self.next_seq {
             return false;
         }
-        if let Some(key) = replay_of {
-            let Some(entry) = self.dlq.remove(&key) else {
-                return false;
-            };
+        if let Some(key) = replay_of
+            && let Some(entry) = self.dlq.remove(&key)
+        {
             self.live_dec(entry.loc.seg);
             self.counters.replayed += 1;
         }
-        if self.slots.is_empty() {
-            self.base = seq;
-            self.fresh = self.fresh.max(seq);
+        self.fill_to(seq, LOST_UNKNOWN);
+        self.push_slot(loc, READY);
+        self.ids.insert(fp.hi, IdRef { seq, lo: fp.lo });
+        self.counters.published += 1;
+        true
+    }
+
+    /// Positions from `next_seq` up to (not including) `seq` that no publish record accounts
+    /// for become `LOST` slots located at `at` (the damage that must have held them).
+    fn fill_to(&mut self, seq: u64, at: Loc) {
+        while self.next_seq < seq {
+            self.push_slot(at, LOST);
         }
-        while self.base + (self.slots.len() as u64) < seq {
-            // A gap (positions lost to corruption): settled placeholders.
-            self.slots.push_back(Slot {
-                seg: 0,
-                off: 0,
-                len: 0,
-                attempts: 0,
-                state: SETTLED,
-            });
+    }
+
+    fn push_slot(&mut self, loc: Loc, state: u8) {
+        if self.slots.is_empty() {
+            self.base = self.next_seq;
+            self.fresh = self.fresh.max(self.next_seq);
         }
         self.slots.push_back(Slot {
             seg: loc.seg,
             off: loc.off,
             len: loc.len,
             attempts: 0,
-            state: READY,
+            state,
         });
-        self.next_seq = seq + 1;
+        self.next_seq += 1;
         self.pending += 1;
         self.pending_bytes += u64::from(loc.len);
         self.live_inc(loc.seg);
-        self.counters.published += 1;
-        true
+    }
+
+    /// Recovery: a record names position `seq`, so a message was published there; positions
+    /// up to it that have no publish record are `LOST` at `at`.
+    pub fn note_exists(&mut self, seq: u64, at: Loc) {
+        if seq >= self.next_seq && seq - self.next_seq < MAX_LOST_RUN {
+            self.fill_to(seq + 1, at);
+        }
+    }
+
+    /// The position holding a message with this id fingerprint, if it is pending or in the
+    /// dead-letter queue.
+    pub fn duplicate_of(&self, fp: Fp) -> Option<u64> {
+        let r = self.ids.get(&fp.hi)?;
+        (r.lo == fp.lo && self.is_live(r.seq)).then_some(r.seq)
+    }
+
+    fn is_live(&self, seq: u64) -> bool {
+        self.state_of(seq) != SETTLED || self.dlq.contains_key(&seq)
+    }
+
+    /// Drops index entries of settled positions once they outnumber the live ones (amortised
+    /// O(1) per publish; bounds the index near the number of live messages).
+    pub fn prune_ids(&mut self) {
+        let live = self.pending + self.dlq.len() as u64;
+        if (self.ids.len() as u64) > 2 * live + 1024 {
+            let ids = std::mem::take(&mut self.ids);
+            self.ids = ids
+                .into_iter()
+                .filter(|(_, r)| self.is_live(r.seq))
+                .collect();
+        }
     }
 
     /// `seq` was delivered once more.
@@ -289,8 +391,10 @@ impl State {
 
     /// `seq` failed and waits until `not_before`.
     pub fn on_nack(&mut self, seq: u64, not_before: u64, failed_at: u64, error: &str) {
-        if self.state_of(seq) == SETTLED {
-            return;
+        match self.state_of(seq) {
+            SETTLED => return,
+            LOST => return self.note_failure(seq, failed_at, error),
+            _ => {}
         }
         self.clear_hold(seq);
         self.note_failure(seq, failed_at, error);
@@ -538,6 +642,10 @@ impl State {
 mod tests {
     use super::*;
 
+    fn fp(n: u64) -> Fp {
+        FpKey(1, 2).of(&format!("m-{n}"))
+    }
+
     fn loc(n: u32) -> Loc {
         Loc {
             seg: 1,
@@ -550,7 +658,7 @@ mod tests {
     fn first_deliveries_in_order_redeliveries_first() {
         let mut st = State::default();
         for s in 0..4 {
-            assert!(st.on_publish(s, loc(s as u32), None));
+            assert!(st.on_publish(s, loc(s as u32), None, fp(s)));
         }
         let a = st.peek_ready().unwrap();
         st.lease(a, 1, 10);
@@ -567,7 +675,7 @@ mod tests {
     fn settling_the_front_advances_base_and_counts() {
         let mut st = State::default();
         for s in 0..3 {
-            st.on_publish(s, loc(s as u32), None);
+            st.on_publish(s, loc(s as u32), None, fp(s));
         }
         assert_eq!((st.pending, st.pending_bytes), (3, 300));
         assert!(st.on_ack(1));
@@ -582,7 +690,7 @@ mod tests {
     #[test]
     fn delays_wake_in_time_and_stale_heap_entries_are_ignored() {
         let mut st = State::default();
-        st.on_publish(0, loc(0), None);
+        st.on_publish(0, loc(0), None, fp(0));
         st.on_deliver(0);
         st.on_nack(0, 100, 1, "e1");
         st.on_deliver(0); // recovery order: delivered again after the first delay
@@ -601,7 +709,7 @@ mod tests {
     #[test]
     fn dead_letter_keeps_the_segment_until_purged_or_replayed() {
         let mut st = State::default();
-        st.on_publish(0, loc(0), None);
+        st.on_publish(0, loc(0), None, fp(0));
         st.on_deliver(0);
         assert!(st.on_dead(0, 7, "rejected", "bad record"));
         assert_eq!(st.pending, 0);
@@ -614,31 +722,74 @@ mod tests {
                 off: 0,
                 len: 50
             },
-            Some(0)
+            Some(0),
+            fp(0)
         ));
         assert!(st.dlq.is_empty());
         assert_eq!(st.seg_live.get(&1), None);
         assert!(
-            !st.on_publish(2, loc(3), Some(0)),
-            "a replay of a gone entry is ignored"
+            st.on_publish(2, loc(3), Some(0), fp(0)),
+            "a replay whose entry is gone still publishes (its DEAD record may be lost)"
         );
+        assert_eq!(st.pending, 2);
     }
 
     #[test]
-    fn gaps_are_settled_placeholders() {
+    fn positions_without_a_publish_record_are_lost_not_settled() {
         let mut st = State::default();
-        st.on_publish(0, loc(0), None);
-        st.on_publish(3, loc(3), None);
-        assert_eq!(st.pending, 2);
-        assert_eq!(st.state_of(1), SETTLED);
+        st.on_publish(0, loc(0), None, fp(0));
+        let damage = Loc {
+            seg: 1,
+            off: 500,
+            len: 90,
+        };
+        st.note_exists(2, damage); // e.g. a DELIVER record naming position 2
+        st.on_publish(3, loc(3), None, fp(3));
+        assert_eq!(st.pending, 4, "the lost positions are still accounted for");
+        assert_eq!((st.state_of(1), st.state_of(2)), (LOST, LOST));
+        assert_eq!(st.slot(1).map(Slot::loc), Some(damage));
         st.on_ack(0);
+        assert_eq!(st.peek_ready(), Some(3), "lost slots are never delivered");
+        st.on_nack(1, 5, 5, "x");
+        assert_eq!(
+            st.state_of(1),
+            LOST,
+            "a nack does not make a lost slot deliverable"
+        );
+        assert!(st.on_dead(1, 9, "corrupt", "damaged"));
+        assert!(st.on_ack(2), "a later ACK record settles a lost slot");
         assert_eq!(st.base, 3);
+    }
+
+    #[test]
+    fn the_id_index_finds_pending_and_dead_lettered_ids_only() {
+        let mut st = State::default();
+        for s in 0..3 {
+            st.on_publish(s, loc(s as u32), None, fp(s));
+        }
+        assert_eq!(st.duplicate_of(fp(1)), Some(1));
+        assert_eq!(st.duplicate_of(fp(7)), None);
+        st.on_ack(1);
+        assert_eq!(st.duplicate_of(fp(1)), None, "an acked id may come again");
+        st.on_dead(2, 1, "rejected", "bad");
+        assert_eq!(
+            st.duplicate_of(fp(2)),
+            Some(2),
+            "a dead-lettered id is still known"
+        );
+        st.on_purge(2);
+        assert_eq!(st.duplicate_of(fp(2)), None);
+        let other = Fp {
+            hi: fp(0).hi,
+            lo: fp(0).lo ^ 1,
+        };
+        assert_eq!(st.duplicate_of(other), None, "both halves must match");
     }
 
     #[test]
     fn expired_leases_are_taken_once() {
         let mut st = State::default();
-        st.on_publish(0, loc(0), None);
+        st.on_publish(0, loc(0), None, fp(0));
         st.lease(0, 9, 100);
         st.extend(0, 200);
         assert!(

@@ -156,3 +156,28 @@ impl Server {
 pub async fn serve(cfg: ServerConfig, shutdown: impl Future) -> Result<(), ServerError> {
     Server::bind(cfg).await?.run(shutdown).await
 }
+
+/// Logs what recovery found when `q` was opened: each damaged range at ERROR (with file,
+/// offset, length and where its bytes were kept), each torn tail at WARN, a checkpoint that
+/// could not be used at ERROR, and the messages moved to the dead-letter queue as `corrupt`.
+/// The engine only reports; whoever opens a queue says it out loud.
+pub fn log_recovery(q: &ackline_queue::Queue) {
+    let r = q.recovery_report();
+    let queue = q.name();
+    for d in &r.corrupt {
+        tracing::error!(queue, damage = %d, "queue data damaged");
+    }
+    for d in &r.truncated {
+        tracing::warn!(queue, damage = %d, "torn tail cut at recovery");
+    }
+    if let Some(e) = &r.checkpoint_error {
+        tracing::error!(queue, error = %e, previous_generation_used = r.from_previous_checkpoint, "checkpoint unusable");
+    }
+    if r.lost_messages > 0 {
+        tracing::error!(
+            queue,
+            messages = r.lost_messages,
+            "messages with damaged records moved to the dead-letter queue with reason \"corrupt\""
+        );
+    }
+}

@@ -97,6 +97,16 @@ const COUNTERS: &[(&str, &str, Read)] = &[
     ("ackline_lease_expired", "Leases that ran out.", |s| {
         s.lease_expired
     }),
+    (
+        "ackline_duplicate_publishes",
+        "Publishes absorbed because their id was already pending or dead-lettered.",
+        |s| s.duplicates,
+    ),
+    (
+        "ackline_corrupt_messages",
+        "Messages dead-lettered with reason corrupt (damaged stored records).",
+        |s| s.corrupt_messages,
+    ),
 ];
 
 const GAUGES: &[(&str, &str, Read)] = &[
@@ -120,6 +130,11 @@ const GAUGES: &[(&str, &str, Read)] = &[
         "ackline_dead_letters",
         "Entries in the dead-letter queue.",
         |s| s.dead_letters,
+    ),
+    (
+        "ackline_corrupt_ranges",
+        "Damaged ranges of the queue's files found when it was opened.",
+        |s| s.corrupt_ranges,
     ),
 ];
 

@@ -54,6 +54,7 @@ impl Queues {
         let q = db
             .queue(name, self.opts.clone())
             .map_err(|e| ApiError::unavailable(format!("opening queue {name}: {e}")))?;
+        crate::log_recovery(&q);
         let b = EmbeddedBroker::new(q);
         lock(&self.open).insert(name.to_string(), b.clone());
         Ok(b)

@@ -3,8 +3,10 @@
 //! ([`broker`]).
 //!
 //! Invariants:
-//! - Read-only commands (`queue stats`, `dlq list`, `dlq show`) never create a queue in the
-//!   data directory: a queue that does not exist is reported (stats, show) or has an empty
+//! - Read-only commands (`queue stats`, `dlq list`, `dlq show`) open the data directory
+//!   read-only ([`Db::open_read_only`]): they change no file, need no lock (so they work while
+//!   `ackline run` or `serve` holds the directory, and on a read-only mount), and never create
+//!   a queue: a queue that does not exist is reported (stats, show) or has an empty
 //!   dead-letter queue (list).
 //! - Replay and purge report how many entries they changed, once that is durable.
 //! - Without a broker configured, nothing but the data directory is touched; with one, the
@@ -26,7 +28,29 @@ use crate::exit::usage;
 use crate::output::Out;
 
 pub fn open_db(dir: &Path) -> anyhow::Result<Db> {
-    Db::open(dir).with_context(|| format!("opening data directory {}", dir.display()))
+    Db::open(dir).map_err(|e| match e {
+        ackline_queue::OpenError::Locked { .. } => anyhow!(
+            "{e}. Stop the ackline process that holds it first, or run the command against that process with --broker http://HOST:PORT (ackline serve)"
+        ),
+        e => anyhow::Error::new(e).context(format!("opening data directory {}", dir.display())),
+    })
+}
+
+/// Opens the data directory for inspection: no lock, no file changed. `None` when it holds
+/// no queues at all (it may not exist yet).
+pub fn open_db_read_only(dir: &Path) -> anyhow::Result<Option<Db>> {
+    if !dir.join("queues").is_dir() {
+        if dir.exists() && !dir.is_dir() {
+            return Err(anyhow!(
+                "data directory {} is not a directory",
+                dir.display()
+            ));
+        }
+        return Ok(None);
+    }
+    Db::open_read_only(dir)
+        .with_context(|| format!("opening data directory {} for reading", dir.display()))
+        .map(Some)
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {
@@ -46,9 +70,11 @@ pub fn existing(db: &Db, name: &str) -> anyhow::Result<Option<Queue>> {
     if !names.iter().any(|n| n == name) {
         return Ok(None);
     }
-    db.queue(name, QueueOptions::default())
-        .with_context(|| format!("opening queue {name}"))
-        .map(Some)
+    let q = db
+        .queue(name, QueueOptions::default())
+        .with_context(|| format!("opening queue {name}"))?;
+    ackline_server::log_recovery(&q);
+    Ok(Some(q))
 }
 
 #[derive(Debug, Serialize)]
@@ -70,6 +96,8 @@ pub struct StatsView {
     recovery_micros: u64,
     torn_tails_truncated: usize,
     corrupt_ranges: usize,
+    corrupt_messages: u64,
+    duplicates: u64,
 }
 
 pub fn stats_view(q: &Queue) -> StatsView {
@@ -88,6 +116,8 @@ pub fn stats_view(q: &Queue) -> StatsView {
         recovery_micros: r.micros,
         torn_tails_truncated: r.truncated.len(),
         corrupt_ranges: r.corrupt.len(),
+        corrupt_messages: s.corrupt_messages,
+        duplicates: s.duplicates,
     }
 }
 
@@ -108,18 +138,22 @@ pub fn queue_cmd(
     if let Some(url) = &cfg.broker {
         return broker::queue_stats(url, &cfg, flags, queue.map(String::as_str), out);
     }
-    let db = open_db(dir)?;
-    let names = match queue {
-        Some(n) => {
+    let db = open_db_read_only(dir)?;
+    let names = match (queue, &db) {
+        (Some(n), _) => {
             check_name(n)?;
             vec![n.clone()]
         }
-        None => db.queue_names().context("listing queues")?,
+        (None, Some(db)) => db.queue_names().context("listing queues")?,
+        (None, None) => Vec::new(),
     };
     let mut views = Vec::new();
     for n in &names {
-        let q =
-            existing(&db, n)?.ok_or_else(|| anyhow!("no queue named {n} in {}", dir.display()))?;
+        let q = match &db {
+            Some(db) => existing(db, n)?,
+            None => None,
+        };
+        let q = q.ok_or_else(|| anyhow!("no queue named {n} in {}", dir.display()))?;
         views.push(stats_view(&q));
     }
     let all = All { queues: views };
@@ -130,7 +164,7 @@ pub fn queue_cmd(
         }
         for v in &all.queues {
             s += &format!(
-                "{}: {} pending ({} ready, {} leased, {} delayed), {} dead letters, {} bytes pending, {} segments, next position {}\n  recovery {:.2} ms, {} torn tails truncated, {} corrupt ranges\n",
+                "{}: {} pending ({} ready, {} leased, {} delayed), {} dead letters, {} bytes pending, {} segments, next position {}\n  recovery {:.2} ms, {} torn tails truncated, {} corrupt ranges, {} messages dead-lettered as corrupt\n",
                 v.queue,
                 v.pending,
                 v.ready,
@@ -142,7 +176,8 @@ pub fn queue_cmd(
                 v.next_seq,
                 v.recovery_micros as f64 / 1000.0,
                 v.torn_tails_truncated,
-                v.corrupt_ranges
+                v.corrupt_ranges,
+                v.corrupt_messages
             );
         }
         s
@@ -227,7 +262,15 @@ pub fn dlq_cmd(
         return broker::dlq(c, url, &cfg, flags, out);
     }
     let default_queue = cfg.queue.as_str();
-    let db = open_db(dir)?;
+    let db = if matches!(c, DlqCommand::List { .. } | DlqCommand::Show { .. }) {
+        open_db_read_only(dir)?
+    } else {
+        Some(open_db(dir)?)
+    };
+    let existing = |db: &Option<Db>, queue: &str| match db {
+        Some(db) => existing(db, queue),
+        None => check_name(queue).map(|()| None),
+    };
     let pick = |q: &Option<String>| q.clone().unwrap_or_else(|| default_queue.to_string());
     match c {
         DlqCommand::List {

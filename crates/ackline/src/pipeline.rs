@@ -180,6 +180,7 @@ pub async fn run<S: Store, P: Process>(
     let queue = db
         .queue(&cfg.queue, cfg.queue_options.clone())
         .with_context(|| format!("opening queue {}", cfg.queue))?;
+    ackline_server::log_recovery(&queue);
     let broker = Arc::new(EmbeddedBroker::new(queue));
 
     let (in_tx, in_rx) = watch::channel(false);

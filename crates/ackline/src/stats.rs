@@ -8,14 +8,14 @@
 
 use std::path::Path;
 
-use ackline_queue::{Db, OpenError};
+use ackline_queue::Db;
 use ackline_store::{SqliteStore, StoreUrl};
 use anyhow::Context;
 use serde::Serialize;
 
 use crate::cli::PipelineFlags;
 use crate::config::{self, Env};
-use crate::dlq::{StatsView, existing, stats_view};
+use crate::dlq::{StatsView, existing, open_db_read_only, stats_view};
 use crate::output::Out;
 use crate::pipeline::{RunReport, progress_line, read_status};
 
@@ -40,21 +40,13 @@ pub fn run(data_dir: &Path, config_file: Option<&Path>, out: Out) -> anyhow::Res
         &PipelineFlags::default(),
         &Env::process(),
     )?;
-    let mut in_use = false;
+    // Read-only: works while `ackline run` holds the directory, and changes nothing.
+    let in_use = Db::in_use(data_dir);
     let mut queue = None;
-    if data_dir.is_dir() {
-        match Db::open(data_dir) {
-            Ok(db) => {
-                if let Some(q) = existing(&db, &cfg.queue)? {
-                    queue = Some(stats_view(&q));
-                }
-                db.close();
-            }
-            Err(OpenError::Locked { .. }) => in_use = true,
-            Err(e) => {
-                return Err(e).with_context(|| format!("opening {}", data_dir.display()));
-            }
-        }
+    if let Some(db) = open_db_read_only(data_dir)?
+        && let Some(q) = existing(&db, &cfg.queue)?
+    {
+        queue = Some(stats_view(&q));
     }
     let records = match StoreUrl::parse(&cfg.store_url) {
         Ok(StoreUrl::Sqlite(p)) if p.is_file() => {

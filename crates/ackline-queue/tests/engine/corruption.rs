@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ackline_queue::sim::{SimFs, Torn};
-use ackline_queue::{QueueOptions, RecoveryReport};
+use ackline_queue::{DeadLetter, QueueOptions, RecoveryReport};
 
 use crate::common::{Env, LEASE, msgs};
 
@@ -40,8 +40,8 @@ fn written() -> (SimFs, PathBuf, Env) {
     (disk, seg, env)
 }
 
-/// Recovers a copy of `disk` and returns the ids deliverable and the report.
-fn recover(disk: &SimFs, env: &Env) -> (Vec<String>, RecoveryReport) {
+/// Recovers a copy of `disk` and returns the ids deliverable, the report and the dead letters.
+fn recover(disk: &SimFs, env: &Env) -> (Vec<String>, RecoveryReport, Vec<DeadLetter>) {
     let fs = disk.power_loss(Torn::None); // an exact copy
     let env = Env {
         fs: Arc::new(fs),
@@ -66,14 +66,16 @@ fn recover(disk: &SimFs, env: &Env) -> (Vec<String>, RecoveryReport) {
         .into_iter()
         .map(|d| d.id)
         .collect();
-    let dead: Vec<String> = q
-        .dlq_list(None, 100)
-        .unwrap()
-        .into_iter()
-        .map(|d| d.id)
-        .collect();
-    assert!(dead.is_empty(), "nothing should be dead-lettered: {dead:?}");
-    (ids, q.recovery_report().clone())
+    let dead = q.dlq_list(None, 100).unwrap();
+    (ids, q.recovery_report().clone(), dead)
+}
+
+/// Whether the first damaged range's quarantine copy exists on `disk`'s recovered copy.
+fn c_copy_exists(_disk: &SimFs, report: &RecoveryReport) -> bool {
+    report.corrupt[0]
+        .copy
+        .as_ref()
+        .is_some_and(|p| p.to_string_lossy().contains("/quarantine/"))
 }
 
 fn disk_root(disk: &SimFs) -> PathBuf {
@@ -94,16 +96,21 @@ fn disk_root(disk: &SimFs) -> PathBuf {
 fn a_torn_tail_is_truncated_at_every_byte_offset() {
     let (disk, seg, env) = written();
     let data = disk.contents(&seg).unwrap();
-    let (all, report) = recover(&disk, &env);
+    let (all, report, dead) = recover(&disk, &env);
     assert_eq!(all.len(), N);
     assert!(report.truncated.is_empty() && report.corrupt.is_empty());
+    assert!(dead.is_empty());
     // Cut anywhere inside the last three records.
     let per_record = (data.len() - 32) / N;
     let mut prev = 0;
     for cut in data.len() - 3 * per_record - 3..=data.len() {
         let cut_disk = disk.power_loss(Torn::None);
         cut_disk.set_contents(&seg, data[..cut].to_vec());
-        let (ids, report) = recover(&cut_disk, &env);
+        let (ids, report, dead) = recover(&cut_disk, &env);
+        assert!(
+            dead.is_empty(),
+            "cut at {cut}: a torn tail was never confirmed, nothing to dead-letter: {dead:?}"
+        );
         let expect: Vec<String> = (0..ids.len()).map(|i| format!("m-{i}")).collect();
         assert_eq!(ids, expect, "cut at {cut}: a prefix must survive");
         assert!(
@@ -145,14 +152,31 @@ fn a_flipped_byte_in_the_middle_is_reported_and_the_rest_served() {
         let mut bad = data.clone();
         bad[i] ^= 0x5A;
         d.set_contents(&seg, bad);
-        let (ids, report) = recover(&d, &env);
+        let (ids, report, dead) = recover(&d, &env);
         assert!(
             report.truncated.is_empty(),
             "flip at {i}: the tail is intact, nothing to cut"
         );
+        assert_eq!(
+            dead.iter()
+                .map(|d| (d.key, d.reason.as_str()))
+                .collect::<Vec<_>>(),
+            [(4, "corrupt")],
+            "flip at {i}: the damaged message is dead-lettered as corrupt, not dropped"
+        );
+        assert!(
+            dead[0].last_error.contains(&seg.display().to_string()),
+            "flip at {i}: the entry names the file: {}",
+            dead[0].last_error
+        );
+        assert!(
+            c_copy_exists(&d, &report),
+            "flip at {i}: the damaged bytes are kept in quarantine"
+        );
         assert_eq!(report.corrupt.len(), 1, "flip at {i}: {:?}", report.corrupt);
         let c = &report.corrupt[0];
         assert_eq!(c.file, seg);
+        assert_eq!(report.lost_messages, 1);
         assert!(
             c.offset as usize <= i && i < c.offset as usize + c.len as usize,
             "flip at {i}: {c}"

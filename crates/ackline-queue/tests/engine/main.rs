@@ -3,6 +3,8 @@
 //! - `model`: random operation sequences (with restarts) checked against an in-memory model;
 //! - `power_loss`: a simulated power loss at every step of a workload;
 //! - `corruption`: torn tails at every byte offset and flipped bytes in the middle;
+//! - `damage`: flipped bytes in real segment and checkpoint files, failing reads, relaxed
+//!   fsync modes, read-only inspection, forged tags and repeated ids;
 //! - `concurrency`: several publisher and consumer threads, every message acked exactly once.
 //!
 //! Crash tests with real processes killed by SIGKILL live in the `ackline` crate's tests,
@@ -14,5 +16,6 @@ mod common;
 mod concurrency;
 mod contract;
 mod corruption;
+mod damage;
 mod model;
 mod power_loss;
