@@ -68,7 +68,7 @@ pub struct OpenSession {
     /// Most unsettled deliveries at once. Default 1000.
     #[serde(default = "default_prefetch")]
     pub prefetch: usize,
-    /// Lease per delivery, ms; also how long the session lives unheard. Default 30,000.
+    /// Lease per delivery, ms; the session lives unheard this long plus 30 s. Default 30,000.
     #[serde(default = "default_lease_ms")]
     pub lease_ms: u64,
 }

@@ -554,6 +554,128 @@ async fn end_to_end_latency_counts_each_durable_ack_once() {
     );
 }
 
+async fn open_session(a: SocketAddr, body: &[u8]) -> String {
+    let r = http(a, "POST", "/v1/queues/logs/sessions", &[], body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["session"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn settle_raw(a: SocketAddr, sid: &str, items: serde_json::Value) -> Resp {
+    let body = serde_json::json!({ "items": items }).to_string();
+    http(
+        a,
+        "POST",
+        &format!("/v1/queues/logs/sessions/{sid}/settle"),
+        &[],
+        body.as_bytes(),
+    )
+    .await
+}
+
+async fn pending(a: SocketAddr) -> (u64, u64) {
+    let r = http(a, "GET", "/v1/queues/logs/stats", &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    (v["pending"].as_u64().unwrap(), v["acked"].as_u64().unwrap())
+}
+
+/// Issue 10 item 7: only the session a delivery was handed to settles it. A forged settle
+/// (attempt 0 for a message never delivered, another session's delivery, an unknown session)
+/// is refused and the message stays deliverable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settlements_only_from_the_session_holding_the_delivery() {
+    use serde_json::json;
+    let s = start(|_| {}).await;
+    let a = s.addr;
+    let body = json!({ "messages": [
+        { "id": "m0", "payload": "delivered to the holder" },
+        { "id": "m1", "payload": "never delivered" },
+    ] })
+    .to_string();
+    let r = http(a, "POST", "/v1/queues/logs/messages", &[], body.as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // A session that received nothing forges an ack of the second message with attempt 0
+    // (its attempts are 0, so the engine's tag check alone would match) and with attempt 1:
+    // refused, nothing reaches the queue.
+    let idle = open_session(a, b"{\"prefetch\": 10, \"lease_ms\": 60000}").await;
+    let r = settle_raw(a, &idle, json!([{ "key": 1, "attempt": 0, "op": "ack" }])).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("attempt 0"), "{}", r.body);
+    let r = settle_raw(a, &idle, json!([{ "key": 1, "attempt": 1, "op": "ack" }])).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("\"unknown\""), "{}", r.body);
+
+    // An unknown session is 404, whatever it names.
+    let forged = format!("{:032x}", 42u128);
+    for attempt in [0, 1] {
+        let r = settle_raw(
+            a,
+            &forged,
+            json!([{ "key": 1, "attempt": attempt, "op": "ack" }]),
+        )
+        .await;
+        assert_eq!(r.status, 404, "{}", r.body);
+        assert!(r.body.contains("session_not_found"), "{}", r.body);
+    }
+    assert_eq!(pending(a).await, (2, 0), "a forged settle acked something");
+
+    // The holder receives one message; another session cannot ack, nack, reject or extend
+    // it, even quoting its exact tag.
+    let holder = open_session(a, b"{\"prefetch\": 1, \"lease_ms\": 60000}").await;
+    let got = lease_all(a, &holder, 1).await;
+    let d = &got[0];
+    assert_eq!((&d["key"], &d["attempt"]), (&json!(0), &json!(1)));
+    for op in [
+        json!({"op": "ack"}),
+        json!({"op": "nack"}),
+        json!({"op": "reject", "reason": "forged"}),
+        json!({"op": "extend", "lease_ms": 1}),
+    ] {
+        assert_eq!(settle(a, &idle, vec![item(d, op)]).await, ["unknown"]);
+    }
+    let r = http(a, "GET", "/v1/queues/logs/dlq", &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains(d["id"].as_str().unwrap()), "{}", r.body);
+    assert_eq!(pending(a).await, (2, 0));
+
+    // The other message is still deliverable to anyone, with attempt 1: nothing touched it.
+    let other = lease_all(a, &idle, 1).await;
+    assert_eq!(other[0]["key"], 1, "{other:?}");
+    assert_eq!(other[0]["attempt"], 1, "{other:?}");
+
+    // The holder settles its own; a repeat answers as the first did.
+    assert_eq!(
+        settle(a, &holder, vec![item(d, json!({"op": "ack"}))]).await,
+        ["ok"]
+    );
+    assert_eq!(
+        settle(a, &holder, vec![item(d, json!({"op": "ack"}))]).await,
+        ["already_settled"]
+    );
+    assert_eq!(
+        settle(a, &idle, vec![item(&other[0], json!({"op": "ack"}))]).await,
+        ["ok"]
+    );
+    assert_eq!(pending(a).await, (0, 2));
+
+    // A closed session is unknown from then on.
+    let r = http(
+        a,
+        "DELETE",
+        &format!("/v1/queues/logs/sessions/{holder}"),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = settle_raw(a, &holder, json!([item(d, json!({"op": "ack"}))])).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_metrics_answers_get_metrics_only() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
