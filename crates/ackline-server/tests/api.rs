@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -354,7 +355,11 @@ async fn idempotency_keys_and_formats() {
     let ds = v["deliveries"].as_array().unwrap();
     assert_eq!(ds.len(), 6, "{}", r.body);
     let ids: Vec<&str> = ds.iter().map(|d| d["id"].as_str().unwrap()).collect();
-    assert_eq!(&ids[..3], ["req-7:0", "req-7:1", "own"]);
+    assert_eq!(&ids[..2], ["http:req-7:0", "http:req-7:1"]);
+    assert_ne!(
+        ids[2], "own",
+        "a line's own id field is content, not its id"
+    );
     assert!(
         ds.iter()
             .all(|d| d["headers"][0] == serde_json::json!(["input", "http"]))
@@ -373,6 +378,51 @@ async fn idempotency_keys_and_formats() {
     assert_eq!(r.status, 204);
     let r = http(a, "GET", "/v1/queues/logs/stats", &[], b"").await;
     assert!(r.body.contains("\"in_flight\":0"), "{}", r.body);
+}
+
+/// Issue 10 item 11: one line, one id. A line's `"id"` field is log content: two lines with the
+/// same one are two messages, a numeric one is accepted; ids come from the request's
+/// `Idempotency-Key` and the line's index, so a retried request sends the same ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lines_id_field_never_names_the_message() {
+    let s = start(|_| {}).await;
+    let a = s.addr;
+    let ndjson = b"{\"id\":\"req-7\",\"msg\":\"start\"}\n{\"id\":\"req-7\",\"msg\":\"end\"}\n{\"id\":7,\"msg\":\"numeric\"}\n";
+    let array = br#"[{"id":"req-7","msg":"a"},{"id":"req-7","msg":"b"},{"id":7.5}]"#;
+    // Without a key: fresh ids, all different.
+    for (ct, body) in [
+        ("application/x-ndjson", &ndjson[..]),
+        ("application/json", &array[..]),
+    ] {
+        let r = http(a, "POST", "/v1/logs", &[("Content-Type", ct)], body).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        assert!(r.body.contains("\"queued\":3"), "{}", r.body);
+    }
+    // With a key, sent twice (a producer retrying after a lost answer).
+    for _ in 0..2 {
+        let r = http(
+            a,
+            "POST",
+            "/v1/logs",
+            &[("Idempotency-Key", "batch-1")],
+            ndjson,
+        )
+        .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    let sid = open_session(a, b"{\"prefetch\": 100, \"lease_ms\": 60000}").await;
+    let ds = lease_all(a, &sid, 12).await;
+    let ids: Vec<&str> = ds.iter().map(|d| d["id"].as_str().unwrap()).collect();
+    let payloads: Vec<&str> = ds.iter().map(|d| d["payload"].as_str().unwrap()).collect();
+    assert_eq!(payloads[0], "{\"id\":\"req-7\",\"msg\":\"start\"}");
+    assert_eq!(payloads[1], "{\"id\":\"req-7\",\"msg\":\"end\"}");
+    assert_eq!(payloads[2], "{\"id\":7,\"msg\":\"numeric\"}");
+    let fresh: BTreeSet<&str> = ids[..6].iter().copied().collect();
+    assert_eq!(fresh.len(), 6, "keyless lines share an id: {ids:?}");
+    assert!(!fresh.contains("req-7"), "{ids:?}");
+    let keyed = ["http:batch-1:0", "http:batch-1:1", "http:batch-1:2"];
+    assert_eq!(ids[6..9], keyed, "{ids:?}");
+    assert_eq!(ids[9..12], keyed, "a retry must send the same ids: {ids:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
