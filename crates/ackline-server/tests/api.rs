@@ -726,6 +726,62 @@ async fn settlements_only_from_the_session_holding_the_delivery() {
     assert_eq!(r.status, 404, "{}", r.body);
 }
 
+/// Issue 10 item 13: only `{"all": true}` selects every dead letter; an empty or blank
+/// `matching` is 400 for purge and replay, and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_refuses_an_empty_match() {
+    use serde_json::json;
+    let s = start(|_| {}).await;
+    let a = s.addr;
+    let body = json!({ "messages": [
+        { "id": "m0", "payload": "zero" },
+        { "id": "m1", "payload": "one" },
+    ] })
+    .to_string();
+    let r = http(a, "POST", "/v1/queues/logs/messages", &[], body.as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sid = open_session(a, b"{\"prefetch\": 10, \"lease_ms\": 60000}").await;
+    let ds = lease_all(a, &sid, 2).await;
+    let rejects = ds
+        .iter()
+        .map(|d| item(d, json!({"op": "reject", "reason": "parse error"})))
+        .collect();
+    assert_eq!(settle(a, &sid, rejects).await, ["ok", "ok"]);
+    let dead = || async {
+        let r = http(a, "GET", "/v1/queues/logs/stats", &[], b"").await;
+        serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["dead_letters"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(dead().await, 2);
+    for verb in ["purge", "replay"] {
+        for m in ["", " \t"] {
+            let body = json!({ "matching": m }).to_string();
+            let r = http(
+                a,
+                "POST",
+                &format!("/v1/queues/logs/dlq/{verb}"),
+                &[],
+                body.as_bytes(),
+            )
+            .await;
+            assert_eq!(r.status, 400, "{verb} {m:?}: {}", r.body);
+            assert!(r.body.contains("matching"), "{}", r.body);
+            assert_eq!(dead().await, 2, "{verb} {m:?} changed the dead letters");
+        }
+    }
+    let r = http(
+        a,
+        "POST",
+        "/v1/queues/logs/dlq/purge",
+        &[],
+        b"{\"matching\": \"parse\"}",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("\"purged\":2"), "{}", r.body);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_metrics_answers_get_metrics_only() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -567,7 +567,7 @@ pub struct Selection {
     /// Entries whose message has these ids
     #[arg(long = "id", value_name = "ID", num_args = 1..)]
     pub ids: Vec<String>,
-    /// Entries whose reason contains this text
+    /// Entries whose reason contains this text (not blank: every entry is --all)
     #[arg(long, value_name = "TEXT")]
     pub reason_contains: Option<String>,
 }

@@ -7,6 +7,9 @@
 //!   data directory: a queue that does not exist is reported (stats, show) or has an empty
 //!   dead-letter queue (list).
 //! - Replay and purge report how many entries they changed, once that is durable.
+//! - Replay and purge act on every entry only with `--all`: a `--reason-contains` text that
+//!   is empty or blank (which every reason would contain) is a usage error (exit 2), checked
+//!   before anything is opened or connected.
 //! - Without a broker configured, nothing but the data directory is touched; with one, the
 //!   data directory is not opened at all.
 
@@ -204,6 +207,17 @@ fn selector(sel: &Selection) -> DlqSelector {
     }
 }
 
+/// Refuses a selection that names every entry without `--all`: an empty or blank
+/// `--reason-contains` (every reason contains it).
+fn check_selection(sel: &Selection) -> anyhow::Result<()> {
+    match &sel.reason_contains {
+        Some(t) if t.trim().is_empty() => Err(usage(
+            "--reason-contains needs a non-blank TEXT (an empty one matches every entry; use --all for that)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The `--broker` flags of a `dlq` subcommand.
 fn broker_flags(c: &DlqCommand) -> &BrokerFlags {
     match c {
@@ -221,6 +235,9 @@ pub fn dlq_cmd(
     config_file: Option<&Path>,
     out: Out,
 ) -> anyhow::Result<()> {
+    if let DlqCommand::Replay { sel, .. } | DlqCommand::Purge { sel, .. } = c {
+        check_selection(sel)?;
+    }
     let flags = broker_flags(c);
     let cfg: Config = broker::load(flags, dir, config_file)?;
     if let Some(url) = &cfg.broker {

@@ -291,3 +291,72 @@ fn logs_go_to_stderr_as_json_lines_and_a_bad_filter_is_a_usage_error() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("--log"), "{err}");
 }
+
+/// Dead-letters one message per `(id, payload, reason)` in queue `logs` of `dir`, through the
+/// engine (publish, receive, reject), and closes it again.
+fn dead_letter(dir: &std::path::Path, entries: &[(&str, &[u8], &str)]) {
+    use ackline_queue::{Db, NewMessage, QueueOptions};
+    let db = Db::open(dir).unwrap();
+    let q = db.queue("logs", QueueOptions::default()).unwrap();
+    let msgs = entries
+        .iter()
+        .map(|(id, payload, _)| NewMessage::new(payload.to_vec()).with_id(*id))
+        .collect();
+    q.publish(msgs).unwrap();
+    let c = q.consumer();
+    let got = c
+        .receive(
+            entries.len(),
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(got.len(), entries.len());
+    for (d, (_, _, reason)) in got.iter().zip(entries) {
+        c.reject(d.tag, reason).unwrap().wait().unwrap();
+    }
+    drop(c);
+    q.close();
+}
+
+fn dead_letters(dir: &std::path::Path) -> u64 {
+    let o = run(&["--json", "queue", "stats", "logs"], dir);
+    json(&o)["queues"][0]["dead_letters"].as_u64().unwrap()
+}
+
+/// Issue 10 item 13: an empty or blank `--reason-contains` would match every entry; only
+/// `--all` selects them all. Refused (exit 2, one line naming the flag) before anything is
+/// touched, for purge and replay.
+#[test]
+fn dlq_purge_and_replay_refuse_an_empty_match() {
+    let dir = tempfile::tempdir().unwrap();
+    dead_letter(
+        dir.path(),
+        &[("a", b"one", "parse error"), ("b", b"two", "store refused")],
+    );
+    assert_eq!(dead_letters(dir.path()), 2);
+    for verb in ["purge", "replay"] {
+        for text in ["", "  "] {
+            let o = run(&["dlq", verb, "--reason-contains", text], dir.path());
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{verb} {text:?}: {err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+            assert!(err.contains("--reason-contains"), "{err}");
+            assert!(o.stdout.is_empty());
+            assert_eq!(
+                dead_letters(dir.path()),
+                2,
+                "{verb} {text:?} touched entries"
+            );
+        }
+    }
+    // A real match still works, and --all still takes everything.
+    let p = json(&run(
+        &["--json", "dlq", "purge", "--reason-contains", "parse"],
+        dir.path(),
+    ));
+    assert_eq!(p["count"], 1);
+    let p = json(&run(&["--json", "dlq", "purge", "--all"], dir.path()));
+    assert_eq!(p["count"], 1);
+    assert_eq!(dead_letters(dir.path()), 0);
+}
