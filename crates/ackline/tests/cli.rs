@@ -360,3 +360,58 @@ fn dlq_purge_and_replay_refuse_an_empty_match() {
     assert_eq!(p["count"], 1);
     assert_eq!(dead_letters(dir.path()), 0);
 }
+
+/// Issue 10 item 14: `--json` carries the payload exactly (`payload_base64`) beside the
+/// readable `payload`; human `dlq show` and `dlq list` escape control characters and invalid
+/// bytes instead of writing them to the terminal; `dlq list` says a reject's reason once.
+#[test]
+fn dlq_payloads_are_exact_in_json_and_escaped_for_humans() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let payload: &[u8] = b"\x1b[31mred\x1b[0m\x00tail \xff\xfe end\n";
+    dead_letter(dir.path(), &[("odd", payload, "bad \x1b]0;title\x07 line")]);
+    let v = json(&run(&["--json", "dlq", "list"], dir.path()));
+    let e = &v["entries"][0];
+    let exact = base64::engine::general_purpose::STANDARD
+        .decode(e["payload_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(exact, payload, "{e}");
+    assert_eq!(e["payload_bytes"], payload.len());
+    let shown = json(&run(&["--json", "dlq", "show", "--id", "odd"], dir.path()));
+    assert_eq!(shown["entries"][0], *e);
+
+    for args in [&["dlq", "show", "--id", "odd"][..], &["dlq", "list"][..]] {
+        let o = run(args, dir.path());
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        let out = &o.stdout;
+        for b in [0x1b, 0x00, 0x07, 0xff, 0xfe] {
+            assert!(!out.contains(&b), "{args:?} wrote byte {b:#04x}: {out:?}");
+        }
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.contains("bad \\x1b]0;title\\x07 line"), "{text}");
+        if args[1] == "show" {
+            assert!(
+                text.contains("\\x1b[31mred\\x1b[0m\\0tail \\xff\\xfe end\\n"),
+                "{text}"
+            );
+        } else {
+            assert_eq!(text.matches("title").count(), 1, "reason twice: {text}");
+        }
+    }
+}
+
+/// Issue 10 item 14: an error prints each cause once. A data directory under a regular file
+/// cannot be created, even as root.
+#[test]
+fn an_error_names_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let data = file.join("data");
+    let o = run(&["dlq", "purge", "--all"], &data);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let cause = std::io::Error::from_raw_os_error(20).to_string(); // ENOTDIR
+    assert_eq!(err.matches(&cause).count(), 1, "{err}");
+}
