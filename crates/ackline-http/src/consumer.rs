@@ -3,10 +3,13 @@
 //! Invariants:
 //! - `close` deletes the session, so the server releases its deliveries at once; dropping
 //!   without `close` does the same from a spawned task when a runtime is there, and otherwise
-//!   the server drops the session once its lease passes unheard.
+//!   the server drops the session once its lease (plus a grace) passes unheard.
 //! - A receive to a session the server no longer knows opens a new one and retries once;
 //!   deliveries of the lost session were released or will be at their lease, so nothing is
-//!   lost, and their settlements are still fenced by (key, attempt).
+//!   lost.
+//! - A settle to a session the server no longer knows applied nothing: each item is refused
+//!   as `Unknown` (the server released those deliveries; they come back, and the store
+//!   deduplicates). Only the session a delivery was handed to can settle it.
 //! - A receive's HTTP deadline is its wait plus a margin, so the client never gives up on a
 //!   long-poll the server is still honouring (which would strand deliveries until their lease).
 
@@ -150,14 +153,24 @@ impl ackline_broker::Consumer for HttpConsumer {
             })
             .collect();
         let session = self.session();
-        let r: wire::SettleResults = self
+        let r: wire::SettleResults = match self
             .client
             .post(
                 &self.path(&session, "/settle"),
                 &wire::SettleBody { items },
                 None,
             )
-            .await?;
+            .await
+        {
+            Err(Error::NotFound(code)) if code == "session_not_found" => {
+                tracing::info!(
+                    queue = %self.queue,
+                    "lease session lost: its deliveries were released, settlements refused"
+                );
+                return Ok((0..n).map(|_| Err(SettleError::Unknown)).collect());
+            }
+            r => r?,
+        };
         if r.results.len() != n {
             return Err(BrokerError::Fatal {
                 backend: NAME,

@@ -4,7 +4,7 @@
 //! on 127.0.0.1 by default:
 //! - ingest: `POST /v1/logs` (NDJSON, a JSON array, or text lines), 2xx only once durable;
 //! - the lease API for remote workers (the HTTP backend of the broker trait; client in
-//!   `ackline-http`): sessions, long-poll receive, batched settle with (key, attempt) fencing;
+//!   `ackline-http`): sessions, long-poll receive, batched settle fenced by session and (key, attempt);
 //! - admin: queues and stats, dead-letter list/show/replay/purge, `/healthz`, `/readyz`;
 //! - Prometheus metrics at `/metrics`; the OpenAPI 3 document at `/v1/openapi.json`;
 //! - optionally syslog over TCP (RFC 6587) and UDP ([`syslog`]) into the default queue.

@@ -1,31 +1,48 @@
 //! Lease sessions: the server-side consumers of remote workers.
 //!
-//! A session is an engine consumer (through [`EmbeddedConsumer`]) with an id, its options and
-//! the time it was last heard from.
+//! A session is an engine consumer (through [`EmbeddedConsumer`]) with an id, its options,
+//! the deliveries it handed out and the time it was last heard from.
 //!
 //! Invariants:
-//! - A session not heard from within its lease (no request begun or ended) and with no
-//!   request in progress is dropped by the reaper; dropping it releases its unsettled
-//!   deliveries at once (they become deliverable again, attempts kept).
+//! - A session not heard from for its lease plus [`IDLE_GRACE`] (no request begun or ended)
+//!   and with no request in progress is dropped by the reaper; dropping it releases its
+//!   unsettled deliveries at once (they become deliverable again, attempts kept). Within the
+//!   grace its deliveries' own leases have run out in the engine already (a receive or settle
+//!   touches the session), so the grace holds no message back; it lets a worker that stalled
+//!   past its lease still hear `stale` (or settle in time) instead of `session_not_found`.
 //! - An explicit close drops it at once.
-//! - Fencing is the engine's: a settlement names (position, attempt); one for a delivery that
-//!   was redelivered since is refused as stale, whichever session sends it.
-//! - Session ids are 128 random bits, so one cannot be guessed to settle another's deliveries
-//!   (fencing still holds if it were).
-//! - A session remembers the `enqueued_at` of each delivery it handed out, keyed by its
-//!   (key, attempt), until a settlement of it through this session succeeds or is refused (an
-//!   `extend` that succeeds keeps it), or the session is dropped; so the lease API can observe
-//!   end-to-end latency when an ack settles. It mirrors the engine consumer's own bound: at
-//!   most `prefetch` entries, and a delivery handed out beyond that (never, unless settles
-//!   failed with an error) is simply not observed.
+//! - Fencing, two checks: a settlement through a session is applied only if that session
+//!   handed out exactly that delivery (key, attempt) and has not ended it yet; the engine then
+//!   refuses one for a delivery that was redelivered since as stale. A settlement for a
+//!   delivery the session does not hold answers from the session's memory of deliveries it
+//!   ended (`already_settled` for one settled, the same refusal for one refused), or `unknown`,
+//!   and never reaches the engine. So no session can settle another's delivery, nor one that
+//!   was never delivered (attempt 0).
+//! - Session ids are 128 random bits, so one cannot be guessed.
+//! - A session remembers each delivery it handed out, with its `enqueued_at` (for end-to-end
+//!   latency), keyed by (key, attempt), until a settlement of it through this session succeeds
+//!   or is refused (an `extend` that succeeds keeps it), or the session is dropped. It mirrors
+//!   the engine consumer's own bound: at most `prefetch` entries (the engine consumer never
+//!   hands out more than `prefetch` minus what it holds, and it forgets a delivery no earlier
+//!   than the session does, so the bound is never what stops one from being remembered).
+//! - It remembers the outcome of the last `min(prefetch, ENDED_CAP)` deliveries it ended, so a
+//!   retried settle answers as the first did; older ones answer `unknown`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ackline_broker::embedded::EmbeddedConsumer;
 use ackline_broker::{ConsumerOptions, Delivery};
+
+use crate::wire::SettleResult;
+
+/// How long a session outlives its lease unheard before the reaper drops it.
+pub const IDLE_GRACE: Duration = Duration::from_secs(30);
+
+/// Most ended deliveries a session remembers the outcome of.
+pub const ENDED_CAP: usize = 4096;
 
 /// One session.
 #[derive(Debug)]
@@ -38,9 +55,20 @@ pub struct Session {
     pub opts: ConsumerOptions,
     last_seen: Mutex<Instant>,
     busy: AtomicUsize,
-    /// `enqueued_at` (Unix ms) of each delivery handed out and not yet settled, by
+    /// The deliveries it handed out.
+    held: Mutex<Held>,
+}
+
+/// What a session knows of its deliveries.
+#[derive(Debug, Default)]
+struct Held {
+    /// `enqueued_at` (Unix ms) of each delivery handed out and not yet ended, by
     /// (key, attempt).
-    enqueued: Mutex<HashMap<(u64, u32), u64>>,
+    live: HashMap<(u64, u32), u64>,
+    /// What a repeated settlement of each recently ended delivery answers.
+    ended: HashMap<(u64, u32), SettleResult>,
+    /// `ended`'s keys, oldest first.
+    ended_order: VecDeque<(u64, u32)>,
 }
 
 /// Marks a session busy for as long as it lives (a request in progress).
@@ -68,34 +96,74 @@ impl Session {
         *self.last_seen.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 
-    /// Remembers when each of `ds` (just handed out) was enqueued, up to `prefetch` entries.
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Remembers each of `ds` (just handed out) and when it was enqueued, up to `prefetch`
+    /// entries.
     pub fn handed_out(&self, ds: &[Delivery]) {
-        let mut m = self.enqueued.lock().unwrap_or_else(|e| e.into_inner());
+        let mut h = self.held();
         for d in ds {
-            if m.len() >= self.opts.prefetch {
+            if h.live.len() >= self.opts.prefetch {
                 break;
             }
-            m.insert((d.tag.key, d.tag.attempt), d.enqueued_at);
+            // Each delivery has its own attempt, so (key, attempt) is never handed out twice.
+            h.live.insert((d.tag.key, d.tag.attempt), d.enqueued_at);
         }
     }
 
-    /// Forgets delivery (key, attempt); its `enqueued_at` if it was remembered.
-    pub fn forget(&self, key: u64, attempt: u32) -> Option<u64> {
-        let mut m = self.enqueued.lock().unwrap_or_else(|e| e.into_inner());
-        m.remove(&(key, attempt))
+    /// Whether this session handed out delivery (key, attempt) and has not ended it.
+    pub fn holds(&self, key: u64, attempt: u32) -> bool {
+        self.held().live.contains_key(&(key, attempt))
     }
 
-    /// Deliveries whose `enqueued_at` is remembered.
+    /// What a settlement of (key, attempt), which this session does not hold, answers: as the
+    /// settlement that ended it here did, or `unknown` (never handed out by this session, or
+    /// ended too long ago).
+    pub fn not_held(&self, key: u64, attempt: u32) -> SettleResult {
+        self.held()
+            .ended
+            .get(&(key, attempt))
+            .cloned()
+            .unwrap_or(SettleResult::Unknown)
+    }
+
+    /// Ends delivery (key, attempt) with `result` (what the settlement that ended it answered);
+    /// its `enqueued_at` if it was held.
+    pub fn end(&self, key: u64, attempt: u32, result: &SettleResult) -> Option<u64> {
+        let mut h = self.held();
+        let at = h.live.remove(&(key, attempt))?;
+        let repeat = match result {
+            SettleResult::Ok => SettleResult::AlreadySettled,
+            other => other.clone(),
+        };
+        let cap = self.opts.prefetch.clamp(1, ENDED_CAP);
+        while h.ended_order.len() >= cap {
+            if let Some(old) = h.ended_order.pop_front() {
+                h.ended.remove(&old);
+            }
+        }
+        h.ended.insert((key, attempt), repeat);
+        h.ended_order.push_back((key, attempt));
+        Some(at)
+    }
+
+    /// Forgets delivery (key, attempt) without an outcome (its settlement failed as a whole);
+    /// its `enqueued_at` if it was held.
+    pub fn forget(&self, key: u64, attempt: u32) -> Option<u64> {
+        self.held().live.remove(&(key, attempt))
+    }
+
+    /// Deliveries held now.
     pub fn remembered(&self) -> usize {
-        self.enqueued
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.held().live.len()
     }
 
     fn idle_expired(&self, now: Instant) -> bool {
         let seen = *self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
-        self.busy.load(Ordering::Acquire) == 0 && now.duration_since(seen) > self.opts.lease
+        self.busy.load(Ordering::Acquire) == 0
+            && now.duration_since(seen) > self.opts.lease.saturating_add(IDLE_GRACE)
     }
 }
 
@@ -119,7 +187,7 @@ impl Sessions {
             opts,
             last_seen: Mutex::new(Instant::now()),
             busy: AtomicUsize::new(0),
-            enqueued: Mutex::new(HashMap::new()),
+            held: Mutex::new(Held::default()),
         };
         self.map().insert(id.clone(), Arc::new(s));
         id
@@ -146,7 +214,7 @@ impl Sessions {
         }
     }
 
-    /// Drops sessions idle past their lease; returns how many.
+    /// Drops sessions idle past their lease plus [`IDLE_GRACE`]; returns how many.
     pub fn reap(&self, now: Instant) -> usize {
         let mut map = self.map();
         let before = map.len();
@@ -202,7 +270,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn enqueued_at_is_kept_per_delivery_and_bounded_by_prefetch() {
+    async fn deliveries_are_held_per_attempt_and_bounded_by_prefetch() {
         let dir = tempfile::tempdir().unwrap();
         let db = ackline_queue::Db::open(dir.path()).unwrap();
         let q = db.queue("logs", Default::default()).unwrap();
@@ -218,12 +286,54 @@ mod tests {
         s.handed_out(&[delivery(1, 1), delivery(2, 1)]);
         s.handed_out(&[delivery(3, 1), delivery(4, 1)]);
         assert_eq!(s.remembered(), 3, "never more than prefetch");
-        assert_eq!(s.forget(2, 2), None, "another attempt is another delivery");
-        assert_eq!(s.forget(2, 1), Some(1002));
-        assert_eq!(s.forget(2, 1), None, "forgotten once");
-        assert_eq!(s.forget(4, 1), None, "beyond prefetch: not remembered");
+        assert!(s.holds(2, 1));
+        assert!(!s.holds(2, 2), "another attempt is another delivery");
+        assert!(!s.holds(4, 1), "beyond prefetch: not held");
+        assert_eq!(s.end(2, 2, &SettleResult::Ok), None);
+        assert_eq!(s.end(2, 1, &SettleResult::Ok), Some(1002));
+        assert!(!s.holds(2, 1), "ended once");
+        assert_eq!(s.end(2, 1, &SettleResult::Ok), None);
         s.handed_out(&[delivery(2, 2)]);
         assert_eq!(s.forget(2, 2), Some(1002));
         assert_eq!(s.remembered(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_repeated_settlement_answers_as_the_first_within_a_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ackline_queue::Db::open(dir.path()).unwrap();
+        let q = db.queue("logs", Default::default()).unwrap();
+        let opts = ConsumerOptions {
+            prefetch: 2,
+            lease: Duration::from_secs(30),
+        };
+        let sessions = Sessions::default();
+        let consumer = EmbeddedBroker::new(q).consumer(opts).await.unwrap();
+        let id = sessions.open("logs", consumer, opts);
+        let busy = sessions.enter("logs", &id).unwrap();
+        let s = busy.session();
+        assert!(matches!(s.not_held(1, 1), SettleResult::Unknown));
+        s.handed_out(&[delivery(1, 1), delivery(2, 1)]);
+        s.end(1, 1, &SettleResult::Ok);
+        let stale = SettleResult::Stale {
+            attempt: 1,
+            current: 2,
+        };
+        s.end(2, 1, &stale);
+        assert!(matches!(s.not_held(1, 1), SettleResult::AlreadySettled));
+        assert!(matches!(
+            s.not_held(2, 1),
+            SettleResult::Stale {
+                attempt: 1,
+                current: 2
+            }
+        ));
+        s.handed_out(&[delivery(3, 1)]);
+        s.end(3, 1, &SettleResult::Ok);
+        assert!(
+            matches!(s.not_held(1, 1), SettleResult::Unknown),
+            "the oldest outcome is forgotten past min(prefetch, ENDED_CAP)"
+        );
+        assert!(matches!(s.not_held(3, 1), SettleResult::AlreadySettled));
     }
 }

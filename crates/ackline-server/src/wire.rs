@@ -68,7 +68,7 @@ pub struct OpenSession {
     /// Most unsettled deliveries at once. Default 1000.
     #[serde(default = "default_prefetch")]
     pub prefetch: usize,
-    /// Lease per delivery, ms; also how long the session lives unheard. Default 30,000.
+    /// Lease per delivery, ms; the session lives unheard this long plus 30 s. Default 30,000.
     #[serde(default = "default_lease_ms")]
     pub lease_ms: u64,
 }
@@ -255,9 +255,15 @@ pub struct Selector {
 }
 
 impl Selector {
-    /// The broker selector; 400 unless exactly one kind is given.
+    /// The broker selector; 400 unless exactly one kind is given, and for a blank `matching`
+    /// (every entry would match it: that is `all`, and must be asked for as such).
     pub fn into_broker(self) -> Result<ackline_broker::DlqSelector, ApiError> {
         use ackline_broker::DlqSelector as S;
+        if self.matching.as_ref().is_some_and(|m| m.trim().is_empty()) {
+            return Err(ApiError::bad_request(
+                "matching must contain a non-blank character (an empty match selects every entry: send {\"all\": true} for that)",
+            ));
+        }
         match (self.all, self.keys, self.ids, self.matching) {
             (true, None, None, None) => Ok(S::All),
             (false, Some(k), None, None) => Ok(S::Keys(k)),

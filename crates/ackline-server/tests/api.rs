@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -354,7 +355,11 @@ async fn idempotency_keys_and_formats() {
     let ds = v["deliveries"].as_array().unwrap();
     assert_eq!(ds.len(), 6, "{}", r.body);
     let ids: Vec<&str> = ds.iter().map(|d| d["id"].as_str().unwrap()).collect();
-    assert_eq!(&ids[..3], ["req-7:0", "req-7:1", "own"]);
+    assert_eq!(&ids[..2], ["http:req-7:0", "http:req-7:1"]);
+    assert_ne!(
+        ids[2], "own",
+        "a line's own id field is content, not its id"
+    );
     assert!(
         ds.iter()
             .all(|d| d["headers"][0] == serde_json::json!(["input", "http"]))
@@ -373,6 +378,51 @@ async fn idempotency_keys_and_formats() {
     assert_eq!(r.status, 204);
     let r = http(a, "GET", "/v1/queues/logs/stats", &[], b"").await;
     assert!(r.body.contains("\"in_flight\":0"), "{}", r.body);
+}
+
+/// Issue 10 item 11: one line, one id. A line's `"id"` field is log content: two lines with the
+/// same one are two messages, a numeric one is accepted; ids come from the request's
+/// `Idempotency-Key` and the line's index, so a retried request sends the same ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lines_id_field_never_names_the_message() {
+    let s = start(|_| {}).await;
+    let a = s.addr;
+    let ndjson = b"{\"id\":\"req-7\",\"msg\":\"start\"}\n{\"id\":\"req-7\",\"msg\":\"end\"}\n{\"id\":7,\"msg\":\"numeric\"}\n";
+    let array = br#"[{"id":"req-7","msg":"a"},{"id":"req-7","msg":"b"},{"id":7.5}]"#;
+    // Without a key: fresh ids, all different.
+    for (ct, body) in [
+        ("application/x-ndjson", &ndjson[..]),
+        ("application/json", &array[..]),
+    ] {
+        let r = http(a, "POST", "/v1/logs", &[("Content-Type", ct)], body).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        assert!(r.body.contains("\"queued\":3"), "{}", r.body);
+    }
+    // With a key, sent twice (a producer retrying after a lost answer).
+    for _ in 0..2 {
+        let r = http(
+            a,
+            "POST",
+            "/v1/logs",
+            &[("Idempotency-Key", "batch-1")],
+            ndjson,
+        )
+        .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    let sid = open_session(a, b"{\"prefetch\": 100, \"lease_ms\": 60000}").await;
+    let ds = lease_all(a, &sid, 12).await;
+    let ids: Vec<&str> = ds.iter().map(|d| d["id"].as_str().unwrap()).collect();
+    let payloads: Vec<&str> = ds.iter().map(|d| d["payload"].as_str().unwrap()).collect();
+    assert_eq!(payloads[0], "{\"id\":\"req-7\",\"msg\":\"start\"}");
+    assert_eq!(payloads[1], "{\"id\":\"req-7\",\"msg\":\"end\"}");
+    assert_eq!(payloads[2], "{\"id\":7,\"msg\":\"numeric\"}");
+    let fresh: BTreeSet<&str> = ids[..6].iter().copied().collect();
+    assert_eq!(fresh.len(), 6, "keyless lines share an id: {ids:?}");
+    assert!(!fresh.contains("req-7"), "{ids:?}");
+    let keyed = ["http:batch-1:0", "http:batch-1:1", "http:batch-1:2"];
+    assert_eq!(ids[6..9], keyed, "{ids:?}");
+    assert_eq!(ids[9..12], keyed, "a retry must send the same ids: {ids:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -552,6 +602,184 @@ async fn end_to_end_latency_counts_each_durable_ack_once() {
         (0.0..=37.0 * (elapsed + 0.002)).contains(&sum),
         "sum {sum}, elapsed {elapsed}"
     );
+}
+
+async fn open_session(a: SocketAddr, body: &[u8]) -> String {
+    let r = http(a, "POST", "/v1/queues/logs/sessions", &[], body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["session"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn settle_raw(a: SocketAddr, sid: &str, items: serde_json::Value) -> Resp {
+    let body = serde_json::json!({ "items": items }).to_string();
+    http(
+        a,
+        "POST",
+        &format!("/v1/queues/logs/sessions/{sid}/settle"),
+        &[],
+        body.as_bytes(),
+    )
+    .await
+}
+
+async fn pending(a: SocketAddr) -> (u64, u64) {
+    let r = http(a, "GET", "/v1/queues/logs/stats", &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    (v["pending"].as_u64().unwrap(), v["acked"].as_u64().unwrap())
+}
+
+/// Issue 10 item 7: only the session a delivery was handed to settles it. A forged settle
+/// (attempt 0 for a message never delivered, another session's delivery, an unknown session)
+/// is refused and the message stays deliverable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settlements_only_from_the_session_holding_the_delivery() {
+    use serde_json::json;
+    let s = start(|_| {}).await;
+    let a = s.addr;
+    let body = json!({ "messages": [
+        { "id": "m0", "payload": "delivered to the holder" },
+        { "id": "m1", "payload": "never delivered" },
+    ] })
+    .to_string();
+    let r = http(a, "POST", "/v1/queues/logs/messages", &[], body.as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // A session that received nothing forges an ack of the second message with attempt 0
+    // (its attempts are 0, so the engine's tag check alone would match) and with attempt 1:
+    // refused, nothing reaches the queue.
+    let idle = open_session(a, b"{\"prefetch\": 10, \"lease_ms\": 60000}").await;
+    let r = settle_raw(a, &idle, json!([{ "key": 1, "attempt": 0, "op": "ack" }])).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("attempt 0"), "{}", r.body);
+    let r = settle_raw(a, &idle, json!([{ "key": 1, "attempt": 1, "op": "ack" }])).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("\"unknown\""), "{}", r.body);
+
+    // An unknown session is 404, whatever it names.
+    let forged = format!("{:032x}", 42u128);
+    for attempt in [0, 1] {
+        let r = settle_raw(
+            a,
+            &forged,
+            json!([{ "key": 1, "attempt": attempt, "op": "ack" }]),
+        )
+        .await;
+        assert_eq!(r.status, 404, "{}", r.body);
+        assert!(r.body.contains("session_not_found"), "{}", r.body);
+    }
+    assert_eq!(pending(a).await, (2, 0), "a forged settle acked something");
+
+    // The holder receives one message; another session cannot ack, nack, reject or extend
+    // it, even quoting its exact tag.
+    let holder = open_session(a, b"{\"prefetch\": 1, \"lease_ms\": 60000}").await;
+    let got = lease_all(a, &holder, 1).await;
+    let d = &got[0];
+    assert_eq!((&d["key"], &d["attempt"]), (&json!(0), &json!(1)));
+    for op in [
+        json!({"op": "ack"}),
+        json!({"op": "nack"}),
+        json!({"op": "reject", "reason": "forged"}),
+        json!({"op": "extend", "lease_ms": 1}),
+    ] {
+        assert_eq!(settle(a, &idle, vec![item(d, op)]).await, ["unknown"]);
+    }
+    let r = http(a, "GET", "/v1/queues/logs/dlq", &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains(d["id"].as_str().unwrap()), "{}", r.body);
+    assert_eq!(pending(a).await, (2, 0));
+
+    // The other message is still deliverable to anyone, with attempt 1: nothing touched it.
+    let other = lease_all(a, &idle, 1).await;
+    assert_eq!(other[0]["key"], 1, "{other:?}");
+    assert_eq!(other[0]["attempt"], 1, "{other:?}");
+
+    // The holder settles its own; a repeat answers as the first did.
+    assert_eq!(
+        settle(a, &holder, vec![item(d, json!({"op": "ack"}))]).await,
+        ["ok"]
+    );
+    assert_eq!(
+        settle(a, &holder, vec![item(d, json!({"op": "ack"}))]).await,
+        ["already_settled"]
+    );
+    assert_eq!(
+        settle(a, &idle, vec![item(&other[0], json!({"op": "ack"}))]).await,
+        ["ok"]
+    );
+    assert_eq!(pending(a).await, (0, 2));
+
+    // A closed session is unknown from then on.
+    let r = http(
+        a,
+        "DELETE",
+        &format!("/v1/queues/logs/sessions/{holder}"),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = settle_raw(a, &holder, json!([item(d, json!({"op": "ack"}))])).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+}
+
+/// Issue 10 item 13: only `{"all": true}` selects every dead letter; an empty or blank
+/// `matching` is 400 for purge and replay, and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_refuses_an_empty_match() {
+    use serde_json::json;
+    let s = start(|_| {}).await;
+    let a = s.addr;
+    let body = json!({ "messages": [
+        { "id": "m0", "payload": "zero" },
+        { "id": "m1", "payload": "one" },
+    ] })
+    .to_string();
+    let r = http(a, "POST", "/v1/queues/logs/messages", &[], body.as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sid = open_session(a, b"{\"prefetch\": 10, \"lease_ms\": 60000}").await;
+    let ds = lease_all(a, &sid, 2).await;
+    let rejects = ds
+        .iter()
+        .map(|d| item(d, json!({"op": "reject", "reason": "parse error"})))
+        .collect();
+    assert_eq!(settle(a, &sid, rejects).await, ["ok", "ok"]);
+    let dead = || async {
+        let r = http(a, "GET", "/v1/queues/logs/stats", &[], b"").await;
+        serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["dead_letters"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(dead().await, 2);
+    for verb in ["purge", "replay"] {
+        for m in ["", " \t"] {
+            let body = json!({ "matching": m }).to_string();
+            let r = http(
+                a,
+                "POST",
+                &format!("/v1/queues/logs/dlq/{verb}"),
+                &[],
+                body.as_bytes(),
+            )
+            .await;
+            assert_eq!(r.status, 400, "{verb} {m:?}: {}", r.body);
+            assert!(r.body.contains("matching"), "{}", r.body);
+            assert_eq!(dead().await, 2, "{verb} {m:?} changed the dead letters");
+        }
+    }
+    let r = http(
+        a,
+        "POST",
+        "/v1/queues/logs/dlq/purge",
+        &[],
+        b"{\"matching\": \"parse\"}",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("\"purged\":2"), "{}", r.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

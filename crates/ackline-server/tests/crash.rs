@@ -88,7 +88,7 @@ fn kill_9_under_ingest_loses_no_confirmed_line() {
                 match post(addr, &key, body.as_bytes()) {
                     Some(202) => {
                         let mut a = acked.lock().unwrap();
-                        a.extend((0..LINES).map(|i| format!("{key}:{i}")));
+                        a.extend((0..LINES).map(|i| format!("http:{key}:{i}")));
                         count.fetch_add(1, Ordering::SeqCst);
                     }
                     Some(s) => panic!("unexpected status {s}"),

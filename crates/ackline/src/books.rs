@@ -36,7 +36,8 @@ pub struct RunEnd {
     pub run: u32,
     /// Killed with SIGKILL (as opposed to exiting by itself).
     pub killed: bool,
-    /// Milliseconds after spawning at which it was killed (the seeded kill moment).
+    /// Milliseconds after the run's first journal line (its first publish or delivery) at
+    /// which it was killed (the seeded kill moment).
     pub kill_after_ms: Option<u64>,
     /// Its exit code when it exited by itself.
     pub exit_code: Option<i32>,

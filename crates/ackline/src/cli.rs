@@ -369,14 +369,14 @@ pub struct DemoArgs {
     /// printed so a run can be replayed)
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Longest time a worker runs before it is killed, in milliseconds (kill moments are
-    /// uniform in [0, this))
+    /// Longest time a worker runs before it is killed, in milliseconds, counted from its first
+    /// publish or delivery (kill moments are uniform in [0, this))
     #[arg(long, default_value_t = 600)]
     pub max_kill_ms: u64,
     /// Consumer threads in the worker
     #[arg(long, default_value_t = 2)]
     pub consumers: usize,
-    /// Time allowed for the final draining run, in seconds
+    /// Time allowed for a run to show progress, and for the final run to drain, in seconds
     #[arg(long, default_value_t = 120)]
     pub drain_timeout: u64,
 }
@@ -567,7 +567,7 @@ pub struct Selection {
     /// Entries whose message has these ids
     #[arg(long = "id", value_name = "ID", num_args = 1..)]
     pub ids: Vec<String>,
-    /// Entries whose reason contains this text
+    /// Entries whose reason contains this text (not blank: every entry is --all)
     #[arg(long, value_name = "TEXT")]
     pub reason_contains: Option<String>,
 }

@@ -4,9 +4,13 @@
 //!
 //! Invariants:
 //! - Kill moments come from a generator seeded by `--seed` (random seed when absent, always
-//!   reported), so a failing run can be replayed with the same seed.
-//! - Nothing waits unboundedly: a killed run is reaped after SIGKILL, the final run has
-//!   `--drain-timeout`, and a run that fails by itself stops the demo with its stderr.
+//!   reported), so a failing run can be replayed with the same seed. A kill moment counts from
+//!   the run's first observed progress (its first journal line: a publish or a delivery), not
+//!   from its spawn, so a slow start on a loaded machine cannot make a kill land before the
+//!   run did anything.
+//! - Nothing waits unboundedly: a killed run is reaped after SIGKILL, a run has
+//!   `--drain-timeout` to show progress, the final run has it to drain, and a run that fails
+//!   by itself stops the demo with its stderr.
 //! - Exit 0 only if the books balance; exit 3 (with the books printed) if they do not.
 
 use std::path::{Path, PathBuf};
@@ -93,6 +97,57 @@ pub(crate) fn wait_until(
     }
 }
 
+/// How a run started.
+enum Start {
+    /// It journaled its first line.
+    Progress,
+    /// It exited before that.
+    Exited(std::process::ExitStatus),
+    /// Neither by the deadline.
+    Stalled,
+}
+
+/// Whether run `run` wrote a journal line yet (any of its journal files is non-empty). The
+/// journal's lines are written with write(2) as they happen, so they are visible here at once.
+fn journaled(journal: &Path, run: u32) -> anyhow::Result<bool> {
+    let prefix = format!("run-{run:04}-");
+    let entries =
+        std::fs::read_dir(journal).with_context(|| format!("reading {}", journal.display()))?;
+    for e in entries {
+        let e = e.with_context(|| format!("reading {}", journal.display()))?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&prefix)
+            && name.ends_with(".log")
+            && e.metadata().is_ok_and(|m| m.len() > 0)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Waits until run `run` shows progress ([`journaled`]) or exits, until `deadline`.
+fn wait_for_progress(
+    child: &mut Child,
+    journal: &Path,
+    run: u32,
+    deadline: Instant,
+) -> anyhow::Result<Start> {
+    loop {
+        if let Some(st) = child.try_wait().context("waiting for a child process")? {
+            return Ok(Start::Exited(st));
+        }
+        if journaled(journal, run)? {
+            return Ok(Start::Progress);
+        }
+        if Instant::now() >= deadline {
+            return Ok(Start::Stalled);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Runs the demo.
 pub fn run(a: &DemoArgs, data_dir: Option<&Path>, out: Out) -> anyhow::Result<()> {
     if a.messages == 0 {
@@ -138,8 +193,23 @@ pub fn run(a: &DemoArgs, data_dir: Option<&Path>, out: Out) -> anyhow::Result<()
     for run in 0..a.crashes {
         let after = rng.random_range(0..a.max_kill_ms);
         let mut child = sp.spawn(run)?;
-        let spawned = Instant::now();
-        match wait_until(&mut child, spawned + Duration::from_millis(after))? {
+        let limit = Instant::now() + Duration::from_secs(a.drain_timeout);
+        let exited = match wait_for_progress(&mut child, &journal, run, limit)? {
+            Start::Progress => {
+                wait_until(&mut child, Instant::now() + Duration::from_millis(after))?
+            }
+            Start::Exited(st) => Some(st),
+            Start::Stalled => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "worker run {run} showed no progress within {} s (seed {seed}): {}",
+                    a.drain_timeout,
+                    sp.stderr_of(run)
+                );
+            }
+        };
+        match exited {
             Some(st) if st.success() => runs.push(RunEnd {
                 run,
                 killed: false,

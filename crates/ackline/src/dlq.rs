@@ -9,8 +9,15 @@
 //!   a queue: a queue that does not exist is reported (stats, show) or has an empty
 //!   dead-letter queue (list).
 //! - Replay and purge report how many entries they changed, once that is durable.
+//! - Replay and purge act on every entry only with `--all`: a `--reason-contains` text that
+//!   is empty or blank (which every reason would contain) is a usage error (exit 2), checked
+//!   before anything is opened or connected.
 //! - Without a broker configured, nothing but the data directory is touched; with one, the
 //!   data directory is not opened at all.
+//! - An entry's JSON carries its payload exactly (`payload_base64`) beside the readable
+//!   `payload` (UTF-8, invalid bytes replaced); human output never writes a control
+//!   character of an entry (ESC, NUL, newlines...) to the terminal: they are escaped
+//!   ([`escape`]), as are invalid UTF-8 bytes.
 
 mod broker;
 
@@ -20,6 +27,8 @@ use ackline_queue::{
     Db, DeadLetter, DlqFilter, DlqSelector, Queue, QueueOptions, QueueStats, valid_queue_name,
 };
 use anyhow::{Context, anyhow};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use serde::Serialize;
 
 use crate::cli::{BrokerFlags, DlqCommand, QueueCommand, Selection};
@@ -196,8 +205,13 @@ struct EntryView {
     last_error: String,
     headers: Vec<(String, String)>,
     payload_bytes: usize,
-    /// The payload as UTF-8 (invalid bytes replaced).
+    /// The payload as UTF-8 (invalid bytes replaced): for reading.
     payload: String,
+    /// The payload exactly, standard base64.
+    payload_base64: String,
+    /// The payload exactly, for human output: control characters and invalid bytes escaped.
+    #[serde(skip)]
+    payload_escaped: String,
 }
 
 impl From<ackline_broker::DeadLetter> for EntryView {
@@ -214,6 +228,8 @@ impl From<ackline_broker::DeadLetter> for EntryView {
             headers: d.headers,
             payload_bytes: d.payload.len(),
             payload: String::from_utf8_lossy(&d.payload).into_owned(),
+            payload_base64: B64.encode(&d.payload),
+            payload_escaped: escape(&d.payload),
         }
     }
 }
@@ -239,6 +255,50 @@ fn selector(sel: &Selection) -> DlqSelector {
     }
 }
 
+/// `bytes` made safe for a terminal: valid UTF-8 as it is except control characters (C0,
+/// DEL, C1), written `\0`, `\t`, `\n`, `\r` or `\xHH`, bidirectional and zero-width format
+/// characters, written `\u{HHHH}`, and each invalid byte, written `\xHH`. Backslashes are kept as they are, so the escaped text is for
+/// reading; the exact bytes are in `--json`'s `payload_base64`.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\0' => out.push_str("\\0"),
+                '\t' => out.push_str("\\t"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                // Bidirectional and zero-width format characters reorder or hide text.
+                '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+                    out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// [`escape`] for text.
+fn esc(s: &str) -> String {
+    escape(s.as_bytes())
+}
+
+/// Refuses a selection that names every entry without `--all`: an empty or blank
+/// `--reason-contains` (every reason contains it).
+fn check_selection(sel: &Selection) -> anyhow::Result<()> {
+    match &sel.reason_contains {
+        Some(t) if t.trim().is_empty() => Err(usage(
+            "--reason-contains needs a non-blank TEXT (an empty one matches every entry; use --all for that)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The `--broker` flags of a `dlq` subcommand.
 fn broker_flags(c: &DlqCommand) -> &BrokerFlags {
     match c {
@@ -256,6 +316,9 @@ pub fn dlq_cmd(
     config_file: Option<&Path>,
     out: Out,
 ) -> anyhow::Result<()> {
+    if let DlqCommand::Replay { sel, .. } | DlqCommand::Purge { sel, .. } = c {
+        check_selection(sel)?;
+    }
     let flags = broker_flags(c);
     let cfg: Config = broker::load(flags, dir, config_file)?;
     if let Some(url) = &cfg.broker {
@@ -375,9 +438,17 @@ fn emit_list(
             }
             for e in entries {
                 s += &format!(
-                    "{:>10}  {:<24} attempts {:<3} {}: {}\n",
-                    e.key, e.id, e.attempts, e.reason, e.last_error
+                    "{:>10}  {:<24} attempts {:<3} {}",
+                    e.key,
+                    esc(&e.id),
+                    e.attempts,
+                    esc(&e.reason)
                 );
+                // A reject's reason is also its last error: say it once.
+                if e.last_error != e.reason {
+                    s += &format!(" (last error: {})", esc(&e.last_error));
+                }
+                s.push('\n');
             }
             if let Some(k) = next_after {
                 s += &format!("more: --after {k}\n");
@@ -421,12 +492,22 @@ fn emit_show(
             for e in found {
                 s += &format!(
                     "key {}\n  id           {}\n  attempts     {}\n  enqueued at  {} (Unix ms)\n  failures     first {} last {} (Unix ms)\n  reason       {}\n  last error   {}\n",
-                    e.key, e.id, e.attempts, e.enqueued_at, e.first_failure, e.last_failure, e.reason, e.last_error
+                    e.key,
+                    esc(&e.id),
+                    e.attempts,
+                    e.enqueued_at,
+                    e.first_failure,
+                    e.last_failure,
+                    esc(&e.reason),
+                    esc(&e.last_error)
                 );
                 for (k, v) in &e.headers {
-                    s += &format!("  header       {k}: {v}\n");
+                    s += &format!("  header       {}: {}\n", esc(k), esc(v));
                 }
-                s += &format!("  payload      {} bytes: {}\n", e.payload_bytes, e.payload);
+                s += &format!(
+                    "  payload      {} bytes: {}\n",
+                    e.payload_bytes, e.payload_escaped
+                );
             }
             s
         },

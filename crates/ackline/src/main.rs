@@ -1,5 +1,6 @@
 //! `ackline`: the command-line edge. Parses, dispatches, and turns errors into exit codes
-//! (see [`exit`]). Errors are printed as one line with their context chain.
+//! (see [`exit`]). Errors are printed as one line with their context chain, each cause once
+//! ([`exit::message`]).
 
 mod bench;
 mod bench_http;
@@ -39,13 +40,13 @@ fn main() -> ExitCode {
     };
     let out = Out { json: cli.json };
     if let Err(e) = logging::init(cli.log_format, &cli.log) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", exit::message(&e));
         return ExitCode::from(exit::code(&e));
     }
     match run(&cli, out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", exit::message(&e));
             ExitCode::from(exit::code(&e))
         }
     }

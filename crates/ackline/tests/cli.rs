@@ -291,3 +291,127 @@ fn logs_go_to_stderr_as_json_lines_and_a_bad_filter_is_a_usage_error() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("--log"), "{err}");
 }
+
+/// Dead-letters one message per `(id, payload, reason)` in queue `logs` of `dir`, through the
+/// engine (publish, receive, reject), and closes it again.
+fn dead_letter(dir: &std::path::Path, entries: &[(&str, &[u8], &str)]) {
+    use ackline_queue::{Db, NewMessage, QueueOptions};
+    let db = Db::open(dir).unwrap();
+    let q = db.queue("logs", QueueOptions::default()).unwrap();
+    let msgs = entries
+        .iter()
+        .map(|(id, payload, _)| NewMessage::new(payload.to_vec()).with_id(*id))
+        .collect();
+    q.publish(msgs).unwrap();
+    let c = q.consumer();
+    let got = c
+        .receive(
+            entries.len(),
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(got.len(), entries.len());
+    for (d, (_, _, reason)) in got.iter().zip(entries) {
+        c.reject(d.tag, reason).unwrap().wait().unwrap();
+    }
+    drop(c);
+    q.close();
+}
+
+fn dead_letters(dir: &std::path::Path) -> u64 {
+    let o = run(&["--json", "queue", "stats", "logs"], dir);
+    json(&o)["queues"][0]["dead_letters"].as_u64().unwrap()
+}
+
+/// Issue 10 item 13: an empty or blank `--reason-contains` would match every entry; only
+/// `--all` selects them all. Refused (exit 2, one line naming the flag) before anything is
+/// touched, for purge and replay.
+#[test]
+fn dlq_purge_and_replay_refuse_an_empty_match() {
+    let dir = tempfile::tempdir().unwrap();
+    dead_letter(
+        dir.path(),
+        &[("a", b"one", "parse error"), ("b", b"two", "store refused")],
+    );
+    assert_eq!(dead_letters(dir.path()), 2);
+    for verb in ["purge", "replay"] {
+        for text in ["", "  "] {
+            let o = run(&["dlq", verb, "--reason-contains", text], dir.path());
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{verb} {text:?}: {err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+            assert!(err.contains("--reason-contains"), "{err}");
+            assert!(o.stdout.is_empty());
+            assert_eq!(
+                dead_letters(dir.path()),
+                2,
+                "{verb} {text:?} touched entries"
+            );
+        }
+    }
+    // A real match still works, and --all still takes everything.
+    let p = json(&run(
+        &["--json", "dlq", "purge", "--reason-contains", "parse"],
+        dir.path(),
+    ));
+    assert_eq!(p["count"], 1);
+    let p = json(&run(&["--json", "dlq", "purge", "--all"], dir.path()));
+    assert_eq!(p["count"], 1);
+    assert_eq!(dead_letters(dir.path()), 0);
+}
+
+/// Issue 10 item 14: `--json` carries the payload exactly (`payload_base64`) beside the
+/// readable `payload`; human `dlq show` and `dlq list` escape control characters and invalid
+/// bytes instead of writing them to the terminal; `dlq list` says a reject's reason once.
+#[test]
+fn dlq_payloads_are_exact_in_json_and_escaped_for_humans() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let payload: &[u8] = b"\x1b[31mred\x1b[0m\x00tail \xff\xfe end\n";
+    dead_letter(dir.path(), &[("odd", payload, "bad \x1b]0;title\x07 line")]);
+    let v = json(&run(&["--json", "dlq", "list"], dir.path()));
+    let e = &v["entries"][0];
+    let exact = base64::engine::general_purpose::STANDARD
+        .decode(e["payload_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(exact, payload, "{e}");
+    assert_eq!(e["payload_bytes"], payload.len());
+    let shown = json(&run(&["--json", "dlq", "show", "--id", "odd"], dir.path()));
+    assert_eq!(shown["entries"][0], *e);
+
+    for args in [&["dlq", "show", "--id", "odd"][..], &["dlq", "list"][..]] {
+        let o = run(args, dir.path());
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        let out = &o.stdout;
+        for b in [0x1b, 0x00, 0x07, 0xff, 0xfe] {
+            assert!(!out.contains(&b), "{args:?} wrote byte {b:#04x}: {out:?}");
+        }
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.contains("bad \\x1b]0;title\\x07 line"), "{text}");
+        if args[1] == "show" {
+            assert!(
+                text.contains("\\x1b[31mred\\x1b[0m\\0tail \\xff\\xfe end\\n"),
+                "{text}"
+            );
+        } else {
+            assert_eq!(text.matches("title").count(), 1, "reason twice: {text}");
+        }
+    }
+}
+
+/// Issue 10 item 14: an error prints each cause once. A data directory under a regular file
+/// cannot be created, even as root.
+#[test]
+fn an_error_names_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let data = file.join("data");
+    let o = run(&["dlq", "purge", "--all"], &data);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let cause = std::io::Error::from_raw_os_error(20).to_string(); // ENOTDIR
+    assert_eq!(err.matches(&cause).count(), 1, "{err}");
+}

@@ -55,7 +55,7 @@ fn fifty_kill9_rounds_lose_nothing() {
         .iter()
         .filter_map(|r| r["kill_after_ms"].as_u64())
         .collect();
-    println!("kill moments (ms after spawn): {kill_ms:?}");
+    println!("kill moments (ms after the run's first publish or delivery): {kill_ms:?}");
 
     assert_eq!(b["lost"], 0, "confirmed publishes lost: {ctx}");
     assert_eq!(

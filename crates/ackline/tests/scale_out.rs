@@ -148,20 +148,22 @@ fn work(dir: &Path, queue: &str, table: &str, metrics_port: Option<u16>) -> Proc
 }
 
 fn post(addr: &str, queue: &str, lines: std::ops::Range<usize>, expected: &mut BTreeSet<String>) {
+    // A line's id comes from the request's key and its index, never from its content.
+    let key = format!("{queue}-{}", lines.start);
     let mut body = String::new();
-    for i in lines {
-        let id = format!("line-{i}");
+    for i in lines.clone() {
         body += &format!(
-            "{{\"id\":\"{id}\",\"ts\":\"2024-05-01T10:00:00Z\",\"level\":\"info\",\"msg\":\"line {i}\"}}\n"
+            "{{\"id\":\"line\",\"ts\":\"2024-05-01T10:00:00Z\",\"level\":\"info\",\"msg\":\"line {i}\"}}\n"
         );
-        expected.insert(id);
+        expected.insert(format!("http:{key}:{}", i - lines.start));
     }
-    let (st, resp) = common::http(
+    let (st, resp) = common::http_with(
         addr,
         None,
         "POST",
         &format!("/v1/logs?format=ndjson&queue={queue}"),
         "application/x-ndjson",
+        &[("Idempotency-Key", &key)],
         body.as_bytes(),
     );
     assert_eq!(st, 202, "{resp}");

@@ -107,19 +107,22 @@ fn sigkilled_worker_loses_nothing_and_duplicates_nothing() {
     const N: usize = 4000;
     let mut expected = BTreeSet::new();
     let post = |from: usize, to: usize, expected: &mut BTreeSet<String>| {
+        // A line's id comes from the request's key and its index, never from its content.
+        let key = format!("chunk-{from}");
         let mut body = String::new();
         for i in from..to {
-            let id = format!("line-{i}");
             body += &format!(
-                "{{\"id\":\"{id}\",\"ts\":\"2024-05-01T10:00:00Z\",\"level\":\"info\",\"msg\":\"line {i}\"}}\n"
+                "{{\"id\":\"line\",\"ts\":\"2024-05-01T10:00:00Z\",\"level\":\"info\",\"msg\":\"line {i}\"}}\n"
             );
-            expected.insert(id);
+            expected.insert(format!("http:{key}:{}", i - from));
         }
-        let (st, resp) = http(
+        let (st, resp) = common::http_with(
             &addr,
+            Some(TOKEN),
             "POST",
             "/v1/logs?format=ndjson",
             "application/x-ndjson",
+            &[("Idempotency-Key", &key)],
             body.as_bytes(),
         );
         assert_eq!(st, 202, "{resp}");

@@ -2,8 +2,8 @@
 //!
 //! Body formats (`?format=ndjson|json|text`, else the `Content-Type`, else detected from the
 //! first non-blank byte: `[` JSON array, `{` NDJSON, anything else text):
-//! - NDJSON: one JSON value per line, an object (kept as its line) or a string (its text);
-//!   an object's string `id` field is the line's message id.
+//! - NDJSON: one JSON value per line, an object (kept as its line) or a string (its text).
+//!   An object's fields, `id` included, are log content only: they never name the message.
 //! - JSON: an array of strings and objects, the same way.
 //! - text: one line per `\n` (a trailing `\r` dropped), bytes kept as they are (lossless,
 //!   invalid UTF-8 included). Blank lines are skipped in every format.
@@ -13,9 +13,12 @@
 //!   publish); 413 over the body limit or for a line over the queue's message limit; 429
 //!   with `Retry-After` when the queue is full; 400 naming the line (1-based) and the reason
 //!   for a malformed body — in each refusal nothing of the request was queued.
-//! - Ids: a line's own `id`, else `<Idempotency-Key>:<line index>` (0-based among the
-//!   request's kept lines), else one the queue assigns. A producer that retries a request
-//!   with the same key sends the same ids, so the idempotent store keeps each line once.
+//! - Ids: one line, one id, never taken from the line's content. With an `Idempotency-Key: K`
+//!   header, line i (0-based among the request's kept lines) is `http:K:i`, so a producer
+//!   that retries a request with the same key and body sends the same ids and the idempotent
+//!   store keeps each line once; without one, each line gets a fresh id from the queue. Two
+//!   lines of one request never share an id (their indexes differ), and no `http:` id equals
+//!   another input's (`file:`, syslog's queue-assigned ids).
 //! - Every message carries the header `input: http`.
 
 use ackline_queue::NewMessage;
@@ -53,10 +56,13 @@ pub struct IngestQuery {
 /// One line to queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
-    /// Its own id, if it named one.
-    pub id: Option<String>,
     /// The payload.
     pub payload: Vec<u8>,
+}
+
+/// The message id of line `index` of a request sent with `Idempotency-Key: key`.
+pub fn line_id(key: &str, index: usize) -> String {
+    format!("http:{key}:{index}")
 }
 
 /// Picks the format: query, then content type, then the first non-blank byte.
@@ -82,20 +88,14 @@ pub fn detect(explicit: Option<Format>, content_type: Option<&str>, body: &[u8])
 fn value_line(v: serde_json::Value, raw: Option<&[u8]>, what: &str) -> Result<Line, String> {
     match v {
         serde_json::Value::String(s) => Ok(Line {
-            id: None,
             payload: s.into_bytes(),
         }),
-        serde_json::Value::Object(ref o) => {
-            let id = match o.get("id") {
-                None => None,
-                Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
-                Some(_) => return Err(format!("{what}: field \"id\" must be a non-empty string")),
-            };
+        serde_json::Value::Object(_) => {
             let payload = match raw {
                 Some(r) => r.to_vec(),
                 None => serde_json::to_vec(&v).map_err(|e| e.to_string())?,
             };
-            Ok(Line { id, payload })
+            Ok(Line { payload })
         }
         _ => Err(format!("{what}: expected a JSON object or string")),
     }
@@ -110,7 +110,6 @@ pub fn parse(format: Format, body: &[u8]) -> Result<Vec<Line>, String> {
                 let l = l.strip_suffix(b"\r").unwrap_or(l);
                 if !l.iter().all(u8::is_ascii_whitespace) {
                     out.push(Line {
-                        id: None,
                         payload: l.to_vec(),
                     });
                 }
@@ -179,13 +178,10 @@ pub async fn ingest(
     let batch: Vec<NewMessage> = lines
         .into_iter()
         .enumerate()
-        .map(|(i, l)| {
-            let id = l.id.or_else(|| key.as_ref().map(|k| format!("{k}:{i}")));
-            NewMessage {
-                id,
-                headers: vec![("input".into(), "http".into())],
-                payload: l.payload,
-            }
+        .map(|(i, l)| NewMessage {
+            id: key.as_deref().map(|k| line_id(k, i)),
+            headers: vec![("input".into(), "http".into())],
+            payload: l.payload,
         })
         .collect();
     if n > 0 {
@@ -240,16 +236,16 @@ mod tests {
     }
 
     #[test]
-    fn ndjson_errors_name_the_line_and_ids_are_taken() {
+    fn ndjson_errors_name_the_line_and_an_id_field_is_content() {
         let lines = parse(Format::Ndjson, b"{\"id\":\"a\",\"m\":1}\n\n\"plain\"\r\n").unwrap();
         assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0].id.as_deref(), Some("a"));
         assert_eq!(lines[0].payload, b"{\"id\":\"a\",\"m\":1}");
         assert_eq!(lines[1].payload, b"plain");
         let e = parse(Format::Ndjson, b"{}\n{}\n{oops\n").unwrap_err();
         assert!(e.starts_with("line 3: invalid JSON"), "{e}");
-        let e = parse(Format::Ndjson, b"{\"id\":5}").unwrap_err();
-        assert!(e.contains("line 1") && e.contains("\"id\""), "{e}");
+        let lines = parse(Format::Ndjson, b"{\"id\":5}\n{\"id\":null}").unwrap();
+        assert_eq!(lines[0].payload, b"{\"id\":5}");
+        assert_eq!(lines.len(), 2);
         let e = parse(Format::Ndjson, b"42").unwrap_err();
         assert!(e.contains("line 1"), "{e}");
     }
@@ -258,7 +254,7 @@ mod tests {
     fn json_arrays_and_text_are_lossless() {
         let lines = parse(Format::Json, br#"["a", {"id":"x","k":"v"}]"#).unwrap();
         assert_eq!(lines[0].payload, b"a");
-        assert_eq!(lines[1].id.as_deref(), Some("x"));
+        assert_eq!(lines[1].payload, br#"{"id":"x","k":"v"}"#);
         let e = parse(Format::Json, b"[1,").unwrap_err();
         assert!(e.contains("line 1"), "{e}");
         let lines = parse(Format::Text, b"one\r\n\xff\x00two\n\n").unwrap();

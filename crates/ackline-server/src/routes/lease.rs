@@ -4,16 +4,17 @@
 //! - A publish answers 2xx only after its batch is durable (the broker's `publish` awaits the
 //!   commit); a full queue answers 429 with `Retry-After`, never a silent drop.
 //! - A settle answers only after its settlements are durable, one result per item, in order.
-//! - A settle naming an unknown session (expired, or the server restarted) is still applied
-//!   through a fresh engine consumer: fencing by (key, attempt) makes that safe, and a worker
-//!   whose session lapsed can still ack what it finished in time.
+//! - A settle naming an unknown session (closed, dropped after its lease plus the idle grace,
+//!   or the server restarted) is 404 `session_not_found`: nothing is applied. A settle item
+//!   with attempt 0 (never a delivery) makes the whole request 400. An item for a delivery the
+//!   session does not hold is answered without reaching the engine (see `sessions`), so only
+//!   the session a delivery was handed to can settle it, and the engine's (key, attempt)
+//!   fencing then refuses it if it was redelivered since.
 //! - A receive waits at most `limits.max_receive_wait` and returns at most
 //!   `limits.max_receive_batch` deliveries.
 //! - An ack through a session that handed the delivery out is observed once in
 //!   `ackline_end_to_end_latency_seconds`, after the settlement is durable and only if it
-//!   succeeded (from the message's `enqueued_at` to then, on the server's clock). An ack
-//!   through a lapsed session (unknown id) is applied but not observed: its `enqueued_at` is
-//!   gone with the session.
+//!   succeeded (from the message's `enqueued_at` to then, on the server's clock).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -152,89 +153,100 @@ pub async fn settle(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: wire::SettleRequest = json(&body)?;
-    let items: Vec<(Tag, Settlement)> = req
-        .items
-        .into_iter()
-        .map(|it| {
-            let tag = Tag {
-                key: it.key,
-                attempt: it.attempt,
-                token: None,
-            };
-            let s = match it.op {
-                wire::SettleOp::Ack => Settlement::Ack,
-                wire::SettleOp::Nack { delay_ms, error } => Settlement::Nack {
-                    delay: Duration::from_millis(delay_ms),
-                    error,
-                },
-                wire::SettleOp::Reject { reason } => Settlement::Reject { reason },
-                wire::SettleOp::Extend { lease_ms } => Settlement::Extend {
-                    lease: Duration::from_millis(lease_ms),
-                },
-            };
-            (tag, s)
-        })
-        .collect();
-    // (key, attempt, what) of each item, to account for it once its result is known.
-    let what: Vec<(u64, u32, Op)> = items
-        .iter()
-        .map(|(t, s)| (t.key, t.attempt, Op::of(s)))
-        .collect();
-    let busy = st.sessions.enter(&queue, &session);
-    let results = match &busy {
-        Some(busy) => {
-            let s = busy.session();
-            match s.consumer.settle(items).await {
-                Ok(r) => r,
-                Err(e) => {
-                    // None is known durable; the engine consumer stopped counting them too.
-                    for (key, attempt, op) in &what {
-                        if *op != Op::Extend {
-                            s.forget(*key, *attempt);
-                        }
-                    }
-                    return Err(e.into());
-                }
-            }
+    let busy = st
+        .sessions
+        .enter(&queue, &session)
+        .ok_or_else(|| session_not_found(&session))?;
+    if let Some(i) = req.items.iter().position(|it| it.attempt == 0) {
+        return Err(ApiError::bad_request(format!(
+            "item {i}: attempt 0 names no delivery (a delivery's attempt is at least 1)"
+        )));
+    }
+    let s = busy.session();
+    // Each item's answer, filled now for those this session does not hold (they never reach
+    // the engine) and after the engine's settle for the others.
+    let mut out: Vec<Option<wire::SettleResult>> = Vec::with_capacity(req.items.len());
+    let mut items: Vec<(Tag, Settlement)> = Vec::new();
+    // (index in `out`, key, attempt, what) of each item sent to the engine.
+    let mut sent: Vec<(usize, u64, u32, Op)> = Vec::new();
+    for (i, it) in req.items.into_iter().enumerate() {
+        if !s.holds(it.key, it.attempt) {
+            out.push(Some(s.not_held(it.key, it.attempt)));
+            continue;
         }
-        None => {
-            let broker = st.queues.get(&queue)?;
-            let c = broker.consumer(ConsumerOptions::default()).await?;
-            let r = c.settle(items).await?;
-            c.close().await;
-            r
+        out.push(None);
+        let settlement = match it.op {
+            wire::SettleOp::Ack => Settlement::Ack,
+            wire::SettleOp::Nack { delay_ms, error } => Settlement::Nack {
+                delay: Duration::from_millis(delay_ms),
+                error,
+            },
+            wire::SettleOp::Reject { reason } => Settlement::Reject { reason },
+            wire::SettleOp::Extend { lease_ms } => Settlement::Extend {
+                lease: Duration::from_millis(lease_ms),
+            },
+        };
+        sent.push((i, it.key, it.attempt, Op::of(&settlement)));
+        let tag = Tag {
+            key: it.key,
+            attempt: it.attempt,
+            token: None,
+        };
+        items.push((tag, settlement));
+    }
+    let results = if items.is_empty() {
+        Vec::new()
+    } else {
+        match s.consumer.settle(items).await {
+            Ok(r) => r,
+            Err(e) => {
+                // None is known durable; the engine consumer stopped counting them too.
+                for (_, key, attempt, op) in &sent {
+                    if *op != Op::Extend {
+                        s.forget(*key, *attempt);
+                    }
+                }
+                return Err(e.into());
+            }
         }
     };
     let now_ms = unix_ms();
-    let mut out = Vec::with_capacity(results.len());
-    for (r, (key, attempt, op)) in results.into_iter().zip(what) {
-        // Mirrors the engine consumer: a settlement that succeeded (other than an extend) or
-        // was refused ends the delivery for this session.
-        let done = op != Op::Extend || r.is_err();
-        let enqueued_at = match &busy {
-            Some(b) if done => b.session().forget(key, attempt),
-            _ => None,
-        };
-        out.push(match r {
-            Ok(()) => {
-                match (op, enqueued_at) {
-                    (Op::Reject, _) => st.metrics.rejected(&queue),
-                    (Op::Ack, Some(at)) => st.metrics.observe_end_to_end(
-                        &queue,
-                        Duration::from_millis(now_ms.saturating_sub(at)),
-                    ),
-                    _ => {}
-                }
-                wire::SettleResult::Ok
-            }
+    for (r, (i, key, attempt, op)) in results.into_iter().zip(sent) {
+        let result = match r {
+            Ok(()) => wire::SettleResult::Ok,
             Err(SettleError::Stale { attempt, current }) => {
                 wire::SettleResult::Stale { attempt, current }
             }
             Err(SettleError::AlreadySettled) => wire::SettleResult::AlreadySettled,
             Err(SettleError::Unknown) => wire::SettleResult::Unknown,
-        });
+        };
+        // Mirrors the engine consumer: a settlement that succeeded (other than an extend) or
+        // was refused ends the delivery for this session.
+        let ok = matches!(result, wire::SettleResult::Ok);
+        let enqueued_at = if op != Op::Extend || !ok {
+            s.end(key, attempt, &result)
+        } else {
+            None
+        };
+        if ok {
+            match (op, enqueued_at) {
+                (Op::Reject, _) => st.metrics.rejected(&queue),
+                (Op::Ack, Some(at)) => st
+                    .metrics
+                    .observe_end_to_end(&queue, Duration::from_millis(now_ms.saturating_sub(at))),
+                _ => {}
+            }
+        }
+        if let Some(slot) = out.get_mut(i) {
+            *slot = Some(result);
+        }
     }
-    Ok(Json(wire::SettleResults { results: out }).into_response())
+    drop(busy);
+    let results = out
+        .into_iter()
+        .map(|r| r.unwrap_or(wire::SettleResult::Unknown))
+        .collect();
+    Ok(Json(wire::SettleResults { results }).into_response())
 }
 
 /// What a settle item does, as far as accounting goes.

@@ -119,13 +119,29 @@ pub fn http(
     ctype: &str,
     body: &[u8],
 ) -> (u16, String) {
+    http_with(addr, token, method, path, ctype, &[], body)
+}
+
+/// [`http`] with extra request headers.
+pub fn http_with(
+    addr: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    ctype: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let auth = token
+    let mut extra = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    for (k, v) in headers {
+        extra.push_str(&format!("{k}: {v}\r\n"));
+    }
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}\
          Content-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
