@@ -185,8 +185,9 @@ pub(crate) async fn scan(
         match decide(&dl) {
             Action::Keep => {}
             Action::Replay => {
-                let mut env = Envelope::decode(&d.properties, d.data.clone())
-                    .unwrap_or_else(|| Envelope::new(dl.id.clone(), Vec::new(), d.data.clone()));
+                // An entry without an id (another producer's message, dead-lettered by
+                // RabbitMQ) is adopted: the replayed copy gets a new id.
+                let (mut env, _) = Envelope::decode_or_adopt(&d.properties, d.data.clone());
                 env.ended = 0;
                 env.last_error = None;
                 env.first_failure = None;

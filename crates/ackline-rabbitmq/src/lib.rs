@@ -29,7 +29,10 @@
 //!   broker before the call returns or the source is acked: every confirmed message is in the
 //!   main queue, a delay queue, the dead-letter queue, or stored.
 //! - Duplicates are possible (a lost confirm, a lost ack after a confirmed copy); they carry the
-//!   same id, and ackline's stores are idempotent by id. Losses are not.
+//!   same id, and ackline's stores are idempotent by id. Losses are not. The one duplicate
+//!   with a second id: a message another producer published with no id at all is adopted
+//!   under a new random id (republished, confirmed, then acked), and an ack lost after that
+//!   confirm adopts it again ([`attempts`], `docs/rabbitmq.md`).
 //! - No panic on broker input: headers of any type or absent decode to defaults.
 //!
 //! ```no_run

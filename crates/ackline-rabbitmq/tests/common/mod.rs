@@ -120,3 +120,44 @@ impl Drop for Cleanup {
         let _ = t.join();
     }
 }
+
+/// A plain AMQP connection and channel, as another producer or an operator's tool would use:
+/// nothing of ackline's.
+pub async fn raw_channel(url: &str) -> (lapin::Connection, lapin::Channel) {
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+        .await
+        .expect("plain AMQP connection");
+    let ch = conn.create_channel().await.expect("channel");
+    (conn, ch)
+}
+
+/// Publishes `messages` to `queue` (default exchange) as a plain AMQP producer, persistent,
+/// waiting for every publisher confirm.
+pub async fn publish_raw(url: &str, queue: &str, messages: Vec<(lapin::BasicProperties, Vec<u8>)>) {
+    let (conn, ch) = raw_channel(url).await;
+    ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    for (props, payload) in messages {
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                lapin::options::BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                &payload,
+                props.with_delivery_mode(2),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        assert!(
+            matches!(confirm, lapin::Confirmation::Ack(None)),
+            "not confirmed: {confirm:?}"
+        );
+    }
+    let _ = conn.close(200, "done".into()).await;
+}
