@@ -20,7 +20,9 @@
 //! redeliveries is the quorum queue's `x-delivery-count` (how many times RabbitMQ returned this
 //! copy to the queue: a `basic.nack(requeue)` after a lease expiry, a closed channel, a dead
 //! connection), or, where that header is absent (classic queues), 1 if the `redelivered` flag
-//! is set and 0 otherwise. ackline never returns a message with `requeue` on a nack with a
+//! is set and 0 otherwise; since that flag does not grow, the consumer republishes a
+//! redelivered classic-queue message with `x-ackline-attempt` = attempt - 1 (confirmed, then
+//! acks it) before handing it out, so every return is counted. ackline never returns a message with `requeue` on a nack with a
 //! delay: it publishes a new copy (to a delay queue, or straight back to the main queue for a
 //! zero delay) with `x-ackline-attempt` = the delivery's attempt, confirmed, then acks the old
 //! copy. The new copy starts with no `x-delivery-count`, so the sum stays exact across requeues,

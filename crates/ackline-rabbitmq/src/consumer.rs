@@ -7,7 +7,9 @@
 //!   attempt (see [`crate::attempts`]). A delivery past `max_attempts` (a message that crashed
 //!   its workers) is dead-lettered here instead of being handed out. A message without any id
 //!   (another producer's) is adopted here: a copy under a new id is published, confirmed,
-//!   and the original acked; the copy is handed out when it arrives.
+//!   and the original acked; the copy is handed out when it arrives. On a classic queue a
+//!   redelivered message is likewise republished with its attempt in `x-ackline-attempt`
+//!   first, since the `redelivered` flag cannot count further returns.
 //! - `Ack` → `basic.ack`; lapin's `Ok(false)` (the channel is dead) is a failed settlement:
 //!   `SettleError::Stale`, since RabbitMQ will redeliver the message. AMQP does not confirm
 //!   acks; while the channel lives they reach RabbitMQ in order. `close` first makes a
@@ -725,6 +727,7 @@ impl RabbitConsumer {
         let generation = st.generation;
         let now = Instant::now();
         let now_ms = now_ms();
+        let classic = inner.opts.queue_type == crate::QueueType::Classic;
         while out.len() < max.min(room) {
             let Some(raw) = st.buffer.pop_front() else {
                 break;
@@ -740,6 +743,18 @@ impl RabbitConsumer {
                 // Another producer's message without an id: its id must be durable before a
                 // worker sees it (a redelivery must not bring a second id), so a copy with the
                 // new id goes back to the queue, confirmed, before this one is acked.
+                diverted.push(Diverted {
+                    acker,
+                    out: inner.retry_copy_raw(&env, attempt - 1, Duration::ZERO),
+                    counted: Counted::Nothing,
+                });
+                continue;
+            }
+            if classic && d.redelivered && attempt <= inner.opts.max_attempts {
+                // A classic queue marks a returned message only as `redelivered`, which does
+                // not grow with further returns: the return is written into a copy's
+                // `x-ackline-attempt` (confirmed, then the original acked), so that each
+                // crash of a worker on this message counts and `max_attempts` is reached.
                 diverted.push(Diverted {
                     acker,
                     out: inner.retry_copy_raw(&env, attempt - 1, Duration::ZERO),
