@@ -20,11 +20,20 @@
 //! redeliveries is the quorum queue's `x-delivery-count` (how many times RabbitMQ returned this
 //! copy to the queue: a `basic.nack(requeue)` after a lease expiry, a closed channel, a dead
 //! connection), or, where that header is absent (classic queues), 1 if the `redelivered` flag
-//! is set and 0 otherwise. ackline never returns a message with `requeue` on a nack with a
+//! is set and 0 otherwise; since that flag does not grow, the consumer republishes a
+//! redelivered classic-queue message with `x-ackline-attempt` = attempt - 1 (confirmed, then
+//! acks it) before handing it out, so every return is counted. ackline never returns a message with `requeue` on a nack with a
 //! delay: it publishes a new copy (to a delay queue, or straight back to the main queue for a
 //! zero delay) with `x-ackline-attempt` = the delivery's attempt, confirmed, then acks the old
 //! copy. The new copy starts with no `x-delivery-count`, so the sum stays exact across requeues,
 //! restarts, reconnections and delayed republishes.
+//!
+//! **Messages from other producers.** A message with a non-empty `message_id` and none of
+//! these headers is an ackline message with that id (attempt from `x-delivery-count`,
+//! `enqueued_at` from `timestamp` or the time it is first read). One with no id at all is
+//! *adopted* ([`Envelope::decode_or_adopt`]): it gets a new random id (`amqp-` + 32 hex
+//! digits) and the consumer republishes it with that id, confirmed, before acking it; the
+//! payload and its own headers are kept.
 //!
 //! Invariant: an attempt never goes backwards for a message, and every delivery that ends
 //! without a settlement (crash, lease expiry, channel loss) is counted by the broker.
@@ -134,12 +143,25 @@ impl Envelope {
     }
 
     /// Reads a delivered message. `None` when it carries no id at all (not ackline's, and no
-    /// `message_id` either).
+    /// `message_id` either): see [`Envelope::decode_or_adopt`].
     pub fn decode(props: &BasicProperties, payload: Vec<u8>) -> Option<Self> {
+        let id = id_of(props)?;
+        Some(Self::read(props, payload, id))
+    }
+
+    /// Reads a delivered message; one that carries no id (published by another AMQP producer
+    /// without `message_id`) gets a new one, [`adopted_id`], and `adopted` is true. The payload
+    /// is kept either way.
+    pub fn decode_or_adopt(props: &BasicProperties, payload: Vec<u8>) -> (Self, bool) {
+        match id_of(props) {
+            Some(id) => (Self::read(props, payload, id), false),
+            None => (Self::read(props, payload, adopted_id()), true),
+        }
+    }
+
+    fn read(props: &BasicProperties, payload: Vec<u8>, id: String) -> Self {
         let empty = FieldTable::default();
         let t = props.headers().as_ref().unwrap_or(&empty);
-        let id = get_string(t, ID)
-            .or_else(|| props.message_id().as_ref().map(|s| s.as_str().to_owned()))?;
         let headers = match t.inner().get(HEADERS) {
             Some(AMQPValue::FieldArray(a)) => a
                 .as_slice()
@@ -154,16 +176,18 @@ impl Envelope {
                 .collect(),
             _ => Vec::new(),
         };
+        // A message from another producer may carry neither: then the time it is first read
+        // (kept from then on, since a republished copy carries it in the header).
         let enqueued_at = get_u64(t, ENQUEUED_AT)
             .or_else(|| props.timestamp().map(|s| s.saturating_mul(1000)))
-            .unwrap_or(0);
+            .unwrap_or_else(now_ms);
         let extra = t
             .inner()
             .iter()
             .filter(|(k, _)| !k.as_str().starts_with("x-ackline-") && !is_broker_header(k.as_str()))
             .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
             .collect();
-        Some(Envelope {
+        Envelope {
             id,
             headers,
             payload,
@@ -175,8 +199,34 @@ impl Envelope {
             first_failure: get_u64(t, FIRST_FAILURE),
             not_before: get_u64(t, NOT_BEFORE),
             extra,
-        })
+        }
     }
+}
+
+/// The id a message carries: `x-ackline-id` (ackline's own, which may be empty), else a
+/// non-empty `message_id`.
+fn id_of(props: &BasicProperties) -> Option<String> {
+    let empty = FieldTable::default();
+    let t = props.headers().as_ref().unwrap_or(&empty);
+    get_string(t, ID).or_else(|| {
+        props
+            .message_id()
+            .as_ref()
+            .map(|s| s.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    })
+}
+
+/// A new id for an adopted message: `amqp-` and 128 random bits in hex. Random rather than
+/// derived from the content, because two byte-identical lines are two lines (see
+/// `docs/rabbitmq.md`, "Messages from other producers").
+pub(crate) fn adopted_id() -> String {
+    format!(
+        "amqp-{:016x}{:016x}",
+        crate::connection::random_u64(),
+        crate::connection::random_u64()
+    )
 }
 
 /// Headers RabbitMQ adds itself (dropped when ackline republishes a copy).
@@ -325,9 +375,34 @@ mod tests {
     }
 
     #[test]
-    fn foreign_messages_without_an_id_are_refused() {
+    fn foreign_messages_without_an_id_are_adopted_with_their_payload() {
         assert!(Envelope::decode(&BasicProperties::default(), b"x".to_vec()).is_none());
+        let mut t = FieldTable::default();
+        t.insert("their-header".into(), long_string("v"));
+        let p = BasicProperties::default().with_headers(t);
+        let (a, adopted) = Envelope::decode_or_adopt(&p, b"line".to_vec());
+        let (b, _) = Envelope::decode_or_adopt(&p, b"line".to_vec());
+        assert!(adopted);
+        assert_eq!(a.payload, b"line");
+        assert!(a.id.starts_with("amqp-") && a.id.len() == 37, "{}", a.id);
+        // Two identical lines are two lines: two ids.
+        assert_ne!(a.id, b.id);
+        assert!(a.enqueued_at > 0);
+        assert_eq!(a.extra.len(), 1);
+        // The adopted copy carries its id: read again, it is the same message.
+        let again = Envelope::decode_or_adopt(&a.properties(), a.payload.clone());
+        assert_eq!(again, (a, false));
+        // An empty message_id is no id.
+        let p = BasicProperties::default().with_message_id("".into());
+        assert!(Envelope::decode_or_adopt(&p, Vec::new()).1);
+    }
+
+    #[test]
+    fn a_foreign_message_id_is_the_id() {
         let p = BasicProperties::default().with_message_id("m".into());
-        assert_eq!(Envelope::decode(&p, Vec::new()).unwrap().id, "m");
+        let (e, adopted) = Envelope::decode_or_adopt(&p, b"y".to_vec());
+        assert!(!adopted);
+        assert_eq!((e.id.as_str(), e.payload.as_slice()), ("m", &b"y"[..]));
+        assert_eq!(attempt_of(&p, false), 1);
     }
 }

@@ -159,6 +159,13 @@ impl Connector {
         }
     }
 
+    /// Whether `e` is RabbitMQ's PRECONDITION_FAILED (e.g. a queue declared with other
+    /// arguments than those it exists with).
+    pub fn precondition_failed(e: &lapin::Error) -> bool {
+        matches!(e.kind(), ErrorKind::ProtocolError(p)
+            if matches!(p.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)))
+    }
+
     fn unavailable(&self, reason: String) -> BrokerError {
         BrokerError::Unavailable {
             backend: NAME,

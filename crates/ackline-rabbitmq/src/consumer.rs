@@ -5,7 +5,11 @@
 //! - `receive` hands out what the channel's `basic.consume` pushed (at most `prefetch`
 //!   unacked, enforced by RabbitMQ); each delivery gets a fresh consumer-local `key`, and its
 //!   attempt (see [`crate::attempts`]). A delivery past `max_attempts` (a message that crashed
-//!   its workers) is dead-lettered here instead of being handed out.
+//!   its workers) is dead-lettered here instead of being handed out. A message without any id
+//!   (another producer's) is adopted here: a copy under a new id is published, confirmed,
+//!   and the original acked; the copy is handed out when it arrives. On a classic queue a
+//!   redelivered message is likewise republished with its attempt in `x-ackline-attempt`
+//!   first, since the `redelivered` flag cannot count further returns.
 //! - `Ack` → `basic.ack`; lapin's `Ok(false)` (the channel is dead) is a failed settlement:
 //!   `SettleError::Stale`, since RabbitMQ will redeliver the message. AMQP does not confirm
 //!   acks; while the channel lives they reach RabbitMQ in order. `close` first makes a
@@ -400,13 +404,12 @@ async fn rehome(shared: &Shared, generation: u64) {
         let d = raw.delivery;
         let attempt = attempt_of(&d.properties, d.redelivered);
         let acker = d.acker.clone();
-        diverted.push(match Envelope::decode(&d.properties, d.data) {
-            Some(env) => Diverted {
-                acker,
-                out: inner.retry_copy_raw(&env, attempt - 1, Duration::ZERO),
-                counted: Counted::Nothing,
-            },
-            None => no_id(inner, acker, attempt),
+        // A message without an id is adopted here too: the copy carries its new id.
+        let (env, _) = Envelope::decode_or_adopt(&d.properties, d.data);
+        diverted.push(Diverted {
+            acker,
+            out: inner.retry_copy_raw(&env, attempt - 1, Duration::ZERO),
+            counted: Counted::Nothing,
         });
     }
     tracing::debug!(
@@ -724,6 +727,7 @@ impl RabbitConsumer {
         let generation = st.generation;
         let now = Instant::now();
         let now_ms = now_ms();
+        let classic = inner.opts.queue_type == crate::QueueType::Classic;
         while out.len() < max.min(room) {
             let Some(raw) = st.buffer.pop_front() else {
                 break;
@@ -734,10 +738,30 @@ impl RabbitConsumer {
             let d = raw.delivery;
             let attempt = attempt_of(&d.properties, d.redelivered);
             let acker = d.acker.clone();
-            let Some(env) = Envelope::decode(&d.properties, d.data) else {
-                diverted.push(no_id(inner, acker, attempt));
+            let (env, adopted) = Envelope::decode_or_adopt(&d.properties, d.data);
+            if adopted {
+                // Another producer's message without an id: its id must be durable before a
+                // worker sees it (a redelivery must not bring a second id), so a copy with the
+                // new id goes back to the queue, confirmed, before this one is acked.
+                diverted.push(Diverted {
+                    acker,
+                    out: inner.retry_copy_raw(&env, attempt - 1, Duration::ZERO),
+                    counted: Counted::Nothing,
+                });
                 continue;
-            };
+            }
+            if classic && d.redelivered && attempt <= inner.opts.max_attempts {
+                // A classic queue marks a returned message only as `redelivered`, which does
+                // not grow with further returns: the return is written into a copy's
+                // `x-ackline-attempt` (confirmed, then the original acked), so that each
+                // crash of a worker on this message counts and `max_attempts` is reached.
+                diverted.push(Diverted {
+                    acker,
+                    out: inner.retry_copy_raw(&env, attempt - 1, Duration::ZERO),
+                    counted: Counted::Nothing,
+                });
+                continue;
+            }
             if attempt > inner.opts.max_attempts {
                 let last = env
                     .last_error
@@ -796,21 +820,6 @@ impl RabbitConsumer {
         c.add(&c.delivered, out.len());
         c.add(&c.redelivered, out.iter().filter(|d| d.attempt > 1).count());
         Ok((out, diverted))
-    }
-}
-
-/// A message no one can name: dead-lettered.
-fn no_id(inner: &Inner, acker: Acker, attempt: u32) -> Diverted {
-    let env = Envelope::new(String::new(), Vec::new(), Vec::new());
-    Diverted {
-        acker,
-        out: inner.dead_letter_copy(
-            &env,
-            attempt,
-            "message without an id",
-            "no x-ackline-id header and no message_id",
-        ),
-        counted: Counted::DeadLettered,
     }
 }
 

@@ -7,6 +7,13 @@
 //! delivery is acked, so a message is never in neither queue (RabbitMQ's own dead-lettering is
 //! at-most-once on classic queues and is not used for this).
 //!
+//! The main queue also dead-letters into this queue itself (RabbitMQ's at-least-once
+//! dead-lettering: a message another producer gave a TTL, or a delivery limit a policy
+//! lowered); such an entry has no ackline headers and its reason is read from
+//! `x-first-death-reason`. The queue's own `x-delivery-limit` is out of reach, because every
+//! scan below returns the entries it keeps, which RabbitMQ counts as returns (RabbitMQ 4's
+//! default limit of 20 would drop them after 20 listings).
+//!
 //! Keys: `(unix ms << 22) | 22 random bits`, chosen when the entry is made and carried in its
 //! header, so a key is stable for the entry's life and roughly follows dead-letter time.
 //!
@@ -112,7 +119,14 @@ fn decode(d: &lapin::message::Delivery) -> DeadLetter {
             .unwrap_or(0),
         first_failure: get_u64(t, FIRST_FAILURE).unwrap_or(0),
         last_failure: get_u64(t, LAST_FAILURE).unwrap_or(0),
-        reason: get_string(t, REASON).unwrap_or_default(),
+        // An entry RabbitMQ dead-lettered itself (from the main queue: a delivery limit, a TTL
+        // another producer set) has its reason in `x-first-death-reason`.
+        reason: get_string(t, REASON)
+            .or_else(|| {
+                get_string(t, "x-first-death-reason")
+                    .map(|r| format!("dead-lettered by RabbitMQ: {r}"))
+            })
+            .unwrap_or_default(),
         last_error: get_string(t, LAST_ERROR).unwrap_or_default(),
     }
 }
@@ -185,8 +199,9 @@ pub(crate) async fn scan(
         match decide(&dl) {
             Action::Keep => {}
             Action::Replay => {
-                let mut env = Envelope::decode(&d.properties, d.data.clone())
-                    .unwrap_or_else(|| Envelope::new(dl.id.clone(), Vec::new(), d.data.clone()));
+                // An entry without an id (another producer's message, dead-lettered by
+                // RabbitMQ) is adopted: the replayed copy gets a new id.
+                let (mut env, _) = Envelope::decode_or_adopt(&d.properties, d.data.clone());
                 env.ended = 0;
                 env.last_error = None;
                 env.first_failure = None;

@@ -9,8 +9,8 @@
 //!
 //! | contract | on RabbitMQ |
 //! | --- | --- |
-//! | durable publish | durable **quorum** queue (`x-queue-type = quorum`; classic on request), persistent messages (`delivery_mode` 2), **publisher confirms**: [`Broker::publish`] returns once every message is confirmed; a `basic.nack` is an error ([`publish`]) |
-//! | attempt | `x-ackline-attempt` (deliveries that ended before this copy was published) + the quorum queue's `x-delivery-count` (or the `redelivered` flag on classic queues) + 1 ([`attempts`]) |
+//! | durable publish | durable **quorum** queue (`x-queue-type = quorum`; classic on request) that RabbitMQ never drops from: `x-delivery-limit` = [`DELIVERY_LIMIT`] (4.x defaults to 20, then drops) and its own dead-lettering into `<queue>.dlq`, at least once, persistent messages (`delivery_mode` 2), **publisher confirms**: [`Broker::publish`] returns once every message is confirmed; a `basic.nack` is an error ([`publish`]) |
+//! | attempt | `x-ackline-attempt` (deliveries that ended before this copy was published) + the quorum queue's `x-delivery-count` (or the `redelivered` flag on classic queues, written into a republished copy so it accumulates) + 1 ([`attempts`]) |
 //! | ack | `basic.ack` (manual acks); lapin's `Ok(false)` (dead channel) is `SettleError::Stale`, never success |
 //! | nack with delay | a confirmed copy (attempt header +1, last error) to the delay queue of the smallest power-of-two bucket `>=` the delay, which dead-letters back into the main queue at least once; then `basic.ack` of the original ([`delay`]) |
 //! | reject, max attempts | a confirmed copy to the quorum queue `<queue>.dlq` with reason, last error, attempts, first/last failure; then `basic.ack` ([`dlq`]) |
@@ -29,7 +29,10 @@
 //!   broker before the call returns or the source is acked: every confirmed message is in the
 //!   main queue, a delay queue, the dead-letter queue, or stored.
 //! - Duplicates are possible (a lost confirm, a lost ack after a confirmed copy); they carry the
-//!   same id, and ackline's stores are idempotent by id. Losses are not.
+//!   same id, and ackline's stores are idempotent by id. Losses are not. The one duplicate
+//!   with a second id: a message another producer published with no id at all is adopted
+//!   under a new random id (republished, confirmed, then acked), and an ack lost after that
+//!   confirm adopts it again ([`attempts`], `docs/rabbitmq.md`).
 //! - No panic on broker input: headers of any type or absent decode to defaults.
 //!
 //! ```no_run
@@ -78,8 +81,10 @@ pub enum QueueType {
     /// Replicated, durable, counts redeliveries (`x-delivery-count`). The default.
     #[default]
     Quorum,
-    /// A single-node durable classic queue; redeliveries are seen only as the `redelivered`
-    /// flag, so a message returned several times without a nack counts once.
+    /// A single-node durable classic queue; a return is seen only as the `redelivered` flag,
+    /// so the consumer republishes a redelivered message with its attempt written down
+    /// before handing it out (one extra publish per return). No delivery limit; RabbitMQ's
+    /// own dead-lettering (foreign TTLs only) is at most once.
     Classic,
 }
 
@@ -229,9 +234,16 @@ impl Inner {
         }
     }
 
-    async fn declare(&self, name: &str, args: FieldTable) -> Result<u32, BrokerError> {
+    /// Declares a durable queue on a short-lived channel (a refusal closes only that channel).
+    /// `Ok(Err(text))`: the queue exists with other arguments (PRECONDITION_FAILED; RabbitMQ's
+    /// text names the first that differs).
+    async fn try_declare(
+        &self,
+        name: &str,
+        args: FieldTable,
+    ) -> Result<Result<(), String>, BrokerError> {
         let ch = self.conn.channel(Some(self.deadline())).await?;
-        let q = ch
+        let r = ch
             .queue_declare(
                 name.into(),
                 QueueDeclareOptions {
@@ -240,24 +252,57 @@ impl Inner {
                 },
                 args,
             )
-            .await
-            .map_err(
-                |e| match self.conn.error(&format!("declaring queue {name:?}"), &e) {
-                    BrokerError::Fatal { backend, reason } => BrokerError::Fatal {
-                        backend,
-                        reason: format!(
-                            "{reason} (does it exist with other arguments? compare `rabbitmqctl \
-                         list_queues name arguments`)"
-                        ),
-                    },
-                    other => other,
-                },
-            )?;
-        let _ = ch.close(200, "declared".into()).await;
-        Ok(q.message_count())
+            .await;
+        match r {
+            Ok(_) => {
+                let _ = ch.close(200, "declared".into()).await;
+                Ok(Ok(()))
+            }
+            Err(e) if Connector::precondition_failed(&e) => {
+                Ok(Err(self.conn.url().redact(&e.to_string())))
+            }
+            Err(e) => Err(self.conn.error(&format!("declaring queue {name:?}"), &e)),
+        }
     }
 
-    fn main_arguments(&self) -> FieldTable {
+    /// Declares a queue that must have `args`.
+    async fn declare(&self, name: &str, args: FieldTable) -> Result<(), BrokerError> {
+        self.try_declare(name, args.clone())
+            .await?
+            .map_err(|text| mismatch(name, &text, &args))
+    }
+
+    /// Declares the main queue or the dead-letter queue with `args`; one that an earlier
+    /// ackline declared with `earlier` (before these queues had a delivery limit and the main
+    /// queue a dead-letter exchange) is used as it is, with a warning saying how to add them.
+    async fn declare_or_accept_earlier(
+        &self,
+        name: &str,
+        args: FieldTable,
+        earlier: FieldTable,
+        policy: &str,
+    ) -> Result<(), BrokerError> {
+        let Err(text) = self.try_declare(name, args.clone()).await? else {
+            return Ok(());
+        };
+        if self.try_declare(name, earlier).await?.is_err() {
+            return Err(mismatch(name, &text, &args));
+        }
+        tracing::warn!(
+            queue = name,
+            "queue {name:?} was declared by an earlier ackline, without the arguments that keep \
+             RabbitMQ from dropping messages ({}); it is used as it is. On RabbitMQ 4.x a quorum \
+             queue without them drops a message returned more than 20 times. Either drain and \
+             delete it so that ackline declares it anew, or add them with a policy (ackline \
+             cannot see policies, so this warning stays): {policy}",
+            describe(&args)
+        );
+        Ok(())
+    }
+
+    /// The main queue's arguments as ackline declared them before `x-delivery-limit` and the
+    /// dead-letter exchange (kept to recognise such queues).
+    fn earlier_main_arguments(&self) -> FieldTable {
         let mut t = FieldTable::default();
         let kind = match self.opts.queue_type {
             QueueType::Quorum => "quorum",
@@ -271,9 +316,54 @@ impl Inner {
         t
     }
 
-    fn dlq_arguments() -> FieldTable {
+    /// The main queue's arguments: its type, `max_bytes`, and what keeps RabbitMQ from
+    /// dropping a message: every message RabbitMQ dead-letters itself (a delivery limit
+    /// reached, a TTL another producer set) goes to `<queue>.dlq`, at least once on quorum
+    /// queues; and the delivery limit is [`DELIVERY_LIMIT`], not RabbitMQ 4's default of 20.
+    fn main_arguments(&self) -> FieldTable {
+        let mut t = self.earlier_main_arguments();
+        t.insert("x-dead-letter-exchange".into(), long_string(""));
+        t.insert("x-dead-letter-routing-key".into(), long_string(&self.dlq));
+        if self.opts.queue_type == QueueType::Quorum {
+            // At-least-once dead-lettering requires reject-publish overflow (which only acts
+            // when a length limit is set).
+            t.insert(
+                "x-dead-letter-strategy".into(),
+                long_string("at-least-once"),
+            );
+            t.insert("x-overflow".into(), long_string("reject-publish"));
+            t.insert("x-delivery-limit".into(), int(DELIVERY_LIMIT));
+        }
+        t
+    }
+
+    /// The policy that gives an earlier ackline's main queue the same protection.
+    fn main_policy(&self) -> String {
+        let q = &self.queue;
+        let dlq = &self.dlq;
+        let definition = match self.opts.queue_type {
+            QueueType::Quorum => format!(
+                r#"{{"delivery-limit":{DELIVERY_LIMIT},"dead-letter-exchange":"","dead-letter-routing-key":"{dlq}","dead-letter-strategy":"at-least-once","overflow":"reject-publish"}}"#
+            ),
+            QueueType::Classic => {
+                format!(r#"{{"dead-letter-exchange":"","dead-letter-routing-key":"{dlq}"}}"#)
+            }
+        };
+        policy_command(q, &definition)
+    }
+
+    fn earlier_dlq_arguments() -> FieldTable {
         let mut t = FieldTable::default();
         t.insert("x-queue-type".into(), long_string("quorum"));
+        t
+    }
+
+    /// The dead-letter queue's arguments: quorum, and [`DELIVERY_LIMIT`], because every
+    /// list/get/replay/purge returns the entries it keeps to the queue (RabbitMQ counts each
+    /// return), and RabbitMQ 4's default limit of 20 would drop an entry after 20 listings.
+    fn dlq_arguments() -> FieldTable {
+        let mut t = Self::earlier_dlq_arguments();
+        t.insert("x-delivery-limit".into(), int(DELIVERY_LIMIT));
         t
     }
 
@@ -349,6 +439,59 @@ impl Inner {
     ) -> Outgoing {
         dlq::entry(&self.dlq, env, attempts, reason, last_error, now_ms())
     }
+}
+
+/// `x-delivery-limit` of the main queue and the dead-letter queue (quorum): returns to the
+/// queue allowed before RabbitMQ dead-letters a message. RabbitMQ 4.0 gives quorum queues a
+/// default of 20 and drops the message at the limit when no dead-letter exchange is set;
+/// 3.x had no limit. ackline counts attempts itself and dead-letters at `max_attempts`
+/// (with its own reasons), so the broker's limit is set out of reach: `2^31 - 1` (`-1`,
+/// "unlimited" on 4.x, would dead-letter at the first return on 3.x). Should it ever be
+/// reached, or a policy set a lower one (RabbitMQ applies the smaller), the main queue
+/// dead-letters into `<queue>.dlq`.
+pub const DELIVERY_LIMIT: u64 = 2_147_483_647;
+
+/// `rabbitmqctl set_policy` applying `definition` to exactly `queue`.
+fn policy_command(queue: &str, definition: &str) -> String {
+    let pattern: String = queue
+        .chars()
+        .flat_map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                vec![c]
+            } else {
+                vec!['\\', c]
+            }
+        })
+        .collect();
+    format!("rabbitmqctl set_policy ackline-{queue} '^{pattern}$' '{definition}' --apply-to queues")
+}
+
+/// The error for a queue that exists with other arguments than `args`.
+fn mismatch(name: &str, text: &str, args: &FieldTable) -> BrokerError {
+    BrokerError::Fatal {
+        backend: NAME,
+        reason: format!(
+            "queue {name:?} exists with other arguments than ackline declares ({}): {text}. \
+             Compare `rabbitmqctl list_queues name arguments`; drain and delete the queue to \
+             let ackline declare it, or use ackline options that match it",
+            describe(args)
+        ),
+    }
+}
+
+/// `name=value, ...` of declaration arguments, for messages.
+fn describe(args: &FieldTable) -> String {
+    args.inner()
+        .iter()
+        .map(|(k, v)| {
+            let v = attempts::value_string(v)
+                .map(|s| format!("{s:?}"))
+                .or_else(|| attempts::value_u64(v).map(|n| n.to_string()))
+                .unwrap_or_else(|| format!("{v:?}"));
+            format!("{k}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A queue on RabbitMQ as an ackline broker (see the crate doc).
@@ -452,8 +595,27 @@ impl RabbitBroker {
         });
         match mode {
             Open::Declare => {
-                inner.declare(&inner.queue, inner.main_arguments()).await?;
-                inner.declare(&inner.dlq, Inner::dlq_arguments()).await?;
+                // The dead-letter queue first: the main queue dead-letters into it.
+                let dlq_policy = policy_command(
+                    &inner.dlq,
+                    &format!(r#"{{"delivery-limit":{DELIVERY_LIMIT}}}"#),
+                );
+                inner
+                    .declare_or_accept_earlier(
+                        &inner.dlq,
+                        Inner::dlq_arguments(),
+                        Inner::earlier_dlq_arguments(),
+                        &dlq_policy,
+                    )
+                    .await?;
+                inner
+                    .declare_or_accept_earlier(
+                        &inner.queue,
+                        inner.main_arguments(),
+                        inner.earlier_main_arguments(),
+                        &inner.main_policy(),
+                    )
+                    .await?;
             }
             Open::Existing => {
                 inner.exists(&inner.queue).await?;
@@ -659,5 +821,35 @@ impl DeadLetters for RabbitBroker {
         })
         .await?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_hint_matches_exactly_one_queue() {
+        assert_eq!(
+            policy_command("logs.dlq", r#"{"delivery-limit":1}"#),
+            r#"rabbitmqctl set_policy ackline-logs.dlq '^logs\.dlq$' '{"delivery-limit":1}' --apply-to queues"#
+        );
+    }
+
+    #[test]
+    fn a_mismatch_names_the_queue_and_every_argument() {
+        let mut t = FieldTable::default();
+        t.insert("x-queue-type".into(), long_string("quorum"));
+        t.insert("x-delivery-limit".into(), int(DELIVERY_LIMIT));
+        let BrokerError::Fatal { reason, .. } = mismatch("logs", "PRECONDITION_FAILED - x", &t)
+        else {
+            panic!("not fatal");
+        };
+        assert!(reason.contains(r#"queue "logs""#), "{reason}");
+        assert!(
+            reason.contains(r#"x-delivery-limit=2147483647, x-queue-type="quorum""#),
+            "{reason}"
+        );
+        assert!(reason.contains("PRECONDITION_FAILED - x"), "{reason}");
     }
 }
