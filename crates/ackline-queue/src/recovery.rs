@@ -233,6 +233,17 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, mode: Mode) -> Result<Recovered, 
                         bytes.len(),
                         &format!("damaged segment header ({reason}), no record verifies"),
                     );
+                    if is_last {
+                        // No later segment will name the positions it held: read them from
+                        // its (unverified) frames, so they are dead-lettered as corrupt
+                        // rather than silently given to new messages.
+                        let all = fs.read(&path).map_err(|e| OpenError::io("reading", &path, e))?;
+                        if let (Some(top), Some((at, _))) =
+                            (highest_publish_unverified(&all), cx.last_damage.clone())
+                        {
+                            state.note_exists(top, at);
+                        }
+                    }
                     continue;
                 }
             },
@@ -458,6 +469,7 @@ impl Ctx<'_> {
         torn_tail: bool,
         state: &mut State,
     ) -> Result<(), OpenError> {
+        let before = state.next_seq;
         let copy = self.quarantine_bytes(id, pos, &bytes[pos..end])?;
         let d = Damage {
             file: path.to_path_buf(),
@@ -474,29 +486,19 @@ impl Ctx<'_> {
         let text = d.to_string();
         self.lost_why.insert((loc.seg, loc.off), text.clone());
         self.last_damage = Some((loc, text));
-        // A damaged frame whose header still reads as the publish of the next position is
-        // evidence of that message, even with nothing after it naming the position. Not so in
-        // a torn tail: bytes after which nothing intact was written were never confirmed.
-        let mut p = pos;
-        while !torn_tail && p + FRAME_HEADER + 8 <= end {
-            let len = u32::from_le_bytes([bytes[p + 4], bytes[p + 5], bytes[p + 6], bytes[p + 7]])
-                as usize;
-            if bytes[p + 8] != kind::PUBLISH {
-                break;
-            }
-            let mut seqb = [0u8; 8];
-            seqb.copy_from_slice(&bytes[p + FRAME_HEADER..p + FRAME_HEADER + 8]);
-            let seq = u64::from_le_bytes(seqb);
-            if seq != state.next_seq {
-                break;
-            }
-            state.note_exists(seq, loc);
-            p = match p.checked_add(FRAME_HEADER + len) {
-                Some(n) if n > p => n,
-                _ => break,
-            };
-        }
+        // A tail with no intact record after it: what follows the last intact record is
+        // evidence of messages only as complete frames (a write cut short by a crash leaves
+        // an incomplete last frame, never a complete one with wrong bytes). Each complete
+        // frame whose header reads as a PUBLISH holds the next position (positions are
+        // assigned in log order). Damage followed by intact records needs no guess: the next
+        // PUBLISH names the positions it skipped.
         if torn_tail {
+            for _ in 0..complete_publishes(&bytes[pos..end]) {
+                state.note_exists(state.next_seq, loc);
+            }
+        }
+        let lost_here = state.next_seq - before;
+        if torn_tail && lost_here == 0 {
             self.report.truncated.push(d);
         } else {
             self.report.corrupt.push(d);
@@ -585,6 +587,54 @@ fn replay_segment(
         }
     }
     Ok(())
+}
+
+/// How many frames at the start of `bytes` are complete PUBLISH frames, following declared
+/// lengths (unverified: the bytes are damaged) while each header is plausible.
+fn complete_publishes(bytes: &[u8]) -> u64 {
+    let mut n = 0;
+    let mut p = 0usize;
+    while p + FRAME_HEADER <= bytes.len() {
+        let len = u32::from_le_bytes([bytes[p + 4], bytes[p + 5], bytes[p + 6], bytes[p + 7]]);
+        let k = bytes[p + 8];
+        let end = p + FRAME_HEADER + len as usize;
+        if len as usize > crate::record::MAX_BODY
+            || !(kind::PUBLISH..=kind::PURGE).contains(&k)
+            || end > bytes.len()
+        {
+            break;
+        }
+        if k == kind::PUBLISH {
+            n += 1;
+        }
+        p = end;
+    }
+    n
+}
+
+/// The highest position named by a PUBLISH frame of a segment whose salt is unknown,
+/// following declared lengths from the header on (unverified).
+fn highest_publish_unverified(bytes: &[u8]) -> Option<u64> {
+    let mut best = None;
+    let mut p = SEG_HEADER;
+    while p + FRAME_HEADER + 8 <= bytes.len() {
+        let len = u32::from_le_bytes([bytes[p + 4], bytes[p + 5], bytes[p + 6], bytes[p + 7]]);
+        let k = bytes[p + 8];
+        let end = p + FRAME_HEADER + len as usize;
+        if len as usize > crate::record::MAX_BODY
+            || !(kind::PUBLISH..=kind::PURGE).contains(&k)
+            || end > bytes.len()
+        {
+            break;
+        }
+        if k == kind::PUBLISH {
+            let mut seqb = [0u8; 8];
+            seqb.copy_from_slice(&bytes[p + FRAME_HEADER..p + FRAME_HEADER + 8]);
+            best = Some(u64::from_le_bytes(seqb));
+        }
+        p = end;
+    }
+    best
 }
 
 /// The first bytes of a segment (fewer if the file is shorter or unreadable).
