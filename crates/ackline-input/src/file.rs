@@ -96,6 +96,20 @@ fn is_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
+/// Checks one entry of [`FileInputConfig::paths`](crate::FileInputConfig::paths): a path, or a
+/// glob pattern that parses (`[[` does not).
+pub fn check_path_pattern(p: &str) -> Result<Option<glob::Pattern>, InputError> {
+    if !is_glob(p) {
+        return Ok(None);
+    }
+    glob::Pattern::new(p)
+        .map(Some)
+        .map_err(|e| InputError::Pattern {
+            pattern: p.to_string(),
+            reason: e.to_string(),
+        })
+}
+
 #[derive(Debug)]
 struct Gone {
     since: Instant,
@@ -303,14 +317,7 @@ impl<B: Broker> FileInput<B> {
         config.validate()?;
         let mut patterns = Vec::new();
         for p in &config.paths {
-            let glob = if is_glob(p) {
-                Some(glob::Pattern::new(p).map_err(|e| InputError::Pattern {
-                    pattern: p.clone(),
-                    reason: e.to_string(),
-                })?)
-            } else {
-                None
-            };
+            let glob = check_path_pattern(p)?;
             patterns.push(Pattern {
                 text: p.clone(),
                 glob,

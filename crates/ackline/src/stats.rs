@@ -42,7 +42,17 @@ pub fn run(data_dir: &Path, config_file: Option<&Path>, out: Out) -> anyhow::Res
     )?;
     let mut in_use = false;
     let mut queue = None;
-    if data_dir.is_dir() {
+    // A data directory that does not exist yet is shown as empty; one that cannot be a
+    // directory (a file, or a path through a file) is an error.
+    let exists = match std::fs::metadata(data_dir) {
+        Ok(md) if md.is_dir() => true,
+        Ok(_) => anyhow::bail!("data directory {} is not a directory", data_dir.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => {
+            return Err(e).with_context(|| format!("data directory {}", data_dir.display()));
+        }
+    };
+    if exists {
         match Db::open(data_dir) {
             Ok(db) => {
                 if let Some(q) = existing(&db, &cfg.queue)? {
