@@ -54,10 +54,11 @@ pub enum StartAt {
     /// At offset 0 (default).
     #[default]
     Beginning,
-    /// At its end when the input starts, so only lines written from now on are read. Applies
-    /// only to files present at the first scan of a run: a file that appears later (a glob
-    /// match, the new file after a rotation) is always read from its beginning, or the lines
-    /// written before it was noticed would be lost.
+    /// At its end, so only lines written from now on are read. Applies only to files present
+    /// at the first scan of the very first run of a state directory (no positions were ever
+    /// saved in it): a file met later (a glob match, the new file after a rotation, a file
+    /// created or rotated in while the input was stopped) is always read from its beginning,
+    /// or the lines written before it was noticed would be lost.
     End,
 }
 
@@ -72,7 +73,7 @@ pub struct FileInputConfig {
     /// How often files are checked for new data, rotation and new glob matches. Default
     /// 250 ms.
     pub poll_interval: Duration,
-    /// Where a file without a saved position starts. Default [`StartAt::Beginning`].
+    /// Where a file present at the very first run starts. Default [`StartAt::Beginning`].
     pub start_at: StartAt,
     /// Lines longer than this (without the newline) are published in parts of at most this
     /// many bytes. Default 8 MiB; must be below the queue's maximum message size.

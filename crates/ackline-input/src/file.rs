@@ -12,24 +12,30 @@
 //! # One round
 //! 1. Expand the patterns; `stat` each match. A match whose identity (`dev`, `ino`) is
 //!    followed already only updates its path (a rename to another matching name keeps it
-//!    followed); a new identity is opened and starts at its saved position, or (first time
-//!    seen) at 0, or at its end under [`StartAt::End`](crate::StartAt::End) on the first scan.
+//!    followed); a new identity is opened and its first bytes read. It starts at its saved
+//!    position if one has its identity and its first bytes match the saved fingerprint (see
+//!    [`crate::fingerprint`]). Otherwise it is a new file (an inode reused by another file is
+//!    one): it starts at 0, or at its end under [`StartAt::End`](crate::StartAt::End) on the
+//!    first scan of a state directory that never saved positions (the very first run).
 //! 2. A followed file whose identity no longer appears under any match was renamed away or
 //!    deleted. It is kept open and read for `rotated_grace` more (a writer may still be
 //!    writing to it), then read to its end, its partial last line published, and dropped.
 //!    Such files are read before the others, so the rest of a rotated file comes before the
 //!    new file's lines.
-//! 3. For each file: if its size is below the position, it was truncated in place
-//!    (copytruncate): generation + 1, position 0, committed at once. Then complete lines are
-//!    read from the position and published in batches; after each confirmed batch the
-//!    position moves past it and is committed.
+//! 3. For each file: if its size is below the position, or it grew and no longer starts with
+//!    its fingerprinted bytes, it was truncated in place (copytruncate): generation + 1,
+//!    position 0, fingerprint taken again, committed at once. A file without a fingerprint
+//!    gets one (committed) before its first line is published. Then complete lines are read
+//!    from the position and published in batches; after each confirmed batch the position
+//!    moves past it and is committed.
 //!
 //! Invariants:
 //! - The committed position of a file is never past a line whose publish was not confirmed.
-//! - A message's id is a function of (file identity, generation, byte offset): the same line
-//!   gets the same id on every run until the position moves past it.
-//! - The generation a file is read under is committed before any line is published with it,
-//!   so a crash cannot make a restart choose another one for the same bytes.
+//! - A message's id is a function of (file identity, fingerprint, generation, byte offset):
+//!   the same line gets the same id on every run until the position moves past it, and a file
+//!   that reuses another's inode but starts with other bytes gets other ids.
+//! - The generation and fingerprint a file is read under are committed before any line is
+//!   published with them, so a crash cannot make a restart choose others for the same bytes.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
@@ -41,7 +47,8 @@ use std::time::Instant;
 use ackline_broker::{Broker, Message};
 use tokio::sync::watch;
 
-use crate::positions::{FilePosition, MAX_RETIRED, Positions, RetiredFile};
+use crate::fingerprint::{Fingerprint, newline_before, read_head};
+use crate::positions::{FilePosition, MAX_RETIRED, Positions, RetiredFile, VERSION};
 use crate::publish::{Sent, publish, sleep_or_stop, stopped};
 use crate::reader::{Item, Limits, read_chunk, read_part};
 use crate::{
@@ -51,9 +58,22 @@ use crate::{
 
 type Key = (u64, u64);
 
-/// The id of the message whose payload starts at `offset` of the file (`dev`, `ino`) under
-/// `generation`: `file:<dev>:<ino>:<generation>:<offset>`.
-pub fn file_message_id(dev: u64, ino: u64, generation: u64, offset: u64) -> String {
+/// The id of the message whose payload starts at `offset` of the file (`dev`, `ino`) that
+/// starts with the bytes of `fingerprint` ([`Fingerprint::of_head`]), under `generation`:
+/// `file:<dev>:<ino>:<fingerprint as 16 hex digits>:<generation>:<offset>`.
+pub fn file_message_id(
+    dev: u64,
+    ino: u64,
+    fingerprint: Fingerprint,
+    generation: u64,
+    offset: u64,
+) -> String {
+    format!("file:{dev}:{ino}:{fingerprint}:{generation}:{offset}")
+}
+
+/// The id of version 1 positions (no fingerprint), kept for the files they saved until those
+/// are truncated or finished: `file:<dev>:<ino>:<generation>:<offset>`.
+fn legacy_message_id(dev: u64, ino: u64, generation: u64, offset: u64) -> String {
     format!("file:{dev}:{ino}:{generation}:{offset}")
 }
 
@@ -76,6 +96,20 @@ fn is_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
+/// Checks one entry of [`FileInputConfig::paths`](crate::FileInputConfig::paths): a path, or a
+/// glob pattern that parses (`[[` does not).
+pub fn check_path_pattern(p: &str) -> Result<Option<glob::Pattern>, InputError> {
+    if !is_glob(p) {
+        return Ok(None);
+    }
+    glob::Pattern::new(p)
+        .map(Some)
+        .map_err(|e| InputError::Pattern {
+            pattern: p.to_string(),
+            reason: e.to_string(),
+        })
+}
+
 #[derive(Debug)]
 struct Gone {
     since: Instant,
@@ -86,6 +120,10 @@ struct Tracked {
     path: PathBuf,
     name: String,
     file: Arc<File>,
+    /// `None` until the file has a first line (see [`crate::fingerprint`]).
+    fingerprint: Option<Fingerprint>,
+    /// Saved by positions version 1: ids without the fingerprint for this generation.
+    legacy_ids: bool,
     generation: u64,
     offset: u64,
     gone: Option<Gone>,
@@ -96,8 +134,8 @@ struct Tracked {
 struct Found {
     path: PathBuf,
     key: Key,
-    /// Opened when its identity was not followed yet: the file and its size.
-    opened: Option<(Arc<File>, u64)>,
+    /// Opened when its identity was not followed yet: the file, its size and its first bytes.
+    opened: Option<(Arc<File>, u64, Vec<u8>)>,
 }
 
 /// What to do with a saved position whose file is not followed.
@@ -179,17 +217,35 @@ fn discover(patterns: &[Pattern], known: &HashSet<Key>) -> Vec<Found> {
                 }
             };
             let Ok(fmd) = file.metadata() else { continue };
+            let head = match read_head(&file) {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot read a matched file; will retry");
+                    continue;
+                }
+            };
             out.push(Found {
                 path,
                 key: key_of(&fmd),
-                opened: Some((Arc::new(file), fmd.len())),
+                opened: Some((Arc::new(file), fmd.len(), head)),
             });
         }
     }
     out
 }
 
-fn find_in_dir(dir: &Path, key: Key) -> Option<(PathBuf, Arc<File>)> {
+/// Whether `file`, which has the identity of the saved `entry`, is the file it saved: it starts
+/// with the saved fingerprint; without one (a file that had no first line yet, or a version 1
+/// position), its saved offset is 0 or just after a `\n`.
+fn is_saved_file(file: &File, head: &[u8], entry: &FilePosition) -> std::io::Result<bool> {
+    match entry.fingerprint {
+        Some(fp) => Ok(fp.matches(head)),
+        None => newline_before(file, entry.offset),
+    }
+}
+
+fn find_in_dir(dir: &Path, entry: &FilePosition) -> Option<(PathBuf, Arc<File>)> {
+    let key = (entry.dev, entry.ino);
     let entries = fs::read_dir(dir).ok()?;
     for e in entries.flatten() {
         let path = e.path();
@@ -199,9 +255,15 @@ fn find_in_dir(dir: &Path, key: Key) -> Option<(PathBuf, Arc<File>)> {
         if md.is_file() && key_of(&md) == key {
             let file = File::open(&path).ok()?;
             let fmd = file.metadata().ok()?;
-            if key_of(&fmd) == key {
-                return Some((path, Arc::new(file)));
+            if key_of(&fmd) != key {
+                continue;
             }
+            let head = read_head(&file).ok()?;
+            if !is_saved_file(&file, &head, entry).ok()? {
+                tracing::warn!(path = %path.display(), "a file has the identity of a saved one but other first bytes: the inode was reused; the saved file is gone");
+                return None;
+            }
+            return Some((path, Arc::new(file)));
         }
     }
     None
@@ -214,7 +276,7 @@ fn recover(entry: &FilePosition) -> Recovered {
     {
         return Recovered::Unchanged;
     }
-    match entry.path.parent().and_then(|d| find_in_dir(d, key)) {
+    match entry.path.parent().and_then(|d| find_in_dir(d, entry)) {
         Some((path, file)) => Recovered::At(path, file),
         None => Recovered::Missing,
     }
@@ -232,6 +294,8 @@ pub struct FileInput<B> {
     /// Saved positions of files not followed now.
     untouched: Vec<FilePosition>,
     retired: Vec<RetiredFile>,
+    /// No positions were ever saved in this state directory: `StartAt::End` applies.
+    fresh: bool,
     started: bool,
 }
 
@@ -253,20 +317,15 @@ impl<B: Broker> FileInput<B> {
         config.validate()?;
         let mut patterns = Vec::new();
         for p in &config.paths {
-            let glob = if is_glob(p) {
-                Some(glob::Pattern::new(p).map_err(|e| InputError::Pattern {
-                    pattern: p.clone(),
-                    reason: e.to_string(),
-                })?)
-            } else {
-                None
-            };
+            let glob = check_path_pattern(p)?;
             patterns.push(Pattern {
                 text: p.clone(),
                 glob,
             });
         }
         let saved = store.load()?;
+        let fresh = saved.is_none();
+        let saved = saved.unwrap_or_default();
         Ok(FileInput {
             broker,
             config,
@@ -276,6 +335,7 @@ impl<B: Broker> FileInput<B> {
             tracked: BTreeMap::new(),
             untouched: saved.files,
             retired: saved.retired,
+            fresh,
             started: false,
         })
     }
@@ -295,13 +355,15 @@ impl<B: Broker> FileInput<B> {
                 path: t.path.clone(),
                 dev,
                 ino,
+                fingerprint: t.fingerprint,
+                legacy_ids: t.legacy_ids,
                 generation: t.generation,
                 offset: t.offset,
             })
             .collect();
         files.extend(self.untouched.iter().cloned());
         Positions {
-            version: 1,
+            version: VERSION,
             files,
             retired: self.retired.clone(),
         }
@@ -433,33 +495,57 @@ impl<B: Broker> FileInput<B> {
         }
         let mut changed = false;
         for f in found {
-            let Some((file, size)) = f.opened else {
+            let Some((file, size, head)) = f.opened else {
                 continue;
             };
             if self.tracked.contains_key(&f.key) {
                 continue;
             }
-            let (generation, offset) =
-                match self.untouched.iter().position(|e| (e.dev, e.ino) == f.key) {
-                    Some(i) => {
-                        let e = self.untouched.remove(i);
-                        (e.generation, e.offset)
+            let saved = match self.untouched.iter().position(|e| (e.dev, e.ino) == f.key) {
+                Some(i) => {
+                    let e = self.untouched.remove(i);
+                    let same = {
+                        let (file, head, entry, path) =
+                            (file.clone(), head.clone(), e.clone(), f.path.clone());
+                        blocking(move || {
+                            is_saved_file(&file, &head, &entry)
+                                .map_err(|err| InputError::io("read", path, err))
+                        })
+                        .await?
+                    };
+                    if !same {
+                        tracing::warn!(path = %f.path.display(), saved_offset = e.offset, "a file has the identity of a saved one but other first bytes: the saved file was replaced while the input was down (inode reused); reading the new one from its start. Lines written to the old file after its saved position, if any, cannot be read");
                     }
-                    None => {
-                        let generation = self
-                            .retired
-                            .iter()
-                            .rev()
-                            .find(|r| (r.dev, r.ino) == f.key)
-                            .map_or(0, |r| r.generation + 1);
-                        let offset = if !self.started && self.config.start_at == StartAt::End {
+                    Some((e, same))
+                }
+                None => None,
+            };
+            let (generation, offset, fingerprint, legacy_ids) = match saved {
+                Some((e, true)) => (
+                    e.generation,
+                    e.offset,
+                    e.fingerprint.or_else(|| Fingerprint::of_head(&head)),
+                    e.legacy_ids,
+                ),
+                Some((e, false)) => (e.generation + 1, 0, Fingerprint::of_head(&head), false),
+                None => {
+                    let generation = self
+                        .retired
+                        .iter()
+                        .rev()
+                        .find(|r| (r.dev, r.ino) == f.key)
+                        .map_or(0, |r| r.generation + 1);
+                    // `end` only on the very first run: a file that appeared while the input
+                    // was down (or after its first scan) holds lines nobody read yet.
+                    let offset =
+                        if self.fresh && !self.started && self.config.start_at == StartAt::End {
                             size
                         } else {
                             0
                         };
-                        (generation, offset)
-                    }
-                };
+                    (generation, offset, Fingerprint::of_head(&head), false)
+                }
+            };
             self.counters.file_seen();
             self.tracked.insert(
                 f.key,
@@ -467,6 +553,8 @@ impl<B: Broker> FileInput<B> {
                     name: f.path.display().to_string(),
                     path: f.path,
                     file,
+                    fingerprint,
+                    legacy_ids,
                     generation,
                     offset,
                     gone: None,
@@ -477,6 +565,8 @@ impl<B: Broker> FileInput<B> {
         if !self.started {
             self.started = true;
             changed |= self.recover_moved().await?;
+            // Record at once that this state directory has run, so `end` never applies again.
+            changed |= self.fresh;
         }
         self.counters.set_files_followed(self.tracked.len() as u64);
         if changed {
@@ -525,6 +615,8 @@ impl<B: Broker> FileInput<B> {
                             name: path.display().to_string(),
                             path,
                             file,
+                            fingerprint: e.fingerprint,
+                            legacy_ids: e.legacy_ids,
                             generation: e.generation,
                             offset: e.offset,
                             gone: Some(Gone {
@@ -571,8 +663,14 @@ impl<B: Broker> FileInput<B> {
                 return Ok(Flow::Drained);
             };
             let file = t.file.clone();
-            let (name, path, offset, generation) =
-                (t.name.clone(), t.path.clone(), t.offset, t.generation);
+            let (name, path, offset, generation, fingerprint, legacy_ids) = (
+                t.name.clone(),
+                t.path.clone(),
+                t.offset,
+                t.generation,
+                t.fingerprint,
+                t.legacy_ids,
+            );
             let size = {
                 let f = file.clone();
                 let p = path.clone();
@@ -583,17 +681,58 @@ impl<B: Broker> FileInput<B> {
                 })
                 .await?
             };
-            if size < offset {
+            let mut truncated = size < offset;
+            if size == offset && !finishing {
+                return Ok(Flow::Drained);
+            }
+            // The file's first bytes (one read of at most 1 KiB per batch): to fingerprint it
+            // before its first line is published, and to check that it still starts with them
+            // (a copytruncate refilled past the position between two polls keeps the size
+            // above the position).
+            if !truncated {
+                let f = file.clone();
+                let p = path.clone();
+                let head =
+                    blocking(move || read_head(&f).map_err(|e| InputError::io("read", p, e)))
+                        .await?;
+                match fingerprint {
+                    Some(fp) => truncated = !fp.matches(&head),
+                    None => {
+                        let fp = if finishing {
+                            Fingerprint::of_finished(&head)
+                        } else {
+                            Fingerprint::of_head(&head)
+                        };
+                        let Some(fp) = fp else {
+                            // No first line yet: nothing to publish.
+                            return Ok(Flow::Drained);
+                        };
+                        if let Some(t) = self.tracked.get_mut(&key) {
+                            t.fingerprint = Some(fp);
+                        }
+                        self.commit().await?;
+                        continue;
+                    }
+                }
+            }
+            if truncated {
+                let Some(t) = self.tracked.get_mut(&key) else {
+                    return Ok(Flow::Drained);
+                };
                 t.generation += 1;
                 t.offset = 0;
+                t.fingerprint = None;
+                t.legacy_ids = false;
                 tracing::info!(path = %name, size, offset, generation = t.generation, "file truncated in place; reading from 0 under a new generation");
                 self.counters.truncation();
                 self.commit().await?;
                 continue;
             }
-            if size == offset && !finishing {
-                return Ok(Flow::Drained);
-            }
+            let in_id = match (legacy_ids, fingerprint) {
+                (true, _) => None,
+                (false, Some(fp)) => Some(fp),
+                (false, None) => return Ok(Flow::Drained), // fingerprinted above
+            };
             let chunk = {
                 let f = file.clone();
                 let p = path.clone();
@@ -606,7 +745,10 @@ impl<B: Broker> FileInput<B> {
             if chunk.items.is_empty() {
                 return Ok(Flow::Drained);
             }
-            let id = |off: u64| file_message_id(key.0, key.1, generation, off);
+            let id = |off: u64| match in_id {
+                Some(fp) => file_message_id(key.0, key.1, fp, generation, off),
+                None => legacy_message_id(key.0, key.1, generation, off),
+            };
             let mut long = None;
             let mut msgs = Vec::with_capacity(chunk.items.len());
             let mut ats = Vec::with_capacity(chunk.items.len());

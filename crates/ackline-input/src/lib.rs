@@ -22,20 +22,23 @@
 //!   parts keep the data in the pipeline, in order, visible in the store.
 //!
 //! ## Ids
-//! - File lines: `file:<dev>:<inode>:<generation>:<offset>` ([`file_message_id`]): the file's
-//!   device and inode numbers, its generation (incremented each time it is truncated in place,
-//!   and for a new file that reuses the inode of a retired one), and the byte offset of the
-//!   message's first byte (a part's own offset for a part of a long line). The same bytes of
-//!   the same file always get the same id, so lines published again after a crash are
-//!   deduplicated by the store.
+//! - File lines: `file:<dev>:<inode>:<fingerprint>:<generation>:<offset>`
+//!   ([`file_message_id`]): the file's device and inode numbers, the checksum of its first
+//!   line ([`fingerprint`]; filesystems reuse inode numbers, first lines differ), its
+//!   generation (incremented each time it is truncated in place, and for a new file that
+//!   reuses the inode of a retired or saved one), and the byte offset of the message's first
+//!   byte (a part's own offset for a part of a long line). The same bytes of the same file
+//!   always get the same id, so lines published again after a crash are deduplicated by the
+//!   store. Files saved by positions version 1 keep the version 1 form
+//!   `file:<dev>:<inode>:<generation>:<offset>` until truncated or finished.
 //! - Stdin lines: `stdin:<run id>:<line number>` ([`stdin_message_id`]), random run id.
 //!
 //! ## Invariants
 //! - **A committed position is never ahead of what is durably published**: a file's position
 //!   moves past a line only after `Broker::publish` returned `Ok` for it, and is then committed
 //!   atomically (write, fsync, rename, fsync of the directory).
-//! - **Ids are deterministic per (file identity, generation, offset)**, and a generation is
-//!   committed before any line is published under it.
+//! - **Ids are deterministic per (file identity, fingerprint, generation, offset)**, and a
+//!   generation and fingerprint are committed before any line is published under them.
 //! - **Nothing is dropped**: `Unavailable`/`Full` are retried with backoff for as long as it
 //!   takes (the position does not move); `Fatal` stops the input with an error naming the
 //!   input and offset; `Invalid` (the queue refuses one message) stops it the same way without
@@ -45,6 +48,7 @@ mod config;
 mod counters;
 mod error;
 mod file;
+pub mod fingerprint;
 pub mod positions;
 mod publish;
 mod reader;
@@ -55,6 +59,7 @@ pub use config::{
 };
 pub use counters::{CountersSnapshot, InputCounters};
 pub use error::{At, InputError};
-pub use file::{FileInput, file_message_id};
+pub use file::{FileInput, check_path_pattern, file_message_id};
+pub use fingerprint::Fingerprint;
 pub use positions::{JsonPositionStore, PositionStore, Positions};
 pub use stdin::{StdinInput, stdin_message_id};

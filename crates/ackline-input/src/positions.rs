@@ -1,18 +1,25 @@
 //! The persisted read positions: `<state-dir>/positions.json`.
 //!
 //! ```json
-//! {"version":1,
-//!  "files":[{"path":"/var/log/app.log","dev":2049,"ino":131,"generation":0,"offset":4096}],
+//! {"version":2,
+//!  "files":[{"path":"/var/log/app.log","dev":2049,"ino":131,
+//!            "fingerprint":{"hash":"9ae1c04f5b3c2d11","bytes":61},"generation":0,"offset":4096}],
 //!  "retired":[{"dev":2049,"ino":97,"generation":2}]}
 //! ```
 //!
-//! - `files`: one entry per followed file, keyed by its identity (`dev`, `ino`); `offset` is
-//!   the byte after the last line whose publish was confirmed, `generation` counts the file's
-//!   truncations (see the crate doc for the id format).
+//! - `files`: one entry per followed file, keyed by its identity (`dev`, `ino`) and checked
+//!   against its `fingerprint` (see [`crate::fingerprint`]; absent while the file has no
+//!   complete first line); `offset` is the byte after the last line whose publish was
+//!   confirmed, `generation` counts the file's truncations (see the crate doc for the id
+//!   format). A file found with a saved identity but other first bytes is another file (the
+//!   inode was reused) and is read from its start.
 //! - `retired`: files that were finished and dropped (rotated away, deleted), at most
 //!   [`MAX_RETIRED`], newest last. When a new file gets an inode number that a retired file had
-//!   (filesystems reuse them), it starts at that generation + 1, so its ids differ from the old
-//!   file's.
+//!   (filesystems reuse them), it starts at that generation + 1.
+//! - Version 1 (before fingerprints) is still read: its files are marked `legacy_ids`, which
+//!   keeps their ids in the version 1 form (`file:<dev>:<ino>:<generation>:<offset>`) until the
+//!   file is truncated or finished, so lines published again after an upgrade keep their ids.
+//!   Written back as version 2.
 //!
 //! Invariant: the file on disk is always a complete, valid version (written to
 //! `positions.json.tmp`, fsynced, renamed over `positions.json`, then the directory fsynced), and
@@ -25,6 +32,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::InputError;
+use crate::fingerprint::Fingerprint;
+
+/// The version written.
+pub const VERSION: u32 = 2;
 
 /// Retired identities kept to detect inode reuse.
 pub const MAX_RETIRED: usize = 4096;
@@ -38,10 +49,20 @@ pub struct FilePosition {
     pub dev: u64,
     /// Inode number.
     pub ino: u64,
+    /// Its first bytes' checksum, part of every id (`None` until it has a first line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
+    /// Saved by version 1: ids keep the version 1 form (no fingerprint) for this generation.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub legacy_ids: bool,
     /// Truncations seen (copytruncate), part of every id.
     pub generation: u64,
     /// The next byte to read: every line before it is durably published.
     pub offset: u64,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A file that was finished and dropped.
@@ -58,7 +79,7 @@ pub struct RetiredFile {
 /// Everything persisted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Positions {
-    /// Format version (1).
+    /// Format version ([`VERSION`]; 1 is read too).
     pub version: u32,
     /// Followed files.
     pub files: Vec<FilePosition>,
@@ -70,7 +91,7 @@ pub struct Positions {
 impl Default for Positions {
     fn default() -> Self {
         Positions {
-            version: 1,
+            version: VERSION,
             files: Vec::new(),
             retired: Vec::new(),
         }
@@ -96,8 +117,8 @@ impl Positions {
 /// Where positions are kept. [`JsonPositionStore`] is the real one; tests substitute a store
 /// that fails to simulate a crash between a publish and its commit.
 pub trait PositionStore: Send + Sync + std::fmt::Debug + 'static {
-    /// The saved positions (empty when none were saved yet).
-    fn load(&self) -> Result<Positions, InputError>;
+    /// The saved positions; `None` when none were ever saved here (a first run).
+    fn load(&self) -> Result<Option<Positions>, InputError>;
     /// Replaces the saved positions durably; returns only once they survive a crash.
     fn save(&self, positions: &Positions) -> Result<(), InputError>;
 }
@@ -139,25 +160,35 @@ impl JsonPositionStore {
 }
 
 impl PositionStore for JsonPositionStore {
-    fn load(&self) -> Result<Positions, InputError> {
+    fn load(&self) -> Result<Option<Positions>, InputError> {
         let path = self.path();
         let bytes = match fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Positions::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(InputError::io("read", &path, e)),
         };
-        let p: Positions =
+        let mut p: Positions =
             serde_json::from_slice(&bytes).map_err(|e| InputError::PositionsDamaged {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
-        if p.version != 1 {
-            return Err(InputError::PositionsDamaged {
-                path,
-                reason: format!("unknown version {}", p.version),
-            });
+        match p.version {
+            VERSION => {}
+            1 => {
+                for f in &mut p.files {
+                    f.fingerprint = None;
+                    f.legacy_ids = true;
+                }
+                p.version = VERSION;
+            }
+            v => {
+                return Err(InputError::PositionsDamaged {
+                    path,
+                    reason: format!("unknown version {v}"),
+                });
+            }
         }
-        Ok(p)
+        Ok(Some(p))
     }
 
     fn save(&self, positions: &Positions) -> Result<(), InputError> {

@@ -81,6 +81,8 @@ async fn lines_have_payloads_ids_and_headers() {
     let log = fx.log("app.log");
     append(&log, b"one\r\ntwo\n\nthree");
     let (dev, ino) = identity(&log);
+    let fp = fingerprint(&log);
+    assert_eq!(Some(fp), ackline_input::Fingerprint::of_head(b"one\r\n"));
     let s = once(fx.broker.clone(), config(&fx, &[path_str(&log)]))
         .await
         .expect("run once");
@@ -99,10 +101,11 @@ async fn lines_have_payloads_ids_and_headers() {
         ids(&got),
         [0, 5, 9, 10]
             .iter()
-            .map(|&o| file_message_id(dev, ino, 0, o))
+            .map(|&o| file_message_id(dev, ino, fp, 0, o))
             .collect::<Vec<_>>()
     );
-    assert_eq!(ids(&got)[1], format!("file:{dev}:{ino}:0:5"));
+    assert_eq!(ids(&got)[1], format!("file:{dev}:{ino}:{fp}:0:5"));
+    assert_eq!(fp.to_string().len(), 16);
     for d in &got {
         assert_eq!(d.header("input"), Some(path_str(&log).as_str()));
     }
@@ -195,7 +198,8 @@ async fn positions_file_is_json_and_the_state_dir_is_locked() {
     assert!(matches!(second, Err(InputError::StateDirInUse { .. })));
     let text = std::fs::read_to_string(fx.state().join("positions.json")).expect("read");
     let v: serde_json::Value = serde_json::from_str(&text).expect("json");
-    assert_eq!(v["version"], 1);
+    assert_eq!(v["version"], 2);
+    assert_eq!(v["files"][0]["fingerprint"]["bytes"], 2);
     assert_eq!(v["files"][0]["offset"], 2);
     assert_eq!(v["files"][0]["generation"], 0);
     assert!(!fx.state().join("positions.json.tmp").exists());
@@ -207,6 +211,7 @@ async fn rotation_by_rename_finishes_the_old_file_then_reads_the_new_one() {
     let log = fx.log("app.log");
     append(&log, b"1\n2\n");
     let old = identity(&log);
+    let old_fp = fingerprint(&log);
     let input = FileInput::new(fx.broker.clone(), config(&fx, &[path_str(&log)])).expect("input");
     let run = follow(input);
     fx.wait_published(2).await;
@@ -214,6 +219,7 @@ async fn rotation_by_rename_finishes_the_old_file_then_reads_the_new_one() {
     std::fs::rename(&log, fx.log("app.log.1")).expect("rotate");
     append(&log, b"new1\n");
     let new = identity(&log);
+    let new_fp = fingerprint(&log);
     fx.wait_published(5).await;
     run.wait("the rotation counted", |s| {
         s.rotations == 1 && s.files_followed == 1
@@ -231,8 +237,8 @@ async fn rotation_by_rename_finishes_the_old_file_then_reads_the_new_one() {
             b"new1".to_vec()
         ]
     );
-    assert_eq!(got[3].id, file_message_id(old.0, old.1, 0, 6));
-    assert_eq!(got[4].id, file_message_id(new.0, new.1, 0, 0));
+    assert_eq!(got[3].id, file_message_id(old.0, old.1, old_fp, 0, 6));
+    assert_eq!(got[4].id, file_message_id(new.0, new.1, new_fp, 0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,6 +266,7 @@ async fn copytruncate_restarts_at_zero_under_a_new_generation() {
     let log = fx.log("app.log");
     append(&log, b"aaa\nbbb\n");
     let (dev, ino) = identity(&log);
+    let fp0 = fingerprint(&log);
     let input = FileInput::new(fx.broker.clone(), config(&fx, &[path_str(&log)])).expect("input");
     let run = follow(input);
     fx.wait_published(2).await;
@@ -280,8 +287,11 @@ async fn copytruncate_restarts_at_zero_under_a_new_generation() {
         payloads(&got),
         vec![b"aaa".to_vec(), b"bbb".to_vec(), b"c".to_vec()]
     );
-    assert_eq!(got[0].id, file_message_id(dev, ino, 0, 0));
-    assert_eq!(got[2].id, file_message_id(dev, ino, 1, 0));
+    assert_eq!(got[0].id, file_message_id(dev, ino, fp0, 0, 0));
+    assert_eq!(
+        got[2].id,
+        file_message_id(dev, ino, fingerprint(&log), 1, 0)
+    );
     let p = input.positions();
     assert_eq!((p.files[0].generation, p.files[0].offset), (1, 2));
 }
@@ -357,6 +367,7 @@ async fn a_10_mb_line_is_published_in_parts() {
     content.extend_from_slice(b"\r\nafter\n");
     append(&log, &content);
     let (dev, ino) = identity(&log);
+    let fp = fingerprint(&log);
     let s = once(fx.broker.clone(), config(&fx, &[path_str(&log)]))
         .await
         .expect("once");
@@ -369,13 +380,16 @@ async fn a_10_mb_line_is_published_in_parts() {
     assert_eq!(got[2].header("part"), Some("2/2"));
     assert_eq!(got[1].header("line_offset"), Some("7"));
     assert_eq!(got[2].header("line_offset"), Some("7"));
-    assert_eq!(got[1].id, file_message_id(dev, ino, 0, 7));
-    assert_eq!(got[2].id, file_message_id(dev, ino, 0, 7 + part as u64));
+    assert_eq!(got[1].id, file_message_id(dev, ino, fp, 0, 7));
+    assert_eq!(got[2].id, file_message_id(dev, ino, fp, 0, 7 + part as u64));
     assert_eq!(got[1].payload.len(), part);
     let mut whole = got[1].payload.clone();
     whole.extend_from_slice(&got[2].payload);
     assert!(whole == big, "the parts reassemble the line");
-    assert_eq!(got[3].id, file_message_id(dev, ino, 0, 7 + 10_000_000 + 2));
+    assert_eq!(
+        got[3].id,
+        file_message_id(dev, ino, fp, 0, 7 + 10_000_000 + 2)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

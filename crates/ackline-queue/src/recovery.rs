@@ -237,7 +237,9 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, mode: Mode) -> Result<Recovered, 
                         // No later segment will name the positions it held: read them from
                         // its (unverified) frames, so they are dead-lettered as corrupt
                         // rather than silently given to new messages.
-                        let all = fs.read(&path).map_err(|e| OpenError::io("reading", &path, e))?;
+                        let all = fs
+                            .read(&path)
+                            .map_err(|e| OpenError::io("reading", &path, e))?;
                         if let (Some(top), Some((at, _))) =
                             (highest_publish_unverified(&all), cx.last_damage.clone())
                         {

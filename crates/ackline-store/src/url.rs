@@ -11,7 +11,9 @@
 //!
 //! Invariant: a URL that names no store, or names one with an empty path, is
 //! a one-line [`StoreError::Fatal`] naming what is expected. PostgreSQL URLs
-//! are only recognised here; their parameters are checked when the store opens.
+//! must name a host (in the authority, or as a `host=`/`hostaddr=` parameter,
+//! e.g. a Unix socket directory); their other parameters are checked when the
+//! store opens.
 
 use std::path::PathBuf;
 
@@ -47,7 +49,15 @@ impl StoreUrl {
         if url == "stdout" || url == "stdout:" || url == "-" {
             return Ok(StoreUrl::Stdout);
         }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        if let Some(rest) = url
+            .strip_prefix("postgres://")
+            .or_else(|| url.strip_prefix("postgresql://"))
+        {
+            if !postgres_names_a_host(rest) {
+                return Err(bad(
+                    "no host (give one, or host=/path/to/socket/dir as a parameter); ",
+                ));
+            }
             return Ok(StoreUrl::Postgres(url.to_owned()));
         }
         let path = |rest: &str| -> Result<PathBuf, StoreError> {
@@ -98,6 +108,27 @@ impl StoreUrl {
     }
 }
 
+/// Whether the part of a PostgreSQL URL after `scheme://` names a host: a
+/// non-empty host in the authority (`user:pw@host:port,host2/db`; `[::1]`),
+/// or a non-empty `host` or `hostaddr` query parameter.
+fn postgres_names_a_host(rest: &str) -> bool {
+    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let authority = before_query.split('/').next().unwrap_or("");
+    let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let in_authority = hosts.split(',').any(|h| {
+        let name = if h.starts_with('[') {
+            h.trim_start_matches('[').split(']').next().unwrap_or("")
+        } else {
+            h.split(':').next().unwrap_or("")
+        };
+        !name.is_empty()
+    });
+    in_authority
+        || query
+            .split('&')
+            .any(|kv| matches!(kv.split_once('='), Some(("host" | "hostaddr", v)) if !v.is_empty()))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -126,6 +157,34 @@ mod tests {
             StoreUrl::parse("postgresql://u@h/db").unwrap(),
             StoreUrl::Postgres("postgresql://u@h/db".into())
         );
+        for url in [
+            "postgres://h",
+            "postgres://u:p@h:5432/db",
+            "postgres://u@[::1]:5432/db",
+            "postgres://h1:5432,h2:5433/db",
+            "postgres:///db?host=/var/run/postgresql",
+            "postgresql://u@/db?sslmode=disable&hostaddr=127.0.0.1",
+        ] {
+            assert_eq!(StoreUrl::parse(url).unwrap().kind(), "postgres", "{url}");
+        }
+    }
+
+    #[test]
+    fn a_postgres_url_without_a_host_is_refused() {
+        for url in [
+            "postgres://",
+            "postgresql://",
+            "postgres:///db",
+            "postgres://u:p@/db",
+            "postgres://:5432/db",
+            "postgres://[]/db",
+            "postgres:///db?host=",
+            "postgres:///db?user=host",
+        ] {
+            let err = StoreUrl::parse(url).unwrap_err().to_string();
+            assert!(err.contains("no host"), "{url}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
     }
 
     #[test]

@@ -131,7 +131,8 @@ pub struct PipelineFlags {
     /// Files or glob patterns to follow (quote globs); `-` reads standard input
     #[arg(value_name = "INPUT")]
     pub inputs: Vec<String>,
-    /// Where files seen for the first time start: beginning or end [config: input.start_at]
+    /// Where files present at the very first run start: beginning or end (later files always
+    /// start at their beginning) [config: input.start_at]
     #[arg(long, value_name = "WHERE")]
     pub start_at: Option<String>,
     /// How often files are checked for new lines, e.g. 250ms [config: input.poll_interval]

@@ -78,7 +78,7 @@ const fn key(name: &'static str, expected: &'static str) -> Key {
 pub const KEYS: &[Key] = &[
     key(
         "input.paths",
-        "a list of file paths or glob patterns (comma-separated in the environment)",
+        "a list of file paths or valid glob patterns (comma-separated in the environment)",
     ),
     key("input.stdin", "true or false"),
     key(
@@ -403,9 +403,31 @@ fn env_layer(env: &HashMap<String, String>) -> BTreeMap<&'static str, Given> {
     m
 }
 
+/// The largest configuration file read (`--config /dev/zero` must not read forever).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The configuration file's text: at most [`MAX_CONFIG_BYTES`], UTF-8.
+fn read_config_file(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let cannot = |e: &dyn std::fmt::Display| {
+        usage(format!("cannot read config file {}: {e}", path.display()))
+    };
+    let f = std::fs::File::open(path).map_err(|e| cannot(&e))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| cannot(&e))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(cannot(&format_args!(
+            "larger than {} KiB, not a configuration file",
+            MAX_CONFIG_BYTES >> 10
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| cannot(&"not UTF-8 text"))
+}
+
 fn file_layer(path: &Path) -> anyhow::Result<BTreeMap<&'static str, Given>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| usage(format!("cannot read config file {}: {e}", path.display())))?;
+    let text = read_config_file(path)?;
     let entries = file::parse(path, &text).map_err(usage)?;
     let mut m = BTreeMap::new();
     for (name, e) in entries {
@@ -631,7 +653,12 @@ fn table_ok(t: &str) -> bool {
 fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, ConfigError> {
     const MS: Duration = Duration::from_millis(1);
     const HOUR: Duration = Duration::from_secs(3600);
-    let paths = value(l, "input.paths", Vec::new(), list)?;
+    let paths = value(l, "input.paths", Vec::new(), |v| {
+        list(v).filter(|ps| {
+            ps.iter()
+                .all(|p| ackline_input::check_path_pattern(p).is_ok())
+        })
+    })?;
     let stdin = value(l, "input.stdin", false, boolean)?;
     let format = value(l, "input.format", FormatChoice::Auto, |v| {
         text(v)?.parse().ok()

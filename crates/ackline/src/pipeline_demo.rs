@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ackline_input::file_message_id;
+use ackline_input::{Fingerprint, file_message_id};
 use ackline_parse::Parser;
 use ackline_worker::ParseProcess;
 use anyhow::{Context, bail};
@@ -122,6 +122,8 @@ struct Report {
 struct Writer {
     files: Vec<std::fs::File>,
     keys: Vec<(u64, u64)>,
+    /// Each file's fingerprint: its first line's, known once that is written.
+    fingerprints: Vec<Option<Fingerprint>>,
     offsets: Vec<u64>,
     expected: HashMap<String, Kind>,
 }
@@ -131,6 +133,7 @@ impl Writer {
         let mut w = Writer {
             files: Vec::new(),
             keys: Vec::new(),
+            fingerprints: Vec::new(),
             offsets: Vec::new(),
             expected: HashMap::new(),
         };
@@ -146,6 +149,7 @@ impl Writer {
                 .with_context(|| format!("stat {}", p.display()))?;
             w.keys.push((md.dev(), md.ino()));
             w.files.push(f);
+            w.fingerprints.push(None);
             w.offsets.push(0);
         }
         Ok(w)
@@ -155,7 +159,18 @@ impl Writer {
         let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); FILES.len()];
         for l in lines {
             let (dev, ino) = self.keys[l.file];
-            let id = file_message_id(dev, ino, 0, self.offsets[l.file]);
+            let fp = match self.fingerprints[l.file] {
+                Some(fp) => fp,
+                None => {
+                    let mut first = l.bytes.clone();
+                    first.push(b'\n');
+                    let fp = Fingerprint::of_head(&first)
+                        .context("a complete first line always has a fingerprint")?;
+                    self.fingerprints[l.file] = Some(fp);
+                    fp
+                }
+            };
+            let id = file_message_id(dev, ino, fp, 0, self.offsets[l.file]);
             self.expected.insert(id, l.kind);
             bufs[l.file].extend_from_slice(&l.bytes);
             bufs[l.file].push(b'\n');

@@ -43,6 +43,17 @@ pub fn run(data_dir: &Path, config_file: Option<&Path>, out: Out) -> anyhow::Res
     // Read-only: works while `ackline run` holds the directory, and changes nothing.
     let in_use = Db::in_use(data_dir);
     let mut queue = None;
+    // A data directory that does not exist yet is shown as empty; one that cannot be a
+    // directory (a file, or a path through a file) is an error.
+    match std::fs::metadata(data_dir) {
+        Ok(md) if !md.is_dir() => {
+            anyhow::bail!("data directory {} is not a directory", data_dir.display())
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("data directory {}", data_dir.display()));
+        }
+        _ => {}
+    }
     if let Some(db) = open_db_read_only(data_dir)?
         && let Some(q) = existing(&db, &cfg.queue)?
     {

@@ -415,3 +415,61 @@ fn an_error_names_its_cause_once() {
     let cause = std::io::Error::from_raw_os_error(20).to_string(); // ENOTDIR
     assert_eq!(err.matches(&cause).count(), 1, "{err}");
 }
+
+/// One line on stderr starting `error: `, containing `needle` (any case), with exit `code`.
+fn one_line_error(o: &std::process::Output, code: i32, needle: &str, what: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(code), "{what}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{what}: {err}");
+    assert!(err.starts_with("error: "), "{what}: {err}");
+    assert!(
+        err.to_lowercase().contains(&needle.to_lowercase()),
+        "{what}: expected {needle:?} in {err}"
+    );
+}
+
+#[test]
+fn config_files_store_urls_globs_and_data_dirs_that_cannot_be_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // A config "file" without end is read only up to its bound.
+    let o = run(&["check", "--config", "/dev/zero"], dir.path());
+    one_line_error(&o, 2, "larger than 1024 KiB", "--config /dev/zero");
+    // A PostgreSQL URL with no host, in any layer, names the field.
+    for url in ["postgres://", "postgresql://user@/db", "postgres:///db"] {
+        let o = run(&["check", "--store", url], dir.path());
+        one_line_error(&o, 2, "store.url", url);
+    }
+    let o = run(
+        &[
+            "check",
+            "--store",
+            "postgres:///db?host=/var/run/postgresql",
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "a Unix socket directory is a host"
+    );
+    // A glob that does not parse, from a flag or from the file.
+    let o = run(&["check", "[["], dir.path());
+    one_line_error(&o, 2, "input.paths", "the glob [[");
+    let toml = dir.path().join("bad.toml");
+    std::fs::write(
+        &toml,
+        "[input]\npaths = [\"/var/log/*.log\", \"/var/log/[[\"]\n",
+    )
+    .unwrap();
+    let o = run(&["check", "--config", toml.to_str().unwrap()], dir.path());
+    one_line_error(&o, 2, "input.paths", "the glob [[ in a file");
+    // A data directory under a file cannot exist: an error, not an empty pipeline.
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    for d in [file.join("sub"), file.clone()] {
+        let mut c = ackline();
+        c.arg("--data-dir").arg(&d).arg("stats");
+        let o = run_with_deadline(c, LIMIT);
+        one_line_error(&o, 1, "not a directory", &d.display().to_string());
+    }
+}

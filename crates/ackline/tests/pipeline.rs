@@ -91,6 +91,9 @@ fn append(path: PathBuf, n: u64, seed: u64, stop: Arc<AtomicBool>) -> Expected {
         .unwrap();
     let md = f.metadata().unwrap();
     let mut offset = md.len();
+    // The file's fingerprint (its first line's) is part of every id.
+    let mut fp = (offset > 0)
+        .then(|| ackline_input::Fingerprint::of_head(&std::fs::read(&path).unwrap()).unwrap());
     let mut rng = StdRng::seed_from_u64(seed);
     let mut expected = Expected::new();
     let mut i = 0;
@@ -100,7 +103,13 @@ fn append(path: PathBuf, n: u64, seed: u64, stop: Arc<AtomicBool>) -> Expected {
         for _ in 0..chunk.min(n - i) {
             let valid = !rng.random_ratio(1, 20);
             let l = line(i, valid);
-            expected.insert(format!("file:{}:{}:0:{offset}", md.dev(), md.ino()), valid);
+            let fp = *fp.get_or_insert_with(|| {
+                ackline_input::Fingerprint::of_head(format!("{l}\n").as_bytes()).unwrap()
+            });
+            expected.insert(
+                ackline_input::file_message_id(md.dev(), md.ino(), fp, 0, offset),
+                valid,
+            );
             offset += l.len() as u64 + 1;
             buf += &l;
             buf.push('\n');

@@ -13,7 +13,7 @@ use ackline_broker::embedded::{EmbeddedBroker, EmbeddedConsumer};
 use ackline_broker::{
     Broker, BrokerError, BrokerStats, Consumer, ConsumerOptions, Delivery, Message, Settlement,
 };
-use ackline_input::{InputError, JsonPositionStore, PositionStore, Positions};
+use ackline_input::{Fingerprint, InputError, JsonPositionStore, PositionStore, Positions};
 use ackline_queue::{Db, Fsync, QueueOptions};
 
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -148,6 +148,12 @@ pub fn identity(path: &Path) -> (u64, u64) {
     (md.dev(), md.ino())
 }
 
+/// The fingerprint of the file at `path` now.
+pub fn fingerprint(path: &Path) -> Fingerprint {
+    let bytes = std::fs::read(path).expect("read");
+    Fingerprint::of_head(&bytes).expect("the file has a first line")
+}
+
 pub fn append(path: &Path, bytes: &[u8]) {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
@@ -236,7 +242,7 @@ pub struct CrashingStore {
 }
 
 impl PositionStore for CrashingStore {
-    fn load(&self) -> Result<Positions, InputError> {
+    fn load(&self) -> Result<Option<Positions>, InputError> {
         self.inner.load()
     }
 
@@ -271,7 +277,7 @@ impl std::fmt::Debug for CheckingStore {
 }
 
 impl PositionStore for CheckingStore {
-    fn load(&self) -> Result<Positions, InputError> {
+    fn load(&self) -> Result<Option<Positions>, InputError> {
         self.inner.load()
     }
 
