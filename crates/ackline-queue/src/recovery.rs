@@ -140,6 +140,10 @@ struct Ctx<'a> {
     last_damage: Option<(Loc, String)>,
     /// Why each `LOST` position is lost (keyed by the damage's location).
     lost_why: HashMap<(u32, u32), String>,
+    /// Damaged ranges after the last intact PUBLISH, with the complete PUBLISH frames each
+    /// still shows: `(next position when found, how many, where)`. Any PUBLISH replayed later
+    /// names the positions it skipped exactly, so it clears them.
+    claims: Vec<(u64, u64, Loc)>,
 }
 
 pub(crate) fn recover(fs: &dyn Fs, dir: &Path, mode: Mode) -> Result<Recovered, OpenError> {
@@ -151,6 +155,7 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, mode: Mode) -> Result<Recovered, 
         report: RecoveryReport::default(),
         last_damage: None,
         lost_why: HashMap::new(),
+        claims: Vec::new(),
     };
     let names = fs.list(dir).map_err(|e| OpenError::io("listing", dir, e))?;
     if mode == Mode::ReadWrite && names.iter().any(|n| n == CHECKPOINT_TMP) {
@@ -254,6 +259,13 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, mode: Mode) -> Result<Recovered, 
         let Some(from) = replay_from else { continue };
         let from = usize::try_from(from).unwrap_or(usize::MAX);
         replay_segment(&mut cx, &path, id, salt, &bytes, from, is_last, &mut state)?;
+    }
+    // Damaged PUBLISH frames after which nothing was published held the next positions
+    // (positions are assigned in log order), or new messages would be given them.
+    for (at, n, loc) in std::mem::take(&mut cx.claims) {
+        if n > 0 {
+            state.note_exists(at + n - 1, loc);
+        }
     }
     state.finish_recovery();
     state.counters = Default::default();
@@ -471,7 +483,6 @@ impl Ctx<'_> {
         torn_tail: bool,
         state: &mut State,
     ) -> Result<(), OpenError> {
-        let before = state.next_seq;
         let copy = self.quarantine_bytes(id, pos, &bytes[pos..end])?;
         let d = Damage {
             file: path.to_path_buf(),
@@ -488,19 +499,16 @@ impl Ctx<'_> {
         let text = d.to_string();
         self.lost_why.insert((loc.seg, loc.off), text.clone());
         self.last_damage = Some((loc, text));
-        // A tail with no intact record after it: what follows the last intact record is
-        // evidence of messages only as complete frames (a write cut short by a crash leaves
-        // an incomplete last frame, never a complete one with wrong bytes). Each complete
-        // frame whose header reads as a PUBLISH holds the next position (positions are
-        // assigned in log order). Damage followed by intact records needs no guess: the next
-        // PUBLISH names the positions it skipped.
-        if torn_tail {
-            for _ in 0..complete_publishes(&bytes[pos..end]) {
-                state.note_exists(state.next_seq, loc);
-            }
+        // Complete frames (following declared lengths) whose header reads as a PUBLISH are
+        // evidence of messages at the next positions; only complete ones, since a write cut
+        // short by a crash leaves an incomplete last frame, never a complete one with wrong
+        // bytes. Claimed now, applied at the end unless an intact PUBLISH comes later (which
+        // names the skipped positions exactly).
+        let n = complete_publishes(&bytes[pos..end]);
+        if n > 0 {
+            self.claims.push((state.next_seq, n, loc));
         }
-        let lost_here = state.next_seq - before;
-        if torn_tail && lost_here == 0 {
+        if torn_tail && n == 0 {
             self.report.truncated.push(d);
         } else {
             self.report.corrupt.push(d);
@@ -530,6 +538,9 @@ fn replay_segment(
                     off: pos as u32,
                     len: n as u32,
                 };
+                if matches!(rec, RecordRef::Publish { .. }) {
+                    cx.claims.clear();
+                }
                 apply(state, rec, loc, cx.last_damage.as_ref().map(|d| d.0));
                 cx.report.records_replayed += 1;
                 pos += n;

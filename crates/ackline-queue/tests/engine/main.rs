@@ -5,6 +5,8 @@
 //! - `corruption`: torn tails at every byte offset and flipped bytes in the middle;
 //! - `damage`: flipped bytes in real segment and checkpoint files, failing reads, relaxed
 //!   fsync modes, read-only inspection, forged tags and repeated ids;
+//! - `crash_damage`: a real child process killed with SIGKILL at observed progress, a random
+//!   byte of a random segment flipped between runs, and the books checked;
 //! - `concurrency`: several publisher and consumer threads, every message acked exactly once.
 //!
 //! Crash tests with real processes killed by SIGKILL live in the `ackline` crate's tests,
@@ -16,6 +18,7 @@ mod common;
 mod concurrency;
 mod contract;
 mod corruption;
+mod crash_damage;
 mod damage;
 mod model;
 mod power_loss;
