@@ -411,7 +411,7 @@ async fn a_lines_id_field_never_names_the_message() {
         assert_eq!(r.status, 202, "{}", r.body);
     }
     let sid = open_session(a, b"{\"prefetch\": 100, \"lease_ms\": 60000}").await;
-    let ds = lease_all(a, &sid, 12).await;
+    let ds = lease_all(a, &sid, 9).await;
     let ids: Vec<&str> = ds.iter().map(|d| d["id"].as_str().unwrap()).collect();
     let payloads: Vec<&str> = ds.iter().map(|d| d["payload"].as_str().unwrap()).collect();
     assert_eq!(payloads[0], "{\"id\":\"req-7\",\"msg\":\"start\"}");
@@ -422,7 +422,10 @@ async fn a_lines_id_field_never_names_the_message() {
     assert!(!fresh.contains("req-7"), "{ids:?}");
     let keyed = ["http:batch-1:0", "http:batch-1:1", "http:batch-1:2"];
     assert_eq!(ids[6..9], keyed, "{ids:?}");
-    assert_eq!(ids[9..12], keyed, "a retry must send the same ids: {ids:?}");
+    // The retry sent the same ids, so the queue (whose id index holds every pending id)
+    // enqueued nothing again.
+    let r = http(a, "GET", "/v1/queues/logs/stats", &[], b"").await;
+    assert!(r.body.contains("\"pending\":9"), "a retry must not enqueue twice: {}", r.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
