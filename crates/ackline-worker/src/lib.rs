@@ -15,7 +15,9 @@
 //! | the store is unavailable | nothing: the batch is held (leases extended), the [circuit breaker](breaker) opens, all workers pause, one probes with backoff, and the write is retried when it closes — no attempt burned, nothing dead-lettered |
 //! | the store reports a fatal error (bad configuration) | the runtime stops with the error; unsettled deliveries are released |
 //!
-//! Leases are extended automatically while a batch is being written or held. On shutdown
+//! Leases are extended automatically while a batch is being written or held, in every phase
+//! of waiting on the store (a write, a probe, the reconnections inside them, the backoff
+//! between probes), however long a store call hangs. On shutdown
 //! (the `stop` signal), workers take no new deliveries, finish the batch in hand within
 //! `shutdown_deadline`, and release anything left.
 //!
@@ -24,6 +26,8 @@
 //!   itself is made durable while the worker receives its next batch.)
 //! - Each delivery a worker receives is settled at most once by it, or released.
 //! - A worker holds at most `prefetch` unsettled deliveries.
+//! - While a worker waits on its store, the leases of the batch it holds are extended every
+//!   third of a lease, so waiting on the store never spends an attempt.
 //! - Every store write call is timed (success or failure), and every ack the broker confirms
 //!   durable is observed from its message's `enqueued_at`, in the runtime's [`Stats`]
 //!   ([`metrics`] renders them for Prometheus).
@@ -416,15 +420,26 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
         records: &[Record],
     ) -> Result<ackline_store::WriteReport, StoreError> {
         let started = Instant::now();
-        let write = self.store.write_batch(records);
-        tokio::pin!(write);
+        let r = self
+            .extending(consumer, held, self.store.write_batch(records))
+            .await;
+        self.stats.observe_store_batch(started.elapsed());
+        r
+    }
+
+    /// Awaits `op` (a store call: write, probe, and the reconnections inside them), extending
+    /// the leases of `held` every third of a lease meanwhile, however long `op` takes.
+    async fn extending<T>(
+        &self,
+        consumer: &B::Consumer,
+        held: &[Held],
+        op: impl Future<Output = T>,
+    ) -> T {
+        tokio::pin!(op);
         let mut tick = self.extend_ticker();
         loop {
             tokio::select! {
-                r = &mut write => {
-                    self.stats.observe_store_batch(started.elapsed());
-                    return r;
-                }
+                r = &mut op => return r,
                 _ = tick.tick() => self.extend(consumer, held).await,
             }
         }
@@ -479,7 +494,17 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
                     self.breaker.probe_done(false);
                     break;
                 }
-                match self.store.probe().await {
+                // The probe may hang as long as the store's operation timeout: the batch in
+                // hand keeps its leases meanwhile, or the broker would redeliver it (one
+                // attempt burned) while it waits for nothing but the store.
+                let probe = tokio::select! {
+                    r = self.extending(consumer, held, self.store.probe()) => r,
+                    _ = halt.changed() => {
+                        self.breaker.probe_done(false);
+                        break;
+                    }
+                };
+                match probe {
                     Ok(()) => {
                         tracing::info!("store is back: resuming");
                         self.breaker.probe_done(true);

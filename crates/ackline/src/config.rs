@@ -130,6 +130,10 @@ pub const KEYS: &[Key] = &[
         "store.table",
         "letters, digits and _, starting with a letter or _, at most 48 bytes",
     ),
+    key(
+        "store.operation_timeout",
+        "a duration from 10ms to 1h, shorter than worker.lease, like 10s",
+    ),
     Key {
         name: "server.listen",
         expected: "an IP address and port, like 127.0.0.1:8470 (port 0 picks a free one)",
@@ -709,6 +713,22 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         let s = text(v)?;
         table_ok(s).then(|| s.to_string())
     })?;
+    // A store call that hangs (a silent server) ends as `Unavailable` within a lease: the
+    // batch's leases are extended meanwhile anyway, but a timeout past the lease would leave
+    // the workers waiting longer on one call than the broker waits on them.
+    let operation_timeout = value(
+        l,
+        "store.operation_timeout",
+        (lease / 2).min(StoreOptions::default().operation_timeout),
+        |v| duration(v, 10 * MS, HOUR),
+    )?;
+    if operation_timeout >= lease {
+        return Err(err(
+            l,
+            "store.operation_timeout",
+            format!("shorter than worker.lease ({} ms)", lease.as_millis()),
+        ));
+    }
     let broker = value(l, "broker.url", None, |v| {
         BrokerUrl::parse(text(v)?).map(Some)
     })?;
@@ -771,6 +791,7 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         store_url,
         store: StoreOptions {
             table,
+            operation_timeout,
             ..StoreOptions::default()
         },
         server: ServerSettings {
@@ -925,6 +946,44 @@ mod tests {
                 "{msg}"
             );
         }
+    }
+
+    #[test]
+    fn the_store_timeout_is_shorter_than_the_lease() {
+        let load_env = |pairs: &[(&str, &str)]| {
+            load(
+                Path::new("/d"),
+                None,
+                &PipelineFlags::default(),
+                &env(pairs),
+            )
+        };
+        let c = load_env(&[]).unwrap();
+        assert_eq!(
+            c.store.operation_timeout,
+            Duration::from_secs(15),
+            "half the lease"
+        );
+        let c = load_env(&[("ACKLINE_WORKER_LEASE", "10m")]).unwrap();
+        assert_eq!(
+            c.store.operation_timeout,
+            Duration::from_secs(60),
+            "at most 60 s"
+        );
+        let c = load_env(&[("ACKLINE_STORE_OPERATION_TIMEOUT", "2s")]).unwrap();
+        assert_eq!(c.store.operation_timeout, Duration::from_secs(2));
+        let e = load_env(&[
+            ("ACKLINE_WORKER_LEASE", "5s"),
+            ("ACKLINE_STORE_OPERATION_TIMEOUT", "5s"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("store.operation_timeout")
+                && e.contains("ACKLINE_STORE_OPERATION_TIMEOUT")
+                && e.contains("shorter than worker.lease (5000 ms)"),
+            "{e}"
+        );
     }
 
     #[test]
