@@ -395,11 +395,9 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
                     settle.push(held.remove(index).decide(Settlement::Reject { reason }));
                 }
                 Err(e @ StoreError::Unavailable { .. }) => {
-                    if !self.breaker.is_open() {
-                        tracing::warn!(error = %e, "store unavailable: pausing, holding the batch");
+                    if self.breaker.trip(&e) {
                         self.stats.add_outage();
                     }
-                    self.breaker.trip();
                     self.wait_for_store(consumer, held, halt).await?;
                     if stopped(halt) {
                         return Ok(());
@@ -491,7 +489,7 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
                     }
                 }
                 if stopped(halt) {
-                    self.breaker.probe_done(false);
+                    self.breaker.probe_done(None);
                     break;
                 }
                 // The probe may hang as long as the store's operation timeout: the batch in
@@ -500,18 +498,17 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
                 let probe = tokio::select! {
                     r = self.extending(consumer, held, self.store.probe()) => r,
                     _ = halt.changed() => {
-                        self.breaker.probe_done(false);
+                        self.breaker.probe_done(None);
                         break;
                     }
                 };
                 match probe {
-                    Ok(()) => {
-                        tracing::info!("store is back: resuming");
-                        self.breaker.probe_done(true);
+                    Ok(()) => self.breaker.probe_done(Some(Ok(()))),
+                    Err(e @ StoreError::Unavailable { .. }) => {
+                        self.breaker.probe_done(Some(Err(&e)));
                     }
-                    Err(StoreError::Unavailable { .. }) => self.breaker.probe_done(false),
                     Err(e) => {
-                        self.breaker.probe_done(false);
+                        self.breaker.probe_done(None);
                         return Err(e.into());
                     }
                 }

@@ -349,3 +349,63 @@ async fn a_silent_store_longer_than_the_lease_burns_no_attempt() {
     .await;
     h.finish(&table.0, 400).await;
 }
+
+/// The store goes silent and comes back, but the connections that were open stay silent for
+/// good (a middlebox that lost their state): the workers give up on them by themselves (a
+/// connection whose operation timed out is discarded, a pooled one is verified before reuse)
+/// and store everything once over new connections, without anyone resetting a socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_silent_store_the_workers_recover_without_socket_resets() {
+    if pg_reachable().await.is_none() {
+        return;
+    }
+    let table = Table(format!("stuck_{}", std::process::id()));
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap());
+    let opts = StoreOptions {
+        table: table.0.clone(),
+        connect_timeout: Duration::from_millis(500),
+        operation_timeout: LEASE * 3 / 4,
+        ..Default::default()
+    };
+    let h = harness(&proxy, &opts, 1).await;
+    h.broker
+        .publish((0..100).map(line).collect())
+        .await
+        .unwrap();
+    h.wait_stored(100, Duration::from_secs(30), "first 100 never stored")
+        .await;
+
+    proxy.black_hole();
+    h.broker
+        .publish((100..400).map(line).collect())
+        .await
+        .unwrap();
+    let silent_at = Instant::now();
+    while silent_at.elapsed() < LEASE * 6 || h.stats.snapshot().outages == 0 {
+        assert!(
+            silent_at.elapsed() < Duration::from_secs(30),
+            "the silence was never noticed: {:?}",
+            h.stats.snapshot()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        h.stats.snapshot().stored < 400,
+        "stored through a black hole?"
+    );
+
+    proxy.restore(); // new connections only: the old ones stay silent
+    h.wait_stored(
+        400,
+        Duration::from_secs(30),
+        "the workers never recovered from the silent connections",
+    )
+    .await;
+    let after = h.broker.stats().await.unwrap();
+    assert_eq!(
+        (after.dead_letters, after.redelivered),
+        (0, 0),
+        "the silence spent attempts"
+    );
+    h.finish(&table.0, 400).await;
+}
