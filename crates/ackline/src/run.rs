@@ -5,6 +5,8 @@
 //!   configuration `check` accepts is one `run` starts with.
 //! - `run` exits 0 after a graceful stop (signal) or a completed `--once`; 1 when a part
 //!   failed; 2 for configuration errors (before anything is opened).
+//! - A store that is unavailable at start is waited for (as `work` does, see
+//!   [`crate::work::open_store`]); a signal ends the wait with exit 0.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -55,7 +57,19 @@ pub async fn run_with(
 ) -> anyhow::Result<RunReport> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
-    let store = cfg.open_store().await?;
+    let Some(store) = crate::work::open_store(cfg, signal.clone(), out).await? else {
+        out.note("ackline run: stopped before the store answered");
+        return Ok(RunReport {
+            mode: match mode {
+                Mode::Once => "once",
+                Mode::Follow => "follow",
+            }
+            .into(),
+            queue: cfg.queue.clone(),
+            stopped_by_signal: true,
+            ..RunReport::default()
+        });
+    };
     let parse = ParseProcess::new(Parser::new(cfg.parser));
     if demo_faults {
         pipeline::run(

@@ -1,0 +1,231 @@
+//! A store that is not there, with real processes: `ackline work` and `ackline run` reach the
+//! machine's PostgreSQL through a TCP proxy the test controls (refusing, black-holing,
+//! restored; `ackline-worker/tests/support/proxy.rs`), never by stopping the shared server.
+//!
+//! - A worker started while its store refuses, then is silent, waits, and works once the store
+//!   appears: every line stored once, nothing dead-lettered.
+//! - Bad credentials are not waited for: exit 1 with the server's error.
+//!
+//! Each run uses its own table, dropped afterwards. When PostgreSQL is unreachable the test
+//! prints why and returns, except under `CI=true`, where it fails. Every wait polls its
+//! condition against a deadline.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is a failed assertion
+
+mod common;
+#[path = "../../ackline-worker/tests/support/proxy.rs"]
+mod proxy;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Proc, ackline, reachable, unique, wait_for};
+use proxy::Proxy;
+
+fn pg_url() -> String {
+    std::env::var("ACKLINE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// The PostgreSQL URL through `proxy`.
+fn via(proxy: &Proxy) -> String {
+    pg_url().replace("127.0.0.1:5432", &proxy.addr().to_string())
+}
+
+/// The test's table, read directly (not through the proxy) and dropped at the end.
+struct Pg {
+    rt: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+    table: String,
+}
+
+impl Pg {
+    fn connect(table: &str) -> Pg {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+        });
+        Pg {
+            rt,
+            client,
+            table: table.to_string(),
+        }
+    }
+
+    /// (rows, distinct ids); (0, 0) while the table does not exist yet.
+    fn counts(&self) -> (i64, i64) {
+        let q = format!("SELECT COUNT(*), COUNT(DISTINCT id) FROM {}", self.table);
+        self.rt
+            .block_on(self.client.query_one(q.as_str(), &[]))
+            .map(|r| (r.get(0), r.get(1)))
+            .unwrap_or((0, 0))
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let t = &self.table;
+        let _ = self.rt.block_on(self.client.batch_execute(&format!(
+            "DROP TABLE IF EXISTS {t}; DELETE FROM ackline_schema_version WHERE table_name = '{t}'"
+        )));
+    }
+}
+
+fn pg_up() -> bool {
+    reachable(
+        "PostgreSQL",
+        "127.0.0.1:5432",
+        ".ci/run (it starts PostgreSQL)",
+    )
+}
+
+/// `serve --json` on a free port of `dir`; returns it and its address once it listens.
+fn serve(dir: &Path) -> (Proc, String) {
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .env_remove("ACKLINE_LISTEN")
+        .env_remove("ACKLINE_TOKENS")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--json", "serve", "--listen", "127.0.0.1:0"]);
+    let (p, v) = common::spawn_json_line(c);
+    (p, v["listening"].as_str().unwrap().to_string())
+}
+
+fn post(addr: &str, lines: std::ops::Range<usize>) {
+    let body: String = lines
+        .map(|i| {
+            format!(
+                "{{\"id\":\"line-{i}\",\"ts\":\"2024-05-01T10:00:00Z\",\"level\":\"info\",\"msg\":\"line {i}\"}}\n"
+            )
+        })
+        .collect();
+    let (st, resp) = common::http(
+        addr,
+        None,
+        "POST",
+        "/v1/logs?format=ndjson",
+        "application/x-ndjson",
+        body.as_bytes(),
+    );
+    assert_eq!(st, 202, "{resp}");
+}
+
+/// (pending, dead letters) of the server's queue `logs`.
+fn queue_counts(addr: &str) -> (u64, u64) {
+    let (st, body) = common::http(
+        addr,
+        None,
+        "GET",
+        "/v1/queues/logs/stats",
+        "application/json",
+        b"",
+    );
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    (
+        v["pending"].as_u64().unwrap(),
+        v["dead_letters"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn a_worker_started_while_its_store_is_down_waits_and_then_works() {
+    if !pg_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let table = unique("startwait");
+    let pg = Pg::connect(&table);
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap());
+    proxy.refuse();
+    let (_server, addr) = serve(&dir.path().join("server"));
+
+    let log = dir.path().join("work.log");
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .env_remove("ACKLINE_BROKER_URL")
+        .env("ACKLINE_STORE_TABLE", &table)
+        .arg("--data-dir")
+        .arg(dir.path().join("worker"))
+        .args(["work", "--broker", &format!("http://{addr}"), "--store"])
+        .arg(via(&proxy))
+        .args(["--batch-size", "50", "--prefetch", "100", "--lease", "2s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut worker = Proc(c.spawn().unwrap());
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    wait_for(
+        Duration::from_secs(30),
+        "the worker to wait for the store",
+        || stderr().contains("waiting for the store") || worker.0.try_wait().unwrap().is_some(),
+    );
+    assert!(
+        worker.0.try_wait().unwrap().is_none(),
+        "the worker exited instead of waiting for its store:\n{}",
+        stderr()
+    );
+    // Still waiting, now on a store that accepts connections and never answers.
+    proxy.black_hole();
+    let tried = proxy.accepted();
+    wait_for(
+        Duration::from_secs(30),
+        "the worker to try the silent store twice",
+        || proxy.accepted() >= tried + 2,
+    );
+    assert!(
+        worker.0.try_wait().unwrap().is_none(),
+        "the worker exited while its store was down:\n{}",
+        stderr()
+    );
+    post(&addr, 0..300);
+
+    proxy.restore();
+    wait_for(Duration::from_secs(60), "every line stored", || {
+        pg.counts() == (300, 300)
+    });
+    wait_for(Duration::from_secs(30), "every ack", || {
+        queue_counts(&addr) == (0, 0)
+    });
+    worker.signal("TERM");
+    let st = worker.wait_exit(Duration::from_secs(30));
+    assert!(st.success(), "work exited {st:?}:\n{}", stderr());
+    assert!(
+        stderr().contains("the store answered after"),
+        "{}",
+        stderr()
+    );
+    assert_eq!(pg.counts(), (300, 300), "every line exactly once");
+}
+
+#[test]
+fn bad_store_credentials_are_not_waited_for() {
+    if !pg_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg_url().replacen("postgres://postgres", "postgres://no_such_role_ackline", 1);
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["run", "--once", "--store", &url]);
+    let o = common::run_with_deadline(c, Duration::from_secs(30));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no_such_role_ackline") && err.contains("does not exist"),
+        "{err}"
+    );
+    assert!(!err.contains("waiting for the store"), "{err}");
+}
