@@ -160,10 +160,12 @@ impl Breaker {
             .send_if_modified(|open| std::mem::replace(open, false));
     }
 
-    /// How long the current outage has lasted, if there is one.
-    #[cfg_attr(not(test), expect(dead_code))]
-    pub fn outage(&self) -> Option<Duration> {
-        self.lock().outage.as_ref().map(|o| o.since.elapsed())
+    /// How long the current outage has lasted and its last error, if there is one.
+    pub fn outage(&self) -> Option<(Duration, String)> {
+        self.lock()
+            .outage
+            .as_ref()
+            .map(|o| (o.since.elapsed(), o.last_error.clone()))
     }
 
     /// The wait before the next probe.

@@ -148,6 +148,7 @@ async fn a_postgres_outage_dead_letters_nothing_and_stores_everything_once() {
             cap: Duration::from_millis(300),
         },
         shutdown_deadline: Duration::from_secs(5),
+        max_outage: None,
     };
     let process = Arc::new(ParseProcess::new(Parser::new(ParserConfig::default())));
     let rt = Runtime::new(broker.clone(), store, process, cfg);
@@ -251,6 +252,7 @@ async fn harness(proxy: &Proxy, opts: &StoreOptions, max_attempts: u32) -> Harne
             cap: Duration::from_millis(300),
         },
         shutdown_deadline: Duration::from_secs(5),
+        max_outage: None,
     };
     let process = Arc::new(ParseProcess::new(Parser::new(ParserConfig::default())));
     let rt = Runtime::new(broker.clone(), store, process, cfg);

@@ -104,6 +104,7 @@ pub const KEYS: &[Key] = &[
     ),
     key("worker.lease", "a duration from 100ms to 24h, like 30s"),
     key("worker.shutdown_deadline", "a duration up to 1h, like 10s"),
+    key("worker.max_outage", "a duration from 100ms to 24h, like 5m"),
     key("retry.base", "a duration from 1ms to 1h, like 500ms"),
     key("retry.factor", "a number from 1 to 100"),
     key(
@@ -203,6 +204,9 @@ pub struct Config {
     pub queue_options: QueueOptions,
     /// Workers, batches, leases, retries.
     pub worker: WorkerConfig,
+    /// `run --once`: how long the store may stay unavailable before the run gives up
+    /// (`worker.max_outage`; the runtime's own `worker.max_outage` stays `None` otherwise).
+    pub max_outage: Duration,
     /// The store URL.
     pub store_url: String,
     /// Store options (table).
@@ -358,6 +362,7 @@ fn flag_layer(f: &PipelineFlags) -> BTreeMap<&'static str, Given> {
     put("worker.batch_size", "--batch-size", text(&w.batch_size));
     put("worker.prefetch", "--prefetch", text(&w.prefetch));
     put("worker.lease", "--lease", text(&w.lease));
+    put("worker.max_outage", "--max-outage", text(&f.max_outage));
     put(
         "worker.shutdown_deadline",
         "--shutdown-deadline",
@@ -685,6 +690,9 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
     let shutdown_deadline = value(l, "worker.shutdown_deadline", d.shutdown_deadline, |v| {
         duration(v, Duration::ZERO, HOUR)
     })?;
+    let max_outage = value(l, "worker.max_outage", Duration::from_secs(300), |v| {
+        duration(v, Duration::from_millis(100), 24 * HOUR)
+    })?;
     let r = RetryPolicy::default();
     let base = value(l, "retry.base", r.base, |v| duration(v, MS, HOUR))?;
     let factor = value(l, "retry.factor", r.factor, |v| float(v, 1.0, 100.0))?;
@@ -788,6 +796,7 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
             shutdown_deadline,
             ..d
         },
+        max_outage,
         store_url,
         store: StoreOptions {
             table,

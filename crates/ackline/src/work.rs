@@ -149,7 +149,7 @@ async fn work_on<B: Broker>(
     out: Out,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let Some(store) = open_store(cfg, signal.clone(), out).await? else {
+    let Some(store) = open_store(cfg, signal.clone(), out, None).await? else {
         out.note("ackline work: stopped before the store answered");
         return Ok(());
     };
@@ -240,11 +240,12 @@ const STORE_WAIT_NOTE_EVERY: Duration = Duration::from_secs(30);
 /// Opens the configured store, waiting while it is unavailable (refused, silent, a full
 /// disk): probed with backoff up to 5 s, noted when the wait starts and every 30 s. `None` if
 /// a signal came first. A refusal waiting cannot fix (a bad URL, bad credentials, a schema
-/// newer than this binary) is an error at once.
+/// newer than this binary) is an error at once; so is a wait longer than `limit`, if given.
 pub(crate) async fn open_store(
     cfg: &Config,
     mut signal: watch::Receiver<bool>,
     out: Out,
+    limit: Option<Duration>,
 ) -> anyhow::Result<Option<AnyStore>> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(100);
@@ -270,6 +271,18 @@ pub(crate) async fn open_store(
             .is_some_and(StoreError::is_unavailable);
         if !unavailable {
             return Err(e);
+        }
+        if let Some(limit) = limit {
+            let left = limit.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(e.context(format!(
+                    "the store stayed unavailable for {:.1} s, longer than worker.max_outage \
+                     ({:.1} s) allows",
+                    started.elapsed().as_secs_f64(),
+                    limit.as_secs_f64()
+                )));
+            }
+            delay = delay.min(left);
         }
         if noted.is_none_or(|at| at.elapsed() >= STORE_WAIT_NOTE_EVERY) {
             let waited = if noted.is_some() {

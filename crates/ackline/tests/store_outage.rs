@@ -229,3 +229,104 @@ fn bad_store_credentials_are_not_waited_for() {
     );
     assert!(!err.contains("waiting for the store"), "{err}");
 }
+
+/// `ackline --json queue stats logs` of `dir`: (pending, dead letters).
+fn local_queue(dir: &Path) -> (u64, u64) {
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--json", "queue", "stats", "logs"]);
+    let o = common::run_with_deadline(c, Duration::from_secs(30));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = common::json(&o);
+    let q = v["queues"]
+        .as_array()
+        .and_then(|qs| {
+            qs.iter()
+                .find(|q| q["queue"] == "logs" || q["name"] == "logs")
+        })
+        .unwrap_or_else(|| panic!("no queue logs in {v}"));
+    (
+        q["pending"].as_u64().unwrap(),
+        q["dead_letters"].as_u64().unwrap(),
+    )
+}
+
+/// `run --once` whose store goes silent after it opened it (the disk-full case of the issue:
+/// an outage that never ends) gives up after `--max-outage`: exit 1 with an error saying so,
+/// every line still queued, nothing stored, nothing dead-lettered.
+#[test]
+fn run_once_gives_up_on_a_store_down_past_max_outage_with_everything_queued() {
+    if !pg_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let table = unique("maxoutage");
+    let pg = Pg::connect(&table);
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap());
+    let log = dir.path().join("run.log");
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .env("ACKLINE_STORE_TABLE", &table)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["run", "--once", "-", "--store"])
+        .arg(via(&proxy))
+        .args(["--max-outage", "2s", "--lease", "1s", "--batch-size", "50"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut run = Proc(child);
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // The pipeline writes its status file once the store is open and it runs.
+    wait_for(Duration::from_secs(30), "the run to start", || {
+        dir.path().join("run-status.json").exists()
+    });
+    proxy.black_hole();
+    let lines: String = (0..200)
+        .map(|i| format!("<14>1 2026-11-28T10:00:00Z web app {i} - - request {i}\n"))
+        .collect();
+    std::io::Write::write_all(&mut stdin, lines.as_bytes()).unwrap();
+    drop(stdin);
+
+    let st = run.wait_exit(Duration::from_secs(60));
+    let err = stderr();
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(
+        err.contains("worker.max_outage") && err.contains("still queued"),
+        "{err}"
+    );
+    assert_eq!(local_queue(dir.path()), (200, 0), "every line still queued");
+    proxy.restore();
+    assert_eq!(pg.counts(), (0, 0), "nothing stored through the black hole");
+}
+
+/// `run --once` started while its store refuses gives up after `--max-outage` too.
+#[test]
+fn run_once_with_its_store_down_at_start_gives_up_after_max_outage() {
+    if !pg_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap());
+    proxy.refuse();
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .env("ACKLINE_STORE_TABLE", unique("startdown"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["run", "--once", "--store"])
+        .arg(via(&proxy))
+        .args(["--max-outage", "1500ms"]);
+    let o = common::run_with_deadline(c, Duration::from_secs(30));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("waiting for the store") && err.contains("longer than worker.max_outage"),
+        "{err}"
+    );
+}
