@@ -87,12 +87,14 @@ fn pg_up() -> bool {
     )
 }
 
-/// `serve --json` on a free port of `dir`; returns it and its address once it listens.
-fn serve(dir: &Path) -> (Proc, String) {
+/// `serve --json` on a free port of `dir`, `max_attempts` deliveries per message; returns it
+/// and its address once it listens.
+fn serve(dir: &Path, max_attempts: u32) -> (Proc, String) {
     let mut c = ackline();
     c.env_remove("ACKLINE_CONFIG")
         .env_remove("ACKLINE_LISTEN")
         .env_remove("ACKLINE_TOKENS")
+        .env("ACKLINE_RETRY_MAX_ATTEMPTS", max_attempts.to_string())
         .arg("--data-dir")
         .arg(dir)
         .args(["--json", "serve", "--listen", "127.0.0.1:0"]);
@@ -119,8 +121,8 @@ fn post(addr: &str, lines: std::ops::Range<usize>) {
     assert_eq!(st, 202, "{resp}");
 }
 
-/// (pending, dead letters) of the server's queue `logs`.
-fn queue_counts(addr: &str) -> (u64, u64) {
+/// The server's counts of its queue `logs`.
+fn server_stats(addr: &str) -> serde_json::Value {
     let (st, body) = common::http(
         addr,
         None,
@@ -130,11 +132,91 @@ fn queue_counts(addr: &str) -> (u64, u64) {
         b"",
     );
     assert_eq!(st, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
+/// (pending, dead letters) of the server's queue `logs`.
+fn queue_counts(addr: &str) -> (u64, u64) {
+    let v = server_stats(addr);
     (
         v["pending"].as_u64().unwrap(),
         v["dead_letters"].as_u64().unwrap(),
     )
+}
+
+/// `work` from the server at `addr` into `table` through `proxy`, its stderr (logs) in `log`.
+fn work(dir: &Path, addr: &str, table: &str, proxy: &Proxy, log: &Path) -> Proc {
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .env_remove("ACKLINE_BROKER_URL")
+        .env_remove("ACKLINE_LOG")
+        .env("ACKLINE_STORE_TABLE", table)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["work", "--broker", &format!("http://{addr}"), "--store"])
+        .arg(via(proxy))
+        .args(["--batch-size", "50", "--prefetch", "100", "--lease", "1s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    Proc(c.spawn().unwrap())
+}
+
+/// The case, with real processes: `serve` with `retry.max_attempts = 1`, one `work`
+/// whose PostgreSQL goes silent for several leases (half-open connections, new ones
+/// black-holed) and then answers again on new connections only. No attempt is spent (nothing
+/// redelivered, nothing dead-lettered), the worker recovers by itself, every line is stored
+/// once, and the store's state changes are logged at WARN.
+#[test]
+fn through_serve_a_silent_store_spends_no_attempt_and_the_worker_recovers_by_itself() {
+    if !pg_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let table = unique("silent");
+    let pg = Pg::connect(&table);
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap());
+    let (_server, addr) = serve(&dir.path().join("server"), 1);
+    let log = dir.path().join("work.log");
+    let mut worker = work(&dir.path().join("worker"), &addr, &table, &proxy, &log);
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    post(&addr, 0..100);
+    wait_for(Duration::from_secs(60), "the first lines stored", || {
+        pg.counts() == (100, 100)
+    });
+    proxy.black_hole();
+    post(&addr, 100..300);
+    wait_for(Duration::from_secs(30), "the outage to be logged", || {
+        stderr().contains("store unavailable")
+    });
+    // Several leases (1 s) of silence, the server watching the worker's sessions meanwhile.
+    let silent_at = std::time::Instant::now();
+    wait_for(Duration::from_secs(30), "5 s of silence", || {
+        let v = server_stats(&addr);
+        assert_eq!(v["dead_letters"], 0, "the silence dead-lettered: {v}");
+        assert_eq!(v["redelivered"], 0, "the silence spent attempts: {v}");
+        silent_at.elapsed() >= Duration::from_secs(5)
+    });
+    assert!(pg.counts().0 < 300, "stored through a black hole?");
+
+    proxy.restore(); // new connections only: the open ones stay silent
+    wait_for(Duration::from_secs(60), "every line stored", || {
+        pg.counts() == (300, 300)
+    });
+    wait_for(Duration::from_secs(30), "every ack", || {
+        queue_counts(&addr) == (0, 0)
+    });
+    let v = server_stats(&addr);
+    assert_eq!(
+        (v["redelivered"].as_u64(), v["dead_lettered"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+    assert!(stderr().contains("store available again"), "{}", stderr());
+    worker.signal("TERM");
+    let st = worker.wait_exit(Duration::from_secs(30));
+    assert!(st.success(), "work exited {st:?}:\n{}", stderr());
 }
 
 #[test]
@@ -147,7 +229,7 @@ fn a_worker_started_while_its_store_is_down_waits_and_then_works() {
     let pg = Pg::connect(&table);
     let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap());
     proxy.refuse();
-    let (_server, addr) = serve(&dir.path().join("server"));
+    let (_server, addr) = serve(&dir.path().join("server"), 5);
 
     let log = dir.path().join("work.log");
     let mut c = ackline();
