@@ -254,7 +254,13 @@ pub(crate) async fn open_store(
         if *signal.borrow() {
             return Ok(None);
         }
-        let e = match cfg.open_store().await {
+        // An open can take up to the store's operation timeout (a silent server): a signal
+        // ends it too.
+        let opened = tokio::select! {
+            r = cfg.open_store() => r,
+            _ = signal.wait_for(|s| *s) => return Ok(None),
+        };
+        let e = match opened {
             Ok(store) => {
                 if noted.is_some() {
                     out.note(&format!(

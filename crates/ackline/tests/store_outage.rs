@@ -412,3 +412,32 @@ fn run_once_with_its_store_down_at_start_gives_up_after_max_outage() {
         "{err}"
     );
 }
+
+/// A signal ends the start-up wait for a silent store: exit 0, nothing opened.
+#[test]
+fn a_signal_ends_the_wait_for_a_silent_store() {
+    if !pg_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap());
+    proxy.black_hole();
+    let (_server, addr) = serve(&dir.path().join("server"), 5);
+    let log = dir.path().join("work.log");
+    let table = unique("sigwait");
+    let mut worker = work(&dir.path().join("worker"), &addr, &table, &proxy, &log);
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for(
+        Duration::from_secs(30),
+        "the worker to wait for the store",
+        || stderr().contains("waiting for the store"),
+    );
+    worker.signal("TERM");
+    let st = worker.wait_exit(Duration::from_secs(10));
+    assert!(st.success(), "work exited {st:?}:\n{}", stderr());
+    assert!(
+        stderr().contains("stopped before the store answered"),
+        "{}",
+        stderr()
+    );
+}
