@@ -89,7 +89,9 @@ pub struct StoreOptions {
     pub connect_timeout: Duration,
     /// PostgreSQL: how long one `write_batch` or `probe` may take before
     /// `Unavailable`. A batch that timed out may still have committed; the
-    /// retry then counts its records as duplicates. Default 60 s.
+    /// retry then counts its records as duplicates. Default 60 s; keep it
+    /// shorter than the worker's lease (`ackline` refuses a configuration
+    /// where it is not, and derives it from the lease by default).
     pub operation_timeout: Duration,
     /// SQLite: how long to wait for another process's lock before
     /// `Unavailable`. Default 5 s.

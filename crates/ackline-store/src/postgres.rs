@@ -34,6 +34,17 @@
 //!   server certificate against the system's CA store (stricter than libpq's
 //!   `require`, which does not verify). `sslmode=prefer` (the default) and
 //!   `disable` connect in plain text: no opportunistic unverified TLS.
+//! - **A silent server is given up on, never waited for forever**: every
+//!   operation (connecting included) ends within
+//!   [`StoreOptions::operation_timeout`] as `Unavailable`; a connection
+//!   whose operation failed or was cut short by that timeout is detached
+//!   from the pool and closed, never reused (it may sit behind a half-open
+//!   socket); a pooled connection must answer a round trip before it is
+//!   reused (`RecyclingMethod::Verified`, within the recycle timeout, or it
+//!   is dropped and the next one tried); and the sockets use TCP keepalive
+//!   (10 s idle, 5 s apart, 3 probes) and `tcp_user_timeout` (the operation
+//!   timeout, at least 1 s), unless the URL sets them, so the kernel too
+//!   closes a connection to a peer that went away.
 //! - Timestamps and `pid` are encoded as in [`crate::row`]; `stored_at` is
 //!   the server's `now()`.
 
@@ -53,6 +64,59 @@ use crate::sqlite::severity_from_code;
 use crate::{Store, StoreError, StoreOptions, WriteReport, row};
 
 const KIND: &str = "postgres";
+
+/// tokio-postgres's default idle time before keepalive probes (the kernel's usual 2 h).
+const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+/// Idle time before the first keepalive probe.
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(10);
+/// Between unanswered keepalive probes.
+const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(5);
+/// Unanswered keepalive probes before the kernel closes the connection.
+const KEEPALIVES_RETRIES: u32 = 3;
+
+/// A pooled connection that goes back to the pool only when [`Conn::healthy`] says so.
+/// Dropped any other way (an error, or a timeout that cancelled the operation half-way) it is
+/// detached from the pool and closed: a connection whose query went unanswered may be stuck
+/// behind a silent peer, and every later query on it would hang too.
+struct Conn(Option<deadpool_postgres::Client>);
+
+impl Conn {
+    async fn get(pool: &Pool) -> Result<Conn, StoreError> {
+        pool.get().await.map(|c| Conn(Some(c))).map_err(pool_error)
+    }
+
+    /// The connection answered as expected: back to the pool on drop.
+    fn healthy(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl std::ops::Deref for Conn {
+    type Target = deadpool_postgres::Client;
+
+    fn deref(&self) -> &Self::Target {
+        // Only `healthy` and `drop` take the client, and both consume the `Conn`.
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("Conn used after release"))
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.0
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("Conn used after release"))
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
 
 /// The schema version this binary writes.
 const CURRENT: i32 = 2;
@@ -93,8 +157,25 @@ impl PostgresStore {
             None => "-c synchronous_commit=on".to_owned(),
         };
         config.options(options);
+        // A peer that goes silent (a dead host, a middlebox that dropped the flow) is noticed
+        // by the kernel instead of never: keepalive probes on idle connections, and a limit on
+        // how long sent data may stay unacknowledged. Values in the URL win.
+        if config.get_keepalives_idle() == DEFAULT_KEEPALIVES_IDLE {
+            config.keepalives_idle(KEEPALIVES_IDLE);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(KEEPALIVES_INTERVAL);
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(KEEPALIVES_RETRIES);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(opts.operation_timeout.max(Duration::from_secs(1)));
+        }
+        // Verified: a pooled connection answers a round trip before it is reused; one that
+        // does not within the recycle timeout is dropped and the next one (or a new one) tried.
         let mgr_config = ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
+            recycling_method: RecyclingMethod::Verified,
         };
         let manager = if config.get_ssl_mode() == SslMode::Require {
             Manager::from_config(config, tls()?, mgr_config)
@@ -107,7 +188,7 @@ impl PostgresStore {
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(opts.connect_timeout))
             .create_timeout(Some(opts.connect_timeout))
-            .recycle_timeout(Some(opts.connect_timeout))
+            .recycle_timeout(Some(opts.connect_timeout.min(opts.operation_timeout / 2)))
             .build()
             .map_err(|e| StoreError::fatal(KIND, format!("cannot build the pool: {e}")))?;
         let insert_sql = insert_sql(&table);
@@ -134,7 +215,7 @@ impl PostgresStore {
     /// As [`Store::write_batch`], and `Fatal` for a row this binary cannot decode.
     pub async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
         self.within_timeout(async {
-            let client = self.pool.get().await.map_err(pool_error)?;
+            let client = Conn::get(&self.pool).await?;
             let sql = format!(
                 "SELECT id, ts_ms, ts_nanos, ts_offset, timestamp_source, severity, host, app, \
                  pid, message, fields::text, raw, raw_utf8, input, format, nul_originals, \
@@ -145,6 +226,7 @@ impl PostgresStore {
                 .query_opt(&sql, &[&id])
                 .await
                 .map_err(|e| classify(&e))?;
+            client.healthy();
             row.map(|r| {
                 decode(&r).map_err(|e| StoreError::fatal(KIND, format!("row id {id:?}: {e}")))
             })
@@ -169,7 +251,7 @@ impl PostgresStore {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let t = &*self.table;
-        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let mut client = Conn::get(&self.pool).await?;
         let tx = client.transaction().await.map_err(|e| classify(&e))?;
         let q = |e: tokio_postgres::Error| classify(&e);
         // One lock for all tables: creating ackline_schema_version races otherwise.
@@ -246,14 +328,16 @@ impl PostgresStore {
                 .map_err(q)?;
             }
         }
-        tx.commit().await.map_err(q)
+        tx.commit().await.map_err(q)?;
+        client.healthy();
+        Ok(())
     }
 
     async fn write(&self, batch: &[Record]) -> Result<WriteReport, StoreError> {
         if batch.is_empty() {
             return Ok(WriteReport::default());
         }
-        let client = self.pool.get().await.map_err(pool_error)?;
+        let mut client = Conn::get(&self.pool).await?;
         let stmt = client
             .prepare_cached(&self.insert_sql)
             .await
@@ -261,6 +345,7 @@ impl PostgresStore {
         let cols = Columns::new(batch);
         match client.execute(&stmt, &cols.params()).await {
             Ok(n) => {
+                client.healthy();
                 let inserted = usize::try_from(n).unwrap_or(batch.len()).min(batch.len());
                 Ok(WriteReport {
                     inserted,
@@ -268,8 +353,9 @@ impl PostgresStore {
                 })
             }
             Err(e) if is_data_error(&e) => {
-                let mut client = client;
-                match bisect(&mut client, &stmt, batch).await? {
+                let found = bisect(&mut client, &stmt, batch).await?;
+                client.healthy();
+                match found {
                     Some((index, reason)) => Err(StoreError::Rejected {
                         index,
                         reason: format!(
@@ -302,11 +388,12 @@ impl Store for PostgresStore {
 
     fn probe(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.within_timeout(async {
-            let client = self.pool.get().await.map_err(pool_error)?;
+            let client = Conn::get(&self.pool).await?;
             client
                 .simple_query("SELECT 1")
                 .await
                 .map_err(|e| classify(&e))?;
+            client.healthy();
             Ok(())
         })
     }

@@ -14,8 +14,11 @@
 //! | the store rejects that one record | reject with the store's reason; the rest of the batch is retried at once |
 //! | the store is unavailable | nothing: the batch is held (leases extended), the [circuit breaker](breaker) opens, all workers pause, one probes with backoff, and the write is retried when it closes — no attempt burned, nothing dead-lettered |
 //! | the store reports a fatal error (bad configuration) | the runtime stops with the error; unsettled deliveries are released |
+//! | the store stays unavailable longer than `max_outage` (when set; `ackline run --once`) | the runtime stops with [`WorkerError::StoreOutage`]; unsettled deliveries are released, still queued, attempts untouched |
 //!
-//! Leases are extended automatically while a batch is being written or held. On shutdown
+//! Leases are extended automatically while a batch is being written or held, in every phase
+//! of waiting on the store (a write, a probe, the reconnections inside them, the backoff
+//! between probes), however long a store call hangs. On shutdown
 //! (the `stop` signal), workers take no new deliveries, finish the batch in hand within
 //! `shutdown_deadline`, and release anything left.
 //!
@@ -24,6 +27,8 @@
 //!   itself is made durable while the worker receives its next batch.)
 //! - Each delivery a worker receives is settled at most once by it, or released.
 //! - A worker holds at most `prefetch` unsettled deliveries.
+//! - While a worker waits on its store, the leases of the batch it holds are extended every
+//!   third of a lease, so waiting on the store never spends an attempt.
 //! - Every store write call is timed (success or failure), and every ack the broker confirms
 //!   durable is observed from its message's `enqueued_at`, in the runtime's [`Stats`]
 //!   ([`metrics`] renders them for Prometheus).
@@ -73,6 +78,9 @@ pub struct WorkerConfig {
     pub breaker: BreakerPolicy,
     /// How long shutdown waits for batches in hand.
     pub shutdown_deadline: Duration,
+    /// How long one store outage may last before the runtime gives up with
+    /// [`WorkerError::StoreOutage`]; `None` (the default): wait for the store forever.
+    pub max_outage: Option<Duration>,
 }
 
 impl Default for WorkerConfig {
@@ -86,6 +94,7 @@ impl Default for WorkerConfig {
             retry: RetryPolicy::default(),
             breaker: BreakerPolicy::default(),
             shutdown_deadline: Duration::from_secs(10),
+            max_outage: None,
         }
     }
 }
@@ -99,6 +108,22 @@ pub enum WorkerError {
     /// The store failed in a way retrying will not fix.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The store stayed unavailable longer than [`WorkerConfig::max_outage`]. Nothing was
+    /// settled on its behalf: what was not stored was released, still queued, with no
+    /// attempt spent and nothing dead-lettered.
+    #[error(
+        "the store has been unavailable for {:.1} s, longer than the {:.1} s allowed; what was not stored is still queued: {last_error}",
+        lasted.as_secs_f64(),
+        allowed.as_secs_f64()
+    )]
+    StoreOutage {
+        /// How long the outage had lasted.
+        lasted: Duration,
+        /// The limit.
+        allowed: Duration,
+        /// The store's last error.
+        last_error: String,
+    },
     /// A worker task ended abnormally.
     #[error("worker task: {0}")]
     Task(String),
@@ -391,11 +416,9 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
                     settle.push(held.remove(index).decide(Settlement::Reject { reason }));
                 }
                 Err(e @ StoreError::Unavailable { .. }) => {
-                    if !self.breaker.is_open() {
-                        tracing::warn!(error = %e, "store unavailable: pausing, holding the batch");
+                    if self.breaker.trip(&e) {
                         self.stats.add_outage();
                     }
-                    self.breaker.trip();
                     self.wait_for_store(consumer, held, halt).await?;
                     if stopped(halt) {
                         return Ok(());
@@ -416,15 +439,26 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
         records: &[Record],
     ) -> Result<ackline_store::WriteReport, StoreError> {
         let started = Instant::now();
-        let write = self.store.write_batch(records);
-        tokio::pin!(write);
+        let r = self
+            .extending(consumer, held, self.store.write_batch(records))
+            .await;
+        self.stats.observe_store_batch(started.elapsed());
+        r
+    }
+
+    /// Awaits `op` (a store call: write, probe, and the reconnections inside them), extending
+    /// the leases of `held` every third of a lease meanwhile, however long `op` takes.
+    async fn extending<T>(
+        &self,
+        consumer: &B::Consumer,
+        held: &[Held],
+        op: impl Future<Output = T>,
+    ) -> T {
+        tokio::pin!(op);
         let mut tick = self.extend_ticker();
         loop {
             tokio::select! {
-                r = &mut write => {
-                    self.stats.observe_store_batch(started.elapsed());
-                    return r;
-                }
+                r = &mut op => return r,
                 _ = tick.tick() => self.extend(consumer, held).await,
             }
         }
@@ -455,8 +489,32 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
         }
     }
 
+    /// The error when the current outage outlasted `max_outage`.
+    fn outage_exceeded(&self) -> Option<WorkerError> {
+        let allowed = self.cfg.max_outage?;
+        let (lasted, last_error) = self.breaker.outage()?;
+        (lasted >= allowed).then_some(WorkerError::StoreOutage {
+            lasted,
+            allowed,
+            last_error,
+        })
+    }
+
+    /// When the current outage reaches `max_outage` (never, without a limit or an outage).
+    async fn outage_limit(&self) {
+        let lasted = self
+            .cfg
+            .max_outage
+            .and_then(|allowed| Some(allowed.saturating_sub(self.breaker.outage()?.0)));
+        match lasted {
+            Some(left) => tokio::time::sleep(left).await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Waits until the store is back (probing with backoff if no other worker is), extending
-    /// the leases of `held` meanwhile. Returns early when halted.
+    /// the leases of `held` meanwhile. Returns early when halted, and with
+    /// [`WorkerError::StoreOutage`] once the outage outlasts `max_outage`.
     async fn wait_for_store(
         &self,
         consumer: &B::Consumer,
@@ -465,6 +523,9 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
     ) -> Result<(), WorkerError> {
         let mut tick = self.extend_ticker();
         while self.breaker.is_open() && !stopped(halt) {
+            if let Some(e) = self.outage_exceeded() {
+                return Err(e);
+            }
             if self.breaker.claim_probe() {
                 let wait = tokio::time::sleep(self.breaker.next_delay());
                 tokio::pin!(wait);
@@ -473,20 +534,38 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
                         _ = &mut wait => break,
                         _ = tick.tick() => self.extend(consumer, held).await,
                         _ = halt.changed() => break,
+                        _ = self.outage_limit() => break,
                     }
+                }
+                if let Some(e) = self.outage_exceeded() {
+                    self.breaker.probe_done(None);
+                    return Err(e);
                 }
                 if stopped(halt) {
-                    self.breaker.probe_done(false);
+                    self.breaker.probe_done(None);
                     break;
                 }
-                match self.store.probe().await {
-                    Ok(()) => {
-                        tracing::info!("store is back: resuming");
-                        self.breaker.probe_done(true);
+                // The probe may hang as long as the store's operation timeout: the batch in
+                // hand keeps its leases meanwhile, or the broker would redeliver it (one
+                // attempt burned) while it waits for nothing but the store.
+                let probe = tokio::select! {
+                    r = self.extending(consumer, held, self.store.probe()) => r,
+                    _ = halt.changed() => {
+                        self.breaker.probe_done(None);
+                        break;
                     }
-                    Err(StoreError::Unavailable { .. }) => self.breaker.probe_done(false),
+                    _ = self.outage_limit() => {
+                        self.breaker.probe_done(None);
+                        continue;
+                    }
+                };
+                match probe {
+                    Ok(()) => self.breaker.probe_done(Some(Ok(()))),
+                    Err(e @ StoreError::Unavailable { .. }) => {
+                        self.breaker.probe_done(Some(Err(&e)));
+                    }
                     Err(e) => {
-                        self.breaker.probe_done(false);
+                        self.breaker.probe_done(None);
                         return Err(e.into());
                     }
                 }
@@ -495,6 +574,7 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
                     _ = self.breaker.closed() => {}
                     _ = tick.tick() => self.extend(consumer, held).await,
                     _ = halt.changed() => {}
+                    _ = self.outage_limit() => {}
                 }
             }
         }

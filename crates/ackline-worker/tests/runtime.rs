@@ -119,6 +119,7 @@ fn config() -> WorkerConfig {
             cap: Duration::from_millis(200),
         },
         shutdown_deadline: Duration::from_secs(5),
+        max_outage: None,
     }
 }
 
@@ -297,6 +298,46 @@ async fn histograms_count_every_store_write_and_every_durable_ack() {
     ] {
         assert!(text.contains(&want), "{want:?} missing from\n{text}");
     }
+}
+
+/// With `max_outage` (`ackline run --once`), an outage that lasts longer ends the run with
+/// `StoreOutage`, everything still queued: nothing acked, nothing dead-lettered, no attempt
+/// spent, nothing left leased.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_past_max_outage_stops_the_runtime_with_everything_still_queued() {
+    let s = setup(1);
+    s.store.down.store(true, Ordering::SeqCst);
+    publish(&s.broker, (0..300).map(json_line).collect()).await;
+    let cfg = WorkerConfig {
+        max_outage: Some(Duration::from_millis(1500)),
+        ..config()
+    };
+    let started = Instant::now();
+    let (_stop, h, stats) = start(&s, lenient(), cfg);
+    let r = tokio::time::timeout(Duration::from_secs(20), h)
+        .await
+        .expect("the runtime never gave up on the store")
+        .unwrap();
+    let e = r.expect_err("an outage past max_outage is an error");
+    assert!(
+        matches!(e, ackline_worker::WorkerError::StoreOutage { allowed, ref last_error, .. }
+            if allowed == Duration::from_millis(1500) && last_error.contains("connection refused")),
+        "{e}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert!(e.to_string().contains("still queued"), "{e}");
+    let after = s.broker.stats().await.unwrap();
+    assert_eq!(
+        (
+            after.pending,
+            after.in_flight,
+            after.dead_letters,
+            after.redelivered
+        ),
+        (300, 0, 0, 0),
+        "everything still queued, untouched"
+    );
+    assert_eq!((s.store.count(), stats.snapshot().acked), (0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

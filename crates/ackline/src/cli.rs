@@ -141,6 +141,11 @@ pub struct PipelineFlags {
     /// The pipeline's queue [default: logs] [config: queue.name]
     #[arg(long, value_name = "NAME")]
     pub queue: Option<String>,
+    /// With --once: how long the store may stay unavailable (at start or later) before the run
+    /// gives up with exit 1, what was not stored still queued, e.g. 5m [default: 5m] [config:
+    /// worker.max_outage]
+    #[arg(long, value_name = "DURATION")]
+    pub max_outage: Option<String>,
     #[command(flatten)]
     pub worker: WorkerFlags,
     /// The settings of `ackline serve` (set by `serve` and `check`, not flags of `run`).

@@ -104,6 +104,7 @@ pub const KEYS: &[Key] = &[
     ),
     key("worker.lease", "a duration from 100ms to 24h, like 30s"),
     key("worker.shutdown_deadline", "a duration up to 1h, like 10s"),
+    key("worker.max_outage", "a duration from 100ms to 24h, like 5m"),
     key("retry.base", "a duration from 1ms to 1h, like 500ms"),
     key("retry.factor", "a number from 1 to 100"),
     key(
@@ -129,6 +130,10 @@ pub const KEYS: &[Key] = &[
     key(
         "store.table",
         "letters, digits and _, starting with a letter or _, at most 48 bytes",
+    ),
+    key(
+        "store.operation_timeout",
+        "a duration from 10ms to 1h, shorter than worker.lease, like 10s",
     ),
     Key {
         name: "server.listen",
@@ -199,6 +204,9 @@ pub struct Config {
     pub queue_options: QueueOptions,
     /// Workers, batches, leases, retries.
     pub worker: WorkerConfig,
+    /// `run --once`: how long the store may stay unavailable before the run gives up
+    /// (`worker.max_outage`; the runtime's own `worker.max_outage` stays `None` otherwise).
+    pub max_outage: Duration,
     /// The store URL.
     pub store_url: String,
     /// Store options (table).
@@ -354,6 +362,7 @@ fn flag_layer(f: &PipelineFlags) -> BTreeMap<&'static str, Given> {
     put("worker.batch_size", "--batch-size", text(&w.batch_size));
     put("worker.prefetch", "--prefetch", text(&w.prefetch));
     put("worker.lease", "--lease", text(&w.lease));
+    put("worker.max_outage", "--max-outage", text(&f.max_outage));
     put(
         "worker.shutdown_deadline",
         "--shutdown-deadline",
@@ -708,6 +717,9 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
     let shutdown_deadline = value(l, "worker.shutdown_deadline", d.shutdown_deadline, |v| {
         duration(v, Duration::ZERO, HOUR)
     })?;
+    let max_outage = value(l, "worker.max_outage", Duration::from_secs(300), |v| {
+        duration(v, Duration::from_millis(100), 24 * HOUR)
+    })?;
     let r = RetryPolicy::default();
     let base = value(l, "retry.base", r.base, |v| duration(v, MS, HOUR))?;
     let factor = value(l, "retry.factor", r.factor, |v| float(v, 1.0, 100.0))?;
@@ -736,6 +748,22 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         let s = text(v)?;
         table_ok(s).then(|| s.to_string())
     })?;
+    // A store call that hangs (a silent server) ends as `Unavailable` within a lease: the
+    // batch's leases are extended meanwhile anyway, but a timeout past the lease would leave
+    // the workers waiting longer on one call than the broker waits on them.
+    let operation_timeout = value(
+        l,
+        "store.operation_timeout",
+        (lease / 2).min(StoreOptions::default().operation_timeout),
+        |v| duration(v, 10 * MS, HOUR),
+    )?;
+    if operation_timeout >= lease {
+        return Err(err(
+            l,
+            "store.operation_timeout",
+            format!("shorter than worker.lease ({} ms)", lease.as_millis()),
+        ));
+    }
     let broker = value(l, "broker.url", None, |v| {
         BrokerUrl::parse(text(v)?).map(Some)
     })?;
@@ -795,9 +823,11 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
             shutdown_deadline,
             ..d
         },
+        max_outage,
         store_url,
         store: StoreOptions {
             table,
+            operation_timeout,
             ..StoreOptions::default()
         },
         server: ServerSettings {
@@ -952,6 +982,44 @@ mod tests {
                 "{msg}"
             );
         }
+    }
+
+    #[test]
+    fn the_store_timeout_is_shorter_than_the_lease() {
+        let load_env = |pairs: &[(&str, &str)]| {
+            load(
+                Path::new("/d"),
+                None,
+                &PipelineFlags::default(),
+                &env(pairs),
+            )
+        };
+        let c = load_env(&[]).unwrap();
+        assert_eq!(
+            c.store.operation_timeout,
+            Duration::from_secs(15),
+            "half the lease"
+        );
+        let c = load_env(&[("ACKLINE_WORKER_LEASE", "10m")]).unwrap();
+        assert_eq!(
+            c.store.operation_timeout,
+            Duration::from_secs(60),
+            "at most 60 s"
+        );
+        let c = load_env(&[("ACKLINE_STORE_OPERATION_TIMEOUT", "2s")]).unwrap();
+        assert_eq!(c.store.operation_timeout, Duration::from_secs(2));
+        let e = load_env(&[
+            ("ACKLINE_WORKER_LEASE", "5s"),
+            ("ACKLINE_STORE_OPERATION_TIMEOUT", "5s"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("store.operation_timeout")
+                && e.contains("ACKLINE_STORE_OPERATION_TIMEOUT")
+                && e.contains("shorter than worker.lease (5000 ms)"),
+            "{e}"
+        );
     }
 
     #[test]

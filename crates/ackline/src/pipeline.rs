@@ -8,7 +8,9 @@
 //!
 //! Invariants:
 //! - [`Mode::Once`] returns only after every input read to its end at start and the queue
-//!   has nothing pending (every message stored or dead-lettered), or with an error.
+//!   has nothing pending (every message stored or dead-lettered), or with an error; a store
+//!   outage longer than `worker.max_outage` is such an error (the runtime releases what it
+//!   holds: still queued, no attempt spent, nothing dead-lettered).
 //! - A runtime or input failure stops the rest in the same order and is returned; nothing
 //!   is settled on its behalf (unsettled deliveries come back after restart).
 //! - Live counters are written to `<data-dir>/run-status.json` every 200 ms (write to a
@@ -26,7 +28,7 @@ use ackline_input::{
 };
 use ackline_queue::Db;
 use ackline_store::Store;
-use ackline_worker::{Process, Runtime, Stats};
+use ackline_worker::{Process, Runtime, Stats, WorkerError};
 use anyhow::{Context, anyhow};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -208,7 +210,11 @@ pub async fn run<S: Store, P: Process>(
     }
     let follow_files = mode == Mode::Follow && !cfg.paths.is_empty();
 
-    let runtime = Runtime::new(broker.clone(), store.clone(), process, cfg.worker.clone());
+    let mut worker = cfg.worker.clone();
+    if mode == Mode::Once {
+        worker.max_outage = Some(cfg.max_outage);
+    }
+    let runtime = Runtime::new(broker.clone(), store.clone(), process, worker);
     if let Some(addr) = cfg.metrics_listen {
         crate::metrics::spawn(addr, runtime.stats(), signal.clone(), out).await?;
     }
@@ -302,6 +308,12 @@ pub async fn run<S: Store, P: Process>(
     };
     match rt {
         Ok(Ok(())) => {}
+        Ok(Err(e @ WorkerError::StoreOutage { .. })) => {
+            failure.get_or_insert(anyhow::Error::new(e).context(
+                "run --once gave up on the store (worker.max_outage); nothing was dead-lettered \
+                 for the outage, run again once the store is back",
+            ));
+        }
         Ok(Err(e)) => {
             failure.get_or_insert(anyhow::Error::new(e).context("the workers stopped"));
         }

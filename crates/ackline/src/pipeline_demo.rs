@@ -306,7 +306,7 @@ pub fn run(a: &PipelineDemoArgs, data_dir: Option<&Path>, out: Out) -> anyhow::R
     writer.write(last)?;
     let expected = std::mem::take(&mut writer.expected);
     drop(writer);
-    let cfg = config::load(&dir, Some(Path::new("/dev/null")), &flags, &Env::empty())?;
+    let mut cfg = config::load(&dir, Some(Path::new("/dev/null")), &flags, &Env::empty())?;
     out.note(&format!(
         "demo: final run: store down for {} ms, then drain",
         a.outage_ms
@@ -314,6 +314,8 @@ pub fn run(a: &PipelineDemoArgs, data_dir: Option<&Path>, out: Out) -> anyhow::R
     let rt = crate::run::tokio_runtime()?;
     let timeout = Duration::from_secs(a.timeout);
     let outage = Duration::from_millis(a.outage_ms);
+    // The outage is the demo's own: the final --once run must outlast it, however long.
+    cfg.max_outage = cfg.max_outage.max(outage + timeout);
     let final_report = rt.block_on(async {
         let signal = crate::signals::install()?;
         let store = cfg.open_store().await?;

@@ -5,6 +5,12 @@
 //!   configuration `check` accepts is one `run` starts with.
 //! - `run` exits 0 after a graceful stop (signal) or a completed `--once`; 1 when a part
 //!   failed; 2 for configuration errors (before anything is opened).
+//! - A store that is unavailable at start is waited for (as `work` does, see
+//!   [`crate::work::open_store`]); a signal ends the wait with exit 0.
+//! - `--once` never waits on the store forever: an outage (at start or later) longer than
+//!   `worker.max_outage` ends the run with exit 1 and a message saying so; nothing is acked
+//!   that was not stored and nothing is dead-lettered for the outage, so what was not stored
+//!   is still queued for the next run.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -55,7 +61,20 @@ pub async fn run_with(
 ) -> anyhow::Result<RunReport> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
-    let store = cfg.open_store().await?;
+    let limit = (mode == Mode::Once).then_some(cfg.max_outage);
+    let Some(store) = crate::work::open_store(cfg, signal.clone(), out, limit).await? else {
+        out.note("ackline run: stopped before the store answered");
+        return Ok(RunReport {
+            mode: match mode {
+                Mode::Once => "once",
+                Mode::Follow => "follow",
+            }
+            .into(),
+            queue: cfg.queue.clone(),
+            stopped_by_signal: true,
+            ..RunReport::default()
+        });
+    };
     let parse = ParseProcess::new(Parser::new(cfg.parser));
     if demo_faults {
         pipeline::run(
@@ -104,11 +123,13 @@ struct Checked<'a> {
     batch_size: usize,
     prefetch: usize,
     lease_ms: u64,
+    max_outage_ms: u64,
     retry_base_ms: u64,
     retry_factor: f64,
     retry_cap_ms: u64,
     max_attempts: u32,
     store: String,
+    store_operation_timeout_ms: u64,
     broker: Option<String>,
     listen: String,
     tokens: usize,
@@ -142,11 +163,13 @@ pub fn check(
         batch_size: cfg.worker.batch_size,
         prefetch: cfg.worker.prefetch,
         lease_ms: cfg.worker.lease.as_millis() as u64,
+        max_outage_ms: cfg.max_outage.as_millis() as u64,
         retry_base_ms: cfg.worker.retry.base.as_millis() as u64,
         retry_factor: cfg.worker.retry.factor,
         retry_cap_ms: cfg.worker.retry.cap.as_millis() as u64,
         max_attempts: cfg.queue_options.max_attempts,
         store: cfg.store_display(),
+        store_operation_timeout_ms: cfg.store.operation_timeout.as_millis() as u64,
         broker: cfg.broker.as_ref().map(|b| b.to_string()),
         listen: cfg.server.listen.to_string(),
         tokens: cfg.server.tokens.len(),

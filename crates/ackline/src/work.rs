@@ -16,6 +16,10 @@
 //!   with backoff up to 5 s, a signal ends the wait with exit 0), so workers may start before
 //!   the server or broker; a refusal waiting cannot fix (a bad token, bad credentials) is a
 //!   runtime error, exit 1.
+//! - So is a store not reachable yet (refused, silent, a full disk): probed with backoff up
+//!   to 5 s, noted every 30 s, a signal ends the wait with exit 0. A bad store URL, bad
+//!   credentials or a schema newer than this binary are not waited for: exit 1 with the
+//!   store's error.
 //! - No password (broker or store URL) is ever printed: URLs are shown redacted.
 
 use std::path::Path;
@@ -26,7 +30,7 @@ use ackline_broker::{Broker, BrokerError};
 use ackline_http::HttpBroker;
 use ackline_parse::Parser;
 use ackline_rabbitmq::{RabbitBroker, RabbitOptions};
-use ackline_store::Store;
+use ackline_store::{AnyStore, Store, StoreError};
 use ackline_worker::{ParseProcess, Runtime};
 use anyhow::Context;
 use serde::Serialize;
@@ -145,7 +149,10 @@ async fn work_on<B: Broker>(
     out: Out,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let store = cfg.open_store().await?;
+    let Some(store) = open_store(cfg, signal.clone(), out, None).await? else {
+        out.note("ackline work: stopped before the store answered");
+        return Ok(());
+    };
     let kind = store.kind().to_string();
     let process = ParseProcess::new(Parser::new(cfg.parser));
     let runtime = Runtime::new(
@@ -223,6 +230,77 @@ pub(crate) async fn wait_ready<B: Broker>(
         }
         if backoff(&mut delay, &mut signal).await.is_none() {
             return Ok(false);
+        }
+    }
+}
+
+/// How often a start-up wait for the store is noted again.
+const STORE_WAIT_NOTE_EVERY: Duration = Duration::from_secs(30);
+
+/// Opens the configured store, waiting while it is unavailable (refused, silent, a full
+/// disk): probed with backoff up to 5 s, noted when the wait starts and every 30 s. `None` if
+/// a signal came first. A refusal waiting cannot fix (a bad URL, bad credentials, a schema
+/// newer than this binary) is an error at once; so is a wait longer than `limit`, if given.
+pub(crate) async fn open_store(
+    cfg: &Config,
+    mut signal: watch::Receiver<bool>,
+    out: Out,
+    limit: Option<Duration>,
+) -> anyhow::Result<Option<AnyStore>> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    let mut noted: Option<Instant> = None;
+    loop {
+        if *signal.borrow() {
+            return Ok(None);
+        }
+        // An open can take up to the store's operation timeout (a silent server): a signal
+        // ends it too.
+        let opened = tokio::select! {
+            r = cfg.open_store() => r,
+            _ = signal.wait_for(|s| *s) => return Ok(None),
+        };
+        let e = match opened {
+            Ok(store) => {
+                if noted.is_some() {
+                    out.note(&format!(
+                        "ackline: the store answered after {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
+                return Ok(Some(store));
+            }
+            Err(e) => e,
+        };
+        let unavailable = e
+            .downcast_ref::<StoreError>()
+            .is_some_and(StoreError::is_unavailable);
+        if !unavailable {
+            return Err(e);
+        }
+        if let Some(limit) = limit {
+            let left = limit.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(e.context(format!(
+                    "the store stayed unavailable for {:.1} s, longer than worker.max_outage \
+                     ({:.1} s) allows",
+                    started.elapsed().as_secs_f64(),
+                    limit.as_secs_f64()
+                )));
+            }
+            delay = delay.min(left);
+        }
+        if noted.is_none_or(|at| at.elapsed() >= STORE_WAIT_NOTE_EVERY) {
+            let waited = if noted.is_some() {
+                format!(" (for {} s)", started.elapsed().as_secs())
+            } else {
+                String::new()
+            };
+            out.note(&format!("ackline: waiting for the store{waited}: {:#}", e));
+            noted = Some(Instant::now());
+        }
+        if backoff(&mut delay, &mut signal).await.is_none() {
+            return Ok(None);
         }
     }
 }
