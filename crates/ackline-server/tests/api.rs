@@ -425,7 +425,11 @@ async fn a_lines_id_field_never_names_the_message() {
     // The retry sent the same ids, so the queue (whose id index holds every pending id)
     // enqueued nothing again.
     let r = http(a, "GET", "/v1/queues/logs/stats", &[], b"").await;
-    assert!(r.body.contains("\"pending\":9"), "a retry must not enqueue twice: {}", r.body);
+    assert!(
+        r.body.contains("\"pending\":9"),
+        "a retry must not enqueue twice: {}",
+        r.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

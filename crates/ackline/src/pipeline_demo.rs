@@ -424,6 +424,11 @@ fn human(r: &Report) -> String {
         b.duplicates_in_store,
         "  (must be 0)",
     );
+    s += &row(
+        "ids dead-lettered twice",
+        b.duplicates_in_dlq,
+        "  (must be 0)",
+    );
     s += &row("lost", b.lost, "  (must be 0)");
     s += &row("malformed stored", b.malformed_stored, "  (must be 0)");
     s += &row("pending at end", b.pending_at_end, "  (must be 0)");

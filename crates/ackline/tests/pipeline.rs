@@ -164,14 +164,27 @@ fn stored_ids(dir: &Path) -> (u64, BTreeSet<String>, HashMap<String, String>) {
     (rows as u64, ids, pairs.into_iter().collect())
 }
 
+/// The ids in the dead-letter queue; each must be there once (issue 10 item 8: a crash between
+/// a confirmed publish and the input's position commit republished lines, and the queue
+/// dead-lettered them again).
 fn dead_ids(dir: &Path) -> BTreeSet<String> {
     let v = json(&run(dir, &["--json", "dlq", "list", "--limit", "100000"]));
-    v["entries"]
+    let all: Vec<String> = v["entries"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["id"].as_str().unwrap().to_string())
-        .collect()
+        .collect();
+    let unique: BTreeSet<String> = all.iter().cloned().collect();
+    assert_eq!(
+        all.len(),
+        unique.len(),
+        "ids dead-lettered more than once: {:?}",
+        all.iter()
+            .filter(|i| all.iter().filter(|j| j == i).count() > 1)
+            .collect::<BTreeSet<_>>()
+    );
+    unique
 }
 
 fn kill9_rounds(strict: bool) {

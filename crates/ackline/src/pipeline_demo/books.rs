@@ -49,6 +49,9 @@ pub struct Books {
     pub store_outages: u64,
     /// Rows minus distinct ids (must be 0).
     pub duplicates_in_store: u64,
+    /// Dead-letter entries minus distinct ids (must be 0: the queue never enqueues an id
+    /// that is pending or dead-lettered).
+    pub duplicates_in_dlq: u64,
     /// Rows with an id no written line has (must be 0).
     pub unexpected_rows: u64,
     /// Written lines neither stored nor dead-lettered (must be 0).
@@ -130,12 +133,14 @@ pub fn check(
         .with_context(|| format!("opening queue {queue}"))?;
     let pending = q.stats().pending;
     let mut dead: HashMap<String, String> = HashMap::new();
+    let mut dead_entries = 0u64;
     let mut after = None;
     loop {
         let page = q.dlq_list(after, 1000).context("listing dead letters")?;
         let Some(last) = page.last() else { break };
         after = Some(last.key);
         for d in page {
+            dead_entries += 1;
             dead.insert(d.id, d.reason);
         }
     }
@@ -147,6 +152,7 @@ pub fn check(
         stored: rows as u64,
         dead_lettered: dead.len() as u64,
         duplicates_in_store: (rows - distinct).max(0) as u64,
+        duplicates_in_dlq: dead_entries - dead.len() as u64,
         pending_at_end: pending,
         redelivered: totals.redelivered,
         retried: totals.retried,
@@ -194,6 +200,10 @@ pub fn check(
         }
     };
     fail(b.lost > 0, format!("{} lines lost", b.lost));
+    fail(
+        b.duplicates_in_dlq > 0,
+        format!("{} ids dead-lettered more than once", b.duplicates_in_dlq),
+    );
     fail(
         b.duplicates_in_store > 0,
         format!("{} duplicate rows in the store", b.duplicates_in_store),
