@@ -602,52 +602,44 @@ fn replay_segment(
     Ok(())
 }
 
-/// How many frames at the start of `bytes` are complete PUBLISH frames, following declared
-/// lengths (unverified: the bytes are damaged) while each header is plausible.
-fn complete_publishes(bytes: &[u8]) -> u64 {
-    let mut n = 0;
-    let mut p = 0usize;
-    while p + FRAME_HEADER <= bytes.len() {
-        let len = u32::from_le_bytes([bytes[p + 4], bytes[p + 5], bytes[p + 6], bytes[p + 7]]);
-        let k = bytes[p + 8];
-        let end = p + FRAME_HEADER + len as usize;
-        if len as usize > crate::record::MAX_BODY
+/// The frames of damaged bytes from `start` on, following declared lengths (unverified: a
+/// checksum cannot be trusted there) while each header is plausible and its frame complete:
+/// `(offset, kind)` of each.
+fn chained_frames(bytes: &[u8], start: usize) -> impl Iterator<Item = (usize, u8)> + '_ {
+    let mut p = start;
+    std::iter::from_fn(move || {
+        let h = bytes.get(p..p.checked_add(FRAME_HEADER)?)?;
+        let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        let k = h[8];
+        let end = p.checked_add(FRAME_HEADER + len)?;
+        if len > crate::record::MAX_BODY
             || !(kind::PUBLISH..=kind::PURGE).contains(&k)
             || end > bytes.len()
         {
-            break;
+            return None;
         }
-        if k == kind::PUBLISH {
-            n += 1;
-        }
+        let at = p;
         p = end;
-    }
-    n
+        Some((at, k))
+    })
 }
 
-/// The highest position named by a PUBLISH frame of a segment whose salt is unknown,
-/// following declared lengths from the header on (unverified).
+/// How many complete PUBLISH frames the damaged `bytes` start with.
+fn complete_publishes(bytes: &[u8]) -> u64 {
+    chained_frames(bytes, 0)
+        .filter(|&(_, k)| k == kind::PUBLISH)
+        .count() as u64
+}
+
+/// The highest position named by a PUBLISH frame of a segment whose salt is unknown.
 fn highest_publish_unverified(bytes: &[u8]) -> Option<u64> {
-    let mut best = None;
-    let mut p = SEG_HEADER;
-    while p + FRAME_HEADER + 8 <= bytes.len() {
-        let len = u32::from_le_bytes([bytes[p + 4], bytes[p + 5], bytes[p + 6], bytes[p + 7]]);
-        let k = bytes[p + 8];
-        let end = p + FRAME_HEADER + len as usize;
-        if len as usize > crate::record::MAX_BODY
-            || !(kind::PUBLISH..=kind::PURGE).contains(&k)
-            || end > bytes.len()
-        {
-            break;
-        }
-        if k == kind::PUBLISH {
-            let mut seqb = [0u8; 8];
-            seqb.copy_from_slice(&bytes[p + FRAME_HEADER..p + FRAME_HEADER + 8]);
-            best = Some(u64::from_le_bytes(seqb));
-        }
-        p = end;
-    }
-    best
+    chained_frames(bytes, SEG_HEADER)
+        .filter(|&(_, k)| k == kind::PUBLISH)
+        .filter_map(|(at, _)| {
+            let b = bytes.get(at + FRAME_HEADER..at + FRAME_HEADER + 8)?;
+            Some(u64::from_le_bytes(b.try_into().ok()?))
+        })
+        .max()
 }
 
 /// The first bytes of a segment (fewer if the file is shorter or unreadable).

@@ -22,14 +22,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Proc, ackline, free_port, reachable, unique, wait_for};
+use common::{Pg, Proc, ackline, free_port, pg_url, reachable, unique, wait_for};
 
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-fn pg_url() -> String {
-    std::env::var("ACKLINE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
 
 /// The value of the sample named exactly `name` in a text exposition.
 fn metric(text: &str, name: &str) -> f64 {
@@ -182,62 +177,6 @@ fn local_pending(addr: &str, queue: &str) -> u64 {
     assert_eq!(st, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     v["pending"].as_u64().unwrap()
-}
-
-/// PostgreSQL through a current-thread runtime (the test itself is synchronous).
-struct Pg {
-    rt: tokio::runtime::Runtime,
-    client: tokio_postgres::Client,
-    table: String,
-}
-
-impl Pg {
-    fn connect(table: &str) -> Pg {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let client = rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            client
-        });
-        Pg {
-            rt,
-            client,
-            table: table.to_string(),
-        }
-    }
-
-    /// (rows, distinct ids); (0, 0) while the table does not exist yet.
-    fn counts(&self) -> (i64, i64) {
-        let q = format!("SELECT COUNT(*), COUNT(DISTINCT id) FROM {}", self.table);
-        self.rt
-            .block_on(self.client.query_one(q.as_str(), &[]))
-            .map(|r| (r.get(0), r.get(1)))
-            .unwrap_or((0, 0))
-    }
-
-    fn ids(&self) -> BTreeSet<String> {
-        let q = format!("SELECT id FROM {}", self.table);
-        self.rt
-            .block_on(self.client.query(q.as_str(), &[]))
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let t = &self.table;
-        let _ = self.rt.block_on(self.client.batch_execute(&format!(
-            "DROP TABLE IF EXISTS {t}; DELETE FROM ackline_schema_version WHERE table_name = '{t}'"
-        )));
-    }
 }
 
 /// Deletes the run's RabbitMQ queues when dropped (also while a failed test unwinds).

@@ -20,63 +20,12 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Proc, ackline, reachable, unique, wait_for};
+use common::{Pg, Proc, ackline, pg_url, reachable, unique, wait_for};
 use proxy::Proxy;
-
-fn pg_url() -> String {
-    std::env::var("ACKLINE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
 
 /// The PostgreSQL URL through `proxy`.
 fn via(proxy: &Proxy) -> String {
     pg_url().replace("127.0.0.1:5432", &proxy.addr().to_string())
-}
-
-/// The test's table, read directly (not through the proxy) and dropped at the end.
-struct Pg {
-    rt: tokio::runtime::Runtime,
-    client: tokio_postgres::Client,
-    table: String,
-}
-
-impl Pg {
-    fn connect(table: &str) -> Pg {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let client = rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            client
-        });
-        Pg {
-            rt,
-            client,
-            table: table.to_string(),
-        }
-    }
-
-    /// (rows, distinct ids); (0, 0) while the table does not exist yet.
-    fn counts(&self) -> (i64, i64) {
-        let q = format!("SELECT COUNT(*), COUNT(DISTINCT id) FROM {}", self.table);
-        self.rt
-            .block_on(self.client.query_one(q.as_str(), &[]))
-            .map(|r| (r.get(0), r.get(1)))
-            .unwrap_or((0, 0))
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let t = &self.table;
-        let _ = self.rt.block_on(self.client.batch_execute(&format!(
-            "DROP TABLE IF EXISTS {t}; DELETE FROM ackline_schema_version WHERE table_name = '{t}'"
-        )));
-    }
 }
 
 fn pg_up() -> bool {

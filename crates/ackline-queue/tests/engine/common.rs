@@ -56,3 +56,14 @@ pub fn msgs(ids: impl IntoIterator<Item = usize>) -> Vec<NewMessage> {
         })
         .collect()
 }
+
+/// The segment files of queue "q" in data directory `dir`, in order.
+pub fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(dir.join("queues/q"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    v.sort();
+    v
+}

@@ -10,11 +10,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ackline_queue::{Db, NewMessage, QueueOptions};
+
+use crate::common::segments;
 use rand::{Rng, SeedableRng};
 
 const CHILD_DIR: &str = "ACKLINE_CRASH_DAMAGE_DIR";
@@ -226,16 +228,6 @@ fn lines(p: &Path) -> Vec<String> {
         .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect()
-}
-
-fn segments(data: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(data.join("queues/q"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    v.sort();
-    v
 }
 
 /// Whether `at` is in the length or kind bytes of the last PUBLISH frame of a segment.

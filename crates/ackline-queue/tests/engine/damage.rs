@@ -15,7 +15,7 @@ use ackline_queue::{
     Db, DbOptions, DeadLetter, Fsync, OpenError, QueueError, QueueOptions, SettleError, Tag,
 };
 
-use crate::common::{Env, LEASE, msgs};
+use crate::common::{Env, LEASE, msgs, segments};
 
 /// No checkpoint during the test's writes: recovery replays the (damaged) log.
 fn no_checkpoint() -> QueueOptions {
@@ -51,16 +51,6 @@ fn crashed_copy(n: usize, opts: QueueOptions) -> tempfile::TempDir {
     drop(q);
     drop(db);
     copy
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("queues/q"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    v.sort();
-    v
 }
 
 /// Frame offsets of a segment's records (walking lengths from the header on).

@@ -225,3 +225,67 @@ pub fn unique(prefix: &str) -> String {
         .subsec_nanos();
     format!("{prefix}_{}_{nanos:x}", std::process::id())
 }
+
+/// The PostgreSQL the tests use (`ACKLINE_TEST_POSTGRES`, default the local `test` database).
+pub fn pg_url() -> String {
+    std::env::var("ACKLINE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A test's store table in PostgreSQL, read directly through a current-thread runtime (the
+/// tests themselves are synchronous), dropped with its schema row at the end.
+pub struct Pg {
+    rt: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+    table: String,
+}
+
+impl Pg {
+    pub fn connect(table: &str) -> Pg {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+        });
+        Pg {
+            rt,
+            client,
+            table: table.to_string(),
+        }
+    }
+
+    /// (rows, distinct ids); (0, 0) while the table does not exist yet.
+    pub fn counts(&self) -> (i64, i64) {
+        let q = format!("SELECT COUNT(*), COUNT(DISTINCT id) FROM {}", self.table);
+        self.rt
+            .block_on(self.client.query_one(q.as_str(), &[]))
+            .map(|r| (r.get(0), r.get(1)))
+            .unwrap_or((0, 0))
+    }
+
+    /// Every stored id.
+    pub fn ids(&self) -> std::collections::BTreeSet<String> {
+        let q = format!("SELECT id FROM {}", self.table);
+        self.rt
+            .block_on(self.client.query(q.as_str(), &[]))
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let t = &self.table;
+        let _ = self.rt.block_on(self.client.batch_execute(&format!(
+            "DROP TABLE IF EXISTS {t}; DELETE FROM ackline_schema_version WHERE table_name = '{t}'"
+        )));
+    }
+}
