@@ -70,7 +70,7 @@ impl Server {
         let default_queue = cfg.default_queue.clone();
         let queues = tokio::task::spawn_blocking(move || -> Result<Queues, ServerError> {
             let db = ackline_queue::Db::open(&dir)?;
-            db.queue(&default_queue, qopts.clone())?;
+            log_recovery(&db.queue(&default_queue, qopts.clone())?);
             Ok(Queues::new(db, qopts))
         })
         .await

@@ -473,3 +473,94 @@ fn config_files_store_urls_globs_and_data_dirs_that_cannot_be_are_refused() {
         one_line_error(&o, 1, "not a directory", &d.display().to_string());
     }
 }
+
+/// Every file under `dir` with its length, sorted.
+fn files_and_sizes(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let len = std::fs::metadata(&p).unwrap().len();
+                out.push((p, len));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Issue 10 items 2 and 6 through the binary: a flipped payload byte that no checkpoint covers
+/// is reported at open (ERROR, file and offset), counted by `queue stats`, and listed by `dlq
+/// list` as `corrupt`, and these inspections change no file; the next writable open keeps the
+/// damaged bytes in `quarantine/` and the dead-letter entry durably.
+#[test]
+fn damage_is_reported_counted_and_dead_lettered_by_the_cli() {
+    use ackline_queue::{Db, NewMessage, QueueOptions};
+    let live = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Db::open(live.path()).unwrap();
+        let q = db.queue("logs", QueueOptions::default()).unwrap();
+        let msgs = (0..100)
+            .map(|i| NewMessage::new(format!("line {i}")).with_id(format!("m-{i}")))
+            .collect();
+        q.publish(msgs).unwrap();
+        // What a kill -9 leaves: the log as confirmed, no final checkpoint.
+        for (p, _) in files_and_sizes(live.path()) {
+            let rel = p.strip_prefix(live.path()).unwrap();
+            std::fs::create_dir_all(dir.path().join(rel).parent().unwrap()).unwrap();
+            std::fs::copy(&p, dir.path().join(rel)).unwrap();
+        }
+    }
+    let seg = dir.path().join("queues/logs/0000000001.seg");
+    let mut b = std::fs::read(&seg).unwrap();
+    // The 50th record: walk the frames (crc u32, len u32, kind u8, body) from the header on.
+    let mut off = 32;
+    for _ in 0..50 {
+        off += 9 + u32::from_le_bytes(b[off + 4..off + 8].try_into().unwrap()) as usize;
+    }
+    let len = 9 + u32::from_le_bytes(b[off + 4..off + 8].try_into().unwrap()) as usize;
+    b[off + len - 1] ^= 0x01; // the last payload byte
+    std::fs::write(&seg, &b).unwrap();
+    let before = files_and_sizes(dir.path());
+
+    let o = run(&["--json", "queue", "stats", "logs"], dir.path());
+    assert!(o.status.success(), "{o:?}");
+    let v = json(&o);
+    assert_eq!(v["queues"][0]["corrupt_ranges"], 1, "{v}");
+    assert_eq!(v["queues"][0]["corrupt_messages"], 1, "{v}");
+    assert_eq!(v["queues"][0]["pending"], 99, "{v}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("ERROR")
+            && err.contains("0000000001.seg")
+            && err.contains(&format!("offset {off}")),
+        "the damage is logged with file and offset: {err}"
+    );
+    let o = run(&["--json", "dlq", "list"], dir.path());
+    let v = json(&o);
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{v}");
+    assert_eq!(entries[0]["reason"], "corrupt");
+    assert_eq!(entries[0]["key"], 50);
+    assert_eq!(
+        files_and_sizes(dir.path()),
+        before,
+        "inspection changed a file"
+    );
+
+    // A writable open (dlq purge with a selection that matches nothing) makes it durable.
+    let o = run(
+        &["dlq", "purge", "--reason-contains", "no such reason"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{o:?}");
+    let quarantine = dir.path().join("queues/logs/quarantine");
+    let copies: Vec<_> = std::fs::read_dir(&quarantine).unwrap().collect();
+    assert_eq!(copies.len(), 1, "the damaged bytes are kept");
+    assert_eq!(dead_letters(dir.path()), 1);
+}
