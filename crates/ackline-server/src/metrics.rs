@@ -26,7 +26,7 @@
 //! | `ackline_delayed` | gauge | waiting for a redelivery time |
 //! | `ackline_dead_letters` | gauge | entries in the dead-letter queue |
 //! | `ackline_sessions` | gauge | open lease sessions |
-//! | `ackline_http_request_duration_seconds` | histogram | by `method`, `route` (pattern), `status` |
+//! | `ackline_http_request_duration_seconds` | histogram | by `method` (`GET`, `POST`, ... or `other`), `route` (pattern, or `unmatched`), `status` |
 //! | `ackline_end_to_end_latency_seconds` | histogram | per queue: from a message's enqueue to its durable ack through the lease API |
 //!
 //! `ackline_end_to_end_latency_seconds` is observed once per ack that succeeded through the

@@ -6,7 +6,9 @@
 //! - Every route but `/healthz`, `/readyz` and `/v1/openapi.json` checks the bearer token
 //!   before its handler runs (when tokens are configured).
 //! - Bodies are limited (413), whole requests time out (408), and each request's latency is
-//!   observed under its route pattern (never its concrete path, so label sets stay bounded).
+//!   observed under labels from closed sets only: its route pattern (never its concrete
+//!   path; `unmatched` for no route), its method ([`method_label`]: the standard ones or
+//!   `other`) and its status, so no client can grow the label sets.
 
 pub mod admin;
 pub mod ingest;
@@ -169,14 +171,33 @@ async fn observe(st: AppState, req: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
-    let method = req.method().as_str().to_string();
+    let method = method_label(req.method());
     let started = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     st.metrics
-        .observe_request(&method, &route, status, started.elapsed());
+        .observe_request(method, &route, status, started.elapsed());
     tracing::debug!(%method, %route, status, "request");
     resp
+}
+
+/// The `method` label: one of the standard methods, else `other`. A client chooses the
+/// method freely (any token, of any length, before auth), so its text must never become a
+/// label value: each distinct one would be a new series kept for the life of the process.
+pub fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
 }
 
 /// Parses a JSON body, with serde's line and column in the 400.
