@@ -23,10 +23,18 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Whole-request deadline (408 beyond), long-polls included. Default 60 s.
     pub request_timeout: Duration,
-    /// Time allowed to send a request's headers (slowloris). Default 10 s.
+    /// Time allowed to send a request's headers, counted from when the connection starts
+    /// waiting for them: after connecting, or after the previous response (so it is also the
+    /// keep-alive idle timeout). Slowloris and idle keep-alive connections close after it.
+    /// Default 10 s.
     pub header_read_timeout: Duration,
-    /// Concurrent connections; more wait in the listen backlog. Default 1024.
+    /// Concurrent connections (HTTP; syslog TCP has its own table of this size). When full,
+    /// the connection idle the longest is closed to make room; when every one is busy, more
+    /// wait in the listen backlog. Default 1024.
     pub max_connections: usize,
+    /// Concurrent connections from one IP address (HTTP, and syslog TCP separately); more are
+    /// refused at once (HTTP: 503). Default 256.
+    pub max_connections_per_client: usize,
     /// Longest long-poll wait a receive may ask for. Default 30 s (below `request_timeout`).
     pub max_receive_wait: Duration,
     /// Most deliveries one receive returns. Default 10,000.
@@ -53,6 +61,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            max_connections_per_client: 256,
             max_receive_wait: Duration::from_secs(30),
             max_receive_batch: 10_000,
             shutdown_grace: Duration::from_secs(10),
@@ -122,11 +131,18 @@ impl ServerConfig {
             return bad("default_queue", "1 to 128 of A-Z a-z 0-9 . _ -");
         }
         let l = &self.limits;
-        if l.max_body_bytes == 0 || l.max_connections == 0 || l.max_receive_batch == 0 {
+        if l.max_body_bytes == 0
+            || l.max_connections == 0
+            || l.max_connections_per_client == 0
+            || l.max_receive_batch == 0
+        {
             return bad(
                 "limits",
-                "max_body_bytes, max_connections and max_receive_batch above 0",
+                "max_body_bytes, max_connections, max_connections_per_client and max_receive_batch above 0",
             );
+        }
+        if l.header_read_timeout.is_zero() {
+            return bad("limits.header_read_timeout", "above 0");
         }
         let syslog = self.syslog_tcp.is_some() || self.syslog_udp.is_some();
         if syslog

@@ -32,6 +32,7 @@ pub mod metrics_endpoint;
 pub mod openapi;
 pub mod routes;
 pub mod sessions;
+pub mod slots;
 pub mod state;
 pub mod syslog;
 pub mod wire;
@@ -50,6 +51,7 @@ pub use metrics_endpoint::serve_metrics;
 
 use crate::metrics::Metrics;
 use crate::sessions::Sessions;
+use crate::slots::Slots;
 use crate::state::{AppState, Inner, Queues};
 
 /// A server bound to its address, not yet serving.
@@ -107,13 +109,25 @@ impl Server {
             syslog.udp = Some(s);
         }
         let sessions = Arc::new(Sessions::default());
-        let metrics = Metrics::new(queues.clone(), sessions.clone());
+        let l = &cfg.limits;
+        let http_slots = Slots::new(l.max_connections, l.max_connections_per_client);
+        let syslog_slots = Slots::new(l.max_connections, l.max_connections_per_client);
+        let metrics = Metrics::new(
+            queues.clone(),
+            sessions.clone(),
+            vec![
+                ("http", http_slots.clone()),
+                ("syslog_tcp", syslog_slots.clone()),
+            ],
+        );
         let state = Arc::new(Inner {
             cfg,
             queues,
             sessions,
             metrics,
             draining: AtomicBool::new(false),
+            http_slots,
+            syslog_slots,
         });
         Ok(Server {
             state,

@@ -26,6 +26,9 @@
 //! | `ackline_delayed` | gauge | waiting for a redelivery time |
 //! | `ackline_dead_letters` | gauge | entries in the dead-letter queue |
 //! | `ackline_sessions` | gauge | open lease sessions |
+//! | `ackline_connections` | gauge | open connections, by `listener` (`http`, `syslog_tcp`) |
+//! | `ackline_connections_shed_total` | counter | idle connections closed to make room for a new one, by `listener` |
+//! | `ackline_connections_refused_total` | counter | connections refused over `limits.max_connections_per_client`, by `listener` |
 //! | `ackline_http_request_duration_seconds` | histogram | by `method` (`GET`, `POST`, ... or `other`), `route` (pattern, or `unmatched`), `status` |
 //! | `ackline_end_to_end_latency_seconds` | histogram | per queue: from a message's enqueue to its durable ack through the lease API |
 //!
@@ -48,6 +51,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::sessions::Sessions;
+use crate::slots::Slots;
 use crate::state::Queues;
 
 type Labels = Vec<(String, String)>;
@@ -75,9 +79,11 @@ pub struct Metrics {
 struct QueueCollector {
     queues: Arc<Queues>,
     sessions: Arc<Sessions>,
+    listeners: Vec<(&'static str, Arc<Slots>)>,
 }
 
 type Read = fn(&QueueStats) -> u64;
+type ReadSlots = fn(&Slots) -> u64;
 
 const COUNTERS: &[(&str, &str, Read)] = &[
     ("ackline_published", "Messages published.", |s| s.published),
@@ -152,6 +158,33 @@ impl Collector for QueueCollector {
             MetricType::Gauge,
         )?;
         ConstGauge::new(self.sessions.len() as i64).encode(m)?;
+        let mut m = enc.encode_descriptor(
+            "ackline_connections",
+            "Open connections, by listener.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (l, s) in &self.listeners {
+            ConstGauge::new(s.len() as i64).encode(m.encode_family(&[("listener", *l)])?)?;
+        }
+        let per: [(&str, &str, ReadSlots); 2] = [
+            (
+                "ackline_connections_shed",
+                "Idle connections closed to make room for a new one, by listener.",
+                Slots::shed_total,
+            ),
+            (
+                "ackline_connections_refused",
+                "Connections refused over the per-client cap, by listener.",
+                Slots::refused_total,
+            ),
+        ];
+        for (name, help, read) in per {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (l, s) in &self.listeners {
+                ConstCounter::new(read(s)).encode(m.encode_family(&[("listener", *l)])?)?;
+            }
+        }
         Ok(())
     }
 }
@@ -162,7 +195,11 @@ fn queue_label(q: &str) -> Labels {
 
 impl Metrics {
     /// Metrics over these queues and sessions.
-    pub fn new(queues: Arc<Queues>, sessions: Arc<Sessions>) -> Self {
+    pub fn new(
+        queues: Arc<Queues>,
+        sessions: Arc<Sessions>,
+        listeners: Vec<(&'static str, Arc<Slots>)>,
+    ) -> Self {
         let mut registry = Registry::default();
         let latency = Family::<Labels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.5, 14))
@@ -204,7 +241,11 @@ impl Metrics {
             "Syslog frames refused, by transport and kind.",
             syslog_errors.clone(),
         );
-        registry.register_collector(Box::new(QueueCollector { queues, sessions }));
+        registry.register_collector(Box::new(QueueCollector {
+            queues,
+            sessions,
+            listeners,
+        }));
         Metrics {
             registry,
             latency,

@@ -15,6 +15,7 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::sessions::Sessions;
+use crate::slots::Slots;
 
 /// The open queues of the data directory.
 #[derive(Debug)]
@@ -110,6 +111,10 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Set when shutdown began (readiness turns false).
     pub draining: AtomicBool,
+    /// The HTTP listener's connection table.
+    pub http_slots: Arc<Slots>,
+    /// The syslog TCP listener's connection table.
+    pub syslog_slots: Arc<Slots>,
 }
 
 impl Inner {

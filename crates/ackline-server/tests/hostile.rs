@@ -7,16 +7,15 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ackline_server::{Scope, Server, ServerConfig, Token};
-
-const INGEST: &str = "ingest-token-0123456789abcdef";
-const ADMIN: &str = "admin-token-0123456789abcdef";
-const WORKER: &str = "worker-token-0123456789abcdef";
+use ackline_server::{Server, ServerConfig};
 
 struct Running {
     addr: SocketAddr,
+    syslog_tcp: Option<SocketAddr>,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -30,23 +29,17 @@ async fn start(f: impl FnOnce(&mut ServerConfig)) -> Running {
     f(&mut cfg);
     let server = Server::bind(cfg).await.unwrap();
     let addr = server.local_addr();
+    let syslog_tcp = server.syslog_tcp_addr();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
         let _ = rx.await;
     }));
     Running {
         addr,
+        syslog_tcp,
         _dir: dir,
         _stop: tx,
     }
-}
-
-fn with_tokens(cfg: &mut ServerConfig) {
-    cfg.tokens = vec![
-        Token::new(INGEST, &[Scope::Ingest]),
-        Token::new(ADMIN, &[Scope::Admin]),
-        Token::new(WORKER, &[Scope::Worker]),
-    ];
 }
 
 #[derive(Debug)]
@@ -112,10 +105,6 @@ async fn http(
     .unwrap()
 }
 
-fn bearer(t: &str) -> String {
-    format!("Bearer {t}")
-}
-
 /// `/metrics` grows with neither the number nor the size of the methods clients invent:
 /// the `method` label takes values from a closed set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,4 +150,283 @@ async fn invented_methods_do_not_grow_metrics() {
         .filter(|l| l.starts_with("ackline_http_request_duration_seconds_count"))
         .count();
     assert!(series <= 8, "{series} series:\n{after}");
+}
+
+/// The value of the first metric line starting with `prefix` (0 when absent).
+async fn metric(addr: SocketAddr, prefix: &str) -> f64 {
+    let body = http(addr, "GET", "/metrics", &[], b"").await.body;
+    body.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls `cond` every 20 ms until it holds or `within` passes.
+async fn until<F, Fut>(within: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// A blocking connection from `from` (an address on loopback) to `to`.
+async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let s = sock.connect(to).await.unwrap().into_std().unwrap();
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// One keep-alive `GET /healthz` on `s`; the status, or 0 if the connection ended first.
+fn keep_alive_get(s: &mut TcpStream) -> u16 {
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .is_err()
+    {
+        return 0;
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if body.len() >= len {
+                return parse(&out).status;
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return parse(&out).status,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// An idle keep-alive connection is closed once `header_read_timeout` passes without the
+/// next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_is_closed_after_the_header_timeout() {
+    let s = start(|c| c.limits.header_read_timeout = Duration::from_secs(1)).await;
+    let mut c = connect_from("127.0.0.1", s.addr).await;
+    let closed_after = tokio::task::spawn_blocking(move || {
+        assert_eq!(keep_alive_get(&mut c), 200);
+        let t = Instant::now();
+        let mut buf = [0u8; 64];
+        // EOF (or a reset) ends the read; the 20 s read timeout would fail the bound below.
+        let _ = c.read(&mut buf);
+        t.elapsed()
+    })
+    .await
+    .unwrap();
+    assert!(
+        closed_after >= Duration::from_millis(800) && closed_after < Duration::from_secs(5),
+        "closed after {closed_after:?}"
+    );
+}
+
+/// A table full of idle keep-alive connections and slowloris connections (each of which
+/// has been served, so it surely holds a slot) still serves a new client at once: the
+/// longest-idle connection is closed to make room. Before, the new client waited in the
+/// backlog until the header timeout (10 s) freed a slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_table_of_idle_and_slow_clients_still_serves_a_new_one() {
+    const MAX: usize = 16;
+    let s = start(|c| c.limits.max_connections = MAX).await;
+    let a = s.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let mut hostile = Vec::new();
+    for i in 0..MAX {
+        let mut c = connect_from("127.0.0.2", a).await;
+        let (stop, served) = (stop.clone(), served.clone());
+        hostile.push(std::thread::spawn(move || {
+            assert_eq!(keep_alive_get(&mut c), 200);
+            served.fetch_add(1, Ordering::Relaxed);
+            if i % 2 == 0 {
+                // Idle keep-alive: hold the connection, send nothing.
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            } else {
+                // Slowloris: a head that never ends, one header line every 200 ms.
+                let _ = c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n");
+                while !stop.load(Ordering::Relaxed) {
+                    if c.write_all(b"X-Slow: 1\r\n").is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }));
+    }
+    // Every hostile connection was served once: all MAX slots are held.
+    assert!(
+        until(Duration::from_secs(10), || async {
+            served.load(Ordering::Relaxed) == MAX
+        })
+        .await
+    );
+    let t = Instant::now();
+    let r = http(a, "POST", "/v1/logs", &[], b"legit\n").await;
+    let took = t.elapsed();
+    assert_eq!(r.status, 202, "{r:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "a new client waited {took:?}"
+    );
+    assert!(metric(a, "ackline_connections_shed_total{listener=\"http\"}").await >= 1.0);
+    stop.store(true, Ordering::Relaxed);
+    for h in hostile {
+        h.join().unwrap();
+    }
+}
+
+/// One address holds at most `max_connections_per_client` connections; the next is told
+/// 503 and closed, and other addresses are still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_client_cap_refuses_the_excess_from_one_address() {
+    let s = start(|c| c.limits.max_connections_per_client = 4).await;
+    let a = s.addr;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut c = connect_from("127.0.0.2", a).await;
+        held.push(
+            tokio::task::spawn_blocking(move || {
+                assert_eq!(keep_alive_get(&mut c), 200);
+                c
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    let mut fifth = connect_from("127.0.0.2", a).await;
+    let r = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let _ = fifth.read_to_end(&mut out);
+        parse(&out)
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.head.contains("retry-after: 1"), "{r:?}");
+    assert!(r.body.contains("too many connections"), "{r:?}");
+    assert_eq!(http(a, "GET", "/healthz", &[], b"").await.status, 200);
+    assert_eq!(
+        metric(a, "ackline_connections_refused_total{listener=\"http\"}").await,
+        1.0
+    );
+    // A held connection still works.
+    let mut c = held.pop().unwrap();
+    assert_eq!(
+        tokio::task::spawn_blocking(move || keep_alive_get(&mut c))
+            .await
+            .unwrap(),
+        200
+    );
+}
+
+/// Frames queued by syslog over TCP so far.
+async fn syslog_frames(addr: SocketAddr) -> f64 {
+    metric(addr, "ackline_syslog_frames_total{transport=\"tcp\"}").await
+}
+
+/// A syslog TCP sender trickling one byte of a frame every 100 ms is closed once the frame
+/// deadline (counted from the frame's first byte, not from each read) passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_frame_deadline_is_per_frame_not_per_read() {
+    let s = start(|c| {
+        c.syslog_tcp = Some("127.0.0.1:0".parse().unwrap());
+        c.limits.syslog_frame_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut c = connect_from("127.0.0.1", s.syslog_tcp.unwrap()).await;
+    let closed_after = tokio::task::spawn_blocking(move || {
+        c.write_all(b"<13>one whole frame\n").unwrap();
+        let t = Instant::now();
+        // Up to 8 s of trickling: the server must close within about 1 s.
+        for b in b"<13>a frame that never ends, sent slowly.."
+            .iter()
+            .cycle()
+            .take(80)
+        {
+            if c.write_all(&[*b]).is_err() {
+                return t.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        t.elapsed()
+    })
+    .await
+    .unwrap();
+    assert!(
+        closed_after < Duration::from_secs(4),
+        "still open after {closed_after:?} of trickling"
+    );
+    assert!(
+        until(Duration::from_secs(5), || async {
+            metric(
+                s.addr,
+                "ackline_syslog_errors_total{transport=\"tcp\",kind=\"truncated\"}",
+            )
+            .await
+                == 1.0
+        })
+        .await
+    );
+    assert_eq!(syslog_frames(s.addr).await, 1.0);
+}
+
+/// A syslog TCP table full of silent connections (each sent one frame, so each surely holds
+/// a slot) still takes a new sender's frame at once: the longest-silent one is closed.
+/// Before, the new sender waited for the idle timeout (10 min).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_full_table_of_silent_senders_still_takes_a_new_one() {
+    const MAX: usize = 8;
+    let s = start(|c| {
+        c.syslog_tcp = Some("127.0.0.1:0".parse().unwrap());
+        c.limits.max_connections = MAX;
+    })
+    .await;
+    let tcp = s.syslog_tcp.unwrap();
+    let mut silent = Vec::new();
+    for i in 0..MAX {
+        let mut c = connect_from("127.0.0.2", tcp).await;
+        c.write_all(format!("<13>silent sender {i}\n").as_bytes())
+            .unwrap();
+        silent.push(c);
+    }
+    let a = s.addr;
+    assert!(
+        until(Duration::from_secs(10), || async {
+            syslog_frames(a).await == MAX as f64
+        })
+        .await
+    );
+    let mut legit = connect_from("127.0.0.1", tcp).await;
+    let t = Instant::now();
+    legit.write_all(b"<13>legit\n").unwrap();
+    assert!(
+        until(Duration::from_secs(3), || async {
+            syslog_frames(a).await == (MAX + 1) as f64
+        })
+        .await,
+        "the new sender's frame was not queued within 3 s"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3));
+    assert!(metric(a, "ackline_connections_shed_total{listener=\"syslog_tcp\"}").await >= 1.0);
+    drop(silent);
 }

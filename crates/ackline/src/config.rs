@@ -154,6 +154,15 @@ pub const KEYS: &[Key] = &[
         env_name: Some("ACKLINE_SYSLOG_UDP"),
         secret: false,
     },
+    key("server.max_connections", "an integer from 1 to 1000000"),
+    key(
+        "server.max_connections_per_client",
+        "an integer from 1 to 1000000, at most server.max_connections",
+    ),
+    key(
+        "server.header_read_timeout",
+        "a duration from 100ms to 10m, like 10s",
+    ),
 ];
 
 /// A configuration error (exit 2).
@@ -258,6 +267,12 @@ pub struct ServerSettings {
     pub syslog_tcp: Option<SocketAddr>,
     /// Syslog over UDP, when enabled.
     pub syslog_udp: Option<SocketAddr>,
+    /// Concurrent connections per listener (HTTP; syslog TCP has its own table).
+    pub max_connections: usize,
+    /// Concurrent connections from one IP address.
+    pub max_connections_per_client: usize,
+    /// Time to send a request's headers; also the keep-alive idle timeout.
+    pub header_read_timeout: Duration,
 }
 
 impl Config {
@@ -733,6 +748,29 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
     let syslog_udp = value(l, "server.syslog_udp", None, |v| {
         text(v)?.parse().ok().map(Some)
     })?;
+    let limits = ackline_server::Limits::default();
+    let max_connections = value(l, "server.max_connections", limits.max_connections, |v| {
+        int(v, 1, 1_000_000).map(|n| n as usize)
+    })?;
+    let max_connections_per_client = value(
+        l,
+        "server.max_connections_per_client",
+        limits.max_connections_per_client.min(max_connections),
+        |v| int(v, 1, 1_000_000).map(|n| n as usize),
+    )?;
+    if max_connections_per_client > max_connections {
+        return Err(err(
+            l,
+            "server.max_connections_per_client",
+            format!("at most server.max_connections ({max_connections})"),
+        ));
+    }
+    let header_read_timeout = value(
+        l,
+        "server.header_read_timeout",
+        limits.header_read_timeout,
+        |v| duration(v, Duration::from_millis(100), Duration::from_secs(600)),
+    )?;
     if !listen.ip().is_loopback() && tokens.is_empty() {
         return Err(err(
             l,
@@ -778,6 +816,9 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
             tokens,
             syslog_tcp,
             syslog_udp,
+            max_connections,
+            max_connections_per_client,
+            header_read_timeout,
         },
         broker,
         broker_tls_ca,

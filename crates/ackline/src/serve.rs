@@ -67,6 +67,9 @@ pub fn server_config(cfg: &Config) -> ServerConfig {
     sc.tokens = cfg.server.tokens.clone();
     sc.syslog_tcp = cfg.server.syslog_tcp;
     sc.syslog_udp = cfg.server.syslog_udp;
+    sc.limits.max_connections = cfg.server.max_connections;
+    sc.limits.max_connections_per_client = cfg.server.max_connections_per_client;
+    sc.limits.header_read_timeout = cfg.server.header_read_timeout;
     sc.default_queue = cfg.queue.clone();
     sc.queue_options = cfg.queue_options.clone();
     sc
