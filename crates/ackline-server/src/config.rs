@@ -91,6 +91,14 @@ pub struct ServerConfig {
     pub syslog_tcp: Option<SocketAddr>,
     /// Syslog over UDP on this address; `None` (the default): off. No authentication.
     pub syslog_udp: Option<SocketAddr>,
+    /// Queues that a request naming them may create with its route's scope alone (ingest to
+    /// `?queue=NAME`, publish, a worker's session). Any other new queue needs a token with the
+    /// `admin` scope (`PUT /v1/queues/{queue}`, or a route used with an admin token). Default
+    /// empty.
+    pub auto_create_queues: Vec<String>,
+    /// Most queues in the data directory, the default queue included; creating one more is
+    /// refused (403). Each open queue holds two threads and a file. Default 100.
+    pub max_queues: usize,
     /// Limits.
     pub limits: Limits,
 }
@@ -106,6 +114,8 @@ impl ServerConfig {
             tokens: Vec::new(),
             syslog_tcp: None,
             syslog_udp: None,
+            auto_create_queues: Vec::new(),
+            max_queues: 100,
             limits: Limits::default(),
         }
     }
@@ -129,6 +139,19 @@ impl ServerConfig {
         }
         if !ackline_queue::valid_queue_name(&self.default_queue) {
             return bad("default_queue", "1 to 128 of A-Z a-z 0-9 . _ -");
+        }
+        if self.max_queues == 0 {
+            return bad("max_queues", "at least 1 (the default queue)");
+        }
+        if let Some(n) = self
+            .auto_create_queues
+            .iter()
+            .find(|n| !ackline_queue::valid_queue_name(n))
+        {
+            return bad(
+                "auto_create_queues",
+                &format!("{n:?} is not a queue name: 1 to 128 of A-Z a-z 0-9 . _ -"),
+            );
         }
         let l = &self.limits;
         if l.max_body_bytes == 0

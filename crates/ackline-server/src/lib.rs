@@ -70,10 +70,11 @@ impl Server {
         let dir = cfg.data_dir.clone();
         let qopts = cfg.queue_options.clone();
         let default_queue = cfg.default_queue.clone();
+        let max_queues = cfg.max_queues;
         let queues = tokio::task::spawn_blocking(move || -> Result<Queues, ServerError> {
             let db = ackline_queue::Db::open(&dir)?;
             db.queue(&default_queue, qopts.clone())?;
-            Ok(Queues::new(db, qopts))
+            Ok(Queues::new(db, qopts, max_queues))
         })
         .await
         .map_err(|e| ServerError::Config {

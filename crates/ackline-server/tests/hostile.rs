@@ -11,7 +11,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ackline_server::{Server, ServerConfig};
+use ackline_server::{Scope, Server, ServerConfig, Token};
+
+const INGEST: &str = "ingest-token-0123456789abcdef";
+const ADMIN: &str = "admin-token-0123456789abcdef";
+const WORKER: &str = "worker-token-0123456789abcdef";
+
+fn with_tokens(cfg: &mut ServerConfig) {
+    cfg.tokens = vec![
+        Token::new(INGEST, &[Scope::Ingest]),
+        Token::new(ADMIN, &[Scope::Admin]),
+        Token::new(WORKER, &[Scope::Worker]),
+    ];
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
 
 struct Running {
     addr: SocketAddr,
@@ -429,4 +445,66 @@ async fn syslog_full_table_of_silent_senders_still_takes_a_new_one() {
     assert!(t.elapsed() < Duration::from_secs(3));
     assert!(metric(a, "ackline_connections_shed_total{listener=\"syslog_tcp\"}").await >= 1.0);
     drop(silent);
+}
+
+/// An ingest or worker token cannot create queues by naming them; an admin can (and names
+/// in `auto_create_queues` can be created by the route's scope), up to `max_queues`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_a_queue_needs_admin_and_stops_at_max_queues() {
+    let s = start(|c| {
+        with_tokens(c);
+        c.max_queues = 3;
+        c.auto_create_queues = vec!["allowed".into()];
+    })
+    .await;
+    let a = s.addr;
+    let (ing, adm, wrk) = (bearer(INGEST), bearer(ADMIN), bearer(WORKER));
+    let ing = [("Authorization", ing.as_str())];
+    let adm = [("Authorization", adm.as_str())];
+    let wrk = [("Authorization", wrk.as_str())];
+    let queues = || async move {
+        let r = http(a, "GET", "/v1/queues", &adm, b"").await;
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        v["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["queue"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let r = http(a, "POST", "/v1/logs?queue=new1", &ing, b"x\n").await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.body.contains("admin"), "{r:?}");
+    let msg = br#"{"messages":[{"payload":"x"}]}"#;
+    let r = http(a, "POST", "/v1/queues/new1/messages", &ing, msg).await;
+    assert_eq!(r.status, 403, "{r:?}");
+    let r = http(a, "POST", "/v1/queues/new1/sessions", &wrk, b"{}").await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(
+        http(a, "PUT", "/v1/queues/new1", &ing, b"").await.status,
+        403
+    );
+    assert_eq!(queues().await, ["logs"]);
+    // The default queue, and a name on the allow-list.
+    assert_eq!(http(a, "POST", "/v1/logs", &ing, b"x\n").await.status, 202);
+    let r = http(a, "POST", "/v1/logs?queue=allowed", &ing, b"x\n").await;
+    assert_eq!(r.status, 202, "{r:?}");
+    // An admin creates; then the ingest token may use it.
+    assert_eq!(
+        http(a, "PUT", "/v1/queues/new1", &adm, b"").await.status,
+        201
+    );
+    assert_eq!(
+        http(a, "PUT", "/v1/queues/new1", &adm, b"").await.status,
+        200
+    );
+    let r = http(a, "POST", "/v1/logs?queue=new1", &ing, b"x\n").await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let r = http(a, "POST", "/v1/queues/new1/sessions", &wrk, b"{}").await;
+    assert_eq!(r.status, 201, "{r:?}");
+    // Three queues: the maximum.
+    let r = http(a, "PUT", "/v1/queues/new2", &adm, b"").await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.body.contains("max_queues"), "{r:?}");
+    assert_eq!(queues().await, ["allowed", "logs", "new1"]);
 }

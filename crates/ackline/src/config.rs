@@ -163,6 +163,11 @@ pub const KEYS: &[Key] = &[
         "server.header_read_timeout",
         "a duration from 100ms to 10m, like 10s",
     ),
+    key("server.max_queues", "an integer from 1 to 10000"),
+    key(
+        "server.auto_create_queues",
+        "a list of queue names (1 to 128 of A-Z a-z 0-9 . _ -; comma-separated in the environment)",
+    ),
 ];
 
 /// A configuration error (exit 2).
@@ -273,6 +278,10 @@ pub struct ServerSettings {
     pub max_connections_per_client: usize,
     /// Time to send a request's headers; also the keep-alive idle timeout.
     pub header_read_timeout: Duration,
+    /// Most queues in the data directory.
+    pub max_queues: usize,
+    /// Queues a request may create without the admin scope.
+    pub auto_create_queues: Vec<String>,
 }
 
 impl Config {
@@ -771,6 +780,16 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         limits.header_read_timeout,
         |v| duration(v, Duration::from_millis(100), Duration::from_secs(600)),
     )?;
+    let max_queues = value(l, "server.max_queues", 100, |v| {
+        int(v, 1, 10_000).map(|n| n as usize)
+    })?;
+    let auto_create_queues = value(l, "server.auto_create_queues", Vec::new(), |v| {
+        let names = list(v)?;
+        names
+            .iter()
+            .all(|n| ackline_queue::valid_queue_name(n))
+            .then_some(names)
+    })?;
     if !listen.ip().is_loopback() && tokens.is_empty() {
         return Err(err(
             l,
@@ -819,6 +838,8 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
             max_connections,
             max_connections_per_client,
             header_read_timeout,
+            max_queues,
+            auto_create_queues,
         },
         broker,
         broker_tls_ca,

@@ -1,8 +1,9 @@
 //! Admin routes: health, readiness, metrics, the OpenAPI document, queues and their stats,
 //! dead-letter list/show/replay/purge.
 //!
-//! Invariants: reading routes never create a queue (an unknown name is 404); replay and
-//! purge take an explicit selector (`{"all": true}` for everything), never an empty body.
+//! Invariants: reading routes never create a queue (an unknown name is 404; only
+//! `PUT /v1/queues/{queue}` does, with the admin scope); replay and purge take an explicit
+//! selector (`{"all": true}` for everything), never an empty body.
 
 use ackline_broker::{Broker, DeadLetters};
 use axum::Json;
@@ -69,6 +70,22 @@ pub async fn list_queues(State(st): State<AppState>) -> Result<Response, ApiErro
         out.push(wire::Stats::of(&name, &q.queue().stats()));
     }
     Ok(Json(serde_json::json!({ "queues": out })).into_response())
+}
+
+/// `PUT /v1/queues/{queue}`: creates the queue (201), or finds it (200); 403 at
+/// `max_queues`.
+pub async fn create_queue(
+    State(st): State<AppState>,
+    Path(queue): Path<String>,
+) -> Result<Response, ApiError> {
+    let existed = st.queues.exists(&queue);
+    let q = st.queues.get(&queue)?;
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(wire::Stats::of(&queue, &q.queue().stats()))).into_response())
 }
 
 /// `GET /v1/queues/{queue}/stats`.
