@@ -39,6 +39,9 @@ pub struct Limits {
     pub max_receive_wait: Duration,
     /// Most deliveries one receive returns. Default 10,000.
     pub max_receive_batch: usize,
+    /// How long `GET /readyz` reuses its last check of the default queue (a sync through the
+    /// queue's writer) before checking again; one check at a time. Default 1 s.
+    pub readiness_interval: Duration,
     /// How long shutdown waits for open requests. Default 10 s.
     pub shutdown_grace: Duration,
     /// `Retry-After` sent when the queue is full (and how long syslog over TCP waits before
@@ -64,6 +67,7 @@ impl Default for Limits {
             max_connections_per_client: 256,
             max_receive_wait: Duration::from_secs(30),
             max_receive_batch: 10_000,
+            readiness_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
             retry_after: Duration::from_secs(1),
             syslog_max_frame: 64 << 10,

@@ -113,6 +113,7 @@ impl Server {
         let l = &cfg.limits;
         let http_slots = Slots::new(l.max_connections, l.max_connections_per_client);
         let syslog_slots = Slots::new(l.max_connections, l.max_connections_per_client);
+        let readiness = state::Readiness::default();
         let metrics = Metrics::new(
             queues.clone(),
             sessions.clone(),
@@ -120,6 +121,7 @@ impl Server {
                 ("http", http_slots.clone()),
                 ("syslog_tcp", syslog_slots.clone()),
             ],
+            readiness.checks.clone(),
         );
         let state = Arc::new(Inner {
             cfg,
@@ -129,6 +131,7 @@ impl Server {
             draining: AtomicBool::new(false),
             http_slots,
             syslog_slots,
+            readiness,
         });
         Ok(Server {
             state,

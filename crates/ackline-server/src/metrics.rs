@@ -26,6 +26,7 @@
 //! | `ackline_delayed` | gauge | waiting for a redelivery time |
 //! | `ackline_dead_letters` | gauge | entries in the dead-letter queue |
 //! | `ackline_sessions` | gauge | open lease sessions |
+//! | `ackline_readiness_checks_total` | counter | checks of the default queue (a sync) run by `GET /readyz`, at most one per `limits.readiness_interval` |
 //! | `ackline_connections` | gauge | open connections, by `listener` (`http`, `syslog_tcp`) |
 //! | `ackline_connections_shed_total` | counter | idle connections closed to make room for a new one, by `listener` |
 //! | `ackline_connections_refused_total` | counter | connections refused over `limits.max_connections_per_client`, by `listener` |
@@ -38,6 +39,7 @@
 //! name, so the two can be compared or aggregated).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ackline_queue::QueueStats;
@@ -80,6 +82,7 @@ struct QueueCollector {
     queues: Arc<Queues>,
     sessions: Arc<Sessions>,
     listeners: Vec<(&'static str, Arc<Slots>)>,
+    readiness: Arc<AtomicU64>,
 }
 
 type Read = fn(&QueueStats) -> u64;
@@ -158,6 +161,13 @@ impl Collector for QueueCollector {
             MetricType::Gauge,
         )?;
         ConstGauge::new(self.sessions.len() as i64).encode(m)?;
+        let m = enc.encode_descriptor(
+            "ackline_readiness_checks",
+            "Checks of the default queue run by GET /readyz (at most one per readiness_interval).",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(self.readiness.load(Ordering::Relaxed)).encode(m)?;
         let mut m = enc.encode_descriptor(
             "ackline_connections",
             "Open connections, by listener.",
@@ -199,6 +209,7 @@ impl Metrics {
         queues: Arc<Queues>,
         sessions: Arc<Sessions>,
         listeners: Vec<(&'static str, Arc<Slots>)>,
+        readiness: Arc<AtomicU64>,
     ) -> Self {
         let mut registry = Registry::default();
         let latency = Family::<Labels, Histogram>::new_with_constructor(|| {
@@ -245,6 +256,7 @@ impl Metrics {
             queues,
             sessions,
             listeners,
+            readiness,
         }));
         Metrics {
             registry,

@@ -140,6 +140,18 @@ pub struct Inner {
     pub http_slots: Arc<Slots>,
     /// The syslog TCP listener's connection table.
     pub syslog_slots: Arc<Slots>,
+    /// `/readyz`'s last check.
+    pub readiness: Readiness,
+}
+
+/// The last readiness check (when, and its failure if it failed), shared by all `/readyz`
+/// requests so that at most one check runs per `limits.readiness_interval`.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    /// Held while a check runs, so concurrent requests wait for it instead of starting theirs.
+    pub checking: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
+    /// Checks run since start (`ackline_readiness_checks_total`).
+    pub checks: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Inner {

@@ -508,3 +508,38 @@ async fn creating_a_queue_needs_admin_and_stops_at_max_queues() {
     assert!(r.body.contains("max_queues"), "{r:?}");
     assert_eq!(queues().await, ["allowed", "logs", "new1"]);
 }
+
+/// `GET /readyz` (open to anyone) checks the queue (a sync through its writer) at most once
+/// per `readiness_interval`, however many requests come, concurrent ones included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_checks_the_queue_at_most_once_per_interval() {
+    let s = start(|c| c.limits.readiness_interval = Duration::from_millis(500)).await;
+    let a = s.addr;
+    let started = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        calls.spawn(async move { http(a, "GET", "/readyz", &[], b"").await.status });
+    }
+    while let Some(status) = calls.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    for _ in 0..50 {
+        assert_eq!(http(a, "GET", "/readyz", &[], b"").await.status, 200);
+    }
+    let checks = metric(a, "ackline_readiness_checks_total").await;
+    // One check per started interval at most (the 100 calls take well under a second here,
+    // but a slow machine may cross an interval or two).
+    let intervals = (started.elapsed().as_millis() / 500 + 1) as f64;
+    assert!(
+        (1.0..=intervals).contains(&checks),
+        "{checks} checks in {intervals} intervals"
+    );
+    // After the interval the next request checks again.
+    assert!(
+        until(Duration::from_secs(5), || async {
+            http(a, "GET", "/readyz", &[], b"").await.status == 200
+                && metric(a, "ackline_readiness_checks_total").await > checks
+        })
+        .await
+    );
+}

@@ -23,18 +23,40 @@ pub async fn healthz() -> Response {
     Json(serde_json::json!({ "status": "ok" })).into_response()
 }
 
-/// `GET /readyz`: not draining, and the default queue is open and accepts writes.
+/// `GET /readyz`: not draining, and the default queue is open and its writer completes a
+/// sync. The check runs at most once per `limits.readiness_interval`, one at a time; requests
+/// in between get its result (an open route must not let clients force an fsync each).
 pub async fn readyz(State(st): State<AppState>) -> Result<Response, ApiError> {
     if st.is_draining() {
         return Err(ApiError::unavailable("shutting down"));
     }
-    let q = st.queues.get(&st.cfg.default_queue)?;
+    let mut last = st.readiness.checking.lock().await;
+    let fresh = last
+        .as_ref()
+        .is_some_and(|(at, _)| at.elapsed() < st.cfg.limits.readiness_interval);
+    if !fresh {
+        st.readiness
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let r = check_default_queue(&st).await;
+        *last = Some((std::time::Instant::now(), r));
+    }
+    match last.as_ref().map(|(_, r)| r) {
+        Some(Err(e)) => Err(ApiError::unavailable(e.clone())),
+        _ => Ok(Json(serde_json::json!({ "status": "ready" })).into_response()),
+    }
+}
+
+async fn check_default_queue(st: &AppState) -> Result<(), String> {
+    let q = st
+        .queues
+        .get(&st.cfg.default_queue)
+        .map_err(|e| e.message)?;
     let queue = q.queue().clone();
     tokio::task::spawn_blocking(move || queue.sync())
         .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    Ok(Json(serde_json::json!({ "status": "ready" })).into_response())
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }
 
 /// `GET /metrics`: Prometheus text exposition.
