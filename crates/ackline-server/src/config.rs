@@ -55,6 +55,11 @@ pub struct Limits {
     pub syslog_frame_timeout: Duration,
     /// How long a syslog TCP connection may stay silent between frames. Default 10 min.
     pub syslog_idle_timeout: Duration,
+    /// Receive buffer (`SO_RCVBUF`) asked for the syslog UDP socket; datagrams arriving while
+    /// it is full are dropped by the kernel (counted in `ackline_syslog_dropped_total`). The
+    /// kernel caps it at `net.core.rmem_max` (Linux); 0 leaves the system default. Default
+    /// 4 MiB.
+    pub syslog_udp_recv_buffer: usize,
 }
 
 impl Default for Limits {
@@ -73,6 +78,7 @@ impl Default for Limits {
             syslog_max_frame: 64 << 10,
             syslog_frame_timeout: Duration::from_secs(30),
             syslog_idle_timeout: Duration::from_secs(600),
+            syslog_udp_recv_buffer: 4 << 20,
         }
     }
 }

@@ -104,9 +104,17 @@ impl Server {
             syslog.tcp_addr = Some(l.local_addr().map_err(bind_err(a))?);
             syslog.tcp = Some(l);
         }
+        let mut udp_drops = None;
         if let Some(a) = cfg.syslog_udp {
             let s = UdpSocket::bind(a).await.map_err(bind_err(a))?;
             syslog.udp_addr = Some(s.local_addr().map_err(bind_err(a))?);
+            set_recv_buffer(&s, cfg.limits.syslog_udp_recv_buffer);
+            udp_drops = syslog::udp::KernelDrops::of(&s);
+            if udp_drops.is_none() {
+                tracing::info!(
+                    "syslog udp: the kernel's drop counter is not readable here; ackline_syslog_dropped_total stays 0"
+                );
+            }
             syslog.udp = Some(s);
         }
         let sessions = Arc::new(Sessions::default());
@@ -122,6 +130,7 @@ impl Server {
                 ("syslog_tcp", syslog_slots.clone()),
             ],
             readiness.checks.clone(),
+            udp_drops,
         );
         let state = Arc::new(Inner {
             cfg,
@@ -167,6 +176,21 @@ impl Server {
     pub async fn run(self, shutdown: impl Future) -> Result<(), ServerError> {
         tracing::info!(addr = %self.addr, "ackline server listening");
         conn::serve(self.state, self.listener, self.syslog, shutdown).await
+    }
+}
+
+/// Asks for a receive buffer of `bytes` (0: leave the default) and logs what the kernel gave.
+fn set_recv_buffer(s: &UdpSocket, bytes: usize) {
+    let sock = socket2::SockRef::from(s);
+    if bytes > 0
+        && let Err(e) = sock.set_recv_buffer_size(bytes)
+    {
+        tracing::warn!(error = %e, bytes, "syslog udp: could not set the receive buffer");
+    }
+    if let Ok(got) = sock.recv_buffer_size() {
+        // Linux reports twice what is usable for data (the rest is bookkeeping), capped by
+        // net.core.rmem_max.
+        tracing::info!(asked = bytes, got, "syslog udp receive buffer");
     }
 }
 

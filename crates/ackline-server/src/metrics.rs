@@ -20,6 +20,7 @@
 //! | `ackline_ingested_lines_total` | counter | lines queued by `POST /v1/logs` |
 //! | `ackline_syslog_frames_total` | counter | syslog frames queued, by `transport` (`tcp`, `udp`) |
 //! | `ackline_syslog_errors_total` | counter | syslog frames refused, by `transport` and `kind` (`truncated`, `oversized`, `binary`, `bad_octet_count`, `dropped`) |
+//! | `ackline_syslog_dropped_total` | counter | syslog datagrams the kernel dropped before they were read (receive buffer full), `transport="udp"`; Linux only (read from `/proc/net/udp` at scrape) |
 //! | `ackline_in_flight` | gauge | delivered, not settled |
 //! | `ackline_queue_depth` | gauge | messages not settled |
 //! | `ackline_queue_bytes` | gauge | bytes not settled |
@@ -55,6 +56,7 @@ use prometheus_client::registry::Registry;
 use crate::sessions::Sessions;
 use crate::slots::Slots;
 use crate::state::Queues;
+use crate::syslog::udp::KernelDrops;
 
 type Labels = Vec<(String, String)>;
 
@@ -75,6 +77,7 @@ pub struct Metrics {
     rejected: Family<Labels, Counter>,
     syslog_frames: Family<Labels, Counter>,
     syslog_errors: Family<Labels, Counter>,
+    udp_drops: Option<KernelDrops>,
 }
 
 #[derive(Debug)]
@@ -83,6 +86,7 @@ struct QueueCollector {
     sessions: Arc<Sessions>,
     listeners: Vec<(&'static str, Arc<Slots>)>,
     readiness: Arc<AtomicU64>,
+    udp_drops: Option<KernelDrops>,
 }
 
 type Read = fn(&QueueStats) -> u64;
@@ -169,6 +173,16 @@ impl Collector for QueueCollector {
         )?;
         ConstCounter::new(self.readiness.load(Ordering::Relaxed)).encode(m)?;
         let mut m = enc.encode_descriptor(
+            "ackline_syslog_dropped",
+            "Syslog datagrams the kernel dropped before they were read (receive buffer full), by transport.",
+            None,
+            MetricType::Counter,
+        )?;
+        if let Some(d) = &self.udp_drops {
+            let n = d.read().unwrap_or(0);
+            ConstCounter::new(n).encode(m.encode_family(&[("transport", "udp")])?)?;
+        }
+        let mut m = enc.encode_descriptor(
             "ackline_connections",
             "Open connections, by listener.",
             None,
@@ -210,6 +224,7 @@ impl Metrics {
         sessions: Arc<Sessions>,
         listeners: Vec<(&'static str, Arc<Slots>)>,
         readiness: Arc<AtomicU64>,
+        udp_drops: Option<KernelDrops>,
     ) -> Self {
         let mut registry = Registry::default();
         let latency = Family::<Labels, Histogram>::new_with_constructor(|| {
@@ -257,6 +272,7 @@ impl Metrics {
             sessions,
             listeners,
             readiness,
+            udp_drops: udp_drops.clone(),
         }));
         Metrics {
             registry,
@@ -266,7 +282,13 @@ impl Metrics {
             rejected,
             syslog_frames,
             syslog_errors,
+            udp_drops,
         }
+    }
+
+    /// The kernel's drop counter of the syslog UDP socket, where readable.
+    pub fn udp_drops(&self) -> Option<KernelDrops> {
+        self.udp_drops.clone()
     }
 
     /// Observes one request.

@@ -32,6 +32,7 @@ fn bearer(t: &str) -> String {
 struct Running {
     addr: SocketAddr,
     syslog_tcp: Option<SocketAddr>,
+    syslog_udp: Option<SocketAddr>,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -46,6 +47,7 @@ async fn start(f: impl FnOnce(&mut ServerConfig)) -> Running {
     let server = Server::bind(cfg).await.unwrap();
     let addr = server.local_addr();
     let syslog_tcp = server.syslog_tcp_addr();
+    let syslog_udp = server.syslog_udp_addr();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
         let _ = rx.await;
@@ -53,6 +55,7 @@ async fn start(f: impl FnOnce(&mut ServerConfig)) -> Running {
     Running {
         addr,
         syslog_tcp,
+        syslog_udp,
         _dir: dir,
         _stop: tx,
     }
@@ -542,4 +545,50 @@ async fn readyz_checks_the_queue_at_most_once_per_interval() {
         })
         .await
     );
+}
+
+/// A UDP burst far larger than the socket's receive buffer: what the kernel drops is counted
+/// in `ackline_syslog_dropped_total`, so queued + dropped == sent (Linux, where the socket's
+/// drop counter is readable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_udp_kernel_drops_are_counted() {
+    if !std::path::Path::new("/proc/net/udp").exists() {
+        eprintln!("skipped: no /proc/net/udp (not Linux); the drop counter is not readable here");
+        return;
+    }
+    let s = start(|c| {
+        c.syslog_udp = Some("127.0.0.1:0".parse().unwrap());
+        c.limits.syslog_udp_recv_buffer = 64 << 10;
+    })
+    .await;
+    let to = s.syslog_udp.unwrap();
+    let sent = tokio::task::spawn_blocking(move || {
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut sent = 0u64;
+        for i in 0..10_000 {
+            let frame = format!("<13>1 2026-12-04T00:00:00Z host app - - - burst datagram {i:05}");
+            if c.send_to(frame.as_bytes(), to).is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    })
+    .await
+    .unwrap();
+    let a = s.addr;
+    let frames =
+        || async move { metric(a, "ackline_syslog_frames_total{transport=\"udp\"}").await };
+    let dropped =
+        || async move { metric(a, "ackline_syslog_dropped_total{transport=\"udp\"}").await };
+    let balanced = until(Duration::from_secs(20), || async {
+        frames().await + dropped().await == sent as f64
+    })
+    .await;
+    let (q, d) = (frames().await, dropped().await);
+    assert!(balanced, "sent {sent}, queued {q}, dropped {d}");
+    assert!(
+        d > 0.0,
+        "no drop: the burst fit the buffer (queued {q} of {sent})"
+    );
+    eprintln!("sent {sent}: queued {q}, dropped by the kernel {d}");
 }

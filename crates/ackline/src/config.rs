@@ -165,6 +165,10 @@ pub const KEYS: &[Key] = &[
     ),
     key("server.max_queues", "an integer from 1 to 10000"),
     key(
+        "server.syslog_udp_recv_buffer",
+        "a byte count from 0 to 1073741824 (0: the system default), like 4194304",
+    ),
+    key(
         "server.auto_create_queues",
         "a list of queue names (1 to 128 of A-Z a-z 0-9 . _ -; comma-separated in the environment)",
     ),
@@ -280,6 +284,8 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     /// Most queues in the data directory.
     pub max_queues: usize,
+    /// `SO_RCVBUF` asked for the syslog UDP socket (0: the system default).
+    pub syslog_udp_recv_buffer: usize,
     /// Queues a request may create without the admin scope.
     pub auto_create_queues: Vec<String>,
 }
@@ -780,6 +786,12 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         limits.header_read_timeout,
         |v| duration(v, Duration::from_millis(100), Duration::from_secs(600)),
     )?;
+    let syslog_udp_recv_buffer = value(
+        l,
+        "server.syslog_udp_recv_buffer",
+        limits.syslog_udp_recv_buffer,
+        |v| int(v, 0, 1 << 30).map(|n| n as usize),
+    )?;
     let max_queues = value(l, "server.max_queues", 100, |v| {
         int(v, 1, 10_000).map(|n| n as usize)
     })?;
@@ -840,6 +852,7 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
             header_read_timeout,
             max_queues,
             auto_create_queues,
+            syslog_udp_recv_buffer,
         },
         broker,
         broker_tls_ca,

@@ -71,6 +71,7 @@ pub fn server_config(cfg: &Config) -> ServerConfig {
     sc.limits.max_connections_per_client = cfg.server.max_connections_per_client;
     sc.limits.header_read_timeout = cfg.server.header_read_timeout;
     sc.max_queues = cfg.server.max_queues;
+    sc.limits.syslog_udp_recv_buffer = cfg.server.syslog_udp_recv_buffer;
     sc.auto_create_queues = cfg.server.auto_create_queues.clone();
     sc.default_queue = cfg.queue.clone();
     sc.queue_options = cfg.queue_options.clone();
