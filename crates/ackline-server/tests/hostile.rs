@@ -592,3 +592,29 @@ async fn syslog_udp_kernel_drops_are_counted() {
     );
     eprintln!("sent {sent}: queued {q}, dropped by the kernel {d}");
 }
+
+/// The `Bearer` scheme is case-insensitive (RFC 7235): `bearer TOKEN` is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lowercase_bearer_scheme_is_accepted() {
+    let s = start(with_tokens).await;
+    let lower = format!("bearer {INGEST}");
+    let r = http(
+        s.addr,
+        "POST",
+        "/v1/logs",
+        &[("Authorization", &lower)],
+        b"x\n",
+    )
+    .await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let wrong = format!("bearer {}", INGEST.to_uppercase());
+    let r = http(
+        s.addr,
+        "POST",
+        "/v1/logs",
+        &[("Authorization", &wrong)],
+        b"x\n",
+    )
+    .await;
+    assert_eq!(r.status, 401, "{r:?}");
+}
