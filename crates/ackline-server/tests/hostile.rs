@@ -618,3 +618,36 @@ async fn lowercase_bearer_scheme_is_accepted() {
     .await;
     assert_eq!(r.status, 401, "{r:?}");
 }
+
+/// A long-poll still waiting when the shutdown grace runs out is answered 503 with
+/// `Retry-After` (retry elsewhere or later), not 500 "fatal".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_cut_by_shutdown_gets_503() {
+    let Running {
+        addr: a,
+        _dir,
+        _stop: stop,
+        ..
+    } = start(|c| c.limits.shutdown_grace = Duration::from_millis(300)).await;
+    let r = http(a, "POST", "/v1/queues/logs/sessions", &[], b"{}").await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let sid = v["session"].as_str().unwrap().to_string();
+    let path = format!("/v1/queues/logs/sessions/{sid}/receive");
+    let poll = tokio::spawn(async move {
+        http(a, "POST", &path, &[], br#"{"max": 10, "wait_ms": 10000}"#).await
+    });
+    // The long-poll's connection is open (this scrape's is the other one).
+    assert!(
+        until(Duration::from_secs(5), || async {
+            metric(a, "ackline_connections{listener=\"http\"}").await == 2.0
+        })
+        .await
+    );
+    let t = Instant::now();
+    stop.send(()).unwrap();
+    let r = poll.await.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.head.contains("retry-after"), "{r:?}");
+}

@@ -8,6 +8,9 @@
 //! - No request creates a queue unless its token has the admin scope or the name is in
 //!   `auto_create_queues` ([`Table::add_gated`] routes check it before the handler runs; the
 //!   others never create one); and never beyond `max_queues`.
+//! - While shutting down, a request that fails with 500 (the queues closed under a request
+//!   that outlasted `limits.shutdown_grace`, such as a long-poll) is answered 503 with
+//!   `Retry-After` instead: the client retries, elsewhere or after the restart.
 //! - Bodies are limited (413), whole requests time out (408), and each request's latency is
 //!   observed under labels from closed sets only: its route pattern (never its concrete
 //!   path; `unmatched` for no route), its method ([`method_label`]: the standard ones or
@@ -259,7 +262,13 @@ async fn observe(st: AppState, req: Request, next: Next) -> Response {
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
     let method = method_label(req.method());
     let started = Instant::now();
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
+    if resp.status() == StatusCode::INTERNAL_SERVER_ERROR && st.is_draining() {
+        // A request still open when the shutdown grace ran out fails because the queues
+        // closed under it: that is "unavailable, retry", not a fatal error.
+        resp = ApiError::unavailable("the server shut down before this request finished; retry")
+            .into_response();
+    }
     let status = resp.status().as_u16();
     st.metrics
         .observe_request(method, &route, status, started.elapsed());
