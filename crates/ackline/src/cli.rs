@@ -76,7 +76,7 @@ pub enum Command {
     /// Follows the files (and reads stdin with `-`) until SIGTERM or SIGINT, or with --once
     /// reads them to their current end, drains the queue and exits 0. On the first signal
     /// it stops reading (positions committed), takes no new deliveries, finishes the batches
-    /// in hand within the shutdown deadline and exits 0. A second signal exits at once
+    /// in hand within the shutdown deadline and exits 0. A second signal (1 s or more later) exits at once
     /// (code 130); nothing is lost then either: unsettled deliveries come back when their
     /// leases expire, and inputs resume from their committed positions.
     Run(RunArgs),

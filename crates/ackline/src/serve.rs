@@ -11,7 +11,8 @@
 //!   as they have read it.
 //! - The first signal stops the server gracefully ([`ackline_server::Server::run`]: open
 //!   requests finish, sessions are dropped so their deliveries are released, the queue is
-//!   flushed and closed) and the process exits 0; a second one exits at once (130).
+//!   flushed and closed) and the process exits 0; a second one (1 s or more after the first;
+//!   sooner it is the same stop, see `signals.rs`) exits at once (130).
 //! - With `--broker` (scale-out ingest node) a relay ([`ackline_worker::forward`]) moves
 //!   everything queued here to the broker's queue of the same name; a message is acked here
 //!   only once the broker confirmed it, so the local queue is a disk buffer that rides out a
