@@ -234,6 +234,11 @@ pub struct ServerFlags {
     /// (repeatable; required beyond loopback) [config: server.tokens]
     #[arg(long = "token", value_name = "SECRET:SCOPES")]
     pub tokens: Vec<String>,
+    /// File of bearer tokens of `serve`, one SECRET:SCOPES per line (blank lines and lines
+    /// starting with # skipped), added to --token; keeps secrets out of the process's
+    /// command line (/proc/PID/cmdline), unlike --token [config: server.token_file]
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<String>,
     /// Take syslog over TCP (RFC 6587) on ADDR [default when given alone: 127.0.0.1:5514]
     /// [config: server.syslog_tcp]
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:5514")]
@@ -278,7 +283,8 @@ pub struct WorkArgs {
     /// http://HOST:PORT[/QUEUE] (the same as --broker) [config: queue.name]
     #[arg(long, value_name = "NAME|URL")]
     pub queue: Option<String>,
-    /// Bearer token with the worker scope (the secret only; split mode)
+    /// Bearer token with the worker scope (the secret only; split mode). Prefer
+    /// ACKLINE_TOKEN or --token-file: a flag's value shows in /proc/PID/cmdline
     #[arg(
         long,
         env = "ACKLINE_TOKEN",
@@ -286,6 +292,10 @@ pub struct WorkArgs {
         value_name = "SECRET"
     )]
     pub token: Option<String>,
+    /// File holding the bearer token (the secret only, surrounding whitespace ignored), instead
+    /// of --token
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    pub token_file: Option<String>,
     #[command(flatten)]
     pub worker: WorkerFlags,
 }

@@ -154,6 +154,10 @@ pub const KEYS: &[Key] = &[
         env_name: Some("ACKLINE_SYSLOG_UDP"),
         secret: false,
     },
+    key(
+        "server.token_file",
+        "a readable file of at most 1 MiB with one SECRET:SCOPES per line (blank lines and # comments skipped), each like server.tokens",
+    ),
     key("server.max_connections", "an integer from 1 to 1000000"),
     key(
         "server.max_connections_per_client",
@@ -411,6 +415,7 @@ fn flag_layer(f: &PipelineFlags) -> BTreeMap<&'static str, Given> {
         let items = sv.tokens.iter().cloned().map(RawValue::Text).collect();
         put("server.tokens", "--token", Some(RawValue::List(items)));
     }
+    put("server.token_file", "--token-file", text(&sv.token_file));
     put("server.syslog_tcp", "--syslog-tcp", text(&sv.syslog_tcp));
     put("server.syslog_udp", "--syslog-udp", text(&sv.syslog_udp));
     m
@@ -546,6 +551,25 @@ fn redacted(k: Option<&Key>, given: &Given) -> Given {
     } else {
         given.clone()
     }
+}
+
+/// Most bytes read from a secret file (a token file is a few lines; `/dev/zero` must not be
+/// read without bound).
+pub const MAX_SECRET_FILE: u64 = 1 << 20;
+
+/// Reads a file of secrets (bounded by [`MAX_SECRET_FILE`]); errors name the file, never its
+/// contents.
+pub fn read_secret_file(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut buf = Vec::new();
+    f.take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if buf.len() as u64 > MAX_SECRET_FILE {
+        anyhow::bail!("{} is larger than {MAX_SECRET_FILE} bytes", path.display());
+    }
+    String::from_utf8(buf).map_err(|_| anyhow::anyhow!("{} is not UTF-8", path.display()))
 }
 
 /// One `SECRET:SCOPES` token (scopes comma-separated; the secret may contain `:`).
@@ -756,7 +780,16 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         SocketAddr::from(([127, 0, 0, 1], 8470)),
         |v| text(v)?.parse().ok(),
     )?;
-    let tokens = value(l, "server.tokens", Vec::new(), tokens)?;
+    let mut tokens = value(l, "server.tokens", Vec::new(), tokens)?;
+    let from_file = value(l, "server.token_file", Vec::new(), |v| {
+        let text = read_secret_file(Path::new(text(v)?)).ok()?;
+        text.lines()
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !t.starts_with('#'))
+            .map(parse_token)
+            .collect()
+    })?;
+    tokens.extend(from_file);
     let syslog_tcp = value(l, "server.syslog_tcp", None, |v| {
         text(v)?.parse().ok().map(Some)
     })?;
