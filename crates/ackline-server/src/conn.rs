@@ -4,9 +4,10 @@
 //! - Every connection holds a slot of the listener's [`Slots`] table (`limits.max_connections`,
 //!   at most `limits.max_connections_per_client` from one IP address). Over the per-client
 //!   cap a connection gets a 503 and is closed at once. When the table is full, the
-//!   connection idle the longest (no request in progress; a slow or silent client is idle) is
-//!   asked to close, so a new client is served within about [`crate::slots::SHED_RETRY`] plus
-//!   [`CLOSE_GRACE`] instead of waiting behind idle ones.
+//!   connection idle the longest (no request in progress for at least
+//!   [`crate::slots::MIN_IDLE`]; a slow or silent client is idle) is asked to close, so a new
+//!   client is served within about [`crate::slots::MIN_IDLE`] plus [`CLOSE_GRACE`] instead of
+//!   waiting behind idle ones. One that never had a request in progress is dropped at once.
 //! - A request's headers must arrive within `limits.header_read_timeout` of the connection
 //!   starting to wait for them (hyper's header timer, which starts when the previous response
 //!   was written), so the same bound closes a slowloris connection and an idle keep-alive one.
@@ -209,6 +210,11 @@ async fn connection(
                 return;
             }
             _ = slot.shed(), if !asked => {
+                if slot.never_busy() {
+                    // A silent or slow client that never completed a head: nothing to finish.
+                    tracing::debug!(%peer, "connection table full: dropped this connection, which sent no request");
+                    return;
+                }
                 tracing::debug!(%peer, "connection table full: closing this idle connection");
                 asked = true;
                 conn.as_mut().graceful_shutdown();

@@ -6,8 +6,8 @@
 //!   from one IP address; a connection over the per-client cap is refused at once (the caller
 //!   closes it), never queued.
 //! - When the table is full, a new connection asks the connection idle the longest (no
-//!   request or frame in progress, see [`Slot::busy`]) to close ("shedding"), then waits for
-//!   a free slot; while it waits, it asks again every [`SHED_RETRY`] (a busy connection asked
+//!   request or frame in progress, see [`Slot::busy`], for at least [`MIN_IDLE`]) to close
+//!   ("shedding"), then waits for a free slot; while it waits, it asks again every [`SHED_RETRY`] (a busy connection asked
 //!   to close finishes what it is doing first). If every connection is busy it waits, as it
 //!   would in the listen backlog. A connection is asked at most once.
 //! - A slot is released when its [`Slot`] is dropped (the connection's task ended), whatever
@@ -24,11 +24,17 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 /// How often a connection waiting for a full table asks another idle connection to close.
 pub const SHED_RETRY: Duration = Duration::from_millis(100);
 
+/// How long a connection must have been idle before it may be shed: a new connection gets
+/// this long to send its first request (its bytes may still be in flight, or unread by a
+/// busy server), so a flood of new connections cannot shed each other before any is served.
+pub const MIN_IDLE: Duration = Duration::from_millis(250);
+
 #[derive(Debug)]
 struct Entry {
     ip: IpAddr,
     busy: usize,
     idle_since: Instant,
+    served: bool,
     asked: bool,
     shed: Arc<Notify>,
 }
@@ -138,6 +144,7 @@ impl Slots {
                 ip,
                 busy: 0,
                 idle_since: Instant::now(),
+                served: false,
                 asked: false,
                 shed: shed.clone(),
             },
@@ -151,17 +158,15 @@ impl Slots {
         })
     }
 
-    /// Asks the connection idle the longest (and not asked yet) to close; false if none is
-    /// idle.
+    /// Asks the connection idle the longest (and not asked yet) to close; false if none has
+    /// been idle for [`MIN_IDLE`].
     pub fn shed_one(&self) -> bool {
-        if std::env::var_os("NOSHED").is_some() {
-            return false;
-        }
         let mut t = self.lock();
+        let now = Instant::now();
         let oldest = t
             .conns
             .iter_mut()
-            .filter(|(_, e)| e.busy == 0 && !e.asked)
+            .filter(|(_, e)| e.busy == 0 && !e.asked && now - e.idle_since >= MIN_IDLE)
             .min_by_key(|(_, e)| e.idle_since);
         match oldest {
             Some((_, e)) => {
@@ -198,6 +203,7 @@ impl Slot {
     pub fn busy(&self) -> Busy {
         if let Some(e) = self.slots.lock().conns.get_mut(&self.id) {
             e.busy += 1;
+            e.served = true;
         }
         Busy {
             slots: self.slots.clone(),
@@ -212,6 +218,16 @@ impl Slot {
             .conns
             .get(&self.id)
             .is_none_or(|e| e.busy == 0)
+    }
+
+    /// Whether the connection has never had a request or frame in progress (a silent or
+    /// slow client: closing it cannot cut a response).
+    pub fn never_busy(&self) -> bool {
+        self.slots
+            .lock()
+            .conns
+            .get(&self.id)
+            .is_none_or(|e| !e.served)
     }
 
     /// Completes when the connection is asked to close to make room.
@@ -277,6 +293,9 @@ mod tests {
         let old = s.admit(A).await.unwrap();
         let young = s.admit(B).await.unwrap();
         let _busy = old.busy();
+        // Nothing is shed before it has been idle MIN_IDLE.
+        assert!(!s.shed_one());
+        tokio::time::sleep(MIN_IDLE).await;
         // `old` is busy: `young` is the one asked to close.
         let s2 = s.clone();
         let waiting = tokio::spawn(async move { s2.admit(A).await.map(|_| ()) });

@@ -112,16 +112,19 @@ async fn http(
     body: &[u8],
 ) -> Resp {
     let bytes = request(method, path, addr, headers, body);
-    tokio::task::spawn_blocking(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let _ = s.write_all(&bytes);
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        parse(&out)
-    })
-    .await
-    .unwrap()
+    tokio::task::spawn_blocking(move || send(addr, &bytes))
+        .await
+        .unwrap()
+}
+
+/// Sends one request's bytes on a new connection and reads the answer to its end.
+fn send(addr: SocketAddr, bytes: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    parse(&out)
 }
 
 /// `/metrics` grows with neither the number nor the size of the methods clients invent:
@@ -650,4 +653,241 @@ async fn long_poll_cut_by_shutdown_gets_503() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert_eq!(r.status, 503, "{r:?}");
     assert!(r.head.contains("retry-after"), "{r:?}");
+}
+
+/// Resident memory of this process (the server runs in it), in bytes; 0 where unknown.
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// A bounded soak: for [`SOAK`], a hostile mix (idle keep-alive and slowloris connections
+/// filling the table from two addresses, invented and huge methods, queue-creation attempts
+/// with an ingest token) runs beside two producers and a worker on the lease API. Normal
+/// traffic keeps every request answered 2xx with p99 under [`P99_BOUND`], the books balance
+/// (every line sent is published and acked once, nothing dead-lettered), no queue is created,
+/// `/metrics` stays small and memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_hostile_mix_beside_normal_traffic() {
+    const SOAK: Duration = Duration::from_secs(4);
+    const P99_BOUND: Duration = Duration::from_secs(2);
+    const LINES: usize = 10;
+    let s = start(|c| {
+        with_tokens(c);
+        c.limits.max_connections = 32;
+        c.limits.max_connections_per_client = 16;
+        c.limits.header_read_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let a = s.addr;
+    let rss_before = rss();
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = {
+        let stop = stop.clone();
+        move || !stop.load(Ordering::Relaxed)
+    };
+    let mut hostile = Vec::new();
+    // Idle keep-alive from 127.0.0.2 and slowloris from 127.0.0.3: 16 each, reconnecting.
+    for (from, slow) in [("127.0.0.2", false), ("127.0.0.3", true)] {
+        for _ in 0..16 {
+            let running = running.clone();
+            hostile.push(std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                while running() {
+                    let mut c = rt.block_on(connect_from(from, a));
+                    c.set_read_timeout(Some(Duration::from_millis(300)))
+                        .unwrap();
+                    if slow {
+                        let _ = c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n");
+                        while running() && c.write_all(b"X-Slow: 1\r\n").is_ok() {
+                            let mut b = [0u8; 64];
+                            if matches!(c.read(&mut b), Ok(0)) {
+                                break;
+                            }
+                        }
+                    } else if keep_alive_get(&mut c) == 200 {
+                        let mut b = [0u8; 64];
+                        while running() {
+                            match c.read(&mut b) {
+                                Ok(0) => break,
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                                _ => break,
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    // Invented methods and queue-creation attempts from 127.0.0.4.
+    {
+        let running = running.clone();
+        hostile.push(std::thread::spawn(move || {
+            let auth = bearer(INGEST);
+            let mut i = 0u64;
+            while running() {
+                i += 1;
+                let m = format!("X{}{i}", "M".repeat((i % 4096) as usize));
+                let _ = send(a, &request(&m, "/v1/logs", a, &[], b""));
+                let path = format!("/v1/logs?queue=attack{i}");
+                let r = send(
+                    a,
+                    &request("POST", &path, a, &[("Authorization", &auth)], b"x\n"),
+                );
+                assert!(r.status == 403 || r.status == 0, "{r:?}");
+            }
+        }));
+    }
+    // Two producers.
+    let mut producers = Vec::new();
+    for p in 0..2 {
+        let running = running.clone();
+        producers.push(std::thread::spawn(move || {
+            let auth = bearer(INGEST);
+            let body: String = (0..LINES)
+                .map(|l| format!("producer {p} line {l}\n"))
+                .collect();
+            let mut took = Vec::new();
+            let t0 = Instant::now();
+            while running() && t0.elapsed() < SOAK {
+                let key = format!("p{p}-{}", took.len());
+                let hs = [
+                    ("Authorization", auth.as_str()),
+                    ("Idempotency-Key", key.as_str()),
+                ];
+                let t = Instant::now();
+                let r = send(a, &request("POST", "/v1/logs", a, &hs, body.as_bytes()));
+                took.push(t.elapsed());
+                if r.status != 202 {
+                    let m = send(
+                        a,
+                        &request(
+                            "GET",
+                            "/metrics",
+                            a,
+                            &[("Authorization", &bearer(ADMIN))],
+                            b"",
+                        ),
+                    );
+                    let l: Vec<&str> = m
+                        .body
+                        .lines()
+                        .filter(|l| l.starts_with("ackline_connections"))
+                        .collect();
+                    panic!(
+                        "producer {p} request {} after {:?}: {r:?} {l:?}",
+                        took.len(),
+                        t0.elapsed()
+                    );
+                }
+            }
+            took
+        }));
+    }
+    // One worker on the lease API, acking everything it receives.
+    let acked = Arc::new(AtomicUsize::new(0));
+    let worker = {
+        let (running, acked) = (running.clone(), acked.clone());
+        std::thread::spawn(move || {
+            let auth = bearer(WORKER);
+            let hs = [("Authorization", auth.as_str())];
+            let r = send(
+                a,
+                &request("POST", "/v1/queues/logs/sessions", a, &hs, b"{}"),
+            );
+            assert_eq!(r.status, 201, "{r:?}");
+            let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            let sid = v["session"].as_str().unwrap().to_string();
+            let recv = format!("/v1/queues/logs/sessions/{sid}/receive");
+            let settle = format!("/v1/queues/logs/sessions/{sid}/settle");
+            let mut idle_rounds = 0;
+            // After the producers stop, drain until receives come back empty twice.
+            while running() || idle_rounds < 2 {
+                let body = br#"{"max": 1000, "wait_ms": 200}"#;
+                let r = send(a, &request("POST", &recv, a, &hs, body));
+                assert_eq!(r.status, 200, "{r:?}");
+                let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+                let ds = v["deliveries"].as_array().unwrap();
+                if ds.is_empty() {
+                    if !running() {
+                        idle_rounds += 1;
+                    }
+                    continue;
+                }
+                let items: Vec<serde_json::Value> = ds
+                    .iter()
+                    .map(|d| serde_json::json!({"op": "ack", "key": d["key"], "attempt": d["attempt"]}))
+                    .collect();
+                let b = serde_json::json!({ "items": items }).to_string();
+                let r = send(a, &request("POST", &settle, a, &hs, b.as_bytes()));
+                assert_eq!(r.status, 200, "{r:?}");
+                acked.fetch_add(items.len(), Ordering::Relaxed);
+            }
+        })
+    };
+    let mut took: Vec<Duration> = Vec::new();
+    for p in producers {
+        took.extend(
+            tokio::task::spawn_blocking(move || p.join().unwrap())
+                .await
+                .unwrap(),
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    tokio::task::spawn_blocking(move || {
+        worker.join().unwrap();
+        for h in hostile {
+            h.join().unwrap();
+        }
+    })
+    .await
+    .unwrap();
+
+    took.sort();
+    let p99 = took[(took.len() * 99 / 100).min(took.len() - 1)];
+    let p50 = took[took.len() / 2];
+    eprintln!("soak: {} requests, p50 {p50:?}, p99 {p99:?}", took.len());
+    assert!(took.len() >= 20, "only {} producer requests", took.len());
+    assert!(p99 < P99_BOUND, "producer p99 {p99:?} (p50 {p50:?})");
+
+    let adm = bearer(ADMIN);
+    let adm = [("Authorization", adm.as_str())];
+    let sent = took.len() * LINES;
+    let r = http(a, "GET", "/v1/queues/logs/stats", &adm, b"").await;
+    let st: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(st["published"].as_u64(), Some(sent as u64), "{st}");
+    assert_eq!(st["acked"].as_u64(), Some(sent as u64), "{st}");
+    assert_eq!(acked.load(Ordering::Relaxed), sent);
+    assert_eq!(
+        (st["pending"].as_u64(), st["dead_letters"].as_u64()),
+        (Some(0), Some(0)),
+        "{st}"
+    );
+    let r = http(a, "GET", "/v1/queues", &adm, b"").await;
+    assert!(!r.body.contains("attack"), "{}", r.body);
+    let m = http(a, "GET", "/metrics", &adm, b"").await.body;
+    assert!(m.len() < 64 << 10, "/metrics is {} bytes", m.len());
+    let shed: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("ackline_connections_shed_total{listener=\"http\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        shed > 0.0,
+        "no connection was shed: the hostile mix did not fill the table"
+    );
+    eprintln!("soak: {shed} connections shed");
+    let grew = rss().saturating_sub(rss_before);
+    eprintln!("soak: rss grew {} MiB", grew >> 20);
+    assert!(grew < 200 << 20, "rss grew {} MiB", grew >> 20);
 }
