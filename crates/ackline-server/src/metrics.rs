@@ -29,6 +29,7 @@
 //! | `ackline_sessions` | gauge | open lease sessions |
 //! | `ackline_readiness_checks_total` | counter | checks of the default queue (a sync) run by `GET /readyz`, at most one per `limits.readiness_interval` |
 //! | `ackline_connections` | gauge | open connections, by `listener` (`http`, `syslog_tcp`) |
+//! | `ackline_connections_busy` | gauge | connections with a request (HTTP) or frame being queued (syslog TCP) in progress, by `listener` |
 //! | `ackline_connections_shed_total` | counter | idle connections closed to make room for a new one, by `listener` |
 //! | `ackline_connections_refused_total` | counter | connections refused over `limits.max_connections_per_client`, by `listener` |
 //! | `ackline_http_request_duration_seconds` | histogram | by `method` (`GET`, `POST`, ... or `other`), `route` (pattern, or `unmatched`), `status` |
@@ -190,6 +191,15 @@ impl Collector for QueueCollector {
         )?;
         for (l, s) in &self.listeners {
             ConstGauge::new(s.len() as i64).encode(m.encode_family(&[("listener", *l)])?)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "ackline_connections_busy",
+            "Connections with a request (HTTP) or frame (syslog) in progress, by listener.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (l, s) in &self.listeners {
+            ConstGauge::new(s.busy_len() as i64).encode(m.encode_family(&[("listener", *l)])?)?;
         }
         let per: [(&str, &str, ReadSlots); 2] = [
             (

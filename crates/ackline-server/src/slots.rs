@@ -89,6 +89,11 @@ impl Slots {
         self.lock().conns.len()
     }
 
+    /// Connections with a request or frame in progress now.
+    pub fn busy_len(&self) -> usize {
+        self.lock().conns.values().filter(|e| e.busy > 0).count()
+    }
+
     /// Whether no connection holds a slot.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

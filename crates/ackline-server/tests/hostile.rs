@@ -640,10 +640,10 @@ async fn long_poll_cut_by_shutdown_gets_503() {
     let poll = tokio::spawn(async move {
         http(a, "POST", &path, &[], br#"{"max": 10, "wait_ms": 10000}"#).await
     });
-    // The long-poll's connection is open (this scrape's is the other one).
+    // The long-poll is in its handler (this scrape's request is the other one busy).
     assert!(
         until(Duration::from_secs(5), || async {
-            metric(a, "ackline_connections{listener=\"http\"}").await == 2.0
+            metric(a, "ackline_connections_busy{listener=\"http\"}").await == 2.0
         })
         .await
     );

@@ -67,10 +67,10 @@ fn a_repeated_signal_within_a_second_is_one_stop() {
     poll.write_all(req).unwrap();
     wait_for(
         Duration::from_secs(10),
-        "the long-poll's connection",
+        "the long-poll to be in its handler",
         || {
             let (_, m) = http(&addr, None, "GET", "/metrics", "text/plain", b"");
-            m.contains("ackline_connections{listener=\"http\"} 2")
+            m.contains("ackline_connections_busy{listener=\"http\"} 2")
         },
     );
 
