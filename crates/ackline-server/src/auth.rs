@@ -86,8 +86,8 @@ pub enum Need {
     Scope(Scope),
 }
 
-/// Checks a request's `Authorization` header: `Ok`, 401 (none or unknown) or 403 (known,
-/// lacking the scope).
+/// Checks a request's `Authorization` header (`Bearer TOKEN`, the scheme in any case): `Ok`,
+/// 401 (none or unknown) or 403 (known, lacking the scope).
 pub fn check(tokens: &[Token], headers: &HeaderMap, need: Need) -> Result<(), ApiError> {
     if tokens.is_empty() || need == Need::Open {
         return Ok(());
@@ -95,8 +95,7 @@ pub fn check(tokens: &[Token], headers: &HeaderMap, need: Need) -> Result<(), Ap
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_credentials);
     let Some(presented) = presented else {
         return Err(unauthorized("a bearer token is required"));
     };
@@ -118,6 +117,16 @@ pub fn check(tokens: &[Token], headers: &HeaderMap, need: Need) -> Result<(), Ap
         )),
         _ => Ok(()),
     }
+}
+
+/// The credentials of a `Bearer` authorization: the scheme is case-insensitive (RFC 7235
+/// section 2.1), followed by one or more spaces.
+fn bearer_credentials(v: &str) -> Option<&str> {
+    let (scheme, rest) = v.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|t| !t.is_empty())
 }
 
 fn unauthorized(message: &str) -> ApiError {
@@ -158,6 +167,23 @@ mod tests {
             .is_ok()
         );
         assert!(check(&[], &HeaderMap::new(), ing).is_ok());
+        // The scheme is case-insensitive (RFC 7235); the secret is not.
+        for h in [
+            "bearer ingest-secret-0123456789",
+            "BEARER  ingest-secret-0123456789",
+            "BeArEr ingest-secret-0123456789 ",
+        ] {
+            assert!(check(&tokens, &headers(h), ing).is_ok(), "{h}");
+        }
+        for h in [
+            "Bearer INGEST-SECRET-0123456789",
+            "Bearerx ingest-secret-0123456789",
+            "Basic ingest-secret-0123456789",
+            "bearer ",
+        ] {
+            let e = check(&tokens, &headers(h), ing).unwrap_err();
+            assert_eq!(e.status, StatusCode::UNAUTHORIZED, "{h}");
+        }
         assert!(!format!("{:?}", tokens[0]).contains("secret-0123"));
     }
 }

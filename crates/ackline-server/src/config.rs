@@ -23,14 +23,25 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Whole-request deadline (408 beyond), long-polls included. Default 60 s.
     pub request_timeout: Duration,
-    /// Time allowed to send a request's headers (slowloris). Default 10 s.
+    /// Time allowed to send a request's headers, counted from when the connection starts
+    /// waiting for them: after connecting, or after the previous response (so it is also the
+    /// keep-alive idle timeout). Slowloris and idle keep-alive connections close after it.
+    /// Default 10 s.
     pub header_read_timeout: Duration,
-    /// Concurrent connections; more wait in the listen backlog. Default 1024.
+    /// Concurrent connections (HTTP; syslog TCP has its own table of this size). When full,
+    /// the connection idle the longest is closed to make room; when every one is busy, more
+    /// wait in the listen backlog. Default 1024.
     pub max_connections: usize,
+    /// Concurrent connections from one IP address (HTTP, and syslog TCP separately); more are
+    /// refused at once (HTTP: 503). Default 256.
+    pub max_connections_per_client: usize,
     /// Longest long-poll wait a receive may ask for. Default 30 s (below `request_timeout`).
     pub max_receive_wait: Duration,
     /// Most deliveries one receive returns. Default 10,000.
     pub max_receive_batch: usize,
+    /// How long `GET /readyz` reuses its last check of the default queue (a sync through the
+    /// queue's writer) before checking again; one check at a time. Default 1 s.
+    pub readiness_interval: Duration,
     /// How long shutdown waits for open requests. Default 10 s.
     pub shutdown_grace: Duration,
     /// `Retry-After` sent when the queue is full (and how long syslog over TCP waits before
@@ -44,6 +55,11 @@ pub struct Limits {
     pub syslog_frame_timeout: Duration,
     /// How long a syslog TCP connection may stay silent between frames. Default 10 min.
     pub syslog_idle_timeout: Duration,
+    /// Receive buffer (`SO_RCVBUF`) asked for the syslog UDP socket; datagrams arriving while
+    /// it is full are dropped by the kernel (counted in `ackline_syslog_dropped_total`). The
+    /// kernel caps it at `net.core.rmem_max` (Linux); 0 leaves the system default. Default
+    /// 4 MiB.
+    pub syslog_udp_recv_buffer: usize,
 }
 
 impl Default for Limits {
@@ -53,13 +69,16 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            max_connections_per_client: 256,
             max_receive_wait: Duration::from_secs(30),
             max_receive_batch: 10_000,
+            readiness_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
             retry_after: Duration::from_secs(1),
             syslog_max_frame: 64 << 10,
             syslog_frame_timeout: Duration::from_secs(30),
             syslog_idle_timeout: Duration::from_secs(600),
+            syslog_udp_recv_buffer: 4 << 20,
         }
     }
 }
@@ -82,6 +101,14 @@ pub struct ServerConfig {
     pub syslog_tcp: Option<SocketAddr>,
     /// Syslog over UDP on this address; `None` (the default): off. No authentication.
     pub syslog_udp: Option<SocketAddr>,
+    /// Queues that a request naming them may create with its route's scope alone (ingest to
+    /// `?queue=NAME`, publish, a worker's session). Any other new queue needs a token with the
+    /// `admin` scope (`PUT /v1/queues/{queue}`, or a route used with an admin token). Default
+    /// empty.
+    pub auto_create_queues: Vec<String>,
+    /// Most queues in the data directory, the default queue included; creating one more is
+    /// refused (403). Each open queue holds two threads and a file. Default 100.
+    pub max_queues: usize,
     /// Limits.
     pub limits: Limits,
 }
@@ -97,6 +124,8 @@ impl ServerConfig {
             tokens: Vec::new(),
             syslog_tcp: None,
             syslog_udp: None,
+            auto_create_queues: Vec::new(),
+            max_queues: 100,
             limits: Limits::default(),
         }
     }
@@ -121,12 +150,32 @@ impl ServerConfig {
         if !ackline_queue::valid_queue_name(&self.default_queue) {
             return bad("default_queue", "1 to 128 of A-Z a-z 0-9 . _ -");
         }
+        if self.max_queues == 0 {
+            return bad("max_queues", "at least 1 (the default queue)");
+        }
+        if let Some(n) = self
+            .auto_create_queues
+            .iter()
+            .find(|n| !ackline_queue::valid_queue_name(n))
+        {
+            return bad(
+                "auto_create_queues",
+                &format!("{n:?} is not a queue name: 1 to 128 of A-Z a-z 0-9 . _ -"),
+            );
+        }
         let l = &self.limits;
-        if l.max_body_bytes == 0 || l.max_connections == 0 || l.max_receive_batch == 0 {
+        if l.max_body_bytes == 0
+            || l.max_connections == 0
+            || l.max_connections_per_client == 0
+            || l.max_receive_batch == 0
+        {
             return bad(
                 "limits",
-                "max_body_bytes, max_connections and max_receive_batch above 0",
+                "max_body_bytes, max_connections, max_connections_per_client and max_receive_batch above 0",
             );
+        }
+        if l.header_read_timeout.is_zero() {
+            return bad("limits.header_read_timeout", "above 0");
         }
         let syslog = self.syslog_tcp.is_some() || self.syslog_udp.is_some();
         if syslog

@@ -32,6 +32,7 @@ pub mod metrics_endpoint;
 pub mod openapi;
 pub mod routes;
 pub mod sessions;
+pub mod slots;
 pub mod state;
 pub mod syslog;
 pub mod wire;
@@ -50,6 +51,7 @@ pub use metrics_endpoint::serve_metrics;
 
 use crate::metrics::Metrics;
 use crate::sessions::Sessions;
+use crate::slots::Slots;
 use crate::state::{AppState, Inner, Queues};
 
 /// A server bound to its address, not yet serving.
@@ -68,10 +70,11 @@ impl Server {
         let dir = cfg.data_dir.clone();
         let qopts = cfg.queue_options.clone();
         let default_queue = cfg.default_queue.clone();
+        let max_queues = cfg.max_queues;
         let queues = tokio::task::spawn_blocking(move || -> Result<Queues, ServerError> {
             let db = ackline_queue::Db::open(&dir)?;
             log_recovery(&db.queue(&default_queue, qopts.clone())?);
-            Ok(Queues::new(db, qopts))
+            Ok(Queues::new(db, qopts, max_queues))
         })
         .await
         .map_err(|e| ServerError::Config {
@@ -101,19 +104,43 @@ impl Server {
             syslog.tcp_addr = Some(l.local_addr().map_err(bind_err(a))?);
             syslog.tcp = Some(l);
         }
+        let mut udp_drops = None;
         if let Some(a) = cfg.syslog_udp {
             let s = UdpSocket::bind(a).await.map_err(bind_err(a))?;
             syslog.udp_addr = Some(s.local_addr().map_err(bind_err(a))?);
+            set_recv_buffer(&s, cfg.limits.syslog_udp_recv_buffer);
+            udp_drops = syslog::udp::KernelDrops::of(&s);
+            if udp_drops.is_none() {
+                tracing::info!(
+                    "syslog udp: the kernel's drop counter is not readable here; ackline_syslog_dropped_total stays 0"
+                );
+            }
             syslog.udp = Some(s);
         }
         let sessions = Arc::new(Sessions::default());
-        let metrics = Metrics::new(queues.clone(), sessions.clone());
+        let l = &cfg.limits;
+        let http_slots = Slots::new(l.max_connections, l.max_connections_per_client);
+        let syslog_slots = Slots::new(l.max_connections, l.max_connections_per_client);
+        let readiness = state::Readiness::default();
+        let metrics = Metrics::new(
+            queues.clone(),
+            sessions.clone(),
+            vec![
+                ("http", http_slots.clone()),
+                ("syslog_tcp", syslog_slots.clone()),
+            ],
+            readiness.checks.clone(),
+            udp_drops,
+        );
         let state = Arc::new(Inner {
             cfg,
             queues,
             sessions,
             metrics,
             draining: AtomicBool::new(false),
+            http_slots,
+            syslog_slots,
+            readiness,
         });
         Ok(Server {
             state,
@@ -149,6 +176,21 @@ impl Server {
     pub async fn run(self, shutdown: impl Future) -> Result<(), ServerError> {
         tracing::info!(addr = %self.addr, "ackline server listening");
         conn::serve(self.state, self.listener, self.syslog, shutdown).await
+    }
+}
+
+/// Asks for a receive buffer of `bytes` (0: leave the default) and logs what the kernel gave.
+fn set_recv_buffer(s: &UdpSocket, bytes: usize) {
+    let sock = socket2::SockRef::from(s);
+    if bytes > 0
+        && let Err(e) = sock.set_recv_buffer_size(bytes)
+    {
+        tracing::warn!(error = %e, bytes, "syslog udp: could not set the receive buffer");
+    }
+    if let Ok(got) = sock.recv_buffer_size() {
+        // Linux reports twice what is usable for data (the rest is bookkeeping), capped by
+        // net.core.rmem_max.
+        tracing::info!(asked = bytes, got, "syslog udp receive buffer");
     }
 }
 

@@ -20,13 +20,19 @@
 //! | `ackline_ingested_lines_total` | counter | lines queued by `POST /v1/logs` |
 //! | `ackline_syslog_frames_total` | counter | syslog frames queued, by `transport` (`tcp`, `udp`) |
 //! | `ackline_syslog_errors_total` | counter | syslog frames refused, by `transport` and `kind` (`truncated`, `oversized`, `binary`, `bad_octet_count`, `dropped`) |
+//! | `ackline_syslog_dropped_total` | counter | syslog datagrams the kernel dropped before they were read (receive buffer full), `transport="udp"`; Linux only (read from `/proc/net/udp` at scrape) |
 //! | `ackline_in_flight` | gauge | delivered, not settled |
 //! | `ackline_queue_depth` | gauge | messages not settled |
 //! | `ackline_queue_bytes` | gauge | bytes not settled |
 //! | `ackline_delayed` | gauge | waiting for a redelivery time |
 //! | `ackline_dead_letters` | gauge | entries in the dead-letter queue |
 //! | `ackline_sessions` | gauge | open lease sessions |
-//! | `ackline_http_request_duration_seconds` | histogram | by `method`, `route` (pattern), `status` |
+//! | `ackline_readiness_checks_total` | counter | checks of the default queue (a sync) run by `GET /readyz`, at most one per `limits.readiness_interval` |
+//! | `ackline_connections` | gauge | open connections, by `listener` (`http`, `syslog_tcp`) |
+//! | `ackline_connections_busy` | gauge | connections with a request (HTTP) or frame being queued (syslog TCP) in progress, by `listener` |
+//! | `ackline_connections_shed_total` | counter | idle connections closed to make room for a new one, by `listener` |
+//! | `ackline_connections_refused_total` | counter | connections refused over `limits.max_connections_per_client`, by `listener` |
+//! | `ackline_http_request_duration_seconds` | histogram | by `method` (`GET`, `POST`, ... or `other`), `route` (pattern, or `unmatched`), `status` |
 //! | `ackline_end_to_end_latency_seconds` | histogram | per queue: from a message's enqueue to its durable ack through the lease API |
 //!
 //! `ackline_end_to_end_latency_seconds` is observed once per ack that succeeded through the
@@ -35,6 +41,7 @@
 //! name, so the two can be compared or aggregated).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ackline_queue::QueueStats;
@@ -48,7 +55,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::sessions::Sessions;
+use crate::slots::Slots;
 use crate::state::Queues;
+use crate::syslog::udp::KernelDrops;
 
 type Labels = Vec<(String, String)>;
 
@@ -69,15 +78,20 @@ pub struct Metrics {
     rejected: Family<Labels, Counter>,
     syslog_frames: Family<Labels, Counter>,
     syslog_errors: Family<Labels, Counter>,
+    udp_drops: Option<KernelDrops>,
 }
 
 #[derive(Debug)]
 struct QueueCollector {
     queues: Arc<Queues>,
     sessions: Arc<Sessions>,
+    listeners: Vec<(&'static str, Arc<Slots>)>,
+    readiness: Arc<AtomicU64>,
+    udp_drops: Option<KernelDrops>,
 }
 
 type Read = fn(&QueueStats) -> u64;
+type ReadSlots = fn(&Slots) -> u64;
 
 const COUNTERS: &[(&str, &str, Read)] = &[
     ("ackline_published", "Messages published.", |s| s.published),
@@ -167,6 +181,59 @@ impl Collector for QueueCollector {
             MetricType::Gauge,
         )?;
         ConstGauge::new(self.sessions.len() as i64).encode(m)?;
+        let m = enc.encode_descriptor(
+            "ackline_readiness_checks",
+            "Checks of the default queue run by GET /readyz (at most one per readiness_interval).",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(self.readiness.load(Ordering::Relaxed)).encode(m)?;
+        let mut m = enc.encode_descriptor(
+            "ackline_syslog_dropped",
+            "Syslog datagrams the kernel dropped before they were read (receive buffer full), by transport.",
+            None,
+            MetricType::Counter,
+        )?;
+        if let Some(d) = &self.udp_drops {
+            let n = d.read().unwrap_or(0);
+            ConstCounter::new(n).encode(m.encode_family(&[("transport", "udp")])?)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "ackline_connections",
+            "Open connections, by listener.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (l, s) in &self.listeners {
+            ConstGauge::new(s.len() as i64).encode(m.encode_family(&[("listener", *l)])?)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "ackline_connections_busy",
+            "Connections with a request (HTTP) or frame (syslog) in progress, by listener.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (l, s) in &self.listeners {
+            ConstGauge::new(s.busy_len() as i64).encode(m.encode_family(&[("listener", *l)])?)?;
+        }
+        let per: [(&str, &str, ReadSlots); 2] = [
+            (
+                "ackline_connections_shed",
+                "Idle connections closed to make room for a new one, by listener.",
+                Slots::shed_total,
+            ),
+            (
+                "ackline_connections_refused",
+                "Connections refused over the per-client cap, by listener.",
+                Slots::refused_total,
+            ),
+        ];
+        for (name, help, read) in per {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (l, s) in &self.listeners {
+                ConstCounter::new(read(s)).encode(m.encode_family(&[("listener", *l)])?)?;
+            }
+        }
         Ok(())
     }
 }
@@ -177,7 +244,13 @@ fn queue_label(q: &str) -> Labels {
 
 impl Metrics {
     /// Metrics over these queues and sessions.
-    pub fn new(queues: Arc<Queues>, sessions: Arc<Sessions>) -> Self {
+    pub fn new(
+        queues: Arc<Queues>,
+        sessions: Arc<Sessions>,
+        listeners: Vec<(&'static str, Arc<Slots>)>,
+        readiness: Arc<AtomicU64>,
+        udp_drops: Option<KernelDrops>,
+    ) -> Self {
         let mut registry = Registry::default();
         let latency = Family::<Labels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.5, 14))
@@ -219,7 +292,13 @@ impl Metrics {
             "Syslog frames refused, by transport and kind.",
             syslog_errors.clone(),
         );
-        registry.register_collector(Box::new(QueueCollector { queues, sessions }));
+        registry.register_collector(Box::new(QueueCollector {
+            queues,
+            sessions,
+            listeners,
+            readiness,
+            udp_drops: udp_drops.clone(),
+        }));
         Metrics {
             registry,
             latency,
@@ -228,7 +307,13 @@ impl Metrics {
             rejected,
             syslog_frames,
             syslog_errors,
+            udp_drops,
         }
+    }
+
+    /// The kernel's drop counter of the syslog UDP socket, where readable.
+    pub fn udp_drops(&self) -> Option<KernelDrops> {
+        self.udp_drops.clone()
     }
 
     /// Observes one request.

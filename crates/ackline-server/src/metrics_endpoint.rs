@@ -8,7 +8,8 @@
 //! - A `render` error is a 500 whose body is the error's text, never a panic or a partial
 //!   exposition.
 //! - Connections go through the server's own accept loop: at most
-//!   [`MAX_CONNECTIONS`] at once (more wait in the backlog), headers within
+//!   [`MAX_CONNECTIONS`] at once (the longest idle is closed for a new one; more wait in
+//!   the backlog when all are busy), headers within
 //!   [`HEADER_READ_TIMEOUT`], and on shutdown open requests get [`SHUTDOWN_GRACE`].
 //! - No authentication: which address it listens on is the caller's choice (bind loopback
 //!   unless a scraper elsewhere must reach it; the numbers carry no payloads or credentials).
@@ -21,7 +22,6 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::error::ServerError;
@@ -70,21 +70,19 @@ where
             async move { scrape(&*render) }
         }),
     );
-    let graceful = GracefulShutdown::new();
+    let slots = crate::slots::Slots::new(MAX_CONNECTIONS, MAX_CONNECTIONS);
+    let (close, closing) = tokio::sync::watch::channel(false);
     let result = crate::conn::accept(
         &listener,
         router,
-        MAX_CONNECTIONS,
+        &slots,
         HEADER_READ_TIMEOUT,
-        &graceful,
+        &closing,
         shutdown,
     )
     .await;
     drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if !crate::conn::drain(close, &slots, SHUTDOWN_GRACE).await {
         tracing::warn!("metrics endpoint: scrapes still open after the shutdown grace");
     }
     result

@@ -1,8 +1,9 @@
 //! The shared state of one server: the open data directory, its queues, the sessions, the
 //! metrics and the configuration.
 //!
-//! Invariant: a queue is opened once (the `Db` caches it) and always with the server's queue
-//! options; only valid queue names reach the `Db`.
+//! Invariants: a queue is opened once (the `Db` caches it) and always with the server's queue
+//! options; only valid queue names reach the `Db`; a queue is created only while the data
+//! directory holds fewer than `max_queues` (checked under the `Db` lock).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +16,7 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::sessions::Sessions;
+use crate::slots::Slots;
 
 /// The open queues of the data directory.
 #[derive(Debug)]
@@ -22,6 +24,7 @@ pub struct Queues {
     db: Mutex<Option<Db>>,
     open: Mutex<BTreeMap<String, EmbeddedBroker>>,
     opts: ackline_queue::QueueOptions,
+    max: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -29,15 +32,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Queues {
-    pub(crate) fn new(db: Db, opts: ackline_queue::QueueOptions) -> Self {
+    pub(crate) fn new(db: Db, opts: ackline_queue::QueueOptions, max: usize) -> Self {
         Queues {
             db: Mutex::new(Some(db)),
             open: Mutex::new(BTreeMap::new()),
             opts,
+            max,
         }
     }
 
-    /// The queue `name`, opening (and creating) it if needed.
+    /// Whether the queue `name` exists (open, or on disk).
+    pub fn exists(&self, name: &str) -> bool {
+        lock(&self.open).contains_key(name) || self.names().iter().any(|n| n == name)
+    }
+
+    /// The queue `name`, opening it if needed and creating it if it does not exist and the
+    /// data directory has fewer than the maximum number of queues (403 otherwise). Who may
+    /// create a queue is the router's business (see `routes::Table`).
     pub fn get(&self, name: &str) -> Result<EmbeddedBroker, ApiError> {
         if let Some(b) = lock(&self.open).get(name) {
             return Ok(b.clone());
@@ -51,6 +62,21 @@ impl Queues {
         let Some(db) = db.as_ref() else {
             return Err(ApiError::unavailable("the server is shutting down"));
         };
+        // Counted under the `db` lock, so two creations cannot both pass the limit.
+        let mut names: Vec<String> = db.queue_names().unwrap_or_default();
+        names.extend(lock(&self.open).keys().cloned());
+        names.sort();
+        names.dedup();
+        if !names.iter().any(|n| n == name) && names.len() >= self.max {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "queue {name:?} does not exist and the server has its maximum of {} queues (max_queues)",
+                    self.max
+                ),
+            ));
+        }
         let q = db
             .queue(name, self.opts.clone())
             .map_err(|e| ApiError::unavailable(format!("opening queue {name}: {e}")))?;
@@ -62,7 +88,7 @@ impl Queues {
 
     /// The queue `name` if it exists on disk or is open (never creates one).
     pub fn existing(&self, name: &str) -> Result<EmbeddedBroker, ApiError> {
-        if lock(&self.open).contains_key(name) || self.names().iter().any(|n| n == name) {
+        if self.exists(name) {
             return self.get(name);
         }
         Err(ApiError::not_found(format!("no queue named {name:?}")))
@@ -111,6 +137,22 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Set when shutdown began (readiness turns false).
     pub draining: AtomicBool,
+    /// The HTTP listener's connection table.
+    pub http_slots: Arc<Slots>,
+    /// The syslog TCP listener's connection table.
+    pub syslog_slots: Arc<Slots>,
+    /// `/readyz`'s last check.
+    pub readiness: Readiness,
+}
+
+/// The last readiness check (when, and its failure if it failed), shared by all `/readyz`
+/// requests so that at most one check runs per `limits.readiness_interval`.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    /// Held while a check runs, so concurrent requests wait for it instead of starting theirs.
+    pub checking: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
+    /// Checks run since start (`ackline_readiness_checks_total`).
+    pub checks: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Inner {

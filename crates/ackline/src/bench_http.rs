@@ -391,6 +391,8 @@ impl ServerThread {
         cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         cfg.default_queue = QUEUE.into();
         cfg.limits.max_body_bytes = cfg.limits.max_body_bytes.max(max_body_bytes);
+        // Every bench client connects from 127.0.0.1: one address may use the whole table.
+        cfg.limits.max_connections_per_client = cfg.limits.max_connections;
         let (addr_tx, addr_rx) = std::sync::mpsc::channel::<Result<SocketAddr, String>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()

@@ -76,7 +76,7 @@ pub enum Command {
     /// Follows the files (and reads stdin with `-`) until SIGTERM or SIGINT, or with --once
     /// reads them to their current end, drains the queue and exits 0. On the first signal
     /// it stops reading (positions committed), takes no new deliveries, finishes the batches
-    /// in hand within the shutdown deadline and exits 0. A second signal exits at once
+    /// in hand within the shutdown deadline and exits 0. A second signal (1 s or more later) exits at once
     /// (code 130); nothing is lost then either: unsettled deliveries come back when their
     /// leases expire, and inputs resume from their committed positions.
     Run(RunArgs),
@@ -240,6 +240,11 @@ pub struct ServerFlags {
     /// (repeatable; required beyond loopback) [config: server.tokens]
     #[arg(long = "token", value_name = "SECRET:SCOPES")]
     pub tokens: Vec<String>,
+    /// File of bearer tokens of `serve`, one SECRET:SCOPES per line (blank lines and lines
+    /// starting with # skipped), added to --token; keeps secrets out of the process's
+    /// command line (/proc/PID/cmdline), unlike --token [config: server.token_file]
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<String>,
     /// Take syslog over TCP (RFC 6587) on ADDR [default when given alone: 127.0.0.1:5514]
     /// [config: server.syslog_tcp]
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:5514")]
@@ -284,7 +289,8 @@ pub struct WorkArgs {
     /// http://HOST:PORT[/QUEUE] (the same as --broker) [config: queue.name]
     #[arg(long, value_name = "NAME|URL")]
     pub queue: Option<String>,
-    /// Bearer token with the worker scope (the secret only; split mode)
+    /// Bearer token with the worker scope (the secret only; split mode). Prefer
+    /// ACKLINE_TOKEN or --token-file: a flag's value shows in /proc/PID/cmdline
     #[arg(
         long,
         env = "ACKLINE_TOKEN",
@@ -292,6 +298,10 @@ pub struct WorkArgs {
         value_name = "SECRET"
     )]
     pub token: Option<String>,
+    /// File holding the bearer token (the secret only, surrounding whitespace ignored), instead
+    /// of --token
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    pub token_file: Option<String>,
     #[command(flatten)]
     pub worker: WorkerFlags,
 }

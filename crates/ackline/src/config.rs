@@ -159,6 +159,28 @@ pub const KEYS: &[Key] = &[
         env_name: Some("ACKLINE_SYSLOG_UDP"),
         secret: false,
     },
+    key(
+        "server.token_file",
+        "a readable file of at most 1 MiB with one SECRET:SCOPES per line (blank lines and # comments skipped), each like server.tokens",
+    ),
+    key("server.max_connections", "an integer from 1 to 1000000"),
+    key(
+        "server.max_connections_per_client",
+        "an integer from 1 to 1000000, at most server.max_connections",
+    ),
+    key(
+        "server.header_read_timeout",
+        "a duration from 100ms to 10m, like 10s",
+    ),
+    key("server.max_queues", "an integer from 1 to 10000"),
+    key(
+        "server.syslog_udp_recv_buffer",
+        "a byte count from 0 to 1073741824 (0: the system default), like 4194304",
+    ),
+    key(
+        "server.auto_create_queues",
+        "a list of queue names (1 to 128 of A-Z a-z 0-9 . _ -; comma-separated in the environment)",
+    ),
 ];
 
 /// A configuration error (exit 2).
@@ -266,6 +288,18 @@ pub struct ServerSettings {
     pub syslog_tcp: Option<SocketAddr>,
     /// Syslog over UDP, when enabled.
     pub syslog_udp: Option<SocketAddr>,
+    /// Concurrent connections per listener (HTTP; syslog TCP has its own table).
+    pub max_connections: usize,
+    /// Concurrent connections from one IP address.
+    pub max_connections_per_client: usize,
+    /// Time to send a request's headers; also the keep-alive idle timeout.
+    pub header_read_timeout: Duration,
+    /// Most queues in the data directory.
+    pub max_queues: usize,
+    /// `SO_RCVBUF` asked for the syslog UDP socket (0: the system default).
+    pub syslog_udp_recv_buffer: usize,
+    /// Queues a request may create without the admin scope.
+    pub auto_create_queues: Vec<String>,
 }
 
 impl Config {
@@ -390,6 +424,7 @@ fn flag_layer(f: &PipelineFlags) -> BTreeMap<&'static str, Given> {
         let items = sv.tokens.iter().cloned().map(RawValue::Text).collect();
         put("server.tokens", "--token", Some(RawValue::List(items)));
     }
+    put("server.token_file", "--token-file", text(&sv.token_file));
     put("server.syslog_tcp", "--syslog-tcp", text(&sv.syslog_tcp));
     put("server.syslog_udp", "--syslog-udp", text(&sv.syslog_udp));
     m
@@ -547,6 +582,25 @@ fn redacted(k: Option<&Key>, given: &Given) -> Given {
     } else {
         given.clone()
     }
+}
+
+/// Most bytes read from a secret file (a token file is a few lines; `/dev/zero` must not be
+/// read without bound).
+pub const MAX_SECRET_FILE: u64 = 1 << 20;
+
+/// Reads a file of secrets (bounded by [`MAX_SECRET_FILE`]); errors name the file, never its
+/// contents.
+pub fn read_secret_file(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut buf = Vec::new();
+    f.take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if buf.len() as u64 > MAX_SECRET_FILE {
+        anyhow::bail!("{} is larger than {MAX_SECRET_FILE} bytes", path.display());
+    }
+    String::from_utf8(buf).map_err(|_| anyhow::anyhow!("{} is not UTF-8", path.display()))
 }
 
 /// One `SECRET:SCOPES` token (scopes comma-separated; the secret may contain `:`).
@@ -781,12 +835,60 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         SocketAddr::from(([127, 0, 0, 1], 8470)),
         |v| text(v)?.parse().ok(),
     )?;
-    let tokens = value(l, "server.tokens", Vec::new(), tokens)?;
+    let mut tokens = value(l, "server.tokens", Vec::new(), tokens)?;
+    let from_file = value(l, "server.token_file", Vec::new(), |v| {
+        let text = read_secret_file(Path::new(text(v)?)).ok()?;
+        text.lines()
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !t.starts_with('#'))
+            .map(parse_token)
+            .collect()
+    })?;
+    tokens.extend(from_file);
     let syslog_tcp = value(l, "server.syslog_tcp", None, |v| {
         text(v)?.parse().ok().map(Some)
     })?;
     let syslog_udp = value(l, "server.syslog_udp", None, |v| {
         text(v)?.parse().ok().map(Some)
+    })?;
+    let limits = ackline_server::Limits::default();
+    let max_connections = value(l, "server.max_connections", limits.max_connections, |v| {
+        int(v, 1, 1_000_000).map(|n| n as usize)
+    })?;
+    let max_connections_per_client = value(
+        l,
+        "server.max_connections_per_client",
+        limits.max_connections_per_client.min(max_connections),
+        |v| int(v, 1, 1_000_000).map(|n| n as usize),
+    )?;
+    if max_connections_per_client > max_connections {
+        return Err(err(
+            l,
+            "server.max_connections_per_client",
+            format!("at most server.max_connections ({max_connections})"),
+        ));
+    }
+    let header_read_timeout = value(
+        l,
+        "server.header_read_timeout",
+        limits.header_read_timeout,
+        |v| duration(v, Duration::from_millis(100), Duration::from_secs(600)),
+    )?;
+    let syslog_udp_recv_buffer = value(
+        l,
+        "server.syslog_udp_recv_buffer",
+        limits.syslog_udp_recv_buffer,
+        |v| int(v, 0, 1 << 30).map(|n| n as usize),
+    )?;
+    let max_queues = value(l, "server.max_queues", 100, |v| {
+        int(v, 1, 10_000).map(|n| n as usize)
+    })?;
+    let auto_create_queues = value(l, "server.auto_create_queues", Vec::new(), |v| {
+        let names = list(v)?;
+        names
+            .iter()
+            .all(|n| ackline_queue::valid_queue_name(n))
+            .then_some(names)
     })?;
     if !listen.ip().is_loopback() && tokens.is_empty() {
         return Err(err(
@@ -835,6 +937,12 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
             tokens,
             syslog_tcp,
             syslog_udp,
+            max_connections,
+            max_connections_per_client,
+            header_read_timeout,
+            max_queues,
+            auto_create_queues,
+            syslog_udp_recv_buffer,
         },
         broker,
         broker_tls_ca,

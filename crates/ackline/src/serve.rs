@@ -11,7 +11,8 @@
 //!   as they have read it.
 //! - The first signal stops the server gracefully ([`ackline_server::Server::run`]: open
 //!   requests finish, sessions are dropped so their deliveries are released, the queue is
-//!   flushed and closed) and the process exits 0; a second one exits at once (130).
+//!   flushed and closed) and the process exits 0; a second one (1 s or more after the first;
+//!   sooner it is the same stop, see `signals.rs`) exits at once (130).
 //! - With `--broker` (scale-out ingest node) a relay ([`ackline_worker::forward`]) moves
 //!   everything queued here to the broker's queue of the same name; a message is acked here
 //!   only once the broker confirmed it, so the local queue is a disk buffer that rides out a
@@ -67,6 +68,12 @@ pub fn server_config(cfg: &Config) -> ServerConfig {
     sc.tokens = cfg.server.tokens.clone();
     sc.syslog_tcp = cfg.server.syslog_tcp;
     sc.syslog_udp = cfg.server.syslog_udp;
+    sc.limits.max_connections = cfg.server.max_connections;
+    sc.limits.max_connections_per_client = cfg.server.max_connections_per_client;
+    sc.limits.header_read_timeout = cfg.server.header_read_timeout;
+    sc.max_queues = cfg.server.max_queues;
+    sc.limits.syslog_udp_recv_buffer = cfg.server.syslog_udp_recv_buffer;
+    sc.auto_create_queues = cfg.server.auto_create_queues.clone();
     sc.default_queue = cfg.queue.clone();
     sc.queue_options = cfg.queue_options.clone();
     sc

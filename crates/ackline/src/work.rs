@@ -56,6 +56,23 @@ struct Report {
 }
 
 /// `--queue` of `work`: a server URL (split mode, as `--broker`) or a queue name.
+/// The bearer token: `--token` / `ACKLINE_TOKEN`, or the contents of `--token-file`
+/// (trimmed). A file that cannot be read is a usage error naming the file, never its content.
+fn token(a: &WorkArgs) -> anyhow::Result<Option<String>> {
+    match &a.token_file {
+        None => Ok(a.token.clone()),
+        Some(f) => {
+            let text = config::read_secret_file(Path::new(f))
+                .map_err(|e| usage(format!("--token-file: {e:#}")))?;
+            let t = text.trim();
+            if t.is_empty() {
+                return Err(usage(format!("--token-file: {f} is empty")));
+            }
+            Ok(Some(t.to_string()))
+        }
+    }
+}
+
 fn split_queue_flag(a: &WorkArgs) -> anyhow::Result<(Option<String>, Option<String>)> {
     match a.queue.as_deref() {
         Some(q) if q.contains("://") => {
@@ -114,7 +131,7 @@ pub fn run(
         let shown = broker_url.to_string();
         match broker_url {
             BrokerUrl::Http(u) => {
-                let b = HttpBroker::connect(&http_queue_url(&u, &cfg.queue), a.token.clone())
+                let b = HttpBroker::connect(&http_queue_url(&u, &cfg.queue), token(a)?)
                     .map_err(|e| usage(format!("invalid --broker: {e}")))?;
                 let queue = b.queue().to_string();
                 if !wait_ready(&b, signal.clone(), out).await? {

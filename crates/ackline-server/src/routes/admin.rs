@@ -1,8 +1,9 @@
 //! Admin routes: health, readiness, metrics, the OpenAPI document, queues and their stats,
 //! dead-letter list/show/replay/purge.
 //!
-//! Invariants: reading routes never create a queue (an unknown name is 404); replay and
-//! purge take an explicit selector (`{"all": true}` for everything), never an empty body.
+//! Invariants: reading routes never create a queue (an unknown name is 404; only
+//! `PUT /v1/queues/{queue}` does, with the admin scope); replay and purge take an explicit
+//! selector (`{"all": true}` for everything), never an empty body.
 
 use ackline_broker::{Broker, DeadLetters};
 use axum::Json;
@@ -22,18 +23,40 @@ pub async fn healthz() -> Response {
     Json(serde_json::json!({ "status": "ok" })).into_response()
 }
 
-/// `GET /readyz`: not draining, and the default queue is open and accepts writes.
+/// `GET /readyz`: not draining, and the default queue is open and its writer completes a
+/// sync. The check runs at most once per `limits.readiness_interval`, one at a time; requests
+/// in between get its result (an open route must not let clients force an fsync each).
 pub async fn readyz(State(st): State<AppState>) -> Result<Response, ApiError> {
     if st.is_draining() {
         return Err(ApiError::unavailable("shutting down"));
     }
-    let q = st.queues.get(&st.cfg.default_queue)?;
+    let mut last = st.readiness.checking.lock().await;
+    let fresh = last
+        .as_ref()
+        .is_some_and(|(at, _)| at.elapsed() < st.cfg.limits.readiness_interval);
+    if !fresh {
+        st.readiness
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let r = check_default_queue(&st).await;
+        *last = Some((std::time::Instant::now(), r));
+    }
+    match last.as_ref().map(|(_, r)| r) {
+        Some(Err(e)) => Err(ApiError::unavailable(e.clone())),
+        _ => Ok(Json(serde_json::json!({ "status": "ready" })).into_response()),
+    }
+}
+
+async fn check_default_queue(st: &AppState) -> Result<(), String> {
+    let q = st
+        .queues
+        .get(&st.cfg.default_queue)
+        .map_err(|e| e.message)?;
     let queue = q.queue().clone();
     tokio::task::spawn_blocking(move || queue.sync())
         .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    Ok(Json(serde_json::json!({ "status": "ready" })).into_response())
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }
 
 /// `GET /metrics`: Prometheus text exposition.
@@ -69,6 +92,22 @@ pub async fn list_queues(State(st): State<AppState>) -> Result<Response, ApiErro
         out.push(wire::Stats::of(&name, &q.queue().stats()));
     }
     Ok(Json(serde_json::json!({ "queues": out })).into_response())
+}
+
+/// `PUT /v1/queues/{queue}`: creates the queue (201), or finds it (200); 403 at
+/// `max_queues`.
+pub async fn create_queue(
+    State(st): State<AppState>,
+    Path(queue): Path<String>,
+) -> Result<Response, ApiError> {
+    let existed = st.queues.exists(&queue);
+    let q = st.queues.get(&queue)?;
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(wire::Stats::of(&queue, &q.queue().stats()))).into_response())
 }
 
 /// `GET /v1/queues/{queue}/stats`.

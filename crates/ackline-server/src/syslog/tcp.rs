@@ -8,19 +8,25 @@
 //! - Octet counting cannot resynchronise after a bad header or a count over the limit, so
 //!   those close the connection; newline framing skips an oversized line to its newline and
 //!   carries on. A frame with a NUL byte is refused alone.
-//! - A read waits at most `limits.syslog_frame_timeout` while a frame is incomplete and
-//!   `limits.syslog_idle_timeout` between frames; at most `limits.max_connections`
-//!   connections are served, the rest wait in the backlog.
+//! - A frame must be complete within `limits.syslog_frame_timeout` of its first byte (one
+//!   deadline per frame, not per read: trickling bytes does not extend it), and a connection
+//!   may stay silent `limits.syslog_idle_timeout` after its last complete frame; past either
+//!   it is closed (an incomplete frame is dropped and counted `truncated`).
+//! - Connections hold slots of the listener's own table (`limits.max_connections`, at most
+//!   `limits.max_connections_per_client` per IP address, more refused at once). When it is
+//!   full, the connection whose last complete frame is oldest (silent or slow senders) is
+//!   closed to make room, never one whose frames are being queued.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::{FrameError, Refused, is_binary, publish, report};
+use crate::slots::{self, Slot};
 use crate::state::AppState;
 
 const TRANSPORT: &str = "tcp";
@@ -230,33 +236,37 @@ fn memchr(b: u8, hay: &[u8]) -> Option<usize> {
 
 /// Accepts connections until `stop`, then waits for the open ones to finish their frames.
 pub(crate) async fn run(st: AppState, listener: TcpListener, mut stop: watch::Receiver<bool>) {
-    let permits = Arc::new(Semaphore::new(st.cfg.limits.max_connections));
+    let table = st.syslog_slots.clone();
     let mut conns = JoinSet::new();
     loop {
-        let permit = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
             r = listener.accept() => r,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                let st = st.clone();
-                let stop = stop.clone();
-                conns.spawn(async move {
-                    connection(&st, stream, peer, stop).await;
-                    drop(permit);
-                });
-            }
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "syslog tcp accept failed; continuing");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
             }
+        };
+        let slot = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            s = table.admit(peer.ip()) => s,
+        };
+        match slot {
+            Ok(slot) => {
+                let st = st.clone();
+                let stop = stop.clone();
+                conns.spawn(async move {
+                    connection(&st, stream, peer, &slot, stop).await;
+                });
+            }
+            Err(slots::Refusal::PerClient) => {
+                tracing::debug!(%peer, "syslog tcp connection refused: too many from this address");
+            }
+            Err(slots::Refusal::Closed) => break,
         }
         while conns.try_join_next().is_some() {}
     }
@@ -268,6 +278,7 @@ async fn connection(
     st: &AppState,
     mut stream: TcpStream,
     peer: SocketAddr,
+    slot: &Slot,
     mut stop: watch::Receiver<bool>,
 ) {
     let l = &st.cfg.limits;
@@ -282,21 +293,29 @@ async fn connection(
             &format!("{why} inside a frame; the incomplete frame is dropped"),
         );
     };
+    // When the frame in progress must be complete: set when a frame begins, not moved by
+    // the reads that continue it (a sender trickling bytes cannot hold the connection).
+    let mut frame_deadline: Option<Instant> = None;
+    let mut idle_deadline = Instant::now() + l.syslog_idle_timeout;
     loop {
-        let wait = if framer.partial() {
-            l.syslog_frame_timeout
-        } else {
-            l.syslog_idle_timeout
-        };
+        let deadline = frame_deadline.unwrap_or(idle_deadline);
         let n = tokio::select! {
             _ = stop.wait_for(|s| *s) => {
                 if framer.partial() { truncated("shutdown"); }
                 return;
             }
-            r = tokio::time::timeout(wait, stream.read(&mut buf)) => match r {
+            _ = slot.shed() => {
+                if framer.partial() {
+                    truncated("the connection table is full and this connection was the longest idle");
+                } else {
+                    tracing::debug!(%peer, "syslog tcp connection table full: closed this idle connection");
+                }
+                return;
+            }
+            r = tokio::time::timeout_at(deadline.into(), stream.read(&mut buf)) => match r {
                 Err(_) => {
                     if framer.partial() {
-                        truncated(&format!("no data for {wait:?}"));
+                        truncated(&format!("frame not complete within {:?}", l.syslog_frame_timeout));
                     } else {
                         tracing::debug!(%peer, "syslog tcp connection idle; closed");
                     }
@@ -314,10 +333,23 @@ async fn connection(
             },
         };
         let mut frames = Vec::new();
-        for r in framer.push(&buf[..n], &mut frames) {
+        let refusals = framer.push(&buf[..n], &mut frames);
+        let progressed = !frames.is_empty() || !refusals.is_empty();
+        for r in refusals {
             report(st, TRANSPORT, peer, r.error, &r.why);
         }
+        let now = Instant::now();
+        if !framer.partial() {
+            frame_deadline = None;
+        } else if progressed || frame_deadline.is_none() {
+            // A new frame began in this read.
+            frame_deadline = Some(now + l.syslog_frame_timeout);
+        }
+        if progressed {
+            idle_deadline = now + l.syslog_idle_timeout;
+        }
         if !frames.is_empty() {
+            let _busy = slot.busy();
             let frames: Vec<(SocketAddr, Vec<u8>)> =
                 frames.into_iter().map(|f| (peer, f)).collect();
             if !publish_waiting(st, &frames, &mut stop).await {

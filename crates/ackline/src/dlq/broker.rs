@@ -49,6 +49,7 @@ pub(super) fn load(
         broker_ca: flags.broker_ca.clone(),
         queue: None,
         token: None,
+        token_file: None,
         worker: WorkerFlags::default(),
     };
     crate::work::load(&args, dir, config_file)
