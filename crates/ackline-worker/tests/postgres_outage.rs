@@ -223,7 +223,19 @@ const LEASE: Duration = Duration::from_millis(800);
 
 async fn harness(proxy: &Proxy, opts: &StoreOptions, max_attempts: u32) -> Harness {
     let via_proxy = pg_url().replace("127.0.0.1:5432", &proxy.addr().to_string());
-    let store = Arc::new(PostgresStore::connect(&via_proxy, opts).await.unwrap());
+    // The first connect is not what these tests are about: on a loaded machine it may miss the
+    // short operation timeout, so it is retried (bounded) until the store answers.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let store = loop {
+        match PostgresStore::connect(&via_proxy, opts).await {
+            Ok(s) => break Arc::new(s),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                println!("connect through the proxy failed, retrying: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("no connection through the proxy in 30 s: {e}"),
+        }
+    };
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path()).unwrap();
     let q = db
