@@ -36,6 +36,11 @@ pub struct Limits {
     /// `Retry-After` sent when the queue is full (and how long syslog over TCP waits before
     /// trying a full queue again). Default 1 s.
     pub retry_after: Duration,
+    /// Most lines (messages) one `POST /v1/logs` may carry; more is 413 and nothing of the
+    /// request is queued. Each line costs a message's bookkeeping beyond its bytes, so this
+    /// bounds the memory one request can claim (an 8 MiB body of `a\n` would be 4.19M
+    /// messages). Default 100,000: an 8 MiB body of 84-byte lines still fits.
+    pub max_lines_per_request: usize,
     /// Largest syslog frame (TCP frame or UDP datagram); larger ones are refused. Default
     /// 64 KiB; at least 1 KiB below the queue's `max_message_bytes`.
     pub syslog_max_frame: usize,
@@ -57,6 +62,7 @@ impl Default for Limits {
             max_receive_batch: 10_000,
             shutdown_grace: Duration::from_secs(10),
             retry_after: Duration::from_secs(1),
+            max_lines_per_request: 100_000,
             syslog_max_frame: 64 << 10,
             syslog_frame_timeout: Duration::from_secs(30),
             syslog_idle_timeout: Duration::from_secs(600),
@@ -144,6 +150,9 @@ impl ServerConfig {
                 "limits.syslog_frame_timeout",
                 "syslog_frame_timeout and syslog_idle_timeout above 0",
             );
+        }
+        if l.max_lines_per_request == 0 {
+            return bad("limits.max_lines_per_request", "above 0");
         }
         if l.max_receive_wait >= l.request_timeout {
             return bad("limits.max_receive_wait", "below limits.request_timeout");

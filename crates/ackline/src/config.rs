@@ -159,6 +159,10 @@ pub const KEYS: &[Key] = &[
         env_name: Some("ACKLINE_SYSLOG_UDP"),
         secret: false,
     },
+    key(
+        "server.max_lines_per_request",
+        "an integer from 1 to 10000000 (lines one POST /v1/logs may carry)",
+    ),
 ];
 
 /// A configuration error (exit 2).
@@ -266,6 +270,8 @@ pub struct ServerSettings {
     pub syslog_tcp: Option<SocketAddr>,
     /// Syslog over UDP, when enabled.
     pub syslog_udp: Option<SocketAddr>,
+    /// Most lines one `POST /v1/logs` may carry (413 beyond).
+    pub max_lines_per_request: usize,
 }
 
 impl Config {
@@ -788,6 +794,12 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
     let syslog_udp = value(l, "server.syslog_udp", None, |v| {
         text(v)?.parse().ok().map(Some)
     })?;
+    let max_lines_per_request = value(
+        l,
+        "server.max_lines_per_request",
+        ackline_server::Limits::default().max_lines_per_request,
+        |v| int(v, 1, 10_000_000).map(|n| n as usize),
+    )?;
     if !listen.ip().is_loopback() && tokens.is_empty() {
         return Err(err(
             l,
@@ -835,6 +847,7 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
             tokens,
             syslog_tcp,
             syslog_udp,
+            max_lines_per_request,
         },
         broker,
         broker_tls_ca,

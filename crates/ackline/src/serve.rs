@@ -69,6 +69,7 @@ pub fn server_config(cfg: &Config) -> ServerConfig {
     sc.syslog_udp = cfg.server.syslog_udp;
     sc.default_queue = cfg.queue.clone();
     sc.queue_options = cfg.queue_options.clone();
+    sc.limits.max_lines_per_request = cfg.server.max_lines_per_request;
     sc
 }
 
