@@ -41,6 +41,18 @@ pub struct Limits {
     /// bounds the memory one request can claim (an 8 MiB body of `a\n` would be 4.19M
     /// messages). Default 100,000: an 8 MiB body of 84-byte lines still fits.
     pub max_lines_per_request: usize,
+    /// Longest lease a worker may ask for (`lease_ms` of a session, `extend`); 400 beyond.
+    /// Default 24 h, as `worker.lease` of the CLI. A session unheard for its lease plus 30 s
+    /// is dropped, so this also bounds how long an abandoned session lives.
+    pub max_lease: Duration,
+    /// Most sessions open at once per token (all sessions, when no tokens are configured);
+    /// one more is 429 `too_many_sessions` with `Retry-After`. A `work` process opens one per
+    /// worker (`worker.workers`, at most 256). Default 256.
+    pub max_sessions_per_token: usize,
+    /// Longest nack error or reject reason kept (bytes); a longer one is cut at a character
+    /// boundary and ends with `… [truncated N bytes]`, before it reaches the queue (a dead
+    /// letter's reason and last error live in memory). Default 4 KiB.
+    pub max_reason_bytes: usize,
     /// Largest syslog frame (TCP frame or UDP datagram); larger ones are refused. Default
     /// 64 KiB; at least 1 KiB below the queue's `max_message_bytes`.
     pub syslog_max_frame: usize,
@@ -63,6 +75,9 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(10),
             retry_after: Duration::from_secs(1),
             max_lines_per_request: 100_000,
+            max_lease: Duration::from_secs(24 * 3600),
+            max_sessions_per_token: 256,
+            max_reason_bytes: 4096,
             syslog_max_frame: 64 << 10,
             syslog_frame_timeout: Duration::from_secs(30),
             syslog_idle_timeout: Duration::from_secs(600),
@@ -151,8 +166,17 @@ impl ServerConfig {
                 "syslog_frame_timeout and syslog_idle_timeout above 0",
             );
         }
-        if l.max_lines_per_request == 0 {
-            return bad("limits.max_lines_per_request", "above 0");
+        if l.max_lines_per_request == 0 || l.max_sessions_per_token == 0 {
+            return bad(
+                "limits.max_lines_per_request",
+                "max_lines_per_request and max_sessions_per_token above 0",
+            );
+        }
+        if l.max_lease < Duration::from_millis(1) || l.max_reason_bytes < 64 {
+            return bad(
+                "limits.max_lease",
+                "max_lease at least 1 ms and max_reason_bytes at least 64",
+            );
         }
         if l.max_receive_wait >= l.request_timeout {
             return bad("limits.max_receive_wait", "below limits.request_timeout");

@@ -184,7 +184,203 @@ async fn healthz_answers_while_maximal_bodies_are_parsed() {
     assert_eq!(published(addr, "logs").await, 400_000);
 }
 
-#[allow(dead_code)]
-fn token(secret: &str, scopes: &[Scope]) -> Token {
-    Token::new(secret, scopes)
+const WORKER_A: &str = "worker-a-token-0123456789";
+const WORKER_B: &str = "worker-b-token-0123456789";
+const ADMIN: &str = "admin-token-0123456789abcd";
+
+fn with_tokens(c: &mut ServerConfig) {
+    c.tokens = vec![
+        Token::new(WORKER_A, &[Scope::Worker, Scope::Ingest]),
+        Token::new(WORKER_B, &[Scope::Worker]),
+        Token::new(ADMIN, &[Scope::Admin]),
+    ];
+}
+
+fn json(r: &Resp) -> serde_json::Value {
+    serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.body))
+}
+
+async fn open(addr: SocketAddr, auth: &str, body: &str) -> Resp {
+    let h = format!("Bearer {auth}");
+    http(
+        addr,
+        "POST",
+        "/v1/queues/logs/sessions",
+        &[("Authorization", &h)],
+        body.as_bytes(),
+    )
+    .await
+}
+
+/// Publishes one line and leases it through a new session: (session, key, attempt).
+async fn lease_one(addr: SocketAddr) -> (String, u64, u64) {
+    let h = format!("Bearer {WORKER_A}");
+    let auth = [("Authorization", h.as_str())];
+    let r = http(addr, "POST", "/v1/logs", &auth, b"one line\n").await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let r = open(addr, WORKER_A, "{}").await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let session = json(&r)["session"].as_str().unwrap().to_string();
+    let (key, attempt) = receive(addr, &session).await;
+    (session, key, attempt)
+}
+
+async fn receive(addr: SocketAddr, session: &str) -> (u64, u64) {
+    let h = format!("Bearer {WORKER_A}");
+    let r = http(
+        addr,
+        "POST",
+        &format!("/v1/queues/logs/sessions/{session}/receive"),
+        &[("Authorization", &h)],
+        br#"{"max": 1, "wait_ms": 5000}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let d = &json(&r)["deliveries"][0];
+    (d["key"].as_u64().unwrap(), d["attempt"].as_u64().unwrap())
+}
+
+async fn settle(addr: SocketAddr, session: &str, item: serde_json::Value) -> Resp {
+    let h = format!("Bearer {WORKER_A}");
+    let body = serde_json::json!({ "items": [item] }).to_string();
+    http(
+        addr,
+        "POST",
+        &format!("/v1/queues/logs/sessions/{session}/settle"),
+        &[("Authorization", &h)],
+        body.as_bytes(),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_and_nack_delays_beyond_24h_are_400() {
+    let s = start(with_tokens).await;
+    let r = open(s.addr, WORKER_A, r#"{"lease_ms": 18446744073709551615}"#).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body
+            .contains("lease_ms 18446744073709551615 is over the maximum of 86400000 ms"),
+        "{}",
+        r.body
+    );
+    let r = open(s.addr, WORKER_A, r#"{"lease_ms": 86400001}"#).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = open(s.addr, WORKER_A, r#"{"lease_ms": 86400000}"#).await;
+    assert_eq!(r.status, 201, "24 h itself is allowed: {}", r.body);
+    let (session, key, attempt) = lease_one(s.addr).await;
+    for item in [
+        serde_json::json!({"key": key, "attempt": attempt, "op": "extend", "lease_ms": 86_400_001u64}),
+        serde_json::json!({"key": key, "attempt": attempt, "op": "nack", "delay_ms": u64::MAX}),
+    ] {
+        let r = settle(s.addr, &session, item).await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(
+            r.body.contains("item 0: ") && r.body.contains("over the maximum"),
+            "{}",
+            r.body
+        );
+    }
+    // Nothing was applied: the delivery is still held and can be acked.
+    let item =
+        serde_json::json!({"key": key, "attempt": attempt, "op": "extend", "lease_ms": 60_000});
+    let r = settle(s.addr, &session, item).await;
+    assert!(r.body.contains("\"ok\""), "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_per_token_are_bounded() {
+    let s = start(|c| {
+        with_tokens(c);
+        c.limits.max_sessions_per_token = 3;
+    })
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let r = open(s.addr, WORKER_A, "{}").await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        ids.push(json(&r)["session"].as_str().unwrap().to_string());
+    }
+    let r = http(
+        s.addr,
+        "POST",
+        "/v1/queues/logs/sessions",
+        &[("Authorization", &format!("Bearer {WORKER_A}"))],
+        b"{}",
+    )
+    .await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(
+        r.body.contains("too_many_sessions") && r.body.contains("3 sessions open"),
+        "{}",
+        r.body
+    );
+    // Another token has its own allowance.
+    let r = http(
+        s.addr,
+        "POST",
+        "/v1/queues/logs/sessions",
+        &[("Authorization", &format!("Bearer {WORKER_B}"))],
+        b"{}",
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // Closing one makes room again.
+    let r = http(
+        s.addr,
+        "DELETE",
+        &format!("/v1/queues/logs/sessions/{}", ids[0]),
+        &[("Authorization", &format!("Bearer {WORKER_A}"))],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = open(s.addr, WORKER_A, "{}").await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_without_tokens_share_one_allowance() {
+    let s = start(|c| c.limits.max_sessions_per_token = 2).await;
+    for expect in [201, 201, 429] {
+        let r = http(s.addr, "POST", "/v1/queues/logs/sessions", &[], b"{}").await;
+        assert_eq!(r.status, expect, "{}", r.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_reasons_and_errors_are_cut_with_a_marker() {
+    let s = start(with_tokens).await;
+    let (session, key, attempt) = lease_one(s.addr).await;
+    let big = "é".repeat(1 << 20); // 2 MiB, two bytes a character
+    let item = serde_json::json!({"key": key, "attempt": attempt, "op": "nack", "delay_ms": 0, "error": big});
+    let r = settle(s.addr, &session, item).await;
+    assert!(r.body.contains("\"ok\""), "{}", r.body);
+    let (key, attempt) = receive(s.addr, &session).await;
+    assert_eq!(attempt, 2);
+    let item = serde_json::json!({"key": key, "attempt": attempt, "op": "reject", "reason": big});
+    let r = settle(s.addr, &session, item).await;
+    assert!(r.body.contains("\"ok\""), "{}", r.body);
+    let r = http(
+        s.addr,
+        "GET",
+        "/v1/queues/logs/dlq",
+        &[("Authorization", &format!("Bearer {ADMIN}"))],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let e = &json(&r)["entries"][0];
+    let marker = format!("… [truncated {} bytes]", (2 << 20) - 4096);
+    for field in ["reason", "last_error"] {
+        let v = e[field].as_str().unwrap();
+        assert!(v.ends_with(&marker), "{field}: ...{}", &v[v.len() - 40..]);
+        assert_eq!(v.len(), 4096 + marker.len(), "{field}");
+        assert!(v.starts_with("éé"));
+    }
+    assert!(
+        r.body.len() < 16 << 10,
+        "the listing is small: {}",
+        r.body.len()
+    );
 }

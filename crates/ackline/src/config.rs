@@ -163,6 +163,10 @@ pub const KEYS: &[Key] = &[
         "server.max_lines_per_request",
         "an integer from 1 to 10000000 (lines one POST /v1/logs may carry)",
     ),
+    key(
+        "server.max_sessions_per_token",
+        "an integer from 1 to 100000 (lease sessions open at once per token)",
+    ),
 ];
 
 /// A configuration error (exit 2).
@@ -272,6 +276,8 @@ pub struct ServerSettings {
     pub syslog_udp: Option<SocketAddr>,
     /// Most lines one `POST /v1/logs` may carry (413 beyond).
     pub max_lines_per_request: usize,
+    /// Most lease sessions open at once per token (429 beyond).
+    pub max_sessions_per_token: usize,
 }
 
 impl Config {
@@ -800,6 +806,12 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         ackline_server::Limits::default().max_lines_per_request,
         |v| int(v, 1, 10_000_000).map(|n| n as usize),
     )?;
+    let max_sessions_per_token = value(
+        l,
+        "server.max_sessions_per_token",
+        ackline_server::Limits::default().max_sessions_per_token,
+        |v| int(v, 1, 100_000).map(|n| n as usize),
+    )?;
     if !listen.ip().is_loopback() && tokens.is_empty() {
         return Err(err(
             l,
@@ -848,6 +860,7 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
             syslog_tcp,
             syslog_udp,
             max_lines_per_request,
+            max_sessions_per_token,
         },
         broker,
         broker_tls_ca,

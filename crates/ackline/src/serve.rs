@@ -70,6 +70,7 @@ pub fn server_config(cfg: &Config) -> ServerConfig {
     sc.default_queue = cfg.queue.clone();
     sc.queue_options = cfg.queue_options.clone();
     sc.limits.max_lines_per_request = cfg.server.max_lines_per_request;
+    sc.limits.max_sessions_per_token = cfg.server.max_sessions_per_token;
     sc
 }
 
