@@ -31,7 +31,7 @@ use anyhow::Context;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::cli::{PipelineFlags, ServeArgs};
+use crate::cli::{PipelineFlags, ServeArgs, WorkerFlags};
 use crate::config::{self, BrokerUrl, Config, Env};
 use crate::exit::usage;
 use crate::output::Out;
@@ -55,6 +55,10 @@ pub fn load(a: &ServeArgs, data_dir: &Path, config_file: Option<&Path>) -> anyho
         server: a.server.clone(),
         broker: a.broker.clone(),
         broker_ca: a.broker_ca.clone(),
+        worker: WorkerFlags {
+            max_attempts: a.max_attempts.clone(),
+            ..WorkerFlags::default()
+        },
         ..PipelineFlags::default()
     };
     config::load(data_dir, config_file, &flags, &Env::process())
