@@ -47,7 +47,8 @@ pub struct Limits {
     pub max_lease: Duration,
     /// Most sessions open at once per token (all sessions, when no tokens are configured);
     /// one more is 429 `too_many_sessions` with `Retry-After`. A `work` process opens one per
-    /// worker (`worker.workers`, at most 256). Default 256.
+    /// worker (`worker.workers`, at most 256), and the sessions of a killed one linger until
+    /// they expire, so the default leaves room for four at their maximum. Default 1024.
     pub max_sessions_per_token: usize,
     /// Longest nack error or reject reason kept (bytes); a longer one is cut at a character
     /// boundary and ends with `… [truncated N bytes]`, before it reaches the queue (a dead
@@ -76,8 +77,8 @@ impl Default for Limits {
             retry_after: Duration::from_secs(1),
             max_lines_per_request: 100_000,
             max_lease: Duration::from_secs(24 * 3600),
-            max_sessions_per_token: 256,
-            max_reason_bytes: 4096,
+            max_sessions_per_token: 1024,
+            max_reason_bytes: ackline_broker::MAX_REASON_BYTES,
             syslog_max_frame: 64 << 10,
             syslog_frame_timeout: Duration::from_secs(30),
             syslog_idle_timeout: Duration::from_secs(600),

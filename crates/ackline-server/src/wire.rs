@@ -39,21 +39,7 @@ pub fn decode(payload: String, enc: Encoding) -> Result<Vec<u8>, ApiError> {
     }
 }
 
-/// `text` cut to at most `max` bytes (at a character boundary) followed by
-/// `… [truncated N bytes]` (N: the bytes cut), or `text` itself when it fits.
-pub fn truncate_reason(mut text: String, max: usize) -> String {
-    if text.len() <= max {
-        return text;
-    }
-    let mut cut = max;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let dropped = text.len() - cut;
-    text.truncate(cut);
-    text.push_str(&format!("… [truncated {dropped} bytes]"));
-    text
-}
+pub use ackline_broker::truncate_reason;
 
 /// A message to publish.
 #[derive(Debug, Clone, Deserialize)]
@@ -344,23 +330,5 @@ impl Stats {
             dead_lettered: s.dead_lettered,
             lease_expired: s.lease_expired,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reasons_are_cut_at_a_character_boundary_with_a_marker() {
-        assert_eq!(truncate_reason("short".into(), 64), "short");
-        let s = "aé".repeat(40); // 120 bytes
-        let t = truncate_reason(s, 64);
-        // "aé" is 3 bytes: 21 pairs and an "a" make 64, a boundary.
-        assert!(t.starts_with(&format!("{}a…", "aé".repeat(21))));
-        assert!(t.ends_with("… [truncated 56 bytes]"), "{t}");
-        // 65 falls inside the 33rd "é": cut before it.
-        let t = truncate_reason("é".repeat(40), 65);
-        assert_eq!(t, format!("{}… [truncated 16 bytes]", "é".repeat(32)));
     }
 }
