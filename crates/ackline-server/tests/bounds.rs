@@ -129,6 +129,38 @@ async fn more_lines_than_the_limit_is_413_and_queues_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_of_more_messages_than_the_limit_is_413_and_queues_nothing() {
+    let s = start(|c| c.limits.max_lines_per_request = 1000).await;
+    let batch = |n: usize| {
+        let m = vec![serde_json::json!({"payload": "x"}); n];
+        serde_json::json!({ "messages": m })
+            .to_string()
+            .into_bytes()
+    };
+    let r = http(
+        s.addr,
+        "POST",
+        "/v1/queues/logs/messages",
+        &[],
+        &batch(1001),
+    )
+    .await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.body.contains("over the maximum of 1000"), "{}", r.body);
+    assert_eq!(published(s.addr, "logs").await, 0);
+    let r = http(
+        s.addr,
+        "POST",
+        "/v1/queues/logs/messages",
+        &[],
+        &batch(1000),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(published(s.addr, "logs").await, 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_mib_of_newline_a_is_refused_under_the_default_limit() {
     let s = start(|_| {}).await;
     let body = b"a\n".repeat(4 << 20);

@@ -10,6 +10,8 @@
 //!   session does not hold is answered without reaching the engine (see `sessions`), so only
 //!   the session a delivery was handed to can settle it, and the engine's (key, attempt)
 //!   fencing then refuses it if it was redelivered since.
+//! - A publish carries at most `limits.max_lines_per_request` messages (413 beyond, nothing
+//!   queued), and its body is parsed on the blocking pool.
 //! - Bounds: a session's `lease_ms`, an `extend`'s and a nack's `delay_ms` are at most
 //!   `limits.max_lease` (400 beyond, nothing applied); a token has at most `limits.max_sessions_per_token` sessions
 //!   open (429 `too_many_sessions` beyond); a nack's error and a reject's reason are cut to
@@ -44,7 +46,29 @@ pub async fn publish(
     Path(queue): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let req: wire::PublishRequest = json(&body)?;
+    // Parsed on the blocking pool, like ingest: a body of many small messages takes CPU time
+    // in proportion to their number.
+    let req: wire::PublishRequest = tokio::task::spawn_blocking(move || json(&body))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "fatal",
+                format!("publish task failed: {e}"),
+            )
+        })??;
+    let max = st.cfg.limits.max_lines_per_request;
+    if req.messages.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "{} messages in one publish, over the maximum of {max} \
+                 (limits.max_lines_per_request; server.max_lines_per_request): nothing was queued",
+                req.messages.len()
+            ),
+        ));
+    }
     let broker = st.queues.get(&queue)?;
     let mut batch = Vec::with_capacity(req.messages.len());
     for (i, m) in req.messages.into_iter().enumerate() {
