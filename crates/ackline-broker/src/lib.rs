@@ -132,6 +132,42 @@ pub enum Settlement {
     },
 }
 
+/// The longest reject reason or nack error the worker runtime sends and the server keeps
+/// (bytes): a dead letter's reason and last error live in memory with it.
+pub const MAX_REASON_BYTES: usize = 4096;
+
+/// `text` cut to at most `max` bytes (at a character boundary) followed by
+/// `… [truncated N bytes]` (N: the bytes cut), or `text` itself when it fits.
+pub fn truncate_reason(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let dropped = text.len() - cut;
+    text.truncate(cut);
+    text.push_str(&format!("… [truncated {dropped} bytes]"));
+    text
+}
+
+impl Settlement {
+    /// This settlement with its reason or error cut to `max` bytes ([`truncate_reason`]).
+    pub fn bounded(self, max: usize) -> Settlement {
+        match self {
+            Settlement::Nack { delay, error } => Settlement::Nack {
+                delay,
+                error: truncate_reason(error, max),
+            },
+            Settlement::Reject { reason } => Settlement::Reject {
+                reason: truncate_reason(reason, max),
+            },
+            other => other,
+        }
+    }
+}
+
 /// Options of a consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConsumerOptions {
@@ -284,4 +320,34 @@ pub trait DeadLetters: Send + Sync + 'static {
         &self,
         sel: DlqSelector,
     ) -> impl Future<Output = Result<usize, BrokerError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_cut_at_a_character_boundary_with_a_marker() {
+        let s = Settlement::Reject {
+            reason: "x".repeat(5000),
+        }
+        .bounded(MAX_REASON_BYTES);
+        let Settlement::Reject { reason } = s else {
+            panic!("a reject stays a reject");
+        };
+        assert_eq!(
+            reason,
+            format!("{}… [truncated 904 bytes]", "x".repeat(4096))
+        );
+        assert_eq!(Settlement::Ack.bounded(1), Settlement::Ack);
+        assert_eq!(truncate_reason("short".into(), 64), "short");
+        let s = "aé".repeat(40); // 120 bytes
+        let t = truncate_reason(s, 64);
+        // "aé" is 3 bytes: 21 pairs and an "a" make 64, a boundary.
+        assert!(t.starts_with(&format!("{}a…", "aé".repeat(21))));
+        assert!(t.ends_with("… [truncated 56 bytes]"), "{t}");
+        // 65 falls inside the 33rd "é": cut before it.
+        let t = truncate_reason("é".repeat(40), 65);
+        assert_eq!(t, format!("{}… [truncated 16 bytes]", "é".repeat(32)));
+    }
 }

@@ -47,6 +47,24 @@ pub struct Limits {
     /// `Retry-After` sent when the queue is full (and how long syslog over TCP waits before
     /// trying a full queue again). Default 1 s.
     pub retry_after: Duration,
+    /// Most lines (messages) one `POST /v1/logs` may carry; more is 413 and nothing of the
+    /// request is queued. Each line costs a message's bookkeeping beyond its bytes, so this
+    /// bounds the memory one request can claim (an 8 MiB body of `a\n` would be 4.19M
+    /// messages). Default 100,000: an 8 MiB body of 84-byte lines still fits.
+    pub max_lines_per_request: usize,
+    /// Longest lease a worker may ask for (`lease_ms` of a session, `extend`); 400 beyond.
+    /// Default 24 h, as `worker.lease` of the CLI. A session unheard for its lease plus 30 s
+    /// is dropped, so this also bounds how long an abandoned session lives.
+    pub max_lease: Duration,
+    /// Most sessions open at once per token (all sessions, when no tokens are configured);
+    /// one more is 429 `too_many_sessions` with `Retry-After`. A `work` process opens one per
+    /// worker (`worker.workers`, at most 256), and the sessions of a killed one linger until
+    /// they expire, so the default leaves room for four at their maximum. Default 1024.
+    pub max_sessions_per_token: usize,
+    /// Longest nack error or reject reason kept (bytes); a longer one is cut at a character
+    /// boundary and ends with `… [truncated N bytes]`, before it reaches the queue (a dead
+    /// letter's reason and last error live in memory). Default 4 KiB.
+    pub max_reason_bytes: usize,
     /// Largest syslog frame (TCP frame or UDP datagram); larger ones are refused. Default
     /// 64 KiB; at least 1 KiB below the queue's `max_message_bytes`.
     pub syslog_max_frame: usize,
@@ -75,6 +93,10 @@ impl Default for Limits {
             readiness_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
             retry_after: Duration::from_secs(1),
+            max_lines_per_request: 100_000,
+            max_lease: Duration::from_secs(24 * 3600),
+            max_sessions_per_token: 1024,
+            max_reason_bytes: ackline_broker::MAX_REASON_BYTES,
             syslog_max_frame: 64 << 10,
             syslog_frame_timeout: Duration::from_secs(30),
             syslog_idle_timeout: Duration::from_secs(600),
@@ -192,6 +214,18 @@ impl ServerConfig {
             return bad(
                 "limits.syslog_frame_timeout",
                 "syslog_frame_timeout and syslog_idle_timeout above 0",
+            );
+        }
+        if l.max_lines_per_request == 0 || l.max_sessions_per_token == 0 {
+            return bad(
+                "limits.max_lines_per_request",
+                "max_lines_per_request and max_sessions_per_token above 0",
+            );
+        }
+        if l.max_lease < Duration::from_millis(1) || l.max_reason_bytes < 64 {
+            return bad(
+                "limits.max_lease",
+                "max_lease at least 1 ms and max_reason_bytes at least 64",
             );
         }
         if l.max_receive_wait >= l.request_timeout {

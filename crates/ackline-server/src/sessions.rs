@@ -19,6 +19,9 @@
 //!   and never reaches the engine. So no session can settle another's delivery, nor one that
 //!   was never delivered (attempt 0).
 //! - Session ids are 128 random bits, so one cannot be guessed.
+//! - At most `max` sessions per owner (token) are open at once: [`Sessions::open`] counts
+//!   and inserts under one lock. With leases bounded (`limits.max_lease`), every session
+//!   not heard from is dropped within a bounded time, so the table is bounded too.
 //! - A session remembers each delivery it handed out, with its `enqueued_at` (for end-to-end
 //!   latency), keyed by (key, attempt), until a settlement of it through this session succeeds
 //!   or is refused (an `extend` that succeeds keeps it), or the session is dropped. It mirrors
@@ -44,11 +47,17 @@ pub const IDLE_GRACE: Duration = Duration::from_secs(30);
 /// Most ended deliveries a session remembers the outcome of.
 pub const ENDED_CAP: usize = 4096;
 
+/// Who opened a session: the index of the configured token it was opened with, `None` when
+/// the server has no tokens.
+pub type Owner = Option<usize>;
+
 /// One session.
 #[derive(Debug)]
 pub struct Session {
     /// The queue it consumes.
     pub queue: String,
+    /// Who opened it.
+    pub owner: Owner,
     /// The engine consumer.
     pub consumer: EmbeddedConsumer,
     /// Its options.
@@ -178,19 +187,33 @@ impl Sessions {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a session and returns its id.
-    pub fn open(&self, queue: &str, consumer: EmbeddedConsumer, opts: ConsumerOptions) -> String {
+    /// Registers a session of `owner` and returns its id, or `Err(n)` when `owner` has `n`
+    /// sessions open already, `n >= max` (the consumer is dropped, nothing registered).
+    pub fn open(
+        &self,
+        queue: &str,
+        consumer: EmbeddedConsumer,
+        opts: ConsumerOptions,
+        owner: Owner,
+        max: usize,
+    ) -> Result<String, usize> {
+        let mut map = self.map();
+        let n = map.values().filter(|s| s.owner == owner).count();
+        if n >= max {
+            return Err(n);
+        }
         let id = format!("{:032x}", rand::random::<u128>());
         let s = Session {
             queue: queue.to_string(),
+            owner,
             consumer,
             opts,
             last_seen: Mutex::new(Instant::now()),
             busy: AtomicUsize::new(0),
             held: Mutex::new(Held::default()),
         };
-        self.map().insert(id.clone(), Arc::new(s));
-        id
+        map.insert(id.clone(), Arc::new(s));
+        Ok(id)
     }
 
     /// The session `id` of `queue`, marked busy until the guard drops.
@@ -280,7 +303,7 @@ mod tests {
         };
         let sessions = Sessions::default();
         let consumer = EmbeddedBroker::new(q).consumer(opts).await.unwrap();
-        let id = sessions.open("logs", consumer, opts);
+        let id = sessions.open("logs", consumer, opts, None, 8).unwrap();
         let busy = sessions.enter("logs", &id).unwrap();
         let s = busy.session();
         s.handed_out(&[delivery(1, 1), delivery(2, 1)]);
@@ -309,7 +332,7 @@ mod tests {
         };
         let sessions = Sessions::default();
         let consumer = EmbeddedBroker::new(q).consumer(opts).await.unwrap();
-        let id = sessions.open("logs", consumer, opts);
+        let id = sessions.open("logs", consumer, opts, None, 8).unwrap();
         let busy = sessions.enter("logs", &id).unwrap();
         let s = busy.session();
         assert!(matches!(s.not_held(1, 1), SettleResult::Unknown));

@@ -39,6 +39,8 @@ pub fn decode(payload: String, enc: Encoding) -> Result<Vec<u8>, ApiError> {
     }
 }
 
+pub use ackline_broker::truncate_reason;
+
 /// A message to publish.
 #[derive(Debug, Clone, Deserialize)]
 pub struct NewMessage {

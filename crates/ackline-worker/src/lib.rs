@@ -27,6 +27,8 @@
 //!   itself is made durable while the worker receives its next batch.)
 //! - Each delivery a worker receives is settled at most once by it, or released.
 //! - A worker holds at most `prefetch` unsettled deliveries.
+//! - A reject's reason and a nack's error are at most [`ackline_broker::MAX_REASON_BYTES`]
+//!   (cut with a `… [truncated N bytes]` marker), however long the error that caused them.
 //! - While a worker waits on its store, the leases of the batch it holds are extended every
 //!   third of a lease, so waiting on the store never spends an attempt.
 //! - Every store write call is timed (success or failure), and every ack the broker confirms
@@ -137,10 +139,12 @@ struct Held {
 }
 
 impl Held {
+    /// `how` for this delivery; a reject's reason or a nack's error is cut to
+    /// [`ackline_broker::MAX_REASON_BYTES`] (with a marker) here, so no broker is sent more.
     fn decide(self, how: Settlement) -> Decided {
         Decided {
             tag: self.tag,
-            how,
+            how: how.bounded(ackline_broker::MAX_REASON_BYTES),
             enqueued_at: self.enqueued_at,
         }
     }

@@ -483,6 +483,43 @@ async fn a_panic_is_a_failure_of_that_message_not_of_the_worker() {
     assert_eq!(stats.snapshot().panics, 2);
 }
 
+/// Fails every delivery with a 1 MiB error: transient on the first attempt, permanent after.
+struct Verbose;
+
+impl Process for Verbose {
+    fn process(&self, d: &Delivery) -> Result<Record, ProcessError> {
+        let what = "x".repeat(1 << 20);
+        if d.attempt == 1 {
+            Err(ProcessError::Transient(what))
+        } else {
+            Err(ProcessError::Permanent(what))
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_errors_and_reasons_are_cut_before_they_reach_the_broker() {
+    let s = setup(3);
+    publish(&s.broker, vec![json_line(0)]).await;
+    let (stop, h, _) = start(&s, Verbose, config());
+    let broker = s.broker.clone();
+    let mut dead = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dead.is_empty() && Instant::now() < deadline {
+        dead = broker.dlq_list(None, 10).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.send(true).unwrap();
+    h.await.unwrap().unwrap();
+    assert_eq!(dead.len(), 1);
+    let marker = format!("… [truncated {} bytes]", (1 << 20) - 4096);
+    assert_eq!(dead[0].attempts, 2);
+    for text in [&dead[0].reason, &dead[0].last_error] {
+        assert!(text.ends_with(&marker), "...{}", &text[text.len() - 40..]);
+        assert_eq!(text.len(), ackline_broker::MAX_REASON_BYTES + marker.len());
+    }
+}
+
 /// Slow on purpose: a store write that takes longer than the lease.
 struct SlowStore(MemStore, Duration);
 

@@ -272,6 +272,10 @@ pub struct ServeArgs {
     /// CA) [config: broker.tls_ca_file]
     #[arg(long, value_name = "FILE")]
     pub broker_ca: Option<String>,
+    /// Deliveries per message before it is dead-lettered, for every queue this server opens
+    /// (split mode's workers follow it) [default: 5] [config: retry.max_attempts]
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<String>,
 }
 
 #[derive(Debug, Args)]

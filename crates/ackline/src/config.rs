@@ -181,6 +181,14 @@ pub const KEYS: &[Key] = &[
         "server.auto_create_queues",
         "a list of queue names (1 to 128 of A-Z a-z 0-9 . _ -; comma-separated in the environment)",
     ),
+    key(
+        "server.max_lines_per_request",
+        "an integer from 1 to 10000000 (lines one POST /v1/logs may carry)",
+    ),
+    key(
+        "server.max_sessions_per_token",
+        "an integer from 1 to 100000 (lease sessions open at once per token)",
+    ),
 ];
 
 /// A configuration error (exit 2).
@@ -300,6 +308,10 @@ pub struct ServerSettings {
     pub syslog_udp_recv_buffer: usize,
     /// Queues a request may create without the admin scope.
     pub auto_create_queues: Vec<String>,
+    /// Most lines one `POST /v1/logs` may carry (413 beyond).
+    pub max_lines_per_request: usize,
+    /// Most lease sessions open at once per token (429 beyond).
+    pub max_sessions_per_token: usize,
 }
 
 impl Config {
@@ -890,6 +902,18 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
             .all(|n| ackline_queue::valid_queue_name(n))
             .then_some(names)
     })?;
+    let max_lines_per_request = value(
+        l,
+        "server.max_lines_per_request",
+        ackline_server::Limits::default().max_lines_per_request,
+        |v| int(v, 1, 10_000_000).map(|n| n as usize),
+    )?;
+    let max_sessions_per_token = value(
+        l,
+        "server.max_sessions_per_token",
+        ackline_server::Limits::default().max_sessions_per_token,
+        |v| int(v, 1, 100_000).map(|n| n as usize),
+    )?;
     if !listen.ip().is_loopback() && tokens.is_empty() {
         return Err(err(
             l,
@@ -943,6 +967,8 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
             max_queues,
             auto_create_queues,
             syslog_udp_recv_buffer,
+            max_lines_per_request,
+            max_sessions_per_token,
         },
         broker,
         broker_tls_ca,

@@ -32,7 +32,7 @@ use anyhow::Context;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::cli::{PipelineFlags, ServeArgs};
+use crate::cli::{PipelineFlags, ServeArgs, WorkerFlags};
 use crate::config::{self, BrokerUrl, Config, Env};
 use crate::exit::usage;
 use crate::output::Out;
@@ -56,6 +56,10 @@ pub fn load(a: &ServeArgs, data_dir: &Path, config_file: Option<&Path>) -> anyho
         server: a.server.clone(),
         broker: a.broker.clone(),
         broker_ca: a.broker_ca.clone(),
+        worker: WorkerFlags {
+            max_attempts: a.max_attempts.clone(),
+            ..WorkerFlags::default()
+        },
         ..PipelineFlags::default()
     };
     config::load(data_dir, config_file, &flags, &Env::process())
@@ -76,6 +80,8 @@ pub fn server_config(cfg: &Config) -> ServerConfig {
     sc.auto_create_queues = cfg.server.auto_create_queues.clone();
     sc.default_queue = cfg.queue.clone();
     sc.queue_options = cfg.queue_options.clone();
+    sc.limits.max_lines_per_request = cfg.server.max_lines_per_request;
+    sc.limits.max_sessions_per_token = cfg.server.max_sessions_per_token;
     sc
 }
 

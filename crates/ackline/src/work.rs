@@ -11,7 +11,8 @@
 //!   stored is skipped.
 //! - Graceful stop as in `run`: the first signal stops taking deliveries, the batches in hand
 //!   finish within `worker.shutdown_deadline` (the rest is released), exit 0.
-//! - Configuration errors (a bad flag value, a bad broker URL, no broker at all) exit 2
+//! - Configuration errors (a bad flag value, a bad broker URL, no broker at all, and
+//!   `--max-attempts` against an `ackline serve`, whose own setting applies) exit 2
 //!   before anything is opened. A broker not reachable yet at start is waited for (probed
 //!   with backoff up to 5 s, a signal ends the wait with exit 0), so workers may start before
 //!   the server or broker; a refusal waiting cannot fix (a bad token, bad credentials) is a
@@ -125,6 +126,12 @@ pub fn run(
              ACKLINE_BROKER_URL)",
         ));
     };
+    if matches!(broker_url, BrokerUrl::Http(_)) && a.worker.max_attempts.is_some() {
+        return Err(usage(
+            "--max-attempts has no effect in split mode: the server's setting applies \
+             (start ackline serve with --max-attempts N, or set retry.max_attempts for it)",
+        ));
+    }
     let rt = crate::run::tokio_runtime()?;
     rt.block_on(async {
         let signal = crate::signals::install()?;

@@ -10,6 +10,13 @@
 //!   session does not hold is answered without reaching the engine (see `sessions`), so only
 //!   the session a delivery was handed to can settle it, and the engine's (key, attempt)
 //!   fencing then refuses it if it was redelivered since.
+//! - A publish carries at most `limits.max_lines_per_request` messages (413 beyond, nothing
+//!   queued), and its body is parsed on the blocking pool.
+//! - Bounds: a session's `lease_ms`, an `extend`'s and a nack's `delay_ms` are at most
+//!   `limits.max_lease` (400 beyond, nothing applied); a token has at most `limits.max_sessions_per_token` sessions
+//!   open (429 `too_many_sessions` beyond); a nack's error and a reject's reason are cut to
+//!   `limits.max_reason_bytes` with a `… [truncated N bytes]` marker before the engine sees
+//!   them.
 //! - A receive waits at most `limits.max_receive_wait` and returns at most
 //!   `limits.max_receive_batch` deliveries.
 //! - An ack through a session that handed the delivery out is observed once in
@@ -23,12 +30,13 @@ use ackline_broker::{
 };
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use crate::error::ApiError;
 use crate::routes::json;
+use crate::sessions::Owner;
 use crate::state::AppState;
 use crate::wire;
 
@@ -38,7 +46,29 @@ pub async fn publish(
     Path(queue): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let req: wire::PublishRequest = json(&body)?;
+    // Parsed on the blocking pool, like ingest: a body of many small messages takes CPU time
+    // in proportion to their number.
+    let req: wire::PublishRequest = tokio::task::spawn_blocking(move || json(&body))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "fatal",
+                format!("publish task failed: {e}"),
+            )
+        })??;
+    let max = st.cfg.limits.max_lines_per_request;
+    if req.messages.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "{} messages in one publish, over the maximum of {max} \
+                 (limits.max_lines_per_request; server.max_lines_per_request): nothing was queued",
+                req.messages.len()
+            ),
+        ));
+    }
     let broker = st.queues.get(&queue)?;
     let mut batch = Vec::with_capacity(req.messages.len());
     for (i, m) in req.messages.into_iter().enumerate() {
@@ -69,10 +99,37 @@ pub fn full_after(st: &AppState, e: ackline_broker::BrokerError) -> ApiError {
     e
 }
 
+/// Which configured token a request was let in with (its index); `None` when the server has
+/// no tokens. Only called after the auth layer accepted the request, so the secret presented
+/// is one of them.
+fn owner(st: &AppState, headers: &HeaderMap) -> Owner {
+    let presented = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, secret) = presented.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let secret = secret.trim().as_bytes();
+    st.cfg.tokens.iter().position(|t| t.secret() == secret)
+}
+
+/// 400 unless `ms` (a lease or a nack's delay) is within `limits.max_lease`.
+fn check_lease(st: &AppState, what: &str, ms: u64) -> Result<(), ApiError> {
+    let max = st.cfg.limits.max_lease;
+    if u128::from(ms) > max.as_millis() {
+        return Err(ApiError::bad_request(format!(
+            "{what} {ms} is over the maximum of {} ms ({} h; limits.max_lease)",
+            max.as_millis(),
+            max.as_secs_f64() / 3600.0
+        )));
+    }
+    Ok(())
+}
+
 /// `POST /v1/queues/{queue}/sessions`.
 pub async fn open_session(
     State(st): State<AppState>,
     Path(queue): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: wire::OpenSession = if body.is_empty() {
@@ -85,6 +142,7 @@ pub async fn open_session(
             "prefetch and lease_ms must be above 0",
         ));
     }
+    check_lease(&st, "lease_ms", req.lease_ms)?;
     if st.is_draining() {
         return Err(ApiError::unavailable("the server is shutting down"));
     }
@@ -94,7 +152,22 @@ pub async fn open_session(
         lease: Duration::from_millis(req.lease_ms),
     };
     let consumer = broker.consumer(opts).await?;
-    let id = st.sessions.open(&queue, consumer, opts);
+    let max = st.cfg.limits.max_sessions_per_token;
+    let id = st
+        .sessions
+        .open(&queue, consumer, opts, owner(&st, &headers), max)
+        .map_err(|n| ApiError {
+            retry_after: Some(st.cfg.limits.retry_after),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_sessions",
+                format!(
+                    "this token has {n} sessions open, the maximum (limits.max_sessions_per_token, \
+                     server.max_sessions_per_token): close unused ones; one not heard from is \
+                     dropped its lease plus 30 s after its last request"
+                ),
+            )
+        })?;
     let body = serde_json::json!({
         "session": id,
         "prefetch": req.prefetch,
@@ -162,6 +235,18 @@ pub async fn settle(
             "item {i}: attempt 0 names no delivery (a delivery's attempt is at least 1)"
         )));
     }
+    for (i, it) in req.items.iter().enumerate() {
+        match it.op {
+            wire::SettleOp::Extend { lease_ms } => {
+                check_lease(&st, &format!("item {i}: lease_ms"), lease_ms)?;
+            }
+            wire::SettleOp::Nack { delay_ms, .. } => {
+                check_lease(&st, &format!("item {i}: delay_ms"), delay_ms)?;
+            }
+            _ => {}
+        }
+    }
+    let max_reason = st.cfg.limits.max_reason_bytes;
     let s = busy.session();
     // Each item's answer, filled now for those this session does not hold (they never reach
     // the engine) and after the engine's settle for the others.
@@ -179,9 +264,11 @@ pub async fn settle(
             wire::SettleOp::Ack => Settlement::Ack,
             wire::SettleOp::Nack { delay_ms, error } => Settlement::Nack {
                 delay: Duration::from_millis(delay_ms),
-                error,
+                error: wire::truncate_reason(error, max_reason),
             },
-            wire::SettleOp::Reject { reason } => Settlement::Reject { reason },
+            wire::SettleOp::Reject { reason } => Settlement::Reject {
+                reason: wire::truncate_reason(reason, max_reason),
+            },
             wire::SettleOp::Extend { lease_ms } => Settlement::Extend {
                 lease: Duration::from_millis(lease_ms),
             },
