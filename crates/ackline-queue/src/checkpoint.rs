@@ -5,13 +5,14 @@
 //! ```text
 //! "ACKLCKP1" | version: u32 | body_len: u64 | body | crc32c(body): u32
 //! body: log position (segment u32, offset u64), base u64, next_seq u64,
-//!       slots: count u64, then per slot seg u32, off u32, len u32, attempts u32, state u8
-//!              (+ due u64 when delayed),
+//!       slots: count u64, then per slot seg u32, off u32, len u32, attempts u32,
+//!              (version 2 on:) check u32, state u8 (+ due u64 when delayed),
 //!       failures: count u64, then per entry seq u64, first u64, last u64, error (u32 len + utf-8),
 //!       dead letters: count u64, then per entry key u64, seg u32, off u32, len u32,
-//!              attempts u32, first u64, last u64, reason, last_error (u32 len + utf-8 each)
+//!              (version 2 on:) check u32, attempts u32, first u64, last u64, reason,
+//!              last_error (u32 len + utf-8 each)
 //!       (version 2 on:) id index: fingerprint key k0 u64, k1 u64, count u64, then per live
-//!              entry hi u64, lo u64, seq u64
+//!              entry hi u64, seq u64 (`check` is the fingerprint's other 32 bits)
 //! ```
 //!
 //! Version 1 (no id index) is still read: its messages are then not in the id index, so a
@@ -26,7 +27,7 @@
 
 use std::collections::VecDeque;
 
-use crate::state::{DELAYED, DlqEntry, FpKey, IdRef, LEASED, LOST, READY, SETTLED, Slot, State};
+use crate::state::{DELAYED, DlqEntry, FpKey, LEASED, LOST, READY, SETTLED, Slot, State};
 
 const MAGIC: &[u8; 8] = b"ACKLCKP1";
 pub(crate) const VERSION: u32 = 2;
@@ -77,6 +78,7 @@ pub(crate) fn encode(st: &State, pos: Pos) -> Vec<u8> {
         b.extend_from_slice(&s.off.to_le_bytes());
         b.extend_from_slice(&s.len.to_le_bytes());
         b.extend_from_slice(&s.attempts.to_le_bytes());
+        b.extend_from_slice(&s.check.to_le_bytes());
         let state = if s.state == LEASED { READY } else { s.state };
         b.push(state);
         if state == DELAYED {
@@ -97,6 +99,7 @@ pub(crate) fn encode(st: &State, pos: Pos) -> Vec<u8> {
         b.extend_from_slice(&e.loc.seg.to_le_bytes());
         b.extend_from_slice(&e.loc.off.to_le_bytes());
         b.extend_from_slice(&e.loc.len.to_le_bytes());
+        b.extend_from_slice(&e.check.to_le_bytes());
         b.extend_from_slice(&e.attempts.to_le_bytes());
         b.extend_from_slice(&e.first_failure.to_le_bytes());
         b.extend_from_slice(&e.last_failure.to_le_bytes());
@@ -108,11 +111,9 @@ pub(crate) fn encode(st: &State, pos: Pos) -> Vec<u8> {
     let count_at = b.len();
     b.extend_from_slice(&0u64.to_le_bytes());
     let mut live = 0u64;
-    for (hi, r) in &st.ids {
-        let seq = r.seq;
-        if st.state_of(seq) != SETTLED || st.dlq.contains_key(&seq) {
+    for (hi, &seq) in &st.ids {
+        if st.live_check(seq).is_some() {
             b.extend_from_slice(&hi.to_le_bytes());
-            b.extend_from_slice(&r.lo.to_le_bytes());
             b.extend_from_slice(&seq.to_le_bytes());
             live += 1;
         }
@@ -195,7 +196,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(State, Pos), CheckpointError> {
     };
     let base = c.u64()?;
     let next_seq = c.u64()?;
-    let n = c.count(17)?;
+    let v2 = version >= 2;
+    let n = c.count(if v2 { 21 } else { 17 })?;
     let mut slots = VecDeque::with_capacity(n);
     let mut delayed = Vec::new();
     for i in 0..n {
@@ -204,6 +206,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(State, Pos), CheckpointError> {
             off: c.u32()?,
             len: c.u32()?,
             attempts: c.u32()?,
+            check: if v2 { c.u32()? } else { 0 },
             state: c.u8()?,
         };
         match s.state {
@@ -230,7 +233,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(State, Pos), CheckpointError> {
         st.note_failure(seq, first, "");
         st.note_failure(seq, last, &error);
     }
-    let nd = c.count(48)?;
+    let nd = c.count(if v2 { 52 } else { 48 })?;
     for _ in 0..nd {
         let key = c.u64()?;
         let loc = crate::state::Loc {
@@ -240,6 +243,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(State, Pos), CheckpointError> {
         };
         let entry = DlqEntry {
             loc,
+            check: if v2 { c.u32()? } else { 0 },
             attempts: c.u32()?,
             first_failure: c.u64()?,
             last_failure: c.u64()?,
@@ -248,15 +252,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(State, Pos), CheckpointError> {
         };
         st.restore_dlq(key, entry);
     }
-    if version >= 2 {
+    if v2 {
         st.fp_key = FpKey(c.u64()?, c.u64()?);
-        let ni = c.count(24)?;
+        let ni = c.count(16)?;
         st.ids.reserve(ni);
         for _ in 0..ni {
             let hi = c.u64()?;
-            let lo = c.u64()?;
             let seq = c.u64()?;
-            st.ids.insert(hi, IdRef { seq, lo });
+            st.ids.insert(hi, seq);
         }
     }
     if !c.0.is_empty() {

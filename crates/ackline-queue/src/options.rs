@@ -17,11 +17,11 @@ pub enum Fsync {
     /// kill -9) loses nothing confirmed; a kernel crash or power loss may lose what was
     /// confirmed within the last interval (in the current segment only).
     Interval(Duration),
-    /// Confirm after the write reaches the operating system; fsync only when writing moves to
-    /// a new segment and before each checkpoint (the kernel flushes the rest when it likes,
-    /// typically within 30 s). A process crash loses nothing confirmed; a kernel crash or power
-    /// loss may lose anything of the current segment not yet flushed. For tests and
-    /// benchmarks.
+    /// Confirm after the write reaches the operating system; never fsync (the kernel flushes
+    /// when it likes, typically within 30 s). A process crash loses nothing confirmed; a
+    /// kernel crash or power loss may lose anything not yet flushed, including records a
+    /// checkpoint covers (their messages are then dead-lettered as corrupt when read). For
+    /// tests and benchmarks.
     Never,
 }
 

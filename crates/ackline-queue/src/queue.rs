@@ -1527,10 +1527,10 @@ impl Shared {
     }
 
     /// Writes chunks, marking `dirty` when bytes went to a file. A segment that is left for a
-    /// new one is fsynced first in every mode, so only the current segment can ever hold
-    /// bytes that are not durable (what `Fsync::Interval` promises, and what a checkpoint's
-    /// forced sync relies on). A new segment's directory entry is fsynced before return.
-    /// Errors name the file.
+    /// new one is fsynced first (except with `Fsync::Never`), so only the current segment can
+    /// hold bytes that are not durable (what `Fsync::Interval` promises, and what a
+    /// checkpoint's forced sync relies on). A new segment's directory entry is fsynced before
+    /// return. Errors name the file.
     fn write_batch(
         &self,
         file: &mut Option<(u32, Box<dyn FsFile>)>,
@@ -1545,6 +1545,7 @@ impl Shared {
             if c.create {
                 if let Some((seg, f)) = file.as_mut()
                     && *dirty
+                    && !matches!(self.opts.fsync, Fsync::Never)
                 {
                     f.sync().map_err(|e| ctx("fsync of", *seg, e))?;
                     *dirty = false;
@@ -1628,8 +1629,10 @@ impl Shared {
     /// Two generations are kept: installing a new `checkpoint` renames the old one to
     /// `checkpoint.prev`, and a segment is deleted only if it lies before the *previous*
     /// generation's position (and holds nothing live), so either generation can rebuild the
-    /// state. The log is fsynced up to the checkpoint's position before it is installed, in
-    /// every `Fsync` mode: a checkpoint never covers records that are not durable.
+    /// state. With `Fsync::Always` and `Fsync::Interval` the log is fsynced up to the
+    /// checkpoint's position before it is installed: a checkpoint never covers records that
+    /// are not durable (with `Never`, a power loss may take records a checkpoint covers; their
+    /// messages are then dead-lettered as corrupt when read).
     fn checkpoint(&self) -> Result<(), String> {
         let (bytes, commit, deletable, pos) = {
             let mut inner = lock(&self.inner);
@@ -1652,8 +1655,15 @@ impl Shared {
                 .copied()
                 .filter(|&id| id < keep_from && !inner.st.seg_live.contains_key(&id))
                 .collect();
-            inner.force_sync = true;
-            let commit = Commit::new(self.durable.clone(), inner.log.batch, self.name.clone());
+            // `Never` promises nothing after a power loss and fsyncs nothing; every other mode
+            // makes the log durable up to the checkpoint's position first.
+            let commit = if matches!(self.opts.fsync, Fsync::Never) {
+                self.commit_locked(&inner)
+            } else {
+                // The writer takes the batch being filled even if nothing else is appended.
+                inner.force_sync = true;
+                Commit::new(self.durable.clone(), inner.log.batch, self.name.clone())
+            };
             (bytes, commit, deletable, pos)
         };
         self.writer_cv.notify_one();

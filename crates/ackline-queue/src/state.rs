@@ -67,12 +67,13 @@ pub(crate) const DELAYED: u8 = 3;
 /// frame's header does) but its publish record is damaged. Never delivered.
 pub(crate) const LOST: u8 = 4;
 
-/// The 128-bit fingerprint of a message id (keyed SipHash-1-3): `hi` keys the id index, `lo`
-/// confirms a match. Two different ids share one with probability 2^-128.
+/// The 96-bit fingerprint of a message id (keyed SipHash-1-3): `hi` keys the id index, `lo`
+/// (kept in the slot or dead-letter entry) confirms a match. Two different live ids share one
+/// with probability 2^-96.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Fp {
     pub hi: u64,
-    pub lo: u64,
+    pub lo: u32,
 }
 
 /// The key of the id fingerprints, random per queue and kept in its checkpoint (so a producer
@@ -91,7 +92,10 @@ impl FpKey {
         let mut h = siphasher::sip128::SipHasher13::new_with_keys(self.0, self.1);
         h.write(id.as_bytes());
         let r = h.finish128();
-        Fp { hi: r.h1, lo: r.h2 }
+        Fp {
+            hi: r.h1,
+            lo: r.h2 as u32,
+        }
     }
 }
 
@@ -99,13 +103,6 @@ impl Default for FpKey {
     fn default() -> Self {
         FpKey::random()
     }
-}
-
-/// Where the id index says a message id lives.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct IdRef {
-    pub seq: u64,
-    pub lo: u64,
 }
 
 /// The location given to `LOST` slots whose damage could not be placed.
@@ -134,6 +131,8 @@ pub(crate) struct Slot {
     pub off: u32,
     pub len: u32,
     pub attempts: u32,
+    /// The low half of the message id's fingerprint (0 for a `LOST` slot).
+    pub check: u32,
     pub state: u8,
 }
 
@@ -166,6 +165,8 @@ pub(crate) struct Failure {
 #[derive(Debug, Clone)]
 pub(crate) struct DlqEntry {
     pub loc: Loc,
+    /// The low half of the message id's fingerprint.
+    pub check: u32,
     pub attempts: u32,
     pub first_failure: u64,
     pub last_failure: u64,
@@ -207,8 +208,8 @@ pub(crate) struct State {
     pub pending_bytes: u64,
     pub seg_live: BTreeMap<u32, u32>,
     pub counters: Counters,
-    /// Fingerprint (`hi`) of each id pending or dead-lettered -> where it is.
-    pub ids: SeqMap<IdRef>,
+    /// Fingerprint (`hi`) of each id pending or dead-lettered -> its position.
+    pub ids: SeqMap<u64>,
     pub fp_key: FpKey,
 }
 
@@ -307,8 +308,8 @@ impl State {
             self.counters.replayed += 1;
         }
         self.fill_to(seq, LOST_UNKNOWN);
-        self.push_slot(loc, READY);
-        self.ids.insert(fp.hi, IdRef { seq, lo: fp.lo });
+        self.push_slot(loc, READY, fp.lo);
+        self.ids.insert(fp.hi, seq);
         self.counters.published += 1;
         true
     }
@@ -317,11 +318,11 @@ impl State {
     /// for become `LOST` slots located at `at` (the damage that must have held them).
     fn fill_to(&mut self, seq: u64, at: Loc) {
         while self.next_seq < seq {
-            self.push_slot(at, LOST);
+            self.push_slot(at, LOST, 0);
         }
     }
 
-    fn push_slot(&mut self, loc: Loc, state: u8) {
+    fn push_slot(&mut self, loc: Loc, state: u8, check: u32) {
         if self.slots.is_empty() {
             self.base = self.next_seq;
             self.fresh = self.fresh.max(self.next_seq);
@@ -331,6 +332,7 @@ impl State {
             off: loc.off,
             len: loc.len,
             attempts: 0,
+            check,
             state,
         });
         self.next_seq += 1;
@@ -350,24 +352,29 @@ impl State {
     /// The position holding a message with this id fingerprint, if it is pending or in the
     /// dead-letter queue.
     pub fn duplicate_of(&self, fp: Fp) -> Option<u64> {
-        let r = self.ids.get(&fp.hi)?;
-        (r.lo == fp.lo && self.is_live(r.seq)).then_some(r.seq)
+        let seq = *self.ids.get(&fp.hi)?;
+        (self.live_check(seq) == Some(fp.lo)).then_some(seq)
     }
 
-    fn is_live(&self, seq: u64) -> bool {
-        self.state_of(seq) != SETTLED || self.dlq.contains_key(&seq)
+    /// The fingerprint check of the message at `seq` if it is pending or dead-lettered.
+    pub fn live_check(&self, seq: u64) -> Option<u32> {
+        match self.slot(seq) {
+            Some(s) if s.state != SETTLED && s.state != LOST => Some(s.check),
+            _ => self.dlq.get(&seq).map(|e| e.check),
+        }
     }
 
     /// Drops index entries of settled positions once they outnumber the live ones (amortised
     /// O(1) per publish; bounds the index near the number of live messages).
     pub fn prune_ids(&mut self) {
         let live = self.pending + self.dlq.len() as u64;
-        if (self.ids.len() as u64) > 2 * live + 1024 {
-            let ids = std::mem::take(&mut self.ids);
-            self.ids = ids
-                .into_iter()
-                .filter(|(_, r)| self.is_live(r.seq))
-                .collect();
+        if (self.ids.len() as u64) > 2 * live + (1 << 16) {
+            let mut ids = std::mem::take(&mut self.ids);
+            ids.retain(|_, seq| self.live_check(*seq).is_some());
+            if ids.capacity() > 4 * ids.len() + (1 << 17) {
+                ids.shrink_to(2 * ids.len());
+            }
+            self.ids = ids;
         }
     }
 
@@ -416,6 +423,7 @@ impl State {
             seq,
             DlqEntry {
                 loc: slot.loc(),
+                check: slot.check,
                 attempts: slot.attempts,
                 first_failure: failure.as_ref().map_or(at, |f| f.first),
                 last_failure: at,

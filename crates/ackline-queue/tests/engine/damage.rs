@@ -569,3 +569,44 @@ fn an_id_pending_or_dead_lettered_is_not_enqueued_twice_across_restarts() {
     assert!(q.publish(msgs(1..2)).unwrap()[0].duplicate);
     assert_eq!(q.stats().pending, 3);
 }
+
+/// Every fsync mode writes checkpoints and closes: with `Never` a checkpoint once waited for a
+/// batch the writer never took (nothing forced it), and the close hung.
+#[test]
+fn checkpoints_and_close_finish_in_every_fsync_mode() {
+    for fsync in [
+        Fsync::Always,
+        Fsync::Interval(std::time::Duration::from_millis(5)),
+        Fsync::Never,
+    ] {
+        let env = Env::new();
+        let opts = QueueOptions {
+            fsync,
+            segment_bytes: 4096,
+            checkpoint_bytes: 4096,
+            ..Default::default()
+        };
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let dir = env.dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let db = Db::open(&dir).unwrap();
+            let q = db.queue("q", opts).unwrap();
+            for i in 0..50 {
+                q.publish(msgs(i * 10..i * 10 + 10)).unwrap();
+            }
+            drop(q);
+            db.close();
+            done_tx.send(()).unwrap();
+        });
+        assert!(
+            done_rx
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .is_ok(),
+            "{fsync:?}: publishing with checkpoints and closing did not finish"
+        );
+        assert!(
+            env.dir.path().join("queues/q/checkpoint").exists(),
+            "{fsync:?}"
+        );
+    }
+}
