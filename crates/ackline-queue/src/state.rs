@@ -24,9 +24,9 @@
 //! - `seg_live[s]` counts the pending messages and dead-letter entries whose publish record is
 //!   in segment `s`; a segment is deleted only when this is zero (see `queue::checkpoint`).
 //! - `attempts` only grows (a replay from the dead-letter queue is a new message).
-//! - Per pending message the index costs one `Slot` (20 bytes) in a `VecDeque` (at most twice
-//!   that with its spare capacity); leases, delays and failures cost extra only for messages in
-//!   those states.
+//! - Per pending message the index costs one `Slot` (24 bytes) in a `VecDeque` (at most twice
+//!   that with its spare capacity) and one 16-byte entry in `ids`; leases, delays and failures
+//!   cost extra only for messages in those states.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
