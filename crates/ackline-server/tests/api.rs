@@ -4,103 +4,15 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ackline_queue::QueueOptions;
-use ackline_server::{Scope, Server, ServerConfig, Token};
+use ackline_server::{Server, ServerConfig};
 
-const INGEST: &str = "ingest-token-0123456789abcdef";
-const ADMIN: &str = "admin-token-0123456789abcdef";
-const WORKER: &str = "worker-token-0123456789abcdef";
-
-struct Running {
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start(f: impl FnOnce(&mut ServerConfig)) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..ServerConfig::new(dir.path())
-    };
-    f(&mut cfg);
-    let server = Server::bind(cfg).await.unwrap();
-    let addr = server.local_addr();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(async move {
-        let _ = rx.await;
-    }));
-    Running {
-        addr,
-        _dir: dir,
-        _stop: tx,
-    }
-}
-
-fn with_tokens(cfg: &mut ServerConfig) {
-    cfg.tokens = vec![
-        Token::new(INGEST, &[Scope::Ingest]),
-        Token::new(ADMIN, &[Scope::Admin]),
-        Token::new(WORKER, &[Scope::Worker]),
-    ];
-}
-
-struct Resp {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-/// One HTTP/1.1 request on its own connection (blocking I/O on the blocking pool).
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Resp {
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let mut bytes = req.into_bytes();
-    bytes.extend_from_slice(body);
-    tokio::task::spawn_blocking(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        // A refused body may close the connection early; the answer is still readable.
-        let _ = s.write_all(&bytes);
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        Resp {
-            status,
-            head: head.to_ascii_lowercase(),
-            body: body.to_string(),
-        }
-    })
-    .await
-    .unwrap()
-}
-
-fn bearer(t: &str) -> String {
-    format!("Bearer {t}")
-}
+mod common;
+use common::*;
 
 /// Captures every tracing event's fields, to show no token is ever logged.
 struct Capture(Arc<Mutex<String>>);

@@ -5,83 +5,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ackline_server::{Scope, Server, ServerConfig, Token};
+use ackline_server::{Scope, ServerConfig, Token};
 
-struct Running {
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start(f: impl FnOnce(&mut ServerConfig)) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..ServerConfig::new(dir.path())
-    };
-    f(&mut cfg);
-    let server = Server::bind(cfg).await.unwrap();
-    let addr = server.local_addr();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(async move {
-        let _ = rx.await;
-    }));
-    Running {
-        addr,
-        _dir: dir,
-        _stop: tx,
-    }
-}
-
-struct Resp {
-    status: u16,
-    body: String,
-}
-
-/// One HTTP/1.1 request on its own connection (blocking I/O on the blocking pool).
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Resp {
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let mut bytes = req.into_bytes();
-    bytes.extend_from_slice(body);
-    tokio::task::spawn_blocking(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        // A refused body may close the connection early; the answer is still readable.
-        let _ = s.write_all(&bytes);
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        Resp {
-            status,
-            body: body.to_string(),
-        }
-    })
-    .await
-    .unwrap()
-}
+mod common;
+use common::{Resp, http, start};
 
 async fn published(addr: SocketAddr, queue: &str) -> u64 {
     let r = http(addr, "GET", &format!("/v1/queues/{queue}/stats"), &[], b"").await;
