@@ -237,7 +237,7 @@ pub async fn max_attempts_dead_letters<F: Factory>(f: &F) {
     let dl = b.dlq_list(None, 10).await.unwrap();
     assert_eq!(dl.len(), 1);
     assert!(
-        dl[0].reason.contains("max attempts exceeded"),
+        dl[0].reason.contains(crate::REASON_MAX_ATTEMPTS),
         "{}",
         dl[0].reason
     );

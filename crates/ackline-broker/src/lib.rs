@@ -29,6 +29,8 @@ mod error;
 #[cfg(feature = "contract")]
 pub mod contract;
 
+/// The contract's dead-letter reasons, spelled once (the embedded engine's own constants).
+pub use ackline_queue::{REASON_CORRUPT, REASON_MAX_ATTEMPTS};
 pub use error::{BrokerError, SettleError};
 
 /// A message to publish.

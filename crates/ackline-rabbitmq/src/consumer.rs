@@ -613,7 +613,7 @@ impl ackline_broker::Consumer for RabbitConsumer {
                                 Box::new(inner.dead_letter_copy(
                                     &h.env,
                                     h.attempt,
-                                    "max attempts exceeded",
+                                    ackline_broker::REASON_MAX_ATTEMPTS,
                                     error,
                                 )),
                                 Counted::DeadLettered,
@@ -768,7 +768,12 @@ impl RabbitConsumer {
                     .clone()
                     .unwrap_or_else(|| UNSETTLED.to_owned());
                 diverted.push(Diverted {
-                    out: inner.dead_letter_copy(&env, attempt - 1, "max attempts exceeded", &last),
+                    out: inner.dead_letter_copy(
+                        &env,
+                        attempt - 1,
+                        ackline_broker::REASON_MAX_ATTEMPTS,
+                        &last,
+                    ),
                     acker,
                     counted: Counted::DeadLettered,
                 });
