@@ -393,6 +393,11 @@ pub struct DemoArgs {
     /// publish or delivery (kill moments are uniform in [0, this))
     #[arg(long, default_value_t = 600)]
     pub max_kill_ms: u64,
+    /// Most journal lines (publishes, deliveries, settlements) a worker writes before it is
+    /// killed: each run is killed at its time or after a uniform [1, this] lines, whichever
+    /// comes first, so a fast machine cannot finish the work before the kills
+    #[arg(long, default_value_t = 3000)]
+    pub max_kill_lines: u64,
     /// Consumer threads in the worker
     #[arg(long, default_value_t = 2)]
     pub consumers: usize,

@@ -7,7 +7,8 @@
 //!   reported), so a failing run can be replayed with the same seed. A kill moment counts from
 //!   the run's first observed progress (its first journal line: a publish or a delivery), not
 //!   from its spawn, so a slow start on a loaded machine cannot make a kill land before the
-//!   run did anything.
+//!   run did anything; and a run is killed after a seeded number of journal lines if that
+//!   comes first, so a fast machine cannot finish the work before the kills.
 //! - Nothing waits unboundedly: a killed run is reaped after SIGKILL, a run has
 //!   `--drain-timeout` to show progress, the final run has it to drain, and a run that fails
 //!   by itself stops the demo with its stderr.
@@ -127,6 +128,43 @@ fn journaled(journal: &Path, run: u32) -> anyhow::Result<bool> {
     Ok(false)
 }
 
+/// Journal lines run `run` has written so far (every line ends with a newline; a line being
+/// written counts once it is whole).
+fn journal_lines(journal: &Path, run: u32) -> anyhow::Result<u64> {
+    let prefix = format!("run-{run:04}-");
+    let mut n = 0;
+    for e in std::fs::read_dir(journal).with_context(|| format!("reading {}", journal.display()))? {
+        let e = e.with_context(|| format!("reading {}", journal.display()))?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&prefix) && name.ends_with(".log") {
+            let bytes = std::fs::read(e.path()).unwrap_or_default();
+            n += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        }
+    }
+    Ok(n)
+}
+
+/// Waits for `child` until `deadline` or until run `run` journaled `lines` lines; `None` if it
+/// is still running then.
+fn wait_until_or_lines(
+    child: &mut Child,
+    journal: &Path,
+    run: u32,
+    deadline: Instant,
+    lines: u64,
+) -> anyhow::Result<Option<std::process::ExitStatus>> {
+    loop {
+        if let Some(st) = child.try_wait().context("waiting for a child process")? {
+            return Ok(Some(st));
+        }
+        if Instant::now() >= deadline || journal_lines(journal, run)? >= lines {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Waits until run `run` shows progress ([`journaled`]) or exits, until `deadline`.
 fn wait_for_progress(
     child: &mut Child,
@@ -192,11 +230,20 @@ pub fn run(a: &DemoArgs, data_dir: Option<&Path>, out: Out) -> anyhow::Result<()
     let pb = out.progress(u64::from(a.crashes) + 1, "worker runs");
     for run in 0..a.crashes {
         let after = rng.random_range(0..a.max_kill_ms);
+        let lines = rng.random_range(1..=a.max_kill_lines.max(1));
         let mut child = sp.spawn(run)?;
         let limit = Instant::now() + Duration::from_secs(a.drain_timeout);
+        let mut progress_at = Instant::now();
         let exited = match wait_for_progress(&mut child, &journal, run, limit)? {
             Start::Progress => {
-                wait_until(&mut child, Instant::now() + Duration::from_millis(after))?
+                progress_at = Instant::now();
+                wait_until_or_lines(
+                    &mut child,
+                    &journal,
+                    run,
+                    progress_at + Duration::from_millis(after),
+                    lines,
+                )?
             }
             Start::Exited(st) => Some(st),
             Start::Stalled => {
@@ -227,7 +274,7 @@ pub fn run(a: &DemoArgs, data_dir: Option<&Path>, out: Out) -> anyhow::Result<()
                 runs.push(RunEnd {
                     run,
                     killed: true,
-                    kill_after_ms: Some(after),
+                    kill_after_ms: Some(progress_at.elapsed().as_millis() as u64),
                     exit_code: None,
                 });
             }
