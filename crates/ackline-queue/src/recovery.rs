@@ -409,14 +409,14 @@ impl Ctx<'_> {
         if self.mode == Mode::ReadOnly {
             return Ok(None);
         }
-        let qdir = self.dir.join(QUARANTINE);
-        let p = qdir.join(format!("{}.{offset}", seg_name(id)));
+        let p = self
+            .dir
+            .join(QUARANTINE)
+            .join(format!("{}.{offset}", seg_name(id)));
         if self.fs.exists(&p) {
             return Ok(Some(p));
         }
-        self.fs
-            .create_dir_all(&qdir)
-            .map_err(|e| OpenError::io("creating", &qdir, e))?;
+        let qdir = self.quarantine_dir()?;
         let tmp = qdir.join(format!("{}.{offset}.tmp", seg_name(id)));
         if self.fs.exists(&tmp) {
             self.fs
@@ -434,21 +434,32 @@ impl Ctx<'_> {
         self.fs
             .rename(&tmp, &p)
             .map_err(|e| OpenError::io("renaming", &tmp, e))?;
-        self.fs
-            .sync_dir(&qdir)
-            .map_err(|e| OpenError::io("syncing", &qdir, e))?;
-        self.fs
-            .sync_dir(self.dir)
-            .map_err(|e| OpenError::io("syncing", self.dir, e))?;
+        self.sync_quarantine(&qdir)?;
         Ok(Some(p))
     }
 
-    /// Moves a whole file into `quarantine/` under a name that does not exist yet.
-    fn quarantine_file(&self, path: &Path, stem: &str) -> Result<PathBuf, OpenError> {
+    /// Creates `quarantine/` if needed and returns it.
+    fn quarantine_dir(&self) -> Result<PathBuf, OpenError> {
         let qdir = self.dir.join(QUARANTINE);
         self.fs
             .create_dir_all(&qdir)
             .map_err(|e| OpenError::io("creating", &qdir, e))?;
+        Ok(qdir)
+    }
+
+    /// Makes a change inside `quarantine/` (and the directory itself) durable.
+    fn sync_quarantine(&self, qdir: &Path) -> Result<(), OpenError> {
+        self.fs
+            .sync_dir(qdir)
+            .map_err(|e| OpenError::io("syncing", qdir, e))?;
+        self.fs
+            .sync_dir(self.dir)
+            .map_err(|e| OpenError::io("syncing", self.dir, e))
+    }
+
+    /// Moves a whole file into `quarantine/` under a name that does not exist yet.
+    fn quarantine_file(&self, path: &Path, stem: &str) -> Result<PathBuf, OpenError> {
+        let qdir = self.quarantine_dir()?;
         let mut n = 1u32;
         let dst = loop {
             let d = qdir.join(format!("{stem}.{n}"));
@@ -460,12 +471,7 @@ impl Ctx<'_> {
         self.fs
             .rename(path, &dst)
             .map_err(|e| OpenError::io("moving aside", path, e))?;
-        self.fs
-            .sync_dir(&qdir)
-            .map_err(|e| OpenError::io("syncing", &qdir, e))?;
-        self.fs
-            .sync_dir(self.dir)
-            .map_err(|e| OpenError::io("syncing", self.dir, e))?;
+        self.sync_quarantine(&qdir)?;
         Ok(dst)
     }
 

@@ -29,14 +29,13 @@ impl Env {
     }
 
     pub fn db(&self) -> Db {
-        Db::open_with(
+        open_db(
             self.dir.path(),
             DbOptions {
                 fs: self.fs.clone(),
                 clock: Arc::new(self.clock.clone()),
             },
         )
-        .unwrap()
     }
 
     /// Opens the data directory and queue "q".
@@ -66,4 +65,22 @@ pub fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+/// Opens a data directory, waiting (bounded) while its lock is held. Tests reopen directories
+/// right after closing them, while `crash_damage` forks child processes in parallel: a child
+/// holds a copy of every open descriptor, the `LOCK` file's too, between its fork and its exec,
+/// so a just-released flock can look held for that moment.
+pub fn open_db(dir: &std::path::Path, opts: DbOptions) -> Db {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match Db::open_with(dir, opts.clone()) {
+            Err(ackline_queue::OpenError::Locked { .. })
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            r => return r.unwrap(),
+        }
+    }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use ackline_queue::{Db, NewMessage, QueueOptions};
 
-use crate::common::segments;
+use crate::common::{open_db, segments};
 use rand::{Rng, SeedableRng};
 
 const CHILD_DIR: &str = "ACKLINE_CRASH_DAMAGE_DIR";
@@ -99,7 +99,7 @@ fn kill_9_and_a_flipped_byte_leave_nothing_silently_missing() {
         flips.push(format!("{}@{at}", seg.display()));
     }
 
-    let db = Db::open(&data).unwrap();
+    let db = open_db(&data, ackline_queue::DbOptions::default());
     let q = db.queue("q", opts()).unwrap();
     let c = q.consumer();
     let mut pending: BTreeMap<String, u32> = BTreeMap::new();

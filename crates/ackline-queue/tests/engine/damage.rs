@@ -15,7 +15,7 @@ use ackline_queue::{
     Db, DbOptions, DeadLetter, Fsync, OpenError, QueueError, QueueOptions, SettleError, Tag,
 };
 
-use crate::common::{Env, LEASE, msgs, segments};
+use crate::common::{Env, LEASE, msgs, open_db, segments};
 
 /// No checkpoint during the test's writes: recovery replays the (damaged) log.
 fn no_checkpoint() -> QueueOptions {
@@ -66,7 +66,7 @@ fn frames(seg: &[u8]) -> Vec<(usize, usize)> {
 }
 
 fn open(dir: &Path, opts: QueueOptions) -> (Db, ackline_queue::Queue) {
-    let db = Db::open(dir).unwrap();
+    let db = open_db(dir, DbOptions::default());
     let q = db.queue("q", opts).unwrap();
     (db, q)
 }
@@ -589,7 +589,7 @@ fn checkpoints_and_close_finish_in_every_fsync_mode() {
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         let dir = env.dir.path().to_path_buf();
         std::thread::spawn(move || {
-            let db = Db::open(&dir).unwrap();
+            let db = open_db(&dir, DbOptions::default());
             let q = db.queue("q", opts).unwrap();
             for i in 0..50 {
                 q.publish(msgs(i * 10..i * 10 + 10)).unwrap();
