@@ -1,5 +1,9 @@
-//! Command-line syntax (clap derive). Only parsing lives here; each command's work is in its
-//! own module.
+//! Command-line syntax of the product's commands (clap derive). Only parsing lives here; each
+//! command's work is in its own module.
+//!
+//! A leaf: this module imports nothing from the crate's command modules. The `ackline` binary
+//! composes [`GlobalArgs`] and [`Command`] with the harness's commands (`demo`, `bench`) into
+//! its top-level parser.
 //!
 //! Invariants:
 //! - Every flag that clap rejects exits with code 2 and a one-line message (clap's own).
@@ -8,18 +12,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 
-/// ackline: a log pipeline that never loses a log line and stores none twice.
-///
-/// `ackline run` reads files and stdin into the embedded durable queue, parses each line with
-/// N workers and stores the records in SQLite (by default DIR/records.db); `query`, `stats`,
-/// `dlq` and `check` are the operator's tools; `demo` shows it all surviving crashes and an
-/// outage. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error, 3 the books
-/// do not balance.
-#[derive(Debug, Parser)]
-#[command(name = "ackline", version, propagate_version = true)]
-pub struct Cli {
+/// The flags every command takes (global: given before or after the subcommand).
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
     /// Data directory (queues live in DIR/queues/NAME) [default: ./ackline-data]
     #[arg(long, global = true, env = "ACKLINE_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -46,9 +43,6 @@ pub struct Cli {
         default_value = "warn"
     )]
     pub log: String,
-
-    #[command(subcommand)]
-    pub command: Command,
 }
 
 /// How log lines are written.
@@ -60,7 +54,7 @@ pub enum LogFormat {
     Json,
 }
 
-impl Cli {
+impl GlobalArgs {
     /// The data directory to use, with its default applied.
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir
@@ -103,25 +97,12 @@ pub enum Command {
     Query(QueryArgs),
     /// Counts of the pipeline: its queue, dead letters, stored records, the last run
     Stats,
-    /// The pipeline demo: realistic log traffic, strict parsing, worker processes killed with
-    /// SIGKILL, a store outage; then the books (exit 3 if they do not balance).
-    /// `demo queue` is the queue-only crash demo
-    Demo(DemoCmd),
-    /// Benchmarks
-    #[command(subcommand)]
-    Bench(BenchCommand),
     /// Queue tools
     #[command(subcommand)]
     Queue(QueueCommand),
     /// Dead-letter queue tools: list, show, replay, purge
     #[command(subcommand)]
     Dlq(DlqCommand),
-    /// The demo's worker process (internal)
-    #[command(hide = true)]
-    QueueWorker(WorkerArgs),
-    /// The recovery benchmark's filler process (internal)
-    #[command(hide = true)]
-    BenchFill(FillArgs),
 }
 
 /// The pipeline's settings as flags. Kept raw (strings): [`crate::config::load`] checks them
@@ -216,10 +197,6 @@ pub struct RunArgs {
     /// Read the inputs to their current end, drain the queue, and exit 0
     #[arg(long)]
     pub once: bool,
-    /// Demo only: lines containing `flaky-retry` fail on their first attempt, lines
-    /// containing `poison-retry` on every attempt (transient failures, to show retries)
-    #[arg(long, hide = true)]
-    pub demo_faults: bool,
 }
 
 #[derive(Debug, Args)]
@@ -336,210 +313,6 @@ pub struct QueryArgs {
     /// Store URL (must be SQLite) [default: the configuration's store.url]
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
-}
-
-#[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct DemoCmd {
-    #[command(subcommand)]
-    pub sub: Option<DemoSub>,
-    #[command(flatten)]
-    pub pipeline: PipelineDemoArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum DemoSub {
-    /// Queue crash demo: a worker process publishes and consumes under load, is killed with
-    /// SIGKILL at random moments and restarted; then the books are checked (exit 3 if they do
-    /// not balance)
-    Queue(DemoArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct PipelineDemoArgs {
-    /// Log lines to generate in total
-    #[arg(long, default_value_t = 20_000)]
-    pub lines: u64,
-    /// Times `ackline run` is killed with SIGKILL before the final run
-    #[arg(long, default_value_t = 3)]
-    pub crashes: u32,
-    /// Seed for the traffic and the kill moments (random when not given; always printed)
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Longest time a run lives before it is killed, in milliseconds
-    #[arg(long, default_value_t = 1500)]
-    pub max_kill_ms: u64,
-    /// How long the store is down at the start of the final run, in milliseconds
-    #[arg(long, default_value_t = 2000)]
-    pub outage_ms: u64,
-    /// Time allowed for each run to start and for the final run to drain, in seconds
-    #[arg(long, default_value_t = 60)]
-    pub timeout: u64,
-}
-
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Messages to publish in total
-    #[arg(long, default_value_t = 20_000)]
-    pub messages: u64,
-    /// Times the worker is killed with SIGKILL before the final (draining) run
-    #[arg(long, default_value_t = 5)]
-    pub crashes: u32,
-    /// Seed for kill moments and for the worker's choices (random when not given; always
-    /// printed so a run can be replayed)
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Longest time a worker runs before it is killed, in milliseconds, counted from its first
-    /// publish or delivery (kill moments are uniform in [0, this))
-    #[arg(long, default_value_t = 600)]
-    pub max_kill_ms: u64,
-    /// Most journal lines (publishes, deliveries, settlements) a worker writes before it is
-    /// killed: each run is killed at its time or after a uniform [1, this] lines, whichever
-    /// comes first, so a fast machine cannot finish the work before the kills
-    #[arg(long, default_value_t = 3000)]
-    pub max_kill_lines: u64,
-    /// Consumer threads in the worker
-    #[arg(long, default_value_t = 2)]
-    pub consumers: usize,
-    /// Time allowed for a run to show progress, and for the final run to drain, in seconds
-    #[arg(long, default_value_t = 120)]
-    pub drain_timeout: u64,
-}
-
-#[derive(Debug, Args)]
-pub struct WorkerArgs {
-    /// Journal directory (one file per thread per run)
-    #[arg(long)]
-    pub journal: PathBuf,
-    /// Run number (names the journal files)
-    #[arg(long)]
-    pub run: u32,
-    /// Messages to publish in total (ids m-0 .. m-(N-1))
-    #[arg(long)]
-    pub messages: u64,
-    /// Seed for nack decisions
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Consumer threads
-    #[arg(long, default_value_t = 2)]
-    pub consumers: usize,
-    /// Exit 0 once everything is published and nothing is pending
-    #[arg(long)]
-    pub drain: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct FillArgs {
-    /// Data directory to fill
-    #[arg(long)]
-    pub dir: PathBuf,
-    /// Messages to publish
-    #[arg(long)]
-    pub messages: u64,
-    /// Payload bytes
-    #[arg(long)]
-    pub size: usize,
-    /// Fsync mode
-    #[arg(long, value_enum)]
-    pub fsync: FsyncMode,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Durable publish + receive + ack, concurrently; memory per pending message; recovery
-    /// time after kill -9
-    Queue(BenchQueueArgs),
-    /// End to end on the loghub mix (file in, stored in SQLite), beside a bare batched SQLite
-    /// insert of the same records in the same run
-    Pipeline(BenchPipelineArgs),
-    /// Split mode on loopback: HTTP ingest (batch sizes 1, 100, 1000) and remote workers over
-    /// the lease API, each beside the in-process figure measured in the same run
-    Http(crate::bench_http::BenchHttpArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct BenchPipelineArgs {
-    /// Lines to push through (the loghub samples, interleaved and repeated)
-    #[arg(long, default_value_t = 200_000)]
-    pub lines: usize,
-    /// Workers of the pipeline
-    #[arg(long, default_value_t = 2)]
-    pub workers: usize,
-    /// Records per store transaction (the pipeline's batch size and the bare insert's)
-    #[arg(long, default_value_t = 1000)]
-    pub batch: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AckMode {
-    /// One `ack` call per message (commits waited on in bulk afterwards)
-    Individual,
-    /// One `settle` call per receive batch
-    Batch,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PublishMode {
-    /// `publish(batch)`: each call returns once its batch is durable
-    Batch,
-    /// `publish_nowait(batch)`, waiting on the commits later (a window of batches in flight)
-    Pipelined,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FsyncMode {
-    /// fsync before every confirmation (group commit)
-    Always,
-    /// fsync every 10 ms; a power loss may lose the last 10 ms of confirmations
-    Interval,
-    /// never fsync (the kernel flushes when it likes)
-    Never,
-}
-
-#[derive(Debug, Args)]
-pub struct BenchQueueArgs {
-    /// Messages per run
-    #[arg(long, default_value_t = 200_000)]
-    pub messages: u64,
-    /// Payload bytes per message
-    #[arg(long, default_value_t = 256)]
-    pub size: usize,
-    /// Producer thread counts, comma-separated (paired with --consumers when both lists have
-    /// the same length, otherwise every combination is run)
-    #[arg(long, value_delimiter = ',', default_value = "1,4")]
-    pub producers: Vec<usize>,
-    /// Consumer thread counts, comma-separated
-    #[arg(long, value_delimiter = ',', default_value = "1,4")]
-    pub consumers: Vec<usize>,
-    /// How deliveries are acked (comma-separated to run several)
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "individual")]
-    pub ack: Vec<AckMode>,
-    /// How producers publish (comma-separated to run several)
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "batch,pipelined"
-    )]
-    pub publish: Vec<PublishMode>,
-    /// Durability of confirmations
-    #[arg(long, value_enum, default_value = "always")]
-    pub fsync: FsyncMode,
-    /// Messages per publish call
-    #[arg(long, default_value_t = 100)]
-    pub batch: usize,
-    /// Publish batches in flight per producer in pipelined mode
-    #[arg(long, default_value_t = 16)]
-    pub window: usize,
-    /// Most deliveries per receive call (the prefetch)
-    #[arg(long, default_value_t = 1000)]
-    pub prefetch: usize,
-    /// Pending messages for the recovery-after-kill-9 measurement (0 skips it)
-    #[arg(long, default_value_t = 1_000_000)]
-    pub recovery_messages: u64,
-    /// Skip the memory-per-pending-message measurement
-    #[arg(long)]
-    pub no_memory: bool,
 }
 
 #[derive(Debug, Subcommand)]

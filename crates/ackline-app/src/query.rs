@@ -99,7 +99,7 @@ pub fn run(
             path.display()
         ));
     }
-    let rt = crate::run::tokio_runtime()?;
+    let rt = crate::runtime::build()?;
     let records = rt.block_on(async {
         let store = SqliteStore::open(&path, &opts)
             .await

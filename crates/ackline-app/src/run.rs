@@ -11,28 +11,22 @@
 //!   `worker.max_outage` ends the run with exit 1 and a message saying so; nothing is acked
 //!   that was not stored and nothing is dead-lettered for the outage, so what was not stored
 //!   is still queued for the next run.
+//! - What the workers do to each delivery is a value the caller passes ([`run_as`],
+//!   [`run_with`]); `ackline run` passes [`parse_process`], the parser the configuration
+//!   describes. The production path has no other branch.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use ackline_parse::Parser;
-use ackline_worker::ParseProcess;
+use ackline_worker::{ParseProcess, Process};
 use anyhow::Context;
 use serde::Serialize;
 
 use crate::cli::{CheckArgs, PipelineFlags, RunArgs};
 use crate::config::{self, Config, Env};
-use crate::fault::DemoFaults;
 use crate::output::Out;
 use crate::pipeline::{self, Mode, RunReport};
-
-/// A multi-threaded Tokio runtime for one command.
-pub fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
 
 /// `ackline run`.
 pub fn run(
@@ -41,21 +35,39 @@ pub fn run(
     config_file: Option<&Path>,
     out: Out,
 ) -> anyhow::Result<()> {
+    run_as(a, data_dir, config_file, out, parse_process)
+}
+
+/// `ackline run` with the processing step `process` builds from the checked configuration
+/// (the same configuration, runtime, signals and report as `ackline run`).
+pub fn run_as<P: Process>(
+    a: &RunArgs,
+    data_dir: &Path,
+    config_file: Option<&Path>,
+    out: Out,
+    process: impl FnOnce(&Config) -> P,
+) -> anyhow::Result<()> {
     let cfg = config::load(data_dir, config_file, &a.flags, &Env::process())?;
     let mode = if a.once { Mode::Once } else { Mode::Follow };
-    let rt = tokio_runtime()?;
+    let process = process(&cfg);
+    let rt = crate::runtime::build()?;
     let report = rt.block_on(async {
         let signal = crate::signals::install()?;
-        run_with(&cfg, mode, a.demo_faults, signal, out).await
+        run_with(&cfg, mode, process, signal, out).await
     })?;
     out.emit(&report, || human(&report))
 }
 
-/// Opens the store and runs the pipeline (shared with the demo's final run).
-pub async fn run_with(
+/// The pipeline's processing step: the parser `cfg` describes (format, strictness).
+pub fn parse_process(cfg: &Config) -> ParseProcess {
+    ParseProcess::new(Parser::new(cfg.parser))
+}
+
+/// Opens the store and runs the pipeline with `process` as the workers' processing step.
+pub async fn run_with<P: Process>(
     cfg: &Config,
     mode: Mode,
-    demo_faults: bool,
+    process: P,
     signal: tokio::sync::watch::Receiver<bool>,
     out: Out,
 ) -> anyhow::Result<RunReport> {
@@ -75,20 +87,7 @@ pub async fn run_with(
             ..RunReport::default()
         });
     };
-    let parse = ParseProcess::new(Parser::new(cfg.parser));
-    if demo_faults {
-        pipeline::run(
-            cfg,
-            Arc::new(store),
-            Arc::new(DemoFaults::new(parse)),
-            mode,
-            signal,
-            out,
-        )
-        .await
-    } else {
-        pipeline::run(cfg, Arc::new(store), Arc::new(parse), mode, signal, out).await
-    }
+    pipeline::run(cfg, Arc::new(store), Arc::new(process), mode, signal, out).await
 }
 
 fn human(r: &RunReport) -> String {

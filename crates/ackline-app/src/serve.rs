@@ -103,7 +103,7 @@ pub fn run(
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
     let sc = server_config(&cfg);
-    let rt = crate::run::tokio_runtime()?;
+    let rt = crate::runtime::build()?;
     rt.block_on(async {
         let mut signal = crate::signals::install()?;
         let server = Server::bind(sc).await.map_err(server_error)?;

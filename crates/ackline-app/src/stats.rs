@@ -61,7 +61,7 @@ pub fn run(data_dir: &Path, config_file: Option<&Path>, out: Out) -> anyhow::Res
     }
     let records = match StoreUrl::parse(&cfg.store_url) {
         Ok(StoreUrl::Sqlite(p)) if p.is_file() => {
-            let rt = crate::run::tokio_runtime()?;
+            let rt = crate::runtime::build()?;
             Some(rt.block_on(async {
                 let s = SqliteStore::open(&p, &cfg.store)
                     .await

@@ -132,7 +132,7 @@ pub fn run(
              (start ackline serve with --max-attempts N, or set retry.max_attempts for it)",
         ));
     }
-    let rt = crate::run::tokio_runtime()?;
+    let rt = crate::runtime::build()?;
     rt.block_on(async {
         let signal = crate::signals::install()?;
         let shown = broker_url.to_string();

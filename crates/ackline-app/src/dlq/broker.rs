@@ -135,7 +135,7 @@ pub(super) fn queue_stats(
     queue: Option<&str>,
     out: Out,
 ) -> anyhow::Result<()> {
-    crate::run::tokio_runtime()?.block_on(async {
+    crate::runtime::build()?.block_on(async {
         let (target, on) = connect(url, cfg, flags, queue, "queue stats").await?;
         on_target!(target, b => stats(&b, &on, out).await)
     })
@@ -158,7 +158,7 @@ pub(super) fn dlq(
         | DlqCommand::Replay { queue, .. }
         | DlqCommand::Purge { queue, .. } => queue.as_deref(),
     };
-    crate::run::tokio_runtime()?.block_on(async {
+    crate::runtime::build()?.block_on(async {
         let (target, on) = connect(url, cfg, flags, queue, "dlq").await?;
         on_target!(target, b => match c {
             DlqCommand::List { after, limit, .. } => list(&b, &on, *after, *limit, out).await,

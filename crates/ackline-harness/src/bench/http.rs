@@ -29,8 +29,8 @@
 //!    Messages/s = messages / time from the runtime's start until the store has taken
 //!    every record (counters polled every 2 ms). Each `--stores` value is run over both
 //!    brokers, each drain into a fresh store:
-//!    - `memory` (in this module): idempotent by id, not durable. With it the drain costs the
-//!      queue path and the parser only, so the ratio is the lease API's against the embedded
+//!    - `memory` ([`ackline_store::test_support::MemoryStore`]): idempotent by id, not
+//!      durable. With it the drain costs the queue path and the parser only, so the ratio is the lease API's against the embedded
 //!      queue's, which is what this comparison is for.
 //!    - `ndjson`: the cheapest durable store (one append and one fsync per batch, no
 //!      indexes; SQLite caps near 78,000 records/s on the reference machine, see
@@ -72,19 +72,20 @@ use std::time::{Duration, Instant};
 use ackline_broker::Broker;
 use ackline_broker::embedded::EmbeddedBroker;
 use ackline_http::HttpBroker;
-use ackline_parse::Record;
 use ackline_parse::{LineContext, Parser, ParserConfig};
 use ackline_queue::{Db, NewMessage, QueueOptions};
 use ackline_server::{Server, ServerConfig};
-use ackline_store::{NdjsonStore, Store, StoreError, WriteReport};
+use ackline_store::test_support::MemoryStore;
+use ackline_store::{NdjsonStore, Store};
 use ackline_worker::{ParseProcess, Runtime, WorkerConfig};
 use anyhow::{Context, anyhow, bail};
-use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::bench::{Machine, Pct, machine, pct};
-use crate::exit::{Unbalanced, usage};
-use crate::output::Out;
+use ackline_app::exit::{Unbalanced, usage};
+use ackline_app::output::Out;
+
+use crate::bench::measure::{Machine, Pct, machine, pct};
+use crate::cli::{BenchHttpArgs, StoreKind};
 
 /// The server's default queue, used on both sides.
 const QUEUE: &str = "logs";
@@ -94,62 +95,6 @@ const INPUT_HEADER: (&str, &str) = ("input", "http");
 const IO_TIMEOUT: Duration = Duration::from_secs(90);
 /// Distinct request bodies per batch size (cycled), so requests are not all byte-identical.
 const TEMPLATES: usize = 8;
-
-/// `ackline bench http`.
-#[derive(Debug, Args)]
-pub struct BenchHttpArgs {
-    /// Lines per ingest phase (each batch size, each side), rounded up to whole requests;
-    /// 0 skips the ingest comparison
-    #[arg(long, default_value_t = 400_000)]
-    pub lines: u64,
-    /// Lines per request (and per in-process publish call), comma-separated
-    #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
-    pub batch_sizes: Vec<usize>,
-    /// Concurrent ingest clients: HTTP connections, and publishing threads in process
-    #[arg(long, default_value_t = 4)]
-    pub concurrency: usize,
-    /// Longest time of one ingest phase, in seconds (the phase then stops; its rate is what
-    /// was confirmed in the time taken)
-    #[arg(long, default_value_t = 10.0)]
-    pub max_phase_secs: f64,
-    /// Slices each ingest phase is cut into, run alternately with the other side's (HTTP
-    /// first, then in process first, ...), so load changes on a shared machine fall on both
-    #[arg(long, default_value_t = 4)]
-    pub rounds: usize,
-    /// Messages pre-loaded and drained by the workers, on each side; 0 skips the remote-worker
-    /// comparison
-    #[arg(long, default_value_t = 200_000)]
-    pub messages: u64,
-    /// Workers of the runtime (both sides)
-    #[arg(long, default_value_t = 2)]
-    pub workers: usize,
-    /// Deliveries per store transaction (both sides, and the bare store write)
-    #[arg(long, default_value_t = 1000)]
-    pub worker_batch: usize,
-    /// Most unsettled deliveries per worker [default: 2 x --worker-batch]
-    #[arg(long)]
-    pub prefetch: Option<usize>,
-    /// Stores the workers write to, comma-separated; each is run over both brokers
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "memory,ndjson"
-    )]
-    pub stores: Vec<StoreKind>,
-    /// Time allowed for each drain, in seconds (an error beyond)
-    #[arg(long, default_value_t = 120)]
-    pub timeout: u64,
-}
-
-/// A store for the remote-worker comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum StoreKind {
-    /// In memory, idempotent by id, not durable: the queue path alone
-    Memory,
-    /// The NDJSON file store: durable, one append and one fsync per batch
-    Ndjson,
-}
 
 impl StoreKind {
     fn name(self) -> &'static str {
@@ -214,7 +159,7 @@ struct DrainSide {
     duplicates: u64,
     rejected: u64,
     nacked: u64,
-    /// Records the store holds (lines of the NDJSON file; inserts into the memory store).
+    /// Records the store holds (lines of the NDJSON file; records in the memory store).
     store_rows: u64,
     /// Distinct ids among them.
     distinct_ids: u64,
@@ -398,8 +343,7 @@ impl ServerThread {
         let thread = std::thread::Builder::new()
             .name("bench-server".into())
             .spawn(move || -> anyhow::Result<()> {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
+                let rt = ackline_app::runtime::builder()
                     .thread_name("bench-server")
                     .build()
                     .context("starting the server's runtime")?;
@@ -975,59 +919,12 @@ fn preload(dir: &Path, n: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An in-memory store, idempotent by id and not durable: with it the drain measures the
-/// queue path (and the parser), not a store.
-#[derive(Debug, Default)]
-struct MemoryStore {
-    ids: std::sync::Mutex<HashSet<String>>,
-    rows: AtomicU64,
-}
-
-impl MemoryStore {
-    fn write(&self, batch: &[Record]) -> Result<WriteReport, StoreError> {
-        let mut ids = self.ids.lock().map_err(|_| StoreError::Fatal {
-            store: "memory",
-            reason: "a writer panicked".into(),
-        })?;
-        let mut report = WriteReport::default();
-        for r in batch {
-            if ids.insert(r.id.clone()) {
-                report.inserted += 1;
-            } else {
-                report.duplicates += 1;
-            }
-        }
-        self.rows
-            .fetch_add(report.inserted as u64, Ordering::Relaxed);
-        Ok(report)
-    }
-
-    /// Rows, distinct ids and missing expected ids.
-    fn books(&self, n: u64) -> anyhow::Result<(u64, u64, u64)> {
-        let ids = self
-            .ids
-            .lock()
-            .map_err(|_| anyhow!("the memory store's lock is poisoned"))?;
-        let missing = (0..n).filter(|&i| !ids.contains(&message_id(i))).count() as u64;
-        Ok((self.rows.load(Ordering::Relaxed), ids.len() as u64, missing))
-    }
-}
-
-impl Store for MemoryStore {
-    fn kind(&self) -> &'static str {
-        "memory"
-    }
-
-    fn write_batch(
-        &self,
-        batch: &[Record],
-    ) -> impl Future<Output = Result<WriteReport, StoreError>> + Send {
-        std::future::ready(self.write(batch))
-    }
-
-    fn probe(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(Ok(()))
-    }
+/// Rows, distinct ids and missing expected ids of the in-memory store (it keeps one row per
+/// id, so rows and distinct ids are the same count).
+fn memory_books(store: &MemoryStore, n: u64) -> (u64, u64, u64) {
+    let rows = store.len() as u64;
+    let missing = (0..n).filter(|&i| !store.contains(&message_id(i))).count() as u64;
+    (rows, rows, missing)
 }
 
 /// Rows, distinct ids and missing expected ids of an NDJSON store file.
@@ -1082,7 +979,7 @@ async fn drain<B: Broker>(
                 seconds,
                 cpu_seconds,
                 s,
-                store: store.books(n)?,
+                store: memory_books(&store, n),
             })
         }
         StoreKind::Ndjson => {
@@ -1322,7 +1219,7 @@ fn remote_workers(
         a.worker_batch,
         a.stores.iter().map(|k| k.name()).collect::<Vec<_>>()
     ));
-    let rt = crate::run::tokio_runtime()?;
+    let rt = ackline_app::runtime::build()?;
     let mut runs = Vec::new();
     for &kind in &a.stores {
         let r = worker_run(a, kind, &wcfg, &rt, base, out)?;

@@ -22,11 +22,14 @@ use ackline_store::{SqliteStore, Store, StoreOptions};
 use anyhow::{Context, anyhow};
 use serde::Serialize;
 
-use crate::cli::{BenchPipelineArgs, PipelineFlags, WorkerFlags};
-use crate::config::{self, Env};
-use crate::output::Out;
-use crate::pipeline::Mode;
-use crate::pipeline_demo::traffic::loghub_dir;
+use ackline_app::cli::{PipelineFlags, WorkerFlags};
+use ackline_app::config::{self, Env};
+use ackline_app::output::Out;
+use ackline_app::pipeline::Mode;
+use ackline_app::run::{parse_process, run_with};
+
+use crate::cli::BenchPipelineArgs;
+use crate::demo::pipeline::traffic::loghub_dir;
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -104,7 +107,7 @@ pub fn run(a: &BenchPipelineArgs, out: Out) -> anyhow::Result<()> {
         dir.display()
     ));
 
-    let rt = crate::run::tokio_runtime()?;
+    let rt = ackline_app::runtime::build()?;
 
     // End to end.
     let data_dir = tmp.path().join("data");
@@ -129,7 +132,7 @@ pub fn run(a: &BenchPipelineArgs, out: Out) -> anyhow::Result<()> {
     let started = Instant::now();
     let report = rt.block_on(async {
         let (_tx, rx) = tokio::sync::watch::channel(false);
-        crate::run::run_with(&cfg, Mode::Once, false, rx, out).await
+        run_with(&cfg, Mode::Once, parse_process(&cfg), rx, out).await
     })?;
     let e2e = started.elapsed().as_secs_f64();
     if report.stored < lines.len() as u64 {

@@ -31,9 +31,11 @@ use ackline_queue::{Db, Fsync, NewMessage, QueueOptions, Settlement};
 use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
+use ackline_app::exit::usage;
+use ackline_app::output::Out;
+
+use crate::bench::measure::{Machine, Pct, machine, pct};
 use crate::cli::{AckMode, BenchQueueArgs, FillArgs, FsyncMode, PublishMode};
-use crate::exit::usage;
-use crate::output::Out;
 
 const QUEUE: &str = "bench";
 const LEASE: Duration = Duration::from_secs(300);
@@ -52,36 +54,6 @@ fn options(fsync: FsyncMode, messages: u64, size: usize) -> QueueOptions {
         fsync: fsync_of(fsync),
         max_bytes: need.max(1 << 30),
         ..QueueOptions::default()
-    }
-}
-
-/// Latency percentiles, microseconds.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Pct {
-    /// Median.
-    pub p50: u32,
-    /// 90th percentile.
-    pub p90: u32,
-    /// 99th.
-    pub p99: u32,
-    /// 99.9th.
-    pub p999: u32,
-    /// Largest.
-    pub max: u32,
-}
-
-pub(crate) fn pct(mut v: Vec<u32>) -> Pct {
-    if v.is_empty() {
-        return Pct::default();
-    }
-    v.sort_unstable();
-    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
-    Pct {
-        p50: at(0.5),
-        p90: at(0.9),
-        p99: at(0.99),
-        p999: at(0.999),
-        max: v[v.len() - 1],
     }
 }
 
@@ -140,37 +112,12 @@ struct Recovery {
     pending_after: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Machine {
-    pub(crate) cpu: String,
-    pub(crate) cores: usize,
-    pub(crate) kernel: String,
-}
-
 #[derive(Debug, Serialize)]
 struct Report {
     machine: Machine,
     runs: Vec<RunResult>,
     memory: Option<Memory>,
     recovery: Option<Recovery>,
-}
-
-pub(crate) fn machine() -> Machine {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    Machine {
-        cpu,
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default(),
-    }
 }
 
 /// VmRSS of this process, kB.
@@ -541,7 +488,7 @@ fn produce(
     Ok(lat)
 }
 
-/// Starts `ackline bench-fill` and returns its report; with `hold` the child is still
+/// Starts `ackline bench queue-fill` and returns its report; with `hold` the child is still
 /// running (waiting to be killed) and is returned too.
 fn fill_child(
     base: &Path,
@@ -556,7 +503,7 @@ fn fill_child(
         .with_context(|| format!("creating a data directory in {}", base.display()))?;
     let exe = std::env::current_exe().context("finding this executable")?;
     let mut cmd = Command::new(exe);
-    cmd.arg("bench-fill")
+    cmd.args(["bench", "queue-fill"])
         .arg("--dir")
         .arg(dir.path())
         .args(["--messages", &messages.to_string()])
@@ -635,7 +582,7 @@ fn recovery(base: &Path, a: &BenchQueueArgs) -> anyhow::Result<Recovery> {
     })
 }
 
-/// `ackline bench-fill` (hidden): publishes `--messages` into a fresh queue, prints a
+/// `ackline bench queue-fill` (hidden): publishes `--messages` into a fresh queue, prints a
 /// [`FillReport`] line, then waits until stdin closes (the parent kills it with SIGKILL first
 /// when measuring recovery).
 pub fn fill(a: &FillArgs) -> anyhow::Result<()> {

@@ -2,12 +2,15 @@
 //!
 //! 1. Generates seeded, realistic traffic ([`traffic`]) and appends it to seven log files
 //!    from a writer thread, paced, while the pipeline runs.
-//! 2. Runs `ackline run --strict` as a child process (real inputs, queue, workers, SQLite
-//!    store) and kills it with SIGKILL at a seeded random moment, `--crashes` times: kills
-//!    land mid-batch, between a store commit and its ack, during a position commit.
+//! 2. Runs the pipeline node as a child process (the hidden `ackline demo pipeline-node
+//!    --strict`: `ackline run`, with real inputs, queue, workers and SQLite store, whose
+//!    processing step is [`fault::DemoFaults`]) and kills it with SIGKILL at a seeded random
+//!    moment, `--crashes` times: kills land mid-batch, between a store commit and its ack,
+//!    during a position commit.
 //! 3. Appends a last burst and runs the pipeline once more in this process with the store
-//!    switched to `Unavailable` for `--outage-ms` ([`crate::fault::SwitchableStore`]): the
-//!    workers pause and probe, nothing is dead-lettered for the outage; then it drains.
+//!    switched to `Unavailable` for `--outage-ms`
+//!    ([`ackline_store::test_support::FaultyStore`]): the workers pause and probe, nothing is
+//!    dead-lettered for the outage; then it drains.
 //! 4. Balances the books ([`books`]) and exits 3 if they do not balance.
 //!
 //! Invariants:
@@ -15,9 +18,11 @@
 //! - Nothing waits unboundedly: every child is killed or reaped; the final run is bounded by
 //!   `--timeout`.
 //! - Lines containing `flaky-retry` fail once and `poison-retry` always, transiently (the
-//!   hidden `--demo-faults` of `run`), so the books show retries and `max attempts exceeded`.
+//!   node's and the final run's processing step, [`fault::DemoFaults`]), so the books show
+//!   retries and `max attempts exceeded`.
 
 mod books;
+mod fault;
 pub(crate) mod traffic;
 
 use std::collections::HashMap;
@@ -26,30 +31,30 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use ackline_app::cli::{PipelineFlags, RunArgs, WorkerFlags};
+use ackline_app::config::{self, Env};
+use ackline_app::exit::{Unbalanced, usage};
+use ackline_app::output::Out;
+use ackline_app::pipeline::{self, Mode, RunReport, read_status};
+use ackline_app::run::parse_process;
 use ackline_input::{Fingerprint, file_message_id};
-use ackline_parse::Parser;
-use ackline_worker::ParseProcess;
+use ackline_store::test_support::FaultyStore;
 use anyhow::{Context, bail};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::cli::{PipelineDemoArgs, PipelineFlags, WorkerFlags};
-use crate::config::{self, Env};
-use crate::demo::wait_until;
-use crate::exit::{Unbalanced, usage};
-use crate::fault::{DemoFaults, SwitchableStore};
-use crate::output::Out;
-use crate::pipeline::{self, Mode, RunReport, read_status};
+use crate::cli::PipelineDemoArgs;
+use crate::demo::queue::wait_until;
 
 use books::{Books, RunTotals};
+use fault::DemoFaults;
 use traffic::{FILES, Kind, Line};
 
-/// The demo's settings for `ackline run`, as flags (the children get the same as the final
-/// run, which builds its configuration from them).
+/// The demo's settings for `ackline run`, as flags (the nodes get the same as the final run,
+/// which builds its configuration from them).
 fn flags(logs: &Path) -> PipelineFlags {
     let s = |x: &str| Some(x.to_string());
     PipelineFlags {
@@ -73,7 +78,11 @@ fn flags(logs: &Path) -> PipelineFlags {
 }
 
 fn child_args(f: &PipelineFlags) -> Vec<String> {
-    let mut v = vec!["run".to_string(), "--strict".into(), "--demo-faults".into()];
+    let mut v = vec![
+        "demo".to_string(),
+        "pipeline-node".into(),
+        "--strict".into(),
+    ];
     let mut put = |flag: &str, x: &Option<String>| {
         if let Some(x) = x {
             v.push(flag.into());
@@ -183,6 +192,19 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// The pipeline node (`ackline demo pipeline-node`, hidden): `ackline run` with `a`, whose
+/// processing step fails marked lines ([`DemoFaults`] around the configured parser).
+pub fn node(
+    a: &RunArgs,
+    data_dir: &Path,
+    config_file: Option<&Path>,
+    out: Out,
+) -> anyhow::Result<()> {
+    ackline_app::run::run_as(a, data_dir, config_file, out, |cfg| {
+        DemoFaults::new(parse_process(cfg))
+    })
 }
 
 /// Runs the demo.
@@ -311,29 +333,25 @@ pub fn run(a: &PipelineDemoArgs, data_dir: Option<&Path>, out: Out) -> anyhow::R
         "demo: final run: store down for {} ms, then drain",
         a.outage_ms
     ));
-    let rt = crate::run::tokio_runtime()?;
+    let rt = ackline_app::runtime::build()?;
     let timeout = Duration::from_secs(a.timeout);
     let outage = Duration::from_millis(a.outage_ms);
     // The outage is the demo's own: the final --once run must outlast it, however long.
     cfg.max_outage = cfg.max_outage.max(outage + timeout);
     let final_report = rt.block_on(async {
-        let signal = crate::signals::install()?;
-        let store = cfg.open_store().await?;
-        let (store, down) = SwitchableStore::new(store);
-        down.store(true, Ordering::SeqCst);
+        let signal = ackline_app::signals::install()?;
+        let store = Arc::new(FaultyStore::new(
+            cfg.open_store().await?,
+            "simulated outage (demo)",
+        ));
+        store.set_down(true);
+        let outage_store = store.clone();
         tokio::spawn(async move {
             tokio::time::sleep(outage).await;
-            down.store(false, Ordering::SeqCst);
+            outage_store.set_down(false);
         });
-        let process = DemoFaults::new(ParseProcess::new(Parser::new(cfg.parser)));
-        let run = pipeline::run(
-            &cfg,
-            Arc::new(store),
-            Arc::new(process),
-            Mode::Once,
-            signal,
-            out,
-        );
+        let process = DemoFaults::new(parse_process(&cfg));
+        let run = pipeline::run(&cfg, store, Arc::new(process), Mode::Once, signal, out);
         match tokio::time::timeout(timeout + outage, run).await {
             Ok(r) => r,
             Err(_) => bail!(

@@ -1,6 +1,6 @@
-//! `ackline demo`: runs the worker (`ackline queue-worker`) as a child process, kills it with
-//! SIGKILL at seeded random moments, restarts it, lets a final run drain the queue, then
-//! checks the books ([`crate::books`]).
+//! `ackline demo queue`: runs the worker ([`worker`], the hidden `ackline demo queue-worker`) as
+//! a child process, kills it with SIGKILL at seeded random moments, restarts it, lets a final
+//! run drain the queue, then checks the books ([`books`]).
 //!
 //! Invariants:
 //! - Kill moments come from a generator seeded by `--seed` (random seed when absent, always
@@ -24,11 +24,17 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::books::{self, Books, Final, RunEnd};
+use ackline_app::exit::{Unbalanced, usage};
+use ackline_app::output::Out;
+
 use crate::cli::DemoArgs;
-use crate::exit::{Unbalanced, usage};
-use crate::output::Out;
-use crate::worker::{self, QUEUE};
+
+pub(crate) mod books;
+pub(crate) mod journal;
+pub(crate) mod worker;
+
+use books::{Books, Final, RunEnd};
+use worker::QUEUE;
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -58,7 +64,7 @@ impl Spawner {
         Command::new(&self.exe)
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .arg("queue-worker")
+            .args(["demo", "queue-worker"])
             .arg("--journal")
             .arg(&self.journal)
             .args(["--run", &run.to_string()])

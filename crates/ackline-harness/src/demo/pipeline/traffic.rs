@@ -17,7 +17,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 
-use crate::fault::{FLAKY_MARK, POISON_MARK};
+use super::fault::{FLAKY_MARK, POISON_MARK};
 
 /// What must become of a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

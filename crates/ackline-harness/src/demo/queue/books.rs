@@ -26,8 +26,8 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::journal::{self, Kind};
-use crate::worker::StartInfo;
+use super::journal::{self, Kind};
+use super::worker::StartInfo;
 
 /// How one worker run ended.
 #[derive(Debug, Clone, Serialize)]
@@ -452,7 +452,7 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::Writer;
+    use crate::demo::queue::journal::Writer;
 
     fn write(dir: &Path, run: u32, thread: &str, lines: &[(Kind, &str, u32)]) {
         let mut w = Writer::create(journal::path(dir, run, thread)).unwrap();

@@ -1,6 +1,6 @@
-//! The demo's worker process (`ackline queue-worker`, hidden): one producer thread and N
-//! consumer threads on the queue `demo`, journaling what they know for certain (see
-//! [`crate::journal`]) so the parent can check the books after killing it with SIGKILL.
+//! The queue demo's worker process (`ackline demo queue-worker`, hidden): one producer thread
+//! and N consumer threads on the queue `demo`, journaling what they know for certain (see
+//! [`super::journal`]) so the parent can check the books after killing it with SIGKILL.
 //!
 //! Invariants:
 //! - Message `m-<n>` is published at queue position `n`: the producer continues from the
@@ -24,8 +24,8 @@ use ackline_queue::{Commit, Consumer, Db, Delivery, NewMessage, Queue, QueueOpti
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+use super::journal::{self, Kind};
 use crate::cli::WorkerArgs;
-use crate::journal::{self, Kind};
 
 /// The demo's queue.
 pub const QUEUE: &str = "demo";
