@@ -1,4 +1,4 @@
-//! PostgreSQL outages, made by a TCP proxy the test controls (`support/proxy.rs`; the machine's
+//! PostgreSQL outages, made by a TCP proxy the test controls (`proxy.rs`; the machine's
 //! shared server is never stopped): a server that refuses connections, and one that goes silent
 //! (half-open connections, black-holed new ones). Either way the pipeline pauses, dead-letters
 //! nothing, burns no attempts, and stores everything exactly once when the proxy comes back.
@@ -8,20 +8,17 @@
 
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
-#[path = "support/proxy.rs"]
-mod proxy;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::proxy::Proxy;
 use ackline_broker::embedded::EmbeddedBroker;
 use ackline_broker::{Broker, DeadLetters, Message};
 use ackline_parse::{Parser, ParserConfig};
 use ackline_queue::{Db, QueueOptions};
 use ackline_store::{PostgresStore, StoreOptions};
 use ackline_worker::{BreakerPolicy, ParseProcess, RetryPolicy, Runtime, WorkerConfig};
-use proxy::Proxy;
 use tokio::sync::watch;
 
 fn pg_url() -> String {

@@ -1,86 +1,27 @@
 //! The worker runtime on the embedded queue, with an in-memory store whose failures the tests
-//! control: every row of the outcome table in the crate docs, observed from outside.
+//! control (ackline-store's test-support `FaultyStore` around its `MemoryStore`): every row
+//! of the outcome table in the crate docs, observed from outside.
 
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ackline_broker::embedded::EmbeddedBroker;
 use ackline_broker::{Broker, DeadLetters, Delivery, DlqSelector, Message};
 use ackline_parse::{Format, FormatChoice, Parser, ParserConfig, Record};
 use ackline_queue::{Db, QueueOptions};
+use ackline_store::test_support::{FaultyStore, MemoryStore};
 use ackline_store::{Store, StoreError, WriteReport};
 use ackline_worker::{
     BreakerPolicy, ParseProcess, Process, ProcessError, RetryPolicy, Runtime, WorkerConfig,
 };
 use tokio::sync::watch;
 
-/// An idempotent in-memory store that can be made unavailable or made to refuse given ids.
-#[derive(Default)]
-struct MemStore {
-    rows: Mutex<BTreeMap<String, Record>>,
-    down: AtomicBool,
-    refuse: Mutex<HashSet<String>>,
-    writes: AtomicU64,
-    probes: AtomicU64,
-}
-
-impl MemStore {
-    fn count(&self) -> usize {
-        self.rows.lock().unwrap().len()
-    }
-}
-
-impl Store for MemStore {
-    fn kind(&self) -> &'static str {
-        "memory"
-    }
-    async fn write_batch(&self, batch: &[Record]) -> Result<WriteReport, StoreError> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable {
-                store: "memory",
-                reason: "connection refused".into(),
-            });
-        }
-        let refuse = self.refuse.lock().unwrap().clone();
-        if let Some(index) = batch.iter().position(|r| refuse.contains(&r.id)) {
-            return Err(StoreError::Rejected {
-                index,
-                reason: "value refused by the schema".into(),
-            });
-        }
-        let mut rows = self.rows.lock().unwrap();
-        let mut report = WriteReport::default();
-        for r in batch {
-            if rows.insert(r.id.clone(), r.clone()).is_none() {
-                report.inserted += 1;
-            } else {
-                report.duplicates += 1;
-            }
-        }
-        Ok(report)
-    }
-    async fn probe(&self) -> Result<(), StoreError> {
-        self.probes.fetch_add(1, Ordering::SeqCst);
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::Unavailable {
-                store: "memory",
-                reason: "connection refused".into(),
-            })
-        } else {
-            Ok(())
-        }
-    }
-}
-
 struct Setup {
     _dir: tempfile::TempDir,
     broker: Arc<EmbeddedBroker>,
-    store: Arc<MemStore>,
+    store: Arc<FaultyStore<MemoryStore>>,
 }
 
 fn setup(max_attempts: u32) -> Setup {
@@ -98,7 +39,7 @@ fn setup(max_attempts: u32) -> Setup {
     Setup {
         _dir: dir,
         broker: Arc::new(EmbeddedBroker::new(q)),
-        store: Arc::new(MemStore::default()),
+        store: Arc::new(FaultyStore::new(MemoryStore::new(), "connection refused")),
     }
 }
 
@@ -184,9 +125,9 @@ async fn every_line_is_stored_once_and_acked_after_the_commit() {
     publish(&s.broker, (0..500).map(json_line).collect()).await;
     let (stop, h, stats) = start(&s, lenient(), config());
     assert!(
-        until(Duration::from_secs(20), || s.store.count() == 500).await,
+        until(Duration::from_secs(20), || s.store.inner().len() == 500).await,
         "stored {}",
-        s.store.count()
+        s.store.inner().len()
     );
     let st = s.broker.stats().await.unwrap();
     assert!(until(Duration::from_secs(5), || stats.snapshot().stored == 500).await);
@@ -198,7 +139,7 @@ async fn every_line_is_stored_once_and_acked_after_the_commit() {
         (0, 0),
         "before stop: {st:?}"
     );
-    let rec = s.store.rows.lock().unwrap()["line-7"].clone();
+    let rec = s.store.inner().get("line-7").unwrap();
     assert_eq!(
         (rec.format, rec.message.as_str(), &*rec.input),
         (Format::Json, "event 7", "test")
@@ -213,7 +154,7 @@ async fn strict_parse_errors_are_dead_lettered_with_the_reason() {
     msgs.push(Message::new("bad-2", vec![0xff, 0xfe, b'{']).with_header("input", "test"));
     publish(&s.broker, msgs).await;
     let (stop, h, stats) = start(&s, strict_json(), config());
-    assert!(until(Duration::from_secs(20), || s.store.count() == 20).await);
+    assert!(until(Duration::from_secs(20), || s.store.inner().len() == 20).await);
     let broker = s.broker.clone();
     let mut dead = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -241,28 +182,21 @@ async fn strict_parse_errors_are_dead_lettered_with_the_reason() {
 async fn histograms_count_every_store_write_and_every_durable_ack() {
     const N: usize = 300;
     let s = setup(3);
-    s.store.down.store(true, Ordering::SeqCst);
+    s.store.set_down(true);
     let published = Instant::now();
     publish(&s.broker, (0..N).map(json_line).collect()).await;
     let queued = Instant::now();
     let (stop, h, stats) = start(&s, lenient(), config());
     // Failed writes are timed too: let a few fail before the store comes back.
-    assert!(
-        until(Duration::from_secs(20), || s
-            .store
-            .probes
-            .load(Ordering::SeqCst)
-            >= 2)
-        .await
-    );
-    s.store.down.store(false, Ordering::SeqCst);
+    assert!(until(Duration::from_secs(20), || s.store.probes() >= 2).await);
+    s.store.set_down(false);
     let up = Instant::now();
-    assert!(until(Duration::from_secs(20), || s.store.count() == N).await);
+    assert!(until(Duration::from_secs(20), || s.store.inner().len() == N).await);
     stop.send(true).unwrap();
     h.await.unwrap().unwrap();
     let done = Instant::now();
 
-    let writes = s.store.writes.load(Ordering::SeqCst);
+    let writes = s.store.writes();
     let batches = stats.store_batch_latency();
     assert!(
         writes > 2,
@@ -306,7 +240,7 @@ async fn histograms_count_every_store_write_and_every_durable_ack() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_past_max_outage_stops_the_runtime_with_everything_still_queued() {
     let s = setup(1);
-    s.store.down.store(true, Ordering::SeqCst);
+    s.store.set_down(true);
     publish(&s.broker, (0..300).map(json_line).collect()).await;
     let cfg = WorkerConfig {
         max_outage: Some(Duration::from_millis(1500)),
@@ -337,39 +271,35 @@ async fn an_outage_past_max_outage_stops_the_runtime_with_everything_still_queue
         (300, 0, 0, 0),
         "everything still queued, untouched"
     );
-    assert_eq!((s.store.count(), stats.snapshot().acked), (0, 0));
+    assert_eq!((s.store.inner().len(), stats.snapshot().acked), (0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_outage_longer_than_the_lease_burns_no_attempts_and_dead_letters_nothing() {
     let s = setup(2);
-    s.store.down.store(true, Ordering::SeqCst);
+    s.store.set_down(true);
     publish(&s.broker, (0..300).map(json_line).collect()).await;
     let (stop, h, stats) = start(&s, lenient(), config());
     // Let the outage outlast several leases (600 ms) while the breaker probes.
     let since = Instant::now();
     assert!(
-        until(Duration::from_secs(20), || s
-            .store
-            .probes
-            .load(Ordering::SeqCst)
-            >= 8
+        until(Duration::from_secs(20), || s.store.probes() >= 8
             && since.elapsed() > Duration::from_millis(2500))
         .await
     );
     let during = s.broker.stats().await.unwrap();
-    assert_eq!(s.store.count(), 0);
+    assert_eq!(s.store.inner().len(), 0);
     assert_eq!(during.dead_letters, 0, "the outage dead-lettered messages");
     assert_eq!(
         during.redelivered, 0,
         "held batches were redelivered: leases not extended"
     );
     assert!(during.in_flight > 0, "workers should hold their batches");
-    s.store.down.store(false, Ordering::SeqCst);
+    s.store.set_down(false);
     assert!(
-        until(Duration::from_secs(20), || s.store.count() == 300).await,
+        until(Duration::from_secs(20), || s.store.inner().len() == 300).await,
         "stored {}",
-        s.store.count()
+        s.store.inner().len()
     );
     assert!(until(Duration::from_secs(5), || stats.snapshot().stored == 300).await);
     stop.send(true).unwrap();
@@ -385,10 +315,10 @@ async fn a_store_outage_longer_than_the_lease_burns_no_attempts_and_dead_letters
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_the_store_refuses_is_dead_lettered_and_the_rest_stored() {
     let s = setup(3);
-    s.store.refuse.lock().unwrap().insert("line-5".into());
+    s.store.refuse("line-5");
     publish(&s.broker, (0..50).map(json_line).collect()).await;
     let (stop, h, stats) = start(&s, lenient(), config());
-    assert!(until(Duration::from_secs(20), || s.store.count() == 49).await);
+    assert!(until(Duration::from_secs(20), || s.store.inner().len() == 49).await);
     assert!(
         until(Duration::from_secs(5), || stats.snapshot().store_rejected
             == 1)
@@ -406,10 +336,10 @@ async fn a_record_the_store_refuses_is_dead_lettered_and_the_rest_stored() {
     );
 
     // Fixed at the store: replaying it now stores it, once.
-    s.store.refuse.lock().unwrap().clear();
+    s.store.accept_all();
     assert_eq!(s.broker.dlq_replay(DlqSelector::All).await.unwrap(), 1);
     let (stop, h, stats) = start(&s, lenient(), config());
-    assert!(until(Duration::from_secs(20), || s.store.count() == 50).await);
+    assert!(until(Duration::from_secs(20), || s.store.inner().len() == 50).await);
     stop.send(true).unwrap();
     h.await.unwrap().unwrap();
     assert_eq!(stats.snapshot().duplicates, 0);
@@ -420,7 +350,7 @@ async fn replaying_messages_already_stored_stores_nothing_twice() {
     let s = setup(3);
     publish(&s.broker, (0..30).map(json_line).collect()).await;
     let (stop, h, _) = start(&s, lenient(), config());
-    assert!(until(Duration::from_secs(20), || s.store.count() == 30).await);
+    assert!(until(Duration::from_secs(20), || s.store.inner().len() == 30).await);
     stop.send(true).unwrap();
     h.await.unwrap().unwrap();
     // A producer retrying after a lost confirmation publishes the same ids again.
@@ -433,7 +363,7 @@ async fn replaying_messages_already_stored_stores_nothing_twice() {
     );
     stop.send(true).unwrap();
     h.await.unwrap().unwrap();
-    assert_eq!(s.store.count(), 30);
+    assert_eq!(s.store.inner().len(), 30);
     assert_eq!(stats.snapshot().stored, 0);
 }
 
@@ -459,7 +389,7 @@ async fn a_panic_is_a_failure_of_that_message_not_of_the_worker() {
     );
     publish(&s.broker, msgs).await;
     let (stop, h, stats) = start(&s, Panicky(lenient()), config());
-    assert!(until(Duration::from_secs(20), || s.store.count() == 40).await);
+    assert!(until(Duration::from_secs(20), || s.store.inner().len() == 40).await);
     let broker = s.broker.clone();
     let mut dead = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -521,7 +451,7 @@ async fn long_errors_and_reasons_are_cut_before_they_reach_the_broker() {
 }
 
 /// Slow on purpose: a store write that takes longer than the lease.
-struct SlowStore(MemStore, Duration);
+struct SlowStore(MemoryStore, Duration);
 
 impl Store for SlowStore {
     fn kind(&self) -> &'static str {
@@ -540,7 +470,7 @@ impl Store for SlowStore {
 async fn leases_are_extended_while_a_slow_write_runs() {
     let s = setup(3);
     publish(&s.broker, (0..10).map(json_line).collect()).await;
-    let store = Arc::new(SlowStore(MemStore::default(), Duration::from_millis(2000)));
+    let store = Arc::new(SlowStore(MemoryStore::new(), Duration::from_millis(2000)));
     let rt = Runtime::new(
         s.broker.clone(),
         store.clone(),
@@ -549,7 +479,7 @@ async fn leases_are_extended_while_a_slow_write_runs() {
     );
     let (tx, rx) = watch::channel(false);
     let h = tokio::spawn(async move { rt.run(rx).await });
-    assert!(until(Duration::from_secs(20), || store.0.count() == 10).await);
+    assert!(until(Duration::from_secs(20), || store.0.len() == 10).await);
     tx.send(true).unwrap();
     h.await.unwrap().unwrap();
     let st = s.broker.stats().await.unwrap();
@@ -565,7 +495,7 @@ async fn shutdown_finishes_in_time_and_leaves_nothing_leased() {
     let s = setup(3);
     publish(&s.broker, (0..200).map(json_line).collect()).await;
     let (stop, h, _) = start(&s, lenient(), config());
-    assert!(until(Duration::from_secs(20), || s.store.count() > 0).await);
+    assert!(until(Duration::from_secs(20), || !s.store.inner().is_empty()).await);
     let asked = Instant::now();
     stop.send(true).unwrap();
     h.await.unwrap().unwrap();
@@ -577,7 +507,7 @@ async fn shutdown_finishes_in_time_and_leaves_nothing_leased() {
     let st = s.broker.stats().await.unwrap();
     assert_eq!(st.in_flight, 0, "deliveries left leased after shutdown");
     assert_eq!(
-        st.pending as usize + s.store.count(),
+        st.pending as usize + s.store.inner().len(),
         200,
         "lost or double-counted"
     );

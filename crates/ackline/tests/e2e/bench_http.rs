@@ -3,11 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is a failed assertion
 
-mod common;
-
 use std::time::Duration;
 
-use common::{ackline, json, run_with_deadline};
+use crate::common::{ackline, json, run_with_deadline};
 
 #[test]
 fn bench_http_json_has_the_figures_and_balanced_books() {

@@ -3,11 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is a failed assertion
 
-mod common;
-
 use std::time::Duration;
 
-use common::{ackline, json, run_with_deadline};
+use crate::common::{ackline, json, run_with_deadline};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -45,6 +43,17 @@ fn help_works_for_every_command() {
         !text.contains("queue-worker"),
         "internal commands are hidden: {text}"
     );
+    let internal: [(&[&str], &[&str]); 2] = [
+        (&["demo", "--help"], &["queue-worker", "pipeline-node"]),
+        (&["bench", "--help"], &["queue-fill"]),
+    ];
+    for (args, names) in internal {
+        let o = run(args, dir.path());
+        let text = String::from_utf8_lossy(&o.stdout);
+        for name in names {
+            assert!(!text.contains(name), "internal commands are hidden: {text}");
+        }
+    }
 }
 
 #[test]

@@ -6,16 +6,14 @@
 //! and attempts never go backwards.
 //!
 //! Replay a failure with the printed seed: `ACKLINE_CRASH_SEED=<seed> cargo test -p ackline
-//! --test crash`, or `ackline demo queue --crashes 50 --messages 60000 --max-kill-ms 300 --seed
+//! --test e2e crash::`, or `ackline demo queue --crashes 50 --messages 60000 --max-kill-ms 300 --seed
 //! <seed>`.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is a failed assertion
 
-mod common;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{ackline, json, run_with_deadline};
+use crate::common::{ackline, json, run_with_deadline};
 
 const CRASHES: u64 = 50;
 

@@ -11,23 +11,21 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is a failed assertion
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use crate::common::{ackline, free_port, reachable, run_with_deadline, unique};
 use ackline_broker::{Broker, Consumer as _, ConsumerOptions, Delivery, Message, Settlement};
 use ackline_http::HttpBroker;
 use ackline_rabbitmq::{RabbitBroker, RabbitOptions};
-use common::{ackline, free_port, reachable, run_with_deadline, unique};
 use serde_json::Value;
 
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const TOKEN: &str = "dlq-broker-token-0123456789";
 
-/// Whether RabbitMQ accepts TCP connections (see [`common::reachable`]).
+/// Whether RabbitMQ accepts TCP connections (see [`crate::common::reachable`]).
 fn rabbit_reachable() -> bool {
     reachable("RabbitMQ", "127.0.0.1:5672", "rabbitmq-server -detached")
 }
@@ -104,7 +102,7 @@ fn ok(o: &Output) -> Value {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    common::json(o)
+    crate::common::json(o)
 }
 
 /// Entries of a `dlq list`/`show` answer as id -> entry.
@@ -384,7 +382,7 @@ fn dlq_tools_on_ackline_serve() {
             "--token",
             &format!("{TOKEN}:ingest,worker,admin"),
         ]);
-    let (_serve, v) = common::spawn_json_line(c);
+    let (_serve, v) = crate::common::spawn_json_line(c);
     let addr = v["listening"].as_str().unwrap().to_string();
     let url = format!("http://{addr}");
     let rt = runtime();

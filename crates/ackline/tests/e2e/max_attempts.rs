@@ -4,11 +4,9 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is a failed assertion
 
-mod common;
-
 use std::time::Duration;
 
-use common::{ackline, run_with_deadline};
+use crate::common::{ackline, run_with_deadline};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const TOKEN: &str = "attempts-token-0123456789";
@@ -69,10 +67,10 @@ fn serve_max_attempts_applies_to_its_queue() {
             "--max-attempts",
             "1",
         ]);
-    let (_serve, v) = common::spawn_json_line(c);
+    let (_serve, v) = crate::common::spawn_json_line(c);
     let addr = v["listening"].as_str().unwrap().to_string();
     let http = |method: &str, path: &str, body: &str| {
-        common::http(
+        crate::common::http(
             &addr,
             Some(TOKEN),
             method,

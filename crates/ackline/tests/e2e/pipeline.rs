@@ -3,11 +3,9 @@
 //! `query`, `dlq replay` into a lenient run; and the demo's books.
 //!
 //! Replay a kill test with its printed seed: `ACKLINE_PIPELINE_SEED=<seed> cargo test -p
-//! ackline --test pipeline`.
+//! ackline --test e2e pipeline::`.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is a failed assertion
-
-mod common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
@@ -18,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{ackline, json, run_with_deadline};
+use crate::common::{ackline, json, run_with_deadline};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

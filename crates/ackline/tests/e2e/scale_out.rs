@@ -12,8 +12,6 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is a failed assertion
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -22,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Pg, Proc, ackline, free_port, pg_url, reachable, unique, wait_for};
+use crate::common::{Pg, Proc, ackline, free_port, pg_url, reachable, unique, wait_for};
 
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -94,7 +92,7 @@ fn serve(dir: &Path, queue: &str, broker: &str) -> (Proc, String) {
             "--broker",
             broker,
         ]);
-    let (p, v) = common::spawn_json_line(c);
+    let (p, v) = crate::common::spawn_json_line(c);
     assert!(
         !v.to_string().contains("guest:guest"),
         "the broker password is never printed: {v}"
@@ -152,7 +150,7 @@ fn post(addr: &str, queue: &str, lines: std::ops::Range<usize>, expected: &mut B
         );
         expected.insert(format!("http:{key}:{}", i - lines.start));
     }
-    let (st, resp) = common::http_with(
+    let (st, resp) = crate::common::http_with(
         addr,
         None,
         "POST",
@@ -166,7 +164,7 @@ fn post(addr: &str, queue: &str, lines: std::ops::Range<usize>, expected: &mut B
 
 /// The local (ingest node's) queue: messages not yet relayed.
 fn local_pending(addr: &str, queue: &str) -> u64 {
-    let (st, body) = common::http(
+    let (st, body) = crate::common::http(
         addr,
         None,
         "GET",
@@ -270,7 +268,7 @@ fn killed_ingest_node_and_worker_lose_nothing_and_store_nothing_twice() {
     // were timed.
     // (Its last batch's ack may still be in flight when the rows are all there: poll.)
     let scrape = || {
-        let (st, text) = common::http(
+        let (st, text) = crate::common::http(
             &format!("127.0.0.1:{metrics_port}"),
             None,
             "GET",
@@ -318,7 +316,7 @@ fn work_without_a_broker_is_a_usage_error() {
         .arg("--data-dir")
         .arg(dir.path())
         .arg("work");
-    let o = common::run_with_deadline(c, Duration::from_secs(60));
+    let o = crate::common::run_with_deadline(c, Duration::from_secs(60));
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("--broker"), "{err}");
@@ -329,7 +327,7 @@ fn work_without_a_broker_is_a_usage_error() {
         .arg("--data-dir")
         .arg(dir.path())
         .args(["work", "--broker", "amqp://guest:hunter2-secret@/"]);
-    let o = common::run_with_deadline(c, Duration::from_secs(60));
+    let o = crate::common::run_with_deadline(c, Duration::from_secs(60));
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(

@@ -8,8 +8,6 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is a failed assertion
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -17,13 +15,13 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Proc, ackline, run_with_deadline, wait_for};
+use crate::common::{Proc, ackline, run_with_deadline, wait_for};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// One HTTP/1.1 request with the test's token; returns (status, body).
 fn http(addr: &str, method: &str, path: &str, ctype: &str, body: &[u8]) -> (u16, String) {
-    common::http(addr, Some(TOKEN), method, path, ctype, body)
+    crate::common::http(addr, Some(TOKEN), method, path, ctype, body)
 }
 
 /// Starts `serve --json` on a free port; returns it and its address once it listens.
@@ -42,7 +40,7 @@ fn serve(dir: &Path) -> (Proc, String) {
             "--token",
             &format!("{TOKEN}:ingest,worker,admin"),
         ]);
-    let (p, v) = common::spawn_json_line(c);
+    let (p, v) = crate::common::spawn_json_line(c);
     let addr = v["listening"].as_str().unwrap().to_string();
     (p, addr)
 }
@@ -116,7 +114,7 @@ fn sigkilled_worker_loses_nothing_and_duplicates_nothing() {
             );
             expected.insert(format!("http:{key}:{}", i - from));
         }
-        let (st, resp) = common::http_with(
+        let (st, resp) = crate::common::http_with(
             &addr,
             Some(TOKEN),
             "POST",
@@ -277,7 +275,7 @@ fn serve_takes_syslog_over_tcp_and_udp() {
 fn work_waits_for_a_server_that_is_not_up_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     // A port that was free a moment ago: nothing listens there.
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let mut c = ackline();
     c.env_remove("ACKLINE_CONFIG")
         .arg("--data-dir")

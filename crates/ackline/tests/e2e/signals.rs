@@ -5,13 +5,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Proc, ackline, http, wait_for};
+use crate::common::{Proc, ackline, http, wait_for};
 
 #[test]
 fn a_repeated_signal_within_a_second_is_one_stop() {

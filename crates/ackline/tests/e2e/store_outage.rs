@@ -1,6 +1,6 @@
 //! A store that is not there, with real processes: `ackline work` and `ackline run` reach the
 //! machine's PostgreSQL through a TCP proxy the test controls (refusing, black-holing,
-//! restored; `ackline-worker/tests/support/proxy.rs`), never by stopping the shared server.
+//! restored; `ackline-worker/tests/worker/proxy.rs`), never by stopping the shared server.
 //!
 //! - A worker started while its store refuses, then is silent, waits, and works once the store
 //!   appears: every line stored once, nothing dead-lettered.
@@ -12,16 +12,12 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is a failed assertion
 
-mod common;
-#[path = "../../ackline-worker/tests/support/proxy.rs"]
-mod proxy;
-
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Pg, Proc, ackline, pg_url, reachable, unique, wait_for};
-use proxy::Proxy;
+use crate::common::{Pg, Proc, ackline, pg_url, reachable, unique, wait_for};
+use crate::proxy::Proxy;
 
 /// The PostgreSQL URL through `proxy`.
 fn via(proxy: &Proxy) -> String {
@@ -47,7 +43,7 @@ fn serve(dir: &Path, max_attempts: u32) -> (Proc, String) {
         .arg("--data-dir")
         .arg(dir)
         .args(["--json", "serve", "--listen", "127.0.0.1:0"]);
-    let (p, v) = common::spawn_json_line(c);
+    let (p, v) = crate::common::spawn_json_line(c);
     (p, v["listening"].as_str().unwrap().to_string())
 }
 
@@ -59,7 +55,7 @@ fn post(addr: &str, lines: std::ops::Range<usize>) {
             )
         })
         .collect();
-    let (st, resp) = common::http(
+    let (st, resp) = crate::common::http(
         addr,
         None,
         "POST",
@@ -72,7 +68,7 @@ fn post(addr: &str, lines: std::ops::Range<usize>) {
 
 /// The server's counts of its queue `logs`.
 fn server_stats(addr: &str) -> serde_json::Value {
-    let (st, body) = common::http(
+    let (st, body) = crate::common::http(
         addr,
         None,
         "GET",
@@ -251,7 +247,7 @@ fn bad_store_credentials_are_not_waited_for() {
         .arg("--data-dir")
         .arg(dir.path())
         .args(["run", "--once", "--store", &url]);
-    let o = common::run_with_deadline(c, Duration::from_secs(30));
+    let o = crate::common::run_with_deadline(c, Duration::from_secs(30));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
@@ -268,9 +264,9 @@ fn local_queue(dir: &Path) -> (u64, u64) {
         .arg("--data-dir")
         .arg(dir)
         .args(["--json", "queue", "stats", "logs"]);
-    let o = common::run_with_deadline(c, Duration::from_secs(30));
+    let o = crate::common::run_with_deadline(c, Duration::from_secs(30));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v = common::json(&o);
+    let v = crate::common::json(&o);
     let q = v["queues"]
         .as_array()
         .and_then(|qs| {
@@ -353,7 +349,7 @@ fn run_once_with_its_store_down_at_start_gives_up_after_max_outage() {
         .args(["run", "--once", "--store"])
         .arg(via(&proxy))
         .args(["--max-outage", "1500ms"]);
-    let o = common::run_with_deadline(c, Duration::from_secs(30));
+    let o = crate::common::run_with_deadline(c, Duration::from_secs(30));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(

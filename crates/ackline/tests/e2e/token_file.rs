@@ -3,12 +3,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Proc, ackline, http, run_with_deadline, wait_for};
+use crate::common::{Proc, ackline, http, run_with_deadline, wait_for};
 
 const SECRET: &str = "file-secret-0123456789abcdef";
 
@@ -21,7 +19,7 @@ fn serve(dir: &std::path::Path, token_file: &std::path::Path) -> (Proc, String) 
         .arg(dir)
         .args(["--json", "serve", "--listen", "127.0.0.1:0", "--token-file"])
         .arg(token_file);
-    let (p, v) = common::spawn_json_line(c);
+    let (p, v) = crate::common::spawn_json_line(c);
     assert_eq!(v["auth"], true, "{v}");
     (p, v["listening"].as_str().unwrap().to_string())
 }
