@@ -6,7 +6,7 @@
 //! - `run` exits 0 after a graceful stop (signal) or a completed `--once`; 1 when a part
 //!   failed; 2 for configuration errors (before anything is opened).
 //! - A store that is unavailable at start is waited for (as `work` does, see
-//!   [`crate::work::open_store`]); a signal ends the wait with exit 0.
+//!   `work::open_store`); a signal ends the wait with exit 0.
 //! - `--once` never waits on the store forever: an outage (at start or later) longer than
 //!   `worker.max_outage` ends the run with exit 1 and a message saying so; nothing is acked
 //!   that was not stored and nothing is dead-lettered for the outage, so what was not stored

@@ -5,7 +5,7 @@
 //!
 //! Invariants:
 //! - [`cli`] is a leaf: clap definitions only. The `ackline` binary puts [`cli::DemoCmd`] and
-//!   [`cli::BenchCommand`] beside the product's commands and calls [`demo`] and [`bench`].
+//!   [`cli::BenchCommand`] beside the product's commands and calls [`demo()`] and [`bench()`].
 //! - Child processes (the queue demo's worker, the pipeline demo's node, the recovery
 //!   benchmark's filler) are this executable started again with a hidden subcommand of
 //!   `demo` or `bench`; so the harness runs inside the `ackline` binary, whose parser has
