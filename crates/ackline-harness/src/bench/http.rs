@@ -69,6 +69,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use ackline_app::exit::{Unbalanced, usage};
+use ackline_app::output::Out;
 use ackline_broker::Broker;
 use ackline_broker::embedded::EmbeddedBroker;
 use ackline_http::HttpBroker;
@@ -80,9 +82,6 @@ use ackline_store::{NdjsonStore, Store};
 use ackline_worker::{ParseProcess, Runtime, WorkerConfig};
 use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize};
-
-use ackline_app::exit::{Unbalanced, usage};
-use ackline_app::output::Out;
 
 use crate::bench::measure::{Machine, Pct, machine, pct};
 use crate::cli::{BenchHttpArgs, StoreKind};

@@ -17,16 +17,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ackline_parse::{LineContext, Parser, ParserConfig};
-use ackline_store::{SqliteStore, Store, StoreOptions};
-use anyhow::{Context, anyhow};
-use serde::Serialize;
-
 use ackline_app::cli::{PipelineFlags, WorkerFlags};
 use ackline_app::config::{self, Env};
 use ackline_app::output::Out;
 use ackline_app::pipeline::Mode;
 use ackline_app::run::{parse_process, run_with};
+use ackline_parse::{LineContext, Parser, ParserConfig};
+use ackline_store::{SqliteStore, Store, StoreOptions};
+use anyhow::{Context, anyhow};
+use serde::Serialize;
 
 use crate::cli::BenchPipelineArgs;
 use crate::demo::pipeline::traffic::loghub_dir;

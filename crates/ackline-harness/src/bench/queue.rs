@@ -27,12 +27,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use ackline_app::exit::usage;
+use ackline_app::output::Out;
 use ackline_queue::{Db, Fsync, NewMessage, QueueOptions, Settlement};
 use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize};
-
-use ackline_app::exit::usage;
-use ackline_app::output::Out;
 
 use crate::bench::measure::{Machine, Pct, machine, pct};
 use crate::cli::{AckMode, BenchQueueArgs, FillArgs, FsyncMode, PublishMode};

@@ -14,25 +14,23 @@
 //!   by itself stops the demo with its stderr.
 //! - Exit 0 only if the books balance; exit 3 (with the books printed) if they do not.
 
+pub(crate) mod books;
+pub(crate) mod journal;
+pub(crate) mod worker;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ackline_app::exit::{Unbalanced, usage};
+use ackline_app::output::Out;
 use ackline_queue::Db;
 use anyhow::{Context, bail};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use ackline_app::exit::{Unbalanced, usage};
-use ackline_app::output::Out;
-
 use crate::cli::DemoArgs;
-
-pub(crate) mod books;
-pub(crate) mod journal;
-pub(crate) mod worker;
-
 use books::{Books, Final, RunEnd};
 use worker::QUEUE;
 
