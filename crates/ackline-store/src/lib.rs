@@ -22,6 +22,9 @@
 //!   [`tokio::task::spawn_blocking`]; the operations must be called from
 //!   within a Tokio runtime.
 //!
+//! With the `test-support` feature (off by default), module `test_support` adds an in-memory
+//! store and a fault-injecting wrapper for tests, benchmarks and the demo.
+//!
 //! # Example
 //! ```no_run
 //! # async fn demo(batch: Vec<ackline_parse::Record>) -> Result<(), ackline_store::StoreError> {
@@ -42,6 +45,8 @@ mod postgres;
 mod row;
 mod sqlite;
 mod stdout;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 mod url;
 
 pub use any::AnyStore;

@@ -1,49 +1,35 @@
-//! `ackline`: the command-line edge. Parses, dispatches, and turns errors into exit codes
-//! (see [`exit`]). Errors are printed as one line with their context chain, each cause once
-//! ([`exit::message`]).
+//! `ackline`: the command-line edge. Parses ([`args`]), dispatches to the product
+//! ([`ackline_app`]) or the harness ([`ackline_harness`]: `demo`, `bench`), and turns errors
+//! into exit codes (see [`ackline_app::exit`]). Errors are printed as one line with their
+//! context chain, each cause once ([`ackline_app::exit::message`]).
 
-mod bench;
-mod bench_http;
-mod bench_pipeline;
-mod books;
-mod cli;
-mod config;
-mod demo;
-mod dlq;
-mod exit;
-mod fault;
-mod journal;
-mod logging;
-mod metrics;
-mod output;
-mod pipeline;
-mod pipeline_demo;
-mod query;
-mod run;
-mod serve;
-mod signals;
-mod stats;
-mod work;
-mod worker;
+mod args;
 
 use std::process::ExitCode;
 
+use ackline_app::exit;
+use ackline_app::output::Out;
 use clap::Parser;
 
-use crate::cli::{BenchCommand, Cli, Command, DemoSub};
-use crate::output::Out;
+use crate::args::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    let out = Out { json: cli.json };
-    if let Err(e) = logging::init(cli.log_format, &cli.log) {
+    let g = &cli.global;
+    let out = Out { json: g.json };
+    if let Err(e) = ackline_app::logging::init(g.log_format, &g.log) {
         eprintln!("error: {}", exit::message(&e));
         return ExitCode::from(exit::code(&e));
     }
-    match run(&cli, out) {
+    let result = match &cli.command {
+        Command::App(c) => ackline_app::dispatch(c, g, out),
+        Command::Demo(d) => ackline_harness::demo(d, g, out),
+        Command::Bench(b) => ackline_harness::bench(b, g, out),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", exit::message(&e));
@@ -66,27 +52,5 @@ fn usage_error(e: clap::Error) -> ExitCode {
             eprintln!("{first} (see --help)");
             ExitCode::from(2)
         }
-    }
-}
-
-fn run(cli: &Cli, out: Out) -> anyhow::Result<()> {
-    match &cli.command {
-        Command::Run(a) => run::run(a, &cli.data_dir(), cli.config.as_deref(), out),
-        Command::Serve(a) => serve::run(a, &cli.data_dir(), cli.config.as_deref(), out),
-        Command::Work(a) => work::run(a, &cli.data_dir(), cli.config.as_deref(), out),
-        Command::Check(a) => run::check(a, &cli.data_dir(), cli.config.as_deref(), out),
-        Command::Query(a) => query::run(a, &cli.data_dir(), cli.config.as_deref(), out),
-        Command::Stats => stats::run(&cli.data_dir(), cli.config.as_deref(), out),
-        Command::Demo(d) => match &d.sub {
-            Some(DemoSub::Queue(a)) => demo::run(a, cli.data_dir.as_deref(), out),
-            None => pipeline_demo::run(&d.pipeline, cli.data_dir.as_deref(), out),
-        },
-        Command::Bench(BenchCommand::Queue(a)) => bench::run(a, cli.data_dir.as_deref(), out),
-        Command::Bench(BenchCommand::Pipeline(a)) => bench_pipeline::run(a, out),
-        Command::Bench(BenchCommand::Http(a)) => bench_http::run(a, out),
-        Command::Queue(c) => dlq::queue_cmd(c, &cli.data_dir(), cli.config.as_deref(), out),
-        Command::Dlq(c) => dlq::dlq_cmd(c, &cli.data_dir(), cli.config.as_deref(), out),
-        Command::QueueWorker(a) => worker::run(a, &cli.data_dir()),
-        Command::BenchFill(a) => bench::fill(a),
     }
 }

@@ -1,0 +1,423 @@
+//! Command-line syntax of the product's commands (clap derive). Only parsing lives here; each
+//! command's work is in its own module.
+//!
+//! A leaf: this module imports nothing from the crate's command modules. The `ackline` binary
+//! composes [`GlobalArgs`] and [`Command`] with the harness's commands (`demo`, `bench`) into
+//! its top-level parser.
+//!
+//! Invariants:
+//! - Every flag that clap rejects exits with code 2 and a one-line message (clap's own).
+//! - Values that clap cannot check by type (lists, queue names) are checked by the command
+//!   and reported as [`crate::exit::Usage`] errors, which also exit 2.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+/// The flags every command takes (global: given before or after the subcommand).
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Data directory (queues live in DIR/queues/NAME) [default: ./ackline-data]
+    #[arg(long, global = true, env = "ACKLINE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Print one JSON object on stdout instead of human-readable text
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Configuration file (TOML; see docs/config.md) [default: DIR/ackline.toml if present]
+    #[arg(long, global = true, env = "ACKLINE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log lines on stderr: `text` or `json` (one JSON object per event)
+    #[arg(long, global = true, env = "ACKLINE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// What to log, as a tracing filter: a level (`error`, `warn`, `info`, `debug`) or
+    /// per-module directives (`warn,ackline_worker=info`)
+    #[arg(
+        long,
+        global = true,
+        env = "ACKLINE_LOG",
+        value_name = "FILTER",
+        default_value = "warn"
+    )]
+    pub log: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines
+    Text,
+    /// One JSON object per event (for log shippers)
+    Json,
+}
+
+impl GlobalArgs {
+    /// The data directory to use, with its default applied.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./ackline-data"))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline: inputs -> embedded queue -> N workers -> store
+    ///
+    /// Follows the files (and reads stdin with `-`) until SIGTERM or SIGINT, or with --once
+    /// reads them to their current end, drains the queue and exits 0. On the first signal
+    /// it stops reading (positions committed), takes no new deliveries, finishes the batches
+    /// in hand within the shutdown deadline and exits 0. A second signal (1 s or more later) exits at once
+    /// (code 130); nothing is lost then either: unsettled deliveries come back when their
+    /// leases expire, and inputs resume from their committed positions.
+    Run(RunArgs),
+    /// Split mode, server side: the embedded queue behind HTTP (ingest, the lease API for
+    /// `ackline work`, admin, metrics) until SIGTERM or SIGINT; with --broker, a scale-out
+    /// ingest node relaying to RabbitMQ
+    ///
+    /// Prints the bound address (with --json, one JSON line) once listening. Beyond loopback
+    /// at least one --token is required. The first signal stops accepting, lets open requests
+    /// finish, releases remote workers' deliveries and closes the queue; exit 0.
+    Serve(ServeArgs),
+    /// Worker of split and scale-out mode: lease deliveries from `ackline serve` or RabbitMQ,
+    /// parse, store, ack
+    ///
+    /// Runs until SIGTERM or SIGINT, then finishes the batches in hand within the shutdown
+    /// deadline (the rest is released) and exits 0. Killed (even with SIGKILL), its leases
+    /// expire on the server (RabbitMQ requeues them) and other workers get the deliveries;
+    /// nothing is lost.
+    Work(WorkArgs),
+    /// Check the configuration (file, environment, flags) and exit: 0 if valid, 2 with a
+    /// one-line error naming the field, where it came from and what was expected
+    Check(CheckArgs),
+    /// Records in the store (SQLite), by time range, severity, host, app and text
+    Query(QueryArgs),
+    /// Counts of the pipeline: its queue, dead letters, stored records, the last run
+    Stats,
+    /// Queue tools
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Dead-letter queue tools: list, show, replay, purge
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+/// The pipeline's settings as flags. Kept raw (strings): [`crate::config::load`] checks them
+/// together with the file and the environment and names the flag in any error.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PipelineFlags {
+    /// Files or glob patterns to follow (quote globs); `-` reads standard input
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    /// Where files present at the very first run start: beginning or end (later files always
+    /// start at their beginning) [config: input.start_at]
+    #[arg(long, value_name = "WHERE")]
+    pub start_at: Option<String>,
+    /// How often files are checked for new lines, e.g. 250ms [config: input.poll_interval]
+    #[arg(long, value_name = "DURATION")]
+    pub poll_interval: Option<String>,
+    /// The pipeline's queue [default: logs] [config: queue.name]
+    #[arg(long, value_name = "NAME")]
+    pub queue: Option<String>,
+    /// With --once: how long the store may stay unavailable (at start or later) before the run
+    /// gives up with exit 1, what was not stored still queued, e.g. 5m [default: 5m] [config:
+    /// worker.max_outage]
+    #[arg(long, value_name = "DURATION")]
+    pub max_outage: Option<String>,
+    #[command(flatten)]
+    pub worker: WorkerFlags,
+    /// The settings of `ackline serve` (set by `serve` and `check`, not flags of `run`).
+    #[arg(skip)]
+    pub server: ServerFlags,
+    /// `--broker` of `work` and `serve` (not a flag of `run`).
+    #[arg(skip)]
+    pub broker: Option<String>,
+    /// `--broker-ca` of `work` and `serve` (not a flag of `run`).
+    #[arg(skip)]
+    pub broker_ca: Option<String>,
+}
+
+/// How deliveries are processed and stored: the flags shared by `run`, `check` and `work`
+/// (raw; checked by [`crate::config::load`]).
+#[derive(Debug, Clone, Default, Args)]
+pub struct WorkerFlags {
+    /// Line format: auto (detect per line) or one format name [config: input.format]
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Dead-letter lines that do not parse (instead of storing them raw) [config: input.strict]
+    #[arg(long, conflicts_with = "lenient")]
+    pub strict: bool,
+    /// Store lines that do not parse as raw records (the default)
+    #[arg(long)]
+    pub lenient: bool,
+    /// Concurrent workers [default: 2] [config: worker.workers]
+    #[arg(long, value_name = "N")]
+    pub workers: Option<String>,
+    /// Deliveries per store transaction [default: 1000] [config: worker.batch_size]
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<String>,
+    /// Most unsettled deliveries per worker [default: 2000] [config: worker.prefetch]
+    #[arg(long, value_name = "N")]
+    pub prefetch: Option<String>,
+    /// Lease (ack timeout) per delivery, e.g. 30s [config: worker.lease]
+    #[arg(long, value_name = "DURATION")]
+    pub lease: Option<String>,
+    /// How long shutdown waits for batches in hand, e.g. 10s [config: worker.shutdown_deadline]
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_deadline: Option<String>,
+    /// First retry delay ceiling, e.g. 500ms [config: retry.base]
+    #[arg(long, value_name = "DURATION")]
+    pub retry_base: Option<String>,
+    /// Retry delay growth per attempt, e.g. 2 [config: retry.factor]
+    #[arg(long, value_name = "X")]
+    pub retry_factor: Option<String>,
+    /// Longest retry delay, e.g. 5m [config: retry.cap]
+    #[arg(long, value_name = "DURATION")]
+    pub retry_cap: Option<String>,
+    /// Deliveries per message before it is dead-lettered [default: 5] [config: retry.max_attempts]
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<String>,
+    /// Store URL: sqlite:PATH, postgres://..., ndjson:PATH or stdout [default:
+    /// sqlite:DIR/records.db] [config: store.url]
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Serve the workers' Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464
+    /// [default: off] [config: metrics.listen]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub flags: PipelineFlags,
+    /// Read the inputs to their current end, drain the queue, and exit 0
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub flags: PipelineFlags,
+    #[command(flatten)]
+    pub server: ServerFlags,
+}
+
+/// The settings of `ackline serve` as flags (raw; checked by [`crate::config::load`]).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServerFlags {
+    /// Listen address of `serve` [default: 127.0.0.1:8470] [config: server.listen]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Bearer token of `serve`, SECRET:SCOPES with scopes from ingest,worker,admin
+    /// (repeatable; required beyond loopback) [config: server.tokens]
+    #[arg(long = "token", value_name = "SECRET:SCOPES")]
+    pub tokens: Vec<String>,
+    /// File of bearer tokens of `serve`, one SECRET:SCOPES per line (blank lines and lines
+    /// starting with # skipped), added to --token; keeps secrets out of the process's
+    /// command line (/proc/PID/cmdline), unlike --token [config: server.token_file]
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<String>,
+    /// Take syslog over TCP (RFC 6587) on ADDR [default when given alone: 127.0.0.1:5514]
+    /// [config: server.syslog_tcp]
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:5514")]
+    pub syslog_tcp: Option<String>,
+    /// Take syslog over UDP on ADDR [default when given alone: 127.0.0.1:5514]
+    /// [config: server.syslog_udp]
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:5514")]
+    pub syslog_udp: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub server: ServerFlags,
+    /// The default queue (ingest writes to it) [default: logs] [config: queue.name]
+    #[arg(long, value_name = "NAME")]
+    pub queue: Option<String>,
+    /// Scale-out ingest node: relay everything queued here to this broker's queue of the
+    /// same name, each message acked here only once the broker confirmed it
+    /// (amqp://USER:PASS@HOST:PORT/VHOST or amqps://; credentials may instead come from
+    /// ACKLINE_BROKER_URL) [config: broker.url]
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+    /// PEM file of CA certificates trusted for amqps beside the system's roots (a private
+    /// CA) [config: broker.tls_ca_file]
+    #[arg(long, value_name = "FILE")]
+    pub broker_ca: Option<String>,
+    /// Deliveries per message before it is dead-lettered, for every queue this server opens
+    /// (split mode's workers follow it) [default: 5] [config: retry.max_attempts]
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    /// Where deliveries come from: an `ackline serve` (http://HOST:PORT[/QUEUE], split
+    /// mode) or a broker (amqp://USER:PASS@HOST:PORT/VHOST or amqps://, scale-out)
+    /// [config: broker.url]
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+    /// PEM file of CA certificates trusted for amqps beside the system's roots (a private
+    /// CA) [config: broker.tls_ca_file]
+    #[arg(long, value_name = "FILE")]
+    pub broker_ca: Option<String>,
+    /// The queue: its name (on --broker; default logs), or for split mode the server's URL
+    /// http://HOST:PORT[/QUEUE] (the same as --broker) [config: queue.name]
+    #[arg(long, value_name = "NAME|URL")]
+    pub queue: Option<String>,
+    /// Bearer token with the worker scope (the secret only; split mode). Prefer
+    /// ACKLINE_TOKEN or --token-file: a flag's value shows in /proc/PID/cmdline
+    #[arg(
+        long,
+        env = "ACKLINE_TOKEN",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub token: Option<String>,
+    /// File holding the bearer token (the secret only, surrounding whitespace ignored), instead
+    /// of --token
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    pub token_file: Option<String>,
+    #[command(flatten)]
+    pub worker: WorkerFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Records at or after this time (RFC 3339, or YYYY-MM-DD, UTC)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Records before this time (RFC 3339, or YYYY-MM-DD, UTC)
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Records at least this severe (emerg, alert, crit, err, warning, notice, info, debug)
+    #[arg(long, value_name = "LEVEL")]
+    pub severity: Option<String>,
+    /// Records from this host
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Records from this app or service
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Records whose message contains this text (case-sensitive)
+    #[arg(long)]
+    pub text: Option<String>,
+    /// At most this many records (oldest first)
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Store URL (must be SQLite) [default: the configuration's store.url]
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Counts of one queue, or of every queue in the data directory (with a broker: of one
+    /// queue, the pipeline's unless named)
+    Stats {
+        /// The queue (all queues when omitted)
+        queue: Option<String>,
+        /// The queue, as a flag (the same as the positional NAME)
+        #[arg(long = "queue", value_name = "NAME", conflicts_with = "queue")]
+        queue_flag: Option<String>,
+        #[command(flatten)]
+        broker: BrokerFlags,
+    },
+}
+
+/// `--broker` of `dlq` and `queue stats`: act on a broker's queue instead of the data
+/// directory's (raw; checked by [`crate::config::load`]).
+#[derive(Debug, Clone, Default, Args)]
+pub struct BrokerFlags {
+    /// Act on this broker's queue instead of the data directory: RabbitMQ
+    /// (amqp://USER:PASS@HOST:PORT/VHOST or amqps://) or an `ackline serve`
+    /// (http://HOST:PORT[/QUEUE]) [default: none, the data directory] [config: broker.url]
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+    /// PEM file of CA certificates trusted for amqps beside the system's roots (a private
+    /// CA) [config: broker.tls_ca_file]
+    #[arg(long, value_name = "FILE")]
+    pub broker_ca: Option<String>,
+    /// Bearer token with the admin scope, for an `ackline serve` broker (the secret only)
+    #[arg(
+        long,
+        env = "ACKLINE_TOKEN",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct Selection {
+    /// Every entry
+    #[arg(long)]
+    pub all: bool,
+    /// Entries with these keys
+    #[arg(long = "key", value_name = "KEY", num_args = 1..)]
+    pub keys: Vec<u64>,
+    /// Entries whose message has these ids
+    #[arg(long = "id", value_name = "ID", num_args = 1..)]
+    pub ids: Vec<String>,
+    /// Entries whose reason contains this text (not blank: every entry is --all)
+    #[arg(long, value_name = "TEXT")]
+    pub reason_contains: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List entries in key order, a page at a time
+    List {
+        /// The queue [default: the pipeline's, queue.name, normally logs]
+        #[arg(long)]
+        queue: Option<String>,
+        /// Start after this key (the previous page's `next_after`)
+        #[arg(long, value_name = "KEY")]
+        after: Option<u64>,
+        /// Entries per page
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        broker: BrokerFlags,
+    },
+    /// Show entries in full, by key or by message id
+    Show {
+        /// The queue [default: the pipeline's, queue.name, normally logs]
+        #[arg(long)]
+        queue: Option<String>,
+        /// The entry's key
+        #[arg(required_unless_present = "id", conflicts_with = "id")]
+        key: Option<u64>,
+        /// The message id
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        broker: BrokerFlags,
+    },
+    /// Put entries back in the queue (attempts reset)
+    Replay {
+        /// The queue [default: the pipeline's, queue.name, normally logs]
+        #[arg(long)]
+        queue: Option<String>,
+        #[command(flatten)]
+        sel: Selection,
+        #[command(flatten)]
+        broker: BrokerFlags,
+    },
+    /// Delete entries for good
+    Purge {
+        /// The queue [default: the pipeline's, queue.name, normally logs]
+        #[arg(long)]
+        queue: Option<String>,
+        #[command(flatten)]
+        sel: Selection,
+        #[command(flatten)]
+        broker: BrokerFlags,
+    },
+}

@@ -1,0 +1,391 @@
+//! `ackline work`: the worker of split and scale-out mode. [`ackline_worker::Runtime`] over a
+//! broker into a store, until SIGTERM or SIGINT. The broker is an `ackline serve`
+//! ([`ackline_http::HttpBroker`], the lease API) or RabbitMQ
+//! ([`ackline_rabbitmq::RabbitBroker`]): the same runtime, the same contract.
+//!
+//! Invariants:
+//! - A delivery is acked only after the store committed its record (the runtime's rule), and
+//!   the store is idempotent by message id, so a worker killed at any moment (SIGKILL
+//!   included) loses nothing and duplicates nothing: its leases expire on the server (its
+//!   channel closes on RabbitMQ) and another worker stores what it had not acked; what it had
+//!   stored is skipped.
+//! - Graceful stop as in `run`: the first signal stops taking deliveries, the batches in hand
+//!   finish within `worker.shutdown_deadline` (the rest is released), exit 0.
+//! - Configuration errors (a bad flag value, a bad broker URL, no broker at all, and
+//!   `--max-attempts` against an `ackline serve`, whose own setting applies) exit 2
+//!   before anything is opened. A broker not reachable yet at start is waited for (probed
+//!   with backoff up to 5 s, a signal ends the wait with exit 0), so workers may start before
+//!   the server or broker; a refusal waiting cannot fix (a bad token, bad credentials) is a
+//!   runtime error, exit 1.
+//! - So is a store not reachable yet (refused, silent, a full disk): probed with backoff up
+//!   to 5 s, noted every 30 s, a signal ends the wait with exit 0. A bad store URL, bad
+//!   credentials or a schema newer than this binary are not waited for: exit 1 with the
+//!   store's error.
+//! - No password (broker or store URL) is ever printed: URLs are shown redacted.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ackline_broker::{Broker, BrokerError};
+use ackline_http::HttpBroker;
+use ackline_parse::Parser;
+use ackline_rabbitmq::{RabbitBroker, RabbitOptions};
+use ackline_store::{AnyStore, Store, StoreError};
+use ackline_worker::{ParseProcess, Runtime};
+use anyhow::Context;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::cli::{PipelineFlags, WorkArgs};
+use crate::config::{self, BrokerUrl, Config, Env};
+use crate::exit::usage;
+use crate::output::Out;
+
+#[derive(Debug, Serialize)]
+struct Report {
+    broker: String,
+    queue: String,
+    store: String,
+    received: u64,
+    stored: u64,
+    duplicates: u64,
+    rejected: u64,
+    retried: u64,
+    store_outages: u64,
+    elapsed_ms: u64,
+}
+
+/// `--queue` of `work`: a server URL (split mode, as `--broker`) or a queue name.
+/// The bearer token: `--token` / `ACKLINE_TOKEN`, or the contents of `--token-file`
+/// (trimmed). A file that cannot be read is a usage error naming the file, never its content.
+fn token(a: &WorkArgs) -> anyhow::Result<Option<String>> {
+    match &a.token_file {
+        None => Ok(a.token.clone()),
+        Some(f) => {
+            let text = config::read_secret_file(Path::new(f))
+                .map_err(|e| usage(format!("--token-file: {e:#}")))?;
+            let t = text.trim();
+            if t.is_empty() {
+                return Err(usage(format!("--token-file: {f} is empty")));
+            }
+            Ok(Some(t.to_string()))
+        }
+    }
+}
+
+fn split_queue_flag(a: &WorkArgs) -> anyhow::Result<(Option<String>, Option<String>)> {
+    match a.queue.as_deref() {
+        Some(q) if q.contains("://") => {
+            if a.broker.is_some() {
+                return Err(usage(
+                    "--queue is a URL and --broker is given too: give the server's URL once, \
+                     as --broker URL (and the queue name as --queue NAME)",
+                ));
+            }
+            Ok((None, Some(q.to_string())))
+        }
+        q => Ok((q.map(str::to_string), a.broker.clone())),
+    }
+}
+
+/// The configuration of `work` (its flags as the config layer's flags).
+pub fn load(a: &WorkArgs, data_dir: &Path, config_file: Option<&Path>) -> anyhow::Result<Config> {
+    let (queue, broker) = split_queue_flag(a)?;
+    let flags = PipelineFlags {
+        queue,
+        broker,
+        broker_ca: a.broker_ca.clone(),
+        worker: a.worker.clone(),
+        ..PipelineFlags::default()
+    };
+    config::load(data_dir, config_file, &flags, &Env::process())
+}
+
+/// `http://HOST:PORT` with the configured queue appended when the URL names none.
+pub(crate) fn http_queue_url(url: &str, queue: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    match rest.split_once('/') {
+        Some((_, path)) if !path.trim_matches('/').is_empty() => url.to_string(),
+        _ => format!("{}/{queue}", url.trim_end_matches('/')),
+    }
+}
+
+/// `ackline work`.
+pub fn run(
+    a: &WorkArgs,
+    data_dir: &Path,
+    config_file: Option<&Path>,
+    out: Out,
+) -> anyhow::Result<()> {
+    let cfg = load(a, data_dir, config_file)?;
+    let Some(broker_url) = cfg.broker.clone() else {
+        return Err(usage(
+            "ackline work needs a broker: --broker http://HOST:PORT (an ackline serve) or \
+             --broker amqp://USER:PASS@HOST:PORT/VHOST (or broker.url in the config file, or \
+             ACKLINE_BROKER_URL)",
+        ));
+    };
+    if matches!(broker_url, BrokerUrl::Http(_)) && a.worker.max_attempts.is_some() {
+        return Err(usage(
+            "--max-attempts has no effect in split mode: the server's setting applies \
+             (start ackline serve with --max-attempts N, or set retry.max_attempts for it)",
+        ));
+    }
+    let rt = crate::runtime::build()?;
+    rt.block_on(async {
+        let signal = crate::signals::install()?;
+        let shown = broker_url.to_string();
+        match broker_url {
+            BrokerUrl::Http(u) => {
+                let b = HttpBroker::connect(&http_queue_url(&u, &cfg.queue), token(a)?)
+                    .map_err(|e| usage(format!("invalid --broker: {e}")))?;
+                let queue = b.queue().to_string();
+                if !wait_ready(&b, signal.clone(), out).await? {
+                    return stopped_early(out);
+                }
+                work_on(b, &cfg, shown, queue, signal, out).await
+            }
+            BrokerUrl::Amqp(url) => {
+                let opts = rabbit_options(&cfg);
+                let Some(b) = connect_rabbit(url, &cfg.queue, opts, signal.clone(), out).await?
+                else {
+                    return stopped_early(out);
+                };
+                work_on(b, &cfg, shown, cfg.queue.clone(), signal, out).await
+            }
+        }
+    })
+}
+
+fn stopped_early(out: Out) -> anyhow::Result<()> {
+    out.note("ackline work: stopped before the broker answered");
+    Ok(())
+}
+
+/// Runs the workers over `broker` until the signal; prints the report.
+async fn work_on<B: Broker>(
+    broker: B,
+    cfg: &Config,
+    shown: String,
+    queue: String,
+    signal: watch::Receiver<bool>,
+    out: Out,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let Some(store) = open_store(cfg, signal.clone(), out, None).await? else {
+        out.note("ackline work: stopped before the store answered");
+        return Ok(());
+    };
+    let kind = store.kind().to_string();
+    let process = ParseProcess::new(Parser::new(cfg.parser));
+    let runtime = Runtime::new(
+        Arc::new(broker),
+        Arc::new(store),
+        Arc::new(process),
+        cfg.worker.clone(),
+    );
+    let stats = runtime.stats();
+    if let Some(addr) = cfg.metrics_listen {
+        crate::metrics::spawn(addr, stats.clone(), signal.clone(), out).await?;
+    }
+    out.note(&format!(
+        "ackline work: {shown} queue {queue} -> {} ({} workers)",
+        cfg.store_display(),
+        cfg.worker.workers
+    ));
+    runtime.run(signal).await.context("the workers stopped")?;
+    let s = stats.snapshot();
+    let report = Report {
+        broker: shown,
+        queue,
+        store: kind,
+        received: s.received,
+        stored: s.stored,
+        duplicates: s.duplicates,
+        rejected: s.rejected,
+        retried: s.nacked,
+        store_outages: s.outages,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    };
+    out.emit(&report, || {
+        format!(
+            "ackline work: stopped after {:.1} s: received {}, stored {} (+{} dup), dead-lettered {}, retried {}, store outages {}\n",
+            report.elapsed_ms as f64 / 1000.0,
+            report.received,
+            report.stored,
+            report.duplicates,
+            report.rejected,
+            report.retried,
+            report.store_outages
+        )
+    })
+}
+
+/// The next wait of a start-up probe loop, or `None` if a signal came first.
+async fn backoff(delay: &mut Duration, signal: &mut watch::Receiver<bool>) -> Option<()> {
+    tokio::select! {
+        _ = signal.wait_for(|s| *s) => return None,
+        _ = tokio::time::sleep(*delay) => {}
+    }
+    *delay = (*delay * 2).min(Duration::from_secs(5));
+    Some(())
+}
+
+/// Probes the broker until it answers (true) or a signal arrives (false); a refusal that
+/// waiting cannot fix (bad token, unknown queue) is an error.
+pub(crate) async fn wait_ready<B: Broker>(
+    broker: &B,
+    mut signal: watch::Receiver<bool>,
+    out: Out,
+) -> anyhow::Result<bool> {
+    let mut delay = Duration::from_millis(100);
+    let mut noted = false;
+    loop {
+        match broker.stats().await {
+            Ok(_) => return Ok(true),
+            Err(BrokerError::Unavailable { reason, .. }) => {
+                if !noted {
+                    out.note(&format!("ackline: waiting for the broker ({reason})"));
+                    noted = true;
+                }
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("the broker refused")),
+        }
+        if backoff(&mut delay, &mut signal).await.is_none() {
+            return Ok(false);
+        }
+    }
+}
+
+/// How often a start-up wait for the store is noted again.
+const STORE_WAIT_NOTE_EVERY: Duration = Duration::from_secs(30);
+
+/// Opens the configured store, waiting while it is unavailable (refused, silent, a full
+/// disk): probed with backoff up to 5 s, noted when the wait starts and every 30 s. `None` if
+/// a signal came first. A refusal waiting cannot fix (a bad URL, bad credentials, a schema
+/// newer than this binary) is an error at once; so is a wait longer than `limit`, if given.
+pub(crate) async fn open_store(
+    cfg: &Config,
+    mut signal: watch::Receiver<bool>,
+    out: Out,
+    limit: Option<Duration>,
+) -> anyhow::Result<Option<AnyStore>> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    let mut noted: Option<Instant> = None;
+    loop {
+        if *signal.borrow() {
+            return Ok(None);
+        }
+        // An open can take up to the store's operation timeout (a silent server): a signal
+        // ends it too.
+        let opened = tokio::select! {
+            r = cfg.open_store() => r,
+            _ = signal.wait_for(|s| *s) => return Ok(None),
+        };
+        let e = match opened {
+            Ok(store) => {
+                if noted.is_some() {
+                    out.note(&format!(
+                        "ackline: the store answered after {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
+                return Ok(Some(store));
+            }
+            Err(e) => e,
+        };
+        let unavailable = e
+            .downcast_ref::<StoreError>()
+            .is_some_and(StoreError::is_unavailable);
+        if !unavailable {
+            return Err(e);
+        }
+        if let Some(limit) = limit {
+            let left = limit.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(e.context(format!(
+                    "the store stayed unavailable for {:.1} s, longer than worker.max_outage \
+                     ({:.1} s) allows",
+                    started.elapsed().as_secs_f64(),
+                    limit.as_secs_f64()
+                )));
+            }
+            delay = delay.min(left);
+        }
+        if noted.is_none_or(|at| at.elapsed() >= STORE_WAIT_NOTE_EVERY) {
+            let waited = if noted.is_some() {
+                format!(" (for {} s)", started.elapsed().as_secs())
+            } else {
+                String::new()
+            };
+            out.note(&format!("ackline: waiting for the store{waited}: {:#}", e));
+            noted = Some(Instant::now());
+        }
+        if backoff(&mut delay, &mut signal).await.is_none() {
+            return Ok(None);
+        }
+    }
+}
+
+/// The RabbitMQ backend's options from the configuration.
+pub(crate) fn rabbit_options(cfg: &Config) -> RabbitOptions {
+    RabbitOptions {
+        max_attempts: cfg.queue_options.max_attempts,
+        tls_ca_pem: cfg.broker_tls_ca.clone(),
+        ..RabbitOptions::default()
+    }
+}
+
+/// Connects to RabbitMQ, waiting while it is unreachable; `None` if a signal came first.
+pub(crate) async fn connect_rabbit(
+    url: ackline_rabbitmq::AmqpUrl,
+    queue: &str,
+    opts: RabbitOptions,
+    mut signal: watch::Receiver<bool>,
+    out: Out,
+) -> anyhow::Result<Option<RabbitBroker>> {
+    let mut delay = Duration::from_millis(100);
+    let mut noted = false;
+    loop {
+        match RabbitBroker::connect_url(url.clone(), queue, opts.clone()).await {
+            Ok(b) => return Ok(Some(b)),
+            Err(BrokerError::Unavailable { reason, .. }) => {
+                if !noted {
+                    out.note(&format!(
+                        "ackline: waiting for RabbitMQ at {url} ({reason})"
+                    ));
+                    noted = true;
+                }
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("connecting to {url}")));
+            }
+        }
+        if backoff(&mut delay, &mut signal).await.is_none() {
+            return Ok(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_queue_url;
+
+    #[test]
+    fn the_configured_queue_is_appended_only_when_the_url_names_none() {
+        assert_eq!(
+            http_queue_url("http://127.0.0.1:8470", "logs"),
+            "http://127.0.0.1:8470/logs"
+        );
+        assert_eq!(
+            http_queue_url("http://127.0.0.1:8470/", "q1"),
+            "http://127.0.0.1:8470/q1"
+        );
+        assert_eq!(
+            http_queue_url("http://127.0.0.1:8470/other", "q1"),
+            "http://127.0.0.1:8470/other"
+        );
+    }
+}

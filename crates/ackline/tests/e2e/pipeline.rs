@@ -1,0 +1,512 @@
+//! The pipeline end to end, with real processes: `ackline run` killed with SIGKILL while it
+//! works and restarted, then drained with `--once`; graceful stop on SIGTERM; `check`,
+//! `query`, `dlq replay` into a lenient run; and the demo's books.
+//!
+//! Replay a kill test with its printed seed: `ACKLINE_PIPELINE_SEED=<seed> cargo test -p
+//! ackline --test e2e pipeline::`.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is a failed assertion
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::common::{ackline, json, run_with_deadline};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn run(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args);
+    run_with_deadline(c, LIMIT)
+}
+
+fn ok(o: &std::process::Output) {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn seed() -> u64 {
+    std::env::var("ACKLINE_PIPELINE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+}
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes.
+fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// (id -> valid?) for every line appended to `path`.
+type Expected = HashMap<String, bool>;
+
+fn line(i: u64, valid: bool) -> String {
+    if valid {
+        format!(
+            r#"{{"ts":"2024-05-01T10:{:02}:{:02}.{:03}Z","level":"{}","host":"h{}","service":"svc","msg":"line {i}"}}"#,
+            (i / 60) % 60,
+            i % 60,
+            i % 1000,
+            ["info", "warn", "error"][(i % 3) as usize],
+            i % 4
+        )
+    } else {
+        format!("garbage %%% line {i}")
+    }
+}
+
+/// Appends `n` lines in seeded chunks until done or `stop`; returns what it wrote.
+fn append(path: PathBuf, n: u64, seed: u64, stop: Arc<AtomicBool>) -> Expected {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let md = f.metadata().unwrap();
+    let mut offset = md.len();
+    // The file's fingerprint (its first line's) is part of every id.
+    let mut fp = (offset > 0)
+        .then(|| ackline_input::Fingerprint::of_head(&std::fs::read(&path).unwrap()).unwrap());
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut expected = Expected::new();
+    let mut i = 0;
+    while i < n && !stop.load(Ordering::SeqCst) {
+        let chunk = rng.random_range(1..60);
+        let mut buf = String::new();
+        for _ in 0..chunk.min(n - i) {
+            let valid = !rng.random_ratio(1, 20);
+            let l = line(i, valid);
+            let fp = *fp.get_or_insert_with(|| {
+                ackline_input::Fingerprint::of_head(format!("{l}\n").as_bytes()).unwrap()
+            });
+            expected.insert(
+                ackline_input::file_message_id(md.dev(), md.ino(), fp, 0, offset),
+                valid,
+            );
+            offset += l.len() as u64 + 1;
+            buf += &l;
+            buf.push('\n');
+            i += 1;
+        }
+        f.write_all(buf.as_bytes()).unwrap();
+        // Pacing of the traffic, not synchronisation.
+        std::thread::sleep(Duration::from_millis(rng.random_range(5..40)));
+    }
+    expected
+}
+
+fn spawn_follow(dir: &Path, mode: &str, log: &Path) -> Child {
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "run",
+            mode,
+            "--poll-interval",
+            "20ms",
+            "--batch-size",
+            "50",
+            "--prefetch",
+            "100",
+            "--lease",
+            "2s",
+        ])
+        .arg(log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn stored_ids(dir: &Path) -> (u64, BTreeSet<String>, HashMap<String, String>) {
+    let conn = rusqlite::Connection::open(dir.join("records.db")).unwrap();
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM ackline_records", [], |r| r.get(0))
+        .unwrap();
+    let mut st = conn
+        .prepare("SELECT id, format FROM ackline_records")
+        .unwrap();
+    let pairs: Vec<(String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let ids = pairs.iter().map(|(i, _)| i.clone()).collect();
+    (rows as u64, ids, pairs.into_iter().collect())
+}
+
+/// The ids in the dead-letter queue; each must be there once (issue 10 item 8: a crash between
+/// a confirmed publish and the input's position commit republished lines, and the queue
+/// dead-lettered them again).
+fn dead_ids(dir: &Path) -> BTreeSet<String> {
+    let v = json(&run(dir, &["--json", "dlq", "list", "--limit", "100000"]));
+    let all: Vec<String> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    let unique: BTreeSet<String> = all.iter().cloned().collect();
+    assert_eq!(
+        all.len(),
+        unique.len(),
+        "ids dead-lettered more than once: {:?}",
+        all.iter()
+            .filter(|i| all.iter().filter(|j| j == i).count() > 1)
+            .collect::<BTreeSet<_>>()
+    );
+    unique
+}
+
+fn kill9_rounds(strict: bool) {
+    let seed = seed();
+    println!("pipeline kill test seed {seed} (replay with ACKLINE_PIPELINE_SEED={seed})");
+    let mode = if strict { "--strict" } else { "--lenient" };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let log = tmp.path().join("app.log");
+    std::fs::write(&log, "").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (log, stop) = (log.clone(), stop.clone());
+        std::thread::spawn(move || append(log, 4000, seed, stop))
+    };
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+    let mut kills = Vec::new();
+    let status = dir.join("run-status.json");
+    for _ in 0..6 {
+        let _ = std::fs::remove_file(&status);
+        let mut child = spawn_follow(&dir, mode, &log);
+        // Kill only once the run works: it has opened the queue and written its status.
+        wait_for(Duration::from_secs(30), "the run to start", || {
+            std::fs::read(&status)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .is_some_and(|v| v["running"] == true)
+        });
+        let after = rng.random_range(0..400);
+        kills.push(after);
+        let deadline = Instant::now() + Duration::from_millis(after);
+        while Instant::now() < deadline {
+            assert!(child.try_wait().unwrap().is_none(), "run exited by itself");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    println!("kill moments (ms after the run started): {kills:?}");
+    stop.store(true, Ordering::SeqCst);
+    let expected = writer.join().unwrap();
+    let o = run(
+        &dir,
+        &["--json", "run", mode, "--once", log.to_str().unwrap()],
+    );
+    ok(&o);
+    assert_eq!(json(&o)["pending"], 0);
+
+    let (rows, ids, formats) = stored_ids(&dir);
+    let dead = dead_ids(&dir);
+    let valid: BTreeSet<String> = expected
+        .iter()
+        .filter(|(_, v)| **v)
+        .map(|(k, _)| k.clone())
+        .collect();
+    let malformed: BTreeSet<String> = expected
+        .iter()
+        .filter(|(_, v)| !**v)
+        .map(|(k, _)| k.clone())
+        .collect();
+    let ctx = format!("seed {seed}, kills {kills:?}");
+    assert!(
+        expected.len() > 100,
+        "{ctx}: only {} lines written",
+        expected.len()
+    );
+    assert_eq!(rows, ids.len() as u64, "duplicate rows: {ctx}");
+    if strict {
+        assert_eq!(ids, valid, "stored != valid lines: {ctx}");
+        assert_eq!(dead, malformed, "dead letters != malformed lines: {ctx}");
+    } else {
+        let all: BTreeSet<String> = expected.keys().cloned().collect();
+        assert_eq!(ids, all, "stored != every line: {ctx}");
+        assert!(dead.is_empty(), "{ctx}");
+        for id in &malformed {
+            assert_eq!(formats[id], "raw", "{ctx}");
+        }
+    }
+}
+
+#[test]
+fn kill9_while_following_then_drain_strict() {
+    kill9_rounds(true);
+}
+
+#[test]
+fn kill9_while_following_then_drain_lenient() {
+    kill9_rounds(false);
+}
+
+#[test]
+fn sigterm_stops_gracefully_with_exit_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let log = tmp.path().join("a.log");
+    let text: String = (0..500).map(|i| line(i, true) + "\n").collect();
+    std::fs::write(&log, text).unwrap();
+    let mut child = spawn_follow(&dir, "--strict", &log);
+    let status = dir.join("run-status.json");
+    wait_for(Duration::from_secs(60), "500 records stored", || {
+        std::fs::read(&status)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| v["stored"].as_u64() == Some(500))
+    });
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap();
+    assert_eq!(v["stopped_by_signal"], true);
+    assert_eq!(v["running"], false);
+    // Positions were committed: a second run reads nothing again.
+    let o = run(&dir, &["--json", "run", "--once", log.to_str().unwrap()]);
+    ok(&o);
+    assert_eq!(json(&o)["lines_read"], 0);
+}
+
+fn documented_example() -> String {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md"))
+            .unwrap();
+    let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    doc[start..end].to_string()
+}
+
+fn one_line_exit_2(o: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    err
+}
+
+#[test]
+fn check_accepts_the_documented_example_and_names_bad_fields() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("ackline.toml");
+    std::fs::write(&f, documented_example()).unwrap();
+    let o = run(
+        tmp.path(),
+        &["--json", "--config", f.to_str().unwrap(), "check"],
+    );
+    ok(&o);
+    let v = json(&o);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["workers"], 2);
+    assert_eq!(v["queue"], "logs");
+
+    // A bad value in the file: key, file:line:column, what is expected.
+    let bad = documented_example().replace("base = \"500ms\"", "base = \"fast\"");
+    std::fs::write(&f, &bad).unwrap();
+    let line = bad.lines().position(|l| l.starts_with("base =")).unwrap() + 1;
+    let err = one_line_exit_2(&run(
+        tmp.path(),
+        &["--config", f.to_str().unwrap(), "check"],
+    ));
+    assert!(err.contains("retry.base"), "{err}");
+    assert!(err.contains(&format!("ackline.toml:{line}:8")), "{err}");
+    assert!(err.contains("expected a duration"), "{err}");
+
+    // The default file in the data directory is read when present.
+    let err = one_line_exit_2(&run(tmp.path(), &["check"]));
+    assert!(err.contains("retry.base"), "{err}");
+
+    // An environment variable.
+    std::fs::remove_file(&f).unwrap();
+    let mut c = ackline();
+    c.env("ACKLINE_WORKER_WORKERS", "zero")
+        .arg("--data-dir")
+        .arg(tmp.path())
+        .arg("check");
+    let err = one_line_exit_2(&run_with_deadline(c, LIMIT));
+    assert!(
+        err.contains("worker.workers") && err.contains("ACKLINE_WORKER_WORKERS"),
+        "{err}"
+    );
+
+    // Flags: a bad value, a bad store URL, an unknown flag.
+    let err = one_line_exit_2(&run(tmp.path(), &["check", "--max-attempts", "0"]));
+    assert!(err.contains("--max-attempts"), "{err}");
+    let err = one_line_exit_2(&run(tmp.path(), &["check", "--store", "mysql://x"]));
+    assert!(
+        err.contains("store.url") && err.contains("expected sqlite:"),
+        "{err}"
+    );
+    one_line_exit_2(&run(tmp.path(), &["check", "--wrokers", "2"]));
+    // A typo in the file.
+    std::fs::write(&f, "[worker]\nwrokers = 2\n").unwrap();
+    let err = one_line_exit_2(&run(tmp.path(), &["check"]));
+    assert!(
+        err.contains("unknown key worker.wrokers") && err.contains(":2:1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn query_filters_and_replayed_dead_letters_are_stored_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let log = tmp.path().join("a.log");
+    let mut text = String::new();
+    for i in 0..120u64 {
+        text += &line(i, i % 10 != 9);
+        text.push('\n');
+    }
+    std::fs::write(&log, text).unwrap();
+    let p = log.to_str().unwrap();
+    ok(&run(&dir, &["run", "--once", "--strict", p]));
+
+    let q = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut a = vec!["--json", "query"];
+        if !args.contains(&"--limit") {
+            a.extend(["--limit", "1000"]);
+        }
+        a.extend_from_slice(args);
+        let v = json(&run(&dir, &a));
+        let rs = v["records"].as_array().unwrap().clone();
+        assert_eq!(v["count"].as_u64(), Some(rs.len() as u64));
+        rs
+    };
+    let valid: Vec<u64> = (0..120).filter(|i| i % 10 != 9).collect();
+    assert_eq!(q(&[]).len(), valid.len());
+    let errors = valid.iter().filter(|i| *i % 3 == 2).count();
+    let warn_or_worse = valid.iter().filter(|i| *i % 3 != 0).count();
+    assert_eq!(q(&["--severity", "error"]).len(), errors);
+    assert_eq!(q(&["--severity", "warning"]).len(), warn_or_worse);
+    assert_eq!(
+        q(&["--host", "h1"]).len(),
+        valid.iter().filter(|i| *i % 4 == 1).count()
+    );
+    assert_eq!(q(&["--app", "svc"]).len(), valid.len());
+    assert_eq!(q(&["--app", "other"]).len(), 0);
+    let hit = q(&["--text", "line 17"]);
+    assert_eq!(hit.len(), 1);
+    assert_eq!(hit[0]["message"], "line 17");
+    // Lines 0..59 are in minute 10:00, 60..119 in 10:01.
+    let first_minute = valid.iter().filter(|i| **i < 60).count();
+    assert_eq!(q(&["--until", "2024-05-01T10:01:00Z"]).len(), first_minute);
+    assert_eq!(
+        q(&["--since", "2024-05-01T10:01:00Z"]).len(),
+        valid.len() - first_minute
+    );
+    assert_eq!(q(&["--limit", "5"]).len(), 5);
+    let o = run(&dir, &["query", "--limit", "3"]);
+    ok(&o);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.starts_with("TIME") && table.contains("3 record(s)"),
+        "{table}"
+    );
+    one_line_exit_2(&run(&dir, &["query", "--since", "yesterday"]));
+    one_line_exit_2(&run(&dir, &["query", "--severity", "loud"]));
+
+    // The malformed lines are dead letters; replayed into a lenient run they are stored
+    // raw, once, even when replayed twice.
+    let dead = dead_ids(&dir);
+    assert_eq!(dead.len(), 12);
+    let r = json(&run(&dir, &["--json", "dlq", "replay", "--all"]));
+    assert_eq!(r["count"], 12);
+    ok(&run(&dir, &["run", "--once", "--lenient"]));
+    let (rows, ids, formats) = stored_ids(&dir);
+    assert_eq!(rows, 120);
+    assert_eq!(ids.len(), 120);
+    for id in &dead {
+        assert_eq!(formats[id], "raw");
+    }
+    assert!(dead_ids(&dir).is_empty());
+    // The same line published again (a re-read after a lost position) is not stored twice.
+    std::fs::remove_file(dir.join("inputs/positions.json")).unwrap();
+    ok(&run(&dir, &["run", "--once", "--lenient", p]));
+    let (rows, _, _) = stored_ids(&dir);
+    assert_eq!(rows, 120);
+    let s = json(&run(&dir, &["--json", "stats"]));
+    assert_eq!(s["records"], 120);
+    assert_eq!(s["queue"]["pending"], 0);
+}
+
+#[test]
+fn the_demo_balances_its_books() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run(
+        tmp.path(),
+        &[
+            "--json",
+            "demo",
+            "--lines",
+            "4000",
+            "--crashes",
+            "2",
+            "--max-kill-ms",
+            "800",
+            "--outage-ms",
+            "600",
+            "--seed",
+            "7",
+        ],
+    );
+    ok(&o);
+    let v = json(&o);
+    let b = &v["books"];
+    assert_eq!(b["balanced"], true, "{b:#}");
+    assert_eq!(b["lost"], 0);
+    assert_eq!(b["duplicates_in_store"], 0);
+    assert_eq!(b["malformed_stored"], 0);
+    assert_eq!(b["pending_at_end"], 0);
+    assert_eq!(b["published"], 4000);
+    let stored = b["stored"].as_u64().unwrap();
+    let dead = b["dead_lettered"].as_u64().unwrap();
+    assert!(stored + dead >= 4000, "{b:#}");
+    let reasons = &b["dead_lettered_by_reason"];
+    assert_eq!(reasons["parse error (strict)"], b["malformed"], "{b:#}");
+    assert_eq!(reasons["max attempts exceeded"], b["poison"], "{b:#}");
+    assert!(b["store_outages"].as_u64().unwrap() >= 1, "{b:#}");
+    assert!(b["retried"].as_u64().unwrap() > 0, "{b:#}");
+    assert_eq!(v["runs"].as_array().unwrap().len(), 3);
+}
