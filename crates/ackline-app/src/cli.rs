@@ -1,9 +1,11 @@
 //! Command-line syntax of the product's commands (clap derive). Only parsing lives here; each
 //! command's work is in its own module.
 //!
-//! A leaf: this module imports nothing from the crate's command modules. The `ackline` binary
-//! composes [`GlobalArgs`] and [`Command`] with the harness's commands (`demo`, `bench`) into
-//! its top-level parser.
+//! A leaf: this module imports nothing from the crate's command modules, only the configuration
+//! keys' definitions (`crate::config::defs`), from which the flag structs are built; a field here
+//! that holds a key takes its flag with `#[arg(config_key = (&KEY, Cmd::...))]`. The `ackline`
+//! binary composes [`GlobalArgs`] and [`Command`] with the harness's commands (`demo`, `bench`)
+//! into its top-level parser.
 //!
 //! Invariants:
 //! - Every flag that clap rejects exits with code 2 and a one-line message (clap's own).
@@ -13,6 +15,12 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
+
+use crate::config::defs::{BROKER_TLS_CA_FILE, BROKER_URL, QUEUE_NAME, RETRY_MAX_ATTEMPTS};
+use crate::config::flags::KeyArg as _;
+use crate::config::key::Cmd;
+/// The flag structs of the configuration keys, built from their definitions.
+pub use crate::config::{PipelineFlags, ServerFlags, WorkerFlags};
 
 /// The flags every command takes (global: given before or after the subcommand).
 #[derive(Debug, Args)]
@@ -105,91 +113,6 @@ pub enum Command {
     Dlq(DlqCommand),
 }
 
-/// The pipeline's settings as flags. Kept raw (strings): [`crate::config::load`] checks them
-/// together with the file and the environment and names the flag in any error.
-#[derive(Debug, Clone, Default, Args)]
-pub struct PipelineFlags {
-    /// Files or glob patterns to follow (quote globs); `-` reads standard input
-    #[arg(value_name = "INPUT")]
-    pub inputs: Vec<String>,
-    /// Where files present at the very first run start: beginning or end (later files always
-    /// start at their beginning) [config: input.start_at]
-    #[arg(long, value_name = "WHERE")]
-    pub start_at: Option<String>,
-    /// How often files are checked for new lines, e.g. 250ms [config: input.poll_interval]
-    #[arg(long, value_name = "DURATION")]
-    pub poll_interval: Option<String>,
-    /// The pipeline's queue [default: logs] [config: queue.name]
-    #[arg(long, value_name = "NAME")]
-    pub queue: Option<String>,
-    /// With --once: how long the store may stay unavailable (at start or later) before the run
-    /// gives up with exit 1, what was not stored still queued, e.g. 5m [default: 5m] [config:
-    /// worker.max_outage]
-    #[arg(long, value_name = "DURATION")]
-    pub max_outage: Option<String>,
-    #[command(flatten)]
-    pub worker: WorkerFlags,
-    /// The settings of `ackline serve` (set by `serve` and `check`, not flags of `run`).
-    #[arg(skip)]
-    pub server: ServerFlags,
-    /// `--broker` of `work` and `serve` (not a flag of `run`).
-    #[arg(skip)]
-    pub broker: Option<String>,
-    /// `--broker-ca` of `work` and `serve` (not a flag of `run`).
-    #[arg(skip)]
-    pub broker_ca: Option<String>,
-}
-
-/// How deliveries are processed and stored: the flags shared by `run`, `check` and `work`
-/// (raw; checked by [`crate::config::load`]).
-#[derive(Debug, Clone, Default, Args)]
-pub struct WorkerFlags {
-    /// Line format: auto (detect per line) or one format name [config: input.format]
-    #[arg(long, value_name = "FORMAT")]
-    pub format: Option<String>,
-    /// Dead-letter lines that do not parse (instead of storing them raw) [config: input.strict]
-    #[arg(long, conflicts_with = "lenient")]
-    pub strict: bool,
-    /// Store lines that do not parse as raw records (the default)
-    #[arg(long)]
-    pub lenient: bool,
-    /// Concurrent workers [default: 2] [config: worker.workers]
-    #[arg(long, value_name = "N")]
-    pub workers: Option<String>,
-    /// Deliveries per store transaction [default: 1000] [config: worker.batch_size]
-    #[arg(long, value_name = "N")]
-    pub batch_size: Option<String>,
-    /// Most unsettled deliveries per worker [default: 2000] [config: worker.prefetch]
-    #[arg(long, value_name = "N")]
-    pub prefetch: Option<String>,
-    /// Lease (ack timeout) per delivery, e.g. 30s [config: worker.lease]
-    #[arg(long, value_name = "DURATION")]
-    pub lease: Option<String>,
-    /// How long shutdown waits for batches in hand, e.g. 10s [config: worker.shutdown_deadline]
-    #[arg(long, value_name = "DURATION")]
-    pub shutdown_deadline: Option<String>,
-    /// First retry delay ceiling, e.g. 500ms [config: retry.base]
-    #[arg(long, value_name = "DURATION")]
-    pub retry_base: Option<String>,
-    /// Retry delay growth per attempt, e.g. 2 [config: retry.factor]
-    #[arg(long, value_name = "X")]
-    pub retry_factor: Option<String>,
-    /// Longest retry delay, e.g. 5m [config: retry.cap]
-    #[arg(long, value_name = "DURATION")]
-    pub retry_cap: Option<String>,
-    /// Deliveries per message before it is dead-lettered [default: 5] [config: retry.max_attempts]
-    #[arg(long, value_name = "N")]
-    pub max_attempts: Option<String>,
-    /// Store URL: sqlite:PATH, postgres://..., ndjson:PATH or stdout [default:
-    /// sqlite:DIR/records.db] [config: store.url]
-    #[arg(long, value_name = "URL")]
-    pub store: Option<String>,
-    /// Serve the workers' Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464
-    /// [default: off] [config: metrics.listen]
-    #[arg(long, value_name = "ADDR")]
-    pub metrics_listen: Option<String>,
-}
-
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -207,68 +130,27 @@ pub struct CheckArgs {
     pub server: ServerFlags,
 }
 
-/// The settings of `ackline serve` as flags (raw; checked by [`crate::config::load`]).
-#[derive(Debug, Clone, Default, Args)]
-pub struct ServerFlags {
-    /// Listen address of `serve` [default: 127.0.0.1:8470] [config: server.listen]
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<String>,
-    /// Bearer token of `serve`, SECRET:SCOPES with scopes from ingest,worker,admin
-    /// (repeatable; required beyond loopback) [config: server.tokens]
-    #[arg(long = "token", value_name = "SECRET:SCOPES")]
-    pub tokens: Vec<String>,
-    /// File of bearer tokens of `serve`, one SECRET:SCOPES per line (blank lines and lines
-    /// starting with # skipped), added to --token; keeps secrets out of the process's
-    /// command line (/proc/PID/cmdline), unlike --token [config: server.token_file]
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<String>,
-    /// Take syslog over TCP (RFC 6587) on ADDR [default when given alone: 127.0.0.1:5514]
-    /// [config: server.syslog_tcp]
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:5514")]
-    pub syslog_tcp: Option<String>,
-    /// Take syslog over UDP on ADDR [default when given alone: 127.0.0.1:5514]
-    /// [config: server.syslog_udp]
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:5514")]
-    pub syslog_udp: Option<String>,
-}
-
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub server: ServerFlags,
-    /// The default queue (ingest writes to it) [default: logs] [config: queue.name]
-    #[arg(long, value_name = "NAME")]
+    #[arg(config_key = (&QUEUE_NAME, Cmd::Serve))]
     pub queue: Option<String>,
-    /// Scale-out ingest node: relay everything queued here to this broker's queue of the
-    /// same name, each message acked here only once the broker confirmed it
-    /// (amqp://USER:PASS@HOST:PORT/VHOST or amqps://; credentials may instead come from
-    /// ACKLINE_BROKER_URL) [config: broker.url]
-    #[arg(long, value_name = "URL")]
+    #[arg(config_key = (&BROKER_URL, Cmd::Serve))]
     pub broker: Option<String>,
-    /// PEM file of CA certificates trusted for amqps beside the system's roots (a private
-    /// CA) [config: broker.tls_ca_file]
-    #[arg(long, value_name = "FILE")]
+    #[arg(config_key = (&BROKER_TLS_CA_FILE, Cmd::Serve))]
     pub broker_ca: Option<String>,
-    /// Deliveries per message before it is dead-lettered, for every queue this server opens
-    /// (split mode's workers follow it) [default: 5] [config: retry.max_attempts]
-    #[arg(long, value_name = "N")]
+    #[arg(config_key = (&RETRY_MAX_ATTEMPTS, Cmd::Serve))]
     pub max_attempts: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct WorkArgs {
-    /// Where deliveries come from: an `ackline serve` (http://HOST:PORT[/QUEUE], split
-    /// mode) or a broker (amqp://USER:PASS@HOST:PORT/VHOST or amqps://, scale-out)
-    /// [config: broker.url]
-    #[arg(long, value_name = "URL")]
+    #[arg(config_key = (&BROKER_URL, Cmd::Work))]
     pub broker: Option<String>,
-    /// PEM file of CA certificates trusted for amqps beside the system's roots (a private
-    /// CA) [config: broker.tls_ca_file]
-    #[arg(long, value_name = "FILE")]
+    #[arg(config_key = (&BROKER_TLS_CA_FILE, Cmd::Work))]
     pub broker_ca: Option<String>,
-    /// The queue: its name (on --broker; default logs), or for split mode the server's URL
-    /// http://HOST:PORT[/QUEUE] (the same as --broker) [config: queue.name]
-    #[arg(long, value_name = "NAME|URL")]
+    #[arg(config_key = (&QUEUE_NAME, Cmd::Work))]
     pub queue: Option<String>,
     /// Bearer token with the worker scope (the secret only; split mode). Prefer
     /// ACKLINE_TOKEN or --token-file: a flag's value shows in /proc/PID/cmdline
@@ -334,14 +216,9 @@ pub enum QueueCommand {
 /// directory's (raw; checked by [`crate::config::load`]).
 #[derive(Debug, Clone, Default, Args)]
 pub struct BrokerFlags {
-    /// Act on this broker's queue instead of the data directory: RabbitMQ
-    /// (amqp://USER:PASS@HOST:PORT/VHOST or amqps://) or an `ackline serve`
-    /// (http://HOST:PORT[/QUEUE]) [default: none, the data directory] [config: broker.url]
-    #[arg(long, value_name = "URL")]
+    #[arg(config_key = (&BROKER_URL, Cmd::Dlq))]
     pub broker: Option<String>,
-    /// PEM file of CA certificates trusted for amqps beside the system's roots (a private
-    /// CA) [config: broker.tls_ca_file]
-    #[arg(long, value_name = "FILE")]
+    #[arg(config_key = (&BROKER_TLS_CA_FILE, Cmd::Dlq))]
     pub broker_ca: Option<String>,
     /// Bearer token with the admin scope, for an `ackline serve` broker (the secret only)
     #[arg(

@@ -1,20 +1,35 @@
 //! The validated configuration of the pipeline, built once from layered sources.
 //!
-//! Raw flags ([`crate::cli::PipelineFlags`]) stay in the CLI layer; this module turns them,
-//! the environment and the TOML file into one [`Config`], checked key by key. Precedence:
-//! flags > environment (`ACKLINE_<SECTION>_<KEY>`) > file (`--config`, or
-//! `<data-dir>/ackline.toml` when present) > defaults. Every key is listed in [`KEYS`] and
-//! documented in `docs/config.md`.
+//! Every key is defined once in [`defs`] (name, environment variable, flags, kind, default,
+//! secrecy, documentation); this module reads the layers and turns them into one [`Config`],
+//! checked key by key with each key's kind. Raw flags ([`PipelineFlags`], whose clap arguments
+//! [`flags`] builds from the definitions) stay strings until then. Precedence: flags >
+//! environment (`ACKLINE_<SECTION>_<KEY>`) > file (`--config`, or `<data-dir>/ackline.toml`
+//! when present) > defaults. The key table of `docs/config.md` is generated from the
+//! definitions, and a test (in `config/doc.rs`) fails when the committed table differs.
 //!
 //! Invariants:
 //! - A [`Config`] is only ever built by [`load`], which checks every key: code that holds one
 //!   never re-validates.
 //! - Every error is one line naming the key, the value, its source (file with line and
-//!   column, environment variable or flag) and what was expected; it is a usage error (exit 2).
+//!   column, environment variable or flag) and what was expected (the key's kind describes
+//!   it from the bounds it checks); it is a usage error (exit 2). A secret key's value is
+//!   never quoted.
+//! - Rules across keys are checked after both keys are read: `worker.prefetch` >=
+//!   `worker.batch_size`, `retry.cap` >= `retry.base`, `store.operation_timeout` <
+//!   `worker.lease`, `server.max_connections_per_client` <= `server.max_connections`, and
+//!   `server.listen` beyond loopback only with tokens.
 //! - Unknown keys in the file are errors (a typo must not silently fall back to a default);
 //!   unknown `ACKLINE_*` variables are ignored (the environment is shared with other tools).
 
+pub mod defs;
+#[cfg(test)]
+mod doc;
 mod file;
+pub mod flags;
+pub mod key;
+pub mod kind;
+mod secret;
 mod source;
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,173 +38,24 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ackline_input::StartAt;
-use ackline_parse::{FormatChoice, ParserConfig};
-use ackline_queue::{Fsync, QueueOptions};
-use ackline_server::{Scope, Token};
+use ackline_parse::ParserConfig;
+use ackline_queue::QueueOptions;
+use ackline_server::Token;
 use ackline_store::{StoreOptions, StoreUrl};
 use ackline_worker::{RetryPolicy, WorkerConfig};
 use anyhow::Context;
 
-use crate::cli::PipelineFlags;
 use crate::exit::usage;
+use defs::*;
+pub use defs::{DEFAULT_QUEUE, KEYS};
+pub use flags::{PipelineFlags, ServerFlags, WorkerFlags};
+use key::{AnyKey, Fallback, Key};
+use kind::Kind;
+pub use secret::read_secret_file;
 pub use source::{Given, RawValue, Source};
 
-/// The default queue of the pipeline.
-pub const DEFAULT_QUEUE: &str = "logs";
 /// The config file looked for in the data directory.
 pub const DEFAULT_FILE: &str = "ackline.toml";
-
-/// One configuration key.
-#[derive(Debug, Clone, Copy)]
-pub struct Key {
-    /// `section.key`, as in the file.
-    pub name: &'static str,
-    /// What a valid value is (quoted in errors).
-    pub expected: &'static str,
-    /// The environment variable when it is not derived from the name (`server.*`).
-    pub env_name: Option<&'static str>,
-    /// The value is a secret: errors never quote it.
-    pub secret: bool,
-}
-
-impl Key {
-    /// `ACKLINE_SECTION_KEY`, or the key's own variable name.
-    pub fn env(&self) -> String {
-        match self.env_name {
-            Some(v) => v.to_string(),
-            None => format!(
-                "ACKLINE_{}",
-                self.name.replace('.', "_").to_ascii_uppercase()
-            ),
-        }
-    }
-}
-
-const fn key(name: &'static str, expected: &'static str) -> Key {
-    Key {
-        name,
-        expected,
-        env_name: None,
-        secret: false,
-    }
-}
-
-/// Every key, in documentation order.
-pub const KEYS: &[Key] = &[
-    key(
-        "input.paths",
-        "a list of file paths or valid glob patterns (comma-separated in the environment)",
-    ),
-    key("input.stdin", "true or false"),
-    key(
-        "input.format",
-        "auto or a format name (json, logfmt, rfc5424, rfc3164, access_common, access_combined, apache_error, log4j, ...)",
-    ),
-    key("input.strict", "true or false"),
-    key("input.start_at", "beginning or end"),
-    key(
-        "input.poll_interval",
-        "a duration from 1ms to 1h, like 250ms or 1s",
-    ),
-    key("queue.name", "1 to 128 of A-Z a-z 0-9 . _ -"),
-    key(
-        "queue.fsync",
-        "always, never, or a duration like 10ms (fsync at that interval)",
-    ),
-    key("worker.workers", "an integer from 1 to 256"),
-    key("worker.batch_size", "an integer from 1 to 100000"),
-    key(
-        "worker.prefetch",
-        "an integer from 1 to 1000000, at least worker.batch_size",
-    ),
-    key("worker.lease", "a duration from 100ms to 24h, like 30s"),
-    key("worker.shutdown_deadline", "a duration up to 1h, like 10s"),
-    key("worker.max_outage", "a duration from 100ms to 24h, like 5m"),
-    key("retry.base", "a duration from 1ms to 1h, like 500ms"),
-    key("retry.factor", "a number from 1 to 100"),
-    key(
-        "retry.cap",
-        "a duration up to 24h and at least retry.base, like 5m",
-    ),
-    key("retry.max_attempts", "an integer from 1 to 1000"),
-    key("store.url", ackline_store::URL_FORMS),
-    Key {
-        name: "broker.url",
-        expected: "http://HOST:PORT[/QUEUE] (an ackline serve) or amqp://USER:PASS@HOST:PORT/VHOST (or amqps://)",
-        env_name: None,
-        secret: true,
-    },
-    key(
-        "metrics.listen",
-        "an IP address and port, like 127.0.0.1:9464 (port 0 picks a free one)",
-    ),
-    key(
-        "broker.tls_ca_file",
-        "a readable PEM file of CA certificates trusted for amqps beside the system's roots",
-    ),
-    key(
-        "store.table",
-        "letters, digits and _, starting with a letter or _, at most 48 bytes",
-    ),
-    key(
-        "store.operation_timeout",
-        "a duration from 10ms to 1h, shorter than worker.lease, like 10s",
-    ),
-    Key {
-        name: "server.listen",
-        expected: "an IP address and port, like 127.0.0.1:8470 (port 0 picks a free one)",
-        env_name: Some("ACKLINE_LISTEN"),
-        secret: false,
-    },
-    Key {
-        name: "server.tokens",
-        expected: "a list of SECRET:SCOPES, each secret at least 16 characters without whitespace, scopes a comma-separated subset of ingest, worker, admin (';' or whitespace between tokens in the environment)",
-        env_name: Some("ACKLINE_TOKENS"),
-        secret: true,
-    },
-    Key {
-        name: "server.syslog_tcp",
-        expected: "an IP address and port for syslog over TCP, like 127.0.0.1:5514",
-        env_name: Some("ACKLINE_SYSLOG_TCP"),
-        secret: false,
-    },
-    Key {
-        name: "server.syslog_udp",
-        expected: "an IP address and port for syslog over UDP, like 127.0.0.1:5514",
-        env_name: Some("ACKLINE_SYSLOG_UDP"),
-        secret: false,
-    },
-    key(
-        "server.token_file",
-        "a readable file of at most 1 MiB with one SECRET:SCOPES per line (blank lines and # comments skipped), each like server.tokens",
-    ),
-    key("server.max_connections", "an integer from 1 to 1000000"),
-    key(
-        "server.max_connections_per_client",
-        "an integer from 1 to 1000000, at most server.max_connections",
-    ),
-    key(
-        "server.header_read_timeout",
-        "a duration from 100ms to 10m, like 10s",
-    ),
-    key("server.max_queues", "an integer from 1 to 10000"),
-    key(
-        "server.syslog_udp_recv_buffer",
-        "a byte count from 0 to 1073741824 (0: the system default), like 4194304",
-    ),
-    key(
-        "server.auto_create_queues",
-        "a list of queue names (1 to 128 of A-Z a-z 0-9 . _ -; comma-separated in the environment)",
-    ),
-    key(
-        "server.max_lines_per_request",
-        "an integer from 1 to 10000000 (lines one POST /v1/logs may carry)",
-    ),
-    key(
-        "server.max_sessions_per_token",
-        "an integer from 1 to 100000 (lease sessions open at once per token)",
-    ),
-];
 
 /// A configuration error (exit 2).
 #[derive(Debug)]
@@ -351,107 +217,100 @@ struct Layers {
 }
 
 impl Layers {
-    fn get(&self, key: &str) -> Option<&Given> {
+    /// What the highest layer that sets `name` gives.
+    fn given(&self, name: &str) -> Option<&Given> {
         self.flags
-            .get(key)
-            .or_else(|| self.env.get(key))
-            .or_else(|| self.file.get(key))
+            .get(name)
+            .or_else(|| self.env.get(name))
+            .or_else(|| self.file.get(name))
     }
-}
 
-fn find_key(name: &str) -> Option<&'static Key> {
-    KEYS.iter().find(|k| k.name == name)
-}
+    /// The key's value if a layer sets it, checked by its kind.
+    fn get<K: Kind>(&self, key: &Key<K>) -> Result<Option<K::Value>, ConfigError> {
+        let Some(given) = self.given(key.meta.name) else {
+            return Ok(None);
+        };
+        key.kind
+            .parse(&given.value)
+            .map(Some)
+            .ok_or_else(|| invalid(key, given, key.expected()))
+    }
 
-fn flag_layer(f: &PipelineFlags) -> BTreeMap<&'static str, Given> {
-    let mut m = BTreeMap::new();
-    let mut put = |key: &'static str, flag: &str, v: Option<RawValue>| {
-        if let Some(value) = v {
-            m.insert(
-                key,
-                Given {
-                    value,
-                    source: Source::Flag(flag.to_string()),
-                },
-            );
+    /// The key's value, or its default.
+    fn value<K: Kind>(&self, key: &Key<K>) -> Result<K::Value, ConfigError> {
+        match self.get(key)? {
+            Some(v) => Ok(v),
+            None => default_of(key),
         }
+    }
+
+    /// An error about a value that broke a rule across keys (`expected`), quoting the value
+    /// as [`Layers::get`] would.
+    fn reject(&self, key: &dyn AnyKey, expected: String) -> ConfigError {
+        let name = key.meta().name;
+        match self.given(name) {
+            Some(given) => invalid(key, given, expected),
+            None => ConfigError {
+                key: name,
+                given: Given {
+                    value: RawValue::Other("default"),
+                    source: Source::Default,
+                },
+                expected,
+            },
+        }
+    }
+}
+
+/// The key's default value ([`Fallback::Value`]), read as if given (a key without one reads
+/// an empty text, which only a list accepts). A default its own kind refuses is an error like
+/// any other, quoted with [`Source::Default`]; a test proves no definition has one.
+fn default_of<K: Kind>(key: &Key<K>) -> Result<K::Value, ConfigError> {
+    let text = match key.meta.fallback {
+        Fallback::Value(v) => v,
+        Fallback::Absent(_) | Fallback::Computed(_) => "",
     };
-    let text = |s: &Option<String>| s.clone().map(RawValue::Text);
-    let files: Vec<RawValue> = f
-        .inputs
-        .iter()
-        .filter(|p| p.as_str() != "-")
-        .map(|p| RawValue::Text(p.clone()))
-        .collect();
-    if !files.is_empty() {
-        put("input.paths", "INPUT...", Some(RawValue::List(files)));
+    let given = Given {
+        value: RawValue::Text(text.to_string()),
+        source: Source::Default,
+    };
+    key.kind
+        .parse(&given.value)
+        .ok_or_else(|| invalid(key, &given, key.expected()))
+}
+
+/// The error about `key`'s value `given`: the value is quoted unless the key is secret.
+fn invalid(key: &dyn AnyKey, given: &Given, expected: String) -> ConfigError {
+    let m = key.meta();
+    let given = if m.secret {
+        Given {
+            value: RawValue::Other("redacted"),
+            source: given.source.clone(),
+        }
+    } else {
+        given.clone()
+    };
+    ConfigError {
+        key: m.name,
+        given,
+        expected,
     }
-    if f.inputs.iter().any(|p| p == "-") {
-        put("input.stdin", "-", Some(RawValue::Bool(true)));
-    }
-    let w = &f.worker;
-    put("input.format", "--format", text(&w.format));
-    if w.strict {
-        put("input.strict", "--strict", Some(RawValue::Bool(true)));
-    }
-    if w.lenient {
-        put("input.strict", "--lenient", Some(RawValue::Bool(false)));
-    }
-    put("input.start_at", "--start-at", text(&f.start_at));
-    put(
-        "input.poll_interval",
-        "--poll-interval",
-        text(&f.poll_interval),
-    );
-    put("queue.name", "--queue", text(&f.queue));
-    put("worker.workers", "--workers", text(&w.workers));
-    put("worker.batch_size", "--batch-size", text(&w.batch_size));
-    put("worker.prefetch", "--prefetch", text(&w.prefetch));
-    put("worker.lease", "--lease", text(&w.lease));
-    put("worker.max_outage", "--max-outage", text(&f.max_outage));
-    put(
-        "worker.shutdown_deadline",
-        "--shutdown-deadline",
-        text(&w.shutdown_deadline),
-    );
-    put("retry.base", "--retry-base", text(&w.retry_base));
-    put("retry.factor", "--retry-factor", text(&w.retry_factor));
-    put("retry.cap", "--retry-cap", text(&w.retry_cap));
-    put(
-        "retry.max_attempts",
-        "--max-attempts",
-        text(&w.max_attempts),
-    );
-    put("store.url", "--store", text(&w.store));
-    put(
-        "metrics.listen",
-        "--metrics-listen",
-        text(&w.metrics_listen),
-    );
-    put("broker.url", "--broker", text(&f.broker));
-    put("broker.tls_ca_file", "--broker-ca", text(&f.broker_ca));
-    let sv = &f.server;
-    put("server.listen", "--listen", text(&sv.listen));
-    if !sv.tokens.is_empty() {
-        let items = sv.tokens.iter().cloned().map(RawValue::Text).collect();
-        put("server.tokens", "--token", Some(RawValue::List(items)));
-    }
-    put("server.token_file", "--token-file", text(&sv.token_file));
-    put("server.syslog_tcp", "--syslog-tcp", text(&sv.syslog_tcp));
-    put("server.syslog_udp", "--syslog-udp", text(&sv.syslog_udp));
-    m
+}
+
+fn find_key(name: &str) -> Option<&'static dyn AnyKey> {
+    KEYS.iter().copied().find(|k| k.meta().name == name)
 }
 
 fn env_layer(env: &HashMap<String, String>) -> BTreeMap<&'static str, Given> {
     let mut m = BTreeMap::new();
     for k in KEYS {
-        let var = k.env();
-        if let Some(v) = env.get(&var) {
+        let var = k.meta().env();
+        if let Some(v) = env.get(var.as_ref()) {
             m.insert(
-                k.name,
+                k.meta().name,
                 Given {
                     value: RawValue::Text(v.clone()),
-                    source: Source::Env(var),
+                    source: Source::Env(var.into_owned()),
                 },
             );
         }
@@ -488,14 +347,14 @@ fn file_layer(path: &Path) -> anyhow::Result<BTreeMap<&'static str, Given>> {
     let mut m = BTreeMap::new();
     for (name, e) in entries {
         let Some(k) = find_key(&name) else {
-            let known: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+            let known: Vec<&str> = KEYS.iter().map(|k| k.meta().name).collect();
             return Err(usage(format!(
                 "unknown key {name} ({}): expected one of {}",
                 e.key_at,
                 known.join(", ")
             )));
         };
-        m.insert(k.name, e.given);
+        m.insert(k.meta().name, e.given);
     }
     Ok(m)
 }
@@ -541,7 +400,7 @@ pub fn load(
         }
     };
     let layers = Layers {
-        flags: flag_layer(flags),
+        flags: flags.layer(),
         env: env_layer(&env.vars),
         file: match &file {
             Some(p) => file_layer(p)?,
@@ -551,377 +410,92 @@ pub fn load(
     build(data_dir, file, &layers).map_err(|e| usage(e.to_string()))
 }
 
-/// Looks up `name` and checks it with `parse`, or returns `default`.
-fn value<T>(
-    layers: &Layers,
-    name: &'static str,
-    default: T,
-    parse: impl FnOnce(&RawValue) -> Option<T>,
-) -> Result<T, ConfigError> {
-    let Some(given) = layers.get(name) else {
-        return Ok(default);
-    };
-    let k = find_key(name);
-    let expected = k.map_or("a valid value", |k| k.expected);
-    parse(&given.value).ok_or_else(|| ConfigError {
-        key: name,
-        given: redacted(k, given),
-        expected: expected.to_string(),
-    })
-}
-
-fn err(layers: &Layers, name: &'static str, expected: String) -> ConfigError {
-    ConfigError {
-        key: name,
-        given: layers
-            .get(name)
-            .map(|g| redacted(find_key(name), g))
-            .unwrap_or(Given {
-                value: RawValue::Other("default"),
-                source: Source::Flag("(default)".into()),
-            }),
-        expected,
-    }
-}
-
-/// The value as errors may quote it: a secret key's value never appears.
-fn redacted(k: Option<&Key>, given: &Given) -> Given {
-    if k.is_some_and(|k| k.secret) {
-        Given {
-            value: RawValue::Other("redacted"),
-            source: given.source.clone(),
-        }
-    } else {
-        given.clone()
-    }
-}
-
-/// Most bytes read from a secret file (a token file is a few lines; `/dev/zero` must not be
-/// read without bound).
-pub const MAX_SECRET_FILE: u64 = 1 << 20;
-
-/// Reads a file of secrets (bounded by [`MAX_SECRET_FILE`]); errors name the file, never its
-/// contents.
-pub fn read_secret_file(path: &Path) -> anyhow::Result<String> {
-    use std::io::Read;
-    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut buf = Vec::new();
-    f.take(MAX_SECRET_FILE + 1)
-        .read_to_end(&mut buf)
-        .with_context(|| format!("reading {}", path.display()))?;
-    if buf.len() as u64 > MAX_SECRET_FILE {
-        anyhow::bail!("{} is larger than {MAX_SECRET_FILE} bytes", path.display());
-    }
-    String::from_utf8(buf).map_err(|_| anyhow::anyhow!("{} is not UTF-8", path.display()))
-}
-
-/// One `SECRET:SCOPES` token (scopes comma-separated; the secret may contain `:`).
-pub fn parse_token(s: &str) -> Option<Token> {
-    let (secret, scopes) = s.trim().rsplit_once(':')?;
-    if secret.chars().count() < 16 || secret.chars().any(char::is_whitespace) {
-        return None;
-    }
-    let scopes: Vec<Scope> = scopes
-        .split(',')
-        .map(|x| Scope::parse(x.trim()))
-        .collect::<Option<_>>()?;
-    (!scopes.is_empty()).then(|| Token::new(secret, &scopes))
-}
-
-fn tokens(v: &RawValue) -> Option<Vec<Token>> {
-    match v {
-        RawValue::List(items) => items.iter().map(|x| parse_token(text(x)?)).collect(),
-        RawValue::Text(s) => s
-            .split(|c: char| c == ';' || c.is_whitespace())
-            .filter(|t| !t.is_empty())
-            .map(parse_token)
-            .collect(),
-        _ => None,
-    }
-}
-
-fn text(v: &RawValue) -> Option<&str> {
-    match v {
-        RawValue::Text(s) => Some(s.trim()),
-        _ => None,
-    }
-}
-
-fn int(v: &RawValue, lo: i64, hi: i64) -> Option<i64> {
-    let n = match v {
-        RawValue::Int(i) => *i,
-        RawValue::Text(s) => s.trim().replace('_', "").parse().ok()?,
-        _ => return None,
-    };
-    (lo..=hi).contains(&n).then_some(n)
-}
-
-fn float(v: &RawValue, lo: f64, hi: f64) -> Option<f64> {
-    let x = match v {
-        RawValue::Int(i) => *i as f64,
-        RawValue::Float(x) => *x,
-        RawValue::Text(s) => s.trim().parse().ok()?,
-        _ => return None,
-    };
-    (x.is_finite() && x >= lo && x <= hi).then_some(x)
-}
-
-fn boolean(v: &RawValue) -> Option<bool> {
-    match v {
-        RawValue::Bool(b) => Some(*b),
-        RawValue::Text(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Some(true),
-            "false" | "0" | "no" | "off" => Some(false),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// `250ms`, `30s`, `5m`, `1h` (an integer and a unit).
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let ms = match unit.trim() {
-        "ms" => Some(n),
-        "s" => n.checked_mul(1000),
-        "m" | "min" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => None,
-    }?;
-    Some(Duration::from_millis(ms))
-}
-
-fn duration(v: &RawValue, lo: Duration, hi: Duration) -> Option<Duration> {
-    let d = parse_duration(text(v)?)?;
-    (d >= lo && d <= hi).then_some(d)
-}
-
-fn list(v: &RawValue) -> Option<Vec<String>> {
-    match v {
-        RawValue::List(items) => items
-            .iter()
-            .map(|x| text(x).filter(|s| !s.is_empty()).map(str::to_string))
-            .collect(),
-        RawValue::Text(s) => Some(
-            s.split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(str::to_string)
-                .collect(),
-        ),
-        _ => None,
-    }
-}
-
-fn table_ok(t: &str) -> bool {
-    !t.is_empty()
-        && t.len() <= 48
-        && t.bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
 fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, ConfigError> {
-    const MS: Duration = Duration::from_millis(1);
-    const HOUR: Duration = Duration::from_secs(3600);
-    let paths = value(l, "input.paths", Vec::new(), |v| {
-        list(v).filter(|ps| {
-            ps.iter()
-                .all(|p| ackline_input::check_path_pattern(p).is_ok())
-        })
-    })?;
-    let stdin = value(l, "input.stdin", false, boolean)?;
-    let format = value(l, "input.format", FormatChoice::Auto, |v| {
-        text(v)?.parse().ok()
-    })?;
-    let strict = value(l, "input.strict", false, boolean)?;
-    let start_at = value(l, "input.start_at", StartAt::Beginning, |v| {
-        match text(v)?.to_ascii_lowercase().as_str() {
-            "beginning" => Some(StartAt::Beginning),
-            "end" => Some(StartAt::End),
-            _ => None,
-        }
-    })?;
-    let poll_interval = value(l, "input.poll_interval", Duration::from_millis(250), |v| {
-        duration(v, MS, HOUR)
-    })?;
-    let queue = value(l, "queue.name", DEFAULT_QUEUE.to_string(), |v| {
-        let s = text(v)?;
-        ackline_queue::valid_queue_name(s).then(|| s.to_string())
-    })?;
-    let fsync = value(l, "queue.fsync", Fsync::Always, |v| {
-        match text(v)?.to_ascii_lowercase().as_str() {
-            "always" => Some(Fsync::Always),
-            "never" => Some(Fsync::Never),
-            other => duration(&RawValue::Text(other.into()), MS, HOUR).map(Fsync::Interval),
-        }
-    })?;
-    let d = WorkerConfig::default();
-    let workers = value(l, "worker.workers", d.workers, |v| {
-        int(v, 1, 256).map(|n| n as usize)
-    })?;
-    let batch_size = value(l, "worker.batch_size", d.batch_size, |v| {
-        int(v, 1, 100_000).map(|n| n as usize)
-    })?;
-    let prefetch = value(l, "worker.prefetch", d.prefetch.max(batch_size), |v| {
-        int(v, 1, 1_000_000).map(|n| n as usize)
-    })?;
+    let paths = l.get(&INPUT_PATHS)?.unwrap_or_default();
+    let stdin = l.value(&INPUT_STDIN)?;
+    let format = l.value(&INPUT_FORMAT)?;
+    let strict = l.value(&INPUT_STRICT)?;
+    let start_at = l.value(&INPUT_START_AT)?;
+    let poll_interval = l.value(&INPUT_POLL_INTERVAL)?;
+    let queue = l.value(&QUEUE_NAME)?;
+    let fsync = l.value(&QUEUE_FSYNC)?;
+    let workers = l.value(&WORKER_WORKERS)?;
+    let batch_size = l.value(&WORKER_BATCH_SIZE)?;
+    let prefetch = match l.get(&WORKER_PREFETCH)? {
+        Some(p) => p,
+        None => default_of(&WORKER_PREFETCH)?.max(batch_size),
+    };
     if prefetch < batch_size {
-        return Err(err(
-            l,
-            "worker.prefetch",
+        return Err(l.reject(
+            &WORKER_PREFETCH,
             format!("at least worker.batch_size ({batch_size})"),
         ));
     }
-    let lease = value(l, "worker.lease", d.lease, |v| {
-        duration(v, Duration::from_millis(100), 24 * HOUR)
-    })?;
-    let shutdown_deadline = value(l, "worker.shutdown_deadline", d.shutdown_deadline, |v| {
-        duration(v, Duration::ZERO, HOUR)
-    })?;
-    let max_outage = value(l, "worker.max_outage", Duration::from_secs(300), |v| {
-        duration(v, Duration::from_millis(100), 24 * HOUR)
-    })?;
-    let r = RetryPolicy::default();
-    let base = value(l, "retry.base", r.base, |v| duration(v, MS, HOUR))?;
-    let factor = value(l, "retry.factor", r.factor, |v| float(v, 1.0, 100.0))?;
-    let cap = value(l, "retry.cap", r.cap.max(base), |v| {
-        duration(v, Duration::ZERO, 24 * HOUR)
-    })?;
+    let lease = l.value(&WORKER_LEASE)?;
+    let shutdown_deadline = l.value(&WORKER_SHUTDOWN_DEADLINE)?;
+    let max_outage = l.value(&WORKER_MAX_OUTAGE)?;
+    let base = l.value(&RETRY_BASE)?;
+    let factor = l.value(&RETRY_FACTOR)?;
+    let cap = match l.get(&RETRY_CAP)? {
+        Some(c) => c,
+        None => default_of(&RETRY_CAP)?.max(base),
+    };
     if cap < base {
-        return Err(err(
-            l,
-            "retry.cap",
+        return Err(l.reject(
+            &RETRY_CAP,
             format!("at least retry.base ({} ms)", base.as_millis()),
         ));
     }
-    let max_attempts = value(
-        l,
-        "retry.max_attempts",
-        QueueOptions::default().max_attempts,
-        |v| int(v, 1, 1000).map(|n| n as u32),
-    )?;
-    let default_url = format!("sqlite:{}", data_dir.join("records.db").display());
-    let store_url = value(l, "store.url", default_url, |v| {
-        let s = text(v)?;
-        StoreUrl::parse(s).ok().map(|_| s.to_string())
-    })?;
-    let table = value(l, "store.table", StoreOptions::default().table, |v| {
-        let s = text(v)?;
-        table_ok(s).then(|| s.to_string())
-    })?;
+    let max_attempts = l.value(&RETRY_MAX_ATTEMPTS)?;
+    let store_url = l
+        .get(&STORE_URL)?
+        .unwrap_or_else(|| format!("sqlite:{}", data_dir.join("records.db").display()));
+    let table = l.value(&STORE_TABLE)?;
     // A store call that hangs (a silent server) ends as `Unavailable` within a lease: the
     // batch's leases are extended meanwhile anyway, but a timeout past the lease would leave
     // the workers waiting longer on one call than the broker waits on them.
-    let operation_timeout = value(
-        l,
-        "store.operation_timeout",
-        (lease / 2).min(StoreOptions::default().operation_timeout),
-        |v| duration(v, 10 * MS, HOUR),
-    )?;
+    let operation_timeout = l
+        .get(&STORE_OPERATION_TIMEOUT)?
+        .unwrap_or_else(|| (lease / 2).min(StoreOptions::default().operation_timeout));
     if operation_timeout >= lease {
-        return Err(err(
-            l,
-            "store.operation_timeout",
+        return Err(l.reject(
+            &STORE_OPERATION_TIMEOUT,
             format!("shorter than worker.lease ({} ms)", lease.as_millis()),
         ));
     }
-    let broker = value(l, "broker.url", None, |v| {
-        BrokerUrl::parse(text(v)?).map(Some)
-    })?;
-    let metrics_listen = value(l, "metrics.listen", None, |v| {
-        text(v)?.parse().ok().map(Some)
-    })?;
-    let broker_tls_ca = value(l, "broker.tls_ca_file", None, |v| {
-        let pem = std::fs::read_to_string(text(v)?).ok()?;
-        pem.contains("-----BEGIN CERTIFICATE-----")
-            .then_some(Some(pem))
-    })?;
-    let listen = value(
-        l,
-        "server.listen",
-        SocketAddr::from(([127, 0, 0, 1], 8470)),
-        |v| text(v)?.parse().ok(),
-    )?;
-    let mut tokens = value(l, "server.tokens", Vec::new(), tokens)?;
-    let from_file = value(l, "server.token_file", Vec::new(), |v| {
-        let text = read_secret_file(Path::new(text(v)?)).ok()?;
-        text.lines()
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && !t.starts_with('#'))
-            .map(parse_token)
-            .collect()
-    })?;
-    tokens.extend(from_file);
-    let syslog_tcp = value(l, "server.syslog_tcp", None, |v| {
-        text(v)?.parse().ok().map(Some)
-    })?;
-    let syslog_udp = value(l, "server.syslog_udp", None, |v| {
-        text(v)?.parse().ok().map(Some)
-    })?;
-    let limits = ackline_server::Limits::default();
-    let max_connections = value(l, "server.max_connections", limits.max_connections, |v| {
-        int(v, 1, 1_000_000).map(|n| n as usize)
-    })?;
-    let max_connections_per_client = value(
-        l,
-        "server.max_connections_per_client",
-        limits.max_connections_per_client.min(max_connections),
-        |v| int(v, 1, 1_000_000).map(|n| n as usize),
-    )?;
+    let broker = l.get(&BROKER_URL)?;
+    let metrics_listen = l.get(&METRICS_LISTEN)?;
+    let broker_tls_ca = l.get(&BROKER_TLS_CA_FILE)?;
+    let listen = l.value(&SERVER_LISTEN)?;
+    let mut tokens: Vec<Token> = l.get(&SERVER_TOKENS)?.unwrap_or_default();
+    tokens.extend(l.get(&SERVER_TOKEN_FILE)?.unwrap_or_default());
+    let syslog_tcp = l.get(&SERVER_SYSLOG_TCP)?;
+    let syslog_udp = l.get(&SERVER_SYSLOG_UDP)?;
+    let max_connections = l.value(&SERVER_MAX_CONNECTIONS)?;
+    let max_connections_per_client = match l.get(&SERVER_MAX_CONNECTIONS_PER_CLIENT)? {
+        Some(n) => n,
+        None => default_of(&SERVER_MAX_CONNECTIONS_PER_CLIENT)?.min(max_connections),
+    };
     if max_connections_per_client > max_connections {
-        return Err(err(
-            l,
-            "server.max_connections_per_client",
+        return Err(l.reject(
+            &SERVER_MAX_CONNECTIONS_PER_CLIENT,
             format!("at most server.max_connections ({max_connections})"),
         ));
     }
-    let header_read_timeout = value(
-        l,
-        "server.header_read_timeout",
-        limits.header_read_timeout,
-        |v| duration(v, Duration::from_millis(100), Duration::from_secs(600)),
-    )?;
-    let syslog_udp_recv_buffer = value(
-        l,
-        "server.syslog_udp_recv_buffer",
-        limits.syslog_udp_recv_buffer,
-        |v| int(v, 0, 1 << 30).map(|n| n as usize),
-    )?;
-    let max_queues = value(l, "server.max_queues", 100, |v| {
-        int(v, 1, 10_000).map(|n| n as usize)
-    })?;
-    let auto_create_queues = value(l, "server.auto_create_queues", Vec::new(), |v| {
-        let names = list(v)?;
-        names
-            .iter()
-            .all(|n| ackline_queue::valid_queue_name(n))
-            .then_some(names)
-    })?;
-    let max_lines_per_request = value(
-        l,
-        "server.max_lines_per_request",
-        ackline_server::Limits::default().max_lines_per_request,
-        |v| int(v, 1, 10_000_000).map(|n| n as usize),
-    )?;
-    let max_sessions_per_token = value(
-        l,
-        "server.max_sessions_per_token",
-        ackline_server::Limits::default().max_sessions_per_token,
-        |v| int(v, 1, 100_000).map(|n| n as usize),
-    )?;
+    let header_read_timeout = l.value(&SERVER_HEADER_READ_TIMEOUT)?;
+    let syslog_udp_recv_buffer = l.value(&SERVER_SYSLOG_UDP_RECV_BUFFER)?;
+    let max_queues = l.value(&SERVER_MAX_QUEUES)?;
+    let auto_create_queues = l.get(&SERVER_AUTO_CREATE_QUEUES)?.unwrap_or_default();
+    let max_lines_per_request = l.value(&SERVER_MAX_LINES_PER_REQUEST)?;
+    let max_sessions_per_token = l.value(&SERVER_MAX_SESSIONS_PER_TOKEN)?;
     if !listen.ip().is_loopback() && tokens.is_empty() {
-        return Err(err(
-            l,
-            "server.listen",
+        return Err(l.reject(
+            &SERVER_LISTEN,
             "a loopback address unless server.tokens is set (no anonymous access from the network)"
                 .into(),
         ));
     }
+    let d = WorkerConfig::default();
     Ok(Config {
         data_dir: data_dir.to_path_buf(),
         file,
@@ -980,6 +554,7 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use kind::parse_duration;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
         Env {
@@ -1014,7 +589,7 @@ mod tests {
         let c = load(dir.path(), Some(&f), &PipelineFlags::default(), &e).unwrap();
         assert_eq!((c.worker.workers, c.worker.batch_size), (5, 10));
         let flags = PipelineFlags {
-            worker: crate::cli::WorkerFlags {
+            worker: WorkerFlags {
                 workers: Some("7".into()),
                 ..Default::default()
             },
@@ -1101,7 +676,7 @@ mod tests {
             "a-secret-of-16-chars",
         ] {
             let flags = PipelineFlags {
-                server: crate::cli::ServerFlags {
+                server: ServerFlags {
                     tokens: vec![bad.into()],
                     ..Default::default()
                 },
@@ -1167,13 +742,137 @@ mod tests {
     #[test]
     fn docs_name_every_key_and_variable() {
         let doc = include_str!("../../../docs/config.md");
-        for k in KEYS {
+        for k in KEYS.iter().map(|k| k.meta()) {
             assert!(
                 doc.contains(&format!("`{}`", k.name)),
                 "{} undocumented",
                 k.name
             );
-            assert!(doc.contains(&k.env()), "{} undocumented", k.env());
+            assert!(doc.contains(k.env().as_ref()), "{} undocumented", k.env());
         }
+    }
+
+    /// Every key in the table is read: an invalid value for it (here `[[`, which no key
+    /// accepts) fails the load, naming the key and its variable.
+    #[test]
+    fn every_key_is_read() {
+        for k in KEYS {
+            let m = k.meta();
+            let var = m.env();
+            let e = load(
+                Path::new("/d"),
+                None,
+                &PipelineFlags::default(),
+                &env(&[(&var, "[[")]),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.starts_with(&format!("invalid {} = ", m.name)) && e.contains(var.as_ref()),
+                "{e}"
+            );
+            assert!(e.ends_with(&format!("expected {}", k.expected())), "{e}");
+        }
+    }
+
+    /// The defaults in the definitions are the libraries' own.
+    #[test]
+    fn defaults_are_the_libraries_defaults() {
+        let c = load(
+            Path::new("/d"),
+            None,
+            &PipelineFlags::default(),
+            &Env::empty(),
+        )
+        .unwrap();
+        let w = WorkerConfig::default();
+        assert_eq!(
+            (c.worker.workers, c.worker.batch_size, c.worker.prefetch),
+            (w.workers, w.batch_size, w.prefetch)
+        );
+        assert_eq!(
+            (c.worker.lease, c.worker.shutdown_deadline),
+            (w.lease, w.shutdown_deadline)
+        );
+        let r = RetryPolicy::default();
+        assert_eq!(
+            (
+                c.worker.retry.base,
+                c.worker.retry.factor,
+                c.worker.retry.cap
+            ),
+            (r.base, r.factor, r.cap)
+        );
+        let q = QueueOptions::default();
+        assert_eq!(
+            (c.queue_options.fsync, c.queue_options.max_attempts),
+            (q.fsync, q.max_attempts)
+        );
+        assert_eq!(c.store.table, StoreOptions::default().table);
+        assert_eq!(c.parser.format, ParserConfig::default().format);
+        assert_eq!(c.start_at, StartAt::default());
+        let l = ackline_server::Limits::default();
+        let s = &c.server;
+        assert_eq!(
+            (
+                s.max_connections,
+                s.max_connections_per_client,
+                s.header_read_timeout,
+                s.syslog_udp_recv_buffer,
+                s.max_lines_per_request,
+                s.max_sessions_per_token,
+            ),
+            (
+                l.max_connections,
+                l.max_connections_per_client,
+                l.header_read_timeout,
+                l.syslog_udp_recv_buffer,
+                l.max_lines_per_request,
+                l.max_sessions_per_token,
+            )
+        );
+    }
+
+    /// A value that breaks a rule across keys is quoted unless secret, and the expectation
+    /// states the rule with the other key's value.
+    #[test]
+    fn rules_across_keys() {
+        let e = load(
+            Path::new("/d"),
+            None,
+            &PipelineFlags::default(),
+            &env(&[
+                ("ACKLINE_SERVER_MAX_CONNECTIONS", "10"),
+                ("ACKLINE_SERVER_MAX_CONNECTIONS_PER_CLIENT", "11"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "invalid server.max_connections_per_client = \"11\" (from environment variable \
+             ACKLINE_SERVER_MAX_CONNECTIONS_PER_CLIENT): expected at most server.max_connections (10)"
+        );
+        let c = load(
+            Path::new("/d"),
+            None,
+            &PipelineFlags::default(),
+            &env(&[
+                ("ACKLINE_SERVER_MAX_CONNECTIONS", "10"),
+                ("ACKLINE_WORKER_BATCH_SIZE", "5000"),
+                ("ACKLINE_RETRY_BASE", "10m"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.server.max_connections_per_client, 10,
+            "lowered to the maximum"
+        );
+        assert_eq!(c.worker.prefetch, 5000, "raised to the batch");
+        assert_eq!(
+            c.worker.retry.cap,
+            Duration::from_secs(600),
+            "raised to the base"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Where a configuration value came from, and the raw value itself before it is checked.
 //!
 //! Invariant: every raw value carries its [`Source`], so an error about it can name the file
-//! (with line and column), the environment variable or the flag it came from.
+//! (with line and column), the environment variable or the flag it came from (or that it is
+//! the key's default).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -22,6 +23,8 @@ pub enum Source {
     Env(String),
     /// A command-line flag (`--workers`, or `INPUT...` for positionals).
     Flag(String),
+    /// The key's own default (only quoted if the definitions contradict themselves).
+    Default,
 }
 
 impl fmt::Display for Source {
@@ -32,6 +35,7 @@ impl fmt::Display for Source {
             }
             Source::Env(v) => write!(f, "from environment variable {v}"),
             Source::Flag(flag) => write!(f, "from flag {flag}"),
+            Source::Default => f.write_str("by default"),
         }
     }
 }
