@@ -349,7 +349,8 @@ pub fn dlq_cmd(
             let entries: Vec<EntryView> = match existing(&db, queue)? {
                 None => Vec::new(),
                 Some(q) => q
-                    .dlq_list(*after, *limit)
+                    .dead_letters()
+                    .list(*after, *limit)
                     .with_context(|| format!("listing the dead-letter queue of {queue}"))?
                     .into_iter()
                     .map(EntryView::from)
@@ -363,13 +364,15 @@ pub fn dlq_cmd(
                 .ok_or_else(|| anyhow!("no queue named {queue} in {}", dir.display()))?;
             let found: Vec<EntryView> = match (key, id) {
                 (Some(k), _) => q
-                    .dlq_get(*k)
+                    .dead_letters()
+                    .get(*k)
                     .with_context(|| format!("reading dead-letter entry {k} of {queue}"))?
                     .into_iter()
                     .map(EntryView::from)
                     .collect(),
                 (None, Some(id)) => q
-                    .dlq_find(id)
+                    .dead_letters()
+                    .find(id)
                     .with_context(|| {
                         format!("finding id {id} in the dead-letter queue of {queue}")
                     })?
@@ -389,10 +392,12 @@ pub fn dlq_cmd(
                 Some(q) => {
                     let s = selector(sel);
                     if replay {
-                        q.dlq_replay(&s)
+                        q.dead_letters()
+                            .replay(&s)
                             .with_context(|| format!("replaying dead letters of {queue}"))?
                     } else {
-                        q.dlq_purge(&s)
+                        q.dead_letters()
+                            .purge(&s)
                             .with_context(|| format!("purging dead letters of {queue}"))?
                     }
                 }

@@ -4,7 +4,8 @@
 //! - `publish` → `Queue::publish_nowait`, then awaits its `Commit` (fsync, group commit).
 //! - `receive` → `Consumer::receive` on the blocking pool (it waits for messages and for the
 //!   durable record of the attempt), bounded by the consumer's prefetch.
-//! - `settle` → `Consumer::settle` (takes effect at once), then awaits its `Commit`.
+//! - `settle` → `Consumer::settle` (takes effect at once), then awaits its `Commit`; an
+//!   `Extend` item → `Consumer::extend`, in the batch's order.
 //! - `close`/drop → the engine consumer is dropped, which releases its deliveries at once.
 //! - dead-letter operations → the engine's, on the blocking pool.
 //!
@@ -51,13 +52,7 @@ fn fatal(e: impl std::fmt::Display) -> BrokerError {
 }
 
 fn queue_error(e: q::QueueError) -> BrokerError {
-    match e {
-        q::QueueError::Read { .. } => BrokerError::Unavailable {
-            backend: NAME,
-            reason: e.to_string(),
-        },
-        other => fatal(other),
-    }
+    fatal(e)
 }
 
 fn publish_error(e: q::PublishError) -> BrokerError {
@@ -177,7 +172,8 @@ impl DeadLetters for EmbeddedBroker {
     ) -> Result<Vec<DeadLetter>, BrokerError> {
         let q = self.queue.clone();
         blocking(move || {
-            q.dlq_list(after, limit)
+            q.dead_letters()
+                .list(after, limit)
                 .map(|v| v.into_iter().map(DeadLetter::from).collect())
                 .map_err(queue_error)
         })
@@ -187,7 +183,8 @@ impl DeadLetters for EmbeddedBroker {
     async fn dlq_get(&self, key: u64) -> Result<Option<DeadLetter>, BrokerError> {
         let q = self.queue.clone();
         blocking(move || {
-            q.dlq_get(key)
+            q.dead_letters()
+                .get(key)
                 .map(|d| d.map(DeadLetter::from))
                 .map_err(queue_error)
         })
@@ -196,12 +193,17 @@ impl DeadLetters for EmbeddedBroker {
 
     async fn dlq_replay(&self, sel: DlqSelector) -> Result<usize, BrokerError> {
         let q = self.queue.clone();
-        blocking(move || q.dlq_replay(&selector(sel)).map_err(publish_error)).await
+        blocking(move || {
+            q.dead_letters()
+                .replay(&selector(sel))
+                .map_err(publish_error)
+        })
+        .await
     }
 
     async fn dlq_purge(&self, sel: DlqSelector) -> Result<usize, BrokerError> {
         let q = self.queue.clone();
-        blocking(move || q.dlq_purge(&selector(sel)).map_err(queue_error)).await
+        blocking(move || q.dead_letters().purge(&selector(sel)).map_err(queue_error)).await
     }
 }
 
@@ -238,7 +240,7 @@ impl crate::Consumer for EmbeddedConsumer {
                     headers: d.headers,
                     payload: d.payload,
                     enqueued_at: d.enqueued_at,
-                    attempt: d.attempt,
+                    attempt: d.tag.attempt,
                 }
             })
             .collect())
@@ -248,28 +250,44 @@ impl crate::Consumer for EmbeddedConsumer {
         &self,
         items: Vec<(Tag, Settlement)>,
     ) -> Result<Vec<Result<(), SettleError>>, BrokerError> {
-        let engine_items: Vec<(q::Tag, q::Settlement)> = items
-            .iter()
-            .map(|(t, s)| {
-                let tag = q::Tag {
-                    seq: t.key,
-                    attempt: t.attempt,
-                };
-                let s = match s {
-                    Settlement::Ack => q::Settlement::Ack,
-                    Settlement::Nack { delay, error } => q::Settlement::Nack {
-                        delay: *delay,
-                        error: error.clone(),
-                    },
-                    Settlement::Reject { reason } => q::Settlement::Reject {
-                        reason: reason.clone(),
-                    },
-                    Settlement::Extend { lease } => q::Settlement::Extend { lease: *lease },
-                };
-                (tag, s)
-            })
-            .collect();
-        let (results, commit) = self.inner.settle(&engine_items);
+        // Settlements go to the engine in runs, one `Commit` each; an extension (not a
+        // settlement in the engine) is applied between them, so the batch keeps its order.
+        let mut results = Vec::with_capacity(items.len());
+        let mut commits = Vec::new();
+        let mut run: Vec<(q::Tag, q::Settlement)> = Vec::new();
+        let mut settle_run =
+            |run: &mut Vec<(q::Tag, q::Settlement)>,
+             results: &mut Vec<Result<(), q::SettleError>>| {
+                if !run.is_empty() {
+                    let (r, commit) = self.inner.settle(run);
+                    results.extend(r);
+                    commits.push(commit);
+                    run.clear();
+                }
+            };
+        for (t, s) in &items {
+            let tag = q::Tag {
+                seq: t.key,
+                attempt: t.attempt,
+            };
+            let s = match s {
+                Settlement::Ack => q::Settlement::Ack,
+                Settlement::Nack { delay, error } => q::Settlement::Nack {
+                    delay: *delay,
+                    error: error.clone(),
+                },
+                Settlement::Reject { reason } => q::Settlement::Reject {
+                    reason: reason.clone(),
+                },
+                Settlement::Extend { lease } => {
+                    settle_run(&mut run, &mut results);
+                    results.push(self.inner.extend(tag, *lease));
+                    continue;
+                }
+            };
+            run.push((tag, s));
+        }
+        settle_run(&mut run, &mut results);
         let mut out = Vec::with_capacity(results.len());
         {
             let mut held = lock(&self.held);
@@ -281,12 +299,7 @@ impl crate::Consumer for EmbeddedConsumer {
                     }) => Err(SettleError::Stale { attempt, current }),
                     Err(q::SettleError::AlreadySettled { .. }) => Err(SettleError::AlreadySettled),
                     Err(q::SettleError::Unknown { .. }) => Err(SettleError::Unknown),
-                    Err(q::SettleError::Queue(reason)) => {
-                        return Err(BrokerError::Fatal {
-                            backend: NAME,
-                            reason,
-                        });
-                    }
+                    Err(q::SettleError::Queue(e)) => return Err(queue_error(e)),
                 };
                 let done = !matches!(how, Settlement::Extend { .. }) || r.is_err();
                 if done {
@@ -295,7 +308,9 @@ impl crate::Consumer for EmbeddedConsumer {
                 out.push(r);
             }
         }
-        commit.await.map_err(queue_error)?;
+        for commit in commits {
+            commit.await.map_err(queue_error)?;
+        }
         Ok(out)
     }
 

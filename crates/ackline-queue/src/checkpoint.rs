@@ -27,7 +27,7 @@
 
 use std::collections::VecDeque;
 
-use crate::state::{DELAYED, DlqEntry, FpKey, LEASED, LOST, READY, SETTLED, Slot, State};
+use crate::state::{DlqEntry, FpKey, Slot, SlotState, State};
 
 const MAGIC: &[u8; 8] = b"ACKLCKP1";
 pub(crate) const VERSION: u32 = 2;
@@ -79,9 +79,12 @@ pub(crate) fn encode(st: &State, pos: Pos) -> Vec<u8> {
         b.extend_from_slice(&s.len.to_le_bytes());
         b.extend_from_slice(&s.attempts.to_le_bytes());
         b.extend_from_slice(&s.check.to_le_bytes());
-        let state = if s.state == LEASED { READY } else { s.state };
-        b.push(state);
-        if state == DELAYED {
+        let state = match s.state {
+            SlotState::Leased => SlotState::Ready,
+            other => other,
+        };
+        b.push(state as u8);
+        if state == SlotState::Delayed {
             let due = st.due_of(st.base + i as u64).unwrap_or(0);
             b.extend_from_slice(&due.to_le_bytes());
         }
@@ -201,19 +204,24 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(State, Pos), CheckpointError> {
     let mut slots = VecDeque::with_capacity(n);
     let mut delayed = Vec::new();
     for i in 0..n {
+        let (seg, off, len, attempts) = (c.u32()?, c.u32()?, c.u32()?, c.u32()?);
+        let check = if v2 { c.u32()? } else { 0 };
+        let byte = c.u8()?;
+        let Some(state) = SlotState::from_u8(byte) else {
+            return Err(format!("checkpoint slot state {byte} unknown").into());
+        };
         let mut s = Slot {
-            seg: c.u32()?,
-            off: c.u32()?,
-            len: c.u32()?,
-            attempts: c.u32()?,
-            check: if v2 { c.u32()? } else { 0 },
-            state: c.u8()?,
+            seg,
+            off,
+            len,
+            attempts,
+            check,
+            state,
         };
         match s.state {
-            SETTLED | READY | LOST => {}
-            DELAYED => delayed.push((base + i as u64, c.u64()?)),
-            LEASED => s.state = READY,
-            other => return Err(format!("checkpoint slot state {other} unknown").into()),
+            SlotState::Settled | SlotState::Ready | SlotState::Lost => {}
+            SlotState::Delayed => delayed.push((base + i as u64, c.u64()?)),
+            SlotState::Leased => s.state = SlotState::Ready,
         }
         slots.push_back(s);
     }
@@ -313,7 +321,11 @@ mod tests {
         assert_eq!(&*back.failures[&1].error, "timeout");
         assert_eq!(&*back.dlq[&2].reason, "rejected");
         assert!(back.leases.is_empty());
-        assert_eq!(back.state_of(3), READY, "the leased slot comes back ready");
+        assert_eq!(
+            back.state_of(3),
+            SlotState::Ready,
+            "the leased slot comes back ready"
+        );
         assert_eq!(back.fp_key, st.fp_key);
         for s in [1, 2, 3, 4] {
             let fp = st.fp_key.of(&format!("m-{s}"));

@@ -15,7 +15,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::OpenError;
@@ -26,7 +28,7 @@ use crate::queue::Queue;
 /// How a [`Db`] touches the world: the filesystem and the clock.
 #[derive(Debug, Clone)]
 pub struct DbOptions {
-    /// The filesystem (tests pass a [`SimFs`](crate::sim::SimFs)).
+    /// The filesystem (tests pass a `sim::SimFs`, with the `sim` feature).
     pub fs: Arc<dyn Fs>,
     /// The clock (tests pass a [`ManualClock`](crate::ManualClock)).
     pub clock: Arc<dyn Clock>,
@@ -140,7 +142,7 @@ impl Db {
                 name: name.to_string(),
             });
         }
-        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let mut queues = self.queues.lock();
         if let Some(q) = queues.get(name) {
             return Ok(q.clone());
         }
@@ -192,7 +194,7 @@ impl Db {
 
     /// Closes every queue opened through this `Db` (flushing and checkpointing each).
     pub fn close(self) {
-        let queues = std::mem::take(&mut *self.queues.lock().unwrap_or_else(|e| e.into_inner()));
+        let queues = std::mem::take(&mut *self.queues.lock());
         for (_, q) in queues {
             q.close();
         }

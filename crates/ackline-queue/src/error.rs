@@ -3,22 +3,81 @@
 //! Invariant: no operation of the engine panics on a bad argument, a bad file or a failed
 //! system call; each returns one of these values, whose message names what failed and where.
 
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// A failed system call: what the engine was doing, to which file, and the operating
+/// system's error, kept whole so a caller can tell a full disk (`ENOSPC`,
+/// [`io::ErrorKind::StorageFull`]) from a failing one (`EIO`) by [`IoError::cause`].
+#[derive(Debug)]
+pub struct IoError {
+    /// What was being done (`"fsync of"`, `"writing"`, `"checkpoint: creating"`...).
+    pub op: &'static str,
+    /// The file or directory.
+    pub path: PathBuf,
+    /// Where in the file, for a positional read.
+    pub offset: Option<u64>,
+    /// The operating system's error (in the message, not also as `source()`, so it is
+    /// printed once).
+    pub cause: io::Error,
+}
+
+impl IoError {
+    pub(crate) fn new(op: &'static str, path: impl Into<PathBuf>, cause: io::Error) -> Self {
+        IoError {
+            op,
+            path: path.into(),
+            offset: None,
+            cause,
+        }
+    }
+
+    /// The kind of the operating system's error.
+    pub fn kind(&self) -> io::ErrorKind {
+        self.cause.kind()
+    }
+}
+
+impl fmt::Display for IoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.op, self.path.display())?;
+        if let Some(offset) = self.offset {
+            write!(f, " at offset {offset}")?;
+        }
+        write!(f, ": {}", self.cause)
+    }
+}
+
+impl std::error::Error for IoError {}
+
 /// The queue as a whole can no longer serve the request.
+///
+/// An I/O failure is reported once as [`QueueError::Io`], to the operations whose records (or
+/// read) it hit; every later operation is refused with [`QueueError::Poisoned`], which carries
+/// the same original cause.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
-    /// A write or fsync failed earlier. The engine never retries a failed fsync (the kernel may
-    /// have dropped the dirty pages, so a retry could report success for lost data): it refuses
-    /// every further write. Reopen the queue to recover from what is durable.
-    #[error("queue {queue} refuses writes since an I/O error: {cause}")]
-    Poisoned {
+    /// This operation's records were in a write or fsync that failed (so they may or may not
+    /// be on disk), or its read of a stored message failed after retries. The queue refuses
+    /// every write from now on: reopen it to recover from what is durable.
+    #[error("queue {queue}: {cause}; the queue refuses writes until reopened")]
+    Io {
         /// The queue.
         queue: String,
         /// What failed, with the file.
-        cause: Arc<str>,
+        cause: Arc<IoError>,
+    },
+    /// A write, fsync or read failed earlier. The engine never retries a failed fsync (the
+    /// kernel may have dropped the dirty pages, so a retry could report success for lost
+    /// data): it refuses every further write. Reopen the queue to recover from what is durable.
+    #[error("queue {queue} refuses writes since an earlier I/O error: {cause}")]
+    Poisoned {
+        /// The queue.
+        queue: String,
+        /// The original failure, with the file.
+        cause: Arc<IoError>,
     },
     /// The queue was opened read-only (for inspection): it refuses every write.
     #[error("queue {queue} is open read-only (for inspection); writes are refused")]
@@ -31,16 +90,6 @@ pub enum QueueError {
     Closed {
         /// The queue.
         queue: String,
-    },
-    /// A read of a stored message failed (after retries).
-    #[error("reading {path} at offset {offset}: {cause}")]
-    Read {
-        /// The segment file.
-        path: PathBuf,
-        /// Where.
-        offset: u64,
-        /// The cause (in the message, not also as `source()`, so it is printed once).
-        cause: Arc<io::Error>,
     },
 }
 
@@ -84,9 +133,9 @@ pub enum PublishError {
     Queue(#[from] QueueError),
 }
 
-/// Why a settlement (ack, nack, reject, extend) was refused. A refused settlement changed
-/// nothing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a settlement (ack, nack, reject) or a lease extension was refused. A refused
+/// settlement changed nothing.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SettleError {
     /// The message was redelivered since this delivery: the delivery is no longer current
     /// (its lease expired or it was released). Only the current delivery may settle it.
@@ -118,8 +167,8 @@ pub enum SettleError {
         attempt: u32,
     },
     /// The queue cannot accept writes.
-    #[error("{0}")]
-    Queue(String),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
 }
 
 /// Why a queue or a data directory could not be opened.

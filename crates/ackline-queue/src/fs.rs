@@ -1,8 +1,8 @@
 //! The filesystem seam.
 //!
 //! The engine touches the disk only through [`Fs`], so tests can swap the real filesystem
-//! ([`RealFs`]) for [`SimFs`](crate::sim::SimFs), which keeps what was *written* apart from what
-//! is *durable* and can simulate a power loss at any point.
+//! ([`RealFs`]) for `sim::SimFs` (cargo feature `sim`), which keeps what was *written* apart
+//! from what is *durable* and can simulate a power loss at any point.
 //!
 //! Invariants the engine relies on, which every implementation must keep:
 //! - `FsFile::sync` returns only when every byte written to that file before the call is durable.

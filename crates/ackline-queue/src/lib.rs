@@ -10,16 +10,20 @@
 //! - [`Consumer::receive`] leases deliveries; each carries a [`Tag`] (position, attempt). The
 //!   attempt is 1 on the first delivery, +1 on each redelivery, and survives restarts.
 //! - Each delivery is settled once: [`Consumer::ack`], [`Consumer::nack`] (redeliver after a
-//!   delay), [`Consumer::reject`] (dead-letter now); [`Consumer::extend`] renews the lease.
+//!   delay), [`Consumer::reject`] (dead-letter now); [`Consumer::extend`] renews the lease
+//!   (not a settlement).
 //!   A settlement quoting a delivery that is no longer current is refused
 //!   ([`SettleError::Stale`]); a second settlement is [`SettleError::AlreadySettled`].
 //! - A lease that runs out, or a consumer that is dropped, makes the delivery deliverable
-//!   again; past `max_attempts` deliveries the message moves to the dead-letter queue.
+//!   again; past `max_attempts` deliveries the message moves to the dead-letter queue
+//!   ([`Queue::dead_letters`]: list, replay, purge).
 //! - After a crash at any point: every confirmed publish is pending, acked or dead-lettered;
 //!   a torn tail is truncated and reported; damage elsewhere is reported, its bytes kept in the
 //!   queue's `quarantine/`, and the messages it held dead-lettered with reason `corrupt`.
 //! - A message id already pending or dead-lettered is not enqueued again.
 //! - [`Db::open_read_only`] inspects a data directory without changing a file.
+//! - An I/O error is final: the operation it hit gets [`QueueError::Io`] (with the operation,
+//!   the file and the operating system's error), every later write [`QueueError::Poisoned`].
 //!
 //! ```
 //! use std::time::Duration;
@@ -31,7 +35,7 @@
 //! q.publish(vec![NewMessage::new("hello").with_id("m-1")])?;
 //! let c = q.consumer();
 //! let d = c.receive(10, Duration::from_secs(30), Duration::from_secs(1))?;
-//! assert_eq!((d[0].id.as_str(), d[0].attempt), ("m-1", 1));
+//! assert_eq!((d[0].id.as_str(), d[0].tag.attempt), ("m-1", 1));
 //! c.ack(d[0].tag)?.wait()?;
 //! assert_eq!(q.stats().pending, 0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -39,6 +43,9 @@
 //!
 //! The on-disk format, the recovery procedure and a failure-case table are in
 //! `docs/queue-format.md`.
+//!
+//! Cargo feature `sim` (off by default): the module `sim`, a simulated filesystem that keeps
+//! written apart from durable data, for crash-consistency tests.
 
 mod checkpoint;
 mod clock;
@@ -50,16 +57,16 @@ mod options;
 mod queue;
 mod record;
 mod recovery;
+#[cfg(feature = "sim")]
 pub mod sim;
 mod state;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use db::{Db, DbOptions, valid_queue_name};
-pub use error::{OpenError, PublishError, QueueError, SettleError};
-pub use log::Commit;
+pub use error::{IoError, OpenError, PublishError, QueueError, SettleError};
 pub use options::{Fsync, QueueOptions};
 pub use queue::{
-    Consumer, DeadLetter, Delivery, DlqFilter, DlqSelector, NewMessage, Published, Queue,
-    QueueStats, REASON_CORRUPT, REASON_MAX_ATTEMPTS, Settlement, Tag,
+    Commit, Consumer, DeadLetter, DeadLetterQueue, Delivery, DlqFilter, DlqSelector, NewMessage,
+    Published, Queue, QueueStats, REASON_CORRUPT, REASON_MAX_ATTEMPTS, Settlement, Tag,
 };
 pub use recovery::{Damage, RecoveryReport};

@@ -1,26 +1,20 @@
-//! The append side of the log: segments, the write buffer and group commit.
+//! The append side of the log: segment files (names, headers) and the write buffer.
 //!
 //! Operations append records to an in-memory [`Appender`] while holding the queue lock, and get
-//! the number of the batch their records belong to. The writer thread takes the whole buffer
-//! at once, writes it, makes it durable (one fsync for every operation waiting on the batch:
-//! group commit) and then announces the batch durable through [`Durable`].
+//! the number of the batch their records belong to. The writer thread (`queue::writer`) takes
+//! the whole buffer at once as [`Chunk`]s, writes them and announces the batch durable.
 //!
 //! Invariants:
-//! - Batches become durable in order: when batch `n` is announced, every record of batches
-//!   `<= n` is durable (or, with `Fsync::Interval`/`Never`, written to the operating system).
-//! - A new segment's header is written before its records, and its directory entry is made
-//!   durable (fsync of the directory) before any batch containing its records is announced.
-//! - After an I/O error the writer announces nothing more: every waiter and every later
-//!   operation gets [`QueueError::Poisoned`]. A failed fsync is never retried.
+//! - Records are numbered into batches in append order; a batch is taken whole, and the next
+//!   one opens as it is taken, so batch numbers grow with the log.
+//! - A new segment's chunk comes before any record in it (`Chunk::create`: the writer creates
+//!   the file and writes its header first); a segment rolls over once it reaches its target
+//!   size, so records never straddle segments.
+//! - Acks are deferred and encoded as one record when the batch is taken; nothing appended
+//!   later refers to an acked message, so the deferral changes no outcome.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
 
-use crate::error::QueueError;
 use crate::record::{Encoder, runs};
 use crate::state::Loc;
 
@@ -216,170 +210,6 @@ impl Appender {
     }
 }
 
-#[derive(Debug, Default)]
-struct DurState {
-    durable: u64,
-    error: Option<Arc<str>>,
-    closed: bool,
-    wakers: Vec<(u64, Waker)>,
-}
-
-/// Which batches are durable, and a way to wait for one.
-#[derive(Debug, Default)]
-pub(crate) struct Durable {
-    st: Mutex<DurState>,
-    cv: Condvar,
-    /// Set once an error is recorded: a lock-free check for every operation's fast path.
-    failed: std::sync::atomic::AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Durable {
-    /// Announces every batch up to `batch` durable.
-    pub fn advance(&self, batch: u64) {
-        let mut st = lock(&self.st);
-        st.durable = st.durable.max(batch);
-        let durable = st.durable;
-        let mut ready = Vec::new();
-        st.wakers.retain(|(b, w)| {
-            if *b <= durable {
-                ready.push(w.clone());
-                false
-            } else {
-                true
-            }
-        });
-        drop(st);
-        self.cv.notify_all();
-        ready.into_iter().for_each(Waker::wake);
-    }
-
-    /// Records a fatal I/O error: every waiter and later operation fails with it.
-    pub fn fail(&self, cause: Arc<str>) {
-        let mut st = lock(&self.st);
-        st.error.get_or_insert(cause);
-        self.failed
-            .store(true, std::sync::atomic::Ordering::Release);
-        let wakers = std::mem::take(&mut st.wakers);
-        drop(st);
-        self.cv.notify_all();
-        wakers.into_iter().for_each(|(_, w)| w.wake());
-    }
-
-    /// Marks the queue closed: waiters for batches that will never be written are released.
-    pub fn close(&self) {
-        let mut st = lock(&self.st);
-        st.closed = true;
-        let wakers = std::mem::take(&mut st.wakers);
-        drop(st);
-        self.cv.notify_all();
-        wakers.into_iter().for_each(|(_, w)| w.wake());
-    }
-
-    /// The fatal error, if one happened.
-    pub fn error(&self) -> Option<Arc<str>> {
-        if !self.failed.load(std::sync::atomic::Ordering::Acquire) {
-            return None;
-        }
-        lock(&self.st).error.clone()
-    }
-
-    fn check(st: &DurState, batch: u64, queue: &str) -> Option<Result<(), QueueError>> {
-        if st.durable >= batch {
-            Some(Ok(()))
-        } else if let Some(cause) = &st.error {
-            Some(Err(QueueError::Poisoned {
-                queue: queue.to_string(),
-                cause: cause.clone(),
-            }))
-        } else if st.closed {
-            Some(Err(QueueError::Closed {
-                queue: queue.to_string(),
-            }))
-        } else {
-            None
-        }
-    }
-
-    fn wait(&self, batch: u64, queue: &str) -> Result<(), QueueError> {
-        let mut st = lock(&self.st);
-        loop {
-            if let Some(r) = Self::check(&st, batch, queue) {
-                return r;
-            }
-            st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-
-    fn poll(&self, batch: u64, queue: &str, cx: &mut Context<'_>) -> Poll<Result<(), QueueError>> {
-        let mut st = lock(&self.st);
-        if let Some(r) = Self::check(&st, batch, queue) {
-            return Poll::Ready(r);
-        }
-        st.wakers.push((batch, cx.waker().clone()));
-        Poll::Pending
-    }
-}
-
-/// A promise that some operation's records become durable.
-///
-/// [`Commit::wait`] blocks until they are; a `Commit` is also a [`Future`], for async callers.
-/// Dropping it does not cancel anything: the records are written either way.
-pub struct Commit {
-    durable: Option<Arc<Durable>>,
-    batch: u64,
-    queue: Arc<str>,
-}
-
-impl fmt::Debug for Commit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Commit")
-            .field("queue", &self.queue)
-            .field("batch", &self.batch)
-            .finish()
-    }
-}
-
-impl Commit {
-    pub(crate) fn new(durable: Arc<Durable>, batch: u64, queue: Arc<str>) -> Self {
-        Commit {
-            durable: Some(durable),
-            batch,
-            queue,
-        }
-    }
-
-    /// A commit with nothing to wait for.
-    pub(crate) fn done(queue: Arc<str>) -> Self {
-        Commit {
-            durable: None,
-            batch: 0,
-            queue,
-        }
-    }
-
-    /// Blocks until the records are durable; fails if the queue failed or closed first.
-    pub fn wait(self) -> Result<(), QueueError> {
-        match &self.durable {
-            Some(d) => d.wait(self.batch, &self.queue),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Future for Commit {
-    type Output = Result<(), QueueError>;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &self.durable {
-            Some(d) => d.poll(self.batch, &self.queue, cx),
-            None => Poll::Ready(Ok(())),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,20 +255,5 @@ mod tests {
             decode(&c.bytes, l1.off as usize - SEG_HEADER, c.salt),
             Frame::Record(..)
         ));
-    }
-
-    #[test]
-    fn durable_wait_returns_once_advanced_and_fails_on_error() {
-        let d = Arc::new(Durable::default());
-        let c = Commit::new(d.clone(), 3, "q".into());
-        let t = {
-            let d = d.clone();
-            std::thread::spawn(move || d.advance(3))
-        };
-        c.wait().unwrap();
-        t.join().unwrap();
-        d.fail("disk on fire".into());
-        let err = Commit::new(d, 4, "q".into()).wait().unwrap_err();
-        assert!(err.to_string().contains("disk on fire"), "{err}");
     }
 }

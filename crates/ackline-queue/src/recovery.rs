@@ -19,7 +19,7 @@
 //!    intact record follows in the last segment, it is a torn tail: truncate it (after the
 //!    copy) and report it. A damaged end of an older segment is reported, not truncated.
 //! 6. Positions that some record proves existed but whose publish record is damaged become
-//!    `LOST` slots; the queue dead-letters them with reason `corrupt` as it opens.
+//!    `Lost` slots; the queue dead-letters them with reason `corrupt` as it opens.
 //! 7. Every delivery that was leased becomes deliverable again, attempts kept; writing goes on
 //!    in a new segment (created when the first record is written).
 //!
@@ -39,7 +39,7 @@ use crate::error::OpenError;
 use crate::fs::Fs;
 use crate::log::{SEG_HEADER, parse_seg_header, parse_seg_name, seg_name};
 use crate::record::{FRAME_HEADER, Frame, RecordRef, decode, kind};
-use crate::state::{LOST, LOST_UNKNOWN, Loc, State};
+use crate::state::{LOST_UNKNOWN, Loc, SlotState, State};
 
 /// What recovery found and did.
 #[derive(Debug, Clone, Default)]
@@ -115,7 +115,7 @@ pub(crate) struct Recovered {
     /// Position of the checkpoint recovery used (the next installed one keeps it as the
     /// previous generation, and segments before it must stay).
     pub checkpoint_pos: Option<Pos>,
-    /// `LOST` positions still lost after replay, each with the damage that held it.
+    /// `Lost` positions still lost after replay, each with the damage that held it.
     pub lost: Vec<(u64, String)>,
 }
 
@@ -138,7 +138,7 @@ struct Ctx<'a> {
     report: RecoveryReport,
     /// The most recent damage seen, where lost positions are placed.
     last_damage: Option<(Loc, String)>,
-    /// Why each `LOST` position is lost (keyed by the damage's location).
+    /// Why each `Lost` position is lost (keyed by the damage's location).
     lost_why: HashMap<(u32, u32), String>,
     /// Damaged ranges after the last intact PUBLISH, with the complete PUBLISH frames each
     /// still shows: `(next position when found, how many, where)`. Any PUBLISH replayed later
@@ -273,7 +273,7 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, mode: Mode) -> Result<Recovered, 
         .slots
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.state == LOST)
+        .filter(|(_, s)| s.state == SlotState::Lost)
         .map(|(i, s)| {
             let why = cx
                 .lost_why

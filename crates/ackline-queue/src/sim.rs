@@ -16,7 +16,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use rand::Rng;
 
@@ -58,11 +60,6 @@ pub struct SimFs {
     state: Arc<Mutex<State>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock here only means a test thread panicked; the data is still usable.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn crashed() -> io::Error {
     io::Error::other("simulated power loss: the disk is gone")
 }
@@ -75,33 +72,33 @@ impl SimFs {
 
     /// After `n` more operations, every operation fails as if the machine had lost power.
     pub fn fail_after(&self, n: u64) {
-        lock(&self.state).ops_left = Some(n);
+        self.state.lock().ops_left = Some(n);
     }
 
     /// Makes every later `sync` and `sync_dir` fail with an I/O error.
     pub fn fail_syncs(&self, fail: bool) {
-        lock(&self.state).fail_syncs = fail;
+        self.state.lock().fail_syncs = fail;
     }
 
     /// Makes the next `n` positional reads fail with an I/O error (EIO), as a flaky disk or a
     /// descriptor shortage (EMFILE) would; later reads succeed again.
     pub fn fail_reads(&self, n: u64) {
-        lock(&self.state).read_faults = n;
+        self.state.lock().read_faults = n;
     }
 
     /// How many operations have been allowed so far is not tracked; this reports whether the
     /// simulated power loss has struck.
     pub fn has_failed(&self) -> bool {
-        lock(&self.state).ops_left == Some(0)
+        self.state.lock().ops_left == Some(0)
     }
 
     /// The disk as found after a power loss now.
     pub fn power_loss(&self, torn: Torn) -> SimFs {
-        let st = lock(&self.state);
+        let st = self.state.lock();
         let mut rng = rand::rng();
         let mut durable = BTreeMap::new();
         for (path, file) in &st.durable {
-            let f = lock(file);
+            let f = file.lock();
             let extra = f.data.len() - f.durable_len;
             let keep = f.durable_len
                 + match torn {
@@ -133,15 +130,15 @@ impl SimFs {
 
     /// The bytes currently written to `path` (durable or not), for tests that corrupt files.
     pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
-        let st = lock(&self.state);
-        st.live.get(path).map(|f| lock(f).data.clone())
+        let st = self.state.lock();
+        st.live.get(path).map(|f| f.lock().data.clone())
     }
 
     /// Replaces the bytes of `path`, all durable, for tests that corrupt files.
     pub fn set_contents(&self, path: &Path, data: Vec<u8>) {
-        let st = lock(&self.state);
+        let st = self.state.lock();
         if let Some(f) = st.live.get(path) {
-            let mut f = lock(f);
+            let mut f = f.lock();
             f.durable_len = data.len();
             f.data = data;
         }
@@ -149,7 +146,7 @@ impl SimFs {
 
     /// Every file path on the disk.
     pub fn files(&self) -> Vec<PathBuf> {
-        lock(&self.state).live.keys().cloned().collect()
+        self.state.lock().live.keys().cloned().collect()
     }
 
     fn step(st: &mut State) -> io::Result<()> {
@@ -164,7 +161,7 @@ impl SimFs {
     }
 
     fn op(&self) -> io::Result<MutexGuard<'_, State>> {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         Self::step(&mut st)?;
         Ok(st)
     }
@@ -178,7 +175,7 @@ struct SimHandle {
 
 impl FsFile for SimHandle {
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
-        let mut st = lock(&self.fs.state);
+        let mut st = self.fs.state.lock();
         if st.ops_left == Some(0) {
             return Err(crashed());
         }
@@ -187,11 +184,11 @@ impl FsFile for SimHandle {
             *n -= 1;
             if *n == 0 {
                 let half = buf.len() / 2;
-                lock(&self.file).data.extend_from_slice(&buf[..half]);
+                self.file.lock().data.extend_from_slice(&buf[..half]);
                 return Err(crashed());
             }
         }
-        lock(&self.file).data.extend_from_slice(buf);
+        self.file.lock().data.extend_from_slice(buf);
         Ok(())
     }
     fn sync(&mut self) -> io::Result<()> {
@@ -199,7 +196,7 @@ impl FsFile for SimHandle {
         if st.fail_syncs {
             return Err(io::Error::other("simulated fsync failure (EIO)"));
         }
-        let mut f = lock(&self.file);
+        let mut f = self.file.lock();
         f.durable_len = f.data.len();
         Ok(())
     }
@@ -208,13 +205,13 @@ impl FsFile for SimHandle {
 impl FsRead for SimHandle {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         {
-            let mut st = lock(&self.fs.state);
+            let mut st = self.fs.state.lock();
             if st.read_faults > 0 {
                 st.read_faults -= 1;
                 return Err(io::Error::other("simulated read failure (EIO)"));
             }
         }
-        let f = lock(&self.file);
+        let f = self.file.lock();
         let start = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
         let end = start
             .checked_add(buf.len())
@@ -260,7 +257,7 @@ impl Fs for SimFs {
         Ok(names)
     }
     fn exists(&self, path: &Path) -> bool {
-        let st = lock(&self.state);
+        let st = self.state.lock();
         st.live.contains_key(path) || st.dirs.contains(path)
     }
     fn create(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
@@ -284,7 +281,7 @@ impl Fs for SimFs {
         }))
     }
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn FsRead>> {
-        let st = lock(&self.state);
+        let st = self.state.lock();
         let file = st.live.get(path).cloned().ok_or_else(|| not_found(path))?;
         Ok(Arc::new(SimHandle {
             fs: self.clone(),
@@ -292,14 +289,14 @@ impl Fs for SimFs {
         }))
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        let st = lock(&self.state);
+        let st = self.state.lock();
         let file = st.live.get(path).ok_or_else(|| not_found(path))?;
-        Ok(lock(file).data.clone())
+        Ok(file.lock().data.clone())
     }
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
         let st = self.op()?;
         let file = st.live.get(path).ok_or_else(|| not_found(path))?;
-        let mut f = lock(file);
+        let mut f = file.lock();
         let len = usize::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
         f.data.truncate(len);
         f.durable_len = f.durable_len.min(len);
@@ -358,7 +355,7 @@ struct SimLock {
 
 impl Drop for SimLock {
     fn drop(&mut self) {
-        lock(&self.fs.state).locked.remove(&self.dir);
+        self.fs.state.lock().locked.remove(&self.dir);
     }
 }
 

@@ -9,20 +9,20 @@
 //! Invariants:
 //! - `slots[i]` describes the message at position `base + i`; `base <= fresh <= next_seq`;
 //!   positions below `base` are all settled, and the first slot, if any, is not settled.
-//! - A slot is in exactly one state: `READY`, `LEASED` (an entry in `leases`), `DELAYED` (an
-//!   entry in `delayed`), `LOST` (recovery knows the position held a message but its publish
-//!   record is damaged; such slots are never delivered, and the queue moves them to the
-//!   dead-letter queue with reason `corrupt` as it opens) or `SETTLED` (acked,
+//! - A slot is in exactly one [`SlotState`]: `Ready`, `Leased` (an entry in `leases`),
+//!   `Delayed` (an entry in `delayed`), `Lost` (recovery knows the position held a message but
+//!   its publish record is damaged; such slots are never delivered, and the queue moves them to
+//!   the dead-letter queue with reason `corrupt` as it opens) or `Settled` (acked,
 //!   dead-lettered).
 //! - `ids` maps the fingerprint of every message id that is pending or in the dead-letter queue
 //!   to its position (entries of settled positions are dropped lazily: an entry counts only
 //!   while its position is pending or a dead-letter key; see [`State::duplicate_of`]).
-//! - Every `READY` slot below `fresh` is in `retry` (possibly with stale duplicates, which are
-//!   skipped); `READY` slots at or above `fresh` are found by advancing `fresh`. So first
+//! - Every `Ready` slot below `fresh` is in `retry` (possibly with stale duplicates, which are
+//!   skipped); `Ready` slots at or above `fresh` are found by advancing `fresh`. So first
 //!   deliveries go out in position (publish) order, and redeliveries go first.
-//! - `pending`/`pending_bytes` count exactly the slots that are not `SETTLED`.
+//! - `pending`/`pending_bytes` count exactly the slots that are not `Settled`.
 //! - `seg_live[s]` counts the pending messages and dead-letter entries whose publish record is
-//!   in segment `s`; a segment is deleted only when this is zero (see `queue::checkpoint`).
+//!   in segment `s`; a segment is deleted only when this is zero (see `queue::maintenance`).
 //! - `attempts` only grows (a replay from the dead-letter queue is a new message).
 //! - Per pending message the index costs one `Slot` (24 bytes) in a `VecDeque` (at most twice
 //!   that with its spare capacity) and one 16-byte entry in `ids`; leases, delays and failures
@@ -55,17 +55,37 @@ impl Hasher for SeqHasher {
 /// A map keyed by queue position.
 pub(crate) type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
 
-/// The message was acked, dead-lettered, or its position is a gap.
-pub(crate) const SETTLED: u8 = 0;
-/// The message can be delivered.
-pub(crate) const READY: u8 = 1;
-/// The message is delivered and not settled; its lease is in `leases`.
-pub(crate) const LEASED: u8 = 2;
-/// The message waits for its redelivery time; it is in `delayed`.
-pub(crate) const DELAYED: u8 = 3;
-/// Recovery found evidence of the message (a later record names its position, or a damaged
-/// frame's header does) but its publish record is damaged. Never delivered.
-pub(crate) const LOST: u8 = 4;
+/// The state of one position. Stored as one byte in a slot and in checkpoints (the
+/// discriminants are part of the checkpoint format: never renumber them).
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlotState {
+    /// The message was acked, dead-lettered, or its position is a gap.
+    Settled = 0,
+    /// The message can be delivered.
+    Ready = 1,
+    /// The message is delivered and not settled; its lease is in `leases`.
+    Leased = 2,
+    /// The message waits for its redelivery time; it is in `delayed`.
+    Delayed = 3,
+    /// Recovery found evidence of the message (a later record names its position, or a
+    /// damaged frame's header does) but its publish record is damaged. Never delivered.
+    Lost = 4,
+}
+
+impl SlotState {
+    /// The state stored as `b`, if `b` names one.
+    pub fn from_u8(b: u8) -> Option<SlotState> {
+        Some(match b {
+            0 => SlotState::Settled,
+            1 => SlotState::Ready,
+            2 => SlotState::Leased,
+            3 => SlotState::Delayed,
+            4 => SlotState::Lost,
+            _ => return None,
+        })
+    }
+}
 
 /// The 96-bit fingerprint of a message id (keyed SipHash-1-3): `hi` keys the id index, `lo`
 /// (kept in the slot or dead-letter entry) confirms a match. Two different live ids share one
@@ -105,7 +125,7 @@ impl Default for FpKey {
     }
 }
 
-/// The location given to `LOST` slots whose damage could not be placed.
+/// The location given to `Lost` slots whose damage could not be placed.
 pub(crate) const LOST_UNKNOWN: Loc = Loc {
     seg: 0,
     off: 0,
@@ -131,10 +151,13 @@ pub(crate) struct Slot {
     pub off: u32,
     pub len: u32,
     pub attempts: u32,
-    /// The low half of the message id's fingerprint (0 for a `LOST` slot).
+    /// The low half of the message id's fingerprint (0 for a `Lost` slot).
     pub check: u32,
-    pub state: u8,
+    pub state: SlotState,
 }
+
+// The index's memory cost per pending message (see the module doc).
+const _: () = assert!(std::mem::size_of::<Slot>() == 24);
 
 impl Slot {
     pub fn loc(&self) -> Loc {
@@ -224,9 +247,9 @@ impl State {
         self.slots.get_mut(i)
     }
 
-    /// The state of `seq`, `SETTLED` when unknown.
-    pub fn state_of(&self, seq: u64) -> u8 {
-        self.slot(seq).map_or(SETTLED, |s| s.state)
+    /// The state of `seq`, `Settled` when unknown.
+    pub fn state_of(&self, seq: u64) -> SlotState {
+        self.slot(seq).map_or(SlotState::Settled, |s| s.state)
     }
 
     pub fn delayed_len(&self) -> usize {
@@ -248,7 +271,7 @@ impl State {
 
     fn make_ready(&mut self, seq: u64) {
         if let Some(s) = self.slot_mut(seq) {
-            s.state = READY;
+            s.state = SlotState::Ready;
             if seq < self.fresh {
                 self.retry.push_back(seq);
             }
@@ -258,10 +281,10 @@ impl State {
     /// Leaves the slot's current state (lease or delay) without settling it.
     fn clear_hold(&mut self, seq: u64) {
         match self.state_of(seq) {
-            LEASED => {
+            SlotState::Leased => {
                 self.leases.remove(&seq);
             }
-            DELAYED => {
+            SlotState::Delayed => {
                 self.delayed.remove(&seq);
             }
             _ => {}
@@ -271,12 +294,12 @@ impl State {
     /// Settles a pending slot. `keep_ref` keeps its segment reference (for the dead-letter queue).
     fn settle(&mut self, seq: u64, keep_ref: bool) -> Option<Slot> {
         let slot = *self.slot(seq)?;
-        if slot.state == SETTLED {
+        if slot.state == SlotState::Settled {
             return None;
         }
         self.clear_hold(seq);
         if let Some(s) = self.slot_mut(seq) {
-            s.state = SETTLED;
+            s.state = SlotState::Settled;
         }
         self.pending -= 1;
         self.pending_bytes -= u64::from(slot.len);
@@ -284,7 +307,11 @@ impl State {
             self.live_dec(slot.seg);
         }
         self.failures.remove(&seq);
-        while self.slots.front().is_some_and(|s| s.state == SETTLED) {
+        while self
+            .slots
+            .front()
+            .is_some_and(|s| s.state == SlotState::Settled)
+        {
             self.slots.pop_front();
             self.base += 1;
         }
@@ -308,21 +335,21 @@ impl State {
             self.counters.replayed += 1;
         }
         self.fill_to(seq, LOST_UNKNOWN);
-        self.push_slot(loc, READY, fp.lo);
+        self.push_slot(loc, SlotState::Ready, fp.lo);
         self.ids.insert(fp.hi, seq);
         self.counters.published += 1;
         true
     }
 
     /// Positions from `next_seq` up to (not including) `seq` that no publish record accounts
-    /// for become `LOST` slots located at `at` (the damage that must have held them).
+    /// for become `Lost` slots located at `at` (the damage that must have held them).
     fn fill_to(&mut self, seq: u64, at: Loc) {
         while self.next_seq < seq {
-            self.push_slot(at, LOST, 0);
+            self.push_slot(at, SlotState::Lost, 0);
         }
     }
 
-    fn push_slot(&mut self, loc: Loc, state: u8, check: u32) {
+    fn push_slot(&mut self, loc: Loc, state: SlotState, check: u32) {
         if self.slots.is_empty() {
             self.base = self.next_seq;
             self.fresh = self.fresh.max(self.next_seq);
@@ -342,7 +369,7 @@ impl State {
     }
 
     /// Recovery: a record names position `seq`, so a message was published there; positions
-    /// up to it that have no publish record are `LOST` at `at`.
+    /// up to it that have no publish record are `Lost` at `at`.
     pub fn note_exists(&mut self, seq: u64, at: Loc) {
         if seq >= self.next_seq && seq - self.next_seq < MAX_LOST_RUN {
             self.fill_to(seq + 1, at);
@@ -359,7 +386,7 @@ impl State {
     /// The fingerprint check of the message at `seq` if it is pending or dead-lettered.
     pub fn live_check(&self, seq: u64) -> Option<u32> {
         match self.slot(seq) {
-            Some(s) if s.state != SETTLED && s.state != LOST => Some(s.check),
+            Some(s) if s.state != SlotState::Settled && s.state != SlotState::Lost => Some(s.check),
             _ => self.dlq.get(&seq).map(|e| e.check),
         }
     }
@@ -381,7 +408,7 @@ impl State {
     /// `seq` was delivered once more.
     pub fn on_deliver(&mut self, seq: u64) {
         if let Some(s) = self.slot_mut(seq)
-            && s.state != SETTLED
+            && s.state != SlotState::Settled
         {
             s.attempts = s.attempts.saturating_add(1);
         }
@@ -399,14 +426,14 @@ impl State {
     /// `seq` failed and waits until `not_before`.
     pub fn on_nack(&mut self, seq: u64, not_before: u64, failed_at: u64, error: &str) {
         match self.state_of(seq) {
-            SETTLED => return,
-            LOST => return self.note_failure(seq, failed_at, error),
+            SlotState::Settled => return,
+            SlotState::Lost => return self.note_failure(seq, failed_at, error),
             _ => {}
         }
         self.clear_hold(seq);
         self.note_failure(seq, failed_at, error);
         if let Some(s) = self.slot_mut(seq) {
-            s.state = DELAYED;
+            s.state = SlotState::Delayed;
         }
         self.delayed.insert(seq, not_before);
         self.delay_heap.push(Reverse((not_before, seq)));
@@ -475,14 +502,14 @@ impl State {
     /// order). Does not change its state.
     pub fn peek_ready(&mut self) -> Option<u64> {
         while let Some(&seq) = self.retry.front() {
-            if self.state_of(seq) == READY {
+            if self.state_of(seq) == SlotState::Ready {
                 return Some(seq);
             }
             self.retry.pop_front();
         }
         while self.fresh < self.next_seq {
             let seq = self.fresh;
-            if self.state_of(seq) == READY {
+            if self.state_of(seq) == SlotState::Ready {
                 return Some(seq);
             }
             self.fresh += 1;
@@ -490,7 +517,7 @@ impl State {
         None
     }
 
-    /// Leases the READY slot `seq` (as returned by `peek_ready`).
+    /// Leases the Ready slot `seq` (as returned by `peek_ready`).
     pub fn lease(&mut self, seq: u64, consumer: u64, deadline: u64) {
         if let Some(&front) = self.retry.front()
             && front == seq
@@ -501,7 +528,7 @@ impl State {
             self.fresh += 1;
         }
         if let Some(s) = self.slot_mut(seq) {
-            s.state = LEASED;
+            s.state = SlotState::Leased;
         }
         self.leases.insert(seq, Lease { consumer, deadline });
         self.lease_heap.push(Reverse((deadline, seq)));
@@ -517,7 +544,7 @@ impl State {
 
     /// Ends a lease without settling: the message is deliverable again at once.
     pub fn release(&mut self, seq: u64) {
-        if self.state_of(seq) == LEASED {
+        if self.state_of(seq) == SlotState::Leased {
             self.leases.remove(&seq);
             self.make_ready(seq);
             self.counters.released += 1;
@@ -525,7 +552,7 @@ impl State {
     }
 
     /// Leases whose deadline has passed, removed from the lease table (their slots are left
-    /// `LEASED` for the caller to make ready or dead-letter).
+    /// `Leased` for the caller to make ready or dead-letter).
     pub fn take_expired(&mut self, now: u64) -> Vec<u64> {
         let mut out = Vec::new();
         while let Some(&Reverse((deadline, seq))) = self.lease_heap.peek() {
@@ -548,7 +575,7 @@ impl State {
 
     /// Makes an expired lease's slot deliverable again.
     pub fn expire_to_ready(&mut self, seq: u64) {
-        if self.state_of(seq) == LEASED {
+        if self.state_of(seq) == SlotState::Leased {
             self.make_ready(seq);
         }
     }
@@ -578,8 +605,8 @@ impl State {
         self.leases.clear();
         self.lease_heap.clear();
         for s in self.slots.iter_mut() {
-            if s.state == LEASED {
-                s.state = READY;
+            if s.state == SlotState::Leased {
+                s.state = SlotState::Ready;
             }
         }
     }
@@ -587,7 +614,7 @@ impl State {
     /// Restores a delayed slot from a checkpoint.
     pub fn restore_delayed(&mut self, seq: u64, due: u64) {
         if let Some(s) = self.slot_mut(seq) {
-            s.state = DELAYED;
+            s.state = SlotState::Delayed;
         }
         self.delayed.insert(seq, due);
         self.delay_heap.push(Reverse((due, seq)));
@@ -629,7 +656,7 @@ impl State {
             ..State::default()
         };
         for s in &slots {
-            if s.state != SETTLED {
+            if s.state != SlotState::Settled {
                 st.pending += 1;
                 st.pending_bytes += u64::from(s.len);
                 *st.seg_live.entry(s.seg).or_insert(0) += 1;
@@ -660,6 +687,20 @@ mod tests {
             off: n * 100,
             len: 100,
         }
+    }
+
+    #[test]
+    fn slot_states_round_trip_through_their_byte() {
+        for s in [
+            SlotState::Settled,
+            SlotState::Ready,
+            SlotState::Leased,
+            SlotState::Delayed,
+            SlotState::Lost,
+        ] {
+            assert_eq!(SlotState::from_u8(s as u8), Some(s));
+        }
+        assert_eq!(SlotState::from_u8(5), None);
     }
 
     #[test]
@@ -754,14 +795,17 @@ mod tests {
         st.note_exists(2, damage); // e.g. a DELIVER record naming position 2
         st.on_publish(3, loc(3), None, fp(3));
         assert_eq!(st.pending, 4, "the lost positions are still accounted for");
-        assert_eq!((st.state_of(1), st.state_of(2)), (LOST, LOST));
+        assert_eq!(
+            (st.state_of(1), st.state_of(2)),
+            (SlotState::Lost, SlotState::Lost)
+        );
         assert_eq!(st.slot(1).map(Slot::loc), Some(damage));
         st.on_ack(0);
         assert_eq!(st.peek_ready(), Some(3), "lost slots are never delivered");
         st.on_nack(1, 5, 5, "x");
         assert_eq!(
             st.state_of(1),
-            LOST,
+            SlotState::Lost,
             "a nack does not make a lost slot deliverable"
         );
         assert!(st.on_dead(1, 9, "corrupt", "damaged"));

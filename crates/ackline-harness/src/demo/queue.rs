@@ -342,7 +342,8 @@ fn final_state(dir: &Path) -> anyhow::Result<Final> {
     let mut after = None;
     loop {
         let page = q
-            .dlq_list(after, 1000)
+            .dead_letters()
+            .list(after, 1000)
             .context("listing the dead-letter queue")?;
         let Some(last) = page.last() else { break };
         after = Some(last.key);

@@ -33,7 +33,7 @@ fn publish_receive_ack_and_second_settlement_is_an_error() {
     let d = &ds[1];
     assert_eq!(d.payload, b"payload 1");
     assert_eq!(d.headers, vec![("n".to_string(), "1".to_string())]);
-    assert_eq!(d.attempt, 1);
+    assert_eq!(d.tag.attempt, 1);
     assert_eq!(d.enqueued_at, env.clock_now());
     assert_eq!(d.lease_until, env.clock_now() + LEASE.as_millis() as u64);
     for d in &ds {
@@ -90,7 +90,7 @@ fn nack_redelivers_no_earlier_than_its_delay() {
     env.clock.advance(ms(1));
     let again = c.try_receive(1, LEASE).unwrap();
     assert_eq!(again.len(), 1);
-    assert_eq!((again[0].id.as_str(), again[0].attempt), ("m-0", 2));
+    assert_eq!((again[0].id.as_str(), again[0].tag.attempt), ("m-0", 2));
     assert_eq!(q.stats().redelivered, 1);
 }
 
@@ -107,7 +107,7 @@ fn reject_dead_letters_with_reason_and_the_message() {
         .unwrap();
     let st = q.stats();
     assert_eq!((st.pending, st.dead_letters, st.leased), (1, 1, 1));
-    let list = q.dlq_list(None, 10).unwrap();
+    let list = q.dead_letters().list(None, 10).unwrap();
     assert_eq!(list.len(), 1);
     let dl = &list[0];
     assert_eq!(dl.id, "m-1");
@@ -115,9 +115,9 @@ fn reject_dead_letters_with_reason_and_the_message() {
     assert_eq!(dl.reason, "parse error at byte 3");
     assert_eq!(dl.attempts, 1);
     assert_eq!(dl.last_failure, env.clock_now());
-    assert_eq!(q.dlq_get(dl.key).unwrap().unwrap(), *dl);
-    assert_eq!(q.dlq_find("m-1").unwrap(), vec![dl.clone()]);
-    assert!(q.dlq_find("m-0").unwrap().is_empty());
+    assert_eq!(q.dead_letters().get(dl.key).unwrap().unwrap(), *dl);
+    assert_eq!(q.dead_letters().find("m-1").unwrap(), vec![dl.clone()]);
+    assert!(q.dead_letters().find("m-0").unwrap().is_empty());
     assert!(matches!(
         c.ack(ds[1].tag),
         Err(SettleError::AlreadySettled { .. })
@@ -139,14 +139,18 @@ fn lease_expiry_redelivers_and_fences_the_stale_delivery() {
     );
     env.clock.advance(ms(1));
     let second = fast.try_receive(1, LEASE).unwrap().remove(0);
-    assert_eq!((second.id.as_str(), second.attempt), ("m-0", 2));
-    assert_eq!(
-        slow.ack(first.tag).unwrap_err(),
-        SettleError::Stale {
-            seq: first.tag.seq,
-            attempt: 1,
-            current: 2
-        }
+    assert_eq!((second.id.as_str(), second.tag.attempt), ("m-0", 2));
+    let err = slow.ack(first.tag).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SettleError::Stale {
+                seq,
+                attempt: 1,
+                current: 2
+            } if seq == first.tag.seq
+        ),
+        "{err}"
     );
     assert!(slow.extend(first.tag, LEASE).is_err());
     fast.ack(second.tag).unwrap().wait().unwrap();
@@ -182,7 +186,7 @@ fn extend_keeps_the_lease() {
     assert!(other.try_receive(1, LEASE).unwrap().is_empty(), "extended");
     assert_eq!(q.stats().leased, 1);
     env.clock.advance(ms(100));
-    assert_eq!(other.try_receive(1, LEASE).unwrap()[0].attempt, 2);
+    assert_eq!(other.try_receive(1, LEASE).unwrap()[0].tag.attempt, 2);
 }
 
 #[test]
@@ -197,14 +201,14 @@ fn max_attempts_dead_letters_with_the_last_error() {
     let c = q.consumer();
     for attempt in 1..=2 {
         let d = c.try_receive(1, LEASE).unwrap().remove(0);
-        assert_eq!(d.attempt, attempt);
+        assert_eq!(d.tag.attempt, attempt);
         c.nack(d.tag, ms(0), &format!("failure {attempt}")).unwrap();
     }
     let d = c.try_receive(1, LEASE).unwrap().remove(0);
-    assert_eq!(d.attempt, 3);
+    assert_eq!(d.tag.attempt, 3);
     c.nack(d.tag, ms(0), "failure 3").unwrap().wait().unwrap();
     assert!(c.try_receive(1, LEASE).unwrap().is_empty());
-    let dl = q.dlq_list(None, 10).unwrap().remove(0);
+    let dl = q.dead_letters().list(None, 10).unwrap().remove(0);
     assert_eq!(dl.reason, "max attempts exceeded");
     assert_eq!(dl.last_error, "failure 3");
     assert_eq!(dl.attempts, 3);
@@ -224,7 +228,7 @@ fn max_attempts_also_applies_to_expired_leases() {
         env.clock.advance(ms(10));
     }
     assert!(c.try_receive(1, ms(10)).unwrap().is_empty());
-    let dl = q.dlq_list(None, 10).unwrap().remove(0);
+    let dl = q.dead_letters().list(None, 10).unwrap().remove(0);
     assert_eq!(
         (dl.reason.as_str(), dl.attempts),
         ("max attempts exceeded", 2)
@@ -250,10 +254,10 @@ fn dropping_a_consumer_releases_its_deliveries_at_once() {
     assert_eq!(
         again
             .iter()
-            .map(|d| (d.id.clone(), d.attempt))
+            .map(|d| (d.id.clone(), d.tag.attempt))
             .collect::<Vec<_>>(),
         got.iter()
-            .map(|d| (d.id.clone(), d.attempt + 1))
+            .map(|d| (d.id.clone(), d.tag.attempt + 1))
             .collect::<Vec<_>>()
     );
     assert_eq!(q.stats().released, 2);
@@ -359,11 +363,19 @@ fn state_survives_a_restart_attempts_delays_and_dead_letters_included() {
     let c = q.consumer();
     let d = c.try_receive(10, LEASE).unwrap();
     assert_eq!(d.len(), 1);
-    assert_eq!((d[0].id.as_str(), d[0].attempt), ("m-3", 2), "attempt kept");
+    assert_eq!(
+        (d[0].id.as_str(), d[0].tag.attempt),
+        ("m-3", 2),
+        "attempt kept"
+    );
     env.clock.advance(ms(60_000));
     let d = c.try_receive(10, LEASE).unwrap();
-    assert_eq!((d[0].id.as_str(), d[0].attempt), ("m-1", 2), "delay kept");
-    assert_eq!(q.dlq_list(None, 10).unwrap()[0].reason, "poison");
+    assert_eq!(
+        (d[0].id.as_str(), d[0].tag.attempt),
+        ("m-1", 2),
+        "delay kept"
+    );
+    assert_eq!(q.dead_letters().list(None, 10).unwrap()[0].reason, "poison");
 }
 
 #[test]
@@ -383,24 +395,25 @@ fn replay_resets_attempts_keeps_the_id_and_leaves_the_dead_letter_queue() {
     q.sync().unwrap();
     assert_eq!(q.stats().dead_letters, 3);
     let n = q
-        .dlq_replay(&DlqSelector::Ids(vec!["m-1".to_string()]))
+        .dead_letters()
+        .replay(&DlqSelector::Ids(vec!["m-1".to_string()]))
         .unwrap();
     assert_eq!(n, 1);
     let d = c.try_receive(10, LEASE).unwrap();
     assert_eq!(d.len(), 1);
     assert_eq!(
-        (d[0].id.as_str(), d[0].attempt, d[0].payload.as_slice()),
+        (d[0].id.as_str(), d[0].tag.attempt, d[0].payload.as_slice()),
         ("m-1", 1, &b"payload 1"[..])
     );
     let filter = DlqSelector::Filter(DlqFilter {
         reason_contains: Some("schema".into()),
         ..Default::default()
     });
-    assert_eq!(q.dlq_purge(&filter).unwrap(), 1);
-    assert_eq!(q.dlq_list(None, 10).unwrap().len(), 1);
-    assert_eq!(q.dlq_replay(&DlqSelector::All).unwrap(), 1);
+    assert_eq!(q.dead_letters().purge(&filter).unwrap(), 1);
+    assert_eq!(q.dead_letters().list(None, 10).unwrap().len(), 1);
+    assert_eq!(q.dead_letters().replay(&DlqSelector::All).unwrap(), 1);
     assert_eq!(q.stats().dead_letters, 0);
-    assert_eq!(q.dlq_replay(&DlqSelector::All).unwrap(), 0);
+    assert_eq!(q.dead_letters().replay(&DlqSelector::All).unwrap(), 0);
 }
 
 #[test]
@@ -412,9 +425,9 @@ fn dead_letter_listing_pages_by_key() {
     for d in c.try_receive(5, LEASE).unwrap() {
         c.reject(d.tag, "no").unwrap();
     }
-    let p1 = q.dlq_list(None, 2).unwrap();
-    let p2 = q.dlq_list(Some(p1[1].key), 2).unwrap();
-    let p3 = q.dlq_list(Some(p2[1].key), 2).unwrap();
+    let p1 = q.dead_letters().list(None, 2).unwrap();
+    let p2 = q.dead_letters().list(Some(p1[1].key), 2).unwrap();
+    let p3 = q.dead_letters().list(Some(p2[1].key), 2).unwrap();
     let ids: Vec<_> = p1
         .iter()
         .chain(&p2)
@@ -485,12 +498,26 @@ fn a_failed_fsync_poisons_the_queue() {
     sim.fail_syncs(true);
     let err = q.publish(msgs(1..2)).unwrap_err();
     assert!(err.to_string().contains("fsync"), "{err}");
+    // The publish whose fsync failed gets the failure itself, typed: operation, file and the
+    // operating system's error.
+    let PublishError::Queue(QueueError::Io { cause: first, .. }) = err else {
+        panic!("expected QueueError::Io, got {err}");
+    };
+    assert_eq!(first.op, "fsync of");
+    assert!(
+        first.path.extension().is_some_and(|e| e == "seg"),
+        "{first}"
+    );
+    assert!(
+        first.cause.to_string().contains("simulated fsync failure"),
+        "{first}"
+    );
     sim.fail_syncs(false);
     // Never retried: the queue stays refused even though fsync would work again.
     let err = q.publish(msgs(2..3)).unwrap_err();
     assert!(
-        matches!(err, PublishError::Queue(QueueError::Poisoned { .. })),
-        "{err}"
+        matches!(&err, PublishError::Queue(QueueError::Poisoned { cause, .. }) if std::sync::Arc::ptr_eq(cause, &first)),
+        "later writes are refused with the original cause: {err}"
     );
     let c = q.consumer();
     assert!(c.try_receive(1, LEASE).is_err());

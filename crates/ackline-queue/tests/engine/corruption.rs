@@ -66,7 +66,7 @@ fn recover(disk: &SimFs, env: &Env) -> (Vec<String>, RecoveryReport, Vec<DeadLet
         .into_iter()
         .map(|d| d.id)
         .collect();
-    let dead = q.dlq_list(None, 100).unwrap();
+    let dead = q.dead_letters().list(None, 100).unwrap();
     (ids, q.recovery_report().clone(), dead)
 }
 

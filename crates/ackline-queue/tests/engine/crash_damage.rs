@@ -114,7 +114,7 @@ fn kill_9_and_a_flipped_byte_leave_nothing_silently_missing() {
     }
     let twice: Vec<_> = pending.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "ids pending twice: {twice:?}");
-    let dead = q.dlq_list(None, usize::MAX).unwrap();
+    let dead = q.dead_letters().list(None, usize::MAX).unwrap();
     // Entries whose stored message is damaged: reason `corrupt` (its publish record was lost
     // or found damaged on delivery), or a rejected message whose record was damaged later.
     // Each stands for one message whose id can no longer be read.

@@ -85,7 +85,7 @@ fn drain(q: &ackline_queue::Queue) -> (Vec<String>, Vec<DeadLetter>) {
             ids.push(d.id);
         }
     }
-    (ids, q.dlq_list(None, usize::MAX).unwrap())
+    (ids, q.dead_letters().list(None, usize::MAX).unwrap())
 }
 
 fn ids(r: std::ops::Range<usize>) -> BTreeSet<String> {
@@ -213,7 +213,11 @@ fn damaged_records_are_quarantined_and_dead_lettered_never_dropped() {
         drop(q);
         drop(db);
         let (_db, q) = open(copy.path(), no_checkpoint());
-        assert_eq!(q.dlq_list(None, usize::MAX).unwrap().len(), n, "{what}");
+        assert_eq!(
+            q.dead_letters().list(None, usize::MAX).unwrap().len(),
+            n,
+            "{what}"
+        );
         assert_eq!(quarantined(copy.path()), report.corrupt.len(), "{what}");
     }
 }
@@ -333,9 +337,22 @@ fn read_errors_are_the_queues_failure_not_the_messages() {
         assert_eq!(ds.len(), 1, "a passing read error is retried");
         sim.fail_reads(1000);
         let err = c.try_receive(10, LEASE).unwrap_err();
-        assert!(matches!(err, QueueError::Poisoned { .. }), "{err}");
-        assert!(q.dlq_list(None, 10).map(|v| v.is_empty()).unwrap_or(true));
+        assert!(
+            matches!(&err, QueueError::Io { cause, .. } if cause.op == "reading" && cause.offset.is_some()),
+            "the receive that hit the failure reports it: {err}"
+        );
+        assert!(
+            q.dead_letters()
+                .list(None, 10)
+                .map(|v| v.is_empty())
+                .unwrap_or(true)
+        );
         sim.fail_reads(0);
+        let err = c.try_receive(10, LEASE).unwrap_err();
+        assert!(
+            matches!(err, QueueError::Poisoned { .. }),
+            "later operations are refused: {err}"
+        );
     }
     let disk = sim.power_loss(Torn::None);
     let env = Env {
@@ -440,7 +457,7 @@ fn inspection_changes_no_file_even_while_another_process_writes() {
         let ro = Db::open_read_only(env.dir.path()).unwrap();
         let rq = ro.queue("q", QueueOptions::default()).unwrap();
         assert_eq!(rq.stats().pending, 4);
-        assert_eq!(rq.dlq_list(None, 10).unwrap().len(), 1);
+        assert_eq!(rq.dead_letters().list(None, 10).unwrap().len(), 1);
         assert!(matches!(
             rq.publish(msgs(9..10)),
             Err(ackline_queue::PublishError::Queue(
@@ -547,7 +564,7 @@ fn an_id_pending_or_dead_lettered_is_not_enqueued_twice_across_restarts() {
             [false, true, true, true],
             "{reopen}: m-0 was acked (may come again), m-1 is dead-lettered, m-2/m-3 pending"
         );
-        assert_eq!(q.dlq_find("m-1").unwrap().len(), 1, "{reopen}");
+        assert_eq!(q.dead_letters().find("m-1").unwrap().len(), 1, "{reopen}");
         // Settle the new m-0 so the next round starts from the same books.
         let c = q.consumer();
         for d in c.try_receive(10, LEASE).unwrap() {
@@ -562,7 +579,8 @@ fn an_id_pending_or_dead_lettered_is_not_enqueued_twice_across_restarts() {
     // A replayed dead letter is pending again under its id: still one copy.
     let (_db, q) = env.open(opts());
     assert_eq!(
-        q.dlq_replay(&ackline_queue::DlqSelector::Ids(vec!["m-1".into()]))
+        q.dead_letters()
+            .replay(&ackline_queue::DlqSelector::Ids(vec!["m-1".into()]))
             .unwrap(),
         1
     );

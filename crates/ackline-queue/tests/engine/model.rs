@@ -197,9 +197,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         "delivered a message that was not ready: {:?}",
                         d.tag
                     );
-                    prop_assert_eq!(d.attempt, m.attempts + 1);
+                    prop_assert_eq!(d.tag.attempt, m.attempts + 1);
                     prop_assert_eq!(&d.id, &format!("m-{}", d.tag.seq));
-                    if d.attempt == 1 {
+                    if d.tag.attempt == 1 {
                         prop_assert!(
                             last_first.is_none_or(|l| l < d.tag.seq),
                             "first deliveries out of order"
@@ -304,7 +304,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             .collect();
         let engine_dead: Vec<u64> = w
             .q()
-            .dlq_list(None, usize::MAX)
+            .dead_letters()
+            .list(None, usize::MAX)
             .unwrap()
             .iter()
             .map(|d| d.key)

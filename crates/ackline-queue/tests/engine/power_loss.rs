@@ -52,7 +52,7 @@ fn workload(env: &Env, sim: &SimFs, fail_after: u64) -> Books {
         };
         for (i, d) in ds.into_iter().enumerate() {
             let e = books.max_attempt.entry(d.id.clone()).or_default();
-            *e = (*e).max(d.attempt);
+            *e = (*e).max(d.tag.attempt);
             let r = match (i + round) % 4 {
                 0 | 1 => c.ack(d.tag).map(|cm| (cm, Some(&mut books.acked))),
                 2 => c
@@ -95,10 +95,10 @@ fn check_after(env: &Env, books: &Books, torn: Torn, step: u64) {
         for d in ds {
             if let Some(&before) = books.max_attempt.get(&d.id) {
                 assert!(
-                    d.attempt > before,
+                    d.tag.attempt > before,
                     "step {step} {torn:?}: {} delivered as attempt {before} before the crash, {} after",
                     d.id,
-                    d.attempt
+                    d.tag.attempt
                 );
             }
             assert!(
@@ -111,7 +111,8 @@ fn check_after(env: &Env, books: &Books, torn: Torn, step: u64) {
         }
     }
     let dead: BTreeSet<String> = q
-        .dlq_list(None, usize::MAX)
+        .dead_letters()
+        .list(None, usize::MAX)
         .unwrap()
         .into_iter()
         .map(|d| d.id)

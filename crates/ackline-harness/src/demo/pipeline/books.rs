@@ -136,7 +136,10 @@ pub fn check(
     let mut dead_entries = 0u64;
     let mut after = None;
     loop {
-        let page = q.dlq_list(after, 1000).context("listing dead letters")?;
+        let page = q
+            .dead_letters()
+            .list(after, 1000)
+            .context("listing dead letters")?;
         let Some(last) = page.last() else { break };
         after = Some(last.key);
         for d in page {

@@ -109,7 +109,7 @@ fn decide(seed: u64, d: &Delivery) -> Action {
         d.id.strip_prefix("m-")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-    let h = mix(seed ^ mix(n) ^ u64::from(d.attempt).rotate_left(40));
+    let h = mix(seed ^ mix(n) ^ u64::from(d.tag.attempt).rotate_left(40));
     if h % 100 < 5 {
         Action::Nack(Duration::from_millis((h >> 8) % 20 + 1))
     } else {
@@ -251,14 +251,14 @@ fn consume(
         let mut rejects = Vec::new();
         let mut nacks = Vec::new();
         for d in &ds {
-            jw.push(Kind::Delivered, &d.id, d.attempt);
+            jw.push(Kind::Delivered, &d.id, d.tag.attempt);
             match decide(seed, d) {
                 Action::Ack => {
-                    jw.push(Kind::AckIntent, &d.id, d.attempt);
+                    jw.push(Kind::AckIntent, &d.id, d.tag.attempt);
                     acks.push(d);
                 }
                 Action::Reject => {
-                    jw.push(Kind::RejectIntent, &d.id, d.attempt);
+                    jw.push(Kind::RejectIntent, &d.id, d.tag.attempt);
                     rejects.push(d);
                 }
                 Action::Nack(delay) => nacks.push((d, delay)),
@@ -269,30 +269,30 @@ fn consume(
         for (d, delay) in nacks {
             commits.push(
                 c.nack(d.tag, delay, "transient failure (demo)")
-                    .with_context(|| format!("nacking {} attempt {}", d.id, d.attempt))?,
+                    .with_context(|| format!("nacking {} attempt {}", d.id, d.tag.attempt))?,
             );
-            jw.push(Kind::Nacked, &d.id, d.attempt);
+            jw.push(Kind::Nacked, &d.id, d.tag.attempt);
         }
         for d in &acks {
             commits.push(
                 c.ack(d.tag)
-                    .with_context(|| format!("acking {} attempt {}", d.id, d.attempt))?,
+                    .with_context(|| format!("acking {} attempt {}", d.id, d.tag.attempt))?,
             );
         }
         for d in &rejects {
             commits.push(
                 c.reject(d.tag, "poison payload")
-                    .with_context(|| format!("rejecting {} attempt {}", d.id, d.attempt))?,
+                    .with_context(|| format!("rejecting {} attempt {}", d.id, d.tag.attempt))?,
             );
         }
         for cm in commits {
             cm.wait().context("waiting for settlements to be durable")?;
         }
         for d in acks {
-            jw.push(Kind::Acked, &d.id, d.attempt);
+            jw.push(Kind::Acked, &d.id, d.tag.attempt);
         }
         for d in rejects {
-            jw.push(Kind::Rejected, &d.id, d.attempt);
+            jw.push(Kind::Rejected, &d.id, d.tag.attempt);
         }
         jw.sync()?;
     }
