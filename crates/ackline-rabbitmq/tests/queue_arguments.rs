@@ -275,7 +275,7 @@ async fn a_crash_loop_on_a_classic_queue_reaches_max_attempts() {
     assert_eq!(attempts, [1, 2, 3]);
     let dl = b.dlq_list(None, 10).await.unwrap();
     assert_eq!(dl[0].payload, b"kills its worker");
-    assert_eq!(dl[0].reason, "max attempts exceeded");
+    assert_eq!(dl[0].reason, ackline_broker::REASON_MAX_ATTEMPTS);
     assert_eq!(b.stats().await.unwrap().pending, 0);
     b.close().await;
 }

@@ -219,7 +219,8 @@ pub fn log_recovery(q: &ackline_queue::Queue) {
         tracing::error!(
             queue,
             messages = r.lost_messages,
-            "messages with damaged records moved to the dead-letter queue with reason \"corrupt\""
+            "messages with damaged records moved to the dead-letter queue with reason {:?}",
+            ackline_broker::REASON_CORRUPT
         );
     }
 }
