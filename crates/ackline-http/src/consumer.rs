@@ -13,10 +13,11 @@
 //! - A receive's HTTP deadline is its wait plus a margin, so the client never gives up on a
 //!   long-poll the server is still honouring (which would strand deliveries until their lease).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ackline_broker::{BrokerError, ConsumerOptions, Delivery, SettleError, Settlement, Tag};
+use parking_lot::Mutex;
 use serde_json::json;
 
 use crate::NAME;
@@ -66,10 +67,7 @@ impl HttpConsumer {
     }
 
     fn session(&self) -> String {
-        self.session
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.session.lock().clone()
     }
 
     fn path(&self, session: &str, rest: &str) -> String {
@@ -117,7 +115,7 @@ impl ackline_broker::Consumer for HttpConsumer {
             Err(Error::NotFound(code)) if code == "session_not_found" => {
                 tracing::info!(queue = %self.queue, "lease session lost; opening a new one");
                 let fresh = Self::new_session(&self.client, &self.queue, self.opts).await?;
-                *self.session.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+                *self.session.lock() = fresh.clone();
                 Ok(self.receive_once(&fresh, max, wait).await?)
             }
             r => Ok(r?),

@@ -48,8 +48,8 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ackline_broker::{BrokerError, ConsumerOptions, Delivery, SettleError, Settlement, Tag};
@@ -58,6 +58,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Acker, Channel};
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -133,10 +134,6 @@ pub(crate) struct Shared {
     closed: AtomicBool,
 }
 
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// A RabbitMQ consumer (see the module doc).
 pub struct RabbitConsumer {
     shared: Arc<Shared>,
@@ -206,7 +203,7 @@ impl RabbitConsumer {
         for t in &self.tasks {
             t.abort();
         }
-        let mut st = lock(&self.shared.state);
+        let mut st = self.shared.state.lock();
         let n = st.held.len();
         st.held.clear();
         st.buffer.clear();
@@ -295,7 +292,7 @@ async fn read_loop(shared: Arc<Shared>, first: Channel) {
         let resumed = shared.resume.notified();
         tokio::pin!(resumed);
         resumed.as_mut().enable();
-        if lock(&shared.state).suspended {
+        if shared.state.lock().suspended {
             // Wake now and then to notice a dead channel or a close.
             let _ = tokio::time::timeout(Duration::from_millis(500), resumed).await;
             continue;
@@ -321,7 +318,7 @@ async fn read_loop(shared: Arc<Shared>, first: Channel) {
                 continue;
             }
         };
-        lock(&shared.state).consumer_tag = Some(tag);
+        shared.state.lock().consumer_tag = Some(tag);
         // Deliveries already there are taken together: one lock and one wake-up of `receive`
         // per burst rather than per delivery.
         let mut burst = Vec::new();
@@ -347,7 +344,9 @@ async fn read_loop(shared: Arc<Shared>, first: Channel) {
             }
             if !burst.is_empty() {
                 let arrived = Instant::now();
-                lock(&shared.state)
+                shared
+                    .state
+                    .lock()
                     .buffer
                     .extend(burst.drain(..).map(|delivery| Raw {
                         generation,
@@ -362,7 +361,7 @@ async fn read_loop(shared: Arc<Shared>, first: Channel) {
             }
         }
         let suspended = {
-            let mut st = lock(&shared.state);
+            let mut st = shared.state.lock();
             st.consumer_tag = None;
             st.suspended
         };
@@ -376,7 +375,7 @@ async fn read_loop(shared: Arc<Shared>, first: Channel) {
 }
 
 fn new_generation(shared: &Shared, ch: Channel) -> u64 {
-    let mut st = lock(&shared.state);
+    let mut st = shared.state.lock();
     st.generation += 1;
     st.channel = Some(ch);
     st.generation
@@ -387,7 +386,7 @@ fn new_generation(shared: &Shared, ch: Channel) -> u64 {
 /// count a delivery the application never saw), then the original is acked.
 async fn rehome(shared: &Shared, generation: u64) {
     let raws: Vec<Raw> = {
-        let mut st = lock(&shared.state);
+        let mut st = shared.state.lock();
         let (mine, others): (VecDeque<Raw>, VecDeque<Raw>) = st
             .buffer
             .drain(..)
@@ -422,7 +421,7 @@ async fn rehome(shared: &Shared, generation: u64) {
 /// The channel of `generation` is gone: RabbitMQ requeues what it held, so its deliveries are
 /// fenced (`Stale`) and its buffered ones dropped.
 fn lose(shared: &Shared, generation: u64) {
-    let mut st = lock(&shared.state);
+    let mut st = shared.state.lock();
     if st.generation == generation {
         st.channel = None;
     }
@@ -447,7 +446,7 @@ async fn reap_loop(shared: Arc<Shared>) {
         tokio::time::sleep(tick).await;
         let now = Instant::now();
         let (expired, cancel) = {
-            let mut st = lock(&shared.state);
+            let mut st = shared.state.lock();
             let keys: Vec<(u64, u32)> = st
                 .held
                 .iter()
@@ -513,7 +512,7 @@ struct Receiving<'a>(&'a Shared);
 
 impl<'a> Receiving<'a> {
     fn enter(sh: &'a Shared) -> Self {
-        let mut st = lock(&sh.state);
+        let mut st = sh.state.lock();
         st.receiving += 1;
         if st.suspended {
             st.suspended = false;
@@ -525,7 +524,7 @@ impl<'a> Receiving<'a> {
 
 impl Drop for Receiving<'_> {
     fn drop(&mut self) {
-        let mut st = lock(&self.0.state);
+        let mut st = self.0.state.lock();
         st.receiving = st.receiving.saturating_sub(1);
         st.last_receive = Instant::now();
     }
@@ -572,7 +571,7 @@ impl ackline_broker::Consumer for RabbitConsumer {
         // (index, key, acker, attempt, plan)
         let mut work: Vec<(usize, u64, Acker, u32, Plan)> = Vec::new();
         {
-            let mut st = lock(&sh.state);
+            let mut st = sh.state.lock();
             let now = Instant::now();
             for (i, (tag, how)) in items.iter().enumerate() {
                 if tag.token.as_deref().is_some_and(|t| t != &*sh.token) {
@@ -648,7 +647,7 @@ impl ackline_broker::Consumer for RabbitConsumer {
         if !copies.is_empty()
             && let Err(e) = inner.publish_copies(&copies).await
         {
-            let mut st = lock(&sh.state);
+            let mut st = sh.state.lock();
             for (_, key, ..) in &work {
                 if let Some(h) = st.held.get_mut(key) {
                     h.settling = false;
@@ -663,7 +662,7 @@ impl ackline_broker::Consumer for RabbitConsumer {
                 .collect(),
         )
         .await;
-        let mut st = lock(&sh.state);
+        let mut st = sh.state.lock();
         let mut settled = 0;
         let (mut acked, mut nacked, mut dead) = (0, 0, 0);
         for ((i, key, _, attempt, plan), r) in work.into_iter().zip(acks) {
@@ -720,7 +719,7 @@ impl RabbitConsumer {
     fn take(&self, max: usize) -> Result<(Vec<Delivery>, Vec<Diverted>), BrokerError> {
         let sh = &self.shared;
         let inner = &sh.inner;
-        let mut st = lock(&sh.state);
+        let mut st = sh.state.lock();
         let room = sh.opts.prefetch.max(1).saturating_sub(st.held.len());
         let mut out = Vec::new();
         let mut diverted = Vec::new();

@@ -54,8 +54,8 @@ pub mod publish;
 pub mod url;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ackline_broker::{
@@ -64,6 +64,7 @@ use ackline_broker::{
 };
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
+use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::attempts::{Envelope, int, long_string, now_ms};
@@ -202,8 +203,8 @@ impl Inner {
         Instant::now() + self.opts.publish_timeout
     }
 
-    fn declared(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
-        self.declared.lock().unwrap_or_else(|e| e.into_inner())
+    fn declared(&self) -> parking_lot::MutexGuard<'_, BTreeSet<u64>> {
+        self.declared.lock()
     }
 
     /// Declares a queue on a short-lived channel (a refusal closes only that channel).
