@@ -35,7 +35,6 @@ pub mod sessions;
 pub mod slots;
 pub mod state;
 pub mod syslog;
-pub mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -40,7 +40,7 @@ use ackline_broker::embedded::EmbeddedConsumer;
 use ackline_broker::{ConsumerOptions, Delivery};
 use parking_lot::Mutex;
 
-use crate::wire::SettleResult;
+use ackline_wire::SettleResult;
 
 /// How long a session outlives its lease unheard before the reaper drops it.
 pub const IDLE_GRACE: Duration = Duration::from_secs(30);
@@ -143,7 +143,7 @@ impl Session {
         let at = h.live.remove(&(key, attempt))?;
         let repeat = match result {
             SettleResult::Ok => SettleResult::AlreadySettled,
-            other => other.clone(),
+            other => *other,
         };
         let cap = self.opts.prefetch.clamp(1, ENDED_CAP);
         while h.ended_order.len() >= cap {
