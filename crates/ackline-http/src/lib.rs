@@ -1,7 +1,7 @@
 //! # ackline-http: the lease API as a broker
 //!
 //! [`HttpBroker`] implements [`ackline_broker::Broker`], [`Consumer`](ackline_broker::Consumer)
-//! and [`DeadLetters`](ackline_broker::DeadLetters) over an `ackline-server`'s HTTP API, so the
+//! and [`DeadLetters`] over an `ackline-server`'s HTTP API, so the
 //! worker runtime runs remote workers unchanged (`ackline work --queue http://HOST:PORT`).
 //!
 //! The client is hyper-util's pooled HTTP/1 client: the server already builds hyper, so the
