@@ -3,8 +3,6 @@
 //! When RabbitMQ is unreachable: under `CI=true` the test fails with a clear message;
 //! otherwise it prints `skipped: RabbitMQ not reachable at ...: <reason>` and returns.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -5,8 +5,6 @@
 //! - Rejected: the DLQ entry keeps the payload.
 //! - With `message_id` only: that is the id; payload and attempts behave as for ackline's own.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -14,6 +12,8 @@ use ackline_broker::{Broker, Consumer, ConsumerOptions, DeadLetters, DlqSelector
 use ackline_rabbitmq::RabbitBroker;
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString};
+
+use crate::common;
 
 fn opts(lease: Duration) -> ConsumerOptions {
     ConsumerOptions {

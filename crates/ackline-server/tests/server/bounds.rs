@@ -3,15 +3,12 @@
 //! length, sessions per token, reason and error sizes. Each test runs its own server on an
 //! ephemeral 127.0.0.1 port.
 
-#![allow(clippy::unwrap_used)]
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ackline_server::{Scope, ServerConfig, Token};
 
-mod common;
-use common::{Resp, http, start};
+use crate::common::{Resp, http, start};
 
 async fn published(addr: SocketAddr, queue: &str) -> u64 {
     let r = http(addr, "GET", &format!("/v1/queues/{queue}/stats"), &[], b"").await;

@@ -5,16 +5,14 @@
 //! The child is this test executable itself, run with `ACKLINE_RABBIT_CHILD` set: then the
 //! `child_worker` test acts as the worker (and is a no-op otherwise).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ackline_broker::{Broker, DeadLetters};
 use ackline_rabbitmq::RabbitBroker;
+
+use crate::common;
 
 const CHILD: &str = "ACKLINE_RABBIT_CHILD";
 const N: usize = 2000;
@@ -40,7 +38,12 @@ async fn child_worker() {
 
 fn spawn_child(url: &str, queue: &str, db: &Path, log: &Path) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_worker", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "kill::child_worker",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(
             CHILD,
             format!("{url}|{queue}|{}|{}", db.display(), log.display()),

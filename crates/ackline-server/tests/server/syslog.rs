@@ -10,8 +10,6 @@
 //! Without `logger` (or `rsyslogd`) a test prints why it is skipped, unless `CI=true`, where it
 //! fails. Nothing sleeps to synchronise: every wait polls a condition against a deadline.
 
-#![allow(clippy::unwrap_used)]
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};

@@ -1,14 +1,13 @@
 //! StdinInput against the embedded queue.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use ackline_input::{At, InputError, StdinConfig, StdinInput, stdin_message_id};
-use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
+
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_lines_get_run_ids_headers_and_exact_payloads() {

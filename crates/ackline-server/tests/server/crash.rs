@@ -1,8 +1,6 @@
 //! kill -9 of the server under ingest load: every line that got a 2xx is in the queue after a
 //! restart. The child is this test binary itself, re-run with `ACKLINE_CRASH_CHILD_DIR` set.
 
-#![allow(clippy::unwrap_used)]
-
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -59,7 +57,7 @@ fn kill_9_under_ingest_loses_no_confirmed_line() {
     const LINES: usize = 20;
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child_server", "--nocapture"])
+        .args(["--exact", "crash::crash_child_server", "--nocapture"])
         .env(CHILD, dir.path())
         .stdout(Stdio::null())
         .spawn()

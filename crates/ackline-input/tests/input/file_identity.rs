@@ -4,16 +4,15 @@
 //! reuses a freed inode at once (ext4, xfs, overlay), and simulated in the saved positions
 //! otherwise.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ackline_broker::Broker;
 use ackline_input::{FileInput, FileInputConfig, InputError, StartAt};
-use common::*;
 use tokio::sync::watch;
+
+use crate::common::*;
 
 fn config(fx: &Fixture, paths: &[String]) -> FileInputConfig {
     let mut c = FileInputConfig::new(paths.to_vec(), fx.state());

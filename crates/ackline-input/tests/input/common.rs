@@ -1,6 +1,5 @@
 //! Shared test support: an embedded queue on a tempdir, a broker double that fails on
 //! command, position stores that fail or check, and deadline-bounded waits.
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -21,6 +20,8 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 /// A queue, a log directory and a state directory, all in one tempdir.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
+    /// The data directory, held open (and locked) as long as the fixture lives.
+    #[allow(dead_code)]
     pub db: Db,
     pub broker: Arc<EmbeddedBroker>,
 }

@@ -1,8 +1,6 @@
 //! FileInput against the embedded queue: payloads, ids, headers, restarts, rotation,
 //! truncation, deletion, globs, long lines, odd bytes and a refusing broker.
 
-mod common;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,8 +11,9 @@ use ackline_input::{
     file_message_id,
 };
 use ackline_queue::QueueOptions;
-use common::*;
 use tokio::sync::watch;
+
+use crate::common::*;
 
 fn config(fx: &Fixture, paths: &[String]) -> FileInputConfig {
     let mut c = FileInputConfig::new(paths.to_vec(), fx.state());

@@ -3,16 +3,13 @@
 //! that needs authority, a readiness probe that does not sync. Every test is bounded in
 //! connections (tens) and time (seconds).
 
-#![allow(clippy::unwrap_used)]
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// `/metrics` grows with neither the number nor the size of the methods clients invent:
 /// the `method` label takes values from a closed set.

@@ -1,10 +1,10 @@
 //! The backend contract suite on RabbitMQ (the server on this machine, or `ACKLINE_AMQP_URL`).
 //! Each test gets fresh queues, deleted afterwards even when the test fails.
 
-mod common;
-
 use ackline_broker::contract::{ContractOptions, Factory};
 use ackline_rabbitmq::RabbitBroker;
+
+use crate::common;
 
 struct Rabbit {
     url: String,

@@ -2,15 +2,13 @@
 //! consumers reconnect by themselves, the publisher publishes again, nothing is lost and
 //! nothing is stored twice.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ackline_broker::{Broker, DeadLetters};
 use ackline_rabbitmq::RabbitBroker;
+
+use crate::common;
 
 /// Published before the close; `N` in all.
 const FIRST: usize = 3000;

@@ -1,8 +1,6 @@
 //! The server over real HTTP: auth and scopes, limits, ingest formats and idempotency,
 //! metrics names. Each test runs its own server on an ephemeral 127.0.0.1 port.
 
-#![allow(clippy::unwrap_used)]
-
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -11,8 +9,7 @@ use std::time::Duration;
 use ackline_queue::QueueOptions;
 use ackline_server::{Server, ServerConfig};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// Captures every tracing event's fields, to show no token is ever logged.
 struct Capture(Arc<Mutex<String>>);

@@ -2,8 +2,6 @@
 //! [`RabbitBroker`], parsing lines into an idempotent SQLite store, and logging each
 //! delivery's `(id, attempt)` to a file so the parent can see redeliveries.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
-
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

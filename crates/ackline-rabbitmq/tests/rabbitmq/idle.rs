@@ -2,12 +2,12 @@
 //! consumers that ask), and its next `receive` consumes again: the reader must notice the end
 //! of the cancelled consume (lapin reports it once) and not wait on it forever.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use ackline_broker::{Broker, Consumer, ConsumerOptions, Message, Settlement};
 use ackline_rabbitmq::RabbitBroker;
+
+use crate::common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_consumer_consumes_again_on_its_next_receive() {

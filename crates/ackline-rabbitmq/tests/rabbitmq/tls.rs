@@ -8,10 +8,6 @@
 //! and a server certificate the client does not trust is a `Fatal` error naming the
 //! certificate, with no password in it, never a plaintext fallback.
 
-#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
-
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +19,8 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair}
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+
+use crate::common;
 
 /// A private CA and a server certificate it issued for 127.0.0.1.
 struct Pki {

@@ -1,7 +1,5 @@
-//! Helpers shared by the server's HTTP test binaries: a server on an ephemeral loopback port,
+//! Helpers shared by the server's HTTP tests: a server on an ephemeral loopback port,
 //! tokens of each scope, and one-shot HTTP/1.1 requests over plain sockets.
-
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

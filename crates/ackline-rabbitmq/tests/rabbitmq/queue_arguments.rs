@@ -10,8 +10,6 @@
 //! - On a classic queue, each crash of a worker counts an attempt, so `max_attempts` ends a
 //!   crash loop.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use ackline_broker::{Broker, BrokerError, Consumer, ConsumerOptions, DeadLetters, Message};
@@ -19,6 +17,8 @@ use ackline_rabbitmq::{DELIVERY_LIMIT, QueueType, RabbitBroker, RabbitOptions};
 use lapin::BasicProperties;
 use lapin::options::{BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
+
+use crate::common;
 
 fn s(v: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(v.as_bytes().to_vec()))
