@@ -14,10 +14,11 @@
 //! already settled or unknown.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ackline_queue as q;
+use parking_lot::Mutex;
 
 use crate::{
     Broker, BrokerError, BrokerStats, ConsumerOptions, DeadLetter, DeadLetters, Delivery,
@@ -215,13 +216,9 @@ pub struct EmbeddedConsumer {
     held: Arc<Mutex<HashSet<(u64, u32)>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl crate::Consumer for EmbeddedConsumer {
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BrokerError> {
-        let room = self.opts.prefetch.saturating_sub(lock(&self.held).len());
+        let room = self.opts.prefetch.saturating_sub(self.held.lock().len());
         let max = max.min(room);
         if max == 0 {
             return Ok(Vec::new());
@@ -229,7 +226,7 @@ impl crate::Consumer for EmbeddedConsumer {
         let inner = self.inner.clone();
         let lease = self.opts.lease;
         let got = blocking(move || inner.receive(max, lease, wait).map_err(queue_error)).await?;
-        let mut held = lock(&self.held);
+        let mut held = self.held.lock();
         Ok(got
             .into_iter()
             .map(|d| {
@@ -290,7 +287,7 @@ impl crate::Consumer for EmbeddedConsumer {
         settle_run(&mut run, &mut results);
         let mut out = Vec::with_capacity(results.len());
         {
-            let mut held = lock(&self.held);
+            let mut held = self.held.lock();
             for ((tag, how), r) in items.iter().zip(results) {
                 let r = match r {
                     Ok(()) => Ok(()),

@@ -16,8 +16,8 @@
 //! - A lease not settled in time, or held by a closed consumer, is redelivered; past the
 //!   backend's `max_attempts` the message goes to the dead-letter queue with its reason.
 //!
-//! With the `contract` feature, [`contract`] holds the test suite every backend must pass, and
-//! [`contract_tests!`] expands it into one test per rule.
+//! With the `contract` feature, `contract` holds the test suite every backend must pass, and
+//! `contract_tests!` expands it into one test per rule.
 
 use std::future::Future;
 use std::sync::Arc;

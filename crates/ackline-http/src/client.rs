@@ -221,12 +221,7 @@ fn parse<T: DeserializeOwned>(b: &[u8]) -> Result<T, Error> {
 }
 
 fn status_error(status: StatusCode, body: &[u8], retry_after: Option<Duration>) -> Error {
-    #[derive(serde::Deserialize)]
-    struct E {
-        error: String,
-        message: String,
-    }
-    let (code, message) = match serde_json::from_slice::<E>(body) {
+    let (code, message) = match serde_json::from_slice::<ackline_wire::ErrorBody>(body) {
         Ok(e) => (e.error, e.message),
         Err(_) => (String::new(), String::from_utf8_lossy(body).into_owned()),
     };

@@ -13,15 +13,15 @@
 //! - A receive's HTTP deadline is its wait plus a margin, so the client never gives up on a
 //!   long-poll the server is still honouring (which would strand deliveries until their lease).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ackline_broker::{BrokerError, ConsumerOptions, Delivery, SettleError, Settlement, Tag};
-use serde_json::json;
+use ackline_wire::{self as wire, millis};
+use parking_lot::Mutex;
 
-use crate::NAME;
 use crate::client::{Client, Error};
-use crate::wire;
+use crate::{NAME, bad_payload};
 
 /// A lease session on the server.
 #[derive(Debug)]
@@ -33,17 +33,16 @@ pub struct HttpConsumer {
     closed: bool,
 }
 
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl HttpConsumer {
     async fn new_session(
         client: &Client,
         queue: &str,
         opts: ConsumerOptions,
     ) -> Result<String, BrokerError> {
-        let body = json!({ "prefetch": opts.prefetch, "lease_ms": ms(opts.lease) });
+        let body = wire::OpenSession {
+            prefetch: opts.prefetch,
+            lease_ms: millis(opts.lease),
+        };
         let s: wire::Session = client
             .post(&format!("/v1/queues/{queue}/sessions"), &body, None)
             .await?;
@@ -66,10 +65,7 @@ impl HttpConsumer {
     }
 
     fn session(&self) -> String {
-        self.session
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.session.lock().clone()
     }
 
     fn path(&self, session: &str, rest: &str) -> String {
@@ -82,7 +78,10 @@ impl HttpConsumer {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Delivery>, Error> {
-        let body = json!({ "max": max, "wait_ms": ms(wait) });
+        let body = wire::ReceiveRequest {
+            max,
+            wait_ms: millis(wait),
+        };
         let r: wire::Deliveries = self
             .client
             .post(
@@ -91,22 +90,10 @@ impl HttpConsumer {
                 Some(wait + Duration::from_secs(15)),
             )
             .await?;
-        let mut out = Vec::with_capacity(r.deliveries.len());
-        for d in r.deliveries {
-            out.push(Delivery {
-                tag: Tag {
-                    key: d.key,
-                    attempt: d.attempt,
-                    token: None,
-                },
-                id: d.id,
-                headers: d.headers,
-                payload: wire::decode(d.payload, &d.encoding).map_err(Error::Broker)?,
-                enqueued_at: d.enqueued_at,
-                attempt: d.attempt,
-            });
-        }
-        Ok(out)
+        r.deliveries
+            .into_iter()
+            .map(|d| d.into_broker().map_err(|e| Error::Broker(bad_payload(e))))
+            .collect()
     }
 }
 
@@ -117,7 +104,7 @@ impl ackline_broker::Consumer for HttpConsumer {
             Err(Error::NotFound(code)) if code == "session_not_found" => {
                 tracing::info!(queue = %self.queue, "lease session lost; opening a new one");
                 let fresh = Self::new_session(&self.client, &self.queue, self.opts).await?;
-                *self.session.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+                *self.session.lock() = fresh.clone();
                 Ok(self.receive_once(&fresh, max, wait).await?)
             }
             r => Ok(r?),
@@ -131,33 +118,14 @@ impl ackline_broker::Consumer for HttpConsumer {
         let n = items.len();
         let items: Vec<wire::SettleItem> = items
             .into_iter()
-            .map(|(t, s)| {
-                let mut item = wire::SettleItem::new(t.key, t.attempt);
-                match s {
-                    Settlement::Ack => item.op = "ack",
-                    Settlement::Nack { delay, error } => {
-                        item.op = "nack";
-                        item.delay_ms = Some(ms(delay));
-                        item.error = Some(error);
-                    }
-                    Settlement::Reject { reason } => {
-                        item.op = "reject";
-                        item.reason = Some(reason);
-                    }
-                    Settlement::Extend { lease } => {
-                        item.op = "extend";
-                        item.lease_ms = Some(ms(lease));
-                    }
-                }
-                item
-            })
+            .map(|(t, s)| wire::SettleItem::new(&t, s))
             .collect();
         let session = self.session();
         let r: wire::SettleResults = match self
             .client
             .post(
                 &self.path(&session, "/settle"),
-                &wire::SettleBody { items },
+                &wire::SettleRequest { items },
                 None,
             )
             .await
@@ -180,22 +148,7 @@ impl ackline_broker::Consumer for HttpConsumer {
                 ),
             });
         }
-        r.results
-            .into_iter()
-            .map(|r| match r.result.as_str() {
-                "ok" => Ok(Ok(())),
-                "stale" => Ok(Err(SettleError::Stale {
-                    attempt: r.attempt,
-                    current: r.current,
-                })),
-                "already_settled" => Ok(Err(SettleError::AlreadySettled)),
-                "unknown" => Ok(Err(SettleError::Unknown)),
-                other => Err(BrokerError::Fatal {
-                    backend: NAME,
-                    reason: format!("server answered unknown result {other:?}"),
-                }),
-            })
-            .collect()
+        Ok(r.results.into_iter().map(Into::into).collect())
     }
 
     async fn close(mut self) {

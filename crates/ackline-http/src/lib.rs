@@ -1,13 +1,15 @@
 //! # ackline-http: the lease API as a broker
 //!
 //! [`HttpBroker`] implements [`ackline_broker::Broker`], [`Consumer`](ackline_broker::Consumer)
-//! and [`DeadLetters`](ackline_broker::DeadLetters) over an `ackline-server`'s HTTP API, so the
+//! and [`DeadLetters`] over an `ackline-server`'s HTTP API, so the
 //! worker runtime runs remote workers unchanged (`ackline work --queue http://HOST:PORT`).
 //!
 //! The client is hyper-util's pooled HTTP/1 client: the server already builds hyper, so the
 //! client adds almost nothing to compile, where reqwest would add its own stack (url, cookie,
 //! redirect and TLS layers) that a loopback or LAN lease API does not use. Plain `http://`
 //! only; put a TLS-terminating proxy in front when workers cross an untrusted network.
+//!
+//! The bodies are [`ackline_wire`]'s, the types the server reads and writes.
 //!
 //! How each verb maps (see `docs/server.md`):
 //! - `publish` → `POST /v1/queues/{q}/messages` (200 once durable);
@@ -27,7 +29,6 @@
 
 mod client;
 mod consumer;
-mod wire;
 
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ use ackline_broker::{
     Broker, BrokerError, BrokerStats, ConsumerOptions, DeadLetter, DeadLetters, DlqSelector,
     Message,
 };
+use ackline_wire as wire;
 
 pub use client::Client;
 pub use consumer::HttpConsumer;
@@ -84,9 +86,11 @@ impl Broker for HttpBroker {
     }
 
     async fn publish(&self, batch: Vec<Message>) -> Result<(), BrokerError> {
-        let body = wire::publish_body(batch);
+        let body = wire::PublishRequest {
+            messages: batch.into_iter().map(wire::NewMessage::from).collect(),
+        };
         self.client
-            .post::<serde_json::Value>(&self.qpath("/messages"), &body, None)
+            .post::<wire::Published>(&self.qpath("/messages"), &body, None)
             .await?;
         Ok(())
     }
@@ -111,11 +115,8 @@ impl DeadLetters for HttpBroker {
         if let Some(a) = after {
             path.push_str(&format!("&after={a}"));
         }
-        let r: wire::DlqList = self.client.get(&path).await?;
-        r.entries
-            .into_iter()
-            .map(wire::DeadLetter::into_broker)
-            .collect()
+        let r: wire::DeadLetterList = self.client.get(&path).await?;
+        r.entries.into_iter().map(dead_letter).collect()
     }
 
     async fn dlq_get(&self, key: u64) -> Result<Option<DeadLetter>, BrokerError> {
@@ -124,25 +125,38 @@ impl DeadLetters for HttpBroker {
             .get::<wire::DeadLetter>(&self.qpath(&format!("/dlq/{key}")))
             .await
         {
-            Ok(d) => d.into_broker().map(Some),
+            Ok(d) => dead_letter(d).map(Some),
             Err(client::Error::NotFound(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
     async fn dlq_replay(&self, sel: DlqSelector) -> Result<usize, BrokerError> {
-        let r: wire::Count = self
+        let r: wire::Replayed = self
             .client
-            .post(&self.qpath("/dlq/replay"), &wire::selector(sel), None)
+            .post(&self.qpath("/dlq/replay"), &wire::Selector::from(sel), None)
             .await?;
-        Ok(r.replayed.unwrap_or(0))
+        Ok(r.replayed)
     }
 
     async fn dlq_purge(&self, sel: DlqSelector) -> Result<usize, BrokerError> {
-        let r: wire::Count = self
+        let r: wire::Purged = self
             .client
-            .post(&self.qpath("/dlq/purge"), &wire::selector(sel), None)
+            .post(&self.qpath("/dlq/purge"), &wire::Selector::from(sel), None)
             .await?;
-        Ok(r.purged.unwrap_or(0))
+        Ok(r.purged)
+    }
+}
+
+/// A dead letter as the server sent it; a payload that does not decode is the server's fault.
+fn dead_letter(d: wire::DeadLetter) -> Result<DeadLetter, BrokerError> {
+    d.into_broker().map_err(bad_payload)
+}
+
+/// A payload from the server that does not decode (`Fatal`: the server broke the contract).
+fn bad_payload(e: wire::PayloadError) -> BrokerError {
+    BrokerError::Fatal {
+        backend: NAME,
+        reason: format!("server sent a bad payload: {e}"),
     }
 }

@@ -9,20 +9,20 @@
 //!
 //! | contract | on RabbitMQ |
 //! | --- | --- |
-//! | durable publish | durable **quorum** queue (`x-queue-type = quorum`; classic on request) that RabbitMQ never drops from: `x-delivery-limit` = [`DELIVERY_LIMIT`] (4.x defaults to 20, then drops) and its own dead-lettering into `<queue>.dlq`, at least once, persistent messages (`delivery_mode` 2), **publisher confirms**: [`Broker::publish`] returns once every message is confirmed; a `basic.nack` is an error ([`publish`]) |
-//! | attempt | `x-ackline-attempt` (deliveries that ended before this copy was published) + the quorum queue's `x-delivery-count` (or the `redelivered` flag on classic queues, written into a republished copy so it accumulates) + 1 ([`attempts`]) |
+//! | durable publish | durable **quorum** queue (`x-queue-type = quorum`; classic on request) that RabbitMQ never drops from: `x-delivery-limit` = [`DELIVERY_LIMIT`] (4.x defaults to 20, then drops) and its own dead-lettering into `<queue>.dlq`, at least once, persistent messages (`delivery_mode` 2), **publisher confirms**: [`Broker::publish`] returns once every message is confirmed; a `basic.nack` is an error (`publish.rs`) |
+//! | attempt | `x-ackline-attempt` (deliveries that ended before this copy was published) + the quorum queue's `x-delivery-count` (or the `redelivered` flag on classic queues, written into a republished copy so it accumulates) + 1 (`attempts.rs`) |
 //! | ack | `basic.ack` (manual acks); lapin's `Ok(false)` (dead channel) is `SettleError::Stale`, never success |
-//! | nack with delay | a confirmed copy (attempt header +1, last error) to the delay queue of the smallest power-of-two bucket `>=` the delay, which dead-letters back into the main queue at least once; then `basic.ack` of the original ([`delay`]) |
-//! | reject, max attempts | a confirmed copy to the quorum queue `<queue>.dlq` with reason, last error, attempts, first/last failure; then `basic.ack` ([`dlq`]) |
-//! | lease (ack timeout) | a client-side timer per consumer: an expired delivery is `basic.nack(requeue)`ed (so redelivered at once, attempt + 1) and fenced; `extend` renews it ([`consumer`]) |
+//! | nack with delay | a confirmed copy (attempt header +1, last error) to the delay queue of the smallest power-of-two bucket `>=` the delay, which dead-letters back into the main queue at least once; then `basic.ack` of the original (`delay.rs`) |
+//! | reject, max attempts | a confirmed copy to the quorum queue `<queue>.dlq` with reason, last error, attempts, first/last failure; then `basic.ack` (`dlq.rs`) |
+//! | lease (ack timeout) | a client-side timer per consumer: an expired delivery is `basic.nack(requeue)`ed (so redelivered at once, attempt + 1) and fenced; `extend` renews it (`consumer.rs`) |
 //! | release on close / crash | RabbitMQ requeues a closed channel's or dead connection's unacked deliveries (2-10 ms) |
 //! | prefetch | `basic.qos(prefetch)` on each consumer's channel |
 //! | backpressure | `x-max-length-bytes` + `x-overflow = reject-publish`: the broker nacks, [`Broker::publish`] returns `BrokerError::Full` |
-//! | dead-letter list/show/replay/purge | a scan of `<queue>.dlq` on its own channel; replay publishes (confirmed) then acks ([`dlq`]) |
-//! | reconnection | one connection per [`RabbitBroker`], re-established with backoff; unconfirmed publishes are published again; consumers re-consume on a new channel ([`connection`]) |
+//! | dead-letter list/show/replay/purge | a scan of `<queue>.dlq` on its own channel; replay publishes (confirmed) then acks (`dlq.rs`) |
+//! | reconnection | one connection per [`RabbitBroker`], re-established with backoff; unconfirmed publishes are published again; consumers re-consume on a new channel (`connection.rs`) |
 //!
 //! Credentials come from the URL (`amqp://user:pass@host:port/vhost`, `amqps://` for TLS) or
-//! the environment variable [`url::ENV_URL`]; the password is never printed ([`url`]).
+//! the environment variable [`ENV_URL`]; the password is never printed (`url.rs`).
 //!
 //! ## Invariants
 //! - A publish, a nack's copy, a dead-letter copy and a replay's copy are each confirmed by the
@@ -32,7 +32,7 @@
 //!   same id, and ackline's stores are idempotent by id. Losses are not. The one duplicate
 //!   with a second id: a message another producer published with no id at all is adopted
 //!   under a new random id (republished, confirmed, then acked), and an ack lost after that
-//!   confirm adopts it again ([`attempts`], `docs/rabbitmq.md`).
+//!   confirm adopts it again (`attempts.rs`, `docs/rabbitmq.md`).
 //! - No panic on broker input: headers of any type or absent decode to defaults.
 //!
 //! ```no_run
@@ -45,17 +45,17 @@
 //! # Ok(()) }
 //! ```
 
-pub mod attempts;
-pub mod connection;
-pub mod consumer;
-pub mod delay;
-pub mod dlq;
-pub mod publish;
-pub mod url;
+mod attempts;
+mod connection;
+mod consumer;
+mod delay;
+mod dlq;
+mod publish;
+mod url;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ackline_broker::{
@@ -64,6 +64,7 @@ use ackline_broker::{
 };
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
+use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::attempts::{Envelope, int, long_string, now_ms};
@@ -202,8 +203,8 @@ impl Inner {
         Instant::now() + self.opts.publish_timeout
     }
 
-    fn declared(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
-        self.declared.lock().unwrap_or_else(|e| e.into_inner())
+    fn declared(&self) -> parking_lot::MutexGuard<'_, BTreeSet<u64>> {
+        self.declared.lock()
     }
 
     /// Declares a queue on a short-lived channel (a refusal closes only that channel).

@@ -106,7 +106,10 @@ impl From<BrokerError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.code, "message": self.message });
+        let body = ackline_wire::ErrorBody {
+            error: self.code.to_string(),
+            message: self.message,
+        };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(d) = self.retry_after {
             let secs = d.as_secs_f64().ceil().max(1.0) as u64;

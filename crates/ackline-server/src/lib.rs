@@ -35,7 +35,6 @@ pub mod sessions;
 pub mod slots;
 pub mod state;
 pub mod syslog;
-pub mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -219,7 +218,8 @@ pub fn log_recovery(q: &ackline_queue::Queue) {
         tracing::error!(
             queue,
             messages = r.lost_messages,
-            "messages with damaged records moved to the dead-letter queue with reason \"corrupt\""
+            "messages with damaged records moved to the dead-letter queue with reason {:?}",
+            ackline_broker::REASON_CORRUPT
         );
     }
 }

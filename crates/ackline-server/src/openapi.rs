@@ -1,11 +1,16 @@
 //! The OpenAPI 3 document, hand-written in `openapi.json` beside this file and served as is.
 //!
 //! Hand-written rather than derived (utoipa): no proc-macro build cost, and the document is
-//! reviewed as the contract it is. The test below keeps it honest: the set of (method, path)
-//! in the document equals the router's table, both ways.
+//! reviewed as the contract it is. Tests keep it honest: the set of (method, path) in the
+//! document equals the router's table, both ways (below); and every request and response body
+//! of the lease and admin API fits its schema as [`ackline_wire`]'s types write it, the types
+//! both this server and its client `ackline-http` use (`bodies`).
 
 /// The document.
 pub const DOCUMENT: &str = include_str!("openapi.json");
+
+#[cfg(test)]
+mod bodies;
 
 #[cfg(test)]
 mod tests {

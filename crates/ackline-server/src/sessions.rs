@@ -32,14 +32,15 @@
 //!   retried settle answers as the first did; older ones answer `unknown`.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ackline_broker::embedded::EmbeddedConsumer;
 use ackline_broker::{ConsumerOptions, Delivery};
+use parking_lot::Mutex;
 
-use crate::wire::SettleResult;
+use ackline_wire::SettleResult;
 
 /// How long a session outlives its lease unheard before the reaper drops it.
 pub const IDLE_GRACE: Duration = Duration::from_secs(30);
@@ -102,17 +103,13 @@ impl Drop for Busy {
 
 impl Session {
     fn touch(&self) {
-        *self.last_seen.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-    }
-
-    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
+        *self.last_seen.lock() = Instant::now();
     }
 
     /// Remembers each of `ds` (just handed out) and when it was enqueued, up to `prefetch`
     /// entries.
     pub fn handed_out(&self, ds: &[Delivery]) {
-        let mut h = self.held();
+        let mut h = self.held.lock();
         for d in ds {
             if h.live.len() >= self.opts.prefetch {
                 break;
@@ -124,14 +121,15 @@ impl Session {
 
     /// Whether this session handed out delivery (key, attempt) and has not ended it.
     pub fn holds(&self, key: u64, attempt: u32) -> bool {
-        self.held().live.contains_key(&(key, attempt))
+        self.held.lock().live.contains_key(&(key, attempt))
     }
 
     /// What a settlement of (key, attempt), which this session does not hold, answers: as the
     /// settlement that ended it here did, or `unknown` (never handed out by this session, or
     /// ended too long ago).
     pub fn not_held(&self, key: u64, attempt: u32) -> SettleResult {
-        self.held()
+        self.held
+            .lock()
             .ended
             .get(&(key, attempt))
             .cloned()
@@ -141,11 +139,11 @@ impl Session {
     /// Ends delivery (key, attempt) with `result` (what the settlement that ended it answered);
     /// its `enqueued_at` if it was held.
     pub fn end(&self, key: u64, attempt: u32, result: &SettleResult) -> Option<u64> {
-        let mut h = self.held();
+        let mut h = self.held.lock();
         let at = h.live.remove(&(key, attempt))?;
         let repeat = match result {
             SettleResult::Ok => SettleResult::AlreadySettled,
-            other => other.clone(),
+            other => *other,
         };
         let cap = self.opts.prefetch.clamp(1, ENDED_CAP);
         while h.ended_order.len() >= cap {
@@ -161,16 +159,16 @@ impl Session {
     /// Forgets delivery (key, attempt) without an outcome (its settlement failed as a whole);
     /// its `enqueued_at` if it was held.
     pub fn forget(&self, key: u64, attempt: u32) -> Option<u64> {
-        self.held().live.remove(&(key, attempt))
+        self.held.lock().live.remove(&(key, attempt))
     }
 
     /// Deliveries held now.
     pub fn remembered(&self) -> usize {
-        self.held().live.len()
+        self.held.lock().live.len()
     }
 
     fn idle_expired(&self, now: Instant) -> bool {
-        let seen = *self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = *self.last_seen.lock();
         self.busy.load(Ordering::Acquire) == 0
             && now.duration_since(seen) > self.opts.lease.saturating_add(IDLE_GRACE)
     }
@@ -183,10 +181,6 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Registers a session of `owner` and returns its id, or `Err(n)` when `owner` has `n`
     /// sessions open already, `n >= max` (the consumer is dropped, nothing registered).
     pub fn open(
@@ -197,7 +191,7 @@ impl Sessions {
         owner: Owner,
         max: usize,
     ) -> Result<String, usize> {
-        let mut map = self.map();
+        let mut map = self.map.lock();
         let n = map.values().filter(|s| s.owner == owner).count();
         if n >= max {
             return Err(n);
@@ -218,7 +212,7 @@ impl Sessions {
 
     /// The session `id` of `queue`, marked busy until the guard drops.
     pub fn enter(&self, queue: &str, id: &str) -> Option<Busy> {
-        let map = self.map();
+        let map = self.map.lock();
         let s = map.get(id).filter(|s| s.queue == queue)?.clone();
         s.busy.fetch_add(1, Ordering::AcqRel);
         s.touch();
@@ -228,7 +222,7 @@ impl Sessions {
     /// Drops session `id` of `queue`; whether it existed. Its deliveries are released when the
     /// last request using it ends.
     pub fn close(&self, queue: &str, id: &str) -> bool {
-        let mut map = self.map();
+        let mut map = self.map.lock();
         if map.get(id).is_some_and(|s| s.queue == queue) {
             map.remove(id);
             true
@@ -239,7 +233,7 @@ impl Sessions {
 
     /// Drops sessions idle past their lease plus [`IDLE_GRACE`]; returns how many.
     pub fn reap(&self, now: Instant) -> usize {
-        let mut map = self.map();
+        let mut map = self.map.lock();
         let before = map.len();
         map.retain(|_, s| !s.idle_expired(now));
         before - map.len()
@@ -247,7 +241,7 @@ impl Sessions {
 
     /// Sessions open now.
     pub fn len(&self) -> usize {
-        self.map().len()
+        self.map.lock().len()
     }
 
     /// Whether none is open.
@@ -257,12 +251,12 @@ impl Sessions {
 
     /// Drops them all.
     pub fn clear(&self) {
-        self.map().clear();
+        self.map.lock().clear();
     }
 
     /// How often the reaper should look: a quarter of the shortest lease, within 10 ms..1 s.
     pub fn reap_interval(&self) -> Duration {
-        let min = self.map().values().map(|s| s.opts.lease).min();
+        let min = self.map.lock().values().map(|s| s.opts.lease).min();
         min.map_or(Duration::from_millis(250), |l| l / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(1))
     }

@@ -15,10 +15,11 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// How often a connection waiting for a full table asks another idle connection to close.
@@ -80,18 +81,19 @@ impl Slots {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Connections holding a slot now.
     pub fn len(&self) -> usize {
-        self.lock().conns.len()
+        self.table.lock().conns.len()
     }
 
     /// Connections with a request or frame in progress now.
     pub fn busy_len(&self) -> usize {
-        self.lock().conns.values().filter(|e| e.busy > 0).count()
+        self.table
+            .lock()
+            .conns
+            .values()
+            .filter(|e| e.busy > 0)
+            .count()
     }
 
     /// Whether no connection holds a slot.
@@ -116,7 +118,7 @@ impl Slots {
     /// A slot for a connection from `ip`: at once if one is free, else after shedding the
     /// connection idle the longest; refused over the per-client cap.
     pub async fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
-        if self.over_cap(&self.lock(), ip) {
+        if self.over_cap(&self.table.lock(), ip) {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::PerClient);
         }
@@ -135,7 +137,7 @@ impl Slots {
                 _ = tokio::time::sleep(SHED_RETRY) => {}
             }
         };
-        let mut t = self.lock();
+        let mut t = self.table.lock();
         if self.over_cap(&t, ip) {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::PerClient);
@@ -166,7 +168,7 @@ impl Slots {
     /// Asks the connection idle the longest (and not asked yet) to close; false if none has
     /// been idle for [`MIN_IDLE`].
     pub fn shed_one(&self) -> bool {
-        let mut t = self.lock();
+        let mut t = self.table.lock();
         let now = Instant::now();
         let oldest = t
             .conns
@@ -206,7 +208,7 @@ impl Slot {
     /// Marks the connection busy (a request or frame in progress) until the guard drops; a
     /// busy connection is never picked for shedding.
     pub fn busy(&self) -> Busy {
-        if let Some(e) = self.slots.lock().conns.get_mut(&self.id) {
+        if let Some(e) = self.slots.table.lock().conns.get_mut(&self.id) {
             e.busy += 1;
             e.served = true;
         }
@@ -219,6 +221,7 @@ impl Slot {
     /// Whether nothing is in progress on the connection.
     pub fn is_idle(&self) -> bool {
         self.slots
+            .table
             .lock()
             .conns
             .get(&self.id)
@@ -229,6 +232,7 @@ impl Slot {
     /// slow client: closing it cannot cut a response).
     pub fn never_busy(&self) -> bool {
         self.slots
+            .table
             .lock()
             .conns
             .get(&self.id)
@@ -243,7 +247,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut t = self.slots.lock();
+        let mut t = self.slots.table.lock();
         if let Some(e) = t.conns.remove(&self.id)
             && let Some(n) = t.per_ip.get_mut(&e.ip)
         {
@@ -264,7 +268,7 @@ pub struct Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        if let Some(e) = self.slots.lock().conns.get_mut(&self.id) {
+        if let Some(e) = self.slots.table.lock().conns.get_mut(&self.id) {
             e.busy = e.busy.saturating_sub(1);
             e.idle_since = Instant::now();
         }

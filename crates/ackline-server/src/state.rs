@@ -6,11 +6,12 @@
 //! directory holds fewer than `max_queues` (checked under the `Db` lock).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use ackline_broker::embedded::EmbeddedBroker;
 use ackline_queue::Db;
+use parking_lot::Mutex;
 
 use crate::config::ServerConfig;
 use crate::error::ApiError;
@@ -27,10 +28,6 @@ pub struct Queues {
     max: usize,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Queues {
     pub(crate) fn new(db: Db, opts: ackline_queue::QueueOptions, max: usize) -> Self {
         Queues {
@@ -43,14 +40,14 @@ impl Queues {
 
     /// Whether the queue `name` exists (open, or on disk).
     pub fn exists(&self, name: &str) -> bool {
-        lock(&self.open).contains_key(name) || self.names().iter().any(|n| n == name)
+        self.open.lock().contains_key(name) || self.names().iter().any(|n| n == name)
     }
 
     /// The queue `name`, opening it if needed and creating it if it does not exist and the
     /// data directory has fewer than the maximum number of queues (403 otherwise). Who may
     /// create a queue is the router's business (see `routes::Table`).
     pub fn get(&self, name: &str) -> Result<EmbeddedBroker, ApiError> {
-        if let Some(b) = lock(&self.open).get(name) {
+        if let Some(b) = self.open.lock().get(name) {
             return Ok(b.clone());
         }
         if !ackline_queue::valid_queue_name(name) {
@@ -58,13 +55,13 @@ impl Queues {
                 "invalid queue name {name:?}: 1 to 128 of A-Z a-z 0-9 . _ -"
             )));
         }
-        let db = lock(&self.db);
+        let db = self.db.lock();
         let Some(db) = db.as_ref() else {
             return Err(ApiError::unavailable("the server is shutting down"));
         };
         // Counted under the `db` lock, so two creations cannot both pass the limit.
         let mut names: Vec<String> = db.queue_names().unwrap_or_default();
-        names.extend(lock(&self.open).keys().cloned());
+        names.extend(self.open.lock().keys().cloned());
         names.sort();
         names.dedup();
         if !names.iter().any(|n| n == name) && names.len() >= self.max {
@@ -82,7 +79,7 @@ impl Queues {
             .map_err(|e| ApiError::unavailable(format!("opening queue {name}: {e}")))?;
         crate::log_recovery(&q);
         let b = EmbeddedBroker::new(q);
-        lock(&self.open).insert(name.to_string(), b.clone());
+        self.open.lock().insert(name.to_string(), b.clone());
         Ok(b)
     }
 
@@ -96,8 +93,8 @@ impl Queues {
 
     /// Names of the queues on disk and open.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = lock(&self.open).keys().cloned().collect();
-        if let Some(db) = lock(&self.db).as_ref()
+        let mut names: Vec<String> = self.open.lock().keys().cloned().collect();
+        if let Some(db) = self.db.lock().as_ref()
             && let Ok(on_disk) = db.queue_names()
         {
             names.extend(on_disk);
@@ -109,7 +106,8 @@ impl Queues {
 
     /// The queues open now.
     pub fn open_queues(&self) -> Vec<(String, EmbeddedBroker)> {
-        lock(&self.open)
+        self.open
+            .lock()
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
@@ -117,8 +115,8 @@ impl Queues {
 
     /// Closes every queue (flush and checkpoint) and the data directory.
     pub fn close(&self) {
-        lock(&self.open).clear();
-        if let Some(db) = lock(&self.db).take() {
+        self.open.lock().clear();
+        if let Some(db) = self.db.lock().take() {
             db.close();
         }
     }

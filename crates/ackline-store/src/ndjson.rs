@@ -21,14 +21,19 @@
 //!   synced; [`NdjsonStore::recovery`] reports how many bytes. A complete
 //!   line that is not a record with an `id` is left as it is, reported by
 //!   byte offset, and not indexed.
+//! - **A panic leaves the state consistent**: the state's mutex does not
+//!   poison (`parking_lot`), which is sound because a panic while holding it
+//!   happens before `len`/`ids` are updated (they change only after a
+//!   successful sync).
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use ackline_parse::Record;
+use parking_lot::Mutex;
 use serde::Deserialize;
 
 use crate::error::join_error;
@@ -165,14 +170,6 @@ fn recover(path: &Path) -> Result<(State, NdjsonRecovery), StoreError> {
     Ok((state, recovery))
 }
 
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    // A panic while holding the lock happens before `len`/`ids` are updated
-    // (they change only after a successful sync), so the state is consistent.
-    state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 fn write(path: &Path, st: &mut State, batch: &[Record]) -> Result<WriteReport, StoreError> {
     if let Some(why) = &st.broken {
         return Err(StoreError::fatal(
@@ -237,7 +234,7 @@ impl Store for NdjsonStore {
         let (state, path) = (self.state.clone(), self.path.clone());
         let batch = batch.to_vec();
         async move {
-            tokio::task::spawn_blocking(move || write(&path, &mut lock(&state), &batch))
+            tokio::task::spawn_blocking(move || write(&path, &mut state.lock(), &batch))
                 .await
                 .map_err(|e| join_error(KIND, &e))?
         }
@@ -247,7 +244,7 @@ impl Store for NdjsonStore {
         let (state, path) = (self.state.clone(), self.path.clone());
         async move {
             tokio::task::spawn_blocking(move || {
-                let st = lock(&state);
+                let st = state.lock();
                 if let Some(why) = &st.broken {
                     return Err(StoreError::fatal(
                         KIND,

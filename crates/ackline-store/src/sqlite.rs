@@ -25,17 +25,21 @@
 //!   is known exactly.
 //! - All SQLite calls run under `spawn_blocking`: a writer connection behind
 //!   a mutex (SQLite has one writer anyway) and a separate read-only
-//!   connection for queries, which WAL lets run beside writes.
+//!   connection for queries, which WAL lets run beside writes. The mutexes
+//!   do not poison (`parking_lot`): a task that panicked holding the writer
+//!   had its transaction rolled back by the guard's drop, so the connection
+//!   stays usable.
 //! - Storage of a record: see [`crate::row`] for timestamps and `pid`; the
 //!   raw line is in `raw` (TEXT) when it is UTF-8, else in `raw_bytes`
 //!   (BLOB), exactly one of the two set (a `CHECK` holds it). Text columns
 //!   hold NUL bytes as they are (bound with their length).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use ackline_parse::{Record, Severity};
+use parking_lot::Mutex;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 use crate::error::join_error;
@@ -165,7 +169,7 @@ impl SqliteStore {
     /// `Fatal` on I/O errors or a row this binary cannot decode.
     pub async fn query(&self, q: &Query) -> Result<Vec<Record>, StoreError> {
         let (reader, table, q) = (self.reader.clone(), self.table.clone(), q.clone());
-        tokio::task::spawn_blocking(move || query::run(&lock(&reader), &table, &q))
+        tokio::task::spawn_blocking(move || query::run(&reader.lock(), &table, &q))
             .await
             .map_err(|e| join_error(KIND, &e))?
     }
@@ -177,7 +181,8 @@ impl SqliteStore {
     pub async fn count(&self) -> Result<u64, StoreError> {
         let (reader, table) = (self.reader.clone(), self.table.clone());
         tokio::task::spawn_blocking(move || {
-            let n: i64 = lock(&reader)
+            let n: i64 = reader
+                .lock()
                 .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
                 .map_err(classify)?;
             Ok(u64::try_from(n).unwrap_or(0))
@@ -204,7 +209,7 @@ impl Store for SqliteStore {
             if batch.rows.is_empty() {
                 return Ok(WriteReport::default());
             }
-            tokio::task::spawn_blocking(move || write(&mut lock(&writer), &sql, &batch))
+            tokio::task::spawn_blocking(move || write(&mut writer.lock(), &sql, &batch))
                 .await
                 .map_err(|e| join_error(KIND, &e))?
         }
@@ -214,7 +219,8 @@ impl Store for SqliteStore {
         let reader = self.reader.clone();
         async move {
             tokio::task::spawn_blocking(move || {
-                lock(&reader)
+                reader
+                    .lock()
                     .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
                     .map_err(classify)
             })
@@ -222,14 +228,6 @@ impl Store for SqliteStore {
             .map_err(|e| join_error(KIND, &e))?
         }
     }
-}
-
-/// A poisoned mutex only means another task panicked while holding the
-/// connection; its transaction was rolled back by the guard's drop, so the
-/// connection is still usable.
-fn lock<T>(conn: &Mutex<T>) -> MutexGuard<'_, T> {
-    conn.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write(w: &mut Writer, sql: &str, batch: &Encoded) -> Result<WriteReport, StoreError> {

@@ -12,9 +12,10 @@
 //! operating system (a pipe or terminal cannot be fsynced).
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ackline_parse::Record;
+use parking_lot::Mutex;
 
 use crate::error::join_error;
 use crate::{Store, StoreError, WriteReport};
@@ -80,9 +81,7 @@ impl Store for StdoutStore {
         async move {
             encoded?;
             tokio::task::spawn_blocking(move || {
-                let mut out = out
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut out = out.lock();
                 out.write_all(&buf)
                     .and_then(|()| out.flush())
                     .map_err(|e| match e.kind() {

@@ -18,9 +18,9 @@
 //! starts, available when it ends, with its duration), and so is every `warn_every` of an
 //! ongoing outage (with the last error), never more often.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tokio::sync::watch;
 
 /// Probe backoff parameters.
@@ -105,10 +105,6 @@ impl Breaker {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     pub fn is_open(&self) -> bool {
         *self.open_tx.borrow()
     }
@@ -117,7 +113,7 @@ impl Breaker {
     /// outage (logged at WARN); during one, the error is logged every `warn_every`.
     pub fn trip(&self, error: &dyn std::fmt::Display) -> bool {
         let started = {
-            let mut i = self.lock();
+            let mut i = self.inner.lock();
             if i.outage.is_none() {
                 let now = Instant::now();
                 tracing::warn!(
@@ -143,7 +139,7 @@ impl Breaker {
     /// A write succeeded: the outage, if any, is over (logged at WARN with its duration).
     pub fn close(&self) {
         {
-            let mut i = self.lock();
+            let mut i = self.inner.lock();
             i.failures = 0;
             if let Some(o) = i.outage.take() {
                 tracing::warn!(
@@ -162,7 +158,8 @@ impl Breaker {
 
     /// How long the current outage has lasted and its last error, if there is one.
     pub fn outage(&self) -> Option<(Duration, String)> {
-        self.lock()
+        self.inner
+            .lock()
             .outage
             .as_ref()
             .map(|o| (o.since.elapsed(), o.last_error.clone()))
@@ -170,14 +167,14 @@ impl Breaker {
 
     /// The wait before the next probe.
     pub fn next_delay(&self) -> Duration {
-        let n = self.lock().failures.min(30);
+        let n = self.inner.lock().failures.min(30);
         let d = self.policy.base.saturating_mul(1u32 << n.min(20));
         d.min(self.policy.cap)
     }
 
     /// Claims the right to probe; false if another worker is probing.
     pub fn claim_probe(&self) -> bool {
-        let mut i = self.lock();
+        let mut i = self.inner.lock();
         !std::mem::replace(&mut i.probing, true)
     }
 
@@ -186,7 +183,7 @@ impl Breaker {
     /// toward the backoff. `None`: the probe was abandoned (shutdown).
     pub fn probe_done(&self, result: Option<Result<(), &dyn std::fmt::Display>>) {
         let ok = {
-            let mut i = self.lock();
+            let mut i = self.inner.lock();
             i.probing = false;
             i.failures = i.failures.saturating_add(1);
             match result {

@@ -117,9 +117,9 @@ pub enum ForwardError {
     /// The destination failed in a way waiting cannot fix.
     #[error("forwarding destination: {0}")]
     Destination(BrokerError),
-    /// A forwarding task panicked or was cancelled.
+    /// A forwarding task panicked or was cancelled (the `JoinError` tells which).
     #[error("forwarding task failed: {0}")]
-    Task(String),
+    Task(tokio::task::JoinError),
 }
 
 /// Forwards from `src` to `dst` with `cfg.tasks` tasks until `stop` turns true, or a fatal
@@ -161,7 +161,7 @@ pub async fn forward<S: Broker, D: Broker>(
         let err = match joined {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e),
-            Err(e) => Some(ForwardError::Task(e.to_string())),
+            Err(e) => Some(ForwardError::Task(e)),
         };
         if let Some(e) = err
             && first_err.is_none()

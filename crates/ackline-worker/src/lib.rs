@@ -126,9 +126,13 @@ pub enum WorkerError {
         /// The store's last error.
         last_error: String,
     },
-    /// A worker task ended abnormally.
+    /// A worker task panicked or was cancelled ([`JoinError::is_panic`] tells which, and
+    /// [`JoinError::into_panic`] gives the payload to resume it).
+    ///
+    /// [`JoinError::is_panic`]: tokio::task::JoinError::is_panic
+    /// [`JoinError::into_panic`]: tokio::task::JoinError::into_panic
     #[error("worker task: {0}")]
-    Task(String),
+    Task(tokio::task::JoinError),
 }
 
 /// A delivery in hand, not yet settled.
@@ -235,7 +239,7 @@ impl<B: Broker, S: Store, P: Process> Runtime<B, S, P> {
                         let _ = halt_tx.send(true);
                     }
                     Some(Err(e)) => {
-                        first_error.get_or_insert(WorkerError::Task(e.to_string()));
+                        first_error.get_or_insert(WorkerError::Task(e));
                         let _ = halt_tx.send(true);
                     }
                 },

@@ -6,6 +6,8 @@
 //! selector (`{"all": true}` for everything), never an empty body.
 
 use ackline_broker::{Broker, DeadLetters};
+use ackline_queue::QueueStats;
+use ackline_wire as wire;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -16,7 +18,6 @@ use serde::Deserialize;
 use crate::error::ApiError;
 use crate::routes::json;
 use crate::state::AppState;
-use crate::wire;
 
 /// `GET /healthz`: the process serves HTTP.
 pub async fn healthz() -> Response {
@@ -89,9 +90,9 @@ pub async fn list_queues(State(st): State<AppState>) -> Result<Response, ApiErro
     let mut out = Vec::new();
     for name in st.queues.names() {
         let q = st.queues.get(&name)?;
-        out.push(wire::Stats::of(&name, &q.queue().stats()));
+        out.push(stats(&name, &q.queue().stats()));
     }
-    Ok(Json(serde_json::json!({ "queues": out })).into_response())
+    Ok(Json(wire::QueueList { queues: out }).into_response())
 }
 
 /// `PUT /v1/queues/{queue}`: creates the queue (201), or finds it (200); 403 at
@@ -107,7 +108,7 @@ pub async fn create_queue(
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(wire::Stats::of(&queue, &q.queue().stats()))).into_response())
+    Ok((status, Json(stats(&queue, &q.queue().stats()))).into_response())
 }
 
 /// `GET /v1/queues/{queue}/stats`.
@@ -118,7 +119,7 @@ pub async fn queue_stats(
     let q = st.queues.existing(&queue)?;
     // Through the broker, so the counts are the ones every backend reports.
     let _ = q.stats().await?;
-    Ok(Json(wire::Stats::of(&queue, &q.queue().stats())).into_response())
+    Ok(Json(stats(&queue, &q.queue().stats())).into_response())
 }
 
 /// Query of `GET /v1/queues/{queue}/dlq`.
@@ -139,8 +140,8 @@ pub async fn dlq_list(
     let b = st.queues.existing(&queue)?;
     let limit = q.limit.unwrap_or(100).min(10_000);
     let list = b.dlq_list(q.after, limit).await?;
-    let entries: Vec<wire::DeadLetter> = list.into_iter().map(Into::into).collect();
-    Ok(Json(serde_json::json!({ "entries": entries })).into_response())
+    let entries = list.into_iter().map(wire::DeadLetter::from).collect();
+    Ok(Json(wire::DeadLetterList { entries }).into_response())
 }
 
 /// `GET /v1/queues/{queue}/dlq/{key}`.
@@ -166,10 +167,10 @@ pub async fn dlq_replay(
     let sel: wire::Selector = json(&body)?;
     let b = st.queues.existing(&queue)?;
     let n = b
-        .dlq_replay(sel.into_broker()?)
+        .dlq_replay(selector(sel)?)
         .await
         .map_err(|e| crate::routes::lease::full_after(&st, e))?;
-    Ok(Json(serde_json::json!({ "replayed": n })).into_response())
+    Ok(Json(wire::Replayed { replayed: n }).into_response())
 }
 
 /// `POST /v1/queues/{queue}/dlq/purge`.
@@ -180,6 +181,33 @@ pub async fn dlq_purge(
 ) -> Result<Response, ApiError> {
     let sel: wire::Selector = json(&body)?;
     let b = st.queues.existing(&queue)?;
-    let n = b.dlq_purge(sel.into_broker()?).await?;
-    Ok(Json(serde_json::json!({ "purged": n })).into_response())
+    let n = b.dlq_purge(selector(sel)?).await?;
+    Ok(Json(wire::Purged { purged: n }).into_response())
+}
+
+/// The broker's selector; 400 unless exactly one kind is given, and for a blank `matching`.
+fn selector(sel: wire::Selector) -> Result<ackline_broker::DlqSelector, ApiError> {
+    sel.into_broker()
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// A queue's counts as the API reports them (the engine's, which has more than the broker
+/// trait's: `ready`, `pending_bytes`).
+fn stats(queue: &str, s: &QueueStats) -> wire::Stats {
+    wire::Stats {
+        queue: queue.to_string(),
+        pending: s.pending,
+        ready: s.ready,
+        in_flight: s.leased,
+        delayed: s.delayed,
+        dead_letters: s.dead_letters,
+        pending_bytes: s.pending_bytes,
+        published: s.published,
+        delivered: s.delivered,
+        redelivered: s.redelivered,
+        acked: s.acked,
+        nacked: s.nacked,
+        dead_lettered: s.dead_lettered,
+        lease_expired: s.lease_expired,
+    }
 }

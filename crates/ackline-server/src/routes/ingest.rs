@@ -125,24 +125,33 @@ fn invalid_at(body: &[u8], at: usize, e: &serde_json::Error) -> String {
 /// removed) as a payload: an object is kept as sent (`compact` drops whitespace between its
 /// tokens first), a string is its text, anything else an error naming `what`. Only the
 /// payload is allocated: an object is validated without building a `serde_json::Value`.
-/// `Err(None)` for invalid JSON (the caller says where), `Err(Some(reason))` for a valid
-/// value of the wrong kind.
-fn value_payload(v: &[u8], compact: bool) -> Result<Vec<u8>, Result<serde_json::Error, String>> {
+fn value_payload(v: &[u8], compact: bool) -> Result<Vec<u8>, NotPayload> {
     match v.first() {
         Some(b'"') => serde_json::from_slice::<String>(v)
             .map(String::into_bytes)
-            .map_err(Ok),
+            .map_err(NotPayload::Invalid),
         Some(b'{') => {
             let text = std::str::from_utf8(v)
-                .map_err(|e| Err(format!("invalid JSON: not UTF-8 ({e})")))?;
-            serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(Ok)?;
+                .map_err(|e| NotPayload::Refused(format!("invalid JSON: not UTF-8 ({e})")))?;
+            serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(NotPayload::Invalid)?;
             Ok(if compact { compact_json(v) } else { v.to_vec() })
         }
         _ => match serde_json::from_slice::<serde::de::IgnoredAny>(v) {
-            Err(e) => Err(Ok(e)),
-            Ok(_) => Err(Err("expected a JSON object or string".into())),
+            Err(e) => Err(NotPayload::Invalid(e)),
+            Ok(_) => Err(NotPayload::Refused(
+                "expected a JSON object or string".into(),
+            )),
         },
     }
+}
+
+/// Why a JSON value is not a payload.
+#[derive(Debug)]
+enum NotPayload {
+    /// Not valid JSON: serde's error, whose line and column the caller turns into a place.
+    Invalid(serde_json::Error),
+    /// Not UTF-8, or valid JSON of the wrong kind.
+    Refused(String),
 }
 
 /// Valid JSON text without the whitespace between its tokens.
@@ -259,8 +268,8 @@ fn parse_array(body: &[u8], max: usize, out: &mut Vec<Line>) -> Result<(), Parse
             let v = body.get(i..end).unwrap_or_default();
             match value_payload(v, true) {
                 Ok(payload) => out.push(Line { payload }),
-                Err(Ok(e)) => return malformed(invalid_at(body, i, &e)),
-                Err(Err(why)) => return malformed(format!("element {n}: {why}")),
+                Err(NotPayload::Invalid(e)) => return malformed(invalid_at(body, i, &e)),
+                Err(NotPayload::Refused(why)) => return malformed(format!("element {n}: {why}")),
             }
             n += 1;
             i = skip_ws(body, end);
@@ -321,8 +330,10 @@ pub fn parse(format: Format, body: &[u8], max: usize) -> Result<Vec<Line>, Parse
                 let what = format!("line {}", n + 1);
                 match value_payload(l.trim_ascii(), false) {
                     Ok(payload) => out.push(Line { payload }),
-                    Err(Ok(e)) => return malformed(format!("{what}: invalid JSON: {e}")),
-                    Err(Err(why)) => return malformed(format!("{what}: {why}")),
+                    Err(NotPayload::Invalid(e)) => {
+                        return malformed(format!("{what}: invalid JSON: {e}"));
+                    }
+                    Err(NotPayload::Refused(why)) => return malformed(format!("{what}: {why}")),
                 }
             }
         }

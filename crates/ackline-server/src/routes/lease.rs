@@ -25,9 +25,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ackline_broker::{
-    Broker, Consumer as _, ConsumerOptions, Message, SettleError, Settlement, Tag,
-};
+use ackline_broker::{Broker, Consumer as _, ConsumerOptions, Message, Settlement, Tag};
+use ackline_wire as wire;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -38,7 +37,6 @@ use crate::error::ApiError;
 use crate::routes::json;
 use crate::sessions::Owner;
 use crate::state::AppState;
-use crate::wire;
 
 /// `POST /v1/queues/{queue}/messages`.
 pub async fn publish(
@@ -73,7 +71,7 @@ pub async fn publish(
     let mut batch = Vec::with_capacity(req.messages.len());
     for (i, m) in req.messages.into_iter().enumerate() {
         let payload = wire::decode(m.payload, m.encoding)
-            .map_err(|e| ApiError::bad_request(format!("message {i}: {}", e.message)))?;
+            .map_err(|e| ApiError::bad_request(format!("message {i}: {e}")))?;
         let id =
             m.id.unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
         batch.push(Message {
@@ -87,7 +85,7 @@ pub async fn publish(
         .publish(batch)
         .await
         .map_err(|e| full_after(&st, e))?;
-    Ok(Json(serde_json::json!({ "published": n })).into_response())
+    Ok(Json(wire::Published { published: n }).into_response())
 }
 
 /// Maps a broker error, with the configured `Retry-After` on backpressure.
@@ -168,11 +166,11 @@ pub async fn open_session(
                 ),
             )
         })?;
-    let body = serde_json::json!({
-        "session": id,
-        "prefetch": req.prefetch,
-        "lease_ms": req.lease_ms,
-    });
+    let body = wire::Session {
+        session: id,
+        prefetch: req.prefetch,
+        lease_ms: req.lease_ms,
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -201,21 +199,7 @@ pub async fn receive(
     let got = busy.session().consumer.receive(max, wait).await?;
     busy.session().handed_out(&got);
     drop(busy);
-    let deliveries: Vec<wire::Delivery> = got
-        .into_iter()
-        .map(|d| {
-            let (payload, encoding) = wire::encode(d.payload);
-            wire::Delivery {
-                key: d.tag.key,
-                attempt: d.tag.attempt,
-                id: d.id,
-                headers: d.headers,
-                payload,
-                encoding,
-                enqueued_at: d.enqueued_at,
-            }
-        })
-        .collect();
+    let deliveries = got.into_iter().map(wire::Delivery::from).collect();
     Ok(Json(wire::Deliveries { deliveries }).into_response())
 }
 
@@ -264,10 +248,10 @@ pub async fn settle(
             wire::SettleOp::Ack => Settlement::Ack,
             wire::SettleOp::Nack { delay_ms, error } => Settlement::Nack {
                 delay: Duration::from_millis(delay_ms),
-                error: wire::truncate_reason(error, max_reason),
+                error: ackline_broker::truncate_reason(error, max_reason),
             },
             wire::SettleOp::Reject { reason } => Settlement::Reject {
-                reason: wire::truncate_reason(reason, max_reason),
+                reason: ackline_broker::truncate_reason(reason, max_reason),
             },
             wire::SettleOp::Extend { lease_ms } => Settlement::Extend {
                 lease: Duration::from_millis(lease_ms),
@@ -299,14 +283,7 @@ pub async fn settle(
     };
     let now_ms = unix_ms();
     for (r, (i, key, attempt, op)) in results.into_iter().zip(sent) {
-        let result = match r {
-            Ok(()) => wire::SettleResult::Ok,
-            Err(SettleError::Stale { attempt, current }) => {
-                wire::SettleResult::Stale { attempt, current }
-            }
-            Err(SettleError::AlreadySettled) => wire::SettleResult::AlreadySettled,
-            Err(SettleError::Unknown) => wire::SettleResult::Unknown,
-        };
+        let result = wire::SettleResult::from(r);
         // Mirrors the engine consumer: a settlement that succeeded (other than an extend) or
         // was refused ends the delivery for this session.
         let ok = matches!(result, wire::SettleResult::Ok);

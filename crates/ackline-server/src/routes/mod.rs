@@ -1,12 +1,12 @@
 //! The router: every route with the authority it needs, built from one table.
 //!
 //! Invariants:
-//! - [`build`] registers routes only through [`Table::add`], so [`Table::routes`] is exactly
+//! - [`build`] registers routes only through `Table::add`, so [`Table::routes`] is exactly
 //!   what the router serves (the OpenAPI test compares it with the document).
 //! - Every route but `/healthz`, `/readyz` and `/v1/openapi.json` checks the bearer token
 //!   before its handler runs (when tokens are configured).
 //! - No request creates a queue unless its token has the admin scope or the name is in
-//!   `auto_create_queues` ([`Table::add_gated`] routes check it before the handler runs; the
+//!   `auto_create_queues` (`Table::add_gated` routes check it before the handler runs; the
 //!   others never create one); and never beyond `max_queues`.
 //! - While shutting down, a request that fails with 500 (the queues closed under a request
 //!   that outlasted `limits.shutdown_grace`, such as a long-poll) is answered 503 with

@@ -404,7 +404,7 @@ async fn a_panic_is_a_failure_of_that_message_not_of_the_worker() {
         "retried, then dead-lettered after max attempts"
     );
     assert_eq!((dead[0].id.as_str(), dead[0].attempts), ("boom-1", 2));
-    assert_eq!(dead[0].reason, "max attempts exceeded");
+    assert_eq!(dead[0].reason, ackline_broker::REASON_MAX_ATTEMPTS);
     assert!(
         dead[0].last_error.contains("panic while processing"),
         "{}",

@@ -554,7 +554,7 @@ fn damage_is_reported_counted_and_dead_lettered_by_the_cli() {
     let v = json(&o);
     let entries = v["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 1, "{v}");
-    assert_eq!(entries[0]["reason"], "corrupt");
+    assert_eq!(entries[0]["reason"], ackline_broker::REASON_CORRUPT);
     assert_eq!(entries[0]["key"], 50);
     assert_eq!(
         files_and_sizes(dir.path()),

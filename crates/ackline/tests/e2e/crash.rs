@@ -98,7 +98,10 @@ fn fifty_kill9_rounds_lose_nothing() {
     let reasons = &b["dead_lettered_by_reason"];
     assert!(reasons["poison payload"].as_u64().unwrap() > 0, "{ctx}");
     assert!(
-        reasons["max attempts exceeded"].as_u64().unwrap() > 0,
+        reasons[ackline_broker::REASON_MAX_ATTEMPTS]
+            .as_u64()
+            .unwrap()
+            > 0,
         "{ctx}"
     );
     println!(

@@ -1,0 +1,573 @@
+//! FileInput against the embedded queue: payloads, ids, headers, restarts, rotation,
+//! truncation, deletion, globs, long lines, odd bytes and a refusing broker.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ackline_broker::Broker;
+use ackline_input::{
+    At, FileInput, FileInputConfig, InputError, JsonPositionStore, PositionStore, StartAt,
+    file_message_id,
+};
+use ackline_queue::QueueOptions;
+use tokio::sync::watch;
+
+use crate::common::*;
+
+fn config(fx: &Fixture, paths: &[String]) -> FileInputConfig {
+    let mut c = FileInputConfig::new(paths.to_vec(), fx.state());
+    c.poll_interval = Duration::from_millis(20);
+    c.rotated_grace = Duration::ZERO;
+    c
+}
+
+fn path_str(p: &std::path::Path) -> String {
+    p.display().to_string()
+}
+
+async fn once<B: Broker>(
+    broker: Arc<B>,
+    cfg: FileInputConfig,
+) -> Result<ackline_input::CountersSnapshot, InputError> {
+    let (_tx, rx) = watch::channel(false);
+    let mut input = FileInput::new(broker, cfg)?;
+    input.run_once(rx).await
+}
+
+/// A following input running in a task; `stop` ends it and returns the input.
+struct Running<B> {
+    tx: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<(
+        Result<ackline_input::CountersSnapshot, InputError>,
+        FileInput<B>,
+    )>,
+    counters: Arc<ackline_input::InputCounters>,
+}
+
+fn follow<B: Broker>(mut input: FileInput<B>) -> Running<B> {
+    let (tx, rx) = watch::channel(false);
+    let counters = input.counters();
+    let task = tokio::spawn(async move {
+        let r = input.run(rx).await;
+        (r, input)
+    });
+    Running { tx, task, counters }
+}
+
+impl<B: Broker> Running<B> {
+    async fn stop(self) -> FileInput<B> {
+        self.tx.send(true).expect("send stop");
+        let (r, input) = self.task.await.expect("join");
+        r.expect("input ran without error");
+        input
+    }
+
+    async fn wait(&self, what: &str, f: impl Fn(&ackline_input::CountersSnapshot) -> bool) {
+        let c = self.counters.clone();
+        wait_until(what, || {
+            let s = c.snapshot();
+            let ok = f(&s);
+            async move { ok }
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_have_payloads_ids_and_headers() {
+    let fx = Fixture::new();
+    let log = fx.log("app.log");
+    append(&log, b"one\r\ntwo\n\nthree");
+    let (dev, ino) = identity(&log);
+    let fp = fingerprint(&log);
+    assert_eq!(Some(fp), ackline_input::Fingerprint::of_head(b"one\r\n"));
+    let s = once(fx.broker.clone(), config(&fx, &[path_str(&log)]))
+        .await
+        .expect("run once");
+    assert_eq!(s.lines, 4);
+    let got = fx.take(4).await;
+    assert_eq!(
+        payloads(&got),
+        vec![
+            b"one".to_vec(),
+            b"two".to_vec(),
+            b"".to_vec(),
+            b"three".to_vec()
+        ]
+    );
+    assert_eq!(
+        ids(&got),
+        [0, 5, 9, 10]
+            .iter()
+            .map(|&o| file_message_id(dev, ino, fp, 0, o))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(ids(&got)[1], format!("file:{dev}:{ino}:{fp}:0:5"));
+    assert_eq!(fp.to_string().len(), 16);
+    for d in &got {
+        assert_eq!(d.header("input"), Some(path_str(&log).as_str()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_mode_can_leave_a_partial_line_for_later() {
+    let fx = Fixture::new();
+    let log = fx.log("app.log");
+    append(&log, b"a\nhalf");
+    let mut cfg = config(&fx, &[path_str(&log)]);
+    cfg.once_publishes_partial = false;
+    once(fx.broker.clone(), cfg.clone()).await.expect("once");
+    append(&log, b"-done\n");
+    once(fx.broker.clone(), cfg).await.expect("once again");
+    let got = fx.take(2).await;
+    assert_eq!(payloads(&got), vec![b"a".to_vec(), b"half-done".to_vec()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_publishes_a_partial_line_only_once_completed() {
+    let fx = Fixture::new();
+    let log = fx.log("app.log");
+    append(&log, b"a\nb");
+    let input = FileInput::new(fx.broker.clone(), config(&fx, &[path_str(&log)])).expect("input");
+    let run = follow(input);
+    fx.wait_published(1).await; // the round that published "a" saw the partial "b"
+    append(&log, b"c\nd\n");
+    fx.wait_published(3).await;
+    run.stop().await;
+    let got = fx.take(3).await;
+    assert_eq!(
+        payloads(&got),
+        vec![b"a".to_vec(), b"bc".to_vec(), b"d".to_vec()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_before_commit_republishes_the_same_ids_and_skips_nothing() {
+    let fx = Fixture::new();
+    let log = fx.log("app.log");
+    append(&log, b"l1\nl2\nl3\n");
+    let mut cfg = config(&fx, &[path_str(&log)]);
+    cfg.batch.max_lines = 2;
+    // Save 1 registers the new file (offset 0); save 2, after the first batch is published,
+    // "crashes".
+    let store = CrashingStore {
+        inner: JsonPositionStore::open(fx.state()).expect("store"),
+        saves_ok: AtomicU32::new(1),
+    };
+    let (_tx, rx) = watch::channel(false);
+    let mut input =
+        FileInput::with_store(fx.broker.clone(), cfg.clone(), Arc::new(store)).expect("input");
+    let err = input.run_once(rx).await.expect_err("the commit fails");
+    assert!(matches!(err, InputError::Commit { .. }), "{err}");
+    drop(input);
+    let first = fx.take(2).await;
+    assert_eq!(payloads(&first), vec![b"l1".to_vec(), b"l2".to_vec()]);
+
+    // Restart: from the committed position (0), the same ids again, then the rest.
+    once(fx.broker.clone(), cfg.clone()).await.expect("restart");
+    let second = fx.take(3).await;
+    assert_eq!(ids(&second)[..2], ids(&first)[..]);
+    assert_eq!(
+        payloads(&second),
+        vec![b"l1".to_vec(), b"l2".to_vec(), b"l3".to_vec()]
+    );
+
+    // A clean restart publishes nothing; a new line only itself.
+    once(fx.broker.clone(), cfg.clone())
+        .await
+        .expect("clean restart");
+    assert_eq!(fx.published().await, 5);
+    append(&log, b"l4\n");
+    once(fx.broker.clone(), cfg).await.expect("after append");
+    let third = fx.take(1).await;
+    assert_eq!(payloads(&third), vec![b"l4".to_vec()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_file_is_json_and_the_state_dir_is_locked() {
+    let fx = Fixture::new();
+    let log = fx.log("app.log");
+    append(&log, b"x\n");
+    let cfg = config(&fx, &[path_str(&log)]);
+    let (_tx, rx) = watch::channel(false);
+    let mut input = FileInput::new(fx.broker.clone(), cfg.clone()).expect("input");
+    input.run_once(rx).await.expect("once");
+    let second = FileInput::new(fx.broker.clone(), cfg);
+    assert!(matches!(second, Err(InputError::StateDirInUse { .. })));
+    let text = std::fs::read_to_string(fx.state().join("positions.json")).expect("read");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["version"], 2);
+    assert_eq!(v["files"][0]["fingerprint"]["bytes"], 2);
+    assert_eq!(v["files"][0]["offset"], 2);
+    assert_eq!(v["files"][0]["generation"], 0);
+    assert!(!fx.state().join("positions.json.tmp").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_by_rename_finishes_the_old_file_then_reads_the_new_one() {
+    let fx = Fixture::new();
+    let log = fx.log("app.log");
+    append(&log, b"1\n2\n");
+    let old = identity(&log);
+    let old_fp = fingerprint(&log);
+    let input = FileInput::new(fx.broker.clone(), config(&fx, &[path_str(&log)])).expect("input");
+    let run = follow(input);
+    fx.wait_published(2).await;
+    append(&log, b"3\npartial");
+    std::fs::rename(&log, fx.log("app.log.1")).expect("rotate");
+    append(&log, b"new1\n");
+    let new = identity(&log);
+    let new_fp = fingerprint(&log);
+    fx.wait_published(5).await;
+    run.wait("the rotation counted", |s| {
+        s.rotations == 1 && s.files_followed == 1
+    })
+    .await;
+    run.stop().await;
+    let got = fx.take(5).await;
+    assert_eq!(
+        payloads(&got),
+        vec![
+            b"1".to_vec(),
+            b"2".to_vec(),
+            b"3".to_vec(),
+            b"partial".to_vec(),
+            b"new1".to_vec()
+        ]
+    );
+    assert_eq!(got[3].id, file_message_id(old.0, old.1, old_fp, 0, 6));
+    assert_eq!(got[4].id, file_message_id(new.0, new.1, new_fp, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_while_stopped_is_finished_on_restart() {
+    let fx = Fixture::new();
+    let log = fx.log("app.log");
+    append(&log, b"1\n");
+    let cfg = config(&fx, &[path_str(&log)]);
+    once(fx.broker.clone(), cfg.clone()).await.expect("once");
+    append(&log, b"2\n");
+    std::fs::rename(&log, fx.log("app.log.1")).expect("rotate");
+    append(&log, b"3\n");
+    let s = once(fx.broker.clone(), cfg).await.expect("restart");
+    assert_eq!(s.rotations, 1);
+    let got = fx.take(3).await;
+    assert_eq!(
+        payloads(&got),
+        vec![b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copytruncate_restarts_at_zero_under_a_new_generation() {
+    let fx = Fixture::new();
+    let log = fx.log("app.log");
+    append(&log, b"aaa\nbbb\n");
+    let (dev, ino) = identity(&log);
+    let fp0 = fingerprint(&log);
+    let input = FileInput::new(fx.broker.clone(), config(&fx, &[path_str(&log)])).expect("input");
+    let run = follow(input);
+    fx.wait_published(2).await;
+    {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .expect("open");
+        f.set_len(0).expect("truncate");
+    }
+    append(&log, b"c\n");
+    fx.wait_published(3).await;
+    run.wait("the truncation counted", |s| s.truncations == 1)
+        .await;
+    let input = run.stop().await;
+    let got = fx.take(3).await;
+    assert_eq!(
+        payloads(&got),
+        vec![b"aaa".to_vec(), b"bbb".to_vec(), b"c".to_vec()]
+    );
+    assert_eq!(got[0].id, file_message_id(dev, ino, fp0, 0, 0));
+    assert_eq!(
+        got[2].id,
+        file_message_id(dev, ino, fingerprint(&log), 1, 0)
+    );
+    let p = input.positions();
+    assert_eq!((p.files[0].generation, p.files[0].offset), (1, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_file_is_read_to_its_end_and_dropped() {
+    let fx = Fixture::new();
+    let log = fx.log("app.log");
+    append(&log, b"x\ny");
+    let input = FileInput::new(fx.broker.clone(), config(&fx, &[path_str(&log)])).expect("input");
+    let run = follow(input);
+    fx.wait_published(1).await;
+    std::fs::remove_file(&log).expect("delete");
+    fx.wait_published(2).await;
+    run.wait("the deletion counted", |s| {
+        s.deletions == 1 && s.files_followed == 0
+    })
+    .await;
+    let input = run.stop().await;
+    assert!(input.positions().files.is_empty());
+    assert_eq!(input.positions().retired.len(), 1);
+    let got = fx.take(2).await;
+    assert_eq!(payloads(&got), vec![b"x".to_vec(), b"y".to_vec()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_glob_picks_up_new_matching_files_only() {
+    let fx = Fixture::new();
+    append(&fx.log("a.log"), b"a\n");
+    let pattern = path_str(&fx.logs().join("*.log"));
+    let input = FileInput::new(fx.broker.clone(), config(&fx, &[pattern])).expect("input");
+    let run = follow(input);
+    fx.wait_published(1).await;
+    append(&fx.log("c.txt"), b"not matched\n");
+    append(&fx.log("b.log"), b"b\n");
+    fx.wait_published(2).await;
+    run.wait("two files followed", |s| s.files_followed == 2)
+        .await;
+    run.stop().await;
+    let got = fx.take(2).await;
+    assert_eq!(payloads(&got), vec![b"a".to_vec(), b"b".to_vec()]);
+    assert_eq!(
+        got[1].header("input"),
+        Some(path_str(&fx.log("b.log")).as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_at_end_skips_old_lines_but_reads_later_files_whole() {
+    let fx = Fixture::new();
+    append(&fx.log("a.log"), b"old\n");
+    let mut cfg = config(&fx, &[path_str(&fx.logs().join("*.log"))]);
+    cfg.start_at = StartAt::End;
+    let input = FileInput::new(fx.broker.clone(), cfg).expect("input");
+    let run = follow(input);
+    run.wait("the first scan", |s| s.files_seen == 1).await;
+    append(&fx.log("a.log"), b"new\n");
+    append(&fx.log("b.log"), b"b1\n");
+    fx.wait_published(2).await;
+    run.stop().await;
+    let mut got = payloads(&fx.take(2).await);
+    got.sort();
+    assert_eq!(got, vec![b"b1".to_vec(), b"new".to_vec()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_10_mb_line_is_published_in_parts() {
+    let fx = Fixture::new();
+    let log = fx.log("big.log");
+    let big: Vec<u8> = (0..10_000_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut content = b"before\n".to_vec();
+    content.extend_from_slice(&big);
+    content.extend_from_slice(b"\r\nafter\n");
+    append(&log, &content);
+    let (dev, ino) = identity(&log);
+    let fp = fingerprint(&log);
+    let s = once(fx.broker.clone(), config(&fx, &[path_str(&log)]))
+        .await
+        .expect("once");
+    assert_eq!((s.lines, s.messages, s.long_lines), (3, 4, 1));
+    let got = fx.take(4).await;
+    assert_eq!(got[0].payload, b"before");
+    assert_eq!(got[3].payload, b"after");
+    let part = 8 << 20;
+    assert_eq!(got[1].header("part"), Some("1/2"));
+    assert_eq!(got[2].header("part"), Some("2/2"));
+    assert_eq!(got[1].header("line_offset"), Some("7"));
+    assert_eq!(got[2].header("line_offset"), Some("7"));
+    assert_eq!(got[1].id, file_message_id(dev, ino, fp, 0, 7));
+    assert_eq!(got[2].id, file_message_id(dev, ino, fp, 0, 7 + part as u64));
+    assert_eq!(got[1].payload.len(), part);
+    let mut whole = got[1].payload.clone();
+    whole.extend_from_slice(&got[2].payload);
+    assert!(whole == big, "the parts reassemble the line");
+    assert_eq!(
+        got[3].id,
+        file_message_id(dev, ino, fp, 0, 7 + 10_000_000 + 2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_and_nul_bytes_are_published_as_they_are() {
+    let fx = Fixture::new();
+    let log = fx.log("bin.log");
+    let odd = vec![0xff, 0xfe, 0x00, b'a', 0x80, 0x00, b'\r', b'z'];
+    let mut content = odd.clone();
+    content.push(b'\n');
+    content.extend_from_slice(b"\0\0\n");
+    append(&log, &content);
+    once(fx.broker.clone(), config(&fx, &[path_str(&log)]))
+        .await
+        .expect("once");
+    let got = fx.take(2).await;
+    assert_eq!(payloads(&got), vec![odd, b"\0\0".to_vec()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_queue_refuses_stops_the_input_without_losing_it() {
+    let fx = Fixture::with(QueueOptions {
+        max_message_bytes: 1024,
+        ..Default::default()
+    });
+    let log = fx.log("app.log");
+    let mut content = b"ok\n".to_vec();
+    content.extend(vec![b'x'; 2000]);
+    content.extend_from_slice(b"\nlater\n");
+    append(&log, &content);
+    let mut cfg = config(&fx, &[path_str(&log)]);
+    cfg.max_line_bytes = 4096; // above the queue's limit: a configuration mistake
+    let err = once(fx.broker.clone(), cfg.clone())
+        .await
+        .expect_err("refused");
+    match &err {
+        InputError::Refused { input, at, .. } => {
+            assert_eq!(input, &path_str(&log));
+            assert_eq!(*at, At::Offset(3));
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(err.to_string().contains("byte offset 3"), "{err}");
+    // "ok" was published alone before, and again (same id) by the second run: the queue
+    // keeps one copy. The refused line was not skipped: with a smaller max_line_bytes it is
+    // published in parts, then the rest.
+    cfg.max_line_bytes = 512;
+    once(fx.broker.clone(), cfg)
+        .await
+        .expect("after fixing the limit");
+    let got = fx.take(1 + 4 + 1).await;
+    let texts: Vec<usize> = got.iter().map(|d| d.payload.len()).collect();
+    assert_eq!(texts, vec![2, 512, 512, 512, 464, 5]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_and_full_are_retried_and_the_position_never_runs_ahead() {
+    let fx = Fixture::new();
+    let log = fx.log("app.log");
+    let content = b"a\nbb\nccc\ndddd\n".to_vec();
+    append(&log, &content);
+    let flaky = Arc::new(FlakyBroker::new(
+        (*fx.broker).clone(),
+        vec![unavailable(), full(), unavailable()],
+    ));
+    let mut cfg = config(&fx, &[path_str(&log)]);
+    cfg.batch.max_lines = 2;
+    cfg.retry.initial = Duration::from_millis(1);
+    cfg.retry.max = Duration::from_millis(10);
+    let confirmed = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = confirmed.clone();
+    let flaky_for_check = flaky.clone();
+    let content_for_check = content.clone();
+    let store = CheckingStore {
+        inner: JsonPositionStore::open(fx.state()).expect("store"),
+        saved: Mutex::new(Vec::new()),
+        check: Box::new(move |p| {
+            let done = flaky_for_check.confirmed.lock().expect("lock").clone();
+            *seen.lock().expect("lock") = done.clone();
+            let f = p.files.first()?;
+            let lines_before = content_for_check[..f.offset as usize]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            (lines_before > done.len()).then(|| {
+                format!(
+                    "offset {} covers {lines_before} lines, {} confirmed",
+                    f.offset,
+                    done.len()
+                )
+            })
+        }),
+        complaints: Mutex::new(Vec::new()),
+    };
+    let store = Arc::new(store);
+    let (_tx, rx) = watch::channel(false);
+    let mut input =
+        FileInput::with_store(flaky.clone(), cfg, store.clone() as Arc<dyn PositionStore>)
+            .expect("input");
+    let s = input.run_once(rx).await.expect("once");
+    assert_eq!(s.retries, 3);
+    assert_eq!(s.lines, 4);
+    assert!(store.complaints.lock().expect("lock").is_empty());
+    let offsets: Vec<u64> = store
+        .saved
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|p| p.files[0].offset)
+        .collect();
+    assert_eq!(offsets, vec![0, 5, 14]);
+    assert_eq!(flaky.attempts.load(Ordering::SeqCst), 5);
+    let got = fx.take(4).await;
+    assert_eq!(payloads(&got)[3], b"dddd");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_while_the_queue_refuses_keeps_the_lines_for_the_next_run() {
+    let fx = Fixture::new();
+    let log = fx.log("app.log");
+    append(&log, b"1\n2\n");
+    let flaky = Arc::new(FlakyBroker::new((*fx.broker).clone(), Vec::new()));
+    *flaky.forever.lock().expect("lock") = Some(full());
+    let mut cfg = config(&fx, &[path_str(&log)]);
+    cfg.retry.initial = Duration::from_millis(1);
+    cfg.retry.max = Duration::from_millis(5);
+    let input = FileInput::new(flaky.clone(), cfg.clone()).expect("input");
+    let run = follow(input);
+    run.wait("retries", |s| s.retries >= 3).await;
+    let input = run.stop().await;
+    assert_eq!(input.positions().files[0].offset, 0);
+    drop(input);
+    assert_eq!(fx.published().await, 0);
+    once(fx.broker.clone(), cfg).await.expect("next run");
+    assert_eq!(
+        payloads(&fx.take(2).await),
+        vec![b"1".to_vec(), b"2".to_vec()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_broker_error_names_the_file_and_offset() {
+    let fx = Fixture::new();
+    let log = fx.log("app.log");
+    append(&log, b"1\n2\n");
+    let flaky = Arc::new(FlakyBroker::new(
+        (*fx.broker).clone(),
+        vec![ackline_broker::BrokerError::Fatal {
+            backend: "flaky",
+            reason: "disk gone".into(),
+        }],
+    ));
+    let err = once(flaky, config(&fx, &[path_str(&log)]))
+        .await
+        .expect_err("fatal");
+    let text = err.to_string();
+    assert!(
+        text.contains(&path_str(&log)) && text.contains("byte offset 0"),
+        "{text}"
+    );
+    assert!(matches!(
+        err,
+        InputError::Publish {
+            at: At::Offset(0),
+            ..
+        }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configuration_is_named() {
+    let fx = Fixture::new();
+    let mut cfg = config(&fx, &[]);
+    assert!(matches!(
+        FileInput::new(fx.broker.clone(), cfg.clone()),
+        Err(InputError::Config { field: "paths", .. })
+    ));
+    cfg.paths = vec!["/tmp/[unclosed".into()];
+    assert!(matches!(
+        FileInput::new(fx.broker.clone(), cfg),
+        Err(InputError::Pattern { .. })
+    ));
+}

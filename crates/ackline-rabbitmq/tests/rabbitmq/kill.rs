@@ -1,0 +1,131 @@
+//! A worker PROCESS killed with SIGKILL mid-batch loses nothing: RabbitMQ requeues its
+//! deliveries when its connection drops, they come back with attempt + 1, and after a restart
+//! every message is stored exactly once (the store is idempotent by id).
+//!
+//! The child is this test executable itself, run with `ACKLINE_RABBIT_CHILD` set: then the
+//! `child_worker` test acts as the worker (and is a no-op otherwise).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ackline_broker::{Broker, DeadLetters};
+use ackline_rabbitmq::RabbitBroker;
+
+use crate::common;
+
+const CHILD: &str = "ACKLINE_RABBIT_CHILD";
+const N: usize = 2000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_worker() {
+    let Ok(spec) = std::env::var(CHILD) else {
+        return; // not the child: nothing to do
+    };
+    let mut parts = spec.splitn(4, '|');
+    let (url, queue, db, log) = (
+        parts.next().unwrap().to_owned(),
+        parts.next().unwrap().to_owned(),
+        PathBuf::from(parts.next().unwrap()),
+        PathBuf::from(parts.next().unwrap()),
+    );
+    let broker = RabbitBroker::connect(&url, &queue, common::options(5, None))
+        .await
+        .expect("child connect");
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    common::worker::run(broker, db, log, Duration::from_millis(2), rx).await;
+}
+
+fn spawn_child(url: &str, queue: &str, db: &Path, log: &Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "kill::child_worker",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(
+            CHILD,
+            format!("{url}|{queue}|{}|{}", db.display(), log.display()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn child")
+}
+
+async fn wait_stored(db: &Path, at_least: u64, patience: Duration) -> u64 {
+    let until = Instant::now() + patience;
+    loop {
+        let n = if db.exists() {
+            common::worker::stored(db).await
+        } else {
+            0
+        };
+        if n >= at_least || Instant::now() > until {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_batch_loses_nothing_and_stores_once() {
+    if std::env::var(CHILD).is_ok() {
+        return;
+    }
+    let Some(url) = common::reachable() else {
+        return;
+    };
+    let cleanup = common::Cleanup::default();
+    let queue = common::unique_queue("kill");
+    let opts = common::options(5, None);
+    cleanup.add(&queue, &opts);
+    let broker = RabbitBroker::connect(&url, &queue, opts).await.unwrap();
+    for chunk in (0..N).step_by(200) {
+        broker
+            .publish(common::worker::lines("k", chunk..chunk + 200))
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (db, log) = (dir.path().join("store.db"), dir.path().join("attempts.log"));
+
+    let mut first = spawn_child(&url, &queue, &db, &log);
+    let before = wait_stored(&db, 300, Duration::from_secs(60)).await;
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let at_kill = common::worker::stored(&db).await;
+    assert!(
+        (300..N as u64).contains(&at_kill),
+        "the kill must land mid-run: {before} then {at_kill} of {N} stored"
+    );
+    let seen_by_first = common::worker::attempts(&log).len();
+
+    let mut second = spawn_child(&url, &queue, &db, &log);
+    let stored = wait_stored(&db, N as u64, Duration::from_secs(120)).await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    assert_eq!(
+        stored, N as u64,
+        "every message stored once (ids are unique)"
+    );
+    let log = common::worker::attempts(&log);
+    let redelivered: Vec<_> = log[seen_by_first..]
+        .iter()
+        .filter(|(_, a)| *a == 2)
+        .collect();
+    assert!(
+        !redelivered.is_empty(),
+        "the killed worker's deliveries came back with attempt 2"
+    );
+    assert!(log.iter().all(|(_, a)| *a <= 2), "no attempt beyond 2");
+    assert!(broker.dlq_list(None, 10).await.unwrap().is_empty());
+    let st = broker.stats().await.unwrap();
+    assert_eq!(st.pending, 0, "{st:?}");
+    println!(
+        "killed at {at_kill}/{N} stored; {} deliveries came back with attempt 2",
+        redelivered.len()
+    );
+}
