@@ -100,7 +100,7 @@ pub async fn publish_receive_ack<F: Factory>(f: &F) {
     );
     assert_eq!(ds[1].payload, b"payload 1");
     assert_eq!(ds[1].header("n"), Some("1"));
-    assert!(ds.iter().all(|d| d.attempt == 1));
+    assert!(ds.iter().all(|d| d.attempt() == 1));
     for d in &ds {
         ack(&c, &d.tag).await.unwrap();
     }
@@ -139,7 +139,7 @@ pub async fn nack_redelivers_after_its_delay<F: Factory>(f: &F) {
         "redelivered after {:?}, before the delay",
         nacked.elapsed()
     );
-    assert_eq!((again[0].id.as_str(), again[0].attempt), ("m-0", 2));
+    assert_eq!((again[0].id.as_str(), again[0].attempt()), ("m-0", 2));
 }
 
 /// A reject dead-letters at once, keeping the message, its attempts and the reason.
@@ -178,7 +178,7 @@ pub async fn lease_expiry_redelivers_and_fences<F: Factory>(f: &F) {
     let first = recv_n(&slow, 1).await.remove(0);
     let second = recv_n(&fast, 1).await;
     assert_eq!(second.len(), 1, "not redelivered after the lease expired");
-    assert_eq!(second[0].attempt, 2);
+    assert_eq!(second[0].attempt(), 2);
     assert!(matches!(
         ack(&slow, &first.tag).await,
         Err(SettleError::Stale { .. })
@@ -215,7 +215,7 @@ pub async fn max_attempts_dead_letters<F: Factory>(f: &F) {
     for attempt in 1..=OPTS.max_attempts {
         let d = recv_n(&c, 1).await;
         assert_eq!(d.len(), 1, "attempt {attempt} never came");
-        assert_eq!(d[0].attempt, attempt);
+        assert_eq!(d[0].attempt(), attempt);
         let error = format!("failure {attempt}");
         settle_one(
             &c,
@@ -265,7 +265,7 @@ pub async fn close_releases_at_once<F: Factory>(f: &F) {
         started.elapsed() < LONG / 2,
         "came back only after the lease"
     );
-    assert!(again.iter().all(|d| d.attempt == 2));
+    assert!(again.iter().all(|d| d.attempt() == 2));
 }
 
 /// Replay puts dead letters back with attempts reset and the same id; purge removes them.
@@ -297,7 +297,7 @@ pub async fn dead_letter_replay_and_purge<F: Factory>(f: &F) {
     );
     let d = recv_n(&c, 1).await;
     assert_eq!(
-        (d[0].id.as_str(), d[0].attempt, d[0].payload.as_slice()),
+        (d[0].id.as_str(), d[0].attempt(), d[0].payload.as_slice()),
         ("m-1", 1, &b"payload 1"[..])
     );
     assert_eq!(

@@ -237,7 +237,6 @@ impl crate::Consumer for EmbeddedConsumer {
                     headers: d.headers,
                     payload: d.payload,
                     enqueued_at: d.enqueued_at,
-                    attempt: d.tag.attempt,
                 }
             })
             .collect())

@@ -99,11 +99,15 @@ pub struct Delivery {
     pub payload: Vec<u8>,
     /// When the message was first published, Unix ms.
     pub enqueued_at: u64,
-    /// 1 on the first delivery, +1 on each redelivery.
-    pub attempt: u32,
 }
 
 impl Delivery {
+    /// 1 on the first delivery, +1 on each redelivery: the attempt its tag fences with (held
+    /// once, in the tag).
+    pub fn attempt(&self) -> u32 {
+        self.tag.attempt
+    }
+
     /// The value of header `name`, if present.
     pub fn header(&self, name: &str) -> Option<&str> {
         header(&self.headers, name)

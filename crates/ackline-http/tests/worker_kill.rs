@@ -46,7 +46,7 @@ impl Process for Seen {
             .lock()
             .unwrap()
             .entry(d.id.clone())
-            .or_insert((Instant::now(), d.attempt));
+            .or_insert((Instant::now(), d.attempt()));
         self.inner.process(d)
     }
 }

@@ -282,7 +282,6 @@ mod tests {
             headers: Vec::new(),
             payload: Vec::new(),
             enqueued_at: 1000 + key,
-            attempt,
         }
     }
 

@@ -142,7 +142,6 @@ impl Delivery {
             headers: self.headers,
             payload: decode(self.payload, self.encoding)?,
             enqueued_at: self.enqueued_at,
-            attempt: self.attempt,
         })
     }
 }
@@ -396,7 +395,6 @@ mod tests {
             headers: vec![("a".into(), "1".into()), ("a".into(), "2".into())],
             payload: vec![0xff, 0, 1],
             enqueued_at: 42,
-            attempt: 3,
         };
         let wire = Delivery::from(d.clone());
         assert_eq!(wire.encoding, Encoding::Base64);

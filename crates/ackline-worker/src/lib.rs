@@ -356,6 +356,7 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
         let mut records = Vec::with_capacity(ds.len());
         for d in ds {
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.process.process(&d)));
+            let attempt = d.attempt();
             let h = Held {
                 tag: d.tag,
                 enqueued_at: d.enqueued_at,
@@ -370,13 +371,13 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
                     settle.push(h.decide(Settlement::Reject { reason }));
                 }
                 Ok(Err(ProcessError::Transient(error))) => {
-                    settle.push(h.decide(self.nack(d.attempt, error)));
+                    settle.push(h.decide(self.nack(attempt, error)));
                 }
                 Err(panic) => {
                     self.stats.add_panic();
                     let what = panic_message(&panic);
-                    tracing::error!(id = %d.id, attempt = d.attempt, panic = %what, "processing panicked");
-                    let nack = self.nack(d.attempt, format!("panic while processing: {what}"));
+                    tracing::error!(id = %d.id, attempt = attempt, panic = %what, "processing panicked");
+                    let nack = self.nack(attempt, format!("panic while processing: {what}"));
                     settle.push(h.decide(nack));
                 }
             }

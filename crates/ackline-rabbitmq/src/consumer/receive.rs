@@ -170,7 +170,6 @@ fn take(sh: &Shared, max: usize) -> Taken {
             headers: env.headers.clone(),
             payload: env.payload.clone(),
             enqueued_at: env.enqueued_at,
-            attempt,
         });
         st.held.insert(
             key,
@@ -188,6 +187,9 @@ fn take(sh: &Shared, max: usize) -> Taken {
     let c = &inner.counters;
     c.in_flight_add(out.len());
     c.add(&c.delivered, out.len());
-    c.add(&c.redelivered, out.iter().filter(|d| d.attempt > 1).count());
+    c.add(
+        &c.redelivered,
+        out.iter().filter(|d| d.attempt() > 1).count(),
+    );
     Taken { out, diverted }
 }

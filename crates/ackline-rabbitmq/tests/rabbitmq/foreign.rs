@@ -56,7 +56,7 @@ async fn messages_without_an_id_are_adopted_and_handed_out_once() {
         let ds = c.receive(64, Duration::from_secs(1)).await.unwrap();
         let mut acks = Vec::new();
         for d in ds {
-            assert_eq!(d.attempt, 1, "adoption is not an attempt");
+            assert_eq!(d.attempt(), 1, "adoption is not an attempt");
             assert!(d.id.starts_with("amqp-"), "adopted id {:?}", d.id);
             assert!(d.enqueued_at > 0);
             let before = store.insert(d.id.clone(), d.payload.clone());
@@ -171,7 +171,7 @@ async fn a_foreign_message_id_is_kept_with_payload_and_attempts() {
     };
     let d1 = recv().await;
     assert_eq!(
-        (d1.id.as_str(), d1.payload.as_slice(), d1.attempt),
+        (d1.id.as_str(), d1.payload.as_slice(), d1.attempt()),
         ("ext-7", &b"their line"[..], 1)
     );
     // A nack republishes it (attempt counted in ackline's header) ...
@@ -188,13 +188,13 @@ async fn a_foreign_message_id_is_kept_with_payload_and_attempts() {
         .unwrap();
     let d2 = recv().await;
     assert_eq!(
-        (d2.id.as_str(), d2.payload.as_slice(), d2.attempt),
+        (d2.id.as_str(), d2.payload.as_slice(), d2.attempt()),
         ("ext-7", &b"their line"[..], 2)
     );
     // ... and an expired lease is counted by the broker.
     let d3 = recv().await;
     assert_eq!(
-        (d3.id.as_str(), d3.payload.as_slice(), d3.attempt),
+        (d3.id.as_str(), d3.payload.as_slice(), d3.attempt()),
         ("ext-7", &b"their line"[..], 3)
     );
     c.settle(vec![(d3.tag, Settlement::Ack)]).await.unwrap()[0]

@@ -32,7 +32,7 @@ async fn an_idle_consumer_consumes_again_on_its_next_receive() {
         .unwrap();
     let first = c.receive(1, Duration::from_secs(5)).await.unwrap();
     assert_eq!(first.len(), 1);
-    assert_eq!(first[0].attempt, 1);
+    assert_eq!(first[0].attempt(), 1);
     // Not receiving, lease expired: the consumer suspends and the message is requeued.
     tokio::time::sleep(lease * 4).await;
     // Twice: each cycle cancels a consume and must consume again.
@@ -40,7 +40,7 @@ async fn an_idle_consumer_consumes_again_on_its_next_receive() {
         let started = Instant::now();
         let again = c.receive(1, Duration::from_secs(10)).await.unwrap();
         assert_eq!(again.len(), 1, "not consumed again after going idle");
-        assert_eq!(again[0].attempt, attempt);
+        assert_eq!(again[0].attempt(), attempt);
         assert!(started.elapsed() < Duration::from_secs(5));
         if attempt == 3 {
             let r = c

@@ -189,7 +189,7 @@ async fn a_message_returned_more_than_20_times_is_not_dropped() {
         .unwrap();
     let d = c.receive(1, Duration::from_secs(10)).await.unwrap();
     assert_eq!(d.len(), 1, "the message returned {returns} times is gone");
-    assert_eq!(d[0].attempt, 26);
+    assert_eq!(d[0].attempt(), 26);
     assert!(b.dlq_list(None, 10).await.unwrap().is_empty());
     c.close().await;
 }
@@ -268,7 +268,7 @@ async fn a_crash_loop_on_a_classic_queue_reaches_max_attempts() {
             .await
             .unwrap();
         let d = c.receive(1, Duration::from_secs(2)).await.unwrap();
-        attempts.extend(d.iter().map(|d| d.attempt));
+        attempts.extend(d.iter().map(|d| d.attempt()));
         // The worker dies holding it: the channel closes without an ack.
         drop(c);
     }

@@ -57,7 +57,6 @@ fn delivery(payload: &[u8]) -> wire::Delivery {
         headers: vec![("input".into(), "file".into())],
         payload: payload.to_vec(),
         enqueued_at: 1_700_000_000_000,
-        attempt: 2,
     })
 }
 

@@ -419,7 +419,7 @@ struct Verbose;
 impl Process for Verbose {
     fn process(&self, d: &Delivery) -> Result<Record, ProcessError> {
         let what = "x".repeat(1 << 20);
-        if d.attempt == 1 {
+        if d.attempt() == 1 {
             Err(ProcessError::Transient(what))
         } else {
             Err(ProcessError::Permanent(what))

@@ -274,7 +274,7 @@ fn cycle<B: Broker>(
         let c = lib.consumer(ConsumerOptions::default()).await.unwrap();
         let d = receive(&c, 1).await;
         assert_eq!(d[0].id, "m-1");
-        assert_eq!(d[0].attempt, 1, "attempts reset: {:?}", d[0]);
+        assert_eq!(d[0].attempt(), 1, "attempts reset: {:?}", d[0]);
         assert_eq!(d[0].payload, b"payload of m-1");
         let r = c
             .settle(vec![(d[0].tag.clone(), Settlement::Ack)])

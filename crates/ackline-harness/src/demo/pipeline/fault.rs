@@ -39,7 +39,7 @@ impl<P: Process> Process for DemoFaults<P> {
                 "simulated failure that never clears (demo)".into(),
             ));
         }
-        if d.attempt == 1 && contains(&d.payload, FLAKY_MARK) {
+        if d.attempt() == 1 && contains(&d.payload, FLAKY_MARK) {
             return Err(ProcessError::Transient(
                 "simulated transient failure (demo)".into(),
             ));

@@ -39,7 +39,7 @@ impl Logged {
 impl Process for Logged {
     fn process(&self, d: &Delivery) -> Result<Record, ProcessError> {
         std::thread::sleep(self.pause);
-        let _ = writeln!(self.log.lock().unwrap(), "{} {}", d.id, d.attempt);
+        let _ = writeln!(self.log.lock().unwrap(), "{} {}", d.id, d.attempt());
         self.parse.process(d)
     }
 }
