@@ -16,6 +16,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + fmt::Debug {
     /// Milliseconds since the Unix epoch; never smaller than a value returned earlier.
     fn now_ms(&self) -> u64;
+
+    /// The first whole millisecond at which at least `after` will have passed since this call:
+    /// a nack delay or a lease is never cut short by rounding (a delay of 800 ms is not served
+    /// after 799.3 ms because the current time was read as a whole millisecond).
+    fn deadline_ms(&self, after: Duration) -> u64 {
+        self.now_ms().saturating_add(ceil_ms(after))
+    }
+}
+
+/// `d` in milliseconds, rounded up.
+fn ceil_ms(d: Duration) -> u64 {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
 /// The wall clock, made monotonic.
@@ -40,6 +53,20 @@ impl Clock for SystemClock {
         // fetch_max returns the previous maximum; the result is the larger of the two.
         let prev = self.last.fetch_max(wall, Ordering::Relaxed);
         prev.max(wall)
+    }
+
+    fn deadline_ms(&self, after: Duration) -> u64 {
+        // Rounded up from the exact wall time, not from `now_ms`'s whole milliseconds; after a
+        // step back of the wall clock, from the last value read (as `now_ms` would report).
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        let exact = ceil_ms(wall.saturating_add(after));
+        let clamped = self
+            .last
+            .load(Ordering::Relaxed)
+            .saturating_add(ceil_ms(after));
+        exact.max(clamped)
     }
 }
 
@@ -77,6 +104,23 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadlines_round_up_never_down() {
+        let c = ManualClock::new(1_000);
+        assert_eq!(c.deadline_ms(Duration::from_millis(800)), 1_800);
+        assert_eq!(c.deadline_ms(Duration::from_micros(800_001)), 1_801);
+        assert_eq!(c.deadline_ms(Duration::ZERO), 1_000);
+        let s = SystemClock::new();
+        for _ in 0..1_000 {
+            let start = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+            let due = s.deadline_ms(Duration::from_millis(800));
+            assert!(
+                Duration::from_millis(due) >= start + Duration::from_millis(800),
+                "due {due} ms is before {start:?} + 800 ms"
+            );
+        }
+    }
 
     #[test]
     fn manual_clock_moves_only_forward() {

@@ -156,7 +156,7 @@ impl Consumer {
     pub fn extend(&self, tag: Tag, lease: Duration) -> Result<(), SettleError> {
         let s = &self.queue.shared;
         s.check_poisoned()?;
-        let until = s.clock.now_ms().saturating_add(lease.as_millis() as u64);
+        let until = s.clock.deadline_ms(lease);
         let mut inner = s.inner.lock();
         s.check_tag(&inner.st, tag)?;
         if inner.st.state_of(tag.seq) == SlotState::Leased {
@@ -200,7 +200,7 @@ impl Consumer {
                     if attempts >= s.opts.max_attempts {
                         s.dead_letter(&mut inner, tag.seq, now, REASON_MAX_ATTEMPTS, Some(error));
                     } else {
-                        let due = now.saturating_add(delay.as_millis() as u64);
+                        let due = s.clock.deadline_ms(*delay);
                         inner.log.append(|e| e.nack(tag.seq, due, now, error));
                         inner.st.on_nack(tag.seq, due, now, error);
                         woke = true;
@@ -295,7 +295,7 @@ impl Shared {
         }
         self.tick(inner);
         let now = self.clock.now_ms();
-        let until = now.saturating_add(lease.as_millis() as u64);
+        let until = self.clock.deadline_ms(lease);
         let mut picked = Vec::new();
         while picked.len() < max {
             let Some(seq) = inner.st.peek_ready() else {
