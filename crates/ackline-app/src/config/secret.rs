@@ -26,7 +26,7 @@ pub const MIN_SECRET_CHARS: usize = 16;
 /// Every scope, in the order errors name them.
 const SCOPES: [Scope; 3] = [Scope::Ingest, Scope::Worker, Scope::Admin];
 
-/// Reads a file of secrets (bounded by [`MAX_SECRET_FILE`]); errors name the file, never its
+/// Reads a file of secrets (bounded by `MAX_SECRET_FILE`); errors name the file, never its
 /// contents.
 pub fn read_secret_file(path: &Path) -> anyhow::Result<String> {
     use std::io::Read;
