@@ -57,6 +57,28 @@ impl Dial {
         built.map_err(|e| self.error("configuring the Redis client", &e))
     }
 
+    /// Connects once, without retries, and closes again: the constructor fails fast, and a
+    /// refused certificate or password is `Fatal` at once (the connection manager would retry
+    /// those with backoff).
+    pub async fn probe(&self) -> Result<(), BrokerError> {
+        let client = self.client()?;
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.command_timeout));
+        let connect = client.get_multiplexed_async_connection_with_config(&cfg);
+        match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(self.error(&format!("connecting to {}", self.url), &e)),
+            Err(_) => Err(BrokerError::Unavailable {
+                backend: NAME,
+                reason: format!(
+                    "connecting to {} timed out after {:?}",
+                    self.url, self.connect_timeout
+                ),
+            }),
+        }
+    }
+
     /// A connection whose requests time out after `command_timeout + extra` (a blocking read
     /// passes its block time as `extra`). Fails after one round of attempts within
     /// `connect_timeout`.

@@ -49,10 +49,10 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::Inner;
 use crate::connection::{Backoff, NAME, random_u64};
 use crate::entry::{self, Entry, array, int, malformed, text};
 use crate::scripts::SCRIPTS;
-use crate::Inner;
 
 /// How many settled or fenced keys a consumer remembers (to answer `AlreadySettled` or
 /// `Stale` rather than `Unknown`).
@@ -109,12 +109,7 @@ impl State {
     fn fence(&mut self, key: u64) -> bool {
         match self.held.remove(&key) {
             Some(h) => {
-                self.remember(
-                    key,
-                    Done::Gone {
-                        attempt: h.attempt,
-                    },
-                );
+                self.remember(key, Done::Gone { attempt: h.attempt });
                 self.release.push((h.eid, h.count));
                 true
             }
@@ -299,7 +294,12 @@ impl Shared {
         if room > 0 && due(hk.last_claim, poll) {
             hk.last_claim = Some(now);
             let (cursor, got) = self
-                .claim("auto", ms(self.opts.lease), room, &[hk.cursor.clone()])
+                .claim(
+                    "auto",
+                    ms(self.opts.lease),
+                    room,
+                    std::slice::from_ref(&hk.cursor),
+                )
                 .await?;
             hk.cursor = cursor;
             out.extend(self.admit(got));
@@ -427,7 +427,10 @@ impl Shared {
     }
 
     /// MOVE script for `items` = (entry id, count, kind, delay ms, text). One result per item.
-    async fn moves(&self, items: &[(String, i64, &str, u64, String)]) -> Result<Vec<i64>, BrokerError> {
+    async fn moves(
+        &self,
+        items: &[(String, i64, &str, u64, String)],
+    ) -> Result<Vec<i64>, BrokerError> {
         let inner = &self.inner;
         let mut inv = SCRIPTS.moves.prepare_invoke();
         inv.key(&inner.queue)
@@ -577,7 +580,13 @@ async fn reap_loop(shared: Arc<Shared>) {
 /// Records a script's answer for held `key`: `0` done; `-1` no longer pending; `n > 0` the
 /// entry's delivery count now (another consumer's delivery: its attempt is this one's minus
 /// this count plus `n`).
-fn outcome(st: &mut State, key: u64, attempt: u32, count: i64, code: i64) -> Result<(), SettleError> {
+fn outcome(
+    st: &mut State,
+    key: u64,
+    attempt: u32,
+    count: i64,
+    code: i64,
+) -> Result<(), SettleError> {
     st.held.remove(&key);
     if code == 0 {
         st.remember(key, Done::Settled);
@@ -877,5 +886,4 @@ mod tests {
         assert!(codes(&v, 2, "x").is_err());
         assert!(codes(&Value::Nil, 0, "x").is_err());
     }
-
 }

@@ -72,7 +72,9 @@ fn selects(sel: &DlqSelector, d: &DeadLetter) -> bool {
         DlqSelector::All => true,
         DlqSelector::Keys(k) => k.contains(&d.key),
         DlqSelector::Ids(ids) => ids.contains(&d.id),
-        DlqSelector::Matching(t) => d.reason.contains(t.as_str()) || d.last_error.contains(t.as_str()),
+        DlqSelector::Matching(t) => {
+            d.reason.contains(t.as_str()) || d.last_error.contains(t.as_str())
+        }
     }
 }
 

@@ -158,7 +158,11 @@ impl fmt::Display for Durability {
             "Redis {}, appendonly {}, appendfsync {fsync}{} (from {})",
             self.version,
             if self.appendonly { "yes" } else { "no" },
-            if self.wait_aof { ", WAITAOF per publish" } else { "" },
+            if self.wait_aof {
+                ", WAITAOF per publish"
+            } else {
+                ""
+            },
             self.source
         )
     }

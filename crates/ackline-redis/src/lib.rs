@@ -395,6 +395,7 @@ impl RedisBroker {
             connect_timeout: opts.connect_timeout,
             command_timeout: opts.command_timeout,
         };
+        dial.probe().await?;
         let mut conn = dial.manager(Duration::ZERO).await?;
         let durability = read_durability(&dial, &mut conn).await?;
         if !durability.appendonly && !opts.allow_volatile {

@@ -286,20 +286,3 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
         forget: s(FORGET),
     }
 });
-
-/// The script bodies with the prelude, for a syntax check against a server in tests.
-#[cfg(test)]
-pub(crate) fn bodies() -> Vec<(&'static str, String)> {
-    [
-        ("ack", ACK),
-        ("move", MOVE),
-        ("reclaim", RECLAIM),
-        ("promote", PROMOTE),
-        ("replay", REPLAY),
-        ("publish_bounded", PUBLISH_BOUNDED),
-        ("forget", FORGET),
-    ]
-    .into_iter()
-    .map(|(n, b)| (n, format!("{PRELUDE}\n{b}")))
-    .collect()
-}

@@ -107,7 +107,10 @@ impl RedisUrl {
     /// `host:port`, or the socket's path.
     pub fn endpoint(&self) -> String {
         match self.info.addr() {
-            ConnectionAddr::Tcp(h, p) | ConnectionAddr::TcpTls { host: h, port: p, .. } => {
+            ConnectionAddr::Tcp(h, p)
+            | ConnectionAddr::TcpTls {
+                host: h, port: p, ..
+            } => {
                 if h.contains(':') {
                     format!("[{h}]:{p}")
                 } else {

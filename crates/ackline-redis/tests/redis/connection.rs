@@ -45,10 +45,7 @@ async fn client_kill_mid_run_reconnects_without_loss_or_duplicates() {
     let broker = RedisBroker::connect(&server.url(), &queue, common::options(5, None))
         .await
         .unwrap();
-    broker
-        .publish(worker::lines("c", 0..FIRST))
-        .await
-        .unwrap();
+    broker.publish(worker::lines("c", 0..FIRST)).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let (db, log) = (dir.path().join("store.db"), dir.path().join("attempts.log"));
@@ -73,10 +70,7 @@ async fn client_kill_mid_run_reconnects_without_loss_or_duplicates() {
         killed.push((worker::stored(&db).await, n));
     }
     // The publisher reconnects too.
-    broker
-        .publish(worker::lines("c", FIRST..N))
-        .await
-        .unwrap();
+    broker.publish(worker::lines("c", FIRST..N)).await.unwrap();
 
     // Well within the 30 s lease: what the killed connections lost comes back through the
     // consumers' own recovery, not through a lease expiry.

@@ -132,7 +132,10 @@ async fn sigkilled_worker_deliveries_come_back_within_the_lease_and_are_stored_o
     let all = worker::attempts(&log_a)
         .into_iter()
         .chain(seen_b.iter().cloned());
-    assert!(all.into_iter().all(|(_, a, _)| a <= 2), "no attempt beyond 2");
+    assert!(
+        all.into_iter().all(|(_, a, _)| a <= 2),
+        "no attempt beyond 2"
+    );
     let latest = back.iter().map(|(_, _, t)| *t).max().unwrap_or(0);
     let bound = (LEASE + poll).as_millis() as u64;
     // Slack for a loaded 2-core machine: the claim runs in a receive loop that also processes.

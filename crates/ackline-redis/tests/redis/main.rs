@@ -13,4 +13,5 @@ mod contract;
 mod kill;
 mod persistence;
 mod restart;
+mod tls;
 mod worker;

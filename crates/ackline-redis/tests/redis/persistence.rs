@@ -78,7 +78,11 @@ async fn everysec_is_accepted_with_its_window_stated() {
     assert_eq!(d.fsync, Fsync::EverySec);
     assert!(d.appendonly);
     // WAITAOF exists from 7.2 on; the risk names the version either way.
-    let v: Vec<u32> = d.version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+    let v: Vec<u32> = d
+        .version
+        .split('.')
+        .map(|p| p.parse().unwrap_or(0))
+        .collect();
     let has_waitaof = (v.first().copied(), v.get(1).copied()) >= (Some(7), Some(2));
     assert_eq!(d.wait_aof, has_waitaof, "{d}");
     if !d.wait_aof {
@@ -89,7 +93,8 @@ async fn everysec_is_accepted_with_its_window_stated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renamed_config_command_falls_back_to_info() {
-    let Some(server) = Server::start_with(Persistence::AofAlways, &["--rename-command", "CONFIG", ""])
+    let Some(server) =
+        Server::start_with(Persistence::AofAlways, &["--rename-command", "CONFIG", ""])
     else {
         return;
     };

@@ -11,15 +11,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ackline_broker::{
-    Broker, Consumer, ConsumerOptions, DeadLetters, Message, Settlement,
-};
+use ackline_broker::{Broker, Consumer, ConsumerOptions, DeadLetters, Message, Settlement};
 use ackline_redis::RedisBroker;
 use parking_lot::Mutex;
 
 use crate::common::{self, Persistence, Server};
 
 const BATCH: usize = 50;
+
+/// A stream entry as `XRANGE` returns it: id and field pairs.
+type Entry = (String, Vec<(String, Vec<u8>)>);
 
 /// Publishes batches until `stop`; returns the ids of confirmed publishes and how many
 /// publishes failed.
@@ -63,7 +64,7 @@ async fn ids_in(server: &Server, key: &str) -> BTreeSet<String> {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let v: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+    let v: Vec<Entry> = redis::cmd("XRANGE")
         .arg(key)
         .arg("-")
         .arg("+")
