@@ -16,9 +16,12 @@
 //! and 7.1 have no such command: with `everysec` or `no` a confirmed publish is only as durable
 //! as the table says.
 //!
-//! Invariant: a backend on a server without AOF persistence refuses to start unless
-//! `allow_volatile` says the operator accepts the loss; the refusal names the setting, what is
-//! at risk and both ways out.
+//! `maxmemory-policy` is read as well: an `allkeys-*` policy lets Redis evict the queue's keys
+//! (which have no TTL) when memory runs out, which deletes queued messages.
+//!
+//! Invariant: a backend on a server without AOF persistence, or with an `allkeys-*` eviction
+//! policy, refuses to start unless `allow_volatile` says the operator accepts the loss; the
+//! refusal names the setting, what is at risk and both ways out.
 
 use std::fmt;
 
@@ -48,6 +51,9 @@ pub struct Durability {
     pub wait_aof: bool,
     /// Where the settings came from: `CONFIG GET` or `INFO persistence`.
     pub source: &'static str,
+    /// `maxmemory-policy` when it may evict keys without a TTL (`allkeys-*`): Redis may then
+    /// delete the queue's stream under memory pressure.
+    pub evicting: Option<String>,
 }
 
 /// Parses `major.minor.patch` (missing parts are 0).
@@ -99,11 +105,35 @@ impl Durability {
             fsync,
             wait_aof,
             source,
+            evicting: None,
         }
+    }
+
+    /// Records `maxmemory-policy` (only `allkeys-*` policies touch keys without a TTL).
+    pub(crate) fn with_policy(mut self, policy: &str) -> Self {
+        let p = policy.trim().to_ascii_lowercase();
+        if p.starts_with("allkeys-") {
+            self.evicting = Some(p);
+        }
+        self
+    }
+
+    /// Whether the server may drop queued messages by itself: no AOF, or an eviction policy
+    /// that deletes keys without a TTL. The backend refuses such a server unless
+    /// `allow_volatile`.
+    pub fn volatile(&self) -> bool {
+        !self.appendonly || self.evicting.is_some()
     }
 
     /// What a crash can take from confirmed publishes, for logs and refusals.
     pub fn risk(&self) -> String {
+        if let Some(p) = &self.evicting {
+            return format!(
+                "maxmemory-policy {p} lets Redis evict any key when it reaches maxmemory, the \
+                 queue's stream included: queued messages, confirmed publishes among them, can \
+                 be deleted (use noeviction, or a volatile-* policy: ackline's keys have no TTL)"
+            );
+        }
         if !self.appendonly {
             return "Redis runs without AOF persistence (appendonly no): every message queued \
                     since the last RDB snapshot, if any, is lost when Redis restarts or crashes, \
@@ -141,7 +171,7 @@ impl Durability {
 
     /// Whether confirmed publishes may be lost by a crash of the machine (not just the disk).
     pub fn lossy(&self) -> bool {
-        !self.appendonly || (!self.wait_aof && self.fsync != Fsync::Always)
+        self.volatile() || (!self.wait_aof && self.fsync != Fsync::Always)
     }
 }
 
@@ -196,6 +226,16 @@ mod tests {
         assert!(r.contains("everysec") && r.contains("7.0.15") && r.contains("second"));
         let r = Durability::new("7.0.15".into(), false, Fsync::Always, "CONFIG GET").risk();
         assert!(r.contains("appendonly no"), "{r}");
+    }
+
+    #[test]
+    fn only_allkeys_policies_are_volatile() {
+        let d = || Durability::new("7.0.15".into(), true, Fsync::Always, "CONFIG GET");
+        assert!(!d().with_policy("noeviction").volatile());
+        assert!(!d().with_policy("volatile-lru").volatile());
+        let e = d().with_policy("allkeys-lru");
+        assert!(e.volatile() && e.lossy());
+        assert!(e.risk().contains("allkeys-lru"), "{}", e.risk());
     }
 
     #[test]

@@ -271,38 +271,43 @@ async fn read_durability(
     let version = info_field(&info, "redis_version")
         .unwrap_or("unknown")
         .to_owned();
-    let cfg: redis::RedisResult<(Vec<String>, Vec<String>)> = redis::pipe()
+    let cfg: redis::RedisResult<(Vec<String>, Vec<String>, Vec<String>)> = redis::pipe()
         .cmd("CONFIG")
         .arg("GET")
         .arg("appendonly")
         .cmd("CONFIG")
         .arg("GET")
         .arg("appendfsync")
+        .cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
         .query_async(conn)
         .await;
     match cfg {
-        Ok((a, f)) if a.len() == 2 && f.len() == 2 => Ok(Durability::new(
+        Ok((a, f, p)) if a.len() == 2 && f.len() == 2 => Ok(Durability::new(
             version,
             a[1].eq_ignore_ascii_case("yes"),
             parse_fsync(&f[1]),
             "CONFIG GET",
-        )),
+        )
+        .with_policy(p.get(1).map_or("", String::as_str))),
         Err(e) if classify(&e) == Class::Unavailable => Err(dial.error("CONFIG GET", &e)),
-        // CONFIG renamed, forbidden by an ACL, or answered oddly: INFO persistence says
-        // whether the AOF is on, not its fsync policy.
+        // CONFIG renamed, forbidden by an ACL, or answered oddly: INFO says whether the AOF
+        // is on and the eviction policy, not the fsync policy.
         _ => {
-            let info: String = redis::cmd("INFO")
+            let (persistence, memory): (String, String) = redis::pipe()
+                .cmd("INFO")
                 .arg("persistence")
+                .cmd("INFO")
+                .arg("memory")
                 .query_async(conn)
                 .await
                 .map_err(|e| dial.error("INFO persistence", &e))?;
-            let aof = info_field(&info, "aof_enabled") == Some("1");
-            Ok(Durability::new(
-                version,
-                aof,
-                Fsync::Unknown,
-                "INFO persistence",
-            ))
+            let aof = info_field(&persistence, "aof_enabled") == Some("1");
+            Ok(
+                Durability::new(version, aof, Fsync::Unknown, "INFO persistence")
+                    .with_policy(info_field(&memory, "maxmemory_policy").unwrap_or("")),
+            )
         }
     }
 }
@@ -398,14 +403,19 @@ impl RedisBroker {
         dial.probe().await?;
         let mut conn = dial.manager(Duration::ZERO).await?;
         let durability = read_durability(&dial, &mut conn).await?;
-        if !durability.appendonly && !opts.allow_volatile {
+        if durability.volatile() && !opts.allow_volatile {
+            let cure = if durability.appendonly {
+                "Set maxmemory-policy noeviction"
+            } else {
+                "Turn the AOF on (`appendonly yes`, and `appendfsync always` for fsync before \
+                 each confirm)"
+            };
             return Err(BrokerError::Fatal {
                 backend: NAME,
                 reason: format!(
-                    "refusing to use Redis at {} as a durable queue: {}. Turn the AOF on \
-                     (`appendonly yes`, and `appendfsync always` for fsync before each confirm), \
-                     or accept the loss explicitly with --allow-volatile (config key \
-                     broker.allow_volatile = true)",
+                    "refusing to use Redis at {} as a durable queue: {}. {cure}, or accept the \
+                     loss explicitly with --allow-volatile (config key broker.allow_volatile = \
+                     true)",
                     dial.url,
                     durability.risk()
                 ),

@@ -126,3 +126,27 @@ async fn a_renamed_config_command_falls_back_to_info() {
     .unwrap_err();
     assert!(err.to_string().contains("appendonly no"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eviction_policy_that_may_delete_the_stream_is_refused() {
+    let Some(server) = Server::start_with(
+        Persistence::AofAlways,
+        &["--maxmemory-policy", "allkeys-lru"],
+    ) else {
+        return;
+    };
+    let err = RedisBroker::connect(
+        &server.url(),
+        &common::unique_queue("evict"),
+        common::options(5, None),
+    )
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("allkeys-lru")
+            && text.contains("noeviction")
+            && text.contains("--allow-volatile"),
+        "{text}"
+    );
+}
