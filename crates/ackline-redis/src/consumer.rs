@@ -220,7 +220,7 @@ impl Shared {
         let now = Instant::now();
         let mut out = Vec::with_capacity(got.len());
         let mut st = self.state.lock();
-        for (e, count) in got {
+        for (mut e, count) in got {
             let at = e.attempts_before();
             let attempt = at.saturating_add(u32::try_from(count.max(1)).unwrap_or(u32::MAX));
             if attempt > inner.opts.max_attempts {
@@ -239,8 +239,8 @@ impl Shared {
                 },
                 id: e.id(),
                 headers: e.headers(),
-                payload: e.payload(),
                 enqueued_at: e.enqueued_at(),
+                payload: e.take_payload(),
                 attempt,
             });
             st.held.insert(
@@ -341,25 +341,28 @@ impl Shared {
             .map_err(|e| inner.error("claiming idle deliveries", &e))?;
         let bad = || BrokerError::Unavailable {
             backend: NAME,
-            reason: malformed("the reclaim script", &v),
+            reason: "unexpected reply from the reclaim script".into(),
         };
-        let a = array(&v).ok_or_else(bad)?;
-        let cursor = a.first().and_then(text).ok_or_else(bad)?;
-        let mut got = Vec::with_capacity(a.len().saturating_sub(1));
-        for item in &a[1..] {
-            let parts = array(item).ok_or_else(bad)?;
-            let eid = parts.first().and_then(text).ok_or_else(bad)?;
-            let count = parts.get(1).and_then(int).ok_or_else(bad)?;
-            let fields = parts.get(2).ok_or_else(bad)?;
-            let e = entry::entry(&Value::Array(vec![
-                Value::BulkString(eid.into_bytes()),
-                fields.clone(),
-            ]))
+        let mut a = entry::owned_array(v).ok_or_else(bad)?.into_iter();
+        let cursor = a
+            .next()
+            .and_then(entry::owned_bytes)
+            .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(bad)?;
-            got.push((e, count));
+        let mut got = Vec::with_capacity(a.len());
+        for item in a {
+            let mut parts = entry::owned_array(item).ok_or_else(bad)?.into_iter();
+            let (Some(eid), Some(count), Some(fields)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(bad());
+            };
+            let eid = entry::owned_bytes(eid)
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(bad)?;
+            let count = int(&count).ok_or_else(bad)?;
+            let fields = entry::field_pairs(fields).ok_or_else(bad)?;
+            got.push((Entry { eid, fields }, count));
         }
-        let dead = a.len() - 1 - got.len();
-        debug_assert_eq!(dead, 0);
         Ok((cursor, got))
     }
 
@@ -452,10 +455,18 @@ impl Shared {
 
     async fn acks(&self, items: &[(String, i64)]) -> Result<Vec<i64>, BrokerError> {
         let inner = &self.inner;
+        let ids = items.iter().map(|(e, _)| stream_id(e));
+        let lo = ids.clone().min().unwrap_or((0, 0));
+        let hi = ids.max().unwrap_or((u64::MAX, u64::MAX));
+        // This consumer holds at most `prefetch` entries (plus those being released).
+        let limit = self.opts.prefetch.max(items.len()) + RELEASE_CHUNK;
         let mut inv = SCRIPTS.ack.prepare_invoke();
         inv.key(&inner.queue)
             .arg(&inner.opts.group)
-            .arg(&*self.name);
+            .arg(&*self.name)
+            .arg(format!("{}-{}", lo.0, lo.1))
+            .arg(format!("{}-{}", hi.0, hi.1))
+            .arg(limit);
         for (eid, count) in items {
             inv.arg(eid).arg(*count);
         }
@@ -518,6 +529,13 @@ impl Shared {
         }
         self.forget(true).await;
     }
+}
+
+/// `(ms, seq)` of a stream entry id (`(0, 0)` for one that does not parse: the ack script
+/// then looks such an entry up alone).
+fn stream_id(eid: &str) -> (u64, u64) {
+    let (ms, seq) = eid.split_once('-').unwrap_or((eid, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 fn codes(v: &Value, n: usize, what: &str) -> Result<Vec<i64>, BrokerError> {
@@ -668,11 +686,11 @@ impl ackline_broker::Consumer for RedisConsumer {
                     return Err(inner.error("XREADGROUP", &e));
                 }
             };
-            let entries = entry::read_reply(&v).ok_or_else(|| {
+            let entries = entry::read_reply(v).ok_or_else(|| {
                 sh.state.lock().resync = true;
                 BrokerError::Unavailable {
                     backend: NAME,
-                    reason: malformed("XREADGROUP", &v),
+                    reason: "unexpected reply to XREADGROUP".into(),
                 }
             })?;
             let got = sh.admit(entries.into_iter().map(|e| (e, 1)).collect());
@@ -877,6 +895,13 @@ mod tests {
         assert_eq!(ceil_ms(Duration::from_micros(1)), 1);
         assert_eq!(ceil_ms(Duration::from_millis(800)), 800);
         assert_eq!(ceil_ms(Duration::from_micros(800_001)), 801);
+    }
+
+    #[test]
+    fn stream_ids_order_numerically() {
+        assert!(stream_id("10-0") > stream_id("9-5"));
+        assert!(stream_id("9-10") > stream_id("9-9"));
+        assert_eq!(stream_id("x"), (0, 0));
     }
 
     #[test]

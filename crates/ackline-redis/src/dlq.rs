@@ -14,7 +14,7 @@ use redis::Value;
 
 use crate::Inner;
 use crate::connection::NAME;
-use crate::entry::{self, Entry, dlq_eid, int, malformed};
+use crate::entry::{self, Entry, dlq_eid, int};
 use crate::scripts::SCRIPTS;
 
 /// Entries read per `XRANGE` while selecting.
@@ -37,9 +37,9 @@ async fn range(
         .query_async(&mut inner.conn())
         .await
         .map_err(|e| inner.error("reading the dead-letter stream", &e))?;
-    entry::entries(&v).ok_or_else(|| BrokerError::Unavailable {
+    entry::entries(v).ok_or_else(|| BrokerError::Unavailable {
         backend: NAME,
-        reason: malformed("XRANGE", &v),
+        reason: "unexpected reply to XRANGE on the dead-letter stream".into(),
     })
 }
 

@@ -47,7 +47,7 @@ pub(crate) fn fields(m: &Message, enqueued_at: u64) -> Vec<Vec<u8>> {
     f
 }
 
-fn encode_headers(h: &[(String, String)]) -> String {
+pub(crate) fn encode_headers(h: &[(String, String)]) -> String {
     let pairs: Vec<[&str; 2]> = h.iter().map(|(k, v)| [k.as_str(), v.as_str()]).collect();
     serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into())
 }
@@ -133,6 +133,14 @@ impl Entry {
                 s.push('}');
                 s.into_bytes()
             }
+        }
+    }
+
+    /// The payload, moved out of the entry when it has a `payload` field.
+    pub fn take_payload(&mut self) -> Vec<u8> {
+        match self.fields.iter_mut().find(|(f, _)| f == b"payload") {
+            Some((_, v)) => std::mem::take(v),
+            None => self.payload(),
         }
     }
 
@@ -224,46 +232,74 @@ pub(crate) fn array(v: &Value) -> Option<&[Value]> {
     }
 }
 
-/// One `[id, [field, value, ...]]` entry.
-pub(crate) fn entry(v: &Value) -> Option<Entry> {
-    let parts = array(v)?;
-    let eid = text(parts.first()?)?;
-    let flat = match parts.get(1)? {
+pub(crate) fn owned_bytes(v: Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        Value::Int(i) => Some(i.to_string().into_bytes()),
+        Value::Okay => Some(b"OK".to_vec()),
+        _ => None,
+    }
+}
+
+pub(crate) fn owned_array(v: Value) -> Option<Vec<Value>> {
+    match v {
+        Value::Array(a) | Value::Set(a) => Some(a),
+        _ => None,
+    }
+}
+
+/// The field pairs of a flat `[field, value, ...]` list (or a RESP3 map), taken by value.
+pub(crate) fn field_pairs(v: Value) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    match v {
         Value::Map(m) => m
-            .iter()
-            .map(|(k, v)| Some((bytes(k)?, bytes(v)?)))
-            .collect::<Option<Vec<_>>>()?,
+            .into_iter()
+            .map(|(k, v)| Some((owned_bytes(k)?, owned_bytes(v)?)))
+            .collect(),
         other => {
-            let a = array(other)?;
-            a.chunks(2)
-                .map(|c| Some((bytes(c.first()?)?, bytes(c.get(1)?)?)))
-                .collect::<Option<Vec<_>>>()?
+            let a = owned_array(other)?;
+            if a.len() % 2 != 0 {
+                return None;
+            }
+            let mut out = Vec::with_capacity(a.len() / 2);
+            let mut it = a.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                out.push((owned_bytes(k)?, owned_bytes(v)?));
+            }
+            Some(out)
         }
-    };
-    Some(Entry { eid, fields: flat })
+    }
+}
+
+/// One `[id, [field, value, ...]]` entry, taken by value (no copy of its payload).
+pub(crate) fn entry(v: Value) -> Option<Entry> {
+    let mut parts = owned_array(v)?.into_iter();
+    let eid = String::from_utf8(owned_bytes(parts.next()?)?).ok()?;
+    let fields = field_pairs(parts.next()?)?;
+    Some(Entry { eid, fields })
 }
 
 /// The entries of an `XRANGE` reply (or the entry list of `XREADGROUP`/`XAUTOCLAIM`).
-pub(crate) fn entries(v: &Value) -> Option<Vec<Entry>> {
+pub(crate) fn entries(v: Value) -> Option<Vec<Entry>> {
     match v {
         Value::Nil => Some(Vec::new()),
-        _ => array(v)?.iter().map(entry).collect(),
+        other => owned_array(other)?.into_iter().map(entry).collect(),
     }
 }
 
 /// The entries of an `XREADGROUP` reply for one stream (`Nil` when the block timed out).
-pub(crate) fn read_reply(v: &Value) -> Option<Vec<Entry>> {
+pub(crate) fn read_reply(v: Value) -> Option<Vec<Entry>> {
     match v {
         Value::Nil => Some(Vec::new()),
-        Value::Map(m) => match m.first() {
+        Value::Map(m) => match m.into_iter().next() {
             Some((_, list)) => entries(list),
             None => Some(Vec::new()),
         },
-        _ => {
-            let streams = array(v)?;
-            match streams.first() {
+        other => {
+            let streams = owned_array(other)?;
+            match streams.into_iter().next() {
                 None => Some(Vec::new()),
-                Some(s) => entries(array(s)?.get(1)?),
+                Some(s) => entries(owned_array(s)?.into_iter().nth(1)?),
             }
         }
     }
@@ -344,7 +380,7 @@ mod tests {
 
     #[test]
     fn replies_are_read_without_panics() {
-        assert_eq!(read_reply(&Value::Nil), Some(vec![]));
+        assert_eq!(read_reply(Value::Nil), Some(vec![]));
         let reply = Value::Array(vec![Value::Array(vec![
             Value::BulkString(b"q".to_vec()),
             Value::Array(vec![Value::Array(vec![
@@ -355,9 +391,10 @@ mod tests {
                 ]),
             ])]),
         ])]);
-        let got = read_reply(&reply).unwrap();
+        let mut got = read_reply(reply).unwrap();
         assert_eq!(got[0].id(), "a");
-        assert_eq!(read_reply(&Value::Int(3)), None);
-        assert_eq!(entry(&Value::Array(vec![])), None);
+        assert_eq!(got[0].take_payload(), b"", "no payload and no other field");
+        assert_eq!(read_reply(Value::Int(3)), None);
+        assert_eq!(entry(Value::Array(vec![])), None);
     }
 }

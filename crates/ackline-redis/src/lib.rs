@@ -620,11 +620,19 @@ impl Broker for RedisBroker {
             None => {
                 let mut pipe = redis::pipe();
                 for m in &batch {
-                    pipe.cmd("XADD")
+                    // The fields of `entry::fields`, by reference (no copy of the payload).
+                    let c = pipe
+                        .cmd("XADD")
                         .arg(&i.queue)
                         .arg("*")
-                        .arg(entry::fields(m, now))
-                        .ignore();
+                        .arg("id")
+                        .arg(&m.id)
+                        .arg("enqueued_at")
+                        .arg(now);
+                    if !m.headers.is_empty() {
+                        c.arg("headers").arg(entry::encode_headers(&m.headers));
+                    }
+                    c.arg("payload").arg(&m.payload).ignore();
                 }
                 let () = pipe
                     .query_async(&mut conn)

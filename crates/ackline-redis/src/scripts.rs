@@ -70,17 +70,30 @@ local function pending(q, g, id)
 end
 "#;
 
-/// Acks: `XACK` + `XDEL` of each fenced entry.
-/// KEYS: stream. ARGV: group, consumer, then (entry id, delivery count) pairs.
+/// Acks: `XACK` + `XDEL` of each fenced entry. This consumer's pending entries between the
+/// lowest and highest id acked are read with one `XPENDING ... <consumer>` (it holds at most
+/// `limit`); only an entry missing there (settled, or taken over by another consumer) is looked
+/// up alone.
+/// KEYS: stream. ARGV: group, consumer, lowest id, highest id, limit, then (entry id,
+/// delivery count) pairs.
 const ACK: &str = r#"
 local q, g, me = KEYS[1], ARGV[1], ARGV[2]
+local mine = {}
+for _, p in ipairs(redis.call('XPENDING', q, g, ARGV[3], ARGV[4], ARGV[5], me)) do
+  mine[p[1]] = p[4]
+end
 local out, acks = {}, {}
-for i = 3, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local id, n = ARGV[i], tonumber(ARGV[i + 1])
-  local owner, count = pending(q, g, id)
-  if not owner then out[#out + 1] = -1
-  elseif owner ~= me or count ~= n then out[#out + 1] = count
-  else out[#out + 1] = 0; acks[#acks + 1] = id end
+  local count = mine[id]
+  if count == n then
+    out[#out + 1] = 0; acks[#acks + 1] = id
+  else
+    local owner, c = pending(q, g, id)
+    if not owner then out[#out + 1] = -1
+    elseif owner ~= me or c ~= n then out[#out + 1] = c
+    else out[#out + 1] = 0; acks[#acks + 1] = id end
+  end
 end
 for s = 1, #acks, 500 do
   local e = math.min(s + 499, #acks)
