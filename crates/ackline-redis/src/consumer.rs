@@ -9,7 +9,9 @@
 //!   delivery gets a fresh consumer-local `key` and its attempt: the entry's `attempts` field
 //!   plus the PEL's delivery count.
 //! - `Ack` → ACK script (`XACK` + `XDEL`), `Nack`, `Reject`, `Extend` → MOVE script (see
-//!   [`crate::scripts`]); acks and moves of one `settle` go as two script calls in parallel.
+//!   [`crate::scripts`]); acks and moves of one `settle` go as two script calls in parallel, on
+//!   the consumer's second connection (settlements and housekeeping), so they wait neither
+//!   behind its blocking read nor behind publishers' pipelines.
 //! - Lease expiry: a reaper task fences a delivery whose client-side deadline passed
 //!   (`SettleError::Stale` from then on) and releases it with a MOVE (`l`): a copy with
 //!   attempts + 1 goes to the back of the stream, so another consumer gets it at once; at
@@ -130,7 +132,12 @@ struct Shared {
     inner: Arc<Inner>,
     opts: ConsumerOptions,
     name: Arc<str>,
+    /// The blocking `XREADGROUP`'s connection.
     read: ConnectionManager,
+    /// Settlements and housekeeping: its own connection, so that neither waits behind the
+    /// blocking read nor behind the publishers' pipelines on the broker's connection (Redis
+    /// serves a client's requests in order).
+    work: ConnectionManager,
     state: Mutex<State>,
     reading: tokio::sync::Mutex<Housekeeping>,
     freed: Notify,
@@ -170,6 +177,7 @@ impl RedisConsumer {
         // Its own connection for the blocking read; requests time out after a block's length
         // on top of the command timeout.
         let read = inner.dial.manager(inner.opts.poll_interval).await?;
+        let work = inner.dial.manager(Duration::ZERO).await?;
         let name: Arc<str> = Arc::from(format!(
             "ackline-{}-{:08x}",
             std::process::id(),
@@ -180,6 +188,7 @@ impl RedisConsumer {
             opts,
             name,
             read,
+            work,
             state: Mutex::new(State {
                 held: HashMap::new(),
                 done: BTreeMap::new(),
@@ -273,7 +282,7 @@ impl Shared {
         let poll = inner.opts.poll_interval;
         let now = Instant::now();
         let due = |t: Option<Instant>, every: Duration| t.is_none_or(|t| now >= t + every);
-        let mut conn = inner.conn();
+        let mut conn = self.work.clone();
         if due(hk.last_promote, poll) {
             hk.last_promote = Some(now);
             let _: Value = SCRIPTS
@@ -336,7 +345,7 @@ impl Shared {
             inv.arg(a);
         }
         let v: Value = inv
-            .invoke_async(&mut inner.conn())
+            .invoke_async(&mut self.work.clone())
             .await
             .map_err(|e| inner.error("claiming idle deliveries", &e))?;
         let bad = || BrokerError::Unavailable {
@@ -377,7 +386,7 @@ impl Shared {
             .arg("+")
             .arg(room.max(1))
             .arg(&*self.name)
-            .query_async(&mut inner.conn())
+            .query_async(&mut self.work.clone())
             .await
             .map_err(|e| inner.error("XPENDING", &e))?;
         let pel: Vec<String> = array(&v)
@@ -422,7 +431,7 @@ impl Shared {
             .arg(&*self.name)
             .arg(if me { "1" } else { "0" })
             .arg(FORGET_IDLE_MS)
-            .invoke_async(&mut inner.conn())
+            .invoke_async(&mut self.work.clone())
             .await;
         if let Err(e) = r {
             tracing::debug!(error = %inner.error("forgetting consumers", &e), "not forgotten");
@@ -447,7 +456,7 @@ impl Shared {
             inv.arg(eid).arg(*count).arg(*kind).arg(*delay).arg(text);
         }
         let v: Value = inv
-            .invoke_async(&mut inner.conn())
+            .invoke_async(&mut self.work.clone())
             .await
             .map_err(|e| inner.error("settling", &e))?;
         codes(&v, items.len(), "the move script")
@@ -471,7 +480,7 @@ impl Shared {
             inv.arg(eid).arg(*count);
         }
         let v: Value = inv
-            .invoke_async(&mut inner.conn())
+            .invoke_async(&mut self.work.clone())
             .await
             .map_err(|e| inner.error("acking", &e))?;
         codes(&v, items.len(), "the ack script")
