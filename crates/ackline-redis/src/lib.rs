@@ -93,6 +93,9 @@ pub struct RedisOptions {
     pub connect_timeout: Duration,
     /// One command's limit (and `WAITAOF`'s). Default 30 s.
     pub command_timeout: Duration,
+    /// How long a publish keeps trying (across reconnections) before `Unavailable`.
+    /// Default 30 s.
+    pub publish_timeout: Duration,
     /// PEM certificates trusted for `rediss` beside the system's roots (a private CA).
     /// Default none.
     pub tls_ca_pem: Option<String>,
@@ -110,6 +113,7 @@ impl Default for RedisOptions {
             reconnect_cap: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             command_timeout: Duration::from_secs(30),
+            publish_timeout: Duration::from_secs(30),
             tls_ca_pem: None,
         }
     }
@@ -547,6 +551,39 @@ impl RedisBroker {
         Ok(())
     }
 
+    /// One attempt at publishing `batch` (and `WAITAOF` where needed).
+    async fn publish_once(&self, batch: &[Message]) -> Result<(), BrokerError> {
+        let i = &self.inner;
+        let now = now_ms();
+        let mut conn = i.conn();
+        match i.opts.max_bytes {
+            Some(max) => self.publish_bounded(batch, max, now).await?,
+            None => {
+                let mut pipe = redis::pipe();
+                for m in batch {
+                    // The fields of `entry::fields`, by reference (no copy of the payload).
+                    let c = pipe
+                        .cmd("XADD")
+                        .arg(&i.queue)
+                        .arg("*")
+                        .arg("id")
+                        .arg(&m.id)
+                        .arg("enqueued_at")
+                        .arg(now);
+                    if !m.headers.is_empty() {
+                        c.arg("headers").arg(entry::encode_headers(&m.headers));
+                    }
+                    c.arg("payload").arg(&m.payload).ignore();
+                }
+                let () = pipe
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| i.error("XADD", &e))?;
+            }
+        }
+        i.wait_aof(&mut conn).await
+    }
+
     async fn publish_bounded(
         &self,
         batch: &[Message],
@@ -613,34 +650,30 @@ impl Broker for RedisBroker {
                 ),
             });
         }
-        let now = now_ms();
-        let mut conn = i.conn();
-        match i.opts.max_bytes {
-            Some(max) => self.publish_bounded(&batch, max, now).await?,
-            None => {
-                let mut pipe = redis::pipe();
-                for m in &batch {
-                    // The fields of `entry::fields`, by reference (no copy of the payload).
-                    let c = pipe
-                        .cmd("XADD")
-                        .arg(&i.queue)
-                        .arg("*")
-                        .arg("id")
-                        .arg(&m.id)
-                        .arg("enqueued_at")
-                        .arg(now);
-                    if !m.headers.is_empty() {
-                        c.arg("headers").arg(entry::encode_headers(&m.headers));
+        // A connection found broken (Redis restarted, the connection killed) is re-established
+        // by the manager; the batch is sent again until `publish_timeout`. A batch whose reply
+        // was lost may then be in the stream twice: same ids, stored once.
+        let deadline = tokio::time::Instant::now() + i.opts.publish_timeout;
+        let backoff = connection::Backoff {
+            base: i.opts.reconnect_base,
+            cap: i.opts.reconnect_cap,
+        };
+        let mut failures = 0;
+        loop {
+            match self.publish_once(&batch).await {
+                Ok(()) => break,
+                Err(e @ BrokerError::Unavailable { .. }) => {
+                    let wait = backoff.delay(failures);
+                    failures += 1;
+                    if tokio::time::Instant::now() + wait > deadline {
+                        return Err(e);
                     }
-                    c.arg("payload").arg(&m.payload).ignore();
+                    tracing::debug!(error = %e, ?wait, "publish failed; retrying");
+                    tokio::time::sleep(wait).await;
                 }
-                let () = pipe
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| i.error("XADD", &e))?;
+                Err(e) => return Err(e),
             }
         }
-        i.wait_aof(&mut conn).await?;
         i.counters.add(&i.counters.published, batch.len());
         Ok(())
     }

@@ -247,6 +247,7 @@ pub fn options(max_attempts: u32, max_bytes: Option<u64>) -> RedisOptions {
         max_bytes,
         poll_interval: Duration::from_millis(100),
         command_timeout: Duration::from_secs(15),
+        publish_timeout: Duration::from_secs(15),
         connect_timeout: Duration::from_secs(5),
         ..RedisOptions::default()
     }
