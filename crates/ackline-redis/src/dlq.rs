@@ -28,15 +28,18 @@ async fn range(
     end: &str,
     count: usize,
 ) -> Result<Vec<Entry>, BrokerError> {
-    let v: Value = redis::cmd("XRANGE")
-        .arg(&inner.dlq)
+    let mut cmd = redis::cmd("XRANGE");
+    cmd.arg(&inner.dlq)
         .arg(start)
         .arg(end)
         .arg("COUNT")
-        .arg(count)
-        .query_async(&mut inner.conn())
-        .await
-        .map_err(|e| inner.error("reading the dead-letter stream", &e))?;
+        .arg(count);
+    let v: Value = inner
+        .retry("reading the dead-letter stream", |mut c| {
+            let cmd = cmd.clone();
+            async move { cmd.query_async(&mut c).await }
+        })
+        .await?;
     entry::entries(v).ok_or_else(|| BrokerError::Unavailable {
         backend: NAME,
         reason: "unexpected reply to XRANGE on the dead-letter stream".into(),
@@ -123,32 +126,36 @@ pub(crate) async fn replay(inner: &Inner, sel: &DlqSelector) -> Result<usize, Br
     let mut conn = inner.conn();
     let mut n = 0usize;
     for chunk in ids.chunks(REPLAY_CHUNK) {
-        let mut inv = SCRIPTS.replay.prepare_invoke();
-        inv.key(&inner.queue).key(&inner.dlq);
-        for id in chunk {
-            inv.arg(id);
-        }
-        let v: Value = inv
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| inner.error("replaying dead letters", &e))?;
+        let v: Value = inner
+            .retry("replaying dead letters", |mut c| async move {
+                let mut inv = SCRIPTS.replay.prepare_invoke();
+                inv.key(&inner.queue).key(&inner.dlq);
+                for id in chunk {
+                    inv.arg(id);
+                }
+                inv.invoke_async(&mut c).await
+            })
+            .await?;
         n += int(&v).and_then(|x| usize::try_from(x).ok()).unwrap_or(0);
     }
+    // The replays ran on clones of this connection (one multiplexed connection): WAITAOF
+    // here covers them.
     inner.wait_aof(&mut conn).await?;
     Ok(n)
 }
 
 pub(crate) async fn purge(inner: &Inner, sel: &DlqSelector) -> Result<usize, BrokerError> {
     let ids = select(inner, sel).await?;
-    let mut conn = inner.conn();
     let mut n = 0usize;
     for chunk in ids.chunks(PAGE) {
-        let v: Value = redis::cmd("XDEL")
-            .arg(&inner.dlq)
-            .arg(chunk)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| inner.error("purging dead letters", &e))?;
+        let mut cmd = redis::cmd("XDEL");
+        cmd.arg(&inner.dlq).arg(chunk);
+        let v: Value = inner
+            .retry("purging dead letters", |mut c| {
+                let cmd = cmd.clone();
+                async move { cmd.query_async(&mut c).await }
+            })
+            .await?;
         n += int(&v).and_then(|x| usize::try_from(x).ok()).unwrap_or(0);
     }
     Ok(n)

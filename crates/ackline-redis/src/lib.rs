@@ -169,16 +169,52 @@ impl Inner {
         self.dial.error(what, e)
     }
 
+    /// Runs `f` on the broker's connection, again after a transient failure (at most
+    /// [`RETRIES`] times, with backoff): for requests that may be repeated (reads, `XDEL`, the
+    /// replay script, which skips entries already moved). The first request after Redis
+    /// restarted or dropped the connection finds it broken; the manager reconnects meanwhile.
+    pub(crate) async fn retry<T, F, Fut>(&self, what: &str, f: F) -> Result<T, BrokerError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let backoff = connection::Backoff {
+            base: self.opts.reconnect_base,
+            cap: self.opts.reconnect_cap,
+        };
+        let mut n = 0;
+        loop {
+            match f(self.conn()).await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let err = self.error(what, &e);
+                    if n + 1 >= RETRIES || !matches!(err, BrokerError::Unavailable { .. }) {
+                        return Err(err);
+                    }
+                    tokio::time::sleep(backoff.delay(n)).await;
+                    n += 1;
+                }
+            }
+        }
+    }
+
+    /// Nine tenths of the command timeout: Redis answers (with too few fsyncs) before the
+    /// client gives up on the reply.
+    fn waitaof_timeout_ms(&self) -> u64 {
+        u64::try_from((self.opts.command_timeout * 9 / 10).as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
     /// `WAITAOF 1 0` when the server needs it for durability (see [`durability`]).
     pub(crate) async fn wait_aof(&self, conn: &mut ConnectionManager) -> Result<(), BrokerError> {
         if !self.durability.wait_aof {
             return Ok(());
         }
-        let ms = u64::try_from(self.opts.command_timeout.as_millis()).unwrap_or(u64::MAX);
         let v: Value = redis::cmd("WAITAOF")
             .arg(1)
             .arg(0)
-            .arg(ms)
+            .arg(self.waitaof_timeout_ms())
             .query_async(conn)
             .await
             .map_err(|e| self.error("WAITAOF", &e))?;
@@ -227,6 +263,9 @@ fn check_waitaof(v: &Value) -> Result<(), BrokerError> {
         }),
     }
 }
+
+/// Attempts of a request that may be repeated ([`Inner::retry`]).
+const RETRIES: u32 = 4;
 
 /// Unix time in ms.
 pub(crate) fn now_ms() -> u64 {
@@ -557,7 +596,10 @@ impl RedisBroker {
         let now = now_ms();
         let mut conn = i.conn();
         match i.opts.max_bytes {
-            Some(max) => self.publish_bounded(batch, max, now).await?,
+            Some(max) => {
+                self.publish_bounded(batch, max, now).await?;
+                i.wait_aof(&mut conn).await
+            }
             None => {
                 let mut pipe = redis::pipe();
                 for m in batch {
@@ -575,13 +617,26 @@ impl RedisBroker {
                     }
                     c.arg("payload").arg(&m.payload).ignore();
                 }
+                if i.durability.wait_aof {
+                    // In the same pipeline: WAITAOF waits for the writes of its own
+                    // connection, and a reconnection in between would leave it none.
+                    pipe.cmd("WAITAOF")
+                        .arg(1)
+                        .arg(0)
+                        .arg(i.waitaof_timeout_ms());
+                    let (v,): (Value,) = pipe
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| i.error("XADD", &e))?;
+                    return check_waitaof(&v);
+                }
                 let () = pipe
                     .query_async(&mut conn)
                     .await
                     .map_err(|e| i.error("XADD", &e))?;
+                Ok(())
             }
         }
-        i.wait_aof(&mut conn).await
     }
 
     async fn publish_bounded(
@@ -687,8 +742,8 @@ impl Broker for RedisBroker {
     /// handle's since it was opened.
     async fn stats(&self) -> Result<BrokerStats, BrokerError> {
         let i = &self.inner;
-        let (len, delayed, dead, pel): (u64, u64, u64, Value) = redis::pipe()
-            .cmd("XLEN")
+        let mut pipe = redis::pipe();
+        pipe.cmd("XLEN")
             .arg(&i.queue)
             .cmd("ZCARD")
             .arg(&i.delay)
@@ -696,10 +751,13 @@ impl Broker for RedisBroker {
             .arg(&i.dlq)
             .cmd("XPENDING")
             .arg(&i.queue)
-            .arg(&i.opts.group)
-            .query_async(&mut i.conn())
-            .await
-            .map_err(|e| i.error("reading queue stats", &e))?;
+            .arg(&i.opts.group);
+        let (len, delayed, dead, pel): (u64, u64, u64, Value) = i
+            .retry("reading queue stats", |mut c| {
+                let pipe = pipe.clone();
+                async move { pipe.query_async(&mut c).await }
+            })
+            .await?;
         let in_flight = array(&pel)
             .and_then(|a| a.first())
             .and_then(int)
