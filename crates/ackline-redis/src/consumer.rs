@@ -384,7 +384,8 @@ impl Shared {
             .arg(&inner.opts.group)
             .arg("-")
             .arg("+")
-            .arg(room.max(1))
+            // All of this consumer's entries (held ones included), not just `room` of them.
+            .arg(self.opts.prefetch.max(1) * 2 + RELEASE_CHUNK)
             .arg(&*self.name)
             .query_async(&mut self.work.clone())
             .await
@@ -406,6 +407,7 @@ impl Shared {
                 .collect();
             pel.into_iter()
                 .filter(|e| !known.contains(e.as_str()))
+                .take(room.max(1))
                 .collect()
         };
         if orphans.is_empty() {
