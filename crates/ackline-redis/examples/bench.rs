@@ -1,0 +1,417 @@
+//! Throughput and latency of the Redis Streams backend beside a bare redis-rs loop and the
+//! embedded queue, in one run.
+//!
+//! The workload of the other backends' benchmarks: 256-byte messages, one producer publishing
+//! confirmed batches of 1000 concurrently with one consumer (prefetch 1000) that acks every
+//! message individually. A message counts once its ack is done. Latency is from the publish
+//! call (the payload carries the time the batch was handed to publish) to receipt.
+//!
+//! Three variants, each round running all three in a rotated order to spread the noise of a
+//! shared machine:
+//! - `bare`: plain redis-rs, as fast as it allows for the same work: a multiplexed connection
+//!   for the producer, whose batch is one pipeline of 1000 `XADD <q> * payload <256 B>` (sent
+//!   together, then all answers awaited); a second connection for the consumer,
+//!   `XREADGROUP GROUP g c COUNT 1000 BLOCK 100 STREAMS <q> >`, then one pipeline of an
+//!   `XACK` per delivered entry (never one `XACK` for many ids, as the backend's unit is one
+//!   delivery). Acked entries stay in the stream (no `XDEL`).
+//! - `redis`: `ackline-redis`'s `RedisBroker` on a fresh stream (its `publish`, `receive`,
+//!   `settle`: `XADD` with id and `enqueued_at` fields, `XREADGROUP`, and the ack script's
+//!   fenced `XACK` + `XDEL` per delivery).
+//! - `embedded`: `ackline_broker::embedded::EmbeddedBroker` on an `ackline-queue` queue in a
+//!   temporary directory, `Fsync::Always` (confirm after fsync).
+//!
+//! `redis` and `embedded` run through the same `Broker`/`Consumer` driver ([`drive`]).
+//! Keys are unique per run and deleted afterwards; every variant is bounded by [`LIMIT`].
+//!
+//! ```text
+//! cargo run --release -p ackline-redis --example bench -- [MESSAGES] [ROUNDS] [VARIANTS]
+//! ```
+//! (`ACKLINE_REDIS_URL` or redis://127.0.0.1:6379/0 — a server with `appendonly yes`, since the
+//! backend refuses one without; defaults 200000 messages, 3 rounds, all variants; VARIANTS is a
+//! comma-separated subset of bare,redis,embedded.)
+
+use std::error::Error;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ackline_broker::embedded::EmbeddedBroker;
+use ackline_broker::{Broker, Consumer, ConsumerOptions, Message, Settlement};
+use ackline_queue::{Db, Fsync, QueueOptions};
+use ackline_redis::{RedisBroker, RedisOptions};
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+
+type R<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+const SIZE: usize = 256;
+const BATCH: usize = 1000;
+const PREFETCH: usize = 1000;
+/// Longest a variant may run before the benchmark gives up on it.
+const LIMIT: Duration = Duration::from_secs(300);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Bare,
+    Redis,
+    Embedded,
+}
+
+const VARIANTS: [Variant; 3] = [Variant::Bare, Variant::Redis, Variant::Embedded];
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Bare => "bare redis-rs",
+            Variant::Redis => "ackline-redis",
+            Variant::Embedded => "embedded",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Variant::Bare => "bare",
+            Variant::Redis => "redis",
+            Variant::Embedded => "embedded",
+        }
+    }
+}
+
+/// One variant's round.
+struct Outcome {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+impl Outcome {
+    fn new(n: usize, secs: f64, mut lat_us: Vec<u64>) -> Outcome {
+        lat_us.sort_unstable();
+        let pct = |p: f64| {
+            let i = ((lat_us.len() as f64 - 1.0) * p).round() as usize;
+            lat_us.get(i).copied().unwrap_or(0) as f64 / 1000.0
+        };
+        Outcome {
+            rate: n as f64 / secs,
+            p50_ms: pct(0.5),
+            p99_ms: pct(0.99),
+        }
+    }
+}
+
+/// A payload stamped with the time since `t0` (the publish call's time).
+fn payload(t0: Instant) -> Vec<u8> {
+    let mut p = vec![b'x'; SIZE];
+    let ns = t0.elapsed().as_nanos() as u64;
+    p[..8].copy_from_slice(&ns.to_le_bytes());
+    p
+}
+
+fn latency_us(t0: Instant, p: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    if let Some(s) = p.get(..8) {
+        b.copy_from_slice(s);
+    }
+    (t0.elapsed().as_nanos() as u64).saturating_sub(u64::from_le_bytes(b)) / 1000
+}
+
+/// A name no other run uses.
+fn unique(kind: &str, round: usize) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "ackline-bench.{kind}.{}.{round}.{nanos:08x}",
+        std::process::id()
+    )
+}
+
+/// `(entry id, payload)` of an `XREADGROUP` reply for one stream.
+fn read_entries(v: &Value) -> R<Vec<(String, Vec<u8>)>> {
+    let Value::Array(streams) = v else {
+        return Ok(Vec::new()); // Nil: the block timed out
+    };
+    let mut out = Vec::new();
+    for s in streams {
+        let Value::Array(parts) = s else {
+            return Err("odd XREADGROUP reply".into());
+        };
+        let Some(Value::Array(entries)) = parts.get(1) else {
+            return Err("odd XREADGROUP reply".into());
+        };
+        for e in entries {
+            let Value::Array(e) = e else {
+                return Err("odd entry".into());
+            };
+            let (Some(Value::BulkString(id)), Some(Value::Array(f))) = (e.first(), e.get(1)) else {
+                return Err("odd entry".into());
+            };
+            let p = match f.get(1) {
+                Some(Value::BulkString(p)) => p.clone(),
+                _ => Vec::new(),
+            };
+            out.push((String::from_utf8_lossy(id).into_owned(), p));
+        }
+    }
+    Ok(out)
+}
+
+/// Plain redis-rs doing the same work as the backend (see the module doc).
+async fn bare(url: &str, q: &str, n: usize) -> R<Outcome> {
+    let client = redis::Client::open(url)?;
+    let mut admin = client.get_multiplexed_async_connection().await?;
+    let _: Value = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(q)
+        .arg("g")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut admin)
+        .await?;
+    let run = tokio::time::timeout(LIMIT, bare_run(&client, q, n)).await;
+    let deleted: redis::RedisResult<Value> = redis::cmd("DEL").arg(q).query_async(&mut admin).await;
+    let out = run.map_err(|_| format!("bare redis-rs: not done within {LIMIT:?}"))??;
+    deleted?;
+    Ok(out)
+}
+
+async fn bare_run(client: &redis::Client, q: &str, n: usize) -> R<Outcome> {
+    let mut pconn: MultiplexedConnection = client.get_multiplexed_async_connection().await?;
+    let mut cconn: MultiplexedConnection = client.get_multiplexed_async_connection().await?;
+    let t0 = Instant::now();
+    let qp = q.to_owned();
+    let producer = tokio::spawn(async move {
+        let mut sent = 0;
+        while sent < n {
+            let k = BATCH.min(n - sent);
+            let mut pipe = redis::pipe();
+            for _ in 0..k {
+                pipe.cmd("XADD")
+                    .arg(&qp)
+                    .arg("*")
+                    .arg("payload")
+                    .arg(payload(t0))
+                    .ignore();
+            }
+            let () = pipe.query_async(&mut pconn).await?;
+            sent += k;
+        }
+        Ok::<(), redis::RedisError>(())
+    });
+    let mut lat = Vec::with_capacity(n);
+    while lat.len() < n {
+        let v: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("g")
+            .arg("c")
+            .arg("COUNT")
+            .arg(BATCH)
+            .arg("BLOCK")
+            .arg(100)
+            .arg("STREAMS")
+            .arg(q)
+            .arg(">")
+            .query_async(&mut cconn)
+            .await?;
+        let entries = read_entries(&v)?;
+        if entries.is_empty() {
+            continue;
+        }
+        let mut pipe = redis::pipe();
+        for (id, p) in &entries {
+            lat.push(latency_us(t0, p));
+            pipe.cmd("XACK").arg(q).arg("g").arg(id);
+        }
+        let acked: Vec<i64> = pipe.query_async(&mut cconn).await?;
+        if acked.iter().any(|a| *a != 1) {
+            return Err("an XACK acked nothing".into());
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    producer.await??;
+    Ok(Outcome::new(n, secs, lat))
+}
+
+/// The same workload through any `Broker`: one producer task publishing batches of
+/// [`BATCH`], one consumer receiving up to a batch and acking each delivery in one `settle`.
+async fn drive<B: Broker>(broker: Arc<B>, n: usize) -> R<Outcome> {
+    let c = broker
+        .consumer(ConsumerOptions {
+            prefetch: PREFETCH,
+            lease: Duration::from_secs(60),
+        })
+        .await?;
+    let t0 = Instant::now();
+    let b = broker.clone();
+    let producer = tokio::spawn(async move {
+        let mut sent = 0;
+        while sent < n {
+            let k = BATCH.min(n - sent);
+            let batch = (sent..sent + k)
+                .map(|i| Message::new(format!("b-{i}"), payload(t0)))
+                .collect();
+            b.publish(batch).await?;
+            sent += k;
+        }
+        Ok::<(), ackline_broker::BrokerError>(())
+    });
+    let mut lat = Vec::with_capacity(n);
+    while lat.len() < n {
+        let ds = c.receive(BATCH, Duration::from_millis(100)).await?;
+        let mut items = Vec::with_capacity(ds.len());
+        for d in ds {
+            lat.push(latency_us(t0, &d.payload));
+            items.push((d.tag, Settlement::Ack));
+        }
+        for r in c.settle(items).await? {
+            r?;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    producer.await??;
+    c.close().await;
+    Ok(Outcome::new(n, secs, lat))
+}
+
+async fn backend(url: &str, q: &str, n: usize) -> R<Outcome> {
+    let broker = Arc::new(RedisBroker::connect(url, q, RedisOptions::default()).await?);
+    let run = tokio::time::timeout(LIMIT, drive(broker.clone(), n)).await;
+    let deleted = RedisBroker::clone(&broker).delete().await;
+    let out = run.map_err(|_| format!("ackline-redis: not done within {LIMIT:?}"))??;
+    deleted?;
+    Ok(out)
+}
+
+async fn embedded(n: usize) -> R<Outcome> {
+    let dir = tempfile::tempdir()?;
+    let db = Db::open(dir.path())?;
+    let queue = db.queue(
+        "bench",
+        QueueOptions {
+            fsync: Fsync::Always,
+            ..Default::default()
+        },
+    )?;
+    let broker = Arc::new(EmbeddedBroker::new(queue));
+    let run = tokio::time::timeout(LIMIT, drive(broker.clone(), n)).await;
+    drop(broker);
+    db.close();
+    run.map_err(|_| format!("embedded: not done within {LIMIT:?}"))?
+}
+
+/// The 1-minute load average (the machine is shared: it says how noisy a round was).
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        l if l % 2 == 1 => v[l / 2],
+        l => (v[l / 2 - 1] + v[l / 2]) / 2.0,
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> R<()> {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(200_000);
+    let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(3);
+    let only: Vec<String> = args
+        .next()
+        .map(|a| a.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    if let Some(bad) = only
+        .iter()
+        .find(|k| !VARIANTS.iter().any(|v| v.key() == k.as_str()))
+    {
+        return Err(format!("unknown variant {bad:?} (bare, redis, embedded)").into());
+    }
+    if n == 0 || rounds == 0 || rounds > 20 {
+        return Err("MESSAGES must be at least 1 and ROUNDS between 1 and 20".into());
+    }
+    let url =
+        std::env::var(ackline_redis::ENV_URL).unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    // What the server promises (the backend reads it the same way at connect).
+    let probe = RedisBroker::connect(&url, &unique("probe", 0), RedisOptions::default()).await?;
+    println!(
+        "{n} x {SIZE}-byte messages, one producer publishing confirmed batches of {BATCH}, one consumer, \
+         prefetch {PREFETCH}, an ack per message; {}; embedded fsync=always",
+        probe.durability()
+    );
+    probe.delete().await?;
+    println!("load average at start: {}", load());
+    let mut all: Vec<[Option<Outcome>; 3]> = Vec::with_capacity(rounds);
+    for round in 1..=rounds {
+        let mut got: [Option<Outcome>; 3] = [None, None, None];
+        let order: Vec<usize> = (0..3).map(|k| (k + round - 1) % 3).collect();
+        for &i in &order {
+            let v = VARIANTS[i];
+            if !only.is_empty() && !only.iter().any(|k| k == v.key()) {
+                continue;
+            }
+            let o = match v {
+                Variant::Bare => bare(&url, &unique("bare", round), n).await?,
+                Variant::Redis => backend(&url, &unique("backend", round), n).await?,
+                Variant::Embedded => embedded(n).await?,
+            };
+            println!(
+                "round {round} {:<14} {:>9.0} msgs/s  p50 {:>8.1} ms  p99 {:>8.1} ms",
+                v.name(),
+                o.rate,
+                o.p50_ms,
+                o.p99_ms
+            );
+            got[i] = Some(o);
+        }
+        if let [Some(b), Some(r), Some(e)] = &got {
+            println!(
+                "round {round} ratios: ackline-redis / bare redis-rs {:.0} %, embedded / ackline-redis {:.1}x (load average {})",
+                100.0 * r.rate / b.rate,
+                e.rate / r.rate,
+                load()
+            );
+        }
+        all.push(got);
+    }
+    let med = |i: usize, f: fn(&Outcome) -> f64| {
+        median(all.iter().filter_map(|g| g[i].as_ref().map(f)).collect())
+    };
+    println!("median of {rounds} rounds:");
+    for (i, v) in VARIANTS.iter().enumerate() {
+        println!(
+            "  {:<14} {:>9.0} msgs/s  p50 {:>8.1} ms  p99 {:>8.1} ms",
+            v.name(),
+            med(i, |o| o.rate),
+            med(i, |o| o.p50_ms),
+            med(i, |o| o.p99_ms)
+        );
+    }
+    let (b, r, e) = (med(0, |o| o.rate), med(1, |o| o.rate), med(2, |o| o.rate));
+    println!(
+        "  ratio of the medians: ackline-redis / bare redis-rs {:.0} % (target >= 90 %), embedded / ackline-redis {:.1}x",
+        100.0 * r / b,
+        e / r
+    );
+    let paired = |num: usize, den: usize| {
+        median(
+            all.iter()
+                .filter_map(|g| Some(g[num].as_ref()?.rate / g[den].as_ref()?.rate))
+                .collect(),
+        )
+    };
+    println!(
+        "  median of the per-round ratios: ackline-redis / bare redis-rs {:.0} %, embedded / ackline-redis {:.1}x",
+        100.0 * paired(1, 0),
+        paired(2, 1)
+    );
+    Ok(())
+}

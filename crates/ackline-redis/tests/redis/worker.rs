@@ -1,0 +1,136 @@
+//! A worker for the crash tests: the real runtime (`ackline_worker::Runtime`) over a
+//! [`RedisBroker`], parsing lines into an idempotent SQLite store, and logging each
+//! delivery's `(id, attempt, unix ms)` to a file so the parent can see redeliveries and when
+//! they came.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ackline_broker::Delivery;
+use ackline_parse::{Parser, ParserConfig, Record};
+use ackline_redis::RedisBroker;
+use ackline_store::{SqliteStore, StoreOptions};
+use ackline_worker::{ParseProcess, Process, ProcessError, Runtime, WorkerConfig};
+
+/// Parses like the pipeline, a little slowly (so a kill lands mid-batch), and logs attempts.
+pub struct Logged {
+    parse: ParseProcess,
+    log: Mutex<std::fs::File>,
+    pause: Duration,
+}
+
+impl Logged {
+    pub fn new(log: PathBuf, pause: Duration) -> Self {
+        Logged {
+            parse: ParseProcess::new(Parser::new(ParserConfig::default())),
+            log: Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .expect("attempt log"),
+            ),
+            pause,
+        }
+    }
+}
+
+impl Process for Logged {
+    fn process(&self, d: &Delivery) -> Result<Record, ProcessError> {
+        std::thread::sleep(self.pause);
+        let _ = writeln!(
+            self.log.lock().unwrap(),
+            "{} {} {}",
+            d.id,
+            d.attempt(),
+            crate::common::now_ms()
+        );
+        self.parse.process(d)
+    }
+}
+
+/// The worker configuration of these tests, with the given lease.
+pub fn config(lease: Duration) -> WorkerConfig {
+    WorkerConfig {
+        workers: 2,
+        prefetch: 100,
+        batch_size: 50,
+        batch_wait: Duration::from_millis(20),
+        lease,
+        ..WorkerConfig::default()
+    }
+}
+
+/// Runs the runtime until `stop` turns true.
+pub async fn run(
+    broker: RedisBroker,
+    db: PathBuf,
+    log: PathBuf,
+    pause: Duration,
+    lease: Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let store = SqliteStore::open(&db, &StoreOptions::default())
+        .await
+        .expect("store");
+    let rt = Runtime::new(
+        Arc::new(broker),
+        Arc::new(store),
+        Arc::new(Logged::new(log, pause)),
+        config(lease),
+    );
+    rt.run(stop).await.expect("runtime");
+}
+
+/// Rows in the store (0 before it exists).
+pub async fn stored(db: &Path) -> u64 {
+    if !db.exists() {
+        return 0;
+    }
+    let s = SqliteStore::open(db, &StoreOptions::default())
+        .await
+        .expect("store");
+    s.count().await.expect("count")
+}
+
+/// `(id, attempt, unix ms)` lines of the attempt log.
+pub fn attempts(log: &Path) -> Vec<(String, u32, u64)> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.rsplitn(3, ' ');
+            let t = it.next()?.parse().ok()?;
+            let a = it.next()?.parse().ok()?;
+            Some((it.next()?.to_owned(), a, t))
+        })
+        .collect()
+}
+
+/// `n` log lines as messages `<prefix>-<i>`.
+pub fn lines(prefix: &str, range: std::ops::Range<usize>) -> Vec<ackline_broker::Message> {
+    range
+        .map(|i| {
+            ackline_broker::Message::new(
+                format!("{prefix}-{i}"),
+                format!("<34>Oct 11 22:14:15 host app[{i}]: line {i} of the crash test"),
+            )
+        })
+        .collect()
+}
+
+/// Waits until at least `n` rows are stored or `patience` ran out; returns the count.
+pub async fn wait_stored(db: &Path, n: u64, patience: Duration) -> u64 {
+    let until = std::time::Instant::now() + patience;
+    loop {
+        let got = stored(db).await;
+        if got >= n || std::time::Instant::now() > until {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
