@@ -16,7 +16,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::config::defs::{BROKER_TLS_CA_FILE, BROKER_URL, QUEUE_NAME, RETRY_MAX_ATTEMPTS};
+use crate::config::defs::{
+    BROKER_ALLOW_VOLATILE, BROKER_TLS_CA_FILE, BROKER_URL, QUEUE_NAME, RETRY_MAX_ATTEMPTS,
+};
 use crate::config::flags::KeyArg as _;
 use crate::config::key::Cmd;
 /// The flag structs of the configuration keys, built from their definitions.
@@ -84,19 +86,19 @@ pub enum Command {
     Run(RunArgs),
     /// Split mode, server side: the embedded queue behind HTTP (ingest, the lease API for
     /// `ackline work`, admin, metrics) until SIGTERM or SIGINT; with --broker, a scale-out
-    /// ingest node relaying to RabbitMQ
+    /// ingest node relaying to RabbitMQ or Redis Streams
     ///
     /// Prints the bound address (with --json, one JSON line) once listening. Beyond loopback
     /// at least one --token is required. The first signal stops accepting, lets open requests
     /// finish, releases remote workers' deliveries and closes the queue; exit 0.
     Serve(ServeArgs),
-    /// Worker of split and scale-out mode: lease deliveries from `ackline serve` or RabbitMQ,
-    /// parse, store, ack
+    /// Worker of split and scale-out mode: lease deliveries from `ackline serve`, RabbitMQ or
+    /// Redis Streams, parse, store, ack
     ///
     /// Runs until SIGTERM or SIGINT, then finishes the batches in hand within the shutdown
     /// deadline (the rest is released) and exits 0. Killed (even with SIGKILL), its leases
-    /// expire on the server (RabbitMQ requeues them) and other workers get the deliveries;
-    /// nothing is lost.
+    /// expire on the server (RabbitMQ requeues them; on Redis another worker claims them after
+    /// the lease) and other workers get the deliveries; nothing is lost.
     Work(WorkArgs),
     /// Check the configuration (file, environment, flags) and exit: 0 if valid, 2 with a
     /// one-line error naming the field, where it came from and what was expected
@@ -140,6 +142,8 @@ pub struct ServeArgs {
     pub broker: Option<String>,
     #[arg(config_key = (&BROKER_TLS_CA_FILE, Cmd::Serve))]
     pub broker_ca: Option<String>,
+    #[arg(config_key = (&BROKER_ALLOW_VOLATILE, Cmd::Serve))]
+    pub allow_volatile: bool,
     #[arg(config_key = (&RETRY_MAX_ATTEMPTS, Cmd::Serve))]
     pub max_attempts: Option<String>,
 }
@@ -150,6 +154,8 @@ pub struct WorkArgs {
     pub broker: Option<String>,
     #[arg(config_key = (&BROKER_TLS_CA_FILE, Cmd::Work))]
     pub broker_ca: Option<String>,
+    #[arg(config_key = (&BROKER_ALLOW_VOLATILE, Cmd::Work))]
+    pub allow_volatile: bool,
     #[arg(config_key = (&QUEUE_NAME, Cmd::Work))]
     pub queue: Option<String>,
     /// Bearer token with the worker scope (the secret only; split mode). Prefer
@@ -220,6 +226,8 @@ pub struct BrokerFlags {
     pub broker: Option<String>,
     #[arg(config_key = (&BROKER_TLS_CA_FILE, Cmd::Dlq))]
     pub broker_ca: Option<String>,
+    #[arg(config_key = (&BROKER_ALLOW_VOLATILE, Cmd::Dlq))]
+    pub allow_volatile: bool,
     /// Bearer token with the admin scope, for an `ackline serve` broker (the secret only)
     #[arg(
         long,

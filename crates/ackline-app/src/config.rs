@@ -111,9 +111,12 @@ pub struct Config {
     pub server: ServerSettings,
     /// `work`: where deliveries come from; `serve`: where ingested lines are relayed.
     pub broker: Option<BrokerUrl>,
-    /// PEM certificates trusted for `amqps` beside the system's roots (read from
+    /// PEM certificates trusted for `amqps` and `rediss` beside the system's roots (read from
     /// `broker.tls_ca_file`).
     pub broker_tls_ca: Option<String>,
+    /// Accept a Redis broker that may drop queued messages by itself (no AOF, an evicting
+    /// `maxmemory-policy`): `broker.allow_volatile`.
+    pub broker_allow_volatile: bool,
     /// `run` and `work`: where the worker metrics are served, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -125,16 +128,25 @@ pub enum BrokerUrl {
     Http(String),
     /// RabbitMQ (scale-out).
     Amqp(ackline_rabbitmq::AmqpUrl),
+    /// Redis Streams (scale-out): `redis://`, `rediss://` (TLS) or `redis+unix://`.
+    Redis(ackline_redis::RedisUrl),
 }
 
 impl BrokerUrl {
-    /// Parses `http(s)://...` or `amqp(s)://...`.
+    /// Parses `http(s)://...`, `amqp(s)://...` or what [`ackline_redis::RedisUrl::parse`]
+    /// takes (`redis://`, `rediss://`, `redis+unix://`, `unix://`).
     pub fn parse(s: &str) -> Option<BrokerUrl> {
         let s = s.trim();
         if s.starts_with("http://") || s.starts_with("https://") {
             return ackline_http::HttpBroker::connect(s, None)
                 .ok()
                 .map(|_| BrokerUrl::Http(s.to_string()));
+        }
+        if ["redis://", "rediss://", "redis+unix://", "unix://"]
+            .iter()
+            .any(|p| s.starts_with(p))
+        {
+            return ackline_redis::RedisUrl::parse(s).ok().map(BrokerUrl::Redis);
         }
         ackline_rabbitmq::AmqpUrl::parse(s)
             .ok()
@@ -147,6 +159,7 @@ impl std::fmt::Display for BrokerUrl {
         match self {
             BrokerUrl::Http(u) => f.write_str(&ackline_rabbitmq::redact_text(u)),
             BrokerUrl::Amqp(u) => write!(f, "{u}"),
+            BrokerUrl::Redis(u) => write!(f, "{u}"),
         }
     }
 }
@@ -466,6 +479,7 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
     let broker = l.get(&BROKER_URL)?;
     let metrics_listen = l.get(&METRICS_LISTEN)?;
     let broker_tls_ca = l.get(&BROKER_TLS_CA_FILE)?;
+    let broker_allow_volatile = l.value(&BROKER_ALLOW_VOLATILE)?;
     let listen = l.value(&SERVER_LISTEN)?;
     let mut tokens: Vec<Token> = l.get(&SERVER_TOKENS)?.unwrap_or_default();
     tokens.extend(l.get(&SERVER_TOKEN_FILE)?.unwrap_or_default());
@@ -546,6 +560,7 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         },
         broker,
         broker_tls_ca,
+        broker_allow_volatile,
         metrics_listen,
     })
 }
@@ -578,6 +593,45 @@ mod tests {
         assert_eq!(c.store_url, "sqlite:/d/records.db");
         assert_eq!(c.sqlite_path(), Some(PathBuf::from("/d/records.db")));
         assert!(!c.parser.strict);
+    }
+
+    #[test]
+    fn redis_broker_urls_are_parsed_and_shown_redacted() {
+        for u in [
+            "redis://127.0.0.1:6379/0",
+            "rediss://cache.example:6380/2",
+            "redis+unix:///run/redis.sock?db=1",
+        ] {
+            assert!(
+                matches!(BrokerUrl::parse(u), Some(BrokerUrl::Redis(_))),
+                "{u}"
+            );
+        }
+        let b = BrokerUrl::parse("redis://app:hunter2@127.0.0.1:6379/0").unwrap();
+        assert!(!b.to_string().contains("hunter2"), "{b}");
+        assert!(b.to_string().starts_with("redis://app:***@"), "{b}");
+        assert!(BrokerUrl::parse("redis://h:1/0#insecure").is_none());
+        assert!(BrokerUrl::parse("redis://h:notaport/0").is_none());
+    }
+
+    #[test]
+    fn allow_volatile_from_the_flag_and_the_environment() {
+        let none = load(
+            Path::new("/d"),
+            None,
+            &PipelineFlags::default(),
+            &Env::empty(),
+        );
+        assert!(!none.unwrap().broker_allow_volatile);
+        let e = env(&[("ACKLINE_BROKER_ALLOW_VOLATILE", "true")]);
+        let c = load(Path::new("/d"), None, &PipelineFlags::default(), &e).unwrap();
+        assert!(c.broker_allow_volatile);
+        let flags = PipelineFlags {
+            allow_volatile: true,
+            ..PipelineFlags::default()
+        };
+        let c = load(Path::new("/d"), None, &flags, &Env::empty()).unwrap();
+        assert!(c.broker_allow_volatile);
     }
 
     #[test]

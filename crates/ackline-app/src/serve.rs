@@ -56,6 +56,7 @@ pub fn load(a: &ServeArgs, data_dir: &Path, config_file: Option<&Path>) -> anyho
         server: a.server.clone(),
         broker: a.broker.clone(),
         broker_ca: a.broker_ca.clone(),
+        allow_volatile: a.allow_volatile,
         worker: WorkerFlags {
             max_attempts: a.max_attempts.clone(),
             ..WorkerFlags::default()
@@ -216,6 +217,15 @@ async fn relay(
             let opts = crate::work::rabbit_options(&cfg);
             let Some(dst) =
                 crate::work::connect_rabbit(u, &cfg.queue, opts, halt.clone(), out).await?
+            else {
+                return Ok(());
+            };
+            run_relay(src, dst, fcfg, stats, halt).await
+        }
+        BrokerUrl::Redis(u) => {
+            let opts = crate::work::redis_options(&cfg);
+            let Some(dst) =
+                crate::work::connect_redis(u, &cfg.queue, opts, halt.clone(), out).await?
             else {
                 return Ok(());
             };

@@ -1,28 +1,32 @@
 //! `ackline work`: the worker of split and scale-out mode. [`ackline_worker::Runtime`] over a
 //! broker into a store, until SIGTERM or SIGINT. The broker is an `ackline serve`
-//! ([`ackline_http::HttpBroker`], the lease API) or RabbitMQ
-//! ([`ackline_rabbitmq::RabbitBroker`]): the same runtime, the same contract.
+//! ([`ackline_http::HttpBroker`], the lease API), RabbitMQ
+//! ([`ackline_rabbitmq::RabbitBroker`]) or Redis Streams ([`ackline_redis::RedisBroker`]):
+//! the same runtime, the same contract.
 //!
 //! Invariants:
 //! - A delivery is acked only after the store committed its record (the runtime's rule), and
 //!   the store is idempotent by message id, so a worker killed at any moment (SIGKILL
 //!   included) loses nothing and duplicates nothing: its leases expire on the server (its
-//!   channel closes on RabbitMQ) and another worker stores what it had not acked; what it had
-//!   stored is skipped.
+//!   channel closes on RabbitMQ, its entries are claimed after the lease on Redis) and another
+//!   worker stores what it had not acked; what it had stored is skipped.
 //! - Graceful stop as in `run`: the first signal stops taking deliveries, the batches in hand
 //!   finish within `worker.shutdown_deadline` (the rest is released), exit 0.
 //! - Configuration errors (a bad flag value, a bad broker URL, no broker at all, and
 //!   `--max-attempts` against an `ackline serve`, whose own setting applies) exit 2
 //!   before anything is opened. A broker not reachable yet at start is waited for (probed
 //!   with backoff up to 5 s, a signal ends the wait with exit 0), so workers may start before
-//!   the server or broker; a refusal waiting cannot fix (a bad token, bad credentials) is a
-//!   runtime error, exit 1.
+//!   the server or broker; a refusal waiting cannot fix (a bad token, bad credentials, a Redis
+//!   without persistence unless `broker.allow_volatile`) is a runtime error, exit 1.
+//! - On Redis, what the server's persistence promises for confirmed publishes is noted at
+//!   start (with what is at risk when a crash of the machine can lose some).
 //! - So is a store not reachable yet (refused, silent, a full disk): probed with backoff up
 //!   to 5 s, noted every 30 s, a signal ends the wait with exit 0. A bad store URL, bad
 //!   credentials or a schema newer than this binary are not waited for: exit 1 with the
 //!   store's error.
 //! - No password (broker or store URL) is ever printed: URLs are shown redacted.
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +35,7 @@ use ackline_broker::{Broker, BrokerError};
 use ackline_http::HttpBroker;
 use ackline_parse::Parser;
 use ackline_rabbitmq::{RabbitBroker, RabbitOptions};
+use ackline_redis::{RedisBroker, RedisOptions};
 use ackline_store::{AnyStore, Store, StoreError};
 use ackline_worker::{ParseProcess, Runtime};
 use anyhow::Context;
@@ -96,6 +101,7 @@ pub fn load(a: &WorkArgs, data_dir: &Path, config_file: Option<&Path>) -> anyhow
         queue,
         broker,
         broker_ca: a.broker_ca.clone(),
+        allow_volatile: a.allow_volatile,
         worker: a.worker.clone(),
         ..PipelineFlags::default()
     };
@@ -121,8 +127,9 @@ pub fn run(
     let cfg = load(a, data_dir, config_file)?;
     let Some(broker_url) = cfg.broker.clone() else {
         return Err(usage(
-            "ackline work needs a broker: --broker http://HOST:PORT (an ackline serve) or \
-             --broker amqp://USER:PASS@HOST:PORT/VHOST (or broker.url in the config file, or \
+            "ackline work needs a broker: --broker http://HOST:PORT (an ackline serve), \
+             --broker amqp://USER:PASS@HOST:PORT/VHOST (RabbitMQ) or --broker \
+             redis://HOST:PORT/DB (Redis Streams) (or broker.url in the config file, or \
              ACKLINE_BROKER_URL)",
         ));
     };
@@ -149,6 +156,14 @@ pub fn run(
             BrokerUrl::Amqp(url) => {
                 let opts = rabbit_options(&cfg);
                 let Some(b) = connect_rabbit(url, &cfg.queue, opts, signal.clone(), out).await?
+                else {
+                    return stopped_early(out);
+                };
+                work_on(b, &cfg, shown, cfg.queue.clone(), signal, out).await
+            }
+            BrokerUrl::Redis(url) => {
+                let opts = redis_options(&cfg);
+                let Some(b) = connect_redis(url, &cfg.queue, opts, signal.clone(), out).await?
                 else {
                     return stopped_early(out);
                 };
@@ -338,34 +353,92 @@ pub(crate) fn rabbit_options(cfg: &Config) -> RabbitOptions {
     }
 }
 
-/// Connects to RabbitMQ, waiting while it is unreachable; `None` if a signal came first.
-pub(crate) async fn connect_rabbit(
-    url: ackline_rabbitmq::AmqpUrl,
-    queue: &str,
-    opts: RabbitOptions,
+/// The Redis backend's options from the configuration.
+pub(crate) fn redis_options(cfg: &Config) -> RedisOptions {
+    RedisOptions {
+        max_attempts: cfg.queue_options.max_attempts,
+        tls_ca_pem: cfg.broker_tls_ca.clone(),
+        allow_volatile: cfg.broker_allow_volatile,
+        ..RedisOptions::default()
+    }
+}
+
+/// Connects with `connect` (to the broker `name` at `shown`, the URL redacted), waiting while
+/// the broker answers `Unavailable`: probed with backoff up to 5 s, noted once. `None` if a
+/// signal came first; any other refusal (`Fatal`: bad credentials, a certificate neither
+/// trusted root accepts, a Redis without persistence) is an error at once.
+pub(crate) async fn connect_waiting<B, F, Fut>(
+    name: &str,
+    shown: &str,
+    mut connect: F,
     mut signal: watch::Receiver<bool>,
     out: Out,
-) -> anyhow::Result<Option<RabbitBroker>> {
+) -> anyhow::Result<Option<B>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<B, BrokerError>>,
+{
     let mut delay = Duration::from_millis(100);
     let mut noted = false;
     loop {
-        match RabbitBroker::connect_url(url.clone(), queue, opts.clone()).await {
+        match connect().await {
             Ok(b) => return Ok(Some(b)),
             Err(BrokerError::Unavailable { reason, .. }) => {
                 if !noted {
                     out.note(&format!(
-                        "ackline: waiting for RabbitMQ at {url} ({reason})"
+                        "ackline: waiting for {name} at {shown} ({reason})"
                     ));
                     noted = true;
                 }
             }
             Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("connecting to {url}")));
+                return Err(anyhow::Error::new(e).context(format!("connecting to {shown}")));
             }
         }
         if backoff(&mut delay, &mut signal).await.is_none() {
             return Ok(None);
         }
+    }
+}
+
+/// Connects to RabbitMQ, waiting while it is unreachable; `None` if a signal came first.
+pub(crate) async fn connect_rabbit(
+    url: ackline_rabbitmq::AmqpUrl,
+    queue: &str,
+    opts: RabbitOptions,
+    signal: watch::Receiver<bool>,
+    out: Out,
+) -> anyhow::Result<Option<RabbitBroker>> {
+    let shown = url.to_string();
+    let connect = || RabbitBroker::connect_url(url.clone(), queue, opts.clone());
+    connect_waiting("RabbitMQ", &shown, connect, signal, out).await
+}
+
+/// Connects to Redis, waiting while it is unreachable; `None` if a signal came first. Notes
+/// what the server's persistence promises (and what is at risk when it is lossy).
+pub(crate) async fn connect_redis(
+    url: ackline_redis::RedisUrl,
+    queue: &str,
+    opts: RedisOptions,
+    signal: watch::Receiver<bool>,
+    out: Out,
+) -> anyhow::Result<Option<RedisBroker>> {
+    let shown = url.to_string();
+    let connect = || RedisBroker::connect_url(url.clone(), queue, opts.clone());
+    let Some(b) = connect_waiting("Redis", &shown, connect, signal, out).await? else {
+        return Ok(None);
+    };
+    note_durability(&b, out);
+    Ok(Some(b))
+}
+
+/// Notes the durability the Redis server gives confirmed publishes, with its risk when lossy.
+pub(crate) fn note_durability(b: &RedisBroker, out: Out) {
+    let d = b.durability();
+    if d.lossy() {
+        out.note(&format!("ackline: connected to {d}; at risk: {}", d.risk()));
+    } else {
+        out.note(&format!("ackline: connected to {d}"));
     }
 }
 

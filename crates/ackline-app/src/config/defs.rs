@@ -461,16 +461,17 @@ keys! {
     BROKER_URL: Text<BrokerUrl> = Key::new(
         "broker.url",
         Text::new(
-            "http://HOST:PORT[/QUEUE] (an ackline serve) or amqp://USER:PASS@HOST:PORT/VHOST (or \
-             amqps://)",
+            "http://HOST:PORT[/QUEUE] (an ackline serve), amqp://USER:PASS@HOST:PORT/VHOST (or \
+             amqps://) or redis://[USER:PASS@]HOST:PORT/DB (or rediss://, redis+unix://PATH)",
             BrokerUrl::parse,
         ),
         Fallback::Absent("none"),
-        "`work`: where deliveries come from, `http://HOST:PORT[/QUEUE]` (an `ackline serve`) or \
-         `amqp://USER:PASS@HOST:PORT/VHOST` / `amqps://` (RabbitMQ, scale-out). `serve`: the \
-         broker its ingest is relayed to. `dlq`, `queue stats`: act on that broker's queue \
-         instead of the data directory. It may hold a password: output shows it as \
-         `amqp://USER:***@...`",
+        "`work`: where deliveries come from, `http://HOST:PORT[/QUEUE]` (an `ackline serve`), \
+         `amqp://USER:PASS@HOST:PORT/VHOST` / `amqps://` (RabbitMQ, scale-out) or \
+         `redis://[USER:PASS@]HOST:PORT/DB` / `rediss://` (TLS) / `redis+unix:///PATH?db=N` \
+         (Redis Streams, scale-out; see `broker.allow_volatile`). `serve`: the broker its \
+         ingest is relayed to. `dlq`, `queue stats`: act on that broker's queue instead of the \
+         data directory. It may hold a password: output shows it as `amqp://USER:***@...`",
     )
     .secret()
     .flags(&[
@@ -480,23 +481,25 @@ keys! {
             &[Cmd::Serve],
             "Scale-out ingest node: relay everything queued here to this broker's queue of the \
              same name, each message acked here only once the broker confirmed it \
-             (amqp://USER:PASS@HOST:PORT/VHOST or amqps://; credentials may instead come from \
-             ACKLINE_BROKER_URL)",
+             (amqp://USER:PASS@HOST:PORT/VHOST or amqps://, redis://HOST:PORT/DB or rediss://; \
+             credentials may instead come from ACKLINE_BROKER_URL)",
         ),
         Flag::value(
             "broker",
             "URL",
             &[Cmd::Work],
             "Where deliveries come from: an `ackline serve` (http://HOST:PORT[/QUEUE], split \
-             mode) or a broker (amqp://USER:PASS@HOST:PORT/VHOST or amqps://, scale-out)",
+             mode) or a broker (amqp://USER:PASS@HOST:PORT/VHOST or amqps://, \
+             redis://HOST:PORT/DB or rediss://, scale-out)",
         ),
         Flag::value(
             "broker",
             "URL",
             &[Cmd::Dlq, Cmd::QueueStats],
             "Act on this broker's queue instead of the data directory: RabbitMQ \
-             (amqp://USER:PASS@HOST:PORT/VHOST or amqps://) or an `ackline serve` \
-             (http://HOST:PORT[/QUEUE]) [default: none, the data directory]",
+             (amqp://USER:PASS@HOST:PORT/VHOST or amqps://), Redis (redis://HOST:PORT/DB or \
+             rediss://) or an `ackline serve` (http://HOST:PORT[/QUEUE]) [default: none, the \
+             data directory]",
         ),
     ]);
 
@@ -504,19 +507,42 @@ keys! {
     BROKER_TLS_CA_FILE: Text<String> = Key::new(
         "broker.tls_ca_file",
         Text::new(
-            "a readable PEM file of CA certificates trusted for amqps beside the system's roots",
+            "a readable PEM file of CA certificates trusted for amqps and rediss beside the \
+             system's roots",
             ca_file,
         ),
         Fallback::Absent("none"),
-        "a PEM file of CA certificates trusted for `amqps` beside the system's roots (a private \
-         CA). A server certificate that neither trusts is refused: exit 1, never a plaintext \
-         fallback",
+        "a PEM file of CA certificates trusted for `amqps` and `rediss` beside the system's \
+         roots (a private CA). A server certificate that neither trusts is refused: exit 1, \
+         never a plaintext fallback",
     )
     .flags(&[Flag::value(
         "broker-ca",
         "FILE",
         BROKER,
-        "PEM file of CA certificates trusted for amqps beside the system's roots (a private CA)",
+        "PEM file of CA certificates trusted for amqps and rediss beside the system's roots (a \
+         private CA)",
+    )]);
+
+    /// `broker.allow_volatile`.
+    BROKER_ALLOW_VOLATILE: Bool = Key::new(
+        "broker.allow_volatile",
+        Bool,
+        Fallback::Value("false"),
+        "Redis only: accept a Redis that may drop queued messages by itself, one without AOF \
+         persistence (`appendonly no`) or with an evicting `maxmemory-policy` (`allkeys-*`). \
+         What is at risk: every queued message, confirmed publishes included, when such a \
+         Redis restarts or crashes (all since the last RDB snapshot) or evicts the queue's \
+         stream under memory pressure; a line `serve` acked locally once Redis confirmed it is \
+         then lost. Without it such a server is refused (exit 1, naming the risk). Ignored by \
+         the other brokers; see `docs/redis.md` for each setting's loss window",
+    )
+    .flags(&[Flag::switch(
+        "allow-volatile",
+        true,
+        BROKER,
+        "Redis only: start even when Redis has no AOF persistence or may evict keys; a restart \
+         or crash of Redis then loses every queued message, confirmed publishes included",
     )]);
 
     /// `metrics.listen`.

@@ -18,11 +18,11 @@ use std::collections::BTreeMap;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 
 use super::defs::{
-    BROKER_TLS_CA_FILE, BROKER_URL, INPUT_FORMAT, INPUT_PATHS, INPUT_POLL_INTERVAL, INPUT_START_AT,
-    INPUT_STDIN, INPUT_STRICT, METRICS_LISTEN, QUEUE_NAME, RETRY_BASE, RETRY_CAP, RETRY_FACTOR,
-    RETRY_MAX_ATTEMPTS, SERVER_LISTEN, SERVER_SYSLOG_TCP, SERVER_SYSLOG_UDP, SERVER_TOKEN_FILE,
-    SERVER_TOKENS, STORE_URL, WORKER_BATCH_SIZE, WORKER_LEASE, WORKER_MAX_OUTAGE, WORKER_PREFETCH,
-    WORKER_SHUTDOWN_DEADLINE, WORKER_WORKERS,
+    BROKER_ALLOW_VOLATILE, BROKER_TLS_CA_FILE, BROKER_URL, INPUT_FORMAT, INPUT_PATHS,
+    INPUT_POLL_INTERVAL, INPUT_START_AT, INPUT_STDIN, INPUT_STRICT, METRICS_LISTEN, QUEUE_NAME,
+    RETRY_BASE, RETRY_CAP, RETRY_FACTOR, RETRY_MAX_ATTEMPTS, SERVER_LISTEN, SERVER_SYSLOG_TCP,
+    SERVER_SYSLOG_UDP, SERVER_TOKEN_FILE, SERVER_TOKENS, STORE_URL, WORKER_BATCH_SIZE,
+    WORKER_LEASE, WORKER_MAX_OUTAGE, WORKER_PREFETCH, WORKER_SHUTDOWN_DEADLINE, WORKER_WORKERS,
 };
 use super::key::{AnyKey, Cmd, Flag, Form};
 use super::source::{Given, RawValue, Source};
@@ -129,6 +129,8 @@ pub struct PipelineFlags {
     pub broker: Option<String>,
     /// `--broker-ca` of `work` and `serve` (not a flag of `run`).
     pub broker_ca: Option<String>,
+    /// `--allow-volatile` of `work` and `serve` (not a flag of `run`).
+    pub allow_volatile: bool,
 }
 
 impl PipelineFlags {
@@ -145,7 +147,7 @@ impl PipelineFlags {
         let mut m = BTreeMap::new();
         put_all(&mut m, Self::bindings(), self.held());
         put_all(&mut m, WorkerFlags::bindings(), self.worker.held());
-        let relay: [(Binding, Held<'_>); 2] = [
+        let relay: [(Binding, Held<'_>); 3] = [
             (
                 (&BROKER_URL, BROKER_URL.meta.flag(Cmd::Work, "broker")),
                 Held::One(&self.broker),
@@ -156,6 +158,13 @@ impl PipelineFlags {
                     BROKER_TLS_CA_FILE.meta.flag(Cmd::Work, "broker-ca"),
                 ),
                 Held::One(&self.broker_ca),
+            ),
+            (
+                (
+                    &BROKER_ALLOW_VOLATILE,
+                    BROKER_ALLOW_VOLATILE.meta.flag(Cmd::Work, "allow-volatile"),
+                ),
+                Held::Switch(&self.allow_volatile),
             ),
         ];
         let (bindings, held) = relay.into_iter().unzip();

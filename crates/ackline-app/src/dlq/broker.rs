@@ -1,6 +1,6 @@
 //! `dlq list|show|replay|purge` and `queue stats` on a broker's queue (`--broker URL`,
-//! `broker.url`, `ACKLINE_BROKER_URL`): RabbitMQ ([`RabbitBroker`]) or an `ackline serve`
-//! ([`HttpBroker`]), through [`DeadLetters`] and [`Broker::stats`], one generic function per
+//! `broker.url`, `ACKLINE_BROKER_URL`): RabbitMQ ([`RabbitBroker`]), Redis Streams
+//! ([`RedisBroker`]) or an `ackline serve` ([`HttpBroker`]), through [`DeadLetters`] and [`Broker::stats`], one generic function per
 //! subcommand. The output keeps the local path's shapes (the same [`EntryView`] entries, the
 //! same `list`/`show`/`replay`/`purge` objects, `queue stats`'s `{"queues": [...]}`), with the
 //! broker (redacted) added; counts a backend does not have (segments, recovery) are left out.
@@ -8,13 +8,14 @@
 //! Invariants:
 //! - The password is never printed: the broker is only ever shown through [`BrokerUrl`]'s
 //!   `Display`, and the backends scrub it from their errors.
-//! - An unreachable broker is an error (exit 1) within a bound, never a wait: one RabbitMQ
-//!   connection attempt of at most [`CONNECT_TIMEOUT`] (unlike `ackline work`, which waits
+//! - An unreachable broker is an error (exit 1) within a bound, never a wait: one RabbitMQ or
+//!   Redis connection attempt of at most [`CONNECT_TIMEOUT`] (unlike `ackline work`, which waits
 //!   for the broker), or the HTTP client's few connect tries.
 //! - Usage errors (a bad `--queue`, `--limit 0`, a queue named twice) exit 2 before anything
 //!   is connected. The data directory is not opened.
-//! - Nothing is created on RabbitMQ: the queue and its dead-letter queue must exist
-//!   ([`RabbitBroker::connect_existing`]), so a mistyped name is an error, not two new queues.
+//! - Nothing is created on RabbitMQ or Redis: the queue and its dead-letter queue must exist
+//!   ([`RabbitBroker::connect_existing`]; the stream and its consumer group,
+//!   [`RedisBroker::connect_existing`]), so a mistyped name is an error, not new queues.
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use ackline_broker::{Broker, BrokerError, DeadLetter, DeadLetters, DlqSelector};
 use ackline_http::HttpBroker;
 use ackline_rabbitmq::{RabbitBroker, RabbitOptions};
+use ackline_redis::{RedisBroker, RedisOptions};
 use anyhow::Context;
 use serde::Serialize;
 
@@ -30,9 +32,9 @@ use crate::cli::{BrokerFlags, DlqCommand, Selection, WorkArgs, WorkerFlags};
 use crate::config::{BrokerUrl, Config};
 use crate::exit::usage;
 use crate::output::Out;
-use crate::work::{http_queue_url, rabbit_options};
+use crate::work::{http_queue_url, rabbit_options, redis_options};
 
-/// The longest a RabbitMQ connection attempt may take before the command fails.
+/// The longest a RabbitMQ or Redis connection attempt may take before the command fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most entries asked for in one `dlq_list` call: one page of `ackline serve`'s API.
 const PAGE: usize = 10_000;
@@ -47,6 +49,7 @@ pub(super) fn load(
     let args = WorkArgs {
         broker: flags.broker.clone(),
         broker_ca: flags.broker_ca.clone(),
+        allow_volatile: flags.allow_volatile,
         queue: None,
         token: None,
         token_file: None,
@@ -59,6 +62,7 @@ pub(super) fn load(
 enum Target {
     Http(HttpBroker),
     Rabbit(RabbitBroker),
+    Redis(RedisBroker),
 }
 
 /// The broker as it may be shown (password redacted) and the queue acted on.
@@ -108,6 +112,17 @@ async fn connect(
             let queue = queue.to_string();
             Ok((Target::Rabbit(b), On { shown, queue }))
         }
+        BrokerUrl::Redis(u) => {
+            let opts = RedisOptions {
+                connect_timeout: CONNECT_TIMEOUT,
+                ..redis_options(cfg)
+            };
+            let b = RedisBroker::connect_existing(u.clone(), queue, opts)
+                .await
+                .with_context(|| format!("connecting to {shown}"))?;
+            let queue = queue.to_string();
+            Ok((Target::Redis(b), On { shown, queue }))
+        }
     }
 }
 
@@ -122,6 +137,7 @@ macro_rules! on_target {
                 $b.close().await;
                 r
             }
+            Target::Redis($b) => $body,
         }
     };
 }
@@ -242,7 +258,7 @@ async fn with_id<B: DeadLetters>(b: &B, id: &str) -> Result<Vec<DeadLetter>, Bro
 
 /// The selection as the broker traits name it. `--reason-contains` is
 /// [`DlqSelector::Matching`]: the reason on an `ackline serve`, the reason or the last error
-/// on RabbitMQ.
+/// on RabbitMQ and Redis.
 fn selector(sel: &Selection) -> DlqSelector {
     if sel.all {
         DlqSelector::All

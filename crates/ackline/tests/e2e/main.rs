@@ -16,6 +16,7 @@ mod crash;
 mod dlq_broker;
 mod max_attempts;
 mod pipeline;
+mod redis_scale_out;
 mod scale_out;
 mod serve_work;
 mod signals;
