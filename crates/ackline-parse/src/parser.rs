@@ -215,10 +215,18 @@ fn auto(body: &[u8], offset: usize, env: &Env) -> Result<(Format, Parts), ParseE
     }
     // Last before raw: the generic header extractor (its own error is never
     // the one reported: a named candidate's says more).
-    if let Ok(parts) = formats::parse_as(Format::Generic, body, env) {
+    if let Some(parts) = generic_fallback(body, env) {
         return Ok((Format::Generic, parts));
     }
     Err(best.unwrap_or(ParseError::new(None, offset, ErrorKind::NoFormatMatched)))
+}
+
+/// The generic header extractor, kept out of line (and cold) so that the
+/// detection loop a named line takes is compiled as before.
+#[cold]
+#[inline(never)]
+fn generic_fallback(body: &[u8], env: &Env) -> Option<Parts> {
+    formats::generic::parse(body, env).ok()
 }
 
 fn build(
