@@ -48,13 +48,17 @@ pub enum Format {
     Proxifier,
     /// OpenStack (oslo.log) service logs, optionally prefixed by the file name.
     OpenStack,
+    /// No named format, but a leading timestamp (and perhaps a pid and a
+    /// severity) the generic header extractor recognised; the rest is the
+    /// message. Tried after every named format, before [`Format::Raw`].
+    Generic,
     /// No format: the whole line is the message.
     Raw,
 }
 
 impl Format {
     /// Every format, in declaration order.
-    pub const ALL: [Format; 17] = [
+    pub const ALL: [Format; 18] = [
         Format::Json,
         Format::Logfmt,
         Format::Rfc5424,
@@ -71,6 +75,7 @@ impl Format {
         Format::HealthApp,
         Format::Proxifier,
         Format::OpenStack,
+        Format::Generic,
         Format::Raw,
     ];
 
@@ -94,6 +99,7 @@ impl Format {
             Format::HealthApp => "health_app",
             Format::Proxifier => "proxifier",
             Format::OpenStack => "open_stack",
+            Format::Generic => "generic",
             Format::Raw => "raw",
         }
     }

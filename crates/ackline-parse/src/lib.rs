@@ -29,8 +29,11 @@
 //! Proxifier and OpenStack (Linux, OpenSSH and Mac are RFC 3164). See
 //! [`Format`]. Detection is per line ([`FormatChoice::Auto`]) or fixed per
 //! input ([`FormatChoice::Fixed`]); the record names the format that parsed
-//! it, [`Format::Raw`] for the fallback that keeps the whole line as the
-//! message.
+//! it. In auto mode a line no named format accepts is tried last with the
+//! generic header extractor ([`Format::Generic`]: a leading timestamp, then
+//! pid and severity where recognised, as PostgreSQL, Redis, RabbitMQ, NATS
+//! and dpkg write them), and only then falls back to [`Format::Raw`], which
+//! keeps the whole line as the message.
 //!
 //! ## Guarantees
 //!

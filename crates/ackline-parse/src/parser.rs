@@ -4,8 +4,11 @@
 //! Invariants:
 //! - [`Parser::parse`] never panics, whatever the bytes, and returns either
 //!   a [`Record`] or a typed [`ParseError`];
+//! - in auto mode a line no detected candidate accepts is tried with the
+//!   generic header extractor ([`Format::Generic`]) last, so it never
+//!   changes what a named format parses nor slows a line one accepts;
 //! - in lenient mode (`strict: false`) it never returns an error: a line no
-//!   format accepts becomes a [`Format::Raw`] record;
+//!   format accepts (generic included) becomes a [`Format::Raw`] record;
 //! - in strict mode it never returns a `Raw` record (unless `Raw` is the
 //!   fixed format): the error says which format failed, where and why;
 //! - the record's `raw` is exactly the input bytes; parsing works on the
@@ -210,7 +213,20 @@ fn auto(body: &[u8], offset: usize, env: &Env) -> Result<(Format, Parts), ParseE
             }
         }
     }
+    // Last before raw: the generic header extractor (its own error is never
+    // the one reported: a named candidate's says more).
+    if let Some(parts) = generic_fallback(body, env) {
+        return Ok((Format::Generic, parts));
+    }
     Err(best.unwrap_or(ParseError::new(None, offset, ErrorKind::NoFormatMatched)))
+}
+
+/// The generic header extractor, kept out of line (and cold) so that the
+/// detection loop a named line takes is compiled as before.
+#[cold]
+#[inline(never)]
+fn generic_fallback(body: &[u8], env: &Env) -> Option<Parts> {
+    formats::generic::parse(body, env).ok()
 }
 
 fn build(

@@ -33,6 +33,15 @@ const SEEDS: &[&str] = &[
     "20171223-22:15:29:606|Step_LSC|30002312|onStandStepChanged 3579",
     "[10.30 16:49:06] chrome.exe *64 - proxy.cse.cuhk.edu.hk:5070 open",
     "nova-api.log.1 2017-05-16 00:00:00.008 25746 INFO nova.osapi [req-1 a b - - -] 10.11.10.1 \"GET /\"",
+    // The generic header extractor (tried last): PostgreSQL, Redis, RabbitMQ,
+    // NATS, update-alternatives, epoch millis with level=.
+    "2026-12-05 01:20:54.024 UTC [25401] postgres@test ERROR:  relation \"x\" does not exist",
+    "2248:M 05 Dec 2026 01:14:41.620 * Ready to accept connections",
+    "2248:signal-handler (1796436340) Received SIGTERM scheduling shutdown...",
+    "2026-12-05 01:14:53.494914+00:00 [notice] <0.223.0> Logging: configured",
+    "[2993] 2026/12/05 01:14:51.191716 [INF] Starting nats-server",
+    "update-alternatives 2025-06-24 14:36:53: run with --quiet --install /usr/bin/pager",
+    "1700000000123 level=warn myd[42]: hi",
 ];
 
 fn parsers() -> Vec<Parser> {

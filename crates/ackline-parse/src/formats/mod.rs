@@ -20,6 +20,7 @@ use crate::timestamp::{Stamp, TimeEnv};
 pub(crate) mod access;
 pub(crate) mod apache_error;
 pub(crate) mod bgl;
+pub(crate) mod generic;
 pub(crate) mod healthapp;
 pub(crate) mod hpc;
 pub(crate) mod json;
@@ -72,7 +73,8 @@ pub(crate) struct Env {
     pub(crate) max_json_depth: usize,
 }
 
-/// Parses `body` as `format`. `Raw` always succeeds.
+/// Parses `body` as `format`. `Raw` always succeeds; `Generic` is also the
+/// fallback the automatic detection tries last.
 pub(crate) fn parse_as(format: Format, body: &[u8], env: &Env) -> PResult<Parts> {
     match format {
         Format::Json => json::parse(body, env),
@@ -90,6 +92,7 @@ pub(crate) fn parse_as(format: Format, body: &[u8], env: &Env) -> PResult<Parts>
         Format::HealthApp => healthapp::parse(body, env),
         Format::Proxifier => proxifier::parse(body, env),
         Format::OpenStack => openstack::parse(body, env),
+        Format::Generic => generic::parse(body, env),
         Format::Raw => Ok(raw(body)),
     }
 }
