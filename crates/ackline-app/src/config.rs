@@ -793,6 +793,20 @@ mod tests {
         assert_eq!(parse_duration("ms"), None);
     }
 
+    /// `input.format`'s documentation names every format the parser has (a new format must
+    /// not be missing from the doc and the generated table).
+    #[test]
+    fn the_format_key_names_every_format() {
+        let doc = defs::INPUT_FORMAT.meta().doc;
+        for f in ackline_parse::Format::ALL {
+            assert!(
+                doc.contains(&format!("`{}`", f.name())),
+                "input.format's doc does not name `{}`",
+                f.name()
+            );
+        }
+    }
+
     #[test]
     fn docs_name_every_key_and_variable() {
         let doc = include_str!("../../../docs/config.md");

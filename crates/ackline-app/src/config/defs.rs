@@ -145,7 +145,7 @@ keys! {
         Fallback::Value("auto"),
         "`auto` (detect per line) or one format: `json`, `logfmt`, `rfc5424`, `rfc3164`, \
          `access_common`, `access_combined`, `apache_error`, `log4j`, `logcat`, `bgl`, `hpc`, \
-         `thunderbird`, `windows_cbs`, `health_app`, `proxifier`, `open_stack`, `raw`",
+         `thunderbird`, `windows_cbs`, `health_app`, `proxifier`, `open_stack`, `generic`, `raw`",
     )
     .flags(&[Flag::value(
         "format",
