@@ -231,9 +231,21 @@ impl PrivateServer {
         }
     }
 
-    /// Starts it again on the same port and store.
+    /// Starts it again on the same port and store (after SIGKILL).
     pub fn restart(&mut self) {
         self.kill();
+        self.launch();
+    }
+
+    /// SIGTERM (the server shuts down cleanly, writing its state), waits for it to exit, and
+    /// starts it again on the same port and store.
+    pub fn restart_clean(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
         self.launch();
     }
 }
