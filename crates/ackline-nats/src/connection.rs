@@ -74,6 +74,28 @@ pub(crate) fn fatal(url: &NatsUrl, reason: impl AsRef<str>) -> BrokerError {
     }
 }
 
+/// Whether `e` (or an error it wraps) is a TLS certificate the client refused: waiting does
+/// not cure it.
+fn certificate_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) =
+            err.downcast_ref::<rustls::Error>()
+        {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && certificate_refused(inner)
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    // async-nats may keep only the text.
+    e.to_string().contains("invalid peer certificate")
+}
+
 /// The rustls configuration: the system's roots plus the private CA.
 fn tls_config(url: &NatsUrl, ca_pem: Option<&str>) -> Result<rustls::ClientConfig, BrokerError> {
     use rustls::pki_types::CertificateDer;
@@ -162,6 +184,9 @@ pub(crate) async fn connect(
         Ok(Ok(client)) => Ok(client),
         Ok(Err(e)) => {
             let reason = format!("connecting to {url}: {e}");
+            if certificate_refused(&e) {
+                return Err(fatal(url, reason));
+            }
             match e.kind() {
                 ConnectErrorKind::AuthorizationViolation
                 | ConnectErrorKind::Authentication
