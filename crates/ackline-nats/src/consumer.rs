@@ -369,9 +369,17 @@ impl Shared {
                     out.push(raw);
                 }
                 Read::Status { code: 100, .. } => {}
-                Read::Status { request: n, code } if n == Some(request) => return Ok(Some(code)),
+                Read::Status { request: n, code } if n == Some(request) => {
+                    if reader.unfinished.is_none() {
+                        reader.open_until = None;
+                    }
+                    return Ok(Some(code));
+                }
                 Read::Status { .. } | Read::Other => {}
             }
+        }
+        if got >= want && reader.unfinished.is_none() {
+            reader.open_until = None;
         }
         if got < want {
             // Ended without its status: it may still deliver later.
@@ -747,11 +755,15 @@ impl ackline_broker::Consumer for NatsConsumer {
                 plain_sent = false;
             }
         }
+        let mut is_plain = vec![false; work.len()];
+        for &k in plain {
+            is_plain[k] = true;
+        }
         let mut requested: Vec<usize> = Vec::new();
         let mut payloads = Vec::new();
         for (k, w) in work.iter().enumerate() {
             let p = match &w.plan {
-                Plan::Ack if plain.contains(&k) => continue,
+                Plan::Ack if is_plain[k] => continue,
                 Plan::Ack => Bytes::from_static(ACK),
                 Plan::Nak(d) => nak_with_delay(*d),
                 Plan::Dead(_) => Bytes::from_static(TERM),
@@ -881,16 +893,11 @@ async fn release(sh: Arc<Shared>) {
     .await;
     // Requests still open may deliver until they expire: nack what comes.
     if let Some(until) = reader.open_until {
-        loop {
-            match tokio::time::timeout_at(until, reader.sub.next()).await {
-                Ok(Some(m)) => {
-                    if let Read::Delivery = classify(&sh.inbox, &m)
-                        && let Some(r) = m.reply
-                    {
-                        sh.requests(vec![(r, Bytes::from_static(NAK))]).await;
-                    }
-                }
-                Ok(None) | Err(_) => break,
+        while let Ok(Some(m)) = tokio::time::timeout_at(until, reader.sub.next()).await {
+            if let Read::Delivery = classify(&sh.inbox, &m)
+                && let Some(r) = m.reply
+            {
+                sh.requests(vec![(r, Bytes::from_static(NAK))]).await;
             }
         }
     }

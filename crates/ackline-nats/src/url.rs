@@ -40,6 +40,16 @@ pub(crate) enum Auth {
     Token(String),
 }
 
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::None => f.write_str("None"),
+            Auth::UserPass { user, .. } => write!(f, "UserPass({user}, ***)"),
+            Auth::Token(_) => f.write_str("Token(***)"),
+        }
+    }
+}
+
 /// A parsed NATS URL whose password or token is never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct NatsUrl {

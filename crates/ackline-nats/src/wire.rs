@@ -123,8 +123,11 @@ impl Envelope {
             let mut foreign: Vec<(String, String)> = Vec::new();
             for (name, values) in h.iter() {
                 let n: &str = name.as_ref();
-                let lower = n.to_ascii_lowercase();
-                if lower.starts_with("nats-") || lower.starts_with("ackline-") {
+                let ours = |prefix: &str| {
+                    n.get(..prefix.len())
+                        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+                };
+                if ours("nats-") || ours("ackline-") {
                     continue;
                 }
                 for v in values {
