@@ -11,7 +11,7 @@
 //!   apart from a late one's. A delivery whose attempt is already past `max_attempts` (a
 //!   message that crashed its workers) is dead-lettered here instead of handed out.
 //! - Attempt = the server's delivery count from the reply subject (`num_delivered`).
-//! - `Ack` → `+ACK` ([`AckMode`](crate::AckMode): each an AckSync request, or plain acks
+//! - `Ack` → `+ACK` ([`AckMode`]: each an AckSync request, or plain acks
 //!   closed by one AckSync whose reply confirms them all).
 //! - `Nack { delay }` → `-NAK {"delay": ns}` (AckSync); at `max_attempts` the delivery is
 //!   dead-lettered instead. `Reject` → a confirmed copy to `<queue>-dlq`, then `+TERM`.

@@ -4,7 +4,7 @@
 //! payload, its id and headers, and the dead-letter fields ([`crate::wire`]); its key is its
 //! sequence in the dead-letter stream, which never changes and is never reused.
 //!
-//! - **Copy in** ([`copy`]): published and CONFIRMED before the original is terminated
+//! - **Copy in** (`copy`): published and CONFIRMED before the original is terminated
 //!   (`+TERM`); its `Nats-Msg-Id` is `ackline-dlq:<queue>:<source sequence>`, so a copy made
 //!   again (the terminate was lost and the message came back) inside the duplicate window is
 //!   absorbed by the server.

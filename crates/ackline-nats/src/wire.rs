@@ -2,7 +2,7 @@
 //!
 //! | header | meaning |
 //! | --- | --- |
-//! | `Nats-Msg-Id` | the server's deduplication key. On a publish, the message id ([`encode_id`]); on a replay `ackline-replay:<dlq stream>:<seq>`; on a dead-letter copy `ackline-dlq:<stream>:<seq>`, so a retried copy is absorbed too |
+//! | `Nats-Msg-Id` | the server's deduplication key. On a publish, the message id (`encode_id`); on a replay `ackline-replay:<dlq stream>:<seq>`; on a dead-letter copy `ackline-dlq:<stream>:<seq>`, so a retried copy is absorbed too |
 //! | `Ackline-Id` | the message id when `Nats-Msg-Id` is not it (replays, dead-letter copies) |
 //! | `Ackline-Headers` | the message's headers, in order and with duplicates: a JSON array of `[name, value]` pairs; absent when there are none |
 //! | `Ackline-Enqueued-At` | Unix ms of the first publish, on copies (a first publish uses the stream's own timestamp) |
@@ -18,7 +18,7 @@
 //! message with no id at all gets `nats:<stream>:<sequence>`, stable across its redeliveries
 //! because the stream sequence never changes (no republish needed, unlike AMQP).
 //!
-//! **Delivery metadata** comes from the reply subject of a delivery ([`AckInfo::parse`]): the
+//! **Delivery metadata** comes from the reply subject of a delivery (`AckInfo::parse`): the
 //! stream sequence, the server's delivery count (the attempt) and the publish time.
 //!
 //! Invariant: decoding never panics; a header that does not decode reads as absent.
