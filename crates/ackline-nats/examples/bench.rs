@@ -1,0 +1,471 @@
+//! Throughput and latency of the NATS JetStream backend beside a bare async-nats loop and the
+//! embedded queue, in one run; and how long a dead consumer's deliveries take to come back.
+//!
+//! The workload of the embedded queue's benchmark: 256-byte messages, one producer publishing
+//! confirmed batches of 1000 concurrently with one consumer (prefetch 1000) that acks every
+//! message individually. A message counts once its ack is confirmed. Latency is from the
+//! publish call (the payload carries the time the batch was handed to publish) to receipt.
+//!
+//! Variants, each round running all of them in a rotated order to spread the noise of a
+//! shared machine:
+//! - `bare-batched` / `bare-sync`: plain async-nats doing the same work as fast as it allows:
+//!   the same stream (file storage, work-queue retention) and durable pull consumer, a batch's
+//!   1000 publishes (each with `Nats-Msg-Id`) all sent before their PubAcks are awaited,
+//!   `fetch` (no_wait) of up to 1000 and, when nothing is there, a pull that waits 100 ms;
+//!   acks: `batched` sends plain `+ACK`s with the last one an AckSync request (its answer
+//!   confirms the batch), `sync` makes every `+ACK` an AckSync request, all in flight at once.
+//! - `nats-batched` / `nats-sync`: `ackline-nats`'s `NatsBroker` with `AckMode::Batched` /
+//!   `AckMode::Sync`, through the `Broker`/`Consumer` driver ([`drive`]).
+//! - `embedded`: `ackline_broker::embedded::EmbeddedBroker` on an `ackline-queue` queue in a
+//!   temporary directory, `Fsync::Always` (confirm after fsync), through the same driver.
+//!
+//! Then, once: a consumer receives 100 deliveries and dies without settling (JetStream: its
+//! connection is closed, nothing is nacked; embedded: the consumer is dropped); the time until
+//! another consumer has all 100 back is printed (JetStream: `AckWait`, 5 s here; embedded: at
+//! once).
+//!
+//! ```text
+//! cargo run --release -p ackline-nats --example bench -- [MESSAGES] [ROUNDS] [VARIANTS]
+//! ```
+//! (`ACKLINE_NATS_URL` or nats://127.0.0.1:4222; defaults 200000 messages, 3 rounds, all
+//! variants; VARIANTS is a comma-separated subset of the names above.)
+
+use std::error::Error;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ackline_broker::embedded::EmbeddedBroker;
+use ackline_broker::{Broker, Consumer, ConsumerOptions, Message, Settlement};
+use ackline_nats::{AckMode, NatsBroker, NatsOptions};
+use ackline_queue::{Db, Fsync, QueueOptions};
+use async_nats::jetstream::{self, consumer::pull, stream};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+
+type R<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+const SIZE: usize = 256;
+const BATCH: usize = 1000;
+const PREFETCH: usize = 1000;
+/// Longest a variant may run before the benchmark gives up on it.
+const LIMIT: Duration = Duration::from_secs(300);
+
+const VARIANTS: [&str; 5] = [
+    "bare-batched",
+    "nats-batched",
+    "bare-sync",
+    "nats-sync",
+    "embedded",
+];
+
+struct Outcome {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+impl Outcome {
+    fn new(n: usize, secs: f64, mut lat_us: Vec<u64>) -> Outcome {
+        lat_us.sort_unstable();
+        let pct = |p: f64| {
+            let i = ((lat_us.len() as f64 - 1.0) * p).round() as usize;
+            lat_us.get(i).copied().unwrap_or(0) as f64 / 1000.0
+        };
+        Outcome {
+            rate: n as f64 / secs,
+            p50_ms: pct(0.5),
+            p99_ms: pct(0.99),
+        }
+    }
+}
+
+fn payload(t0: Instant) -> Vec<u8> {
+    let mut p = vec![b'x'; SIZE];
+    let ns = t0.elapsed().as_nanos() as u64;
+    p[..8].copy_from_slice(&ns.to_le_bytes());
+    p
+}
+
+fn latency_us(t0: Instant, p: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    if let Some(s) = p.get(..8) {
+        b.copy_from_slice(s);
+    }
+    (t0.elapsed().as_nanos() as u64).saturating_sub(u64::from_le_bytes(b)) / 1000
+}
+
+fn unique(kind: &str, round: usize) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "ackline-bench-{kind}-{}-{round}-{nanos:08x}",
+        std::process::id()
+    )
+}
+
+/// Plain async-nats doing the same work as the backend (see the module doc).
+async fn bare(url: &str, q: &str, n: usize, sync: bool) -> R<Outcome> {
+    let client = async_nats::connect(url).await?;
+    let js = jetstream::new(client.clone());
+    js.create_stream(stream::Config {
+        name: q.to_owned(),
+        subjects: vec![format!("bench.{q}")],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await?;
+    let run = tokio::time::timeout(LIMIT, bare_run(&client, &js, q, n, sync)).await;
+    let deleted = js.delete_stream(q).await;
+    let out = run.map_err(|_| format!("bare: not done within {LIMIT:?}"))??;
+    deleted?;
+    Ok(out)
+}
+
+async fn bare_run(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    q: &str,
+    n: usize,
+    sync: bool,
+) -> R<Outcome> {
+    let consumer: jetstream::consumer::PullConsumer = js
+        .get_stream(q)
+        .await?
+        .create_consumer(pull::Config {
+            durable_name: Some("bare".into()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            max_deliver: -1,
+            max_ack_pending: 20_000,
+            ..Default::default()
+        })
+        .await?;
+    let t0 = Instant::now();
+    let (pjs, subject) = (js.clone(), format!("bench.{q}"));
+    let producer = tokio::spawn(async move {
+        let mut sent = 0;
+        while sent < n {
+            let k = BATCH.min(n - sent);
+            let mut acks = Vec::with_capacity(k);
+            for i in sent..sent + k {
+                let mut h = async_nats::HeaderMap::new();
+                h.insert("Nats-Msg-Id", format!("b-{i}").as_str());
+                acks.push(
+                    pjs.publish_with_headers(subject.clone(), h, payload(t0).into())
+                        .await?,
+                );
+            }
+            for a in acks {
+                a.await?;
+            }
+            sent += k;
+        }
+        Ok::<(), Box<dyn Error + Send + Sync>>(())
+    });
+    let mut lat = Vec::with_capacity(n);
+    while lat.len() < n {
+        let mut msgs = Vec::with_capacity(BATCH);
+        let mut fetched = consumer.fetch().max_messages(BATCH).messages().await?;
+        while let Some(m) = fetched.next().await {
+            msgs.push(m?);
+        }
+        if msgs.is_empty() {
+            let mut waited = consumer
+                .batch()
+                .max_messages(1)
+                .expires(Duration::from_millis(100))
+                .messages()
+                .await?;
+            while let Some(m) = waited.next().await {
+                msgs.push(m?);
+            }
+        }
+        let mut replies = Vec::with_capacity(msgs.len());
+        for m in &msgs {
+            lat.push(latency_us(t0, &m.payload));
+            if let Some(r) = m.reply.clone() {
+                replies.push(r);
+            }
+        }
+        let requests: Vec<_> = if sync {
+            replies
+        } else {
+            let last = replies.pop();
+            for r in replies {
+                client.publish(r, Bytes::from_static(b"+ACK")).await?;
+            }
+            last.into_iter().collect()
+        };
+        for r in join_all(
+            requests
+                .into_iter()
+                .map(|r| client.request(r, Bytes::from_static(b"+ACK"))),
+        )
+        .await
+        {
+            r?;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    producer.await??;
+    Ok(Outcome::new(n, secs, lat))
+}
+
+/// The same workload through any `Broker`: one producer task publishing batches of
+/// [`BATCH`], one consumer receiving up to a batch and acking each delivery in one `settle`.
+async fn drive<B: Broker>(broker: Arc<B>, n: usize) -> R<Outcome> {
+    let c = broker
+        .consumer(ConsumerOptions {
+            prefetch: PREFETCH,
+            lease: Duration::from_secs(60),
+        })
+        .await?;
+    let t0 = Instant::now();
+    let b = broker.clone();
+    let producer = tokio::spawn(async move {
+        let mut sent = 0;
+        while sent < n {
+            let k = BATCH.min(n - sent);
+            let batch = (sent..sent + k)
+                .map(|i| Message::new(format!("b-{i}"), payload(t0)))
+                .collect();
+            b.publish(batch).await?;
+            sent += k;
+        }
+        Ok::<(), ackline_broker::BrokerError>(())
+    });
+    let mut lat = Vec::with_capacity(n);
+    while lat.len() < n {
+        let ds = c.receive(BATCH, Duration::from_millis(100)).await?;
+        let mut items = Vec::with_capacity(ds.len());
+        for d in ds {
+            lat.push(latency_us(t0, &d.payload));
+            items.push((d.tag, Settlement::Ack));
+        }
+        for r in c.settle(items).await? {
+            r?;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    producer.await??;
+    c.close().await;
+    Ok(Outcome::new(n, secs, lat))
+}
+
+fn nats_options(mode: AckMode) -> NatsOptions {
+    NatsOptions {
+        ack_mode: mode,
+        ..NatsOptions::default()
+    }
+}
+
+async fn nats(url: &str, q: &str, n: usize, mode: AckMode) -> R<Outcome> {
+    let broker = Arc::new(NatsBroker::connect(url, q, nats_options(mode)).await?);
+    let run = tokio::time::timeout(LIMIT, drive(broker.clone(), n)).await;
+    let deleted = NatsBroker::clone(&broker).delete().await;
+    let out = run.map_err(|_| format!("ackline-nats: not done within {LIMIT:?}"))??;
+    deleted?;
+    Ok(out)
+}
+
+async fn embedded(n: usize) -> R<Outcome> {
+    let dir = tempfile::tempdir()?;
+    let db = Db::open(dir.path())?;
+    let queue = db.queue(
+        "bench",
+        QueueOptions {
+            fsync: Fsync::Always,
+            ..Default::default()
+        },
+    )?;
+    let broker = Arc::new(EmbeddedBroker::new(queue));
+    let run = tokio::time::timeout(LIMIT, drive(broker.clone(), n)).await;
+    drop(broker);
+    db.close();
+    run.map_err(|_| format!("embedded: not done within {LIMIT:?}"))?
+}
+
+/// Receives until `n` deliveries came; the time it took.
+async fn until_back<C: Consumer>(c: &C, n: usize) -> R<Duration> {
+    let t = Instant::now();
+    let mut got = 0;
+    while got < n {
+        if t.elapsed() > Duration::from_secs(60) {
+            return Err("deliveries did not come back within 60 s".into());
+        }
+        let ds = c.receive(n - got, Duration::from_millis(200)).await?;
+        got += ds.len();
+        let items = ds.into_iter().map(|d| (d.tag, Settlement::Ack)).collect();
+        c.settle(items).await?;
+    }
+    Ok(t.elapsed())
+}
+
+/// A consumer dies holding 100 deliveries: how long until another has them all.
+async fn dead_consumer(url: &str) -> R<(Duration, Duration)> {
+    const HELD: usize = 100;
+    let ack_wait = Duration::from_secs(5);
+    let opts = ConsumerOptions {
+        prefetch: HELD,
+        lease: Duration::from_secs(60),
+    };
+    let msgs = || {
+        (0..HELD)
+            .map(|i| Message::new(format!("d-{i}"), "x"))
+            .collect()
+    };
+    // JetStream: the dying consumer has its own connection, closed without a settlement.
+    let q = unique("dead", 0);
+    let o = NatsOptions {
+        ack_wait,
+        ..NatsOptions::default()
+    };
+    let survivor = NatsBroker::connect(url, &q, o.clone()).await?;
+    survivor.publish(msgs()).await?;
+    let dying = NatsBroker::connect(url, &q, o).await?;
+    let c = dying.consumer(opts).await?;
+    let mut held = 0;
+    while held < HELD {
+        held += c.receive(HELD - held, Duration::from_secs(1)).await?.len();
+    }
+    std::mem::forget(c); // no release: as if the process died
+    dying.close().await;
+    let other = survivor.consumer(opts).await?;
+    let nats = until_back(&other, HELD).await;
+    other.close().await;
+    survivor.delete().await?;
+    // Embedded: the consumer is dropped (its process's session ends).
+    let dir = tempfile::tempdir()?;
+    let db = Db::open(dir.path())?;
+    let b = EmbeddedBroker::new(db.queue("dead", QueueOptions::default())?);
+    b.publish(msgs()).await?;
+    let c = b.consumer(opts).await?;
+    let mut held = 0;
+    while held < HELD {
+        held += c.receive(HELD - held, Duration::from_secs(1)).await?.len();
+    }
+    drop(c);
+    let other = b.consumer(opts).await?;
+    let emb = until_back(&other, HELD).await?;
+    drop(other);
+    drop(b);
+    db.close();
+    Ok((nats?, emb))
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        l if l % 2 == 1 => v[l / 2],
+        l => (v[l / 2 - 1] + v[l / 2]) / 2.0,
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> R<()> {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(200_000);
+    let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(3);
+    let only: Vec<String> = args
+        .next()
+        .map(|a| a.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    if let Some(bad) = only.iter().find(|k| !VARIANTS.contains(&k.as_str())) {
+        return Err(format!("unknown variant {bad:?} ({})", VARIANTS.join(", ")).into());
+    }
+    if n == 0 || rounds == 0 || rounds > 20 {
+        return Err("MESSAGES must be at least 1 and ROUNDS between 1 and 20".into());
+    }
+    let url =
+        std::env::var(ackline_nats::ENV_URL).unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    println!(
+        "{n} x {SIZE}-byte messages, one producer publishing confirmed batches of {BATCH}, one \
+         consumer, prefetch {PREFETCH}, an ack per message; JetStream file storage, work-queue \
+         retention; embedded fsync=always"
+    );
+    println!("load average at start: {}", load());
+    let k = VARIANTS.len();
+    let mut all: Vec<Vec<Option<Outcome>>> = Vec::with_capacity(rounds);
+    for round in 1..=rounds {
+        let mut got: Vec<Option<Outcome>> = (0..k).map(|_| None).collect();
+        for j in 0..k {
+            let i = (j + round - 1) % k;
+            let v = VARIANTS[i];
+            if !only.is_empty() && !only.iter().any(|o| o == v) {
+                continue;
+            }
+            let o = match v {
+                "bare-batched" => bare(&url, &unique("bare", round), n, false).await?,
+                "bare-sync" => bare(&url, &unique("bare", round), n, true).await?,
+                "nats-batched" => nats(&url, &unique("nats", round), n, AckMode::Batched).await?,
+                "nats-sync" => nats(&url, &unique("nats", round), n, AckMode::Sync).await?,
+                _ => embedded(n).await?,
+            };
+            println!(
+                "round {round} {v:<13} {:>9.0} msgs/s  p50 {:>8.1} ms  p99 {:>8.1} ms",
+                o.rate, o.p50_ms, o.p99_ms
+            );
+            got[i] = Some(o);
+        }
+        let rate = |i: usize| got[i].as_ref().map(|o| o.rate);
+        if let (Some(bb), Some(nb), Some(bs), Some(ns)) = (rate(0), rate(1), rate(2), rate(3)) {
+            println!(
+                "round {round} ratios: nats-batched / bare-batched {:.0} %, nats-sync / bare-sync {:.0} % (load average {})",
+                100.0 * nb / bb,
+                100.0 * ns / bs,
+                load()
+            );
+        }
+        all.push(got);
+    }
+    let med = |i: usize, f: fn(&Outcome) -> f64| {
+        median(all.iter().filter_map(|g| g[i].as_ref().map(f)).collect())
+    };
+    println!("median of {rounds} rounds:");
+    for (i, v) in VARIANTS.iter().enumerate() {
+        println!(
+            "  {v:<13} {:>9.0} msgs/s  p50 {:>8.1} ms  p99 {:>8.1} ms",
+            med(i, |o| o.rate),
+            med(i, |o| o.p50_ms),
+            med(i, |o| o.p99_ms)
+        );
+    }
+    let paired = |num: usize, den: usize| {
+        median(
+            all.iter()
+                .filter_map(|g| Some(g[num].as_ref()?.rate / g[den].as_ref()?.rate))
+                .collect(),
+        )
+    };
+    println!(
+        "  median of the per-round ratios: nats-batched / bare-batched {:.0} %, nats-sync / bare-sync {:.0} % (target >= 90 %), embedded / nats-batched {:.1}x",
+        100.0 * paired(1, 0),
+        100.0 * paired(3, 2),
+        paired(4, 1)
+    );
+    if only.is_empty() {
+        let (nats, emb) = dead_consumer(&url).await?;
+        println!(
+            "a consumer dies holding 100 deliveries: back after {:.2} s on JetStream (AckWait 5 s), {:.1} ms on the embedded queue (released on disconnect)",
+            nats.as_secs_f64(),
+            emb.as_secs_f64() * 1000.0
+        );
+    }
+    Ok(())
+}
