@@ -26,6 +26,8 @@ use std::time::Duration;
 pub mod embedded;
 mod error;
 
+#[cfg(feature = "bench")]
+pub mod bench;
 #[cfg(feature = "contract")]
 pub mod contract;
 

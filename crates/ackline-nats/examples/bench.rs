@@ -30,26 +30,23 @@
 //! (`ACKLINE_NATS_URL` or nats://127.0.0.1:4222; defaults 200000 messages, 3 rounds, all
 //! variants; VARIANTS is a comma-separated subset of the names above.)
 
-use std::error::Error;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ackline_broker::bench::{
+    BATCH, BenchResult, LIMIT, Outcome, PREFETCH, SIZE, drive, embedded, latency_us, load, median,
+    payload, unique,
+};
 use ackline_broker::embedded::EmbeddedBroker;
 use ackline_broker::{Broker, Consumer, ConsumerOptions, Message, Settlement};
 use ackline_nats::{AckMode, NatsBroker, NatsOptions};
-use ackline_queue::{Db, Fsync, QueueOptions};
+use ackline_queue::{Db, QueueOptions};
 use async_nats::jetstream::{self, consumer::pull, stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 
-type R<T> = Result<T, Box<dyn Error + Send + Sync>>;
-
-const SIZE: usize = 256;
-const BATCH: usize = 1000;
-const PREFETCH: usize = 1000;
-/// Longest a variant may run before the benchmark gives up on it.
-const LIMIT: Duration = Duration::from_secs(300);
+type R<T> = BenchResult<T>;
 
 const VARIANTS: [&str; 5] = [
     "bare-batched",
@@ -58,53 +55,6 @@ const VARIANTS: [&str; 5] = [
     "nats-sync",
     "embedded",
 ];
-
-struct Outcome {
-    rate: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-impl Outcome {
-    fn new(n: usize, secs: f64, mut lat_us: Vec<u64>) -> Outcome {
-        lat_us.sort_unstable();
-        let pct = |p: f64| {
-            let i = ((lat_us.len() as f64 - 1.0) * p).round() as usize;
-            lat_us.get(i).copied().unwrap_or(0) as f64 / 1000.0
-        };
-        Outcome {
-            rate: n as f64 / secs,
-            p50_ms: pct(0.5),
-            p99_ms: pct(0.99),
-        }
-    }
-}
-
-fn payload(t0: Instant) -> Vec<u8> {
-    let mut p = vec![b'x'; SIZE];
-    let ns = t0.elapsed().as_nanos() as u64;
-    p[..8].copy_from_slice(&ns.to_le_bytes());
-    p
-}
-
-fn latency_us(t0: Instant, p: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    if let Some(s) = p.get(..8) {
-        b.copy_from_slice(s);
-    }
-    (t0.elapsed().as_nanos() as u64).saturating_sub(u64::from_le_bytes(b)) / 1000
-}
-
-fn unique(kind: &str, round: usize) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "ackline-bench-{kind}-{}-{round}-{nanos:08x}",
-        std::process::id()
-    )
-}
 
 /// Plain async-nats doing the same work as the backend (see the module doc).
 async fn bare(url: &str, q: &str, n: usize, sync: bool) -> R<Outcome> {
@@ -164,7 +114,7 @@ async fn bare_run(
             }
             sent += k;
         }
-        Ok::<(), Box<dyn Error + Send + Sync>>(())
+        Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
     });
     let mut lat = Vec::with_capacity(n);
     while lat.len() < n {
@@ -215,47 +165,6 @@ async fn bare_run(
     Ok(Outcome::new(n, secs, lat))
 }
 
-/// The same workload through any `Broker`: one producer task publishing batches of
-/// [`BATCH`], one consumer receiving up to a batch and acking each delivery in one `settle`.
-async fn drive<B: Broker>(broker: Arc<B>, n: usize) -> R<Outcome> {
-    let c = broker
-        .consumer(ConsumerOptions {
-            prefetch: PREFETCH,
-            lease: Duration::from_secs(60),
-        })
-        .await?;
-    let t0 = Instant::now();
-    let b = broker.clone();
-    let producer = tokio::spawn(async move {
-        let mut sent = 0;
-        while sent < n {
-            let k = BATCH.min(n - sent);
-            let batch = (sent..sent + k)
-                .map(|i| Message::new(format!("b-{i}"), payload(t0)))
-                .collect();
-            b.publish(batch).await?;
-            sent += k;
-        }
-        Ok::<(), ackline_broker::BrokerError>(())
-    });
-    let mut lat = Vec::with_capacity(n);
-    while lat.len() < n {
-        let ds = c.receive(BATCH, Duration::from_millis(100)).await?;
-        let mut items = Vec::with_capacity(ds.len());
-        for d in ds {
-            lat.push(latency_us(t0, &d.payload));
-            items.push((d.tag, Settlement::Ack));
-        }
-        for r in c.settle(items).await? {
-            r?;
-        }
-    }
-    let secs = t0.elapsed().as_secs_f64();
-    producer.await??;
-    c.close().await;
-    Ok(Outcome::new(n, secs, lat))
-}
-
 fn nats_options(mode: AckMode) -> NatsOptions {
     NatsOptions {
         ack_mode: mode,
@@ -270,23 +179,6 @@ async fn nats(url: &str, q: &str, n: usize, mode: AckMode) -> R<Outcome> {
     let out = run.map_err(|_| format!("ackline-nats: not done within {LIMIT:?}"))??;
     deleted?;
     Ok(out)
-}
-
-async fn embedded(n: usize) -> R<Outcome> {
-    let dir = tempfile::tempdir()?;
-    let db = Db::open(dir.path())?;
-    let queue = db.queue(
-        "bench",
-        QueueOptions {
-            fsync: Fsync::Always,
-            ..Default::default()
-        },
-    )?;
-    let broker = Arc::new(EmbeddedBroker::new(queue));
-    let run = tokio::time::timeout(LIMIT, drive(broker.clone(), n)).await;
-    drop(broker);
-    db.close();
-    run.map_err(|_| format!("embedded: not done within {LIMIT:?}"))?
 }
 
 /// Receives until `n` deliveries came; the time it took.
@@ -319,7 +211,7 @@ async fn dead_consumer(url: &str) -> R<(Duration, Duration)> {
             .collect()
     };
     // JetStream: the dying consumer has its own connection, closed without a settlement.
-    let q = unique("dead", 0);
+    let q = unique("dead", 0, '-');
     let o = NatsOptions {
         ack_wait,
         ..NatsOptions::default()
@@ -355,22 +247,6 @@ async fn dead_consumer(url: &str) -> R<(Duration, Duration)> {
     drop(b);
     db.close();
     Ok((nats?, emb))
-}
-
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".into())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        l if l % 2 == 1 => v[l / 2],
-        l => (v[l / 2 - 1] + v[l / 2]) / 2.0,
-    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -411,11 +287,13 @@ async fn main() -> R<()> {
                 continue;
             }
             let o = match v {
-                "bare-batched" => bare(&url, &unique("bare", round), n, false).await?,
-                "bare-sync" => bare(&url, &unique("bare", round), n, true).await?,
-                "nats-batched" => nats(&url, &unique("nats", round), n, AckMode::Batched).await?,
-                "nats-sync" => nats(&url, &unique("nats", round), n, AckMode::Sync).await?,
-                _ => embedded(n).await?,
+                "bare-batched" => bare(&url, &unique("bare", round, '-'), n, false).await?,
+                "bare-sync" => bare(&url, &unique("bare", round, '-'), n, true).await?,
+                "nats-batched" => {
+                    nats(&url, &unique("nats", round, '-'), n, AckMode::Batched).await?
+                }
+                "nats-sync" => nats(&url, &unique("nats", round, '-'), n, AckMode::Sync).await?,
+                _ => embedded(tempfile::tempdir()?.path(), n).await?,
             };
             println!(
                 "round {round} {v:<13} {:>9.0} msgs/s  p50 {:>8.1} ms  p99 {:>8.1} ms",

@@ -31,16 +31,16 @@
 //! (`ACKLINE_AMQP_URL` or amqp://guest:guest@127.0.0.1:5672/%2f; defaults 200000 messages,
 //! 3 rounds, all variants; VARIANTS is a comma-separated subset of bare,rabbitmq,embedded.)
 
-use std::error::Error;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use ackline_broker::embedded::EmbeddedBroker;
-use ackline_broker::{Broker, Consumer, ConsumerOptions, Message, Settlement};
-use ackline_queue::{Db, Fsync, QueueOptions};
+use ackline_broker::bench::{
+    BATCH, BenchResult, LIMIT, Outcome, PREFETCH, SIZE, drive, embedded, latency_us, load, median,
+    payload, unique,
+};
 use ackline_rabbitmq::{RabbitBroker, RabbitOptions};
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -49,13 +49,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
 
-type R<T> = Result<T, Box<dyn Error + Send + Sync>>;
-
-const SIZE: usize = 256;
-const BATCH: usize = 1000;
-const PREFETCH: u16 = 1000;
-/// Longest a variant may run before the benchmark gives up on it.
-const LIMIT: Duration = Duration::from_secs(300);
+type R<T> = BenchResult<T>;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Variant {
@@ -82,56 +76,6 @@ impl Variant {
             Variant::Embedded => "embedded",
         }
     }
-}
-
-/// One variant's round.
-struct Outcome {
-    rate: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-impl Outcome {
-    fn new(n: usize, secs: f64, mut lat_us: Vec<u64>) -> Outcome {
-        lat_us.sort_unstable();
-        let pct = |p: f64| {
-            let i = ((lat_us.len() as f64 - 1.0) * p).round() as usize;
-            lat_us.get(i).copied().unwrap_or(0) as f64 / 1000.0
-        };
-        Outcome {
-            rate: n as f64 / secs,
-            p50_ms: pct(0.5),
-            p99_ms: pct(0.99),
-        }
-    }
-}
-
-/// A payload stamped with the time since `t0` (the publish call's time).
-fn payload(t0: Instant) -> Vec<u8> {
-    let mut p = vec![b'x'; SIZE];
-    let ns = t0.elapsed().as_nanos() as u64;
-    p[..8].copy_from_slice(&ns.to_le_bytes());
-    p
-}
-
-fn latency_us(t0: Instant, p: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    if let Some(s) = p.get(..8) {
-        b.copy_from_slice(s);
-    }
-    (t0.elapsed().as_nanos() as u64).saturating_sub(u64::from_le_bytes(b)) / 1000
-}
-
-/// A name no other run uses.
-fn unique(kind: &str, round: usize) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "ackline-bench.{kind}.{}.{round}.{nanos:08x}",
-        std::process::id()
-    )
 }
 
 /// Polls every future once (lapin sends a publish's or an ack's frames on the first poll),
@@ -226,7 +170,8 @@ async fn bare(url: &str, q: &str, n: usize) -> R<Outcome> {
 async fn bare_run(conn: &Connection, pch: lapin::Channel, q: &str, n: usize) -> R<Outcome> {
     pch.confirm_select(ConfirmSelectOptions::default()).await?;
     let cch = conn.create_channel().await?;
-    cch.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
+    cch.basic_qos(PREFETCH as u16, BasicQosOptions::default())
+        .await?;
     let mut consumer = cch
         .basic_consume(
             q.into(),
@@ -250,7 +195,11 @@ async fn bare_run(conn: &Connection, pch: lapin::Channel, q: &str, n: usize) -> 
             for c in confirms {
                 match c.await? {
                     Confirmation::Ack(None) => {}
-                    _ => return Err::<(), Box<dyn Error + Send + Sync>>("not confirmed".into()),
+                    _ => {
+                        return Err::<(), Box<dyn std::error::Error + Send + Sync>>(
+                            "not confirmed".into(),
+                        );
+                    }
                 }
             }
             sent += k;
@@ -297,47 +246,6 @@ async fn bare_run(conn: &Connection, pch: lapin::Channel, q: &str, n: usize) -> 
     Ok(Outcome::new(n, secs, lat))
 }
 
-/// The same workload through any `Broker`: one producer task publishing batches of
-/// [`BATCH`], one consumer receiving up to a batch and acking each delivery in one `settle`.
-async fn drive<B: Broker>(broker: Arc<B>, n: usize) -> R<Outcome> {
-    let c = broker
-        .consumer(ConsumerOptions {
-            prefetch: PREFETCH.into(),
-            lease: Duration::from_secs(60),
-        })
-        .await?;
-    let t0 = Instant::now();
-    let b = broker.clone();
-    let producer = tokio::spawn(async move {
-        let mut sent = 0;
-        while sent < n {
-            let k = BATCH.min(n - sent);
-            let batch = (sent..sent + k)
-                .map(|i| Message::new(format!("b-{i}"), payload(t0)))
-                .collect();
-            b.publish(batch).await?;
-            sent += k;
-        }
-        Ok::<(), ackline_broker::BrokerError>(())
-    });
-    let mut lat = Vec::with_capacity(n);
-    while lat.len() < n {
-        let ds = c.receive(BATCH, Duration::from_millis(100)).await?;
-        let mut items = Vec::with_capacity(ds.len());
-        for d in ds {
-            lat.push(latency_us(t0, &d.payload));
-            items.push((d.tag, Settlement::Ack));
-        }
-        for r in c.settle(items).await? {
-            r?;
-        }
-    }
-    let secs = t0.elapsed().as_secs_f64();
-    producer.await??;
-    c.close().await;
-    Ok(Outcome::new(n, secs, lat))
-}
-
 async fn rabbit(url: &str, q: &str, n: usize) -> R<Outcome> {
     let broker = Arc::new(RabbitBroker::connect(url, q, RabbitOptions::default()).await?);
     let run = tokio::time::timeout(LIMIT, drive(broker.clone(), n)).await;
@@ -346,40 +254,6 @@ async fn rabbit(url: &str, q: &str, n: usize) -> R<Outcome> {
     let out = run.map_err(|_| format!("ackline-rabbitmq: not done within {LIMIT:?}"))??;
     deleted?;
     Ok(out)
-}
-
-async fn embedded(n: usize) -> R<Outcome> {
-    let dir = tempfile::tempdir()?;
-    let db = Db::open(dir.path())?;
-    let queue = db.queue(
-        "bench",
-        QueueOptions {
-            fsync: Fsync::Always,
-            ..Default::default()
-        },
-    )?;
-    let broker = Arc::new(EmbeddedBroker::new(queue));
-    let run = tokio::time::timeout(LIMIT, drive(broker.clone(), n)).await;
-    drop(broker);
-    db.close();
-    run.map_err(|_| format!("embedded: not done within {LIMIT:?}"))?
-}
-
-/// The 1-minute load average (the machine is shared: it says how noisy a round was).
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".into())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        l if l % 2 == 1 => v[l / 2],
-        l => (v[l / 2 - 1] + v[l / 2]) / 2.0,
-    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -422,9 +296,9 @@ async fn main() -> R<()> {
                 continue;
             }
             let o = match v {
-                Variant::Bare => bare(&url, &unique("bare", round), n).await?,
-                Variant::Rabbit => rabbit(&url, &unique("backend", round), n).await?,
-                Variant::Embedded => embedded(n).await?,
+                Variant::Bare => bare(&url, &unique("bare", round, '-'), n).await?,
+                Variant::Rabbit => rabbit(&url, &unique("backend", round, '-'), n).await?,
+                Variant::Embedded => embedded(tempfile::tempdir()?.path(), n).await?,
             };
             println!(
                 "round {round} {:<17} {:>9.0} msgs/s  p50 {:>8.1} ms  p99 {:>8.1} ms",

@@ -1,0 +1,166 @@
+//! The driver every backend's throughput benchmark shares (`examples/bench.rs` of
+//! ackline-rabbitmq, ackline-redis and ackline-nats), so that "the backend" and "the embedded
+//! queue" rows of one run measure exactly the same work.
+//!
+//! The workload: [`SIZE`]-byte messages, one producer publishing confirmed batches of [`BATCH`]
+//! concurrently with one consumer (prefetch [`PREFETCH`]) that acks every message individually;
+//! a message counts once its ack is done. Latency is from the publish call (the payload carries
+//! the time its batch was handed to `publish`) to receipt.
+//!
+//! Invariants: [`drive`] returns only after every one of the `n` messages was received and its
+//! ack confirmed, and after the producer finished without error; every payload byte except the
+//! 8-byte timestamp is `x`. Behind the `bench` feature: nothing here ships in a product build.
+
+use std::error::Error;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ackline_queue::{Db, Fsync, QueueOptions};
+
+use crate::embedded::EmbeddedBroker;
+use crate::{Broker, BrokerError, Consumer, ConsumerOptions, Message, Settlement};
+
+/// What a benchmark step returns.
+pub type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+/// Payload bytes per message.
+pub const SIZE: usize = 256;
+/// Messages per published batch and per receive.
+pub const BATCH: usize = 1000;
+/// Unsettled deliveries the consumer may hold.
+pub const PREFETCH: usize = 1000;
+/// The longest one variant of one round may take.
+pub const LIMIT: Duration = Duration::from_secs(300);
+
+/// One variant's result in one round.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    /// Messages per second, publish of the first to ack of the last.
+    pub rate: f64,
+    /// Median publish-to-receipt latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile publish-to-receipt latency, ms.
+    pub p99_ms: f64,
+}
+
+impl Outcome {
+    /// `n` messages in `secs`, with their latencies in µs.
+    pub fn new(n: usize, secs: f64, mut lat_us: Vec<u64>) -> Outcome {
+        lat_us.sort_unstable();
+        let pct = |p: f64| {
+            let i = ((lat_us.len() as f64 - 1.0) * p).round() as usize;
+            lat_us.get(i).copied().unwrap_or(0) as f64 / 1000.0
+        };
+        Outcome {
+            rate: n as f64 / secs,
+            p50_ms: pct(0.5),
+            p99_ms: pct(0.99),
+        }
+    }
+}
+
+/// A payload stamped with the time since `t0` (the publish call's time).
+pub fn payload(t0: Instant) -> Vec<u8> {
+    let mut p = vec![b'x'; SIZE];
+    let ns = t0.elapsed().as_nanos() as u64;
+    p[..8].copy_from_slice(&ns.to_le_bytes());
+    p
+}
+
+/// Microseconds since the time [`payload`] stamped into `p`.
+pub fn latency_us(t0: Instant, p: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    if let Some(s) = p.get(..8) {
+        b.copy_from_slice(s);
+    }
+    (t0.elapsed().as_nanos() as u64).saturating_sub(u64::from_le_bytes(b)) / 1000
+}
+
+/// A name no other run uses: `ackline-bench{sep}{kind}{sep}{pid}{sep}{round}{sep}{nanos}`
+/// (`sep` because backends differ in which characters a name may hold).
+pub fn unique(kind: &str, round: usize, sep: char) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "ackline-bench{sep}{kind}{sep}{}{sep}{round}{sep}{nanos:08x}",
+        std::process::id()
+    )
+}
+
+/// Publishes `n` messages through `broker` while one consumer receives and acks each one.
+pub async fn drive<B: Broker>(broker: Arc<B>, n: usize) -> BenchResult<Outcome> {
+    let c = broker
+        .consumer(ConsumerOptions {
+            prefetch: PREFETCH,
+            lease: Duration::from_secs(60),
+        })
+        .await?;
+    let t0 = Instant::now();
+    let b = broker.clone();
+    let producer = tokio::spawn(async move {
+        let mut sent = 0;
+        while sent < n {
+            let k = BATCH.min(n - sent);
+            let batch = (sent..sent + k)
+                .map(|i| Message::new(format!("b-{i}"), payload(t0)))
+                .collect();
+            b.publish(batch).await?;
+            sent += k;
+        }
+        Ok::<(), BrokerError>(())
+    });
+    let mut lat = Vec::with_capacity(n);
+    while lat.len() < n {
+        let ds = c.receive(BATCH, Duration::from_millis(100)).await?;
+        let mut items = Vec::with_capacity(ds.len());
+        for d in ds {
+            lat.push(latency_us(t0, &d.payload));
+            items.push((d.tag, Settlement::Ack));
+        }
+        for r in c.settle(items).await? {
+            r?;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    producer.await??;
+    c.close().await;
+    Ok(Outcome::new(n, secs, lat))
+}
+
+/// The same work on the embedded queue in `dir` (`Fsync::Always`: confirmed after fsync).
+pub async fn embedded(dir: &Path, n: usize) -> BenchResult<Outcome> {
+    let db = Db::open(dir)?;
+    let queue = db.queue(
+        "bench",
+        QueueOptions {
+            fsync: Fsync::Always,
+            ..Default::default()
+        },
+    )?;
+    let broker = Arc::new(EmbeddedBroker::new(queue));
+    let run = tokio::time::timeout(LIMIT, drive(broker.clone(), n)).await;
+    drop(broker);
+    db.close();
+    run.map_err(|_| format!("embedded: not done within {LIMIT:?}"))?
+}
+
+/// The 1-minute load average, for the report.
+pub fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The median of `v` (0 when empty).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        l if l % 2 == 1 => v[l / 2],
+        l => (v[l / 2 - 1] + v[l / 2]) / 2.0,
+    }
+}
