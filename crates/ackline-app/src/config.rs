@@ -694,6 +694,17 @@ mod tests {
             e.contains("unknown key worker.wrkers") && e.contains(":2:1"),
             "{e}"
         );
+        // The store's URL forms are quoted once, after one "expected".
+        let e = load(
+            dir.path(),
+            None,
+            &PipelineFlags::default(),
+            &env(&[("ACKLINE_STORE_URL", "mysql://db")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("expected sqlite:PATH"), "{e}");
+        assert!(!e.contains("expected expected"), "{e}");
     }
 
     #[test]

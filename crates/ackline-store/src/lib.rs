@@ -55,7 +55,7 @@ pub use ndjson::{NdjsonRecovery, NdjsonStore};
 pub use postgres::PostgresStore;
 pub use sqlite::{Query, QueryCursor, SqliteStore};
 pub use stdout::StdoutStore;
-pub use url::{EXPECTED as URL_FORMS, StoreUrl};
+pub use url::{FORMS as URL_FORMS, StoreUrl};
 
 /// A place records are written to, idempotently by record id.
 pub trait Store: Send + Sync + 'static {

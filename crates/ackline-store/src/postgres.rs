@@ -143,7 +143,7 @@ impl PostgresStore {
         let mut config = Config::from_str(url).map_err(|e| {
             StoreError::fatal(
                 KIND,
-                format!("invalid PostgreSQL URL: {e}; {}", crate::URL_FORMS),
+                format!("invalid PostgreSQL URL: {e}; {}", crate::url::EXPECTED),
             )
         })?;
         if opts.pool_size == 0 {

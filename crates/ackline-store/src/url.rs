@@ -19,9 +19,19 @@ use std::path::PathBuf;
 
 use crate::error::StoreError;
 
+/// The accepted forms, written once for both constants below.
+macro_rules! forms {
+    () => {
+        "sqlite:PATH (or a path ending .db/.sqlite), postgres://USER@HOST:PORT/DB, ndjson:PATH or \
+         stdout"
+    };
+}
+
+/// The accepted URL forms (for a caller that writes its own "expected ...").
+pub const FORMS: &str = forms!();
+
 /// What is expected, quoted in every URL error.
-pub const EXPECTED: &str = "expected sqlite:PATH (or a path ending .db/.sqlite), \
-                            postgres://USER@HOST:PORT/DB, ndjson:PATH or stdout";
+pub const EXPECTED: &str = concat!("expected ", forms!());
 
 /// A parsed store URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
