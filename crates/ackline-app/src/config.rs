@@ -111,12 +111,14 @@ pub struct Config {
     pub server: ServerSettings,
     /// `work`: where deliveries come from; `serve`: where ingested lines are relayed.
     pub broker: Option<BrokerUrl>,
-    /// PEM certificates trusted for `amqps` and `rediss` beside the system's roots (read from
+    /// PEM certificates trusted for `amqps`, `rediss` and NATS `tls` beside the system's roots (read from
     /// `broker.tls_ca_file`).
     pub broker_tls_ca: Option<String>,
     /// Accept a Redis broker that may drop queued messages by itself (no AOF, an evicting
     /// `maxmemory-policy`): `broker.allow_volatile`.
     pub broker_allow_volatile: bool,
+    /// The content of a NATS `.creds` file (read from `broker.credentials_file`).
+    pub broker_credentials: Option<String>,
     /// `run` and `work`: where the worker metrics are served, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -130,13 +132,19 @@ pub enum BrokerUrl {
     Amqp(ackline_rabbitmq::AmqpUrl),
     /// Redis Streams (scale-out): `redis://`, `rediss://` (TLS) or `redis+unix://`.
     Redis(ackline_redis::RedisUrl),
+    /// NATS JetStream (scale-out): `nats://` or `tls://`.
+    Nats(ackline_nats::NatsUrl),
 }
 
 impl BrokerUrl {
-    /// Parses `http(s)://...`, `amqp(s)://...` or what [`ackline_redis::RedisUrl::parse`]
-    /// takes (`redis://`, `rediss://`, `redis+unix://`, `unix://`).
+    /// Parses `http(s)://...`, `amqp(s)://...`, what [`ackline_redis::RedisUrl::parse`]
+    /// takes (`redis://`, `rediss://`, `redis+unix://`, `unix://`) or what
+    /// [`ackline_nats::NatsUrl::parse`] takes (`nats://`, `tls://`).
     pub fn parse(s: &str) -> Option<BrokerUrl> {
         let s = s.trim();
+        if s.starts_with("nats://") || s.starts_with("tls://") {
+            return ackline_nats::NatsUrl::parse(s).ok().map(BrokerUrl::Nats);
+        }
         if s.starts_with("http://") || s.starts_with("https://") {
             return ackline_http::HttpBroker::connect(s, None)
                 .ok()
@@ -160,6 +168,7 @@ impl std::fmt::Display for BrokerUrl {
             BrokerUrl::Http(u) => f.write_str(&ackline_rabbitmq::redact_text(u)),
             BrokerUrl::Amqp(u) => write!(f, "{u}"),
             BrokerUrl::Redis(u) => write!(f, "{u}"),
+            BrokerUrl::Nats(u) => write!(f, "{u}"),
         }
     }
 }
@@ -480,6 +489,7 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
     let metrics_listen = l.get(&METRICS_LISTEN)?;
     let broker_tls_ca = l.get(&BROKER_TLS_CA_FILE)?;
     let broker_allow_volatile = l.value(&BROKER_ALLOW_VOLATILE)?;
+    let broker_credentials = l.get(&BROKER_CREDENTIALS_FILE)?;
     let listen = l.value(&SERVER_LISTEN)?;
     let mut tokens: Vec<Token> = l.get(&SERVER_TOKENS)?.unwrap_or_default();
     tokens.extend(l.get(&SERVER_TOKEN_FILE)?.unwrap_or_default());
@@ -561,6 +571,7 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         broker,
         broker_tls_ca,
         broker_allow_volatile,
+        broker_credentials,
         metrics_listen,
     })
 }

@@ -231,6 +231,21 @@ async fn relay(
             };
             run_relay(src, dst, fcfg, stats, halt).await
         }
+        BrokerUrl::Nats(u) => {
+            // The relay only publishes: the consumer's AckWait stays the workers' lease.
+            let opts = ackline_nats::NatsOptions {
+                publish_only: true,
+                ..crate::work::nats_options(&cfg)
+            };
+            let Some(dst) =
+                crate::work::connect_nats(u, &cfg.queue, opts, halt.clone(), out).await?
+            else {
+                return Ok(());
+            };
+            let r = run_relay(src, dst.clone(), fcfg, stats, halt).await;
+            dst.close().await;
+            r
+        }
     }
 }
 

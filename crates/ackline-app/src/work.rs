@@ -1,14 +1,15 @@
 //! `ackline work`: the worker of split and scale-out mode. [`ackline_worker::Runtime`] over a
 //! broker into a store, until SIGTERM or SIGINT. The broker is an `ackline serve`
 //! ([`ackline_http::HttpBroker`], the lease API), RabbitMQ
-//! ([`ackline_rabbitmq::RabbitBroker`]) or Redis Streams ([`ackline_redis::RedisBroker`]):
-//! the same runtime, the same contract.
+//! ([`ackline_rabbitmq::RabbitBroker`]), Redis Streams ([`ackline_redis::RedisBroker`]) or
+//! NATS JetStream ([`ackline_nats::NatsBroker`]): the same runtime, the same contract.
 //!
 //! Invariants:
 //! - A delivery is acked only after the store committed its record (the runtime's rule), and
 //!   the store is idempotent by message id, so a worker killed at any moment (SIGKILL
 //!   included) loses nothing and duplicates nothing: its leases expire on the server (its
-//!   channel closes on RabbitMQ, its entries are claimed after the lease on Redis) and another
+//!   channel closes on RabbitMQ, its entries are claimed after the lease on Redis, JetStream
+//!   redelivers them after its `AckWait`, which is the lease) and another
 //!   worker stores what it had not acked; what it had stored is skipped.
 //! - Graceful stop as in `run`: the first signal stops taking deliveries, the batches in hand
 //!   finish within `worker.shutdown_deadline` (the rest is released), exit 0.
@@ -18,8 +19,8 @@
 //!   with backoff up to 5 s, a signal ends the wait with exit 0), so workers may start before
 //!   the server or broker; a refusal waiting cannot fix (a bad token, bad credentials, a Redis
 //!   without persistence unless `broker.allow_volatile`) is a runtime error, exit 1.
-//! - On Redis, what the server's persistence promises for confirmed publishes is noted at
-//!   start (with what is at risk when a crash of the machine can lose some).
+//! - On Redis and NATS, what the server's persistence promises for confirmed publishes is
+//!   noted at start (with what is at risk when a crash of the machine can lose some).
 //! - So is a store not reachable yet (refused, silent, a full disk): probed with backoff up
 //!   to 5 s, noted every 30 s, a signal ends the wait with exit 0. A bad store URL, bad
 //!   credentials or a schema newer than this binary are not waited for: exit 1 with the
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use ackline_broker::{Broker, BrokerError};
 use ackline_http::HttpBroker;
+use ackline_nats::{NatsBroker, NatsOptions};
 use ackline_parse::Parser;
 use ackline_rabbitmq::{RabbitBroker, RabbitOptions};
 use ackline_redis::{RedisBroker, RedisOptions};
@@ -129,8 +131,8 @@ pub fn run(
         return Err(usage(
             "ackline work needs a broker: --broker http://HOST:PORT (an ackline serve), \
              --broker amqp://USER:PASS@HOST:PORT/VHOST (RabbitMQ) or --broker \
-             redis://HOST:PORT/DB (Redis Streams) (or broker.url in the config file, or \
-             ACKLINE_BROKER_URL)",
+             redis://HOST:PORT/DB (Redis Streams) or --broker nats://HOST:PORT (NATS \
+             JetStream) (or broker.url in the config file, or ACKLINE_BROKER_URL)",
         ));
     };
     if matches!(broker_url, BrokerUrl::Http(_)) && a.worker.max_attempts.is_some() {
@@ -168,6 +170,16 @@ pub fn run(
                     return stopped_early(out);
                 };
                 work_on(b, &cfg, shown, cfg.queue.clone(), signal, out).await
+            }
+            BrokerUrl::Nats(url) => {
+                let opts = nats_options(&cfg);
+                let Some(b) = connect_nats(url, &cfg.queue, opts, signal.clone(), out).await?
+                else {
+                    return stopped_early(out);
+                };
+                let r = work_on(b.clone(), &cfg, shown, cfg.queue.clone(), signal, out).await;
+                b.close().await;
+                r
             }
         }
     })
@@ -363,6 +375,18 @@ pub(crate) fn redis_options(cfg: &Config) -> RedisOptions {
     }
 }
 
+/// The NATS backend's options from the configuration: the consumer's `AckWait` is the lease,
+/// so a dead worker's deliveries come back after one lease, as on the other brokers.
+pub(crate) fn nats_options(cfg: &Config) -> NatsOptions {
+    NatsOptions {
+        max_attempts: cfg.queue_options.max_attempts,
+        ack_wait: cfg.worker.lease,
+        tls_ca_pem: cfg.broker_tls_ca.clone(),
+        credentials: cfg.broker_credentials.clone(),
+        ..NatsOptions::default()
+    }
+}
+
 /// Connects with `connect` (to the broker `name` at `shown`, the URL redacted), waiting while
 /// the broker answers `Unavailable`: probed with backoff up to 5 s, noted once. `None` if a
 /// signal came first; any other refusal (`Fatal`: bad credentials, a certificate neither
@@ -429,6 +453,28 @@ pub(crate) async fn connect_redis(
         return Ok(None);
     };
     note_durability(&b, out);
+    Ok(Some(b))
+}
+
+/// Connects to NATS, waiting while it is unreachable; `None` if a signal came first. Notes
+/// what a PubAck promises on the server's version.
+pub(crate) async fn connect_nats(
+    url: ackline_nats::NatsUrl,
+    queue: &str,
+    opts: NatsOptions,
+    signal: watch::Receiver<bool>,
+    out: Out,
+) -> anyhow::Result<Option<NatsBroker>> {
+    let shown = url.to_string();
+    let connect = || NatsBroker::connect_url(url.clone(), queue, opts.clone());
+    let Some(b) = connect_waiting("NATS", &shown, connect, signal, out).await? else {
+        return Ok(None);
+    };
+    out.note(&format!(
+        "ackline: connected to nats-server {}; {}",
+        b.server_version(),
+        b.durability()
+    ));
     Ok(Some(b))
 }
 

@@ -124,6 +124,12 @@ pub struct NatsOptions {
     pub tls_ca_pem: Option<String>,
     /// The content of a NATS `.creds` file (user JWT and nkey seed). Default none.
     pub credentials: Option<String>,
+    /// This handle only publishes (a relay such as `ackline serve --broker nats://`): an
+    /// existing consumer keeps the `ack_wait` and `max_ack_pending` its workers set (only an
+    /// unsafe `max_deliver` is fixed), so a publisher and the workers never take turns
+    /// rewriting them; [`Broker::consumer`] on such a handle is refused, since a consumer's
+    /// stale-ack fence counts on `ack_wait` being the consumer's. Default false.
+    pub publish_only: bool,
 }
 
 impl Default for NatsOptions {
@@ -144,6 +150,7 @@ impl Default for NatsOptions {
             publish_timeout: Duration::from_secs(30),
             tls_ca_pem: None,
             credentials: None,
+            publish_only: false,
         }
     }
 }
@@ -403,6 +410,18 @@ impl NatsBroker {
         &self.inner.url
     }
 
+    /// The server's version, as it announced it when the connection was made.
+    pub fn server_version(&self) -> String {
+        self.inner.client.server_info().version
+    }
+
+    /// What a PubAck promises on this server, in one sentence for an operator (see
+    /// `docs/nats.md`, "Durability"): before 2.10 a single server has no setting that fsyncs
+    /// before the PubAck; from 2.10 `jetstream.sync_interval` decides.
+    pub fn durability(&self) -> String {
+        durability_of(&self.server_version())
+    }
+
     /// Closes the connection after flushing what was sent (deliveries its consumers held come
     /// back after `ack_wait`; close the consumers first to release them at once).
     pub async fn close(&self) {
@@ -438,6 +457,12 @@ impl Broker for NatsBroker {
     }
 
     async fn consumer(&self, opts: ConsumerOptions) -> Result<NatsConsumer, BrokerError> {
+        if self.inner.opts.publish_only {
+            return Err(fatal(
+                &self.inner.url,
+                "this handle was opened publish_only: open another to consume",
+            ));
+        }
         NatsConsumer::start(self.inner.clone(), opts).await
     }
 
@@ -489,6 +514,27 @@ impl DeadLetters for NatsBroker {
     }
 }
 
+/// [`NatsBroker::durability`] for a server version.
+fn durability_of(version: &str) -> String {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    let at_least_2_10 = match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (2, 10),
+        _ => false,
+    };
+    if at_least_2_10 {
+        "a PubAck means fsynced only with `jetstream { sync_interval: always }` (default: \
+         every 2 min) or replicas 3 in a cluster; otherwise a power loss can lose messages \
+         confirmed since the last sync (docs/nats.md, Durability)"
+            .to_owned()
+    } else {
+        format!(
+            "at risk: on nats-server {version} (before 2.10) a PubAck means written, not \
+             fsynced: a power loss or kernel crash can lose messages confirmed in the last \
+             seconds; a server process crash loses nothing (docs/nats.md, Durability)"
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,6 +545,20 @@ mod tests {
         assert!(check_queue_name("a_b-9").is_ok());
         for bad in ["", "a.b", "a b", "a*", "a>", "logs-dlq", &"x".repeat(201)] {
             assert!(check_queue_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_note_follows_the_server_version() {
+        for old in ["2.9.10", "2.1.0", "1.4.1", "garbage", ""] {
+            assert!(durability_of(old).starts_with("at risk"), "{old}");
+        }
+        for new in ["2.10.0", "2.11.4", "3.0.0"] {
+            assert!(
+                durability_of(new).contains("sync_interval: always"),
+                "{new}"
+            );
+            assert!(!durability_of(new).starts_with("at risk"), "{new}");
         }
     }
 }

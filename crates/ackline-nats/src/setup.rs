@@ -15,7 +15,8 @@
 //! - A stream that exists with a retention or storage ackline cannot use is refused (`Fatal`,
 //!   naming the setting); settings the server can change (`max_bytes`, duplicate window, the
 //!   consumer's `ack_wait`, `max_ack_pending`, `max_deliver`) are brought to the options'
-//!   values, with a log line.
+//!   values, with a log line; a `publish_only` handle leaves an existing consumer's
+//!   `ack_wait` and `max_ack_pending` as the workers set them.
 
 use std::time::Duration;
 
@@ -190,7 +191,7 @@ pub(crate) async fn create(inner: &Inner) -> Result<(), BrokerError> {
 }
 
 async fn ensure_consumer(inner: &Inner) -> Result<(), BrokerError> {
-    let want = consumer_config(inner);
+    let mut want = consumer_config(inner);
     let stream = inner
         .js
         .get_stream_no_info(&inner.queue)
@@ -227,6 +228,11 @@ async fn ensure_consumer(inner: &Inner) -> Result<(), BrokerError> {
                         inner.queue, h.ack_policy, h.filter_subject
                     ),
                 ));
+            }
+            if inner.opts.publish_only {
+                // A publisher keeps the workers' settings; only an unsafe limit is fixed.
+                want.ack_wait = h.ack_wait;
+                want.max_ack_pending = h.max_ack_pending;
             }
             h.ack_wait != want.ack_wait
                 || h.max_ack_pending != want.max_ack_pending

@@ -89,6 +89,14 @@ fn ca_file(path: &str) -> Option<String> {
     pem.contains("-----BEGIN CERTIFICATE-----").then_some(pem)
 }
 
+/// A NATS `.creds` file's content: a user JWT and an nkey seed.
+fn creds_file(path: &str) -> Option<String> {
+    let creds = std::fs::read_to_string(path).ok()?;
+    (creds.contains("-----BEGIN NATS USER JWT-----")
+        && creds.contains("-----BEGIN USER NKEY SEED-----"))
+    .then_some(creds)
+}
+
 macro_rules! keys {
     ($( $(#[$attr:meta])* $id:ident: $kind:ty = $def:expr; )*) => {
         $( $(#[$attr])* pub static $id: Key<$kind> = $def; )*
@@ -462,14 +470,17 @@ keys! {
         "broker.url",
         Text::new(
             "http://HOST:PORT[/QUEUE] (an ackline serve), amqp://USER:PASS@HOST:PORT/VHOST (or \
-             amqps://) or redis://[USER:PASS@]HOST:PORT/DB (or rediss://, redis+unix://PATH)",
+             amqps://), redis://[USER:PASS@]HOST:PORT/DB (or rediss://, redis+unix://PATH) or \
+             nats://[USER:PASS@]HOST:PORT (or tls://)",
             BrokerUrl::parse,
         ),
         Fallback::Absent("none"),
         "`work`: where deliveries come from, `http://HOST:PORT[/QUEUE]` (an `ackline serve`), \
          `amqp://USER:PASS@HOST:PORT/VHOST` / `amqps://` (RabbitMQ, scale-out) or \
          `redis://[USER:PASS@]HOST:PORT/DB` / `rediss://` (TLS) / `redis+unix:///PATH?db=N` \
-         (Redis Streams, scale-out; see `broker.allow_volatile`). `serve`: the broker its \
+         (Redis Streams, scale-out; see `broker.allow_volatile`) or \
+         `nats://[USER:PASS@]HOST:PORT` / `tls://` (NATS JetStream, scale-out; see \
+         `broker.credentials_file`). `serve`: the broker its \
          ingest is relayed to. `dlq`, `queue stats`: act on that broker's queue instead of the \
          data directory. It may hold a password: output shows it as `amqp://USER:***@...`",
     )
@@ -481,8 +492,8 @@ keys! {
             &[Cmd::Serve],
             "Scale-out ingest node: relay everything queued here to this broker's queue of the \
              same name, each message acked here only once the broker confirmed it \
-             (amqp://USER:PASS@HOST:PORT/VHOST or amqps://, redis://HOST:PORT/DB or rediss://; \
-             credentials may instead come from ACKLINE_BROKER_URL)",
+             (amqp://USER:PASS@HOST:PORT/VHOST or amqps://, redis://HOST:PORT/DB or rediss://, \
+             nats://HOST:PORT or tls://; credentials may instead come from ACKLINE_BROKER_URL)",
         ),
         Flag::value(
             "broker",
@@ -490,7 +501,7 @@ keys! {
             &[Cmd::Work],
             "Where deliveries come from: an `ackline serve` (http://HOST:PORT[/QUEUE], split \
              mode) or a broker (amqp://USER:PASS@HOST:PORT/VHOST or amqps://, \
-             redis://HOST:PORT/DB or rediss://, scale-out)",
+             redis://HOST:PORT/DB or rediss://, nats://HOST:PORT or tls://, scale-out)",
         ),
         Flag::value(
             "broker",
@@ -498,8 +509,8 @@ keys! {
             &[Cmd::Dlq, Cmd::QueueStats],
             "Act on this broker's queue instead of the data directory: RabbitMQ \
              (amqp://USER:PASS@HOST:PORT/VHOST or amqps://), Redis (redis://HOST:PORT/DB or \
-             rediss://) or an `ackline serve` (http://HOST:PORT[/QUEUE]) [default: none, the \
-             data directory]",
+             rediss://), NATS (nats://HOST:PORT or tls://) or an `ackline serve` \
+             (http://HOST:PORT[/QUEUE]) [default: none, the data directory]",
         ),
     ]);
 
@@ -507,22 +518,36 @@ keys! {
     BROKER_TLS_CA_FILE: Text<String> = Key::new(
         "broker.tls_ca_file",
         Text::new(
-            "a readable PEM file of CA certificates trusted for amqps and rediss beside the \
-             system's roots",
+            "a readable PEM file of CA certificates trusted for amqps, rediss and NATS tls \
+             beside the system's roots",
             ca_file,
         ),
         Fallback::Absent("none"),
-        "a PEM file of CA certificates trusted for `amqps` and `rediss` beside the system's \
-         roots (a private CA). A server certificate that neither trusts is refused: exit 1, \
+        "a PEM file of CA certificates trusted for `amqps`, `rediss` and NATS `tls` beside the \
+         system's roots (a private CA). A server certificate that neither trusts is refused: exit 1, \
          never a plaintext fallback",
     )
     .flags(&[Flag::value(
         "broker-ca",
         "FILE",
         BROKER,
-        "PEM file of CA certificates trusted for amqps and rediss beside the system's roots (a \
-         private CA)",
+        "PEM file of CA certificates trusted for amqps, rediss and NATS tls:// beside the \
+         system's roots (a private CA)",
     )]);
+
+    /// `broker.credentials_file`.
+    BROKER_CREDENTIALS_FILE: Text<String> = Key::new(
+        "broker.credentials_file",
+        Text::new(
+            "a readable NATS .creds file (a user JWT and an nkey seed)",
+            creds_file,
+        ),
+        Fallback::Absent("none"),
+        "NATS only: a `.creds` file (user JWT and nkey seed, as `nsc` writes them) to \
+         authenticate with, for servers in operator mode. A user and password or a token can \
+         instead be given in the URL (`nats://USER:PASS@HOST:PORT`). Ignored by the other \
+         brokers",
+    );
 
     /// `broker.allow_volatile`.
     BROKER_ALLOW_VOLATILE: Bool = Key::new(

@@ -1,27 +1,29 @@
 //! `dlq list|show|replay|purge` and `queue stats` on a broker's queue (`--broker URL`,
 //! `broker.url`, `ACKLINE_BROKER_URL`): RabbitMQ ([`RabbitBroker`]), Redis Streams
-//! ([`RedisBroker`]) or an `ackline serve` ([`HttpBroker`]), through [`DeadLetters`] and [`Broker::stats`], one generic function per
-//! subcommand. The output keeps the local path's shapes (the same [`EntryView`] entries, the
+//! ([`RedisBroker`]), NATS JetStream ([`NatsBroker`]) or an `ackline serve` ([`HttpBroker`]),
+//! through [`DeadLetters`] and [`Broker::stats`], one generic function per subcommand. The output keeps the local path's shapes (the same [`EntryView`] entries, the
 //! same `list`/`show`/`replay`/`purge` objects, `queue stats`'s `{"queues": [...]}`), with the
 //! broker (redacted) added; counts a backend does not have (segments, recovery) are left out.
 //!
 //! Invariants:
 //! - The password is never printed: the broker is only ever shown through [`BrokerUrl`]'s
 //!   `Display`, and the backends scrub it from their errors.
-//! - An unreachable broker is an error (exit 1) within a bound, never a wait: one RabbitMQ or
-//!   Redis connection attempt of at most [`CONNECT_TIMEOUT`] (unlike `ackline work`, which waits
+//! - An unreachable broker is an error (exit 1) within a bound, never a wait: one RabbitMQ,
+//!   Redis or NATS connection attempt of at most [`CONNECT_TIMEOUT`] (unlike `ackline work`, which waits
 //!   for the broker), or the HTTP client's few connect tries.
 //! - Usage errors (a bad `--queue`, `--limit 0`, a queue named twice) exit 2 before anything
 //!   is connected. The data directory is not opened.
-//! - Nothing is created on RabbitMQ or Redis: the queue and its dead-letter queue must exist
-//!   ([`RabbitBroker::connect_existing`]; the stream and its consumer group,
-//!   [`RedisBroker::connect_existing`]), so a mistyped name is an error, not new queues.
+//! - Nothing is created on RabbitMQ, Redis or NATS: the queue and its dead-letter queue must
+//!   exist ([`RabbitBroker::connect_existing`]; the stream and its consumer group,
+//!   [`RedisBroker::connect_existing`]; both streams, [`NatsBroker::connect_existing`]), so a
+//!   mistyped name is an error, not new queues.
 
 use std::path::Path;
 use std::time::Duration;
 
 use ackline_broker::{Broker, BrokerError, DeadLetter, DeadLetters, DlqSelector};
 use ackline_http::HttpBroker;
+use ackline_nats::{NatsBroker, NatsOptions};
 use ackline_rabbitmq::{RabbitBroker, RabbitOptions};
 use ackline_redis::{RedisBroker, RedisOptions};
 use anyhow::Context;
@@ -32,9 +34,9 @@ use crate::cli::{BrokerFlags, DlqCommand, Selection, WorkArgs, WorkerFlags};
 use crate::config::{BrokerUrl, Config};
 use crate::exit::usage;
 use crate::output::Out;
-use crate::work::{http_queue_url, rabbit_options, redis_options};
+use crate::work::{http_queue_url, nats_options, rabbit_options, redis_options};
 
-/// The longest a RabbitMQ or Redis connection attempt may take before the command fails.
+/// The longest a RabbitMQ, Redis or NATS connection attempt may take before the command fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most entries asked for in one `dlq_list` call: one page of `ackline serve`'s API.
 const PAGE: usize = 10_000;
@@ -63,6 +65,7 @@ enum Target {
     Http(HttpBroker),
     Rabbit(RabbitBroker),
     Redis(RedisBroker),
+    Nats(NatsBroker),
 }
 
 /// The broker as it may be shown (password redacted) and the queue acted on.
@@ -123,11 +126,23 @@ async fn connect(
             let queue = queue.to_string();
             Ok((Target::Redis(b), On { shown, queue }))
         }
+        BrokerUrl::Nats(u) => {
+            let opts = NatsOptions {
+                connect_timeout: CONNECT_TIMEOUT,
+                connection_name: Some(format!("ackline {what} {queue} pid {}", std::process::id())),
+                ..nats_options(cfg)
+            };
+            let b = NatsBroker::connect_existing(u.clone(), queue, opts)
+                .await
+                .with_context(|| format!("connecting to {shown}"))?;
+            let queue = queue.to_string();
+            Ok((Target::Nats(b), On { shown, queue }))
+        }
     }
 }
 
 /// Runs `$body` with `$b` bound to the connected broker, whichever it is; closes a RabbitMQ
-/// connection afterwards (also after an error).
+/// or NATS connection afterwards (also after an error).
 macro_rules! on_target {
     ($target:expr, $b:ident => $body:expr) => {
         match $target {
@@ -138,6 +153,11 @@ macro_rules! on_target {
                 r
             }
             Target::Redis($b) => $body,
+            Target::Nats($b) => {
+                let r = $body;
+                $b.close().await;
+                r
+            }
         }
     };
 }

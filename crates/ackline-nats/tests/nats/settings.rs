@@ -58,6 +58,61 @@ async fn streams_and_consumer_never_drop_or_skip() {
     assert_eq!(_b.stats().await.unwrap().pending, 1);
 }
 
+/// A relay (`ackline serve --broker nats://`) opens its handle `publish_only`: the workers'
+/// `AckWait` (their lease) and `max_ack_pending` stay as they set them, an unsafe
+/// `max_deliver` is still fixed, and the handle refuses to consume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_only_handle_keeps_the_workers_consumer_settings() {
+    let Some(url) = common::reachable() else {
+        return;
+    };
+    let cleanup = common::Cleanup::default();
+    let queue = common::unique_queue("pubonly");
+    let workers = NatsOptions {
+        ack_wait: Duration::from_secs(2),
+        max_ack_pending: 500,
+        ..common::options(3, None)
+    };
+    cleanup.add(&url, &queue, &workers);
+    let _w = NatsBroker::connect(&url, &queue, workers.clone())
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+    let main = js.get_stream(&queue).await.unwrap();
+    let mut c = main.consumer_info("ackline").await.unwrap().config.clone();
+    c.max_deliver = 4;
+    main.create_consumer(c).await.unwrap();
+
+    let relay = NatsBroker::connect(
+        &url,
+        &queue,
+        NatsOptions {
+            publish_only: true,
+            ..common::options(3, None)
+        },
+    )
+    .await
+    .unwrap();
+    let ci = main.consumer_info("ackline").await.unwrap();
+    assert_eq!(ci.config.ack_wait, Duration::from_secs(2));
+    assert_eq!(ci.config.max_ack_pending, 500);
+    assert_eq!(ci.config.max_deliver, -1, "the unsafe limit is still fixed");
+    relay.publish(vec![Message::new("p-1", "x")]).await.unwrap();
+    assert_eq!(relay.stats().await.unwrap().pending, 1);
+    let refused = relay.consumer(ConsumerOptions::default()).await;
+    assert!(
+        matches!(refused, Err(ackline_broker::BrokerError::Fatal { .. })),
+        "{refused:?}"
+    );
+
+    // A handle that is not publish-only brings the consumer back to its own options.
+    let _other = NatsBroker::connect(&url, &queue, common::options(3, None))
+        .await
+        .unwrap();
+    let ci = main.consumer_info("ackline").await.unwrap();
+    assert_eq!(ci.config.ack_wait, common::options(3, None).ack_wait);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settlement_after_a_redelivery_is_stale_and_not_sent() {
     let Some(url) = common::reachable() else {

@@ -410,8 +410,10 @@ fn an_unreachable_broker_is_a_prompt_error_without_the_password() {
         vec!["queue", "stats"],
     ] {
         for url in [
-            format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+            format!("amqp://guest:s3cret@127.0.0.1:{port}/%2f"),
             format!("http://127.0.0.1:{port}"),
+            format!("redis://ops:s3cret@127.0.0.1:{port}/0"),
+            format!("nats://ops:s3cret@127.0.0.1:{port}"),
         ] {
             let mut a = args.clone();
             a.extend(["--broker", url.as_str()]);
@@ -420,6 +422,7 @@ fn an_unreachable_broker_is_a_prompt_error_without_the_password() {
             let err = String::from_utf8_lossy(&o.stderr);
             assert_eq!(o.status.code(), Some(1), "{a:?}: {err}");
             assert!(err.contains("unavailable"), "{a:?}: {err}");
+            assert!(!err.contains("s3cret"), "{a:?} printed the password: {err}");
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "{a:?} took {:?}",

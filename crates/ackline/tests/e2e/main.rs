@@ -11,10 +11,12 @@ mod common;
 mod proxy;
 
 mod bench_http;
+mod brokers;
 mod cli;
 mod crash;
 mod dlq_broker;
 mod max_attempts;
+mod nats_scale_out;
 mod pipeline;
 mod redis_scale_out;
 mod scale_out;
