@@ -330,7 +330,7 @@ def syslog_ng_conf(t):
     text = (HERE / "syslog-ng.conf.in").read_text()
     for k, v in {"@INPUT@": str(t.input), "@MODE@": t.mode, "@TARGET@": t.target.name,
                  "@DESTINATION@": dest,
-                 "@FLAGS@": "flags(flow-control);" if reliable else ""}.items():
+                 "@FLAGS@": "flags(flow-control);"}.items():
         text = text.replace(k, v)
     return text
 
