@@ -442,14 +442,16 @@ def chaos(args, corpus, name, mode, base, rng):
             last = t.target.count()
             t.start()
         w.join()
-        # Quiet: the count unchanged for 5 s and everything written seen, or the timeout.
+        # Quiet: every line stored and the count unchanged for 2 s (a duplicate may still
+        # come), or short of that and unchanged for --quiet seconds (a tool may pause between
+        # retries after a restart), or the timeout.
         deadline = time.monotonic() + args.timeout
         prev, since = -1, time.monotonic()
         while time.monotonic() < deadline:
             c = t.target.count()
             if c != prev:
                 prev, since = c, time.monotonic()
-            elif time.monotonic() - since > (1.0 if c >= n else 5.0):
+            elif time.monotonic() - since > (2.0 if c >= n else args.quiet):
                 break
             time.sleep(0.1)
         rows, seqs = t.target.books()
@@ -481,6 +483,8 @@ def main():
     ap.add_argument("--throughput-limit", type=int, default=60,
                     help="throughput: a tool still short of --lines after this many seconds is "
                          "measured over them")
+    ap.add_argument("--quiet", type=int, default=60,
+                    help="chaos: seconds without progress, short of every line, before counting")
     ap.add_argument("--timeout", type=int, default=300)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true")
