@@ -192,7 +192,7 @@ function renderOverview(o) {
   $('books').replaceChildren(
     el('span', { class: 'muted', text: 'Books since start:' }),
     'published', span('book-published', b.published), '=',
-    'stored', span('book-stored', b.stored), '+',
+    b.settled_as || 'stored', span('book-stored', b.stored), '+',
     'dead-lettered', span('book-dead', b.dead_lettered), '+',
     'pending', span('book-pending', b.pending),
     ...(b.purged ? ['+', 'purged', span('book-purged', b.purged)] : []),

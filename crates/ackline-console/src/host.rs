@@ -104,8 +104,11 @@ pub struct Books {
     pub dead_lettered: u64,
     /// Of those, still pending (ready, leased or delayed).
     pub pending: u64,
-    /// Replayed or purged meanwhile (shown, so the line still adds up).
+    /// Purged meanwhile (shown, so the line still adds up).
     pub purged: u64,
+    /// What "stored" means here: `stored` (acked after the store's commit) or `relayed`
+    /// (acked after the destination broker's confirm).
+    pub settled_as: String,
 }
 
 /// Everything the overview page shows.

@@ -26,6 +26,7 @@
 pub mod auth;
 mod config;
 mod conn;
+pub mod console;
 mod error;
 pub mod metrics;
 pub mod metrics_endpoint;

@@ -592,7 +592,8 @@ keys! {
         Fallback::Absent("none"),
         "bearer tokens of `serve`, each `SECRET:SCOPES`: a secret without whitespace, and \
          scopes from `ingest` (`POST /v1/logs`, publish), `worker` (the lease API), `admin` \
-         (queues, dead letters, metrics), comma-separated. In the environment, tokens are \
+         (queues, dead letters, metrics; the console's replay and purge), `read` (the web \
+         console, read only; `admin` implies it), comma-separated. In the environment, tokens are \
          separated by `;` or whitespace. None: no auth, loopback only",
     )
     .env("ACKLINE_TOKENS")
@@ -601,7 +602,7 @@ keys! {
         "token",
         "SECRET:SCOPES",
         SERVER,
-        "Bearer token of `serve`, SECRET:SCOPES with scopes from ingest,worker,admin \
+        "Bearer token of `serve`, SECRET:SCOPES with scopes from ingest,worker,admin,read \
          (repeatable; required beyond loopback)",
     )]);
 
