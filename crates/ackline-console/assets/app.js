@@ -159,24 +159,28 @@ function addSample(o) {
   S.queues = o.queues.map((q) => q.name);
 }
 function chart(box, series, fmt) {
-  const W = 600, H = 160, L = 48, B = 18;
+  // Drawn at the box's pixel width (no stretched text); x spans the samples kept, at least
+  // one minute, newest at the right.
+  const W = Math.max(200, Math.round(box.clientWidth || 600)), H = 160, L = 44, B = 16;
   const all = series.flatMap((x) => x.values).filter((v) => v !== null && v !== undefined);
   const max = Math.max(1e-9, ...all) * 1.1;
-  const n = Math.max(2, MAX_SAMPLES);
-  const g = svg('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img' });
+  const n = Math.max(60, ...series.map((x) => x.values.length));
+  const g = svg('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img' });
   for (const f of [0, 0.5, 1]) {
-    const y = (H - B) * (1 - f) + 0.5;
+    const y = Math.round((H - B) * (1 - f)) + 0.5;
     g.append(svg('line', { x1: L, x2: W, y1: y, y2: y, class: 'axis' }));
-    const tx = svg('text', { x: 2, y: Math.max(10, y + 3) }); tx.textContent = fmt(max * f); g.append(tx);
+    const tx = svg('text', { x: 0, y: Math.max(10, y + 3) }); tx.textContent = fmt(max * f); g.append(tx);
   }
+  const x = (i) => (L + (W - L - 2) * i / (n - 1)).toFixed(1);
   for (const s of series) {
     const off = n - s.values.length;
     const pts = [];
-    s.values.forEach((v, i) => { if (v !== null && v !== undefined) pts.push(`${(L + (W - L) * (off + i) / (n - 1)).toFixed(1)},${((H - B) * (1 - v / max)).toFixed(1)}`); });
+    s.values.forEach((v, i) => { if (v !== null && v !== undefined) pts.push(`${x(off + i)},${((H - B) * (1 - v / max)).toFixed(1)}`); });
     g.append(svg('polyline', { points: pts.join(' '), class: s.cls }));
   }
-  const tx = svg('text', { x: L, y: H - 4 }); tx.textContent = '5 min ago'; g.append(tx);
-  const tn = svg('text', { x: W - 24, y: H - 4 }); tn.textContent = 'now'; g.append(tn);
+  const span = Math.round(n * POLL_MS / 1000);
+  const tx = svg('text', { x: L, y: H - 3 }); tx.textContent = span >= 120 ? `${Math.round(span / 60)} min ago` : `${span} s ago`; g.append(tx);
+  const tn = svg('text', { x: W - 22, y: H - 3 }); tn.textContent = 'now'; g.append(tn);
   const legend = el('div', { class: 'legend' });
   for (const s of series) {
     const last = [...s.values].reverse().find((v) => v !== null && v !== undefined);
@@ -188,14 +192,14 @@ function renderOverview(o) {
   const b = o.books;
   const right = b.stored + b.dead_lettered + b.pending + b.purged;
   const ok = right === b.published;
-  const span = (id, v) => el('b', { id, text: v.toLocaleString() });
+  const term = (label, id, v, op) => el('span', {}, op ? op + ' ' : '', label + ' ', el('b', { id, text: v.toLocaleString() }));
   $('books').replaceChildren(
     el('span', { class: 'muted', text: 'Books since start:' }),
-    'published', span('book-published', b.published), '=',
-    b.settled_as || 'stored', span('book-stored', b.stored), '+',
-    'dead-lettered', span('book-dead', b.dead_lettered), '+',
-    'pending', span('book-pending', b.pending),
-    ...(b.purged ? ['+', 'purged', span('book-purged', b.purged)] : []),
+    term('published', 'book-published', b.published),
+    term(b.settled_as || 'stored', 'book-stored', b.stored, '='),
+    term('dead-lettered', 'book-dead', b.dead_lettered, '+'),
+    term('pending', 'book-pending', b.pending, '+'),
+    ...(b.purged ? [term('purged', 'book-purged', b.purged, '+')] : []),
     el('span', { id: 'book-check', class: ok ? 'ok' : 'bad', text: ok ? '✓ balanced' : `✗ off by ${(b.published - right).toLocaleString()}` }));
   const ss = S.samples;
   chart($('chart-rates'), [

@@ -12,6 +12,7 @@ mod proxy;
 
 mod bench_http;
 mod cli;
+mod console;
 mod crash;
 mod dlq_broker;
 mod max_attempts;

@@ -1,0 +1,549 @@
+//! The web console in a real browser: `ackline serve` with an `ackline work` behind it,
+//! headless Chromium driven over WebDriver (`chromedriver`, started here on a free port and
+//! killed on drop) with fantoccini.
+//!
+//! What it proves, in the browser: a viewer (`read` token) signs in, sees no replay button,
+//! and the server refuses its replay (403) even when the page's own script forces the
+//! request; an admin signs in, sees the live numbers move while a producer posts; a dead
+//! letter with a hostile payload (`<script>`, an `onerror` handler, NUL, invalid UTF-8) is
+//! shown escaped and nothing of it runs; replayed once after the worker is made lenient, it
+//! is in the SQLite store exactly once; another is purged only after the confirmation (a
+//! cancel purges nothing). The same run takes the screenshots of `docs/console.md` (light and
+//! dark, wide and narrow); they are written to `docs/console/` with `ACKLINE_SCREENSHOTS=1`,
+//! else to a temporary directory.
+//!
+//! Needs `chromium` and `chromium-driver` (Debian): under `CI=true` their absence fails the
+//! test, otherwise it is skipped with a printed reason.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use crate::common::{Proc, ackline, free_port, wait_for};
+
+const ADMIN: &str = "console-admin-0123456789abcdef";
+const READ: &str = "console-viewer-0123456789abcdef";
+const HOSTILE_ID: &str = "hostile-1";
+const HOSTILE: &[u8] =
+    b"<script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\">\x00\xff\xfe end";
+
+/// The browser tools, or `None` (skipped; a failure under `CI=true`).
+fn browser_tools() -> Option<(PathBuf, Option<PathBuf>)> {
+    let find = |name: &str| -> Option<PathBuf> {
+        std::env::var_os("PATH").and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|f| f.is_file())
+        })
+    };
+    let driver = find("chromedriver");
+    let browser = find("chromium").or_else(|| find("chromium-browser"));
+    if driver.is_none() || browser.is_none() {
+        let why = "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)";
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "{why} (CI=true, so this fails)"
+        );
+        println!("skipped: {why}");
+        return None;
+    }
+    Some((driver?, browser))
+}
+
+fn admin_http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    crate::common::http(addr, Some(ADMIN), method, path, "application/json", body)
+}
+
+fn serve(dir: &Path) -> (Proc, String) {
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .env_remove("ACKLINE_LISTEN")
+        .env_remove("ACKLINE_TOKENS")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--json", "serve", "--listen", "127.0.0.1:0"])
+        .args(["--token", &format!("{ADMIN}:ingest,worker,admin")])
+        .args(["--token", &format!("{READ}:read")]);
+    let (p, v) = crate::common::spawn_json_line(c);
+    (p, v["listening"].as_str().unwrap().to_string())
+}
+
+fn work(dir: &Path, addr: &str, mode: &str) -> Proc {
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "work",
+            "--queue",
+            &format!("http://{addr}/logs"),
+            "--token",
+            ADMIN,
+        ])
+        .args([
+            "--format",
+            "json",
+            mode,
+            "--batch-size",
+            "20",
+            "--lease",
+            "5s",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    Proc(c.spawn().unwrap())
+}
+
+fn stored(db: &Path, id: &str) -> i64 {
+    let Ok(conn) = rusqlite::Connection::open(db) else {
+        return 0;
+    };
+    conn.query_row(
+        "SELECT COUNT(*) FROM ackline_records WHERE id = ?1",
+        [id],
+        |r| r.get(0),
+    )
+    .unwrap_or(0)
+}
+
+fn dead_letters(addr: &str) -> Vec<Value> {
+    let (st, body) = admin_http(addr, "GET", "/v1/queues/logs/dlq", b"");
+    assert_eq!(st, 200, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["entries"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Publishes one message with this id and payload (base64, so any bytes).
+fn publish(addr: &str, id: &str, payload: &[u8]) {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(payload);
+    let body = json!({ "messages": [{ "id": id, "payload": b64, "encoding": "base64" }] });
+    let (st, resp) = admin_http(
+        addr,
+        "POST",
+        "/v1/queues/logs/messages",
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(st, 200, "{resp}");
+}
+
+/// A producer posting a JSON line every 50 ms until dropped.
+struct Producer(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
+
+impl Producer {
+    fn start(addr: &str) -> Producer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, addr) = (stop.clone(), addr.to_string());
+        let h = std::thread::spawn(move || {
+            let mut i = 0;
+            while !s.load(Ordering::Relaxed) {
+                let line = format!("{{\"msg\":\"tick {i}\",\"level\":\"info\"}}\n");
+                let _ = crate::common::http(
+                    &addr,
+                    Some(ADMIN),
+                    "POST",
+                    "/v1/logs",
+                    "text/plain",
+                    line.as_bytes(),
+                );
+                i += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        Producer(stop, Some(h))
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+        if let Some(h) = self.1.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Polls `cond` (a browser query) every 50 ms until it holds or `limit` passes.
+async fn until<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    match c.find(Locator::Css(css)).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+fn number(s: &str) -> Option<u64> {
+    s.replace([',', '\u{a0}', ' '], "").parse().ok()
+}
+
+async fn login(c: &Client, base: &str, token: &str) {
+    c.goto(&format!("{base}/ui/")).await.unwrap();
+    let input = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id("token"))
+        .await
+        .unwrap();
+    until(Duration::from_secs(20), "the login form", || async {
+        input.is_displayed().await.unwrap_or(false)
+    })
+    .await;
+    input.send_keys(token).await.unwrap();
+    c.find(Locator::Css("#login-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(Duration::from_secs(20), "signed in", || async {
+        c.find(Locator::Id("nav"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap_or(false)
+    })
+    .await;
+}
+
+async fn logout(c: &Client) {
+    c.find(Locator::Id("logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(Duration::from_secs(20), "the login form again", || async {
+        c.find(Locator::Id("login"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap_or(false)
+    })
+    .await;
+}
+
+/// Where screenshots go: `docs/console/` with `ACKLINE_SCREENSHOTS=1`, else a temporary dir.
+fn shots_dir(tmp: &Path) -> PathBuf {
+    if std::env::var("ACKLINE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/console")
+    } else {
+        tmp.join("shots")
+    }
+}
+
+async fn shoot(c: &Client, dir: &Path, name: &str, theme: &str, (w, h): (u32, u32), at: &str) {
+    c.set_window_size(w, h).await.unwrap();
+    c.execute(
+        "document.documentElement.dataset.theme = arguments[0];
+         document.querySelector(arguments[1]).scrollIntoView();
+         return true;",
+        vec![json!(theme), json!(at)],
+    )
+    .await
+    .unwrap();
+    // Let one poll redraw the charts at the new size and colours.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let png = c.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join(format!(
+            "{name}-{theme}-{}.png",
+            if w >= 1000 { "wide" } else { "narrow" }
+        )),
+        png,
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_in_a_browser() {
+    let Some((driver, browser)) = browser_tools() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_serve, addr) = serve(dir.path());
+    let base = format!("http://{addr}");
+    let db = dir.path().join("records.db");
+    let mut strict = Some(work(dir.path(), &addr, "--strict"));
+
+    // Two lines the strict JSON worker dead-letters: the hostile one, and one to purge.
+    publish(&addr, HOSTILE_ID, HOSTILE);
+    publish(&addr, "to-purge", b"not json either");
+    wait_for(Duration::from_secs(60), "two dead letters", || {
+        dead_letters(&addr).len() == 2
+    });
+    let entries = dead_letters(&addr);
+    let key_of = |id: &str| {
+        entries.iter().find(|e| e["id"] == id).unwrap()["key"]
+            .as_u64()
+            .unwrap()
+    };
+    let (hostile_key, purge_key) = (key_of(HOSTILE_ID), key_of("to-purge"));
+
+    let port = free_port();
+    let _driver = Proc(
+        Command::new(&driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(Duration::from_secs(30), "chromedriver", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let mut opts = json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900", "--lang=en-US"] });
+    if let Some(b) = browser {
+        opts["binary"] = json!(b);
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".into(), opts);
+    let conn = hyper_util::client::legacy::connect::HttpConnector::new();
+    let c = ClientBuilder::new(conn)
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+
+    // A viewer: no replay button, and the server refuses the replay the page could send.
+    login(&c, &base, READ).await;
+    assert!(text(&c, "#who").await.contains("viewer"));
+    c.goto(&format!("{base}/ui/#dlq")).await.unwrap();
+    until(Duration::from_secs(20), "the dead-letter list", || async {
+        text(&c, "#dlq-table tbody").await.contains(HOSTILE_ID)
+    })
+    .await;
+    for id in [
+        "replay-filter",
+        "replay-selected",
+        "purge-filter",
+        "d-replay",
+    ] {
+        let b = c.find(Locator::Id(id)).await.unwrap();
+        assert!(!b.is_displayed().await.unwrap(), "{id} shown to a viewer");
+        assert!(!b.is_enabled().await.unwrap(), "{id} enabled for a viewer");
+    }
+    let forced = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/ui/api/session').then(r => r.json()).then(s =>
+               fetch('/ui/api/queues/logs/dlq/replay', { method: 'POST',
+                 headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': s.csrf },
+                 body: JSON.stringify({ keys: [arguments[0]] }) }))
+             .then(r => done(r.status), e => done(String(e)));",
+            vec![json!(hostile_key)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced, json!(403), "the server refuses a viewer's replay");
+    assert_eq!(dead_letters(&addr).len(), 2);
+    logout(&c).await;
+
+    // An admin: the numbers move while a producer posts.
+    login(&c, &base, ADMIN).await;
+    until(Duration::from_secs(20), "the books", || async {
+        number(&text(&c, "#book-published").await).is_some()
+    })
+    .await;
+    let before = number(&text(&c, "#book-published").await).unwrap();
+    let producer = Producer::start(&addr);
+    until(
+        Duration::from_secs(30),
+        "published to grow by 10",
+        || async { number(&text(&c, "#book-published").await).is_some_and(|n| n >= before + 10) },
+    )
+    .await;
+    // The screenshots want some history on the charts: about 8 s of traffic.
+    until(
+        Duration::from_secs(60),
+        "published to grow by 150",
+        || async { number(&text(&c, "#book-published").await).is_some_and(|n| n >= before + 150) },
+    )
+    .await;
+    until(
+        Duration::from_secs(30),
+        "a publish rate above 0",
+        || async {
+            let t = text(&c, "#chart-rates [data-series=published] b").await;
+            t.parse::<f64>().is_ok_and(|r| r > 0.0)
+        },
+    )
+    .await;
+    until(
+        Duration::from_secs(30),
+        "the worker's lines stored",
+        || async { number(&text(&c, "#book-stored").await).is_some_and(|n| n >= 10) },
+    )
+    .await;
+    assert!(
+        text(&c, "#book-check").await.contains("balanced"),
+        "{}",
+        text(&c, "#books").await
+    );
+    let shots = shots_dir(dir.path());
+    for (theme, size) in [
+        ("light", (1280, 900)),
+        ("dark", (1280, 900)),
+        ("light", (390, 844)),
+        ("dark", (390, 844)),
+    ] {
+        shoot(&c, &shots, "overview", theme, size, "body").await;
+    }
+    drop(producer);
+    c.set_window_size(1280, 900).await.unwrap();
+
+    // The hostile dead letter, escaped; nothing of it runs.
+    c.goto(&format!("{base}/ui/#dlq/logs/{hostile_key}"))
+        .await
+        .unwrap();
+    until(Duration::from_secs(20), "the hostile entry", || async {
+        text(&c, "#d-id").await == HOSTILE_ID
+    })
+    .await;
+    let hex = text(&c, "#d-payload").await;
+    assert!(
+        hex.starts_with("00000000  3c 73 63 72 69 70 74 3e"),
+        "binary opens in hex: {hex}"
+    );
+    c.find(Locator::Css(".tabs button[data-view=text]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let shown = text(&c, "#d-payload").await;
+    assert!(
+        shown.contains("<script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\">\\x00\\xff\\xfe end"),
+        "{shown}"
+    );
+    let dom = c
+        .execute(
+            "return { pwned: window.__pwned === undefined ? null : window.__pwned,
+                      scripts: document.scripts.length,
+                      imgs: document.querySelectorAll('#dlq-detail img, #dlq-table img').length };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        dom,
+        json!({ "pwned": null, "scripts": 1, "imgs": 0 }),
+        "nothing of the payload became markup or ran"
+    );
+    for theme in ["light", "dark"] {
+        shoot(&c, &shots, "dead-letter", theme, (1280, 900), "#dlq-detail").await;
+    }
+    c.set_window_size(1280, 900).await.unwrap();
+
+    // Make the worker lenient, replay the hostile one: stored exactly once.
+    drop(strict.take());
+    let _lenient = work(dir.path(), &addr, "--lenient");
+    c.find(Locator::Id("d-replay"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(Duration::from_secs(20), "the replay's result", || async {
+        text(&c, "#dlq-result").await.contains("replayed 1 of 1")
+    })
+    .await;
+    wait_for(Duration::from_secs(60), "the replayed line stored", || {
+        stored(&db, HOSTILE_ID) >= 1
+    });
+    wait_for(Duration::from_secs(60), "nothing pending", || {
+        let (_, b) = admin_http(&addr, "GET", "/v1/queues/logs/stats", b"");
+        serde_json::from_str::<Value>(&b).is_ok_and(|v| v["pending"] == 0)
+    });
+    assert_eq!(
+        stored(&db, HOSTILE_ID),
+        1,
+        "the replayed line is in the store once"
+    );
+    let left: Vec<u64> = dead_letters(&addr)
+        .iter()
+        .map(|e| e["key"].as_u64().unwrap())
+        .collect();
+    assert_eq!(left, vec![purge_key]);
+
+    // Purge: cancelled first (nothing purged), then confirmed.
+    c.goto(&format!("{base}/ui/#dlq")).await.unwrap();
+    until(Duration::from_secs(20), "the remaining entry", || async {
+        text(&c, "#dlq-table tbody").await.contains("to-purge")
+    })
+    .await;
+    let pick = format!("#dlq-table tr[data-key='{purge_key}'] input");
+    c.find(Locator::Css(&pick))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Id("purge-selected"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let cancel = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("confirm-cancel"))
+        .await
+        .unwrap();
+    until(Duration::from_secs(10), "the confirmation", || async {
+        cancel.is_displayed().await.unwrap_or(false)
+    })
+    .await;
+    cancel.click().await.unwrap();
+    until(Duration::from_secs(10), "the cancel", || async {
+        text(&c, "#dlq-result").await.contains("cancelled")
+    })
+    .await;
+    assert_eq!(
+        dead_letters(&addr).len(),
+        1,
+        "a cancelled purge purges nothing"
+    );
+    c.find(Locator::Id("purge-selected"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let ok = c.find(Locator::Id("confirm-ok")).await.unwrap();
+    until(Duration::from_secs(10), "the confirmation", || async {
+        ok.is_displayed().await.unwrap_or(false)
+    })
+    .await;
+    ok.click().await.unwrap();
+    until(Duration::from_secs(20), "the purge's result", || async {
+        text(&c, "#dlq-result").await.contains("purged 1")
+    })
+    .await;
+    assert!(dead_letters(&addr).is_empty());
+    assert_eq!(stored(&db, "to-purge"), 0);
+    c.close().await.unwrap();
+}
