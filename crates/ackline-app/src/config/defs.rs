@@ -565,6 +565,27 @@ keys! {
          [default: off]",
     )]);
 
+    /// `console.listen`.
+    CONSOLE_LISTEN: Text<SocketAddr> = Key::new(
+        "console.listen",
+        Text::new(
+            "an IP address and port, like 127.0.0.1:8471 (port 0 picks a free one)",
+            address,
+        ),
+        Fallback::Absent("off"),
+        "`run` only: serve the web console (overview, dead letters with replay and purge, \
+         records) at `http://ADDR/ui/`, with the tokens of `server.tokens` and \
+         `server.token_file` (`read`: view, `admin`: replay and purge). Beyond loopback those \
+         tokens must be set. `serve` always serves the console on its own address",
+    )
+    .flags(&[Flag::value(
+        "listen",
+        "ADDR",
+        &[Cmd::Run],
+        "Serve the web console at http://ADDR/ui/, e.g. 127.0.0.1:8471 (loopback unless \
+         server.tokens is set) [default: off]",
+    )]);
+
     /// `server.listen`.
     SERVER_LISTEN: Text<SocketAddr> = Key::new(
         "server.listen",

@@ -547,3 +547,142 @@ async fn console_in_a_browser() {
     assert_eq!(stored(&db, "to-purge"), 0);
     c.close().await.unwrap();
 }
+
+/// One request to the console; returns (status, headers in lower case, body).
+fn console_req(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        head.to_ascii_lowercase(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+/// `ackline run --listen`: the console of the all-in-one pipeline, with its store's state,
+/// the worker runtime's latencies, its dead letters and a records search.
+#[test]
+fn run_listen_serves_the_console_of_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("in.log");
+    std::fs::write(&log, "{\"msg\":\"hello console\",\"level\":\"error\",\"host\":\"h1\"}\nnot json\n{\"msg\":\"second\",\"level\":\"info\"}\n").unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .env_remove("ACKLINE_TOKENS")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["run", "--format", "json", "--strict", "--listen", &addr])
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let _run = Proc(c.spawn().unwrap());
+    wait_for(Duration::from_secs(60), "the console", || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
+    // No tokens (loopback): any text signs in as admin.
+    let origin = format!("http://{addr}");
+    let (st, head, v) = console_req(
+        &addr,
+        "POST",
+        "/ui/api/login",
+        &[("Origin", &origin)],
+        "{\"token\":\"\"}",
+    );
+    assert_eq!((st, v["role"].as_str()), (200, Some("admin")), "{v}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_string();
+    let get = |path: &str| console_req(&addr, "GET", path, &[("Cookie", &cookie)], "").2;
+    let mut o = Value::Null;
+    wait_for(
+        Duration::from_secs(60),
+        "two stored and one dead letter",
+        || {
+            o = get("/ui/api/overview");
+            o["books"]["stored"] == 2 && o["books"]["dead_lettered"] == 1
+        },
+    );
+    assert_eq!(o["mode"], "run");
+    assert_eq!(
+        (o["store"]["state"].as_str(), o["store"]["breaker"].as_str()),
+        (Some("up"), Some("closed")),
+        "{o}"
+    );
+    let names: Vec<&str> = o["latency"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["end_to_end", "store_batch"]);
+    assert_eq!(o["books"]["published"], 3);
+    let dlq = get("/ui/api/queues/logs/dlq");
+    assert_eq!(dlq["entries"][0]["payload_preview"], "not json");
+    let rec = get("/ui/api/records?text=hello&severity=err");
+    let rows = rec["records"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rec}");
+    assert_eq!(
+        (rows[0]["message"].as_str(), rows[0]["host"].as_str()),
+        (Some("hello console"), Some("h1"))
+    );
+    assert!(get("/ui/api/records?severity=bogus").is_object());
+    let (st, _, _) = console_req(
+        &addr,
+        "GET",
+        "/ui/api/records?severity=bogus",
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(st, 400);
+}
+
+/// `console.listen` beyond loopback needs tokens, as `serve` does.
+#[test]
+fn run_listen_beyond_loopback_needs_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .env_remove("ACKLINE_TOKENS")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["run", "--once", "--listen", "0.0.0.0:0", "-"]);
+    let out = crate::common::run_with_deadline(c, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--listen") && err.contains("loopback"),
+        "{err}"
+    );
+}
