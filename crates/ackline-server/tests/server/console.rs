@@ -290,6 +290,16 @@ async fn the_console_signs_in_with_server_tokens_and_acts_on_real_dead_letters()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relaying_server_shows_its_broker_and_counts_relayed() {
+    let s = start(|c| c.relay_to = Some("amqp://guest:***@127.0.0.1:5672/%2f".into())).await;
+    let admin = login(s.addr, "").await.unwrap();
+    let o = console_get(s.addr, &admin.0, "/ui/api/overview").await;
+    assert_eq!(o["relay"], "amqp://guest:***@127.0.0.1:5672/%2f");
+    assert_eq!(o["books"]["settled_as"], "relayed");
+    assert_eq!(o["mode"], "serve");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_can_be_turned_off() {
     let s = start(|c| c.console = false).await;
     let r = http(s.addr, "GET", "/ui/", &[], b"").await;
