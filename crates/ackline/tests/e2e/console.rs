@@ -783,3 +783,108 @@ async fn console_with_10000_dead_letters() {
     );
     c.close().await.unwrap();
 }
+
+/// `run --listen` against PostgreSQL behind the worker tests' proxy: when the store goes
+/// silent under a write, the overview shows the outage (with its duration and error) and the
+/// open circuit breaker; once it is back, `up` and every line stored. Needs PostgreSQL
+/// (skipped with a printed reason outside CI).
+#[test]
+fn run_listen_shows_a_store_outage_and_its_end() {
+    use std::io::Write;
+    if !crate::common::reachable(
+        "PostgreSQL",
+        "127.0.0.1:5432",
+        ".ci/run (it starts PostgreSQL)",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let table = crate::common::unique("console_outage");
+    let pg = crate::common::Pg::connect(&table);
+    let proxy = crate::proxy::Proxy::start("127.0.0.1:5432".parse().unwrap());
+    let url = crate::common::pg_url().replace("127.0.0.1:5432", &proxy.addr().to_string());
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut c = ackline();
+    c.env_remove("ACKLINE_CONFIG")
+        .env_remove("ACKLINE_TOKENS")
+        .env("ACKLINE_STORE_TABLE", &table)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "run",
+            "-",
+            "--store",
+            &url,
+            "--listen",
+            &addr,
+            "--lease",
+            "1s",
+            "--batch-size",
+            "10",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let _run = Proc(child);
+    wait_for(Duration::from_secs(60), "the console", || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
+    let origin = format!("http://{addr}");
+    let (_, head, _) = console_req(
+        &addr,
+        "POST",
+        "/ui/api/login",
+        &[("Origin", &origin)],
+        "{\"token\":\"x\"}",
+    );
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_string();
+    let store = || {
+        console_req(&addr, "GET", "/ui/api/overview", &[("Cookie", &cookie)], "").2["store"].clone()
+    };
+    let o = store();
+    assert_eq!(
+        (o["state"].as_str(), o["breaker"].as_str()),
+        (Some("up"), Some("closed")),
+        "{o}"
+    );
+
+    proxy.black_hole();
+    let lines: String = (0..20)
+        .map(|i| format!("{{\"msg\":\"line {i}\"}}\n"))
+        .collect();
+    stdin.write_all(lines.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let mut seen = Value::Null;
+    wait_for(
+        Duration::from_secs(90),
+        "the outage on the overview",
+        || {
+            seen = store();
+            seen["state"] == "outage" && seen["breaker"] == "open"
+        },
+    );
+    println!("store during the outage: {seen}");
+    assert!(seen["outage_ms"].as_u64().is_some(), "{seen}");
+    assert!(
+        seen["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{seen}"
+    );
+
+    proxy.restore();
+    wait_for(
+        Duration::from_secs(120),
+        "the store back and every line stored",
+        || {
+            let s = store();
+            s["state"] == "up" && s["breaker"] == "closed" && pg.counts() == (20, 20)
+        },
+    );
+}
