@@ -199,11 +199,11 @@ async fn login(c: &Client, base: &str, token: &str) {
     c.goto(&format!("{base}/ui/")).await.unwrap();
     let input = c
         .wait()
-        .at_most(Duration::from_secs(20))
+        .at_most(Duration::from_secs(60))
         .for_element(Locator::Id("token"))
         .await
         .unwrap();
-    until(Duration::from_secs(20), "the login form", || async {
+    until(Duration::from_secs(60), "the login form", || async {
         input.is_displayed().await.unwrap_or(false)
     })
     .await;
@@ -214,7 +214,7 @@ async fn login(c: &Client, base: &str, token: &str) {
         .click()
         .await
         .unwrap();
-    until(Duration::from_secs(20), "signed in", || async {
+    until(Duration::from_secs(60), "signed in", || async {
         c.find(Locator::Id("nav"))
             .await
             .unwrap()
@@ -232,7 +232,7 @@ async fn logout(c: &Client) {
         .click()
         .await
         .unwrap();
-    until(Duration::from_secs(20), "the login form again", || async {
+    until(Duration::from_secs(60), "the login form again", || async {
         c.find(Locator::Id("login"))
             .await
             .unwrap()
@@ -308,7 +308,7 @@ async fn console_in_a_browser() {
     login(&c, &base, READ).await;
     assert!(text(&c, "#who").await.contains("viewer"));
     c.goto(&format!("{base}/ui/#dlq")).await.unwrap();
-    until(Duration::from_secs(20), "the dead-letter list", || async {
+    until(Duration::from_secs(60), "the dead-letter list", || async {
         text(&c, "#dlq-table tbody").await.contains(HOSTILE_ID)
     })
     .await;
@@ -340,7 +340,7 @@ async fn console_in_a_browser() {
 
     // An admin: the numbers move while a producer posts.
     login(&c, &base, ADMIN).await;
-    until(Duration::from_secs(20), "the books", || async {
+    until(Duration::from_secs(60), "the books", || async {
         number(&text(&c, "#book-published").await).is_some()
     })
     .await;
@@ -395,7 +395,7 @@ async fn console_in_a_browser() {
     c.goto(&format!("{base}/ui/#dlq/logs/{hostile_key}"))
         .await
         .unwrap();
-    until(Duration::from_secs(20), "the hostile entry", || async {
+    until(Duration::from_secs(60), "the hostile entry", || async {
         text(&c, "#d-id").await == HOSTILE_ID
     })
     .await;
@@ -443,7 +443,7 @@ async fn console_in_a_browser() {
         .click()
         .await
         .unwrap();
-    until(Duration::from_secs(20), "the replay's result", || async {
+    until(Duration::from_secs(60), "the replay's result", || async {
         text(&c, "#dlq-result").await.contains("replayed 1 of 1")
     })
     .await;
@@ -467,7 +467,7 @@ async fn console_in_a_browser() {
 
     // Purge: cancelled first (nothing purged), then confirmed.
     c.goto(&format!("{base}/ui/#dlq")).await.unwrap();
-    until(Duration::from_secs(20), "the remaining entry", || async {
+    until(Duration::from_secs(60), "the remaining entry", || async {
         text(&c, "#dlq-table tbody").await.contains("to-purge")
     })
     .await;
@@ -486,16 +486,16 @@ async fn console_in_a_browser() {
         .unwrap();
     let cancel = c
         .wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(Duration::from_secs(60))
         .for_element(Locator::Id("confirm-cancel"))
         .await
         .unwrap();
-    until(Duration::from_secs(10), "the confirmation", || async {
+    until(Duration::from_secs(60), "the confirmation", || async {
         cancel.is_displayed().await.unwrap_or(false)
     })
     .await;
     cancel.click().await.unwrap();
-    until(Duration::from_secs(10), "the cancel", || async {
+    until(Duration::from_secs(60), "the cancel", || async {
         text(&c, "#dlq-result").await.contains("cancelled")
     })
     .await;
@@ -511,12 +511,12 @@ async fn console_in_a_browser() {
         .await
         .unwrap();
     let ok = c.find(Locator::Id("confirm-ok")).await.unwrap();
-    until(Duration::from_secs(10), "the confirmation", || async {
+    until(Duration::from_secs(60), "the confirmation", || async {
         ok.is_displayed().await.unwrap_or(false)
     })
     .await;
     ok.click().await.unwrap();
-    until(Duration::from_secs(20), "the purge's result", || async {
+    until(Duration::from_secs(60), "the purge's result", || async {
         text(&c, "#dlq-result").await.contains("purged 1")
     })
     .await;
