@@ -121,6 +121,8 @@ pub struct Config {
     pub broker_credentials: Option<String>,
     /// `run` and `work`: where the worker metrics are served, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// `run`: where the web console is served, if anywhere.
+    pub console_listen: Option<SocketAddr>,
 }
 
 /// A broker to work from or relay to (`broker.url`). Displayed without its password.
@@ -487,6 +489,7 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
     }
     let broker = l.get(&BROKER_URL)?;
     let metrics_listen = l.get(&METRICS_LISTEN)?;
+    let console_listen = l.get(&CONSOLE_LISTEN)?;
     let broker_tls_ca = l.get(&BROKER_TLS_CA_FILE)?;
     let broker_allow_volatile = l.value(&BROKER_ALLOW_VOLATILE)?;
     let broker_credentials = l.get(&BROKER_CREDENTIALS_FILE)?;
@@ -515,6 +518,13 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
     if !listen.ip().is_loopback() && tokens.is_empty() {
         return Err(l.reject(
             &SERVER_LISTEN,
+            "a loopback address unless server.tokens is set (no anonymous access from the network)"
+                .into(),
+        ));
+    }
+    if console_listen.is_some_and(|a| !a.ip().is_loopback()) && tokens.is_empty() {
+        return Err(l.reject(
+            &CONSOLE_LISTEN,
             "a loopback address unless server.tokens is set (no anonymous access from the network)"
                 .into(),
         ));
@@ -573,6 +583,7 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         broker_allow_volatile,
         broker_credentials,
         metrics_listen,
+        console_listen,
     })
 }
 

@@ -183,6 +183,10 @@ pub async fn run<S: Store, P: Process>(
         .queue(&cfg.queue, cfg.queue_options.clone())
         .with_context(|| format!("opening queue {}", cfg.queue))?;
     ackline_server::log_recovery(&queue);
+    let at_open = {
+        let s = queue.stats();
+        (s.pending, s.dead_letters)
+    };
     let broker = Arc::new(EmbeddedBroker::new(queue));
 
     let (in_tx, in_rx) = watch::channel(false);
@@ -217,6 +221,21 @@ pub async fn run<S: Store, P: Process>(
     let runtime = Runtime::new(broker.clone(), store.clone(), process, worker);
     if let Some(addr) = cfg.metrics_listen {
         crate::metrics::spawn(addr, runtime.stats(), signal.clone(), out).await?;
+    }
+    if let Some(addr) = cfg.console_listen {
+        let host = crate::console::RunHost {
+            queue: cfg.queue.clone(),
+            broker: broker.clone(),
+            stats: runtime.stats(),
+            breaker: runtime.breaker(),
+            workers: cfg.worker.workers,
+            store_name: cfg.store_display(),
+            store_url: cfg.store_url.clone(),
+            store_options: cfg.store.clone(),
+            tokens: cfg.server.tokens.clone(),
+            at_open,
+        };
+        crate::console::spawn(addr, host, signal.clone(), out).await?;
     }
     let live = Arc::new(Live {
         inputs: counters,

@@ -590,6 +590,27 @@ keys! {
          [default: off]",
     )]);
 
+    /// `console.listen`.
+    CONSOLE_LISTEN: Text<SocketAddr> = Key::new(
+        "console.listen",
+        Text::new(
+            "an IP address and port, like 127.0.0.1:8471 (port 0 picks a free one)",
+            address,
+        ),
+        Fallback::Absent("off"),
+        "`run` only: serve the web console (overview, dead letters with replay and purge, \
+         records) at `http://ADDR/ui/`, with the tokens of `server.tokens` and \
+         `server.token_file` (`read`: view, `admin`: replay and purge). Beyond loopback those \
+         tokens must be set. `serve` always serves the console on its own address",
+    )
+    .flags(&[Flag::value(
+        "listen",
+        "ADDR",
+        &[Cmd::Run],
+        "Serve the web console at http://ADDR/ui/, e.g. 127.0.0.1:8471 (loopback unless \
+         server.tokens is set) [default: off]",
+    )]);
+
     /// `server.listen`.
     SERVER_LISTEN: Text<SocketAddr> = Key::new(
         "server.listen",
@@ -617,7 +638,8 @@ keys! {
         Fallback::Absent("none"),
         "bearer tokens of `serve`, each `SECRET:SCOPES`: a secret without whitespace, and \
          scopes from `ingest` (`POST /v1/logs`, publish), `worker` (the lease API), `admin` \
-         (queues, dead letters, metrics), comma-separated. In the environment, tokens are \
+         (queues, dead letters, metrics; the console's replay and purge), `read` (the web \
+         console, read only; `admin` implies it), comma-separated. In the environment, tokens are \
          separated by `;` or whitespace. None: no auth, loopback only",
     )
     .env("ACKLINE_TOKENS")
@@ -626,7 +648,7 @@ keys! {
         "token",
         "SECRET:SCOPES",
         SERVER,
-        "Bearer token of `serve`, SECRET:SCOPES with scopes from ingest,worker,admin \
+        "Bearer token of `serve`, SECRET:SCOPES with scopes from ingest,worker,admin,read \
          (repeatable; required beyond loopback)",
     )]);
 
