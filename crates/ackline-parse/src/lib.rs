@@ -71,6 +71,7 @@ mod record;
 mod scan;
 mod severity;
 mod timestamp;
+mod zone;
 
 pub use error::{ErrorKind, ParseError};
 pub use format::{Format, UnknownFormat};
@@ -78,3 +79,4 @@ pub use parser::{FormatChoice, LineContext, MAX_JSON_DEPTH_LIMIT, Parser, Parser
 pub use record::{Fields, RawLine, Record, TimestampSource};
 pub use severity::Severity;
 pub use timestamp::YearRule;
+pub use zone::{UnknownZone, Zone};

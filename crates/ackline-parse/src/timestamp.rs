@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ErrorKind;
 use crate::record::TimestampSource;
 use crate::scan::{Cursor, PResult};
+use crate::zone::Zone;
 
 /// A timestamp and where it came from.
 pub(crate) type Stamp = (DateTime<FixedOffset>, TimestampSource);
@@ -42,7 +43,21 @@ pub enum YearRule {
     Infer,
     /// Always this year (for replaying an archive whose year is known).
     Fixed(i32),
+    /// As [`YearRule::Infer`], but relative to the modification time of the
+    /// file the line came from
+    /// ([`LineContext::file_mtime`](crate::LineContext::file_mtime), the
+    /// ingest time when the input states none), and with a tolerance of
+    /// one day instead of seven: the latest year that puts the timestamp
+    /// not more than a day after the file's mtime. For archives: a 2005 log
+    /// whose mtime is 2006-01-02 reads its `Dec 31` lines as 2005 and its
+    /// `Jan 1` lines as 2006. (A day, not zero: a file written in another
+    /// zone than the one configured may look up to a day ahead.)
+    FileMtime,
 }
+
+/// How far after the file's mtime an inferred timestamp may be
+/// ([`YearRule::FileMtime`]).
+pub(crate) const MTIME_TOLERANCE_DAYS: i64 = 1;
 
 /// How far in the future (relative to the reference time) an inferred
 /// timestamp may be before an earlier year is preferred.
@@ -52,7 +67,9 @@ pub(crate) const FUTURE_TOLERANCE_DAYS: i64 = 7;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TimeEnv {
     pub(crate) reference: DateTime<Utc>,
-    pub(crate) assume_offset: FixedOffset,
+    /// The file's mtime, for [`YearRule::FileMtime`].
+    pub(crate) file_mtime: Option<DateTime<Utc>>,
+    pub(crate) zone: Zone,
     pub(crate) year_rule: YearRule,
 }
 
@@ -94,29 +111,40 @@ impl Civil {
             .ok_or(ErrorKind::TimestampOutOfRange)
     }
 
-    /// In the configured offset (the line stated none).
+    /// In the configured zone (DST rules of [`Zone`] applied).
+    pub(crate) fn in_zone(self, zone: Zone) -> Result<DateTime<FixedOffset>, ErrorKind> {
+        let naive = self.naive()?;
+        zone.offset_for_local(&naive)
+            .from_local_datetime(&naive)
+            .single()
+            .ok_or(ErrorKind::TimestampOutOfRange)
+    }
+
+    /// In the configured zone (the line stated no offset).
     pub(crate) fn assumed(self, env: &TimeEnv) -> Result<Stamp, ErrorKind> {
-        Ok((
-            self.at(env.assume_offset)?,
-            TimestampSource::LineAssumedOffset,
-        ))
+        Ok((self.in_zone(env.zone)?, TimestampSource::LineAssumedOffset))
     }
 
     /// `self.year` is ignored: the year comes from the [`YearRule`].
     pub(crate) fn infer_year(self, env: &TimeEnv) -> Result<Stamp, ErrorKind> {
         match env.year_rule {
             YearRule::Fixed(year) => Ok((
-                Civil { year, ..self }.at(env.assume_offset)?,
+                Civil { year, ..self }.in_zone(env.zone)?,
                 TimestampSource::LineInferredYear,
             )),
-            YearRule::Infer => {
-                let limit = env
-                    .reference
-                    .checked_add_signed(Duration::days(FUTURE_TOLERANCE_DAYS))
+            YearRule::Infer | YearRule::FileMtime => {
+                let (reference, tolerance) = match (env.year_rule, env.file_mtime) {
+                    (YearRule::FileMtime, Some(mtime)) => (mtime, MTIME_TOLERANCE_DAYS),
+                    _ => (env.reference, FUTURE_TOLERANCE_DAYS),
+                };
+                let limit = reference
+                    .checked_add_signed(Duration::days(tolerance))
                     .ok_or(ErrorKind::TimestampOutOfRange)?;
-                let ref_year = env.reference.with_timezone(&env.assume_offset).year_ce();
+                let ref_year = reference
+                    .with_timezone(&env.zone.offset_at(&reference))
+                    .year_ce();
                 for year in (ref_year.saturating_sub(4)..=ref_year.saturating_add(1)).rev() {
-                    if let Ok(dt) = (Civil { year, ..self }).at(env.assume_offset)
+                    if let Ok(dt) = (Civil { year, ..self }).in_zone(env.zone)
                         && dt <= limit
                     {
                         return Ok((dt, TimestampSource::LineInferredYear));
@@ -126,6 +154,48 @@ impl Civil {
             }
         }
     }
+}
+
+/// A time of day without a date (logback's default `HH:mm:ss.SSS`): the
+/// date is the reference's (the file's mtime under [`YearRule::FileMtime`],
+/// else the ingest time) in the configured zone, or the day before when
+/// that would put the timestamp more than an hour after the reference (a
+/// line from 23:59 read at 00:01). The source says `line_inferred_year`:
+/// the date, year included, was inferred.
+pub(crate) fn time_only(
+    hour: u32,
+    minute: u32,
+    second: u32,
+    nanos: u32,
+    env: &TimeEnv,
+) -> Result<Stamp, ErrorKind> {
+    use chrono::Datelike as _;
+    let reference = match (env.year_rule, env.file_mtime) {
+        (YearRule::FileMtime, Some(mtime)) => mtime,
+        _ => env.reference,
+    };
+    let local = reference.with_timezone(&env.zone.offset_at(&reference));
+    let limit = reference
+        .checked_add_signed(Duration::hours(1))
+        .ok_or(ErrorKind::TimestampOutOfRange)?;
+    let mut date = local.date_naive();
+    for _ in 0..2 {
+        let dt = Civil {
+            year: date.year(),
+            month: date.month(),
+            day: date.day(),
+            hour,
+            minute,
+            second,
+            nanos,
+        }
+        .in_zone(env.zone)?;
+        if dt <= limit {
+            return Ok((dt, TimestampSource::LineInferredYear));
+        }
+        date = date.pred_opt().ok_or(ErrorKind::TimestampOutOfRange)?;
+    }
+    Err(ErrorKind::TimestampOutOfRange)
 }
 
 trait YearCe {
@@ -346,7 +416,8 @@ mod tests {
             reference: DateTime::parse_from_rfc3339(reference)
                 .unwrap()
                 .with_timezone(&Utc),
-            assume_offset: FixedOffset::east_opt(0).unwrap(),
+            file_mtime: None,
+            zone: Zone::utc(),
             year_rule: YearRule::Infer,
         }
     }

@@ -170,13 +170,14 @@ fn got(rec: &Record) -> Want {
 
 /// Parses every line of `file` in auto mode, compares each with `want`, and
 /// returns the share of lines timestamped from the line.
-fn check(file: &str, want: fn(&str) -> Want) -> f64 {
+fn check(file: &str, format: Format, want: fn(&str) -> Want) -> f64 {
     let text = std::fs::read_to_string(format!("{FIXTURES}/{file}")).unwrap();
     let parser = Parser::new(ParserConfig::default());
     let ctx = LineContext {
         id: "daemon".to_owned(),
         input: Arc::from(file),
         // Far from every line's time, so an ingest-time stamp cannot pass.
+        file_mtime: None,
         ingest_time: DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
             .unwrap()
             .with_timezone(&Utc),
@@ -186,7 +187,7 @@ fn check(file: &str, want: fn(&str) -> Want) -> f64 {
     for line in text.lines() {
         total += 1;
         let rec = parser.parse(line.as_bytes(), &ctx).unwrap();
-        assert_eq!(rec.format, Format::Generic, "{file}: {line}");
+        assert_eq!(rec.format, format, "{file}: {line}");
         assert_eq!(got(&rec), want(line), "{file}: {line}");
         if rec.timestamp_source != TimestampSource::Ingest {
             from_line += 1;
@@ -205,7 +206,7 @@ fn check(file: &str, want: fn(&str) -> Want) -> f64 {
 
 #[test]
 fn postgresql_stderr() {
-    check("postgresql.log", split_postgres);
+    check("postgresql.log", Format::Postgresql, split_postgres);
 }
 
 #[test]
@@ -232,25 +233,25 @@ fn postgresql_session_fields() {
 
 #[test]
 fn redis() {
-    check("redis.log", split_redis);
+    check("redis.log", Format::Redis, split_redis);
 }
 
 #[test]
 fn rabbitmq() {
-    check("rabbitmq.log", split_rabbitmq);
+    check("rabbitmq.log", Format::RabbitMq, split_rabbitmq);
 }
 
 #[test]
 fn nats() {
-    check("nats.log", split_nats);
+    check("nats.log", Format::Nats, split_nats);
 }
 
 #[test]
 fn dpkg() {
-    check("dpkg.log", split_dpkg);
+    check("dpkg.log", Format::Dpkg, split_dpkg);
 }
 
 #[test]
 fn update_alternatives() {
-    check("alternatives.log", split_alternatives);
+    check("alternatives.log", Format::Dpkg, split_alternatives);
 }

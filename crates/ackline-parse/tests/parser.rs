@@ -16,6 +16,7 @@ fn ctx() -> LineContext {
     LineContext {
         id: "line-42".to_string(),
         input: Arc::from("/var/log/app.log"),
+        file_mtime: None,
         ingest_time: DateTime::parse_from_rfc3339("2024-06-15T12:00:00Z")
             .unwrap()
             .with_timezone(&Utc),
@@ -218,7 +219,7 @@ fn timestamps_out_of_range_are_typed_errors() {
 #[test]
 fn assume_offset_applies_to_zoneless_timestamps_only() {
     let p = Parser::new(ParserConfig {
-        assume_offset: FixedOffset::east_opt(2 * 3600).unwrap(),
+        timezone: ackline_parse::Zone::Fixed(FixedOffset::east_opt(2 * 3600).unwrap()),
         ..ParserConfig::default()
     });
     let rec = p

@@ -15,6 +15,11 @@ use chrono::{DateTime, Utc};
 /// Header naming the input a line came from (a file path, `stdin`, a socket).
 pub const INPUT_HEADER: &str = "input";
 
+/// Header with the modification time (Unix milliseconds) of the file a line came from, set by
+/// the file input when the year rule needs it (`input.year = "mtime"`): the reference time of
+/// [`ackline_parse::YearRule::FileMtime`].
+pub const MTIME_HEADER: &str = "mtime";
+
 /// Why a delivery could not become a record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProcessError {
@@ -56,6 +61,10 @@ impl Process for ParseProcess {
             id: d.id.clone(),
             input: Arc::from(d.header(INPUT_HEADER).unwrap_or("unknown")),
             ingest_time,
+            file_mtime: d
+                .header(MTIME_HEADER)
+                .and_then(|m| m.parse::<i64>().ok())
+                .and_then(DateTime::<Utc>::from_timestamp_millis),
         };
         self.parser
             .parse(&d.payload, &ctx)

@@ -145,7 +145,10 @@ keys! {
         Fallback::Value("auto"),
         "`auto` (detect per line) or one format: `json`, `logfmt`, `rfc5424`, `rfc3164`, \
          `access_common`, `access_combined`, `apache_error`, `log4j`, `logcat`, `bgl`, `hpc`, \
-         `thunderbird`, `windows_cbs`, `health_app`, `proxifier`, `open_stack`, `generic`, `raw`",
+         `thunderbird`, `windows_cbs`, `health_app`, `proxifier`, `open_stack`, `postgresql`, \
+         `postgresql_csv`, `postgresql_json`, `mysql`, `redis`, `rabbitmq`, `nats`, `nginx_error`, \
+         `go_log`, `go_slog`, `python`, `logback`, `cri`, `docker_json`, `journald`, `dpkg`, \
+         `generic`, `raw` (`docs/formats.md`)",
     )
     .flags(&[Flag::value(
         "format",
