@@ -64,7 +64,7 @@ pub(crate) fn parse(body: &[u8], env: &Env) -> PResult<Parts> {
     }
     let mut parts = mapping::apply(map, env);
     if is_slog_text(body) {
-        parts.variant = Some(Format::GoSlog);
+        super::structured::slog_level(&mut parts);
     }
     Ok(parts)
 }

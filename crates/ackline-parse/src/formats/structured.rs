@@ -36,9 +36,30 @@ pub(crate) fn apply(map: Map<String, Value>, body: &[u8], env: &Env) -> Parts {
     let slog = is_slog_json(body);
     let mut parts = mapping::apply(map, env);
     if slog {
-        parts.variant = Some(Format::GoSlog);
+        slog_level(&mut parts);
     }
     parts
+}
+
+/// Names a record `go_slog` and maps slog's offset levels (`WARN+2`,
+/// `DEBUG-4`: the base level's severity), which the common mapping leaves
+/// in `fields.level`.
+pub(crate) fn slog_level(parts: &mut Parts) {
+    parts.variant = Some(Format::GoSlog);
+    if parts.severity.is_some() {
+        return;
+    }
+    let base = match parts.fields.get("level") {
+        Some(Value::String(l)) => l
+            .split(['+', '-'])
+            .next()
+            .and_then(|b| Severity::from_text(b.as_bytes())),
+        _ => None,
+    };
+    if let Some(sev) = base {
+        parts.severity = Some(sev);
+        parts.fields.remove("level");
+    }
 }
 
 fn is_docker(map: &Map<String, Value>) -> bool {
