@@ -192,6 +192,7 @@ pub async fn run<S: Store, P: Process>(
         let mut fc = FileInputConfig::new(cfg.paths.clone(), cfg.data_dir.join("inputs"));
         fc.poll_interval = cfg.poll_interval;
         fc.start_at = cfg.start_at;
+        fc.mtime_header = cfg.parser.year_rule == ackline_parse::YearRule::FileMtime;
         let mut fi = FileInput::new(broker.clone(), fc).map_err(input_error)?;
         counters.push(fi.counters());
         let rx = in_rx.clone();

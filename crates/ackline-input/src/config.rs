@@ -89,6 +89,10 @@ pub struct FileInputConfig {
     /// In [`FileInput::run_once`](crate::FileInput::run_once), publish a last line that has
     /// no newline (the files are taken as complete). Default true.
     pub once_publishes_partial: bool,
+    /// Give every line an `mtime` header: the file's modification time (Unix milliseconds)
+    /// when the line was read, for a parser whose year rule is the file's mtime. Default
+    /// false (the header costs queue space).
+    pub mtime_header: bool,
 }
 
 impl FileInputConfig {
@@ -104,6 +108,7 @@ impl FileInputConfig {
             retry: RetryConfig::default(),
             rotated_grace: Duration::from_secs(1),
             once_publishes_partial: true,
+            mtime_header: false,
         }
     }
 

@@ -671,16 +671,21 @@ impl<B: Broker> FileInput<B> {
                 t.fingerprint,
                 t.legacy_ids,
             );
-            let size = {
+            let (size, mtime) = {
                 let f = file.clone();
                 let p = path.clone();
                 blocking(move || {
                     f.metadata()
-                        .map(|m| m.len())
+                        .map(|m| (m.len(), m.modified().ok()))
                         .map_err(|e| InputError::io("stat", p, e))
                 })
                 .await?
             };
+            // `mtime` header (Unix ms) for the parser's year rule, when asked for.
+            let mtime = mtime
+                .filter(|_| self.config.mtime_header)
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis().to_string());
             let mut truncated = size < offset;
             if size == offset && !finishing {
                 return Ok(Flow::Drained);
@@ -758,7 +763,12 @@ impl<B: Broker> FileInput<B> {
                     Item::Line { offset, bytes: b } => {
                         bytes += b.len() as u64;
                         ats.push(At::Offset(offset));
-                        msgs.push(Message::new(id(offset), b).with_header("input", name.clone()));
+                        let mut msg =
+                            Message::new(id(offset), b).with_header("input", name.clone());
+                        if let Some(m) = &mtime {
+                            msg = msg.with_header("mtime", m.clone());
+                        }
+                        msgs.push(msg);
                     }
                     Item::Long { offset, len } => long = Some((offset, len)),
                 }
@@ -795,10 +805,13 @@ impl<B: Broker> FileInput<B> {
                     let Some(bytes) = bytes else {
                         return Ok(Flow::Interrupted);
                     };
-                    let msg = Message::new(id(at), bytes)
+                    let mut msg = Message::new(id(at), bytes)
                         .with_header("input", name.clone())
                         .with_header("part", format!("{}/{n}", i + 1))
                         .with_header("line_offset", line_offset.to_string());
+                    if let Some(m) = &mtime {
+                        msg = msg.with_header("mtime", m.clone());
+                    }
                     let sent = publish(
                         &*self.broker,
                         &name,

@@ -71,3 +71,52 @@ impl Process for ParseProcess {
             .map_err(|e| ProcessError::Permanent(format!("parse error: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use ackline_broker::Tag;
+    use ackline_parse::{ParserConfig, YearRule};
+
+    fn delivery(headers: &[(&str, &str)]) -> Delivery {
+        Delivery {
+            tag: Tag {
+                key: 1,
+                attempt: 1,
+                token: None,
+            },
+            id: "m-1".into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            payload: b"Dec 31 23:59:58 combo sshd[1]: x".to_vec(),
+            // 2026-12-05T00:00:00Z
+            enqueued_at: 1_796_428_800_000,
+        }
+    }
+
+    /// The `mtime` header becomes the parser's file mtime: with `year = mtime` a 2005
+    /// archive's `Dec 31` is 2005, not the year before the ingest time.
+    #[test]
+    fn mtime_header_reaches_the_year_rule() {
+        let p = ParseProcess::new(Parser::new(ParserConfig {
+            year_rule: YearRule::FileMtime,
+            ..ParserConfig::default()
+        }));
+        // 2006-01-02T03:04:05.678Z
+        let rec = p
+            .process(&delivery(&[
+                ("input", "a.log"),
+                (MTIME_HEADER, "1136171045678"),
+            ]))
+            .unwrap();
+        assert_eq!(rec.timestamp.to_rfc3339(), "2005-12-31T23:59:58+00:00");
+        assert_eq!(&*rec.input, "a.log");
+        let rec = p
+            .process(&delivery(&[(MTIME_HEADER, "not a number")]))
+            .unwrap();
+        assert_eq!(rec.timestamp.to_rfc3339(), "2025-12-31T23:59:58+00:00");
+    }
+}

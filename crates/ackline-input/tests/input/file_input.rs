@@ -110,6 +110,36 @@ async fn lines_have_payloads_ids_and_headers() {
     }
 }
 
+/// With `mtime_header`, every line carries the file's modification time (Unix ms), the
+/// reference of the parser's `year = "mtime"` rule; without it, none does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtime_header_carries_the_files_modification_time() {
+    let fx = Fixture::new();
+    let log = fx.log("archive.log");
+    append(&log, b"Dec 31 23:59:59 h a: x\nJan  1 00:00:01 h a: y\n");
+    // 2006-01-02T03:04:05.678Z, as an archive copied with its times would have.
+    let when = std::time::UNIX_EPOCH + Duration::from_millis(1_136_171_045_678);
+    std::fs::File::options()
+        .write(true)
+        .open(&log)
+        .and_then(|f| f.set_modified(when))
+        .expect("set mtime");
+    let mut cfg = config(&fx, &[path_str(&log)]);
+    cfg.mtime_header = true;
+    once(fx.broker.clone(), cfg).await.expect("run once");
+    let got = fx.take(2).await;
+    for d in &got {
+        assert_eq!(d.header("mtime"), Some("1136171045678"));
+    }
+    let other = fx.log("plain.log");
+    append(&other, b"x\n");
+    once(fx.broker.clone(), config(&fx, &[path_str(&other)]))
+        .await
+        .expect("run once");
+    let got = fx.take(1).await;
+    assert_eq!(got[0].header("mtime"), None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_mode_can_leave_a_partial_line_for_later() {
     let fx = Fixture::new();
