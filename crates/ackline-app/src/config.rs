@@ -94,6 +94,10 @@ pub struct Config {
     pub start_at: StartAt,
     /// How often files are checked for new lines.
     pub poll_interval: Duration,
+    /// How file inputs group lines into records.
+    pub multiline: ackline_parse::Multiline,
+    /// How long a file's last multi-line record waits for more lines.
+    pub multiline_timeout: Duration,
     /// The queue's name.
     pub queue: String,
     /// The queue's options (fsync, max attempts).
@@ -432,6 +436,8 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
     let timezone = l.value(&INPUT_TIMEZONE)?;
     let start_at = l.value(&INPUT_START_AT)?;
     let poll_interval = l.value(&INPUT_POLL_INTERVAL)?;
+    let multiline = l.value(&INPUT_MULTILINE)?;
+    let multiline_timeout = l.value(&INPUT_MULTILINE_TIMEOUT)?;
     let queue = l.value(&QUEUE_NAME)?;
     let fsync = l.value(&QUEUE_FSYNC)?;
     let workers = l.value(&WORKER_WORKERS)?;
@@ -526,6 +532,8 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         },
         start_at,
         poll_interval,
+        multiline,
+        multiline_timeout,
         queue,
         queue_options: QueueOptions {
             fsync,

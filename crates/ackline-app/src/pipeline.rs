@@ -193,6 +193,8 @@ pub async fn run<S: Store, P: Process>(
         fc.poll_interval = cfg.poll_interval;
         fc.start_at = cfg.start_at;
         fc.mtime_header = cfg.parser.year_rule == ackline_parse::YearRule::FileMtime;
+        fc.multiline = cfg.multiline;
+        fc.multiline_timeout = cfg.multiline_timeout;
         let mut fi = FileInput::new(broker.clone(), fc).map_err(input_error)?;
         counters.push(fi.counters());
         let rx = in_rx.clone();

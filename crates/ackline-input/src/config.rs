@@ -1,6 +1,8 @@
 //! Options shared by the inputs, checked once by `validate` before an input runs.
 
 use std::path::PathBuf;
+
+use ackline_parse::Multiline;
 use std::time::Duration;
 
 use crate::InputError;
@@ -93,6 +95,13 @@ pub struct FileInputConfig {
     /// when the line was read, for a parser whose year rule is the file's mtime. Default
     /// false (the header costs queue space).
     pub mtime_header: bool,
+    /// How lines are grouped into records (`ackline_parse::Multiline`): with a rule other than
+    /// `None`, lines that continue a record are joined to it with `\n` and published as one
+    /// message whose id is its first line's. Default `None` (one record per line).
+    pub multiline: Multiline,
+    /// Under a multi-line rule, how long the last record of a file that stopped growing waits
+    /// for more lines before it is published. Default 1 s.
+    pub multiline_timeout: Duration,
 }
 
 impl FileInputConfig {
@@ -109,6 +118,8 @@ impl FileInputConfig {
             rotated_grace: Duration::from_secs(1),
             once_publishes_partial: true,
             mtime_header: false,
+            multiline: Multiline::None,
+            multiline_timeout: Duration::from_secs(1),
         }
     }
 

@@ -66,6 +66,7 @@ mod detect;
 mod error;
 mod format;
 mod formats;
+mod multiline;
 mod parser;
 mod record;
 mod scan;
@@ -75,6 +76,7 @@ mod zone;
 
 pub use error::{ErrorKind, ParseError};
 pub use format::{Format, UnknownFormat};
+pub use multiline::{Joiner, Multiline, UnknownMultiline};
 pub use parser::{FormatChoice, LineContext, MAX_JSON_DEPTH_LIMIT, Parser, ParserConfig};
 pub use record::{Fields, RawLine, Record, TimestampSource};
 pub use severity::Severity;

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ackline_input::StartAt;
-use ackline_parse::{FormatChoice, YearRule, Zone};
+use ackline_parse::{FormatChoice, Multiline, YearRule, Zone};
 use ackline_queue::Fsync;
 use ackline_store::StoreUrl;
 
@@ -71,6 +71,10 @@ fn year_rule(s: &str) -> Option<YearRule> {
             .filter(|y| (1..=9999).contains(y))
             .map(YearRule::Fixed),
     }
+}
+
+fn multiline(s: &str) -> Option<Multiline> {
+    s.parse().ok()
 }
 
 fn zone(s: &str) -> Option<Zone> {
@@ -264,6 +268,34 @@ keys! {
         RUN_CHECK,
         "How often files are checked for new lines, e.g. 250ms",
     )]);
+
+    /// `input.multiline`.
+    INPUT_MULTILINE: Text<Multiline> = Key::new(
+        "input.multiline",
+        Text::new("none, indented or auto", multiline),
+        Fallback::Value("none"),
+        "how the file inputs group lines into records: `none` (a record per line), `indented` \
+         (a line starting with a space or tab continues the record before), `auto` (a line no \
+         format recognises, or a PostgreSQL `DETAIL:`/`STATEMENT:`... line of the same pid, \
+         continues it: stack traces, tracebacks). A joined record is one message, its id its \
+         first line's; the saved position never passes an incomplete record (`docs/inputs.md`)",
+    )
+    .flags(&[Flag::value(
+        "multiline",
+        "RULE",
+        RUN_CHECK,
+        "Join multi-line records in files: none, indented or auto",
+    )]);
+
+    /// `input.multiline_timeout`.
+    INPUT_MULTILINE_TIMEOUT: Dur = Key::new(
+        "input.multiline_timeout",
+        Dur::new(MS, HOUR),
+        Fallback::Value("1s"),
+        "under a multi-line rule, how long the last record of a file that stopped growing waits \
+         for more lines before it is published",
+    )
+    .like("1s or 500ms");
 
     /// `queue.name`.
     QUEUE_NAME: Text<String> = Key::new(

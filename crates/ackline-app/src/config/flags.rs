@@ -18,11 +18,11 @@ use std::collections::BTreeMap;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 
 use super::defs::{
-    BROKER_ALLOW_VOLATILE, BROKER_TLS_CA_FILE, BROKER_URL, INPUT_FORMAT, INPUT_PATHS,
-    INPUT_POLL_INTERVAL, INPUT_START_AT, INPUT_STDIN, INPUT_STRICT, INPUT_TIMEZONE, INPUT_YEAR,
-    METRICS_LISTEN, QUEUE_NAME, RETRY_BASE, RETRY_CAP, RETRY_FACTOR, RETRY_MAX_ATTEMPTS,
-    SERVER_LISTEN, SERVER_SYSLOG_TCP, SERVER_SYSLOG_UDP, SERVER_TOKEN_FILE, SERVER_TOKENS,
-    STORE_URL, WORKER_BATCH_SIZE, WORKER_LEASE, WORKER_MAX_OUTAGE, WORKER_PREFETCH,
+    BROKER_ALLOW_VOLATILE, BROKER_TLS_CA_FILE, BROKER_URL, INPUT_FORMAT, INPUT_MULTILINE,
+    INPUT_PATHS, INPUT_POLL_INTERVAL, INPUT_START_AT, INPUT_STDIN, INPUT_STRICT, INPUT_TIMEZONE,
+    INPUT_YEAR, METRICS_LISTEN, QUEUE_NAME, RETRY_BASE, RETRY_CAP, RETRY_FACTOR,
+    RETRY_MAX_ATTEMPTS, SERVER_LISTEN, SERVER_SYSLOG_TCP, SERVER_SYSLOG_UDP, SERVER_TOKEN_FILE,
+    SERVER_TOKENS, STORE_URL, WORKER_BATCH_SIZE, WORKER_LEASE, WORKER_MAX_OUTAGE, WORKER_PREFETCH,
     WORKER_SHUTDOWN_DEADLINE, WORKER_WORKERS,
 };
 use super::key::{AnyKey, Cmd, Flag, Form};
@@ -118,6 +118,8 @@ pub struct PipelineFlags {
     pub start_at: Option<String>,
     /// `input.poll_interval`.
     pub poll_interval: Option<String>,
+    /// `input.multiline`.
+    pub multiline: Option<String>,
     /// `queue.name`.
     pub queue: Option<String>,
     /// `worker.max_outage`.
@@ -139,6 +141,7 @@ impl PipelineFlags {
         inputs: INPUT_PATHS, "INPUT";
         start_at: INPUT_START_AT, "start-at";
         poll_interval: INPUT_POLL_INTERVAL, "poll-interval";
+        multiline: INPUT_MULTILINE, "multiline";
         queue: QUEUE_NAME, "queue";
         max_outage: WORKER_MAX_OUTAGE, "max-outage";
     }

@@ -1,0 +1,238 @@
+//! Multi-line records: which lines continue the record before them.
+//!
+//! A stack trace, a PostgreSQL statement that spans lines, MariaDB's
+//! `Version:` line after "ready for connections" are one event written as
+//! several lines. An input with a [`Multiline`] rule other than `none`
+//! joins such lines (with `\n`) into one record before publishing it; this
+//! module only decides where records start, line by line.
+//!
+//! Rules:
+//! - [`Multiline::None`]: every line is a record (the default).
+//! - [`Multiline::Indented`]: a line that starts with a space or a tab
+//!   continues the record before it (Java's `\tat ...`, Python's
+//!   `  File ...`, PostgreSQL's tab-indented statement lines).
+//! - [`Multiline::Auto`]: a line continues the record before it unless it
+//!   starts one, i.e. unless auto-detection parses it as a named format or
+//!   the generic extractor (a line that would be `raw` continues: `Caused
+//!   by: ...`, `Traceback (most recent call last):`, `ValueError: x`,
+//!   `Version: ...`, indented lines). A PostgreSQL continuation label
+//!   (`DETAIL:`, `HINT:`, `STATEMENT:`, `CONTEXT:`, `QUERY:`, `LOCATION:`)
+//!   from the same pid as the record's first line also continues it.
+//!
+//! Invariants: the first line an input hands over always starts a record
+//! (inputs only ever stop at record starts); the decision depends only on
+//! the line and the record's first line, so re-reading the same bytes after
+//! a restart cuts the same records; nothing here panics.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::format::Format;
+use crate::parser::{LineContext, Parser, ParserConfig};
+
+/// How an input groups lines into records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Multiline {
+    /// Every line is a record.
+    #[default]
+    None,
+    /// Lines starting with a space or a tab continue the record before.
+    Indented,
+    /// Lines that do not start a record (see the module doc) continue it.
+    Auto,
+}
+
+impl Multiline {
+    /// `none`, `indented` or `auto`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Multiline::None => "none",
+            Multiline::Indented => "indented",
+            Multiline::Auto => "auto",
+        }
+    }
+}
+
+impl fmt::Display for Multiline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The string names no multi-line rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown multi-line rule {0:?} (expected none, indented or auto)")]
+pub struct UnknownMultiline(pub String);
+
+impl FromStr for Multiline {
+    type Err = UnknownMultiline;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" | "off" => Ok(Multiline::None),
+            "indented" => Ok(Multiline::Indented),
+            "auto" => Ok(Multiline::Auto),
+            _ => Err(UnknownMultiline(s.to_owned())),
+        }
+    }
+}
+
+/// Decides, line by line, where records start under a [`Multiline`] rule.
+#[derive(Debug, Clone)]
+pub struct Joiner {
+    rule: Multiline,
+    parser: Parser,
+    ctx: LineContext,
+    /// The pid of the current record's first line (for PostgreSQL labels).
+    pid: Option<u64>,
+}
+
+impl Joiner {
+    /// A joiner for `rule`.
+    #[must_use]
+    pub fn new(rule: Multiline) -> Self {
+        Joiner {
+            rule,
+            parser: Parser::new(ParserConfig::default()),
+            ctx: LineContext {
+                id: String::new(),
+                input: Arc::from("multiline"),
+                ingest_time: DateTime::<Utc>::UNIX_EPOCH,
+                file_mtime: None,
+            },
+            pid: None,
+        }
+    }
+
+    /// The rule.
+    #[must_use]
+    pub fn rule(&self) -> Multiline {
+        self.rule
+    }
+
+    /// Whether `line` (without its terminator) starts a new record. With
+    /// `first`, it does by definition (the first line an input reads from
+    /// a saved position); the call still records what a later line is
+    /// compared with.
+    pub fn starts_record(&mut self, line: &[u8], first: bool) -> bool {
+        match self.rule {
+            Multiline::None => true,
+            Multiline::Indented => first || !matches!(line.first(), Some(b' ' | b'\t')),
+            Multiline::Auto => {
+                let indented = matches!(line.first(), Some(b' ' | b'\t'));
+                let json = line
+                    .iter()
+                    .find(|&&b| b != b' ' && b != b'\t')
+                    .is_some_and(|&b| b == b'{');
+                if !first && indented && !json {
+                    return false;
+                }
+                let Ok(rec) = self.parser.parse(line, &self.ctx) else {
+                    return first;
+                };
+                if first {
+                    self.pid = rec.pid;
+                    return true;
+                }
+                if rec.format == Format::Raw {
+                    return false;
+                }
+                let label = rec.fields.contains_key("label");
+                if label && rec.pid.is_some() && rec.pid == self.pid {
+                    return false;
+                }
+                self.pid = rec.pid;
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Splits `text` into records under `rule`.
+    fn records(rule: Multiline, text: &str) -> Vec<String> {
+        let mut j = Joiner::new(rule);
+        let mut out: Vec<String> = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if j.starts_record(line.as_bytes(), i == 0) {
+                out.push(line.to_owned());
+            } else if let Some(last) = out.last_mut() {
+                last.push('\n');
+                last.push_str(line);
+            }
+        }
+        out
+    }
+
+    const JAVA: &str = "2026-12-05 04:09:25,123 ERROR [main] c.e.App: boom
+java.lang.IllegalStateException: bad state
+\tat com.example.App.run(App.java:42)
+\tat com.example.App.main(App.java:7)
+Caused by: java.io.IOException: disk full
+\t... 2 more
+2026-12-05 04:09:26,000 INFO [main] c.e.App: next";
+
+    const PYTHON: &str = "2026-12-05 04:09:25,123 - app - ERROR - failed
+Traceback (most recent call last):
+  File \"app.py\", line 3, in <module>
+    1/0
+ZeroDivisionError: division by zero
+2026-12-05 04:09:25,124 - app - INFO - next";
+
+    const POSTGRES: &str = "2026-12-05 04:26:33.056 UTC [14608] ERROR:  division by zero
+2026-12-05 04:26:33.056 UTC [14608] STATEMENT:  select 'multi
+\tline', 1/0;
+2026-12-05 04:26:33.057 UTC [99] STATEMENT:  from another backend
+2026-12-05 04:26:33.224 UTC [14588] LOG:  received fast shutdown request";
+
+    #[test]
+    fn auto_joins_traces_and_postgresql_continuations() {
+        let java = records(Multiline::Auto, JAVA);
+        assert_eq!(java.len(), 2, "{java:#?}");
+        assert!(java[0].ends_with("\t... 2 more"));
+        let py = records(Multiline::Auto, PYTHON);
+        assert_eq!(py.len(), 2, "{py:#?}");
+        assert!(py[0].ends_with("ZeroDivisionError: division by zero"));
+        let pg = records(Multiline::Auto, POSTGRES);
+        assert_eq!(pg.len(), 3, "{pg:#?}");
+        assert!(pg[0].contains("STATEMENT:  select 'multi\n\tline', 1/0;"));
+        assert!(
+            pg[1].contains("[99] STATEMENT"),
+            "another pid's label is its own record"
+        );
+        let maria = records(
+            Multiline::Auto,
+            "2026-12-05  4:38:41 0 [Note] mariadbd: ready for connections.\nVersion: '10.11.19-MariaDB'  socket: '/tmp/s'\n2026-12-05  4:38:42 3 [Warning] Access denied",
+        );
+        assert_eq!(maria.len(), 2, "{maria:#?}");
+    }
+
+    #[test]
+    fn indented_and_none() {
+        let java = records(Multiline::Indented, JAVA);
+        // `java.lang...` and `Caused by:` are not indented: records of their own.
+        assert_eq!(java.len(), 4, "{java:#?}");
+        assert_eq!(records(Multiline::None, JAVA).len(), 7);
+        // The first line starts a record even when indented.
+        assert_eq!(
+            records(Multiline::Indented, "\tx\n\ty\nz"),
+            vec!["\tx\n\ty", "z"]
+        );
+        assert_eq!(records(Multiline::Auto, "\tx\n\ty\nz"), vec!["\tx\n\ty\nz"]);
+    }
+
+    #[test]
+    fn names() {
+        for m in [Multiline::None, Multiline::Indented, Multiline::Auto] {
+            assert_eq!(m.name().parse::<Multiline>().unwrap(), m);
+        }
+        assert!("lines".parse::<Multiline>().is_err());
+    }
+}
