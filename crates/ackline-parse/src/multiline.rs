@@ -214,6 +214,23 @@ ZeroDivisionError: division by zero
         assert_eq!(maria.len(), 2, "{maria:#?}");
     }
 
+    /// A csvlog record whose query holds a newline, cut in two by the line
+    /// split: `auto` joins it back, and the joined record parses.
+    #[test]
+    fn auto_joins_a_split_csvlog_record() {
+        let text = "2026-12-05 04:26:33.215 UTC,\"postgres\",\"postgres\",14626,\"[local]\",6b139279.3922,1,\"SELECT\",2026-12-05 04:26:33 UTC,3/7,0,ERROR,22012,\"division by zero\",,,,,,\"select 'multi
+line' as x, 1/0;\",,,\"psql\",\"client backend\",,0
+2026-12-05 04:26:33.224 UTC,,,14588,,6b139278.38fc,4,,2026-12-05 04:26:32 UTC,,0,LOG,00000,\"received fast shutdown request\",,,,,,,,,\"\",\"postmaster\",,0";
+        let recs = records(Multiline::Auto, text);
+        assert_eq!(recs.len(), 2, "{recs:#?}");
+        let rec = Parser::default()
+            .parse(recs[0].as_bytes(), &LineContext::now("x", Arc::from("x")))
+            .unwrap();
+        assert_eq!(rec.format, Format::PostgresqlCsv);
+        assert_eq!(rec.fields["query"], "select 'multi\nline' as x, 1/0;");
+        assert_eq!(rec.pid, Some(14626));
+    }
+
     #[test]
     fn indented_and_none() {
         let java = records(Multiline::Indented, JAVA);
