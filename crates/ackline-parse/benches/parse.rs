@@ -92,6 +92,7 @@ fn named() -> Vec<(&'static str, Format, Vec<Vec<u8>>)> {
         ("go_slog", "formats/go_slog.log", Format::GoSlog),
         ("python", "formats/python.log", Format::Python),
         ("logback", "formats/logback.log", Format::Logback),
+        ("klog", "formats/klog.log", Format::Klog),
         ("cri", "formats/cri.log", Format::Cri),
         ("docker_json", "formats/docker.log", Format::DockerJson),
         ("journald", "formats/journald.json", Format::Journald),

@@ -51,6 +51,8 @@ pub(crate) fn candidates(body: &[u8]) -> &'static [Format] {
                 &[Rfc3164, AccessCommon, Logfmt]
             } else if crate::formats::python::default_prefix(body) {
                 &[Python]
+            } else if crate::formats::klog::looks_like(body) {
+                &[Klog]
             } else if first.is_ascii_uppercase() {
                 &[OpenStack, Bgl, Thunderbird, AccessCommon, Logfmt]
             } else {
@@ -139,6 +141,7 @@ mod tests {
             ("2026/12/05 04:09:25 [error] 1#1: x", Some(NginxError)),
             ("04:09:25.123 [main] INFO a - b", Some(Logback)),
             ("WARNING:root:x", Some(Python)),
+            ("I1205 04:09:25.123456    1 main.go:42] x", Some(Klog)),
             ("", None),
             ("\u{1}\u{2}", None),
             ("\u{e9}t\u{e9}", None),

@@ -75,6 +75,9 @@ pub enum Format {
     Python,
     /// The logback / log4j2 default pattern (`HH:mm:ss.SSS [thread] LEVEL logger - msg`).
     Logback,
+    /// klog / glog (Kubernetes components): `Lmmdd hh:mm:ss.uuuuuu TID file:line] msg`,
+    /// the single letter `I`/`W`/`E`/`F` being the severity.
+    Klog,
     /// Kubernetes CRI container logs (`TIME stream P|F line`), inner line parsed.
     Cri,
     /// Docker json-file container logs (`{"log":..,"stream":..,"time":..}`), inner line parsed.
@@ -93,7 +96,7 @@ pub enum Format {
 
 impl Format {
     /// Every format, in declaration order.
-    pub const ALL: [Format; 34] = [
+    pub const ALL: [Format; 35] = [
         Format::Json,
         Format::Logfmt,
         Format::Rfc5424,
@@ -122,6 +125,7 @@ impl Format {
         Format::GoSlog,
         Format::Python,
         Format::Logback,
+        Format::Klog,
         Format::Cri,
         Format::DockerJson,
         Format::Journald,
@@ -162,6 +166,7 @@ impl Format {
             Format::GoSlog => "go_slog",
             Format::Python => "python",
             Format::Logback => "logback",
+            Format::Klog => "klog",
             Format::Cri => "cri",
             Format::DockerJson => "docker_json",
             Format::Journald => "journald",
@@ -197,7 +202,7 @@ impl FromStr for Format {
     /// Accepts the snake_case names, case-insensitively, with `-` or `_`,
     /// plus a few obvious aliases (`syslog` = rfc5424, `bsd_syslog` = rfc3164,
     /// `clf`/`common` = access_common, `combined` = access_combined, `postgres`,
-    /// `csvlog`, `jsonlog`, `mariadb`, `nginx`, `slog`, `log4j2`, `kubernetes`,
+    /// `csvlog`, `jsonlog`, `mariadb`, `nginx`, `slog`, `log4j2`, `glog`, `kubernetes`,
     /// `docker`, `journal`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let norm = s.trim().to_ascii_lowercase().replace('-', "_");
@@ -219,6 +224,7 @@ impl FromStr for Format {
             "nginx" => Format::NginxError,
             "slog" => Format::GoSlog,
             "log4j2" => Format::Logback,
+            "glog" => Format::Klog,
             "kubernetes" | "containerd" => Format::Cri,
             "docker" => Format::DockerJson,
             "journal" => Format::Journald,

@@ -140,9 +140,7 @@ impl Civil {
                 let limit = reference
                     .checked_add_signed(Duration::days(tolerance))
                     .ok_or(ErrorKind::TimestampOutOfRange)?;
-                let ref_year = reference
-                    .with_timezone(&env.zone.offset_at(&reference))
-                    .year_ce();
+                let ref_year = chrono::Datelike::year(&local_of(reference, env.zone)?);
                 for year in (ref_year.saturating_sub(4)..=ref_year.saturating_add(1)).rev() {
                     if let Ok(dt) = (Civil { year, ..self }).in_zone(env.zone)
                         && dt <= limit
@@ -174,11 +172,10 @@ pub(crate) fn time_only(
         (YearRule::FileMtime, Some(mtime)) => mtime,
         _ => env.reference,
     };
-    let local = reference.with_timezone(&env.zone.offset_at(&reference));
     let limit = reference
         .checked_add_signed(Duration::hours(1))
         .ok_or(ErrorKind::TimestampOutOfRange)?;
-    let mut date = local.date_naive();
+    let mut date = local_of(reference, env.zone)?.date();
     for _ in 0..2 {
         let dt = Civil {
             year: date.year(),
@@ -198,10 +195,22 @@ pub(crate) fn time_only(
     Err(ErrorKind::TimestampOutOfRange)
 }
 
+/// `instant`'s wall-clock time in `zone`, or an error where that falls
+/// outside chrono's range (never `DateTime::naive_local`/`with_timezone`
+/// then a calendar getter, which panic there).
+fn local_of(instant: DateTime<Utc>, zone: Zone) -> Result<NaiveDateTime, ErrorKind> {
+    instant
+        .naive_utc()
+        .checked_add_offset(zone.offset_at(&instant))
+        .ok_or(ErrorKind::TimestampOutOfRange)
+}
+
+#[cfg(test)]
 trait YearCe {
     fn year_ce(&self) -> i32;
 }
 
+#[cfg(test)]
 impl<Tz: TimeZone> YearCe for DateTime<Tz> {
     fn year_ce(&self) -> i32 {
         use chrono::Datelike as _;
@@ -466,6 +475,26 @@ mod tests {
             2005
         );
         assert!(civil(2, 29, 0).infer_year(&fixed).is_err());
+    }
+
+    /// A reference at the edge of chrono's range, read in a zone that pushes
+    /// it past the edge, is an error, not a panic (found by the proptest).
+    #[test]
+    fn references_at_the_edges_do_not_panic() {
+        let santiago: Zone = "America/Santiago".parse().unwrap();
+        let tokyo: Zone = "Asia/Tokyo".parse().unwrap();
+        for (reference, zone) in [
+            (DateTime::<Utc>::MIN_UTC, santiago),
+            (DateTime::<Utc>::MAX_UTC, tokyo),
+        ] {
+            let env = TimeEnv {
+                reference,
+                zone,
+                ..env("2024-06-15T00:00:00Z")
+            };
+            assert!(civil(6, 1, 0).infer_year(&env).is_err());
+            assert!(time_only(1, 2, 3, 0, &env).is_err());
+        }
     }
 
     #[test]

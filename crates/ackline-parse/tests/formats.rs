@@ -532,3 +532,29 @@ fn journald_export() {
     assert_eq!(recs[1].host.as_deref(), Some("web1"));
     assert_eq!(recs[1].fields["_SYSTEMD_UNIT"], "ssh.service");
 }
+
+#[test]
+fn klog_kubernetes_components() {
+    check("klog.log", |line| {
+        let level = match line.get(..1).unwrap() {
+            "I" => "INFO",
+            "W" => "WARN",
+            "E" => "ERROR",
+            "F" => "FATAL",
+            other => panic!("{other}"),
+        };
+        let (head, message) = line.split_once("] ").unwrap();
+        let pid = head.split_whitespace().nth(2).unwrap();
+        Want {
+            format: Format::Klog,
+            // No year in the line: the ingest time's (2026).
+            timestamp: Some(naive_utc(
+                &format!("2026{}", line.get(1..21).unwrap()),
+                "%Y%m%d %H:%M:%S%.6f",
+            )),
+            severity: Some(sev(level)),
+            pid: Some(pid.parse().unwrap()),
+            message: message.to_owned(),
+        }
+    });
+}

@@ -55,6 +55,7 @@ const SEEDS: &[&str] = &[
     "2026-12-05 04:09:25,123 - app.db - ERROR - query failed",
     "[2026-12-05 04:09:25,123] INFO in views: GET /",
     "04:09:25.123 [main] INFO  com.example.App - started",
+    "E1205 04:09:27.551230    1234 pod_workers.go:1298] \"Error syncing pod\" pod=\"default/web-0\"",
     "2026-12-05T01:14:51.191716123Z stderr F [2993] 2026/12/05 01:14:51.191716 [ERR] boom",
     "2026-12-05T01:14:51.5+01:00 stdout P {\"level\":\"error\"",
     r#"{"log":"2248:M 05 Dec 2026 01:14:41.620 * Ready\n","stream":"stdout","time":"2026-12-05T01:14:41.62Z"}"#,

@@ -31,6 +31,15 @@
 //!   severity) or a bare upper-case level word (`INFO`, `WARN`...) ends the
 //!   header.
 //!
+//! - NAMING: when the header has a daemon's unmistakable shape the record is
+//!   named after it (`parts.variant`): Redis's `PID:ROLE` prefix → `redis`;
+//!   `[PID]` prefix, slashed timestamp and `[LVL]` → `nats`; an Erlang pid
+//!   → `rabbitmq`; ISO timestamp, zone word, `[PID]` and `LEVEL:`/label →
+//!   `postgresql` (a zone abbreviation other than UTC/GMT followed by
+//!   ` [digit` is kept as `fields.tz`, the configured zone applying);
+//!   `YYYY-MM-DD hh:mm:ss` plus a dpkg action word, or
+//!   `update-alternatives` → `dpkg`. Else the record is `generic`.
+//!
 //! Invariants:
 //! - a line is accepted only when it has a timestamp from the line: without
 //!   one it is not `generic` but `raw`, so `generic` always means

@@ -26,6 +26,7 @@ pub(crate) mod golog;
 pub(crate) mod healthapp;
 pub(crate) mod hpc;
 pub(crate) mod json;
+pub(crate) mod klog;
 pub(crate) mod log4j;
 pub(crate) mod logback;
 pub(crate) mod logcat;
@@ -122,6 +123,7 @@ pub(crate) fn parse_as(format: Format, body: &[u8], env: &Env) -> PResult<Parts>
         Format::GoLog => golog::parse(body, env),
         Format::Python => python::parse(body, env),
         Format::Logback => logback::parse(body, env),
+        Format::Klog => klog::parse(body, env),
         Format::Cri => container::cri(body, env),
         Format::Generic => generic::parse(body, env),
         Format::Raw => Ok(raw(body)),
