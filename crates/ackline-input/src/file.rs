@@ -45,7 +45,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ackline_broker::{Broker, Message};
-use ackline_parse::{Joiner, Multiline};
+use ackline_parse::{Join, Joiner, Multiline};
 use tokio::sync::watch;
 
 use crate::fingerprint::{Fingerprint, newline_before, read_head};
@@ -893,8 +893,9 @@ impl<B: Broker> FileInput<B> {
     }
 }
 
-/// Joins the lines of `chunk` into records under `joiner`'s rule (lines joined with `\n`, the
-/// record at its first line's offset). The last record is held back (removed from the chunk,
+/// Joins the lines of `chunk` into records under `joiner`'s rule (lines joined with `\n`, a
+/// Kubernetes CRI partial line's continuation spliced on without its header; the record at its
+/// first line's offset). The last record is held back (removed from the chunk,
 /// whose `end` becomes its offset, which is returned) unless it is known complete: the data
 /// ended and `complete_at_end` (the file is finished, or has not grown for the timeout), or
 /// the chunk stopped at a limit and it is the chunk's only record (a record longer than a
@@ -912,14 +913,18 @@ fn join(
     for (i, item) in items.into_iter().enumerate() {
         match item {
             Item::Line { offset, bytes } => {
-                let first = i == 0;
-                let starts = joiner.starts_record(&bytes, first);
-                match records.last_mut() {
-                    Some(Item::Line { bytes: rec, .. })
-                        if !starts && rec.len() + 1 + bytes.len() <= max_record =>
+                let how = joiner.join(&bytes, i == 0);
+                match (how, records.last_mut()) {
+                    (Join::Continue, Some(Item::Line { bytes: rec, .. }))
+                        if rec.len() + 1 + bytes.len() <= max_record =>
                     {
                         rec.push(b'\n');
                         rec.extend_from_slice(&bytes);
+                    }
+                    (Join::Splice(at), Some(Item::Line { bytes: rec, .. }))
+                        if rec.len() + bytes.len().saturating_sub(at) <= max_record =>
+                    {
+                        rec.extend_from_slice(bytes.get(at..).unwrap_or_default());
                     }
                     _ => records.push(Item::Line { offset, bytes }),
                 }

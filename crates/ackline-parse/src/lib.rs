@@ -84,7 +84,7 @@ mod zone;
 
 pub use error::{ErrorKind, ParseError};
 pub use format::{Format, UnknownFormat};
-pub use multiline::{Joiner, Multiline, UnknownMultiline};
+pub use multiline::{Join, Joiner, Multiline, UnknownMultiline};
 pub use parser::{FormatChoice, LineContext, MAX_JSON_DEPTH_LIMIT, Parser, ParserConfig};
 pub use record::{Fields, RawLine, Record, TimestampSource};
 pub use severity::Severity;

@@ -19,6 +19,12 @@
 //!   (`DETAIL:`, `HINT:`, `STATEMENT:`, `CONTEXT:`, `QUERY:`, `LOCATION:`)
 //!   from the same pid as the record's first line also continues it.
 //!
+//! Under any rule but `none`, a Kubernetes CRI line that follows a partial
+//! (`P`) line of the same stream is spliced onto it without its own header
+//! ([`Join::Splice`]): the runtime's split line becomes one line again. The
+//! pieces must be consecutive lines: a line of the other stream in between
+//! ends the splice (the rest becomes a record of its own).
+//!
 //! Invariants: the first line an input hands over always starts a record
 //! (inputs only ever stop at record starts); the decision depends only on
 //! the line and the record's first line, so re-reading the same bytes after
@@ -81,6 +87,18 @@ impl FromStr for Multiline {
     }
 }
 
+/// How a line relates to the record before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Join {
+    /// It starts a new record.
+    Start,
+    /// It continues the record: append `\n` and the line.
+    Continue,
+    /// It completes a partial line (Kubernetes CRI `P`): append the line
+    /// from this byte offset on (its own CRI header dropped), no `\n`.
+    Splice(usize),
+}
+
 /// Decides, line by line, where records start under a [`Multiline`] rule.
 #[derive(Debug, Clone)]
 pub struct Joiner {
@@ -89,6 +107,8 @@ pub struct Joiner {
     ctx: LineContext,
     /// The pid of the current record's first line (for PostgreSQL labels).
     pid: Option<u64>,
+    /// The stream of a CRI partial (`P`) line the record ends with.
+    cri_open: Option<[u8; 6]>,
 }
 
 impl Joiner {
@@ -105,6 +125,7 @@ impl Joiner {
                 file_mtime: None,
             },
             pid: None,
+            cri_open: None,
         }
     }
 
@@ -119,6 +140,37 @@ impl Joiner {
     /// a saved position); the call still records what a later line is
     /// compared with.
     pub fn starts_record(&mut self, line: &[u8], first: bool) -> bool {
+        self.join(line, first) == Join::Start
+    }
+
+    /// How `line` joins the record before it (see [`Join`]). Under any rule
+    /// but `none`, a Kubernetes CRI line continuing a partial (`P`) line of
+    /// the same stream is spliced onto it, so the runtime's split line is
+    /// one record again; otherwise as [`Joiner::starts_record`].
+    pub fn join(&mut self, line: &[u8], first: bool) -> Join {
+        if self.rule == Multiline::None {
+            return Join::Start;
+        }
+        let cri = crate::formats::container::cri_header(line);
+        let open = self.cri_open.take();
+        if let Some((stream, partial, header)) = cri {
+            if partial {
+                let mut s = [0u8; 6];
+                s.copy_from_slice(stream);
+                self.cri_open = Some(s);
+            }
+            if !first && open.as_ref().is_some_and(|o| o.as_slice() == stream) {
+                return Join::Splice(header);
+            }
+        }
+        if self.starts(line, first) {
+            Join::Start
+        } else {
+            Join::Continue
+        }
+    }
+
+    fn starts(&mut self, line: &[u8], first: bool) -> bool {
         match self.rule {
             Multiline::None => true,
             Multiline::Indented => first || !matches!(line.first(), Some(b' ' | b'\t')),
@@ -161,14 +213,47 @@ mod tests {
         let mut j = Joiner::new(rule);
         let mut out: Vec<String> = Vec::new();
         for (i, line) in text.lines().enumerate() {
-            if j.starts_record(line.as_bytes(), i == 0) {
-                out.push(line.to_owned());
-            } else if let Some(last) = out.last_mut() {
-                last.push('\n');
-                last.push_str(line);
+            match (j.join(line.as_bytes(), i == 0), out.last_mut()) {
+                (Join::Continue, Some(last)) => {
+                    last.push('\n');
+                    last.push_str(line);
+                }
+                (Join::Splice(at), Some(last)) => last.push_str(&line[at..]),
+                _ => out.push(line.to_owned()),
             }
         }
         out
+    }
+
+    /// The runtime split a long line in three (`P`, `P`, `F`): one record
+    /// again. Splicing needs the pieces to be consecutive: another stream's
+    /// line in between ends it (the rest is then a record of its own).
+    #[test]
+    fn cri_partial_lines_are_reassembled() {
+        let text = "2026-12-05T04:09:27.1Z stdout P {\"level\":\"info\",\"msg\":\"a very long
+2026-12-05T04:09:27.3Z stdout P  line the runtime
+2026-12-05T04:09:27.4Z stdout F  split\"}
+2026-12-05T04:09:28Z stdout F next";
+        for rule in [Multiline::Auto, Multiline::Indented] {
+            let recs = records(rule, text);
+            assert_eq!(recs.len(), 2, "{rule}: {recs:#?}");
+            assert_eq!(
+                recs[0],
+                "2026-12-05T04:09:27.1Z stdout P {\"level\":\"info\",\"msg\":\"a very long line the runtime split\"}"
+            );
+            // The joined record parses as one CRI line whose inner line is JSON.
+            let rec = Parser::default()
+                .parse(recs[0].as_bytes(), &LineContext::now("x", Arc::from("x")))
+                .unwrap();
+            assert_eq!(rec.format, Format::Cri);
+            assert_eq!(rec.fields["inner_format"], "json");
+            assert_eq!(rec.message, "a very long line the runtime split");
+        }
+        assert_eq!(records(Multiline::None, text).len(), 4);
+        let interleaved = "2026-12-05T04:09:27.1Z stdout P half
+2026-12-05T04:09:27.2Z stderr F other stream
+2026-12-05T04:09:27.3Z stdout F  rest";
+        assert_eq!(records(Multiline::Auto, interleaved).len(), 3);
     }
 
     const JAVA: &str = "2026-12-05 04:09:25,123 ERROR [main] c.e.App: boom

@@ -179,6 +179,36 @@ async fn multiline_joins_a_trace_into_one_message_at_its_first_line() {
     );
 }
 
+/// A Kubernetes CRI line the runtime split (`P`, `P`, `F`) is one message again, the pieces'
+/// headers dropped, at the first piece's offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiline_reassembles_cri_partial_lines() {
+    let fx = Fixture::new();
+    let log = fx.log("pod.log");
+    append(
+        &log,
+        b"2026-12-05T04:09:27.1Z stdout P {\"msg\":\"a very long\n\
+          2026-12-05T04:09:27.2Z stdout P  line the runtime\n\
+          2026-12-05T04:09:27.3Z stdout F  split\"}\n\
+          2026-12-05T04:09:28Z stdout F next\n",
+    );
+    let (dev, ino) = identity(&log);
+    let fp = fingerprint(&log);
+    let mut cfg = config(&fx, &[path_str(&log)]);
+    cfg.multiline = ackline_parse::Multiline::Auto;
+    once(fx.broker.clone(), cfg).await.expect("once");
+    let got = fx.take(2).await;
+    assert_eq!(
+        payloads(&got),
+        vec![
+            b"2026-12-05T04:09:27.1Z stdout P {\"msg\":\"a very long line the runtime split\"}"
+                .to_vec(),
+            b"2026-12-05T04:09:28Z stdout F next".to_vec()
+        ]
+    );
+    assert_eq!(ids(&got)[0], file_message_id(dev, ino, fp, 0, 0));
+}
+
 /// The position never passes an incomplete record: a run that stops while the last record
 /// may still go on leaves it (and its position) for the next run, which publishes it whole,
 /// under the same id, with nothing lost or repeated.

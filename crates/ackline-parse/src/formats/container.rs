@@ -65,6 +65,36 @@ pub(crate) fn cri(body: &[u8], env: &Env) -> PResult<Parts> {
     ))
 }
 
+/// The header of a CRI line, read cheaply (for multi-line joining): the
+/// stream, whether the line is partial (`P`), and the header's length
+/// (where the container's line starts). `None` for any other line.
+pub(crate) fn cri_header(line: &[u8]) -> Option<(&[u8], bool, usize)> {
+    if !line.first().is_some_and(u8::is_ascii_digit) || line.get(10) != Some(&b'T') {
+        return None;
+    }
+    let ts_end = memchr::memchr(b' ', line.get(..line.len().min(40))?)?;
+    let rest = line.get(ts_end + 1..)?;
+    let stream = rest
+        .get(..6)
+        .filter(|s| *s == b"stdout" || *s == b"stderr")?;
+    let tag_start = ts_end + 8;
+    if line.get(tag_start - 1) != Some(&b' ') {
+        return None;
+    }
+    let partial = match line.get(tag_start) {
+        Some(b'P') => true,
+        Some(b'F') => false,
+        _ => return None,
+    };
+    let tag_len = line
+        .get(tag_start..)?
+        .iter()
+        .take_while(|&&b| b != b' ')
+        .count();
+    let header = (tag_start + tag_len + 1).min(line.len());
+    Some((stream, partial, header))
+}
+
 /// The record of a container line: the inner line parsed (see the module
 /// doc for which timestamp wins).
 pub(crate) fn wrap(
