@@ -15,8 +15,10 @@
 //! the only such lines and prints the share (they are continuation lines,
 //! see multi-line joining in `docs/formats.md`).
 //!
-//! A daemon that is not installed (or, for RabbitMQ, not running) fails the
-//! test under `CI=true` and skips it with a printed reason otherwise.
+//! A daemon that is not installed (or, for RabbitMQ, not running, or its log
+//! not readable at `ACKLINE_RABBITMQ_LOG`, default
+//! `/var/log/rabbitmq/rabbit@localhost.log`) fails the test under `CI=true`
+//! and skips it with a printed reason otherwise.
 //! Instances are killed and their directories removed on every path out of
 //! a test (drop guards).
 
@@ -567,11 +569,17 @@ fn amqp_failed_login(user: &str) {
 
 #[test]
 fn rabbitmq_machine_broker() {
-    let log = Path::new("/var/log/rabbitmq/rabbit@localhost.log");
+    // The broker's log file: `ACKLINE_RABBITMQ_LOG`, else Debian's default for node
+    // `rabbit@localhost`.
+    let path = std::env::var("ACKLINE_RABBITMQ_LOG")
+        .unwrap_or_else(|_| "/var/log/rabbitmq/rabbit@localhost.log".to_owned());
+    let log = Path::new(&path);
     if !log.is_file() || std::fs::File::open(log).is_err() || !connectable(5672) {
         skip(
             "rabbitmq_machine_broker",
-            "no RabbitMQ on 127.0.0.1:5672 with a readable /var/log/rabbitmq/rabbit@localhost.log",
+            &format!(
+                "no RabbitMQ on 127.0.0.1:5672 with a readable log at {path} (set ACKLINE_RABBITMQ_LOG)"
+            ),
         );
         return;
     }
