@@ -53,6 +53,8 @@ pub(crate) fn candidates(body: &[u8]) -> &'static [Format] {
                 &[Python]
             } else if crate::formats::klog::looks_like(body) {
                 &[Klog]
+            } else if crate::formats::apt::looks_like(body) {
+                &[Apt]
             } else if first.is_ascii_uppercase() {
                 &[OpenStack, Bgl, Thunderbird, AccessCommon, Logfmt]
             } else {
@@ -142,6 +144,7 @@ mod tests {
             ("04:09:25.123 [main] INFO a - b", Some(Logback)),
             ("WARNING:root:x", Some(Python)),
             ("I1205 04:09:25.123456    1 main.go:42] x", Some(Klog)),
+            ("Start-Date: 2025-06-24  14:36:25", Some(Apt)),
             ("", None),
             ("\u{1}\u{2}", None),
             ("\u{e9}t\u{e9}", None),

@@ -86,6 +86,8 @@ pub enum Format {
     Journald,
     /// dpkg's `dpkg.log` and `alternatives.log`.
     Dpkg,
+    /// apt's `history.log` and `term.log` dated lines (`Start-Date: ...`).
+    Apt,
     /// No named format, but a leading timestamp (and perhaps a pid and a
     /// severity) the generic header extractor recognised; the rest is the
     /// message. Tried after every named format, before [`Format::Raw`].
@@ -96,7 +98,7 @@ pub enum Format {
 
 impl Format {
     /// Every format, in declaration order.
-    pub const ALL: [Format; 35] = [
+    pub const ALL: [Format; 36] = [
         Format::Json,
         Format::Logfmt,
         Format::Rfc5424,
@@ -130,6 +132,7 @@ impl Format {
         Format::DockerJson,
         Format::Journald,
         Format::Dpkg,
+        Format::Apt,
         Format::Generic,
         Format::Raw,
     ];
@@ -171,6 +174,7 @@ impl Format {
             Format::DockerJson => "docker_json",
             Format::Journald => "journald",
             Format::Dpkg => "dpkg",
+            Format::Apt => "apt",
             Format::Generic => "generic",
             Format::Raw => "raw",
         }

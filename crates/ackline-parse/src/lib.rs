@@ -31,7 +31,7 @@
 //! MySQL/MariaDB, Redis, RabbitMQ, NATS, nginx's error log, Go's `log` and
 //! `log/slog`, Python `logging`, the logback/log4j2 default pattern, klog,
 //! Kubernetes CRI and docker json-file container logs (unwrapped, the inner
-//! line parsed), journald's JSON export and dpkg. See [`Format`] and
+//! line parsed), journald's JSON export, dpkg and apt. See [`Format`] and
 //! `docs/formats.md`. Detection is per line ([`FormatChoice::Auto`]) or fixed per
 //! input ([`FormatChoice::Fixed`]); the record names the format that parsed
 //! it. In auto mode a line no named format accepts is tried last with the

@@ -558,3 +558,63 @@ fn klog_kubernetes_components() {
         }
     });
 }
+
+/// apt's history.log: only `Start-Date:`/`End-Date:` lines carry a time;
+/// the lines between are raw on their own, and with the `auto` multi-line
+/// rule every record is a dated `apt` record (the transaction).
+#[test]
+fn apt_history() {
+    check("apt_history.log", |line| {
+        let dated = ["Start-Date: ", "End-Date: "]
+            .iter()
+            .find_map(|l| line.strip_prefix(l));
+        match dated {
+            Some(ts) => Want {
+                format: Format::Apt,
+                timestamp: Some(naive_utc(ts, "%Y-%m-%d  %H:%M:%S")),
+                severity: None,
+                pid: None,
+                message: String::new(),
+            },
+            None => Want {
+                format: Format::Raw,
+                timestamp: None,
+                severity: None,
+                pid: None,
+                message: line.to_owned(),
+            },
+        }
+    });
+    let text = std::fs::read_to_string(format!("{FIXTURES}/apt_history.log")).unwrap();
+    let mut joiner = ackline_parse::Joiner::new(ackline_parse::Multiline::Auto);
+    let mut records: Vec<String> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if joiner.starts_record(line.as_bytes(), i == 0) {
+            records.push(line.to_owned());
+        } else if let Some(last) = records.last_mut() {
+            last.push('\n');
+            last.push_str(line);
+        }
+    }
+    // The file starts with a blank line (apt writes one before each
+    // transaction): alone before the first record, it is a record of its own.
+    assert_eq!(records.remove(0), "");
+    let parser = Parser::new(ParserConfig::default());
+    let starts = text
+        .lines()
+        .filter(|l| l.starts_with("Start-Date: "))
+        .count();
+    assert_eq!(
+        records.len(),
+        2 * starts,
+        "a Start-Date and an End-Date record per transaction"
+    );
+    for r in &records {
+        let rec = parser.parse(r.as_bytes(), &ctx("apt_history.log")).unwrap();
+        assert_eq!(rec.format, Format::Apt, "{r}");
+        assert_ne!(rec.timestamp_source, ackline_parse::TimestampSource::Ingest);
+        if r.starts_with("Start-Date: ") {
+            assert!(rec.message.starts_with("Commandline: "), "{r}");
+        }
+    }
+}

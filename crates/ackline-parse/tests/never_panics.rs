@@ -61,6 +61,7 @@ const SEEDS: &[&str] = &[
     r#"{"log":"2248:M 05 Dec 2026 01:14:41.620 * Ready\n","stream":"stdout","time":"2026-12-05T01:14:41.62Z"}"#,
     r#"{"__CURSOR":"s=1","__REALTIME_TIMESTAMP":"1764897293123456","PRIORITY":"3","_PID":"812","MESSAGE":[104,105]}"#,
     "2026-12-05 01:20:54 CET [7] FATAL:  x",
+    "Start-Date: 2025-06-24  14:36:25\nCommandline: apt-get -qqy upgrade",
 ];
 
 fn parsers() -> Vec<Parser> {

@@ -167,7 +167,7 @@ keys! {
          `access_common`, `access_combined`, `apache_error`, `log4j`, `logcat`, `bgl`, `hpc`, \
          `thunderbird`, `windows_cbs`, `health_app`, `proxifier`, `open_stack`, `postgresql`, \
          `postgresql_csv`, `postgresql_json`, `mysql`, `redis`, `rabbitmq`, `nats`, `nginx_error`, \
-         `go_log`, `go_slog`, `python`, `logback`, `klog`, `cri`, `docker_json`, `journald`, `dpkg`, \
+         `go_log`, `go_slog`, `python`, `logback`, `klog`, `cri`, `docker_json`, `journald`, `dpkg`, `apt`, \
          `generic`, `raw` (`docs/formats.md`)",
     )
     .flags(&[Flag::value(

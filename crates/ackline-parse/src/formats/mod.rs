@@ -19,6 +19,7 @@ use crate::timestamp::{Stamp, TimeEnv};
 
 pub(crate) mod access;
 pub(crate) mod apache_error;
+pub(crate) mod apt;
 pub(crate) mod bgl;
 pub(crate) mod container;
 pub(crate) mod generic;
@@ -124,6 +125,7 @@ pub(crate) fn parse_as(format: Format, body: &[u8], env: &Env) -> PResult<Parts>
         Format::Python => python::parse(body, env),
         Format::Logback => logback::parse(body, env),
         Format::Klog => klog::parse(body, env),
+        Format::Apt => apt::parse(body, env),
         Format::Cri => container::cri(body, env),
         Format::Generic => generic::parse(body, env),
         Format::Raw => Ok(raw(body)),
