@@ -206,7 +206,12 @@ pub async fn run<S: Store, P: Process>(
         });
     }
     if cfg.stdin {
-        let si = StdinInput::new(broker.clone(), StdinConfig::default()).map_err(input_error)?;
+        let sc = StdinConfig {
+            multiline: cfg.multiline,
+            multiline_timeout: cfg.multiline_timeout,
+            ..StdinConfig::default()
+        };
+        let si = StdinInput::new(broker.clone(), sc).map_err(input_error)?;
         counters.push(si.counters());
         let rx = in_rx.clone();
         inputs.spawn(async move { si.run_stdin(rx).await.map(|_| ()) });

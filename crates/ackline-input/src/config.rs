@@ -149,6 +149,12 @@ pub struct StdinConfig {
     /// A batch that is not full is published at most this long after its first line was
     /// read (so a slow stream is not held back). Default 200 ms.
     pub flush_after: Duration,
+    /// How lines are grouped into records, as for files
+    /// ([`FileInputConfig::multiline`]); a record's id is its first line's. Default `None`.
+    pub multiline: Multiline,
+    /// Under a multi-line rule, how long the last record waits for more lines while the
+    /// stream is quiet. Default 1 s.
+    pub multiline_timeout: Duration,
 }
 
 impl Default for StdinConfig {
@@ -159,6 +165,8 @@ impl Default for StdinConfig {
             batch: BatchConfig::default(),
             retry: RetryConfig::default(),
             flush_after: Duration::from_millis(200),
+            multiline: Multiline::None,
+            multiline_timeout: Duration::from_secs(1),
         }
     }
 }

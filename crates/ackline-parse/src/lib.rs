@@ -56,7 +56,7 @@
 //!   [`YearRule`]; offset-less timestamps get the configured [`Zone`]
 //!   (fixed offset or IANA zone).
 //! - **Multi-line records**: [`Joiner`] decides, under a [`Multiline`] rule,
-//!   which lines continue a record; the file input joins them.
+//!   which lines continue a record; the inputs (files, stdin) join them.
 //!
 //! The record layout is documented in `docs/record.md`; benchmark figures are
 //! in `docs/BENCHMARKS.md`.

@@ -274,7 +274,7 @@ keys! {
         "input.multiline",
         Text::new("none, indented or auto", multiline),
         Fallback::Value("none"),
-        "how the file inputs group lines into records: `none` (a record per line), `indented` \
+        "how the inputs (files and stdin) group lines into records: `none` (a record per line), `indented` \
          (a line starting with a space or tab continues the record before), `auto` (a line no \
          format recognises, or a PostgreSQL `DETAIL:`/`STATEMENT:`... line of the same pid, \
          continues it: stack traces, tracebacks). A joined record is one message, its id its \
@@ -284,7 +284,7 @@ keys! {
         "multiline",
         "RULE",
         RUN_CHECK,
-        "Join multi-line records in files: none, indented or auto",
+        "Join multi-line records (files and stdin): none, indented or auto",
     )]);
 
     /// `input.multiline_timeout`.
@@ -292,8 +292,8 @@ keys! {
         "input.multiline_timeout",
         Dur::new(MS, HOUR),
         Fallback::Value("1s"),
-        "under a multi-line rule, how long the last record of a file that stopped growing waits \
-         for more lines before it is published",
+        "under a multi-line rule, how long the last record of a file that stopped growing (or \
+         of a quiet stdin) waits for more lines before it is published",
     )
     .like("1s or 500ms");
 
