@@ -196,6 +196,9 @@ pub async fn run<S: Store, P: Process>(
         let mut fc = FileInputConfig::new(cfg.paths.clone(), cfg.data_dir.join("inputs"));
         fc.poll_interval = cfg.poll_interval;
         fc.start_at = cfg.start_at;
+        fc.mtime_header = cfg.parser.year_rule == ackline_parse::YearRule::FileMtime;
+        fc.multiline = cfg.multiline;
+        fc.multiline_timeout = cfg.multiline_timeout;
         let mut fi = FileInput::new(broker.clone(), fc).map_err(input_error)?;
         counters.push(fi.counters());
         let rx = in_rx.clone();
@@ -207,7 +210,12 @@ pub async fn run<S: Store, P: Process>(
         });
     }
     if cfg.stdin {
-        let si = StdinInput::new(broker.clone(), StdinConfig::default()).map_err(input_error)?;
+        let sc = StdinConfig {
+            multiline: cfg.multiline,
+            multiline_timeout: cfg.multiline_timeout,
+            ..StdinConfig::default()
+        };
+        let si = StdinInput::new(broker.clone(), sc).map_err(input_error)?;
         counters.push(si.counters());
         let rx = in_rx.clone();
         inputs.spawn(async move { si.run_stdin(rx).await.map(|_| ()) });

@@ -19,11 +19,11 @@ use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 
 use super::defs::{
     BROKER_ALLOW_VOLATILE, BROKER_TLS_CA_FILE, BROKER_URL, CONSOLE_LISTEN, INPUT_FORMAT,
-    INPUT_PATHS, INPUT_POLL_INTERVAL, INPUT_START_AT, INPUT_STDIN, INPUT_STRICT, METRICS_LISTEN,
-    QUEUE_NAME, RETRY_BASE, RETRY_CAP, RETRY_FACTOR, RETRY_MAX_ATTEMPTS, SERVER_LISTEN,
-    SERVER_SYSLOG_TCP, SERVER_SYSLOG_UDP, SERVER_TOKEN_FILE, SERVER_TOKENS, STORE_URL,
-    WORKER_BATCH_SIZE, WORKER_LEASE, WORKER_MAX_OUTAGE, WORKER_PREFETCH, WORKER_SHUTDOWN_DEADLINE,
-    WORKER_WORKERS,
+    INPUT_MULTILINE, INPUT_PATHS, INPUT_POLL_INTERVAL, INPUT_START_AT, INPUT_STDIN, INPUT_STRICT,
+    INPUT_TIMEZONE, INPUT_YEAR, METRICS_LISTEN, QUEUE_NAME, RETRY_BASE, RETRY_CAP, RETRY_FACTOR,
+    RETRY_MAX_ATTEMPTS, SERVER_LISTEN, SERVER_SYSLOG_TCP, SERVER_SYSLOG_UDP, SERVER_TOKEN_FILE,
+    SERVER_TOKENS, STORE_URL, WORKER_BATCH_SIZE, WORKER_LEASE, WORKER_MAX_OUTAGE, WORKER_PREFETCH,
+    WORKER_SHUTDOWN_DEADLINE, WORKER_WORKERS,
 };
 use super::key::{AnyKey, Cmd, Flag, Form};
 use super::source::{Given, RawValue, Source};
@@ -118,6 +118,8 @@ pub struct PipelineFlags {
     pub start_at: Option<String>,
     /// `input.poll_interval`.
     pub poll_interval: Option<String>,
+    /// `input.multiline`.
+    pub multiline: Option<String>,
     /// `queue.name`.
     pub queue: Option<String>,
     /// `worker.max_outage`.
@@ -142,6 +144,7 @@ impl PipelineFlags {
         inputs: INPUT_PATHS, "INPUT";
         start_at: INPUT_START_AT, "start-at";
         poll_interval: INPUT_POLL_INTERVAL, "poll-interval";
+        multiline: INPUT_MULTILINE, "multiline";
         queue: QUEUE_NAME, "queue";
         max_outage: WORKER_MAX_OUTAGE, "max-outage";
     }
@@ -191,6 +194,10 @@ impl PipelineFlags {
 pub struct WorkerFlags {
     /// `input.format`.
     pub format: Option<String>,
+    /// `input.year`.
+    pub year: Option<String>,
+    /// `input.timezone`.
+    pub timezone: Option<String>,
     /// `--strict`: `input.strict = true`.
     pub strict: bool,
     /// `--lenient`: `input.strict = false`.
@@ -222,6 +229,8 @@ pub struct WorkerFlags {
 impl WorkerFlags {
     bind! { Cmd::Run =>
         format: INPUT_FORMAT, "format";
+        year: INPUT_YEAR, "year";
+        timezone: INPUT_TIMEZONE, "timezone";
         strict: INPUT_STRICT, "strict";
         lenient: INPUT_STRICT, "lenient";
         workers: WORKER_WORKERS, "workers";

@@ -159,6 +159,7 @@ pub fn loghub_records(per_file: usize) -> Option<Vec<Record>> {
             let ctx = ackline_parse::LineContext {
                 id: format!("file:{name}:{n}"),
                 input: std::sync::Arc::from(name.as_str()),
+                file_mtime: None,
                 ingest_time: DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
                     .unwrap()
                     .to_utc(),
