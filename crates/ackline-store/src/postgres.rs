@@ -2,20 +2,37 @@
 //! of machines write into one table.
 //!
 //! Invariants:
-//! - **One batch, one statement**: `INSERT ... SELECT FROM UNNEST($1, ...)
-//!   ON CONFLICT (id) DO NOTHING`, one array parameter per column, runs as a
-//!   single implicit transaction; its row count is the number inserted, the
-//!   rest are duplicates (ids already stored, or earlier in the batch).
-//!   Sessions set `synchronous_commit=on`, so the commit is durable (WAL
-//!   flushed) when the statement returns.
-//! - **Rejected records are found by bisection**: when the statement fails
-//!   with a data error (SQLSTATE class 22 data exception, 23 integrity, 54
-//!   program limit: e.g. a NUL in an id, an id too long for the index),
-//!   nothing was committed; halves of the batch are then inserted in
-//!   transactions that are always rolled back, until one record fails alone
-//!   (⌈log₂ n⌉ + 1 round trips, only on this rare path). That index is
-//!   returned as `Rejected`; if no single record fails alone the original
-//!   error is `Fatal`.
+//! - **One batch, one transaction: COPY into a staging table, then one
+//!   `INSERT ... SELECT ... ON CONFLICT (id) DO NOTHING`**. The batch is sent
+//!   with `COPY ... FROM STDIN (FORMAT binary)` into a temporary table of the
+//!   session (`ackline_stage_<table>`, `ON COMMIT DELETE ROWS`, created by
+//!   `CREATE TEMP TABLE IF NOT EXISTS` in the batch's own transaction, so a
+//!   fresh or recycled session needs nothing prepared), and moved into the
+//!   table by one statement in the order of the batch (`ORDER BY ord`), whose
+//!   row count is the number inserted; the rest are duplicates (ids already
+//!   stored, or earlier in the batch). Then `COMMIT`: sessions set
+//!   `synchronous_commit=on`, so the commit is durable (WAL flushed) when it
+//!   returns. The staging table is temporary (never WAL-logged) and emptied
+//!   at every commit; a rolled-back batch leaves nothing in it either. The
+//!   binary COPY is the fastest way into PostgreSQL (no per-row statement, no
+//!   array parameters to unpack), and the final `INSERT` keeps the
+//!   idempotency a bare COPY cannot (COPY has no `ON CONFLICT`). It needs the
+//!   `TEMPORARY` privilege on the database (PostgreSQL grants it to `PUBLIC`
+//!   by default).
+//! - **Several workers, several connections**: each `write_batch` takes its
+//!   own connection from the pool ([`StoreOptions::pool_size`], default 4)
+//!   for the whole transaction, so concurrent workers (tasks sharing one
+//!   store, cloned or behind an `Arc`) write in parallel, each on its own
+//!   session and staging table; ids they share are settled by the unique
+//!   index (one inserts, the others count a duplicate).
+//! - **Rejected records are found by bisection**: when the COPY or the
+//!   `INSERT` fails with a data error (SQLSTATE class 22 data exception, 23
+//!   integrity, 54 program limit: e.g. a NUL in an id, an id too long for the
+//!   index), the transaction is rolled back, so nothing was committed; halves
+//!   of the batch are then staged and inserted in transactions that are
+//!   always rolled back, until one record fails alone (⌈log₂ n⌉ + 1 rounds,
+//!   only on this rare path). That index is returned as `Rejected`; if no
+//!   single record fails alone the original error is `Fatal`.
 //! - **NUL bytes**: PostgreSQL `text` and `jsonb` cannot hold U+0000. The raw
 //!   line is always stored as `bytea` (`raw`, with `raw_utf8` saying whether
 //!   it was valid UTF-8), so it is lossless for any bytes. In the text columns
@@ -49,6 +66,7 @@
 //!   the server's `now()`.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,8 +74,9 @@ use std::time::Duration;
 use ackline_parse::{Format, RawLine, Record};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use serde_json::{Map, Value};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::config::SslMode;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Config, NoTls};
 
 use crate::sqlite::severity_from_code;
@@ -126,8 +145,19 @@ const CURRENT: i32 = 2;
 pub struct PostgresStore {
     pool: Pool,
     table: Arc<str>,
-    insert_sql: Arc<str>,
+    sql: Arc<WriteSql>,
     timeout: Duration,
+}
+
+/// The statements of one write, for one table.
+#[derive(Debug)]
+struct WriteSql {
+    /// Opens the batch's transaction and makes sure the session has its staging table.
+    begin: String,
+    /// Fills the staging table from the binary COPY stream.
+    copy: String,
+    /// Moves the staged rows into the table, skipping stored ids.
+    merge: String,
 }
 
 impl PostgresStore {
@@ -191,11 +221,10 @@ impl PostgresStore {
             .recycle_timeout(Some(opts.connect_timeout.min(opts.operation_timeout / 2)))
             .build()
             .map_err(|e| StoreError::fatal(KIND, format!("cannot build the pool: {e}")))?;
-        let insert_sql = insert_sql(&table);
         let store = Self {
             pool,
+            sql: Arc::new(WriteSql::new(&table)),
             table,
-            insert_sql: Arc::from(insert_sql),
             timeout: opts.operation_timeout,
         };
         store.within_timeout(store.migrate()).await?;
@@ -337,14 +366,18 @@ impl PostgresStore {
         if batch.is_empty() {
             return Ok(WriteReport::default());
         }
-        let mut client = Conn::get(&self.pool).await?;
-        let stmt = client
-            .prepare_cached(&self.insert_sql)
+        let client = Conn::get(&self.pool).await?;
+        let cols = Columns::new(batch);
+        client
+            .batch_execute(&self.sql.begin)
             .await
             .map_err(|e| classify(&e))?;
-        let cols = Columns::new(batch);
-        match client.execute(&stmt, &cols.params()).await {
+        match self.stage_and_insert(&client, &cols, 0..batch.len()).await {
             Ok(n) => {
+                client
+                    .batch_execute("COMMIT")
+                    .await
+                    .map_err(|e| classify(&e))?;
                 client.healthy();
                 let inserted = usize::try_from(n).unwrap_or(batch.len()).min(batch.len());
                 Ok(WriteReport {
@@ -353,7 +386,11 @@ impl PostgresStore {
                 })
             }
             Err(e) if is_data_error(&e) => {
-                let found = bisect(&mut client, &stmt, batch).await?;
+                client
+                    .batch_execute("ROLLBACK")
+                    .await
+                    .map_err(|e| classify(&e))?;
+                let found = self.bisect(&client, &cols).await?;
                 client.healthy();
                 match found {
                     Some((index, reason)) => Err(StoreError::Rejected {
@@ -369,6 +406,72 @@ impl PostgresStore {
                     )),
                 }
             }
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    /// Within the open transaction: COPYs rows `range` of `cols` into the
+    /// staging table, then inserts them into the table; returns how many
+    /// were inserted.
+    async fn stage_and_insert(
+        &self,
+        client: &deadpool_postgres::Client,
+        cols: &Columns<'_>,
+        range: Range<usize>,
+    ) -> Result<u64, tokio_postgres::Error> {
+        let copy = client.prepare_cached(&self.sql.copy).await?;
+        let sink = client.copy_in(&copy).await?;
+        let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &STAGE_TYPES));
+        for i in range {
+            writer.as_mut().write(&cols.row(i)).await?;
+        }
+        writer.finish().await?;
+        let merge = client.prepare_cached(&self.sql.merge).await?;
+        client.execute(&merge, &[]).await
+    }
+
+    /// Finds the first record of the batch that fails alone; every probe is
+    /// rolled back. `Ok(None)`: none does.
+    async fn bisect(
+        &self,
+        client: &deadpool_postgres::Client,
+        cols: &Columns<'_>,
+    ) -> Result<Option<(usize, String)>, StoreError> {
+        let (mut lo, mut hi) = (0, cols.len());
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.try_rolled_back(client, cols, lo..mid).await?.is_some() {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        Ok(self
+            .try_rolled_back(client, cols, lo..hi)
+            .await?
+            .map(|reason| (lo, reason)))
+    }
+
+    /// Stages and inserts rows `range` in a transaction that is rolled back:
+    /// `Some(reason)` when the server refuses their data.
+    async fn try_rolled_back(
+        &self,
+        client: &deadpool_postgres::Client,
+        cols: &Columns<'_>,
+        range: Range<usize>,
+    ) -> Result<Option<String>, StoreError> {
+        client
+            .batch_execute(&self.sql.begin)
+            .await
+            .map_err(|e| classify(&e))?;
+        let result = self.stage_and_insert(client, cols, range).await;
+        client
+            .batch_execute("ROLLBACK")
+            .await
+            .map_err(|e| classify(&e))?;
+        match result {
+            Ok(_) => Ok(None),
+            Err(e) if is_data_error(&e) => Ok(Some(db_text(&e))),
             Err(e) => Err(classify(&e)),
         }
     }
@@ -459,23 +562,59 @@ fn step(t: &str, from: i32) -> Option<String> {
     }
 }
 
-fn insert_sql(t: &str) -> String {
-    format!(
-        "INSERT INTO {t} (id, ts_ms, ts_nanos, ts_offset, timestamp_source, severity, host, app, \
-         pid, message, fields, raw, raw_utf8, input, format, nul_originals, parse_error) \
-         SELECT id, ts_ms, ts_nanos, ts_offset, src, sev, host, app, pid, msg, fields::jsonb, \
-         raw, raw_utf8, input, format, nul, perr \
-         FROM UNNEST($1::text[], $2::int8[], $3::int4[], $4::int4[], $5::text[], $6::int2[], \
-         $7::text[], $8::text[], $9::int8[], $10::text[], $11::text[], $12::bytea[], \
-         $13::bool[], $14::text[], $15::text[], $16::text[], $17::text[]) \
-         AS u(id, ts_ms, ts_nanos, ts_offset, src, sev, host, app, pid, msg, fields, raw, \
-         raw_utf8, input, format, nul, perr) \
-         ON CONFLICT (id) DO NOTHING"
-    )
+/// The staging table's column types, in the order of [`Columns::row`].
+const STAGE_TYPES: [Type; 18] = [
+    Type::INT8,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT4,
+    Type::INT4,
+    Type::TEXT,
+    Type::INT2,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::BYTEA,
+    Type::BOOL,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+];
+
+impl WriteSql {
+    fn new(t: &str) -> Self {
+        // `t` is at most 48 bytes, so the staging table's name stays within 63.
+        let stage = format!("ackline_stage_{t}");
+        Self {
+            // SET LOCAL: no "already exists, skipping" notice for every batch.
+            begin: format!(
+                "BEGIN; SET LOCAL client_min_messages = warning; \
+                 CREATE TEMP TABLE IF NOT EXISTS {stage} (ord int8, id text, ts_ms int8, \
+                 ts_nanos int4, ts_offset int4, src text, sev int2, host text, app text, \
+                 pid int8, msg text, fields text, raw bytea, raw_utf8 bool, input text, \
+                 format text, nul text, perr text) ON COMMIT DELETE ROWS"
+            ),
+            copy: format!("COPY {stage} FROM STDIN (FORMAT binary)"),
+            merge: format!(
+                "INSERT INTO {t} (id, ts_ms, ts_nanos, ts_offset, timestamp_source, severity, \
+                 host, app, pid, message, fields, raw, raw_utf8, input, format, nul_originals, \
+                 parse_error) \
+                 SELECT id, ts_ms, ts_nanos, ts_offset, src, sev, host, app, pid, msg, \
+                 fields::jsonb, raw, raw_utf8, input, format, nul, perr \
+                 FROM {stage} ORDER BY ord \
+                 ON CONFLICT (id) DO NOTHING"
+            ),
+        }
+    }
 }
 
-/// The batch as one array per column.
+/// The batch as one array per column (rows are read back by index for the COPY).
 struct Columns<'a> {
+    /// The index in the batch: the staging table's order.
+    ord: Vec<i64>,
     id: Vec<&'a str>,
     ts_ms: Vec<i64>,
     ts_nanos: Vec<i32>,
@@ -499,6 +638,7 @@ impl<'a> Columns<'a> {
     fn new(batch: &'a [Record]) -> Self {
         let n = batch.len();
         let mut c = Columns {
+            ord: (0..).take(n).collect(),
             id: Vec::with_capacity(n),
             ts_ms: Vec::with_capacity(n),
             ts_nanos: Vec::with_capacity(n),
@@ -564,25 +704,31 @@ impl<'a> Columns<'a> {
         c
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 17] {
+    fn len(&self) -> usize {
+        self.id.len()
+    }
+
+    /// Row `i` in the staging table's column order ([`STAGE_TYPES`]).
+    fn row(&self, i: usize) -> [&(dyn ToSql + Sync); 18] {
         [
-            &self.id,
-            &self.ts_ms,
-            &self.ts_nanos,
-            &self.ts_offset,
-            &self.source,
-            &self.severity,
-            &self.host,
-            &self.app,
-            &self.pid,
-            &self.message,
-            &self.fields,
-            &self.raw,
-            &self.raw_utf8,
-            &self.input,
-            &self.format,
-            &self.nul_originals,
-            &self.parse_error,
+            &self.ord[i],
+            &self.id[i],
+            &self.ts_ms[i],
+            &self.ts_nanos[i],
+            &self.ts_offset[i],
+            &self.source[i],
+            &self.severity[i],
+            &self.host[i],
+            &self.app[i],
+            &self.pid[i],
+            &self.message[i],
+            &self.fields[i],
+            &self.raw[i],
+            &self.raw_utf8[i],
+            &self.input[i],
+            &self.format[i],
+            &self.nul_originals[i],
+            &self.parse_error[i],
         ]
     }
 }
@@ -603,48 +749,6 @@ fn strip_nul(v: &Value) -> Value {
         Value::Array(a) => Value::Array(a.iter().map(strip_nul).collect()),
         Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (fix(k), strip_nul(v))).collect()),
         other => other.clone(),
-    }
-}
-
-/// Finds the first record of `batch` that fails alone; every probe is
-/// rolled back. `Ok(None)`: none does.
-async fn bisect(
-    client: &mut deadpool_postgres::Client,
-    stmt: &tokio_postgres::Statement,
-    batch: &[Record],
-) -> Result<Option<(usize, String)>, StoreError> {
-    let (mut lo, mut hi) = (0, batch.len());
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        if try_rolled_back(client, stmt, &batch[lo..mid])
-            .await?
-            .is_some()
-        {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
-    }
-    Ok(try_rolled_back(client, stmt, &batch[lo..hi])
-        .await?
-        .map(|reason| (lo, reason)))
-}
-
-/// Inserts `part` in a transaction that is rolled back: `Some(reason)` when
-/// the server refuses its data.
-async fn try_rolled_back(
-    client: &mut deadpool_postgres::Client,
-    stmt: &tokio_postgres::Statement,
-    part: &[Record],
-) -> Result<Option<String>, StoreError> {
-    let tx = client.transaction().await.map_err(|e| classify(&e))?;
-    let cols = Columns::new(part);
-    let result = tx.execute(stmt, &cols.params()).await;
-    tx.rollback().await.map_err(|e| classify(&e))?;
-    match result {
-        Ok(_) => Ok(None),
-        Err(e) if is_data_error(&e) => Ok(Some(db_text(&e))),
-        Err(e) => Err(classify(&e)),
     }
 }
 
