@@ -5,16 +5,23 @@
 //! loghub sample logs (`shared/data/loghub` beside the repository), each
 //! written once under a fresh id (so every insert is a real insert, not a
 //! duplicate). PostgreSQL is measured when reachable at
-//! `ACKLINE_BENCH_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`).
+//! `ACKLINE_BENCH_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`):
+//! the store's `write_batch` beside a bare binary `COPY` of the same records
+//! into a table of the same layout and indexes (no staging, no conflict
+//! check: the floor of any idempotent write), with 1 and 4 concurrent
+//! writers (the store's pool, one connection each for the bare COPY), in
+//! alternation within one run.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ackline_parse::{LineContext, Parser, Record};
+use ackline_parse::{LineContext, Parser, Record, TimestampSource};
 use ackline_store::{PostgresStore, SqliteStore, Store, StoreOptions};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
 
 const LOGHUB_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/loghub");
 
@@ -122,29 +129,179 @@ fn stores(c: &mut Criterion) {
         table: table.clone(),
         ..Default::default()
     };
-    match rt.block_on(PostgresStore::connect(&url, &opts)) {
+    let bare_table = format!("bench_bare_{}", std::process::id());
+    let bare_opts = StoreOptions {
+        table: bare_table.clone(),
+        ..Default::default()
+    };
+    let stores = rt.block_on(async {
+        let pg = PostgresStore::connect(&url, &opts).await?;
+        // Creates the bare COPY's table with the store's layout and indexes.
+        PostgresStore::connect(&url, &bare_opts).await?;
+        Ok::<_, ackline_store::StoreError>(pg)
+    });
+    match stores {
         Ok(pg) => {
-            measure(c, "postgres_insert", &rt, &pg, &templates);
+            postgres_vs_copy(c, &rt, &pg, &url, &bare_table, &templates);
             rt.block_on(async {
                 let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
                     .await
                     .unwrap();
                 tokio::spawn(conn);
-                client
-                    .batch_execute(&format!("DROP TABLE {table}"))
-                    .await
-                    .unwrap();
-                client
-                    .execute(
-                        "DELETE FROM ackline_schema_version WHERE table_name = $1",
-                        &[&table],
-                    )
-                    .await
-                    .unwrap();
+                for t in [&table, &bare_table] {
+                    client
+                        .batch_execute(&format!("DROP TABLE {t}"))
+                        .await
+                        .unwrap();
+                    client
+                        .execute(
+                            "DELETE FROM ackline_schema_version WHERE table_name = $1",
+                            &[t],
+                        )
+                        .await
+                        .unwrap();
+                }
             });
         }
         Err(e) => eprintln!("skipped PostgreSQL: {e}"),
     }
+}
+
+/// The bare COPY's column types; `fields` is sent as `BYTEA` because the
+/// binary `jsonb` form is a version byte (1) and the JSON text, which the
+/// bench builds itself (binary COPY carries no type on the wire: the column's
+/// own input function reads it).
+const BARE_TYPES: [Type; 16] = [
+    Type::TEXT,
+    Type::INT8,
+    Type::INT4,
+    Type::INT4,
+    Type::TEXT,
+    Type::INT2,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BOOL,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+];
+
+/// One autocommitted binary COPY of `batch` into `table`: no staging, no
+/// NUL handling (the loghub lines have none), no duplicate check.
+async fn bare_copy(client: &tokio_postgres::Client, table: &str, batch: &[Record]) {
+    let sql = format!(
+        "COPY {table} (id, ts_ms, ts_nanos, ts_offset, timestamp_source, severity, host, app, \
+         pid, message, fields, raw, raw_utf8, input, format, parse_error) \
+         FROM STDIN (FORMAT binary)"
+    );
+    let sink = client.copy_in(&sql).await.unwrap();
+    let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &BARE_TYPES));
+    for r in batch {
+        let ts = r.timestamp;
+        let nanos = ts.timestamp_subsec_nanos();
+        let ms = ts.timestamp() * 1000 + i64::from(nanos.min(999_999_999) / 1_000_000);
+        let source = match r.timestamp_source {
+            TimestampSource::Line => "line",
+            TimestampSource::LineAssumedOffset => "line_assumed_offset",
+            TimestampSource::LineInferredYear => "line_inferred_year",
+            TimestampSource::Ingest => "ingest",
+        };
+        let fields = (!r.fields.is_empty()).then(|| {
+            let mut v = vec![1u8];
+            serde_json::to_writer(&mut v, &r.fields).unwrap();
+            v
+        });
+        let values: [&(dyn ToSql + Sync); 16] = [
+            &r.id.as_str(),
+            &ms,
+            &(nanos as i32),
+            &ts.offset().local_minus_utc(),
+            &source,
+            &r.severity.map(|s| i16::from(s.code())),
+            &r.host.as_deref(),
+            &r.app.as_deref(),
+            &r.pid.map(|p| p as i64),
+            &r.message.as_str(),
+            &fields,
+            &r.raw.as_bytes(),
+            &r.raw.is_utf8(),
+            &&*r.input,
+            &r.format.name(),
+            &r.parse_error.as_deref(),
+        ];
+        w.as_mut().write(&values).await.unwrap();
+    }
+    assert_eq!(w.finish().await.unwrap(), batch.len() as u64);
+}
+
+/// The store beside a bare COPY of the same records at batch 1000, with 1
+/// and 4 concurrent writers each.
+fn postgres_vs_copy(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    store: &PostgresStore,
+    url: &str,
+    bare_table: &str,
+    templates: &[Record],
+) {
+    const BATCH: usize = 1000;
+    let next = AtomicU64::new(0);
+    let clients: Vec<Arc<tokio_postgres::Client>> = rt.block_on(async {
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            out.push(Arc::new(client));
+        }
+        out
+    });
+    let mut g = c.benchmark_group("postgres_batch_1000");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    for writers in [1usize, 4] {
+        g.throughput(Throughput::Elements((BATCH * writers) as u64));
+        // Alternate the two within each writer count, so both see the same load.
+        for what in ["bare_copy", "store"] {
+            let id = BenchmarkId::new(what, format!("{writers}w"));
+            g.bench_function(id, |b| {
+                b.iter_custom(|iters| {
+                    let per_writer: Vec<Vec<Vec<Record>>> = (0..writers)
+                        .map(|_| (0..iters).map(|_| fresh(templates, &next, BATCH)).collect())
+                        .collect();
+                    let start = Instant::now();
+                    rt.block_on(async {
+                        let mut tasks = Vec::new();
+                        for (w, batches) in per_writer.into_iter().enumerate() {
+                            let store = store.clone();
+                            let client = clients[w].clone();
+                            let table = bare_table.to_owned();
+                            let bare = what == "bare_copy";
+                            tasks.push(tokio::spawn(async move {
+                                for batch in &batches {
+                                    if bare {
+                                        bare_copy(&client, &table, batch).await;
+                                    } else {
+                                        let r = store.write_batch(batch).await.unwrap();
+                                        assert_eq!(r.inserted, batch.len());
+                                    }
+                                }
+                            }));
+                        }
+                        for t in tasks {
+                            t.await.unwrap();
+                        }
+                    });
+                    start.elapsed()
+                });
+            });
+        }
+    }
+    g.finish();
 }
 
 criterion_group!(benches, stores);
