@@ -2,23 +2,26 @@
 //! of machines write into one table.
 //!
 //! Invariants:
-//! - **One batch, one transaction: COPY into a staging table, then one
-//!   `INSERT ... SELECT ... ON CONFLICT (id) DO NOTHING`**. The batch is sent
-//!   with `COPY ... FROM STDIN (FORMAT binary)` into a temporary table of the
-//!   session (`ackline_stage_<table>`, `ON COMMIT DELETE ROWS`, created by
-//!   `CREATE TEMP TABLE IF NOT EXISTS` in the batch's own transaction, so a
-//!   fresh or recycled session needs nothing prepared), and moved into the
-//!   table by one statement in the order of the batch (`ORDER BY ord`), whose
-//!   row count is the number inserted; the rest are duplicates (ids already
-//!   stored, or earlier in the batch). Then `COMMIT`: sessions set
-//!   `synchronous_commit=on`, so the commit is durable (WAL flushed) when it
-//!   returns. The staging table is temporary (never WAL-logged) and emptied
-//!   at every commit; a rolled-back batch leaves nothing in it either. The
-//!   binary COPY is the fastest way into PostgreSQL (no per-row statement, no
-//!   array parameters to unpack), and the final `INSERT` keeps the
-//!   idempotency a bare COPY cannot (COPY has no `ON CONFLICT`). It needs the
-//!   `TEMPORARY` privilege on the database (PostgreSQL grants it to `PUBLIC`
-//!   by default).
+//! - **One batch, one transaction, written with binary COPY**. First the
+//!   fast path: `BEGIN; COPY <table> FROM STDIN (FORMAT binary); COMMIT`.
+//!   COPY has no `ON CONFLICT`, so it succeeds only when every id of the
+//!   batch is new (the common case: first deliveries), and then all were
+//!   inserted. When it fails because an id is already stored or repeats in
+//!   the batch (SQLSTATE 23505), on a deadlock with a concurrent writer of the
+//!   same ids (40P01), or on any data error, the transaction is rolled back
+//!   (nothing of it stays visible; the aborted rows are dead tuples that
+//!   vacuum reclaims) and the batch is written by the idempotent path: COPY
+//!   into a temporary table of the session (`ackline_stage_<table>`,
+//!   `ON COMMIT DELETE ROWS`, created by `CREATE TEMP TABLE IF NOT EXISTS` in
+//!   the batch's own transaction, so any session, new or recycled, works),
+//!   then one `INSERT ... SELECT ... ORDER BY ord ON CONFLICT (id) DO
+//!   NOTHING`, in batch order, whose row count is the number inserted; the
+//!   rest are duplicates (ids already stored, or earlier in the batch). The
+//!   staging table is never WAL-logged and is empty after every commit or
+//!   rollback. Sessions set `synchronous_commit=on`, so `COMMIT` returns once
+//!   the batch is durable (WAL flushed). It needs the `TEMPORARY` privilege
+//!   on the database (granted to `PUBLIC` by default) only when the fast
+//!   path fails.
 //! - **Several workers, several connections**: each `write_batch` takes its
 //!   own connection from the pool ([`StoreOptions::pool_size`], default 4)
 //!   for the whole transaction, so concurrent workers (tasks sharing one
@@ -28,7 +31,8 @@
 //! - **Rejected records are found by bisection**: when the COPY or the
 //!   `INSERT` fails with a data error (SQLSTATE class 22 data exception, 23
 //!   integrity, 54 program limit: e.g. a NUL in an id, an id too long for the
-//!   index), the transaction is rolled back, so nothing was committed; halves
+//!   index) on the idempotent path, the transaction is rolled back, so nothing
+//!   was committed; halves
 //!   of the batch are then staged and inserted in transactions that are
 //!   always rolled back, until one record fails alone (⌈log₂ n⌉ + 1 rounds,
 //!   only on this rare path). That index is returned as `Rejected`; if no
@@ -152,6 +156,8 @@ pub struct PostgresStore {
 /// The statements of one write, for one table.
 #[derive(Debug)]
 struct WriteSql {
+    /// The fast path: the batch straight into the table.
+    copy_direct: String,
     /// Opens the batch's transaction and makes sure the session has its staging table.
     begin: String,
     /// Fills the staging table from the binary COPY stream.
@@ -369,6 +375,32 @@ impl PostgresStore {
         let client = Conn::get(&self.pool).await?;
         let cols = Columns::new(batch);
         client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| classify(&e))?;
+        match self.copy_direct(&client, &cols).await {
+            Ok(()) => {
+                client
+                    .batch_execute("COMMIT")
+                    .await
+                    .map_err(|e| classify(&e))?;
+                client.healthy();
+                return Ok(WriteReport {
+                    inserted: batch.len(),
+                    duplicates: 0,
+                });
+            }
+            // A stored or repeated id, a deadlock with a writer of the same ids, or a record
+            // the server refuses: nothing of the transaction stays; the idempotent path sorts it out.
+            Err(e) if is_data_error(&e) || is_deadlock(&e) => {
+                client
+                    .batch_execute("ROLLBACK")
+                    .await
+                    .map_err(|e| classify(&e))?;
+            }
+            Err(e) => return Err(classify(&e)),
+        }
+        client
             .batch_execute(&self.sql.begin)
             .await
             .map_err(|e| classify(&e))?;
@@ -410,6 +442,23 @@ impl PostgresStore {
         }
     }
 
+    /// Within the open transaction: COPYs the whole batch into the table.
+    /// Fails on the first id already stored (or repeated).
+    async fn copy_direct(
+        &self,
+        client: &deadpool_postgres::Client,
+        cols: &Columns<'_>,
+    ) -> Result<(), tokio_postgres::Error> {
+        let copy = client.prepare_cached(&self.sql.copy_direct).await?;
+        let sink = client.copy_in(&copy).await?;
+        let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &TABLE_TYPES));
+        for i in 0..cols.len() {
+            writer.as_mut().write(&cols.row(i)).await?;
+        }
+        writer.finish().await?;
+        Ok(())
+    }
+
     /// Within the open transaction: COPYs rows `range` of `cols` into the
     /// staging table, then inserts them into the table; returns how many
     /// were inserted.
@@ -423,7 +472,10 @@ impl PostgresStore {
         let sink = client.copy_in(&copy).await?;
         let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &STAGE_TYPES));
         for i in range {
-            writer.as_mut().write(&cols.row(i)).await?;
+            let row = cols.row(i);
+            let staged: [&(dyn ToSql + Sync); 18] =
+                std::array::from_fn(|k| row.get(k).copied().unwrap_or(&cols.ord[i]));
+            writer.as_mut().write(&staged).await?;
         }
         writer.finish().await?;
         let merge = client.prepare_cached(&self.sql.merge).await?;
@@ -562,9 +614,9 @@ fn step(t: &str, from: i32) -> Option<String> {
     }
 }
 
-/// The staging table's column types, in the order of [`Columns::row`].
-const STAGE_TYPES: [Type; 18] = [
-    Type::INT8,
+/// The table's column types, in the order of [`Columns::row`] and of
+/// [`COLUMNS`].
+const TABLE_TYPES: [Type; 17] = [
     Type::TEXT,
     Type::INT8,
     Type::INT4,
@@ -575,7 +627,7 @@ const STAGE_TYPES: [Type; 18] = [
     Type::TEXT,
     Type::INT8,
     Type::TEXT,
-    Type::TEXT,
+    Type::JSONB,
     Type::BYTEA,
     Type::BOOL,
     Type::TEXT,
@@ -584,31 +636,79 @@ const STAGE_TYPES: [Type; 18] = [
     Type::TEXT,
 ];
 
+/// The staging table's column types: the table's, then `ord`.
+const STAGE_TYPES: [Type; 18] = [
+    Type::TEXT,
+    Type::INT8,
+    Type::INT4,
+    Type::INT4,
+    Type::TEXT,
+    Type::INT2,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::JSONB,
+    Type::BYTEA,
+    Type::BOOL,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+];
+
+/// The columns a write sets (`stored_at` takes its default, `now()`).
+const COLUMNS: &str = "id, ts_ms, ts_nanos, ts_offset, timestamp_source, severity, host, app, \
+                       pid, message, fields, raw, raw_utf8, input, format, nul_originals, \
+                       parse_error";
+
 impl WriteSql {
     fn new(t: &str) -> Self {
         // `t` is at most 48 bytes, so the staging table's name stays within 63.
         let stage = format!("ackline_stage_{t}");
         Self {
+            copy_direct: format!("COPY {t} ({COLUMNS}) FROM STDIN (FORMAT binary)"),
             // SET LOCAL: no "already exists, skipping" notice for every batch.
             begin: format!(
                 "BEGIN; SET LOCAL client_min_messages = warning; \
-                 CREATE TEMP TABLE IF NOT EXISTS {stage} (ord int8, id text, ts_ms int8, \
-                 ts_nanos int4, ts_offset int4, src text, sev int2, host text, app text, \
-                 pid int8, msg text, fields text, raw bytea, raw_utf8 bool, input text, \
-                 format text, nul text, perr text) ON COMMIT DELETE ROWS"
+                 CREATE TEMP TABLE IF NOT EXISTS {stage} (id text, ts_ms int8, ts_nanos int4, \
+                 ts_offset int4, timestamp_source text, severity int2, host text, app text, \
+                 pid int8, message text, fields jsonb, raw bytea, raw_utf8 bool, input text, \
+                 format text, nul_originals text, parse_error text, ord int8) \
+                 ON COMMIT DELETE ROWS"
             ),
             copy: format!("COPY {stage} FROM STDIN (FORMAT binary)"),
             merge: format!(
-                "INSERT INTO {t} (id, ts_ms, ts_nanos, ts_offset, timestamp_source, severity, \
-                 host, app, pid, message, fields, raw, raw_utf8, input, format, nul_originals, \
-                 parse_error) \
-                 SELECT id, ts_ms, ts_nanos, ts_offset, src, sev, host, app, pid, msg, \
-                 fields::jsonb, raw, raw_utf8, input, format, nul, perr \
-                 FROM {stage} ORDER BY ord \
+                "INSERT INTO {t} ({COLUMNS}) SELECT {COLUMNS} FROM {stage} ORDER BY ord \
                  ON CONFLICT (id) DO NOTHING"
             ),
         }
     }
+}
+
+/// `fields` as `jsonb` in the binary format: a version byte (1), then the
+/// JSON text. (tokio-postgres encodes `jsonb` only from `serde_json::Value`,
+/// which would parse the text back.)
+#[derive(Debug)]
+struct Jsonb(String);
+
+impl ToSql for Jsonb {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&[1]);
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// The batch as one array per column (rows are read back by index for the COPY).
@@ -625,7 +725,7 @@ struct Columns<'a> {
     app: Vec<Option<Cow<'a, str>>>,
     pid: Vec<Option<i64>>,
     message: Vec<Cow<'a, str>>,
-    fields: Vec<Option<String>>,
+    fields: Vec<Option<Jsonb>>,
     raw: Vec<&'a [u8]>,
     raw_utf8: Vec<bool>,
     input: Vec<Cow<'a, str>>,
@@ -684,7 +784,7 @@ impl<'a> Columns<'a> {
             } else {
                 row::fields_to_json(&r.fields)
             };
-            c.fields.push(fields);
+            c.fields.push(fields.map(Jsonb));
             c.nul_originals.push(if originals.is_empty() {
                 None
             } else {
@@ -708,10 +808,9 @@ impl<'a> Columns<'a> {
         self.id.len()
     }
 
-    /// Row `i` in the staging table's column order ([`STAGE_TYPES`]).
-    fn row(&self, i: usize) -> [&(dyn ToSql + Sync); 18] {
+    /// Row `i` in the table's column order ([`TABLE_TYPES`]).
+    fn row(&self, i: usize) -> [&(dyn ToSql + Sync); 17] {
         [
-            &self.ord[i],
             &self.id[i],
             &self.ts_ms[i],
             &self.ts_nanos[i],
@@ -750,6 +849,12 @@ fn strip_nul(v: &Value) -> Value {
         Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (fix(k), strip_nul(v))).collect()),
         other => other.clone(),
     }
+}
+
+/// 40P01: the server broke a deadlock by failing this transaction.
+fn is_deadlock(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED)
 }
 
 fn is_data_error(e: &tokio_postgres::Error) -> bool {

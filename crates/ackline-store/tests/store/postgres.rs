@@ -60,6 +60,30 @@ async fn pg_overlapping_batches_store_each_id_once() {
     assert_eq!(count(&t).await, 17);
 }
 
+/// The fast path (a plain COPY) fails on the batch's last record, already
+/// stored: the records COPYed before it must not stay, the stored one must
+/// not change, and the batch is written by the idempotent path instead.
+#[tokio::test]
+async fn pg_a_stored_id_at_the_end_of_a_batch_is_a_duplicate_and_the_rest_is_stored_once() {
+    let Some(t) = pg("late_dup").await else {
+        return;
+    };
+    let s = open(&t).await;
+    let first = full("d-9");
+    assert_eq!(s.write_batch(&[first.clone()]).await.unwrap(), report(1, 0));
+    let mut b = batch("d", 0..9);
+    let mut again = full("d-9");
+    again.message = "a different body under the same id".to_owned();
+    b.push(again);
+    assert_eq!(s.write_batch(&b).await.unwrap(), report(9, 1));
+    assert_eq!(count(&t).await, 10);
+    assert_eq!(s.get("d-9").await.unwrap(), Some(first));
+    assert_eq!(s.get(&b[3].id).await.unwrap().as_ref(), Some(&b[3]));
+    // Nothing is left behind in the session's staging table.
+    assert_eq!(s.write_batch(&b).await.unwrap(), report(0, 10));
+    assert_eq!(count(&t).await, 10);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_concurrent_overlapping_writers_store_each_id_once() {
     let Some(t) = pg("concurrent").await else {
