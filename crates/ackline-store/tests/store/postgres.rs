@@ -311,16 +311,67 @@ async fn pg_migrates_a_version_1_table() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(v, 2);
-    let idx: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_indexes WHERE indexname = $1",
-            &[&format!("{}_app_ts", t.table)],
+    assert_eq!(v, 3);
+    let idx: Vec<String> = client
+        .query(
+            "SELECT indexname FROM pg_indexes WHERE tablename = $1 ORDER BY indexname",
+            &[&t.table],
         )
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(idx, 1);
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        idx,
+        [format!("{}_pkey", t.table), format!("{}_ts", t.table)]
+    );
+}
+
+#[tokio::test]
+async fn pg_migrates_a_version_2_table_and_keeps_an_operators_index() {
+    let Some(t) = pg("migrate2").await else {
+        return;
+    };
+    let tb = &t.table;
+    let client = t.client().await;
+    client.batch_execute(&v1(tb)).await.unwrap();
+    // Version 2 as that release left it, plus an index an operator added.
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE {tb} ADD COLUMN parse_error text;
+             CREATE INDEX {tb}_app_ts ON {tb} (app, ts_ms);
+             CREATE INDEX {tb}_by_input ON {tb} (input);
+             UPDATE ackline_schema_version SET version = 2 WHERE table_name = '{tb}';"
+        ))
+        .await
+        .unwrap();
+    let s = open(&t).await;
+    assert_eq!(s.get("old-1").await.unwrap().unwrap().message, "from v1");
+    assert_eq!(
+        s.write_batch(&[minimal("old-1"), full("new-2")])
+            .await
+            .unwrap(),
+        report(1, 1)
+    );
+    let idx: Vec<String> = client
+        .query(
+            "SELECT indexname FROM pg_indexes WHERE tablename = $1 ORDER BY indexname",
+            &[tb],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        idx,
+        [
+            format!("{tb}_by_input"),
+            format!("{tb}_pkey"),
+            format!("{tb}_ts")
+        ]
+    );
 }
 
 #[tokio::test]
@@ -330,7 +381,7 @@ async fn pg_refuses_a_newer_schema_and_foreign_tables() {
     t.client()
         .await
         .execute(
-            "UPDATE ackline_schema_version SET version = 3 WHERE table_name = $1",
+            "UPDATE ackline_schema_version SET version = 4 WHERE table_name = $1",
             &[&t.table],
         )
         .await
