@@ -10,7 +10,9 @@
 //! into a table of the same layout and indexes (no staging, no conflict
 //! check: the floor of any idempotent write), with 1 and 4 concurrent
 //! writers (the store's pool, one connection each for the bare COPY), in
-//! alternation within one run.
+//! alternating rounds rather than criterion groups (see `postgres_vs_copy`);
+//! `-- postgres` skips the SQLite groups, `ACKLINE_BENCH_PG_ROUNDS` sets the
+//! rounds.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::sync::Arc;
@@ -142,7 +144,7 @@ fn stores(c: &mut Criterion) {
     });
     match stores {
         Ok(pg) => {
-            postgres_vs_copy(c, &rt, &pg, &url, &bare_table, &templates);
+            postgres_vs_copy(&rt, &pg, &url, &bare_table, &templates);
             rt.block_on(async {
                 let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
                     .await
@@ -238,10 +240,29 @@ async fn bare_copy(client: &tokio_postgres::Client, table: &str, batch: &[Record
     assert_eq!(w.finish().await.unwrap(), batch.len() as u64);
 }
 
+/// What one timed slice of the PostgreSQL comparison writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PgVariant {
+    /// An autocommitted binary COPY per batch (no staging, no conflict check).
+    BareCopy,
+    /// `PostgresStore::write_batch`, every id new.
+    Store,
+    /// `PostgresStore::write_batch`, each batch's last record a repeat of its first: the
+    /// fast path (a plain COPY) fails at the end and the staged, idempotent path writes the
+    /// batch (the cost of a batch holding a redelivered record).
+    StoreRedelivery,
+}
+
 /// The store beside a bare COPY of the same records at batch 1000, with 1
-/// and 4 concurrent writers each.
+/// and 4 concurrent writers, in alternating rounds (each round times every
+/// variant once, `PG_BATCHES` batches per writer), so every variant sees the
+/// same load from whatever else runs on the machine. Not a criterion group:
+/// criterion times one benchmark after the other, minutes apart, and on a
+/// shared machine the load moves more than the difference measured. Prints
+/// records/s per round and the median and range of each variant, and of the
+/// store's share of the bare COPY's rate (the median of per-round ratios).
+/// `ACKLINE_BENCH_PG_ROUNDS` rounds (default 7).
 fn postgres_vs_copy(
-    c: &mut Criterion,
     rt: &tokio::runtime::Runtime,
     store: &PostgresStore,
     url: &str,
@@ -249,6 +270,11 @@ fn postgres_vs_copy(
     templates: &[Record],
 ) {
     const BATCH: usize = 1000;
+    const PG_BATCHES: usize = 40;
+    let rounds: usize = std::env::var("ACKLINE_BENCH_PG_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7);
     let next = AtomicU64::new(0);
     let clients: Vec<Arc<tokio_postgres::Client>> = rt.block_on(async {
         let mut out = Vec::new();
@@ -261,47 +287,105 @@ fn postgres_vs_copy(
         }
         out
     });
-    let mut g = c.benchmark_group("postgres_batch_1000");
-    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    let variants = [
+        PgVariant::BareCopy,
+        PgVariant::Store,
+        PgVariant::StoreRedelivery,
+    ];
+    println!(
+        "postgres, batch {BATCH}, {PG_BATCHES} batches per writer per slice, {rounds} rounds \
+         (records/s: bare COPY | store | store, a redelivered record per batch)"
+    );
     for writers in [1usize, 4] {
-        g.throughput(Throughput::Elements((BATCH * writers) as u64));
-        // Alternate the two within each writer count, so both see the same load.
-        for what in ["bare_copy", "store"] {
-            let id = BenchmarkId::new(what, format!("{writers}w"));
-            g.bench_function(id, |b| {
-                b.iter_custom(|iters| {
-                    let per_writer: Vec<Vec<Vec<Record>>> = (0..writers)
-                        .map(|_| (0..iters).map(|_| fresh(templates, &next, BATCH)).collect())
-                        .collect();
-                    let start = Instant::now();
-                    rt.block_on(async {
-                        let mut tasks = Vec::new();
-                        for (w, batches) in per_writer.into_iter().enumerate() {
-                            let store = store.clone();
-                            let client = clients[w].clone();
-                            let table = bare_table.to_owned();
-                            let bare = what == "bare_copy";
-                            tasks.push(tokio::spawn(async move {
-                                for batch in &batches {
-                                    if bare {
-                                        bare_copy(&client, &table, batch).await;
-                                    } else {
-                                        let r = store.write_batch(batch).await.unwrap();
-                                        assert_eq!(r.inserted, batch.len());
-                                    }
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+        for round in 0..rounds {
+            // Rotate the order each round, so none always runs first.
+            for k in 0..variants.len() {
+                let v = (k + round) % variants.len();
+                let what = variants[v];
+                let per_writer: Vec<Vec<Vec<Record>>> = (0..writers)
+                    .map(|_| {
+                        (0..PG_BATCHES)
+                            .map(|_| {
+                                let mut b = fresh(templates, &next, BATCH);
+                                if what == PgVariant::StoreRedelivery {
+                                    b[BATCH - 1] = b[0].clone();
                                 }
-                            }));
-                        }
-                        for t in tasks {
-                            t.await.unwrap();
-                        }
-                    });
-                    start.elapsed()
+                                b
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let start = Instant::now();
+                rt.block_on(async {
+                    let mut tasks = Vec::new();
+                    for (w, batches) in per_writer.into_iter().enumerate() {
+                        let store = store.clone();
+                        let client = clients[w].clone();
+                        let table = bare_table.to_owned();
+                        let dups = usize::from(what == PgVariant::StoreRedelivery);
+                        tasks.push(tokio::spawn(async move {
+                            for batch in &batches {
+                                if what == PgVariant::BareCopy {
+                                    bare_copy(&client, &table, batch).await;
+                                } else {
+                                    let r = store.write_batch(batch).await.unwrap();
+                                    assert_eq!(r.duplicates, dups);
+                                    assert_eq!(r.inserted, batch.len() - dups);
+                                }
+                            }
+                        }));
+                    }
+                    for t in tasks {
+                        t.await.unwrap();
+                    }
                 });
-            });
+                let secs = start.elapsed().as_secs_f64();
+                rates[v].push((writers * PG_BATCHES * BATCH) as f64 / secs);
+            }
+            println!(
+                "  {writers} writer(s), round {}: {:>8.0} | {:>8.0} | {:>8.0}",
+                round + 1,
+                rates[0][round],
+                rates[1][round],
+                rates[2][round]
+            );
         }
+        let ratios: Vec<f64> = rates[1].iter().zip(&rates[0]).map(|(s, b)| s / b).collect();
+        for (name, r) in [
+            ("bare COPY", &rates[0]),
+            ("store", &rates[1]),
+            ("store, redelivery", &rates[2]),
+        ] {
+            let (med, lo, hi) = median_range(r);
+            println!(
+                "  {writers} writer(s) {name:<18} median {med:>8.0} records/s (range {lo:.0}-{hi:.0})"
+            );
+        }
+        let (med, lo, hi) = median_range(&ratios);
+        println!(
+            "  {writers} writer(s) store / bare COPY: median {:.0}% (range {:.0}-{:.0}%)",
+            med * 100.0,
+            lo * 100.0,
+            hi * 100.0
+        );
     }
-    g.finish();
+}
+
+/// The median, lowest and highest of `v`.
+fn median_range(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n == 0 {
+        return (0.0, 0.0, 0.0);
+    }
+    let med = if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    };
+    (med, s[0], s[n - 1])
 }
 
 criterion_group!(benches, stores);
