@@ -136,21 +136,28 @@ fn stores(c: &mut Criterion) {
         table: bare_table.clone(),
         ..Default::default()
     };
+    // Each variant writes its own table, so all three grow alike (a bigger index is a slower one).
+    let redelivery_table = format!("bench_redelivery_{}", std::process::id());
+    let redelivery_opts = StoreOptions {
+        table: redelivery_table.clone(),
+        ..Default::default()
+    };
     let stores = rt.block_on(async {
         let pg = PostgresStore::connect(&url, &opts).await?;
+        let redelivery = PostgresStore::connect(&url, &redelivery_opts).await?;
         // Creates the bare COPY's table with the store's layout and indexes.
         PostgresStore::connect(&url, &bare_opts).await?;
-        Ok::<_, ackline_store::StoreError>(pg)
+        Ok::<_, ackline_store::StoreError>((pg, redelivery))
     });
     match stores {
-        Ok(pg) => {
-            postgres_vs_copy(&rt, &pg, &url, &bare_table, &templates);
+        Ok((pg, redelivery)) => {
+            postgres_vs_copy(&rt, [&pg, &redelivery], &url, &bare_table, &templates);
             rt.block_on(async {
                 let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
                     .await
                     .unwrap();
                 tokio::spawn(conn);
-                for t in [&table, &bare_table] {
+                for t in [&table, &bare_table, &redelivery_table] {
                     client
                         .batch_execute(&format!("DROP TABLE {t}"))
                         .await
@@ -264,7 +271,7 @@ enum PgVariant {
 /// `ACKLINE_BENCH_PG_ROUNDS` rounds (default 7).
 fn postgres_vs_copy(
     rt: &tokio::runtime::Runtime,
-    store: &PostgresStore,
+    [store, redelivery_store]: [&PostgresStore; 2],
     url: &str,
     bare_table: &str,
     templates: &[Record],
@@ -320,7 +327,11 @@ fn postgres_vs_copy(
                 rt.block_on(async {
                     let mut tasks = Vec::new();
                     for (w, batches) in per_writer.into_iter().enumerate() {
-                        let store = store.clone();
+                        let store = if what == PgVariant::StoreRedelivery {
+                            redelivery_store.clone()
+                        } else {
+                            store.clone()
+                        };
                         let client = clients[w].clone();
                         let table = bare_table.to_owned();
                         let dups = usize::from(what == PgVariant::StoreRedelivery);

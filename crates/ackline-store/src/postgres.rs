@@ -3,12 +3,13 @@
 //!
 //! Invariants:
 //! - **One batch, one transaction, written with binary COPY**. First the
-//!   fast path: `BEGIN; COPY <table> FROM STDIN (FORMAT binary); COMMIT`.
+//!   fast path: one `COPY <table> FROM STDIN (FORMAT binary)`, a statement
+//!   and so a transaction of its own (no `BEGIN`/`COMMIT` round trips).
 //!   COPY has no `ON CONFLICT`, so it succeeds only when every id of the
 //!   batch is new (the common case: first deliveries), and then all were
 //!   inserted. When it fails because an id is already stored or repeats in
 //!   the batch (SQLSTATE 23505), on a deadlock with a concurrent writer of the
-//!   same ids (40P01), or on any data error, the transaction is rolled back
+//!   same ids (40P01), or on any data error, its transaction is aborted
 //!   (nothing of it stays visible; the aborted rows are dead tuples that
 //!   vacuum reclaims) and the batch is written by the idempotent path: COPY
 //!   into a temporary table of the session (`ackline_stage_<table>`,
@@ -382,16 +383,10 @@ impl PostgresStore {
         }
         let client = Conn::get(&self.pool).await?;
         let cols = Columns::new(batch);
-        client
-            .batch_execute("BEGIN")
-            .await
-            .map_err(|e| classify(&e))?;
+        // One statement, its own transaction: committed (durably) when the COPY returns, or
+        // not at all.
         match self.copy_direct(&client, &cols).await {
             Ok(()) => {
-                client
-                    .batch_execute("COMMIT")
-                    .await
-                    .map_err(|e| classify(&e))?;
                 client.healthy();
                 return Ok(WriteReport {
                     inserted: batch.len(),
@@ -400,12 +395,7 @@ impl PostgresStore {
             }
             // A stored or repeated id, a deadlock with a writer of the same ids, or a record
             // the server refuses: nothing of the transaction stays; the idempotent path sorts it out.
-            Err(e) if is_data_error(&e) || is_deadlock(&e) => {
-                client
-                    .batch_execute("ROLLBACK")
-                    .await
-                    .map_err(|e| classify(&e))?;
-            }
+            Err(e) if is_data_error(&e) || is_deadlock(&e) => {}
             Err(e) => return Err(classify(&e)),
         }
         client
@@ -450,8 +440,8 @@ impl PostgresStore {
         }
     }
 
-    /// Within the open transaction: COPYs the whole batch into the table.
-    /// Fails on the first id already stored (or repeated).
+    /// COPYs the whole batch into the table, as one autocommitted statement.
+    /// Fails on the first id already stored (or repeated), committing nothing.
     async fn copy_direct(
         &self,
         client: &deadpool_postgres::Client,
