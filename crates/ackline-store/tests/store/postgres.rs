@@ -70,7 +70,10 @@ async fn pg_a_stored_id_at_the_end_of_a_batch_is_a_duplicate_and_the_rest_is_sto
     };
     let s = open(&t).await;
     let first = full("d-9");
-    assert_eq!(s.write_batch(&[first.clone()]).await.unwrap(), report(1, 0));
+    assert_eq!(
+        s.write_batch(std::slice::from_ref(&first)).await.unwrap(),
+        report(1, 0)
+    );
     let mut b = batch("d", 0..9);
     let mut again = full("d-9");
     again.message = "a different body under the same id".to_owned();
