@@ -19,10 +19,10 @@
 //!   NOTHING`, in batch order, whose row count is the number inserted; the
 //!   rest are duplicates (ids already stored, or earlier in the batch). The
 //!   staging table is never WAL-logged and is empty after every commit or
-//!   rollback. Sessions set `synchronous_commit=on`, so `COMMIT` returns once
-//!   the batch is durable (WAL flushed). It needs the `TEMPORARY` privilege
-//!   on the database (granted to `PUBLIC` by default) only when the fast
-//!   path fails.
+//!   rollback. Sessions set `synchronous_commit=on`, so the fast path's COPY,
+//!   or the staged path's `COMMIT`, returns only once the batch is durable
+//!   (WAL flushed). The staged path needs the `TEMPORARY` privilege on the
+//!   database (granted to `PUBLIC` by default).
 //! - **Several workers, several connections**: each `write_batch` takes its
 //!   own connection from the pool ([`StoreOptions::pool_size`], default 4)
 //!   for the whole transaction, so concurrent workers (tasks sharing one
@@ -33,10 +33,9 @@
 //!   `INSERT` fails with a data error (SQLSTATE class 22 data exception, 23
 //!   integrity, 54 program limit: e.g. a NUL in an id, an id too long for the
 //!   index) on the idempotent path, the transaction is rolled back, so nothing
-//!   was committed; halves
-//!   of the batch are then staged and inserted in transactions that are
-//!   always rolled back, until one record fails alone (⌈log₂ n⌉ + 1 rounds,
-//!   only on this rare path). That index is returned as `Rejected`; if no
+//!   was committed; halves of the batch are then staged and inserted in
+//!   transactions that are always rolled back, until one record fails alone
+//!   (⌈log₂ n⌉ + 1 rounds, only on this rare path). That index is returned as `Rejected`; if no
 //!   single record fails alone the original error is `Fatal`.
 //! - **NUL bytes**: PostgreSQL `text` and `jsonb` cannot hold U+0000. The raw
 //!   line is always stored as `bytea` (`raw`, with `raw_utf8` saying whether
@@ -386,11 +385,12 @@ impl PostgresStore {
         // One statement, its own transaction: committed (durably) when the COPY returns, or
         // not at all.
         match self.copy_direct(&client, &cols).await {
-            Ok(()) => {
+            Ok(n) => {
                 client.healthy();
+                let inserted = usize::try_from(n).unwrap_or(batch.len()).min(batch.len());
                 return Ok(WriteReport {
-                    inserted: batch.len(),
-                    duplicates: 0,
+                    inserted,
+                    duplicates: batch.len() - inserted,
                 });
             }
             // A stored or repeated id, a deadlock with a writer of the same ids, or a record
@@ -440,21 +440,21 @@ impl PostgresStore {
         }
     }
 
-    /// COPYs the whole batch into the table, as one autocommitted statement.
-    /// Fails on the first id already stored (or repeated), committing nothing.
+    /// COPYs the whole batch into the table, as one autocommitted statement;
+    /// returns the rows copied. Fails on the first id already stored (or
+    /// repeated), committing nothing.
     async fn copy_direct(
         &self,
         client: &deadpool_postgres::Client,
         cols: &Columns<'_>,
-    ) -> Result<(), tokio_postgres::Error> {
+    ) -> Result<u64, tokio_postgres::Error> {
         let copy = client.prepare_cached(&self.sql.copy_direct).await?;
         let sink = client.copy_in(&copy).await?;
         let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &TABLE_TYPES));
         for i in 0..cols.len() {
             writer.as_mut().write(&cols.row(i)).await?;
         }
-        writer.finish().await?;
-        Ok(())
+        writer.finish().await
     }
 
     /// Within the open transaction: COPYs rows `range` of `cols` into the
