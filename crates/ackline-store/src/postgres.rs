@@ -381,10 +381,9 @@ impl PostgresStore {
             return Ok(WriteReport::default());
         }
         let client = Conn::get(&self.pool).await?;
-        let cols = Columns::new(batch);
         // One statement, its own transaction: committed (durably) when the COPY returns, or
         // not at all.
-        match self.copy_direct(&client, &cols).await {
+        match self.copy_direct(&client, batch).await {
             Ok(n) => {
                 client.healthy();
                 let inserted = usize::try_from(n).unwrap_or(batch.len()).min(batch.len());
@@ -402,7 +401,7 @@ impl PostgresStore {
             .batch_execute(&self.sql.begin)
             .await
             .map_err(|e| classify(&e))?;
-        match self.stage_and_insert(&client, &cols, 0..batch.len()).await {
+        match self.stage_and_insert(&client, batch, 0).await {
             Ok(n) => {
                 client
                     .batch_execute("COMMIT")
@@ -420,7 +419,7 @@ impl PostgresStore {
                     .batch_execute("ROLLBACK")
                     .await
                     .map_err(|e| classify(&e))?;
-                let found = self.bisect(&client, &cols).await?;
+                let found = self.bisect(&client, batch).await?;
                 client.healthy();
                 match found {
                     Some((index, reason)) => Err(StoreError::Rejected {
@@ -446,33 +445,35 @@ impl PostgresStore {
     async fn copy_direct(
         &self,
         client: &deadpool_postgres::Client,
-        cols: &Columns<'_>,
+        batch: &[Record],
     ) -> Result<u64, tokio_postgres::Error> {
         let copy = client.prepare_cached(&self.sql.copy_direct).await?;
         let sink = client.copy_in(&copy).await?;
         let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &TABLE_TYPES));
-        for i in 0..cols.len() {
-            writer.as_mut().write(&cols.row(i)).await?;
+        for r in batch {
+            writer.as_mut().write(&Row::new(r).values()).await?;
         }
         writer.finish().await
     }
 
-    /// Within the open transaction: COPYs rows `range` of `cols` into the
-    /// staging table, then inserts them into the table; returns how many
-    /// were inserted.
+    /// Within the open transaction: COPYs `part` (whose first record is
+    /// number `first` of the batch) into the staging table, then inserts it
+    /// into the table in batch order; returns how many were inserted.
     async fn stage_and_insert(
         &self,
         client: &deadpool_postgres::Client,
-        cols: &Columns<'_>,
-        range: Range<usize>,
+        part: &[Record],
+        first: usize,
     ) -> Result<u64, tokio_postgres::Error> {
         let copy = client.prepare_cached(&self.sql.copy).await?;
         let sink = client.copy_in(&copy).await?;
         let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &STAGE_TYPES));
-        for i in range {
-            let row = cols.row(i);
+        for (ord, r) in (0i64..).zip(part) {
+            let row = Row::new(r);
+            let values = row.values();
+            let ord = i64::try_from(first).unwrap_or(i64::MAX).saturating_add(ord);
             let staged: [&(dyn ToSql + Sync); 18] =
-                std::array::from_fn(|k| row.get(k).copied().unwrap_or(&cols.ord[i]));
+                std::array::from_fn(|k| values.get(k).copied().unwrap_or(&ord));
             writer.as_mut().write(&staged).await?;
         }
         writer.finish().await?;
@@ -485,19 +486,23 @@ impl PostgresStore {
     async fn bisect(
         &self,
         client: &deadpool_postgres::Client,
-        cols: &Columns<'_>,
+        batch: &[Record],
     ) -> Result<Option<(usize, String)>, StoreError> {
-        let (mut lo, mut hi) = (0, cols.len());
+        let (mut lo, mut hi) = (0, batch.len());
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
-            if self.try_rolled_back(client, cols, lo..mid).await?.is_some() {
+            if self
+                .try_rolled_back(client, batch, lo..mid)
+                .await?
+                .is_some()
+            {
                 hi = mid;
             } else {
                 lo = mid;
             }
         }
         Ok(self
-            .try_rolled_back(client, cols, lo..hi)
+            .try_rolled_back(client, batch, lo..hi)
             .await?
             .map(|reason| (lo, reason)))
     }
@@ -507,14 +512,16 @@ impl PostgresStore {
     async fn try_rolled_back(
         &self,
         client: &deadpool_postgres::Client,
-        cols: &Columns<'_>,
+        batch: &[Record],
         range: Range<usize>,
     ) -> Result<Option<String>, StoreError> {
         client
             .batch_execute(&self.sql.begin)
             .await
             .map_err(|e| classify(&e))?;
-        let result = self.stage_and_insert(client, cols, range).await;
+        let first = range.start;
+        let part = batch.get(range).unwrap_or_default();
+        let result = self.stage_and_insert(client, part, first).await;
         client
             .batch_execute("ROLLBACK")
             .await
@@ -614,7 +621,7 @@ fn step(t: &str, from: i32) -> Option<String> {
     }
 }
 
-/// The table's column types, in the order of [`Columns::row`] and of
+/// The table's column types, in the order of [`Row::values`] and of
 /// [`COLUMNS`].
 const TABLE_TYPES: [Type; 17] = [
     Type::TEXT,
@@ -711,123 +718,100 @@ impl ToSql for Jsonb {
     tokio_postgres::types::to_sql_checked!();
 }
 
-/// The batch as one array per column (rows are read back by index for the COPY).
-struct Columns<'a> {
-    /// The index in the batch: the staging table's order.
-    ord: Vec<i64>,
-    id: Vec<&'a str>,
-    ts_ms: Vec<i64>,
-    ts_nanos: Vec<i32>,
-    ts_offset: Vec<i32>,
-    source: Vec<&'static str>,
-    severity: Vec<Option<i16>>,
-    host: Vec<Option<Cow<'a, str>>>,
-    app: Vec<Option<Cow<'a, str>>>,
-    pid: Vec<Option<i64>>,
-    message: Vec<Cow<'a, str>>,
-    fields: Vec<Option<Jsonb>>,
-    raw: Vec<&'a [u8]>,
-    raw_utf8: Vec<bool>,
-    input: Vec<Cow<'a, str>>,
-    format: Vec<&'static str>,
-    nul_originals: Vec<Option<String>>,
-    parse_error: Vec<Option<Cow<'a, str>>>,
+/// One record's column values, encoded while the COPY streams (so the
+/// client's encoding overlaps the server's work instead of preceding it).
+struct Row<'a> {
+    id: &'a str,
+    ts_ms: i64,
+    ts_nanos: i32,
+    ts_offset: i32,
+    source: &'static str,
+    severity: Option<i16>,
+    host: Option<Cow<'a, str>>,
+    app: Option<Cow<'a, str>>,
+    pid: Option<i64>,
+    message: Cow<'a, str>,
+    fields: Option<Jsonb>,
+    raw: &'a [u8],
+    raw_utf8: bool,
+    input: Cow<'a, str>,
+    format: &'static str,
+    nul_originals: Option<String>,
+    parse_error: Option<Cow<'a, str>>,
 }
 
-impl<'a> Columns<'a> {
-    fn new(batch: &'a [Record]) -> Self {
-        let n = batch.len();
-        let mut c = Columns {
-            ord: (0..).take(n).collect(),
-            id: Vec::with_capacity(n),
-            ts_ms: Vec::with_capacity(n),
-            ts_nanos: Vec::with_capacity(n),
-            ts_offset: Vec::with_capacity(n),
-            source: Vec::with_capacity(n),
-            severity: Vec::with_capacity(n),
-            host: Vec::with_capacity(n),
-            app: Vec::with_capacity(n),
-            pid: Vec::with_capacity(n),
-            message: Vec::with_capacity(n),
-            fields: Vec::with_capacity(n),
-            raw: Vec::with_capacity(n),
-            raw_utf8: Vec::with_capacity(n),
-            input: Vec::with_capacity(n),
-            format: Vec::with_capacity(n),
-            nul_originals: Vec::with_capacity(n),
-            parse_error: Vec::with_capacity(n),
-        };
-        for r in batch {
-            let (ms, nanos, offset) = row::ts_parts(&r.timestamp);
-            let mut originals = Map::new();
-            let mut text = |name: &str, s: &'a str| -> Cow<'a, str> {
-                if s.contains('\0') {
-                    originals.insert(name.to_owned(), Value::String(s.to_owned()));
-                    Cow::Owned(s.replace('\0', "\u{FFFD}"))
-                } else {
-                    Cow::Borrowed(s)
-                }
-            };
-            c.input.push(text("input", &r.input));
-            c.host.push(r.host.as_deref().map(|s| text("host", s)));
-            c.app.push(r.app.as_deref().map(|s| text("app", s)));
-            c.message.push(text("message", &r.message));
-            c.parse_error
-                .push(r.parse_error.as_deref().map(|s| text("parse_error", s)));
-            let fields = if r.fields.is_empty() {
-                None
-            } else if r.fields.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
-                let original = Value::Object(r.fields.clone().into_iter().collect());
-                let clean = strip_nul(&original);
-                originals.insert("fields".to_owned(), original);
-                serde_json::to_string(&clean).ok()
+impl<'a> Row<'a> {
+    fn new(r: &'a Record) -> Self {
+        let (ts_ms, ts_nanos, ts_offset) = row::ts_parts(&r.timestamp);
+        let mut originals = Map::new();
+        let mut text = |name: &str, s: &'a str| -> Cow<'a, str> {
+            if s.contains('\0') {
+                originals.insert(name.to_owned(), Value::String(s.to_owned()));
+                Cow::Owned(s.replace('\0', "\u{FFFD}"))
             } else {
-                row::fields_to_json(&r.fields)
-            };
-            c.fields.push(fields.map(Jsonb));
-            c.nul_originals.push(if originals.is_empty() {
+                Cow::Borrowed(s)
+            }
+        };
+        let input = text("input", &r.input);
+        let host = r.host.as_deref().map(|s| text("host", s));
+        let app = r.app.as_deref().map(|s| text("app", s));
+        let message = text("message", &r.message);
+        let parse_error = r.parse_error.as_deref().map(|s| text("parse_error", s));
+        let fields = if r.fields.is_empty() {
+            None
+        } else if r.fields.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
+            let original = Value::Object(r.fields.clone().into_iter().collect());
+            let clean = strip_nul(&original);
+            originals.insert("fields".to_owned(), original);
+            serde_json::to_string(&clean).ok()
+        } else {
+            row::fields_to_json(&r.fields)
+        };
+        Row {
+            id: &r.id,
+            ts_ms,
+            ts_nanos,
+            ts_offset,
+            source: row::ts_source_name(r.timestamp_source),
+            severity: r.severity.map(|s| i16::from(s.code())),
+            host,
+            app,
+            pid: row::pid_to_sql(r.pid),
+            message,
+            fields: fields.map(Jsonb),
+            raw: r.raw.as_bytes(),
+            raw_utf8: r.raw.is_utf8(),
+            input,
+            format: r.format.name(),
+            nul_originals: if originals.is_empty() {
                 None
             } else {
                 serde_json::to_string(&originals).ok()
-            });
-            c.id.push(&r.id);
-            c.ts_ms.push(ms);
-            c.ts_nanos.push(nanos);
-            c.ts_offset.push(offset);
-            c.source.push(row::ts_source_name(r.timestamp_source));
-            c.severity.push(r.severity.map(|s| i16::from(s.code())));
-            c.pid.push(row::pid_to_sql(r.pid));
-            c.raw.push(r.raw.as_bytes());
-            c.raw_utf8.push(r.raw.is_utf8());
-            c.format.push(r.format.name());
+            },
+            parse_error,
         }
-        c
     }
 
-    fn len(&self) -> usize {
-        self.id.len()
-    }
-
-    /// Row `i` in the table's column order ([`TABLE_TYPES`]).
-    fn row(&self, i: usize) -> [&(dyn ToSql + Sync); 17] {
+    /// The values in the table's column order ([`TABLE_TYPES`]).
+    fn values(&self) -> [&(dyn ToSql + Sync); 17] {
         [
-            &self.id[i],
-            &self.ts_ms[i],
-            &self.ts_nanos[i],
-            &self.ts_offset[i],
-            &self.source[i],
-            &self.severity[i],
-            &self.host[i],
-            &self.app[i],
-            &self.pid[i],
-            &self.message[i],
-            &self.fields[i],
-            &self.raw[i],
-            &self.raw_utf8[i],
-            &self.input[i],
-            &self.format[i],
-            &self.nul_originals[i],
-            &self.parse_error[i],
+            &self.id,
+            &self.ts_ms,
+            &self.ts_nanos,
+            &self.ts_offset,
+            &self.source,
+            &self.severity,
+            &self.host,
+            &self.app,
+            &self.pid,
+            &self.message,
+            &self.fields,
+            &self.raw,
+            &self.raw_utf8,
+            &self.input,
+            &self.format,
+            &self.nul_originals,
+            &self.parse_error,
         ]
     }
 }
