@@ -7,30 +7,37 @@
 
 use std::sync::Arc;
 
-use ackline_parse::{Format, FormatChoice, LineContext, Parser, ParserConfig, YearRule};
+use ackline_parse::{Format, FormatChoice, LineContext, Parser, ParserConfig, YearRule, Zone};
 use chrono::{DateTime, Utc};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    // The first byte picks the configuration; the rest is the line.
-    let Some((&selector, line)) = data.split_first() else {
+    // The first two bytes pick the configuration; the rest is the line.
+    let Some((&[selector, pick], line)) = data.split_first_chunk::<2>() else {
         return;
     };
     let formats = Format::ALL;
-    let choice = match usize::from(selector & 0x1f) {
+    let choice = match usize::from(pick) % (formats.len() + 1) {
         i if i < formats.len() => FormatChoice::Fixed(formats[i]),
         _ => FormatChoice::Auto,
     };
     let strict = selector & 0x20 != 0;
-    let year_rule = if selector & 0x40 != 0 {
-        YearRule::Fixed(1970)
+    let year_rule = match (selector & 0x40 != 0, selector & 0x10 != 0) {
+        (true, _) => YearRule::Fixed(1970),
+        (false, true) => YearRule::FileMtime,
+        (false, false) => YearRule::Infer,
+    };
+    // An IANA zone with DST (and a southern-hemisphere calendar) or UTC.
+    let timezone = if selector & 0x08 != 0 {
+        "America/Santiago".parse().unwrap_or_default()
     } else {
-        YearRule::Infer
+        Zone::utc()
     };
     let parser = Parser::new(ParserConfig {
         format: choice,
         strict,
         year_rule,
+        timezone,
         max_json_depth: 32,
         ..ParserConfig::default()
     });
@@ -43,6 +50,7 @@ fuzz_target!(|data: &[u8]| {
         id: "fuzz".to_string(),
         input: Arc::from("fuzz"),
         ingest_time,
+        file_mtime: (selector & 0x04 != 0).then_some(ingest_time),
     };
     match parser.parse(line, &ctx) {
         Ok(record) => {

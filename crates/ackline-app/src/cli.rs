@@ -17,7 +17,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::config::defs::{
-    BROKER_ALLOW_VOLATILE, BROKER_TLS_CA_FILE, BROKER_URL, QUEUE_NAME, RETRY_MAX_ATTEMPTS,
+    BROKER_ALLOW_VOLATILE, BROKER_TLS_CA_FILE, BROKER_URL, CONSOLE_LISTEN, QUEUE_NAME,
+    RETRY_MAX_ATTEMPTS,
 };
 use crate::config::flags::KeyArg as _;
 use crate::config::key::Cmd;
@@ -122,6 +123,8 @@ pub struct RunArgs {
     /// Read the inputs to their current end, drain the queue, and exit 0
     #[arg(long)]
     pub once: bool,
+    #[arg(config_key = (&CONSOLE_LISTEN, Cmd::Run))]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Args)]

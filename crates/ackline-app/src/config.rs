@@ -94,6 +94,10 @@ pub struct Config {
     pub start_at: StartAt,
     /// How often files are checked for new lines.
     pub poll_interval: Duration,
+    /// How file inputs group lines into records.
+    pub multiline: ackline_parse::Multiline,
+    /// How long a file's last multi-line record waits for more lines.
+    pub multiline_timeout: Duration,
     /// The queue's name.
     pub queue: String,
     /// The queue's options (fsync, max attempts).
@@ -121,6 +125,8 @@ pub struct Config {
     pub broker_credentials: Option<String>,
     /// `run` and `work`: where the worker metrics are served, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// `run`: where the web console is served, if anywhere.
+    pub console_listen: Option<SocketAddr>,
 }
 
 /// A broker to work from or relay to (`broker.url`). Displayed without its password.
@@ -437,8 +443,12 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
     let stdin = l.value(&INPUT_STDIN)?;
     let format = l.value(&INPUT_FORMAT)?;
     let strict = l.value(&INPUT_STRICT)?;
+    let year_rule = l.value(&INPUT_YEAR)?;
+    let timezone = l.value(&INPUT_TIMEZONE)?;
     let start_at = l.value(&INPUT_START_AT)?;
     let poll_interval = l.value(&INPUT_POLL_INTERVAL)?;
+    let multiline = l.value(&INPUT_MULTILINE)?;
+    let multiline_timeout = l.value(&INPUT_MULTILINE_TIMEOUT)?;
     let queue = l.value(&QUEUE_NAME)?;
     let fsync = l.value(&QUEUE_FSYNC)?;
     let workers = l.value(&WORKER_WORKERS)?;
@@ -487,6 +497,7 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
     }
     let broker = l.get(&BROKER_URL)?;
     let metrics_listen = l.get(&METRICS_LISTEN)?;
+    let console_listen = l.get(&CONSOLE_LISTEN)?;
     let broker_tls_ca = l.get(&BROKER_TLS_CA_FILE)?;
     let broker_allow_volatile = l.value(&BROKER_ALLOW_VOLATILE)?;
     let broker_credentials = l.get(&BROKER_CREDENTIALS_FILE)?;
@@ -519,6 +530,13 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
                 .into(),
         ));
     }
+    if console_listen.is_some_and(|a| !a.ip().is_loopback()) && tokens.is_empty() {
+        return Err(l.reject(
+            &CONSOLE_LISTEN,
+            "a loopback address unless server.tokens is set (no anonymous access from the network)"
+                .into(),
+        ));
+    }
     let d = WorkerConfig::default();
     Ok(Config {
         data_dir: data_dir.to_path_buf(),
@@ -528,10 +546,14 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         parser: ParserConfig {
             format,
             strict,
+            year_rule,
+            timezone,
             ..ParserConfig::default()
         },
         start_at,
         poll_interval,
+        multiline,
+        multiline_timeout,
         queue,
         queue_options: QueueOptions {
             fsync,
@@ -573,6 +595,7 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         broker_allow_volatile,
         broker_credentials,
         metrics_listen,
+        console_listen,
     })
 }
 
@@ -662,6 +685,70 @@ mod tests {
         };
         let c = load(dir.path(), Some(&f), &flags, &e).unwrap();
         assert_eq!(c.worker.workers, 7);
+    }
+
+    /// `input.year` and `input.timezone` reach the parser from the file, the environment and
+    /// the flags; bad values are refused with the expectation.
+    #[test]
+    fn year_and_timezone() {
+        use ackline_parse::{YearRule, Zone};
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        let c = load(dir.path(), None, &PipelineFlags::default(), &Env::empty()).unwrap();
+        assert_eq!(c.parser.year_rule, YearRule::Infer);
+        assert_eq!(c.parser.timezone, Zone::utc());
+        std::fs::write(
+            &f,
+            "[input]\nyear = \"2005\"\ntimezone = \"Europe/Berlin\"\n",
+        )
+        .unwrap();
+        let c = load(
+            dir.path(),
+            Some(&f),
+            &PipelineFlags::default(),
+            &Env::empty(),
+        )
+        .unwrap();
+        assert_eq!(c.parser.year_rule, YearRule::Fixed(2005));
+        assert_eq!(c.parser.timezone, "Europe/Berlin".parse::<Zone>().unwrap());
+        let e = env(&[
+            ("ACKLINE_INPUT_YEAR", "mtime"),
+            ("ACKLINE_INPUT_TIMEZONE", "+05:30"),
+        ]);
+        let c = load(dir.path(), Some(&f), &PipelineFlags::default(), &e).unwrap();
+        assert_eq!(c.parser.year_rule, YearRule::FileMtime);
+        assert_eq!(c.parser.timezone, "+05:30".parse::<Zone>().unwrap());
+        let flags = PipelineFlags {
+            worker: WorkerFlags {
+                year: Some("auto".into()),
+                timezone: Some("UTC".into()),
+                ..Default::default()
+            },
+            ..PipelineFlags::default()
+        };
+        let c = load(dir.path(), Some(&f), &flags, &e).unwrap();
+        assert_eq!(c.parser.year_rule, YearRule::Infer);
+        assert_eq!(c.parser.timezone, Zone::utc());
+        for (key, bad) in [
+            ("year", "0"),
+            ("year", "last"),
+            ("timezone", "Mars/Base"),
+            ("timezone", "CEST"),
+        ] {
+            std::fs::write(&f, format!("[input]\n{key} = \"{bad}\"\n")).unwrap();
+            let e = load(
+                dir.path(),
+                Some(&f),
+                &PipelineFlags::default(),
+                &Env::empty(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains(&format!("input.{key}")) && e.contains("expected"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

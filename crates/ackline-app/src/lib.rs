@@ -17,6 +17,7 @@ use crate::output::Out;
 
 pub mod cli;
 pub mod config;
+mod console;
 mod dlq;
 pub mod exit;
 pub mod logging;

@@ -183,6 +183,10 @@ pub async fn run<S: Store, P: Process>(
         .queue(&cfg.queue, cfg.queue_options.clone())
         .with_context(|| format!("opening queue {}", cfg.queue))?;
     ackline_server::log_recovery(&queue);
+    let at_open = {
+        let s = queue.stats();
+        (s.pending, s.dead_letters)
+    };
     let broker = Arc::new(EmbeddedBroker::new(queue));
 
     let (in_tx, in_rx) = watch::channel(false);
@@ -192,6 +196,9 @@ pub async fn run<S: Store, P: Process>(
         let mut fc = FileInputConfig::new(cfg.paths.clone(), cfg.data_dir.join("inputs"));
         fc.poll_interval = cfg.poll_interval;
         fc.start_at = cfg.start_at;
+        fc.mtime_header = cfg.parser.year_rule == ackline_parse::YearRule::FileMtime;
+        fc.multiline = cfg.multiline;
+        fc.multiline_timeout = cfg.multiline_timeout;
         let mut fi = FileInput::new(broker.clone(), fc).map_err(input_error)?;
         counters.push(fi.counters());
         let rx = in_rx.clone();
@@ -203,7 +210,12 @@ pub async fn run<S: Store, P: Process>(
         });
     }
     if cfg.stdin {
-        let si = StdinInput::new(broker.clone(), StdinConfig::default()).map_err(input_error)?;
+        let sc = StdinConfig {
+            multiline: cfg.multiline,
+            multiline_timeout: cfg.multiline_timeout,
+            ..StdinConfig::default()
+        };
+        let si = StdinInput::new(broker.clone(), sc).map_err(input_error)?;
         counters.push(si.counters());
         let rx = in_rx.clone();
         inputs.spawn(async move { si.run_stdin(rx).await.map(|_| ()) });
@@ -217,6 +229,21 @@ pub async fn run<S: Store, P: Process>(
     let runtime = Runtime::new(broker.clone(), store.clone(), process, worker);
     if let Some(addr) = cfg.metrics_listen {
         crate::metrics::spawn(addr, runtime.stats(), signal.clone(), out).await?;
+    }
+    if let Some(addr) = cfg.console_listen {
+        let host = crate::console::RunHost {
+            queue: cfg.queue.clone(),
+            broker: broker.clone(),
+            stats: runtime.stats(),
+            breaker: runtime.breaker(),
+            workers: cfg.worker.workers,
+            store_name: cfg.store_display(),
+            store_url: cfg.store_url.clone(),
+            store_options: cfg.store.clone(),
+            tokens: cfg.server.tokens.clone(),
+            at_open,
+        };
+        crate::console::spawn(addr, host, signal.clone(), out).await?;
     }
     let live = Arc::new(Live {
         inputs: counters,

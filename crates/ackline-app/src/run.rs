@@ -47,7 +47,11 @@ pub fn run_as<P: Process>(
     out: Out,
     process: impl FnOnce(&Config) -> P,
 ) -> anyhow::Result<()> {
-    let cfg = config::load(data_dir, config_file, &a.flags, &Env::process())?;
+    let flags = PipelineFlags {
+        console_listen: a.listen.clone(),
+        ..a.flags.clone()
+    };
+    let cfg = config::load(data_dir, config_file, &flags, &Env::process())?;
     let mode = if a.once { Mode::Once } else { Mode::Follow };
     let process = process(&cfg);
     let rt = crate::runtime::build()?;

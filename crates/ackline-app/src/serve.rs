@@ -83,6 +83,7 @@ pub fn server_config(cfg: &Config) -> ServerConfig {
     sc.queue_options = cfg.queue_options.clone();
     sc.limits.max_lines_per_request = cfg.server.max_lines_per_request;
     sc.limits.max_sessions_per_token = cfg.server.max_sessions_per_token;
+    sc.relay_to = cfg.broker.as_ref().map(|b| b.to_string());
     sc
 }
 

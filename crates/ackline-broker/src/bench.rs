@@ -1,4 +1,4 @@
-//! The driver every backend's throughput benchmark shares (`examples/bench.rs` of
+//! The driver every backend's throughput benchmark shares (`examples/<backend>_bench.rs` of
 //! ackline-rabbitmq, ackline-redis and ackline-nats), so that "the backend" and "the embedded
 //! queue" rows of one run measure exactly the same work.
 //!

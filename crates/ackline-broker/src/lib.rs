@@ -25,6 +25,7 @@ use std::time::Duration;
 
 pub mod embedded;
 mod error;
+pub mod fence;
 
 #[cfg(feature = "bench")]
 pub mod bench;

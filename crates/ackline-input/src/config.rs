@@ -1,6 +1,8 @@
 //! Options shared by the inputs, checked once by `validate` before an input runs.
 
 use std::path::PathBuf;
+
+use ackline_parse::Multiline;
 use std::time::Duration;
 
 use crate::InputError;
@@ -89,6 +91,17 @@ pub struct FileInputConfig {
     /// In [`FileInput::run_once`](crate::FileInput::run_once), publish a last line that has
     /// no newline (the files are taken as complete). Default true.
     pub once_publishes_partial: bool,
+    /// Give every line an `mtime` header: the file's modification time (Unix milliseconds)
+    /// when the line was read, for a parser whose year rule is the file's mtime. Default
+    /// false (the header costs queue space).
+    pub mtime_header: bool,
+    /// How lines are grouped into records (`ackline_parse::Multiline`): with a rule other than
+    /// `None`, lines that continue a record are joined to it with `\n` and published as one
+    /// message whose id is its first line's. Default `None` (one record per line).
+    pub multiline: Multiline,
+    /// Under a multi-line rule, how long the last record of a file that stopped growing waits
+    /// for more lines before it is published. Default 1 s.
+    pub multiline_timeout: Duration,
 }
 
 impl FileInputConfig {
@@ -104,6 +117,9 @@ impl FileInputConfig {
             retry: RetryConfig::default(),
             rotated_grace: Duration::from_secs(1),
             once_publishes_partial: true,
+            mtime_header: false,
+            multiline: Multiline::None,
+            multiline_timeout: Duration::from_secs(1),
         }
     }
 
@@ -133,6 +149,12 @@ pub struct StdinConfig {
     /// A batch that is not full is published at most this long after its first line was
     /// read (so a slow stream is not held back). Default 200 ms.
     pub flush_after: Duration,
+    /// How lines are grouped into records, as for files
+    /// ([`FileInputConfig::multiline`]); a record's id is its first line's. Default `None`.
+    pub multiline: Multiline,
+    /// Under a multi-line rule, how long the last record waits for more lines while the
+    /// stream is quiet. Default 1 s.
+    pub multiline_timeout: Duration,
 }
 
 impl Default for StdinConfig {
@@ -143,6 +165,8 @@ impl Default for StdinConfig {
             batch: BatchConfig::default(),
             retry: RetryConfig::default(),
             flush_after: Duration::from_millis(200),
+            multiline: Multiline::None,
+            multiline_timeout: Duration::from_secs(1),
         }
     }
 }

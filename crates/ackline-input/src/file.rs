@@ -45,6 +45,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ackline_broker::{Broker, Message};
+use ackline_parse::{Join, Joiner, Multiline};
 use tokio::sync::watch;
 
 use crate::fingerprint::{Fingerprint, newline_before, read_head};
@@ -127,6 +128,21 @@ struct Tracked {
     generation: u64,
     offset: u64,
     gone: Option<Gone>,
+    /// A multi-line record held back at the end of the data (it may go on).
+    pending: Option<Pending>,
+}
+
+/// The last record of a file under a multi-line rule, not yet published: the position stays
+/// at its first line until the next record starts, the file ends (`run_once`, a rotated
+/// file), or the file has not grown for `multiline_timeout`.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// Offset of its first line (the saved position).
+    offset: u64,
+    /// The file's size when it was last held back.
+    size: u64,
+    /// When the file last grew while it was held back.
+    since: Instant,
 }
 
 /// A match of the patterns.
@@ -297,6 +313,8 @@ pub struct FileInput<B> {
     /// No positions were ever saved in this state directory: `StartAt::End` applies.
     fresh: bool,
     started: bool,
+    /// Where records start under `config.multiline` (`None` for one record per line).
+    joiner: Option<Joiner>,
 }
 
 impl<B: Broker> FileInput<B> {
@@ -326,6 +344,7 @@ impl<B: Broker> FileInput<B> {
         let saved = store.load()?;
         let fresh = saved.is_none();
         let saved = saved.unwrap_or_default();
+        let multiline = config.multiline;
         Ok(FileInput {
             broker,
             config,
@@ -337,6 +356,7 @@ impl<B: Broker> FileInput<B> {
             retired: saved.retired,
             fresh,
             started: false,
+            joiner: (multiline != Multiline::None).then(|| Joiner::new(multiline)),
         })
     }
 
@@ -558,6 +578,7 @@ impl<B: Broker> FileInput<B> {
                     generation,
                     offset,
                     gone: None,
+                    pending: None,
                 },
             );
             changed = true;
@@ -622,6 +643,7 @@ impl<B: Broker> FileInput<B> {
                             gone: Some(Gone {
                                 since: Instant::now(),
                             }),
+                            pending: None,
                         },
                     );
                     changed = true;
@@ -671,20 +693,36 @@ impl<B: Broker> FileInput<B> {
                 t.fingerprint,
                 t.legacy_ids,
             );
-            let size = {
+            let (size, mtime) = {
                 let f = file.clone();
                 let p = path.clone();
                 blocking(move || {
                     f.metadata()
-                        .map(|m| m.len())
+                        .map(|m| (m.len(), m.modified().ok()))
                         .map_err(|e| InputError::io("stat", p, e))
                 })
                 .await?
             };
+            // `mtime` header (Unix ms) for the parser's year rule, when asked for.
+            let mtime = mtime
+                .filter(|_| self.config.mtime_header)
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis().to_string());
             let mut truncated = size < offset;
             if size == offset && !finishing {
                 return Ok(Flow::Drained);
             }
+            // A held-back multi-line record, the file unchanged since: wait for it to go on.
+            let pending = self.tracked.get(&key).and_then(|t| t.pending);
+            let timed_out = match pending {
+                Some(p) if p.offset == offset && p.size == size && !finishing && !truncated => {
+                    if p.since.elapsed() < self.config.multiline_timeout {
+                        return Ok(Flow::Drained);
+                    }
+                    true
+                }
+                _ => false,
+            };
             // The file's first bytes (one read of at most 1 KiB per batch): to fingerprint it
             // before its first line is published, and to check that it still starts with them
             // (a copytruncate refilled past the position between two polls keeps the size
@@ -745,6 +783,29 @@ impl<B: Broker> FileInput<B> {
             if chunk.items.is_empty() {
                 return Ok(Flow::Drained);
             }
+            let mut chunk = chunk;
+            if let Some(joiner) = self.joiner.as_mut() {
+                let held = join(
+                    joiner,
+                    &mut chunk,
+                    finishing || timed_out,
+                    self.config.max_line_bytes,
+                );
+                if let Some(t) = self.tracked.get_mut(&key) {
+                    t.pending = held.map(|at| Pending {
+                        offset: at,
+                        size,
+                        since: match pending {
+                            Some(p) if p.offset == at && p.size == size => p.since,
+                            _ => Instant::now(),
+                        },
+                    });
+                }
+                if chunk.items.is_empty() {
+                    // Only the held-back record: nothing to publish yet.
+                    return Ok(Flow::Drained);
+                }
+            }
             let id = |off: u64| match in_id {
                 Some(fp) => file_message_id(key.0, key.1, fp, generation, off),
                 None => legacy_message_id(key.0, key.1, generation, off),
@@ -758,7 +819,12 @@ impl<B: Broker> FileInput<B> {
                     Item::Line { offset, bytes: b } => {
                         bytes += b.len() as u64;
                         ats.push(At::Offset(offset));
-                        msgs.push(Message::new(id(offset), b).with_header("input", name.clone()));
+                        let mut msg =
+                            Message::new(id(offset), b).with_header("input", name.clone());
+                        if let Some(m) = &mtime {
+                            msg = msg.with_header("mtime", m.clone());
+                        }
+                        msgs.push(msg);
                     }
                     Item::Long { offset, len } => long = Some((offset, len)),
                 }
@@ -795,10 +861,13 @@ impl<B: Broker> FileInput<B> {
                     let Some(bytes) = bytes else {
                         return Ok(Flow::Interrupted);
                     };
-                    let msg = Message::new(id(at), bytes)
+                    let mut msg = Message::new(id(at), bytes)
                         .with_header("input", name.clone())
                         .with_header("part", format!("{}/{n}", i + 1))
                         .with_header("line_offset", line_offset.to_string());
+                    if let Some(m) = &mtime {
+                        msg = msg.with_header("mtime", m.clone());
+                    }
                     let sent = publish(
                         &*self.broker,
                         &name,
@@ -822,4 +891,67 @@ impl<B: Broker> FileInput<B> {
             self.commit().await?;
         }
     }
+}
+
+/// Joins the lines of `chunk` into records under `joiner`'s rule (lines joined with `\n`, a
+/// Kubernetes CRI partial line's continuation spliced on without its header; the record at its
+/// first line's offset). The last record is held back (removed from the chunk,
+/// whose `end` becomes its offset, which is returned) unless it is known complete: the data
+/// ended and `complete_at_end` (the file is finished, or has not grown for the timeout), or
+/// the chunk stopped at a limit and it is the chunk's only record (a record longer than a
+/// chunk is cut there). A record never grows past `max_record` bytes: the line that would
+/// pass it starts a new one. A long line ([`Item::Long`], alone in its chunk) is its own
+/// record.
+fn join(
+    joiner: &mut Joiner,
+    chunk: &mut crate::reader::Chunk,
+    complete_at_end: bool,
+    max_record: usize,
+) -> Option<u64> {
+    let items = std::mem::take(&mut chunk.items);
+    let mut records: Vec<Item> = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        match item {
+            Item::Line { offset, bytes } => {
+                let how = joiner.join(&bytes, i == 0);
+                match (how, records.last_mut()) {
+                    (Join::Continue, Some(Item::Line { bytes: rec, .. }))
+                        if rec.len() + 1 + bytes.len() <= max_record =>
+                    {
+                        rec.push(b'\n');
+                        rec.extend_from_slice(&bytes);
+                    }
+                    (Join::Splice(at), Some(Item::Line { bytes: rec, .. }))
+                        if rec.len() + bytes.len().saturating_sub(at) <= max_record =>
+                    {
+                        rec.extend_from_slice(bytes.get(at..).unwrap_or_default());
+                    }
+                    _ => records.push(Item::Line { offset, bytes }),
+                }
+            }
+            long @ Item::Long { .. } => records.push(long),
+        }
+    }
+    let last_complete = if chunk.more {
+        records.len() == 1
+    } else {
+        complete_at_end || matches!(records.last(), Some(Item::Long { .. }))
+    };
+    let held = if last_complete {
+        None
+    } else {
+        match records.pop() {
+            Some(Item::Line { offset, .. }) => {
+                chunk.end = offset;
+                Some(offset)
+            }
+            Some(long) => {
+                records.push(long);
+                None
+            }
+            None => None,
+        }
+    };
+    chunk.items = records;
+    held
 }

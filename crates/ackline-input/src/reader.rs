@@ -40,6 +40,9 @@ pub(crate) struct Chunk {
     pub items: Vec<Item>,
     /// The offset after the last item's line ending.
     pub end: u64,
+    /// The chunk stopped at a limit or before a long line, not at the end of the data: a
+    /// line may follow that is not in it.
+    pub more: bool,
 }
 
 /// Limits of one chunk.
@@ -100,8 +103,10 @@ pub(crate) fn read_chunk(
     let mut cur = 0usize; // start of the current line in buf
     let mut eof = false;
     let mut tmp = vec![0u8; READ_SIZE];
+    let mut more = false;
     loop {
         if items.len() >= lim.max_lines || bytes >= lim.max_bytes {
+            more = true;
             break;
         }
         let line_start = base + cur as u64;
@@ -114,10 +119,13 @@ pub(crate) fn read_chunk(
                         len: content.len() as u64,
                     });
                     cur += i + 1;
+                } else {
+                    more = true;
                 }
                 break;
             }
             if !items.is_empty() && bytes + content.len() > lim.max_bytes {
+                more = true;
                 break;
             }
             bytes += content.len();
@@ -132,6 +140,7 @@ pub(crate) fn read_chunk(
         if pending > lim.max_line + 1 {
             // No newline within max_line + 2 bytes: a long line, alone in its chunk.
             if !items.is_empty() {
+                more = true;
                 break;
             }
             let end = match find_newline(file, base + buf.len() as u64)? {
@@ -148,7 +157,11 @@ pub(crate) fn read_chunk(
                     offset: line_start,
                     len,
                 });
-                return Ok(Chunk { items, end: next });
+                return Ok(Chunk {
+                    items,
+                    end: next,
+                    more: false,
+                });
             }
             break;
         }
@@ -169,6 +182,7 @@ pub(crate) fn read_chunk(
                     });
                     cur = buf.len();
                 }
+                more = cur < buf.len();
             }
             break;
         }
@@ -185,6 +199,7 @@ pub(crate) fn read_chunk(
     Ok(Chunk {
         items,
         end: base + cur as u64,
+        more,
     })
 }
 

@@ -20,6 +20,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use ackline_parse::{Join, Joiner, Multiline};
+
 use crate::publish::{Sent, publish, stopped};
 use crate::{At, CountersSnapshot, InputCounters, InputError, StdinConfig};
 
@@ -35,6 +37,41 @@ pub struct StdinInput<B> {
     config: StdinConfig,
     counters: Arc<InputCounters>,
     run_id: String,
+}
+
+/// The record being built under a multi-line rule (none without one).
+struct Records {
+    joiner: Option<Joiner>,
+    open: Option<Open>,
+    timeout: std::time::Duration,
+}
+
+/// A record not yet published: its bytes, its first line's number and stream offset, and
+/// when it last grew.
+struct Open {
+    bytes: Vec<u8>,
+    line_no: u64,
+    offset: u64,
+    since: Instant,
+}
+
+impl Records {
+    fn new(config: &StdinConfig) -> Self {
+        Records {
+            joiner: (config.multiline != Multiline::None).then(|| Joiner::new(config.multiline)),
+            open: None,
+            timeout: config.multiline_timeout,
+        }
+    }
+
+    /// When the open record is published if no line comes.
+    fn due(&self) -> Option<Instant> {
+        self.open.as_ref().map(|o| o.since + self.timeout)
+    }
+
+    fn take(&mut self) -> Option<Open> {
+        self.open.take()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -93,8 +130,10 @@ impl<B: Broker> StdinInput<B> {
         let mut line_no = 0u64;
         let mut stream_offset = 0u64;
         let mut batch = Batch::default();
+        let mut records = Records::new(&self.config);
         loop {
             let deadline = batch.flush_at;
+            let record_due = records.due();
             tokio::select! {
                 biased;
                 r = reader.read_until(b'\n', &mut line) => {
@@ -106,7 +145,7 @@ impl<B: Broker> StdinInput<B> {
                     if n == 0 {
                         if !line.is_empty() {
                             line_no += 1;
-                            self.push(&mut batch, &line, line_no, stream_offset, &mut stop).await?;
+                            self.line(&mut records, &mut batch, &line, line_no, stream_offset, &mut stop).await?;
                         }
                         break;
                     }
@@ -117,9 +156,14 @@ impl<B: Broker> StdinInput<B> {
                         if line.last() == Some(&b'\r') {
                             line.pop();
                         }
-                        self.push(&mut batch, &line, line_no, stream_offset, &mut stop).await?;
+                        self.line(&mut records, &mut batch, &line, line_no, stream_offset, &mut stop).await?;
                         stream_offset += consumed;
                         line.clear();
+                    }
+                }
+                _ = tokio::time::sleep_until(record_due.unwrap_or_else(Instant::now)), if record_due.is_some() => {
+                    if let Some(r) = records.take() {
+                        self.push(&mut batch, &r.bytes, r.line_no, r.offset, &mut stop).await?;
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
@@ -129,15 +173,65 @@ impl<B: Broker> StdinInput<B> {
                     if stopped(&stop) {
                         if !line.is_empty() {
                             line_no += 1;
-                            self.push(&mut batch, &line, line_no, stream_offset, &mut stop).await?;
+                            self.line(&mut records, &mut batch, &line, line_no, stream_offset, &mut stop).await?;
                         }
                         break;
                     }
                 }
             }
         }
+        if let Some(r) = records.take() {
+            self.push(&mut batch, &r.bytes, r.line_no, r.offset, &mut stop)
+                .await?;
+        }
         self.flush(&mut batch, &mut stop).await?;
         Ok(self.counters.snapshot())
+    }
+
+    /// One line read: published as it is, or (under a multi-line rule) added to the record
+    /// being built, publishing the one it completes.
+    async fn line(
+        &self,
+        records: &mut Records,
+        batch: &mut Batch,
+        line: &[u8],
+        line_no: u64,
+        line_offset: u64,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), InputError> {
+        let Some(joiner) = records.joiner.as_mut() else {
+            return self.push(batch, line, line_no, line_offset, stop).await;
+        };
+        let first = records.open.is_none();
+        let how = joiner.join(line, first);
+        let max = self.config.max_line_bytes;
+        if let Some(open) = records.open.as_mut() {
+            match how {
+                Join::Continue if open.bytes.len() + 1 + line.len() <= max => {
+                    open.bytes.push(b'\n');
+                    open.bytes.extend_from_slice(line);
+                    open.since = Instant::now();
+                    return Ok(());
+                }
+                Join::Splice(at) if open.bytes.len() + line.len().saturating_sub(at) <= max => {
+                    open.bytes
+                        .extend_from_slice(line.get(at..).unwrap_or_default());
+                    open.since = Instant::now();
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        if let Some(done) = records.open.replace(Open {
+            bytes: line.to_vec(),
+            line_no,
+            offset: line_offset,
+            since: Instant::now(),
+        }) {
+            self.push(batch, &done.bytes, done.line_no, done.offset, stop)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn push(

@@ -38,11 +38,12 @@
 //!   `settling` before any I/O, and a concurrent settlement or lease expiry skips it.
 //! - Held (handed out, unsettled) deliveries never exceed `prefetch`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ackline_broker::fence::{self, Ended};
 use ackline_broker::{BrokerError, ConsumerOptions, Delivery, SettleError, Settlement, Tag};
 use async_nats::{StatusCode, Subject, Subscriber};
 use bytes::Bytes;
@@ -58,10 +59,6 @@ use crate::dlq::{self, Original};
 use crate::publish::publish_confirmed;
 use crate::wire::{AckInfo, DeadFields, Envelope, now_ms};
 use crate::{AckMode, Counters, Inner};
-
-/// How many settled or fenced keys a consumer remembers (to answer `AlreadySettled` or
-/// `Stale` rather than `Unknown`).
-const REMEMBERED: usize = 100_000;
 
 /// How many recent pull requests' send times a consumer remembers.
 const REQUESTS_KEPT: usize = 64;
@@ -104,26 +101,23 @@ struct Held {
     original: Original,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Done {
-    Settled,
-    Gone { attempt: u32 },
+impl fence::Held for Held {
+    fn attempt(&self) -> u32 {
+        self.attempt
+    }
+    fn settling(&self) -> bool {
+        self.settling
+    }
 }
 
 struct State {
     held: HashMap<u64, Held>,
-    done: BTreeMap<u64, Done>,
+    /// How deliveries no longer held ended (see [`ackline_broker::fence`]).
+    done: Ended,
     next_key: u64,
 }
 
-impl State {
-    fn remember(&mut self, key: u64, d: Done) {
-        self.done.insert(key, d);
-        while self.done.len() > REMEMBERED {
-            self.done.pop_first();
-        }
-    }
-}
+impl State {}
 
 /// The inbox subscription and what was read from it but not handed out.
 struct Reader {
@@ -255,7 +249,7 @@ impl NatsConsumer {
             })),
             state: Mutex::new(State {
                 held: HashMap::new(),
-                done: BTreeMap::new(),
+                done: Ended::default(),
                 next_key: 1,
             }),
             room: Notify::new(),
@@ -622,36 +616,19 @@ impl ackline_broker::Consumer for NatsConsumer {
             let mut st = sh.state.lock();
             let now = Instant::now();
             for (i, (tag, how)) in items.into_iter().enumerate() {
-                if tag.token.as_deref().is_some_and(|t| t != &*sh.token) || tag.token.is_none() {
-                    results[i] = Some(Err(SettleError::Unknown));
-                    continue;
-                }
-                let Some(h) = st.held.get_mut(&tag.key) else {
-                    results[i] = Some(Err(match st.done.get(&tag.key) {
-                        Some(Done::Settled) => SettleError::AlreadySettled,
-                        Some(Done::Gone { attempt }) if *attempt == tag.attempt => {
-                            SettleError::Stale {
-                                attempt: *attempt,
-                                current: attempt + 1,
-                            }
-                        }
-                        _ => SettleError::Unknown,
-                    }));
-                    continue;
+                let st = &mut *st;
+                let h = match fence::admit(&mut st.held, &st.done, &tag, &sh.token, true) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        results[i] = Some(Err(e));
+                        continue;
+                    }
                 };
-                if h.attempt != tag.attempt {
-                    results[i] = Some(Err(SettleError::Unknown));
-                    continue;
-                }
-                if h.settling {
-                    results[i] = Some(Err(SettleError::AlreadySettled));
-                    continue;
-                }
                 if now + sh.margin >= h.server_end {
                     // The server may have redelivered it: not ours to settle any more.
                     let attempt = h.attempt;
                     st.held.remove(&tag.key);
-                    st.remember(tag.key, Done::Gone { attempt });
+                    st.done.gone(tag.key, attempt);
                     fenced += 1;
                     results[i] = Some(Err(SettleError::Stale {
                         attempt,
@@ -808,7 +785,7 @@ impl ackline_broker::Consumer for NatsConsumer {
             let seq = st.held.remove(&w.key).map(|h| h.original.seq);
             removed += 1;
             results[w.index] = Some(if ok {
-                st.remember(w.key, Done::Settled);
+                st.done.settled(w.key);
                 match w.plan {
                     Plan::Ack => {
                         acked += 1;
@@ -824,7 +801,7 @@ impl ackline_broker::Consumer for NatsConsumer {
                 }
                 Ok(())
             } else {
-                st.remember(w.key, Done::Gone { attempt: w.attempt });
+                st.done.gone(w.key, w.attempt);
                 Err(SettleError::Stale {
                     attempt: w.attempt,
                     current: w.attempt + 1,
@@ -869,7 +846,7 @@ async fn release(sh: Arc<Shared>) {
             .collect();
         for k in keys {
             if let Some(h) = st.held.remove(&k) {
-                st.remember(k, Done::Gone { attempt: h.attempt });
+                st.done.gone(k, h.attempt);
                 sh.inner.in_flight_sub(1);
                 if h.server_end > now + sh.margin {
                     naks.push(h.reply);
@@ -930,7 +907,7 @@ async fn reap_loop(sh: Arc<Shared>) {
             let removed = gone.len();
             for k in gone {
                 if let Some(h) = st.held.remove(&k) {
-                    st.remember(k, Done::Gone { attempt: h.attempt });
+                    st.done.gone(k, h.attempt);
                     // Past the server's AckWait it is being redelivered anyway: a `-NAK`
                     // now could bounce the new delivery.
                     if h.server_end > now + sh.margin {

@@ -35,7 +35,7 @@ pub(crate) fn candidates(body: &[u8]) -> &'static [Format] {
         }
         b'[' => {
             if digit(1) {
-                &[Proxifier]
+                &[Proxifier, Python]
             } else {
                 &[ApacheError]
             }
@@ -49,6 +49,12 @@ pub(crate) fn candidates(body: &[u8]) -> &'static [Format] {
         b'A'..=b'Z' | b'a'..=b'z' => {
             if at(3) == Some(b' ') && body.get(..3).and_then(month_abbrev).is_some() {
                 &[Rfc3164, AccessCommon, Logfmt]
+            } else if crate::formats::python::default_prefix(body) {
+                &[Python]
+            } else if crate::formats::klog::looks_like(body) {
+                &[Klog]
+            } else if crate::formats::apt::looks_like(body) {
+                &[Apt]
             } else if first.is_ascii_uppercase() {
                 &[OpenStack, Bgl, Thunderbird, AccessCommon, Logfmt]
             } else {
@@ -71,15 +77,23 @@ fn digit_led(body: &[u8]) -> &'static [Format] {
         // YYYY-MM-DD...
         if at(19) == Some(b',') && at(20) == Some(b' ') {
             &[WindowsCbs, Log4j]
+        } else if at(10) == Some(b'T') {
+            // No loghub family writes the `T`; CRI fails fast otherwise.
+            &[Cri, OpenStack, Log4j, Mysql]
         } else {
-            &[OpenStack, Log4j]
+            &[OpenStack, Log4j, Mysql, Python, PostgresqlCsv]
         }
+    } else if digits(0..4) && at(4) == Some(b'/') && at(7) == Some(b'/') {
+        // YYYY/MM/DD: nginx's error log, else Go's `log`.
+        &[NginxError, GoLog]
     } else if digits(0..8) && at(8) == Some(b'-') {
         &[HealthApp]
     } else if digits(0..2) && at(2) == Some(b'/') {
         &[Log4j]
     } else if digits(0..2) && at(2) == Some(b'-') && at(5) == Some(b' ') {
         &[Logcat]
+    } else if digits(0..2) && at(2) == Some(b':') && at(5) == Some(b':') {
+        &[Logback]
     } else if digits(0..6) && at(6) == Some(b' ') && digits(7..13) {
         &[Log4j, Hpc, AccessCommon]
     } else {
@@ -125,6 +139,12 @@ mod tests {
                 "::1 - - [10/Oct/2000:13:55:36 -0700] \"GET /\" 200 1",
                 Some(AccessCommon),
             ),
+            ("2026-12-05T01:14:51Z stdout F x", Some(Cri)),
+            ("2026/12/05 04:09:25 [error] 1#1: x", Some(NginxError)),
+            ("04:09:25.123 [main] INFO a - b", Some(Logback)),
+            ("WARNING:root:x", Some(Python)),
+            ("I1205 04:09:25.123456    1 main.go:42] x", Some(Klog)),
+            ("Start-Date: 2025-06-24  14:36:25", Some(Apt)),
             ("", None),
             ("\u{1}\u{2}", None),
             ("\u{e9}t\u{e9}", None),
@@ -139,5 +159,9 @@ mod tests {
         assert!(candidates(b"KERNDTLB 1117838570").contains(&Bgl));
         assert!(candidates(b"127.0.0.1 - - [").contains(&AccessCommon));
         assert!(candidates(b"level=info").contains(&Logfmt));
+        assert!(candidates(b"2026-12-05  4:09:25 0 [Note] x").contains(&Mysql));
+        assert!(candidates(b"2026-12-05 04:09:25,123 - a - INFO - x").contains(&Python));
+        assert!(candidates(b"2026-12-05 01:20:54.024 UTC,\"postgres\"").contains(&PostgresqlCsv));
+        assert!(candidates(b"2026/12/05 04:09:25 x").contains(&GoLog));
     }
 }

@@ -48,6 +48,46 @@ pub enum Format {
     Proxifier,
     /// OpenStack (oslo.log) service logs, optionally prefixed by the file name.
     OpenStack,
+    /// PostgreSQL's stderr log with the default `log_line_prefix` (`%m [%p] `),
+    /// also with `%u@%d` and continuation lines (`DETAIL:`, `STATEMENT:`...).
+    Postgresql,
+    /// PostgreSQL `csvlog` (one record per line; a quoted newline splits it).
+    PostgresqlCsv,
+    /// PostgreSQL `jsonlog` (PostgreSQL 15+).
+    PostgresqlJson,
+    /// The MySQL (5.7, 8) and MariaDB error log.
+    Mysql,
+    /// The Redis server log (`PID:ROLE DD Mon YYYY HH:MM:SS.mmm MARK msg`).
+    Redis,
+    /// The RabbitMQ (3.9+) log (`TIMESTAMP [level] <0.223.0> msg`).
+    #[serde(rename = "rabbitmq")]
+    RabbitMq,
+    /// The NATS server log (`[PID] YYYY/MM/DD HH:MM:SS.ffffff [INF] msg`).
+    Nats,
+    /// The nginx error log (`YYYY/MM/DD HH:MM:SS [level] PID#TID: *CID msg`).
+    NginxError,
+    /// Go's standard `log` package (`YYYY/MM/DD HH:MM:SS[.ffffff] [file:line: ]msg`).
+    GoLog,
+    /// Go's `log/slog`, text (`time=... level=INFO msg=...`) or JSON handler.
+    GoSlog,
+    /// Python `logging`: the default `LEVEL:name:message` and the common
+    /// `%(asctime)s` layouts.
+    Python,
+    /// The logback / log4j2 default pattern (`HH:mm:ss.SSS [thread] LEVEL logger - msg`).
+    Logback,
+    /// klog / glog (Kubernetes components): `Lmmdd hh:mm:ss.uuuuuu TID file:line] msg`,
+    /// the single letter `I`/`W`/`E`/`F` being the severity.
+    Klog,
+    /// Kubernetes CRI container logs (`TIME stream P|F line`), inner line parsed.
+    Cri,
+    /// Docker json-file container logs (`{"log":..,"stream":..,"time":..}`), inner line parsed.
+    DockerJson,
+    /// journald JSON export (`journalctl -o json`).
+    Journald,
+    /// dpkg's `dpkg.log` and `alternatives.log`.
+    Dpkg,
+    /// apt's `history.log` and `term.log` dated lines (`Start-Date: ...`).
+    Apt,
     /// No named format, but a leading timestamp (and perhaps a pid and a
     /// severity) the generic header extractor recognised; the rest is the
     /// message. Tried after every named format, before [`Format::Raw`].
@@ -58,7 +98,7 @@ pub enum Format {
 
 impl Format {
     /// Every format, in declaration order.
-    pub const ALL: [Format; 18] = [
+    pub const ALL: [Format; 36] = [
         Format::Json,
         Format::Logfmt,
         Format::Rfc5424,
@@ -75,6 +115,24 @@ impl Format {
         Format::HealthApp,
         Format::Proxifier,
         Format::OpenStack,
+        Format::Postgresql,
+        Format::PostgresqlCsv,
+        Format::PostgresqlJson,
+        Format::Mysql,
+        Format::Redis,
+        Format::RabbitMq,
+        Format::Nats,
+        Format::NginxError,
+        Format::GoLog,
+        Format::GoSlog,
+        Format::Python,
+        Format::Logback,
+        Format::Klog,
+        Format::Cri,
+        Format::DockerJson,
+        Format::Journald,
+        Format::Dpkg,
+        Format::Apt,
         Format::Generic,
         Format::Raw,
     ];
@@ -99,6 +157,24 @@ impl Format {
             Format::HealthApp => "health_app",
             Format::Proxifier => "proxifier",
             Format::OpenStack => "open_stack",
+            Format::Postgresql => "postgresql",
+            Format::PostgresqlCsv => "postgresql_csv",
+            Format::PostgresqlJson => "postgresql_json",
+            Format::Mysql => "mysql",
+            Format::Redis => "redis",
+            Format::RabbitMq => "rabbitmq",
+            Format::Nats => "nats",
+            Format::NginxError => "nginx_error",
+            Format::GoLog => "go_log",
+            Format::GoSlog => "go_slog",
+            Format::Python => "python",
+            Format::Logback => "logback",
+            Format::Klog => "klog",
+            Format::Cri => "cri",
+            Format::DockerJson => "docker_json",
+            Format::Journald => "journald",
+            Format::Dpkg => "dpkg",
+            Format::Apt => "apt",
             Format::Generic => "generic",
             Format::Raw => "raw",
         }
@@ -129,7 +205,9 @@ impl FromStr for Format {
 
     /// Accepts the snake_case names, case-insensitively, with `-` or `_`,
     /// plus a few obvious aliases (`syslog` = rfc5424, `bsd_syslog` = rfc3164,
-    /// `clf`/`common` = access_common, `combined` = access_combined).
+    /// `clf`/`common` = access_common, `combined` = access_combined, `postgres`,
+    /// `csvlog`, `jsonlog`, `mariadb`, `nginx`, `slog`, `log4j2`, `glog`, `kubernetes`,
+    /// `docker`, `journal`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let norm = s.trim().to_ascii_lowercase().replace('-', "_");
         if let Some(f) = Format::ALL.iter().find(|f| f.name() == norm) {
@@ -142,6 +220,18 @@ impl FromStr for Format {
             "combined" => Format::AccessCombined,
             "healthapp" => Format::HealthApp,
             "openstack" => Format::OpenStack,
+            "postgres" | "postgresql_stderr" => Format::Postgresql,
+            "postgres_csv" | "csvlog" => Format::PostgresqlCsv,
+            "postgres_json" | "jsonlog" => Format::PostgresqlJson,
+            "mariadb" => Format::Mysql,
+            "rabbit_mq" => Format::RabbitMq,
+            "nginx" => Format::NginxError,
+            "slog" => Format::GoSlog,
+            "log4j2" => Format::Logback,
+            "glog" => Format::Klog,
+            "kubernetes" | "containerd" => Format::Cri,
+            "docker" => Format::DockerJson,
+            "journal" => Format::Journald,
             _ => return Err(UnknownFormat(s.to_owned())),
         };
         Ok(alias)

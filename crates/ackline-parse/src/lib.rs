@@ -26,8 +26,13 @@
 //! RFC 3164, Apache/nginx common and combined access logs, the Apache error
 //! log, log4j-style logs (HDFS, Hadoop, Spark, Zookeeper), Android logcat,
 //! and the loghub families BGL, HPC, Thunderbird, Windows CBS, HealthApp,
-//! Proxifier and OpenStack (Linux, OpenSSH and Mac are RFC 3164). See
-//! [`Format`]. Detection is per line ([`FormatChoice::Auto`]) or fixed per
+//! Proxifier and OpenStack (Linux, OpenSSH and Mac are RFC 3164); and the
+//! logs operators meet most: PostgreSQL (stderr, csvlog, jsonlog),
+//! MySQL/MariaDB, Redis, RabbitMQ, NATS, nginx's error log, Go's `log` and
+//! `log/slog`, Python `logging`, the logback/log4j2 default pattern, klog,
+//! Kubernetes CRI and docker json-file container logs (unwrapped, the inner
+//! line parsed), journald's JSON export, dpkg and apt. See [`Format`] and
+//! `docs/formats.md`. Detection is per line ([`FormatChoice::Auto`]) or fixed per
 //! input ([`FormatChoice::Fixed`]); the record names the format that parsed
 //! it. In auto mode a line no named format accepts is tried last with the
 //! generic header extractor ([`Format::Generic`]: a leading timestamp, then
@@ -48,7 +53,10 @@
 //! - **Strict mode** returns [`ParseError`] (format, byte position, reason);
 //!   lenient mode falls back to [`Format::Raw`].
 //! - **Year inference** for year-less timestamps is documented on
-//!   [`YearRule::Infer`].
+//!   [`YearRule`]; offset-less timestamps get the configured [`Zone`]
+//!   (fixed offset or IANA zone).
+//! - **Multi-line records**: [`Joiner`] decides, under a [`Multiline`] rule,
+//!   which lines continue a record; the inputs (files, stdin) join them.
 //!
 //! The record layout is documented in `docs/record.md`; benchmark figures are
 //! in `docs/BENCHMARKS.md`.
@@ -66,15 +74,19 @@ mod detect;
 mod error;
 mod format;
 mod formats;
+mod multiline;
 mod parser;
 mod record;
 mod scan;
 mod severity;
 mod timestamp;
+mod zone;
 
 pub use error::{ErrorKind, ParseError};
 pub use format::{Format, UnknownFormat};
+pub use multiline::{Join, Joiner, Multiline, UnknownMultiline};
 pub use parser::{FormatChoice, LineContext, MAX_JSON_DEPTH_LIMIT, Parser, ParserConfig};
 pub use record::{Fields, RawLine, Record, TimestampSource};
 pub use severity::Severity;
 pub use timestamp::YearRule;
+pub use zone::{UnknownZone, Zone};

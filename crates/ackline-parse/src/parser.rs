@@ -18,7 +18,7 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use chrono::{DateTime, FixedOffset, Offset as _, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorKind, ParseError};
@@ -26,6 +26,7 @@ use crate::format::{Format, UnknownFormat};
 use crate::formats::{self, Env, Parts};
 use crate::record::{RawLine, Record, TimestampSource};
 use crate::timestamp::{TimeEnv, YearRule};
+use crate::zone::Zone;
 
 /// serde_json refuses nesting beyond 128 on its own; our limit stays below.
 pub const MAX_JSON_DEPTH_LIMIT: usize = 127;
@@ -64,8 +65,9 @@ pub struct ParserConfig {
     pub strict: bool,
     /// How to complete timestamps without a year.
     pub year_rule: YearRule,
-    /// The UTC offset of timestamps that state none.
-    pub assume_offset: FixedOffset,
+    /// The zone of timestamps that state no UTC offset (a fixed offset or
+    /// an IANA zone with its daylight saving rules).
+    pub timezone: Zone,
     /// Deepest JSON nesting accepted (capped at [`MAX_JSON_DEPTH_LIMIT`]).
     pub max_json_depth: usize,
 }
@@ -76,14 +78,10 @@ impl Default for ParserConfig {
             format: FormatChoice::Auto,
             strict: false,
             year_rule: YearRule::Infer,
-            assume_offset: utc(),
+            timezone: Zone::utc(),
             max_json_depth: 64,
         }
     }
-}
-
-fn utc() -> FixedOffset {
-    Utc.fix()
 }
 
 /// Where a line comes from and when it arrived.
@@ -96,6 +94,9 @@ pub struct LineContext {
     /// When the line was read: the record's timestamp when the line has
     /// none, and the reference time for [`YearRule::Infer`].
     pub ingest_time: DateTime<Utc>,
+    /// The modification time of the file the line came from, when the
+    /// input states it: the reference time of [`YearRule::FileMtime`].
+    pub file_mtime: Option<DateTime<Utc>>,
 }
 
 impl LineContext {
@@ -106,6 +107,7 @@ impl LineContext {
             id: id.into(),
             input,
             ingest_time: DateTime::<Utc>::from(std::time::SystemTime::now()),
+            file_mtime: None,
         }
     }
 }
@@ -144,10 +146,12 @@ impl Parser {
         let env = Env {
             time: TimeEnv {
                 reference: ctx.ingest_time,
-                assume_offset: self.config.assume_offset,
+                file_mtime: ctx.file_mtime,
+                zone: self.config.timezone,
                 year_rule: self.config.year_rule,
             },
             max_json_depth: self.config.max_json_depth,
+            nested: false,
         };
         let outcome = if body.is_empty() && self.config.format != FormatChoice::Fixed(Format::Raw) {
             Err(ParseError::new(

@@ -70,7 +70,7 @@ pub enum TimestampSource {
     /// Fully stated by the line, date, time and UTC offset.
     Line,
     /// Date and time from the line, which states no offset: the configured
-    /// [`ParserConfig::assume_offset`](crate::ParserConfig::assume_offset) was applied.
+    /// [`ParserConfig::timezone`](crate::ParserConfig::timezone) was applied.
     LineAssumedOffset,
     /// Month, day and time from the line, which states neither year nor
     /// offset: the year was inferred (see [`YearRule`](crate::YearRule)) and

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ErrorKind;
 use crate::record::TimestampSource;
 use crate::scan::{Cursor, PResult};
+use crate::zone::Zone;
 
 /// A timestamp and where it came from.
 pub(crate) type Stamp = (DateTime<FixedOffset>, TimestampSource);
@@ -42,7 +43,21 @@ pub enum YearRule {
     Infer,
     /// Always this year (for replaying an archive whose year is known).
     Fixed(i32),
+    /// As [`YearRule::Infer`], but relative to the modification time of the
+    /// file the line came from
+    /// ([`LineContext::file_mtime`](crate::LineContext::file_mtime), the
+    /// ingest time when the input states none), and with a tolerance of
+    /// one day instead of seven: the latest year that puts the timestamp
+    /// not more than a day after the file's mtime. For archives: a 2005 log
+    /// whose mtime is 2006-01-02 reads its `Dec 31` lines as 2005 and its
+    /// `Jan 1` lines as 2006. (A day, not zero: a file written in another
+    /// zone than the one configured may look up to a day ahead.)
+    FileMtime,
 }
+
+/// How far after the file's mtime an inferred timestamp may be
+/// ([`YearRule::FileMtime`]).
+pub(crate) const MTIME_TOLERANCE_DAYS: i64 = 1;
 
 /// How far in the future (relative to the reference time) an inferred
 /// timestamp may be before an earlier year is preferred.
@@ -52,7 +67,9 @@ pub(crate) const FUTURE_TOLERANCE_DAYS: i64 = 7;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TimeEnv {
     pub(crate) reference: DateTime<Utc>,
-    pub(crate) assume_offset: FixedOffset,
+    /// The file's mtime, for [`YearRule::FileMtime`].
+    pub(crate) file_mtime: Option<DateTime<Utc>>,
+    pub(crate) zone: Zone,
     pub(crate) year_rule: YearRule,
 }
 
@@ -94,29 +111,38 @@ impl Civil {
             .ok_or(ErrorKind::TimestampOutOfRange)
     }
 
-    /// In the configured offset (the line stated none).
+    /// In the configured zone (DST rules of [`Zone`] applied).
+    pub(crate) fn in_zone(self, zone: Zone) -> Result<DateTime<FixedOffset>, ErrorKind> {
+        let naive = self.naive()?;
+        zone.offset_for_local(&naive)
+            .from_local_datetime(&naive)
+            .single()
+            .ok_or(ErrorKind::TimestampOutOfRange)
+    }
+
+    /// In the configured zone (the line stated no offset).
     pub(crate) fn assumed(self, env: &TimeEnv) -> Result<Stamp, ErrorKind> {
-        Ok((
-            self.at(env.assume_offset)?,
-            TimestampSource::LineAssumedOffset,
-        ))
+        Ok((self.in_zone(env.zone)?, TimestampSource::LineAssumedOffset))
     }
 
     /// `self.year` is ignored: the year comes from the [`YearRule`].
     pub(crate) fn infer_year(self, env: &TimeEnv) -> Result<Stamp, ErrorKind> {
         match env.year_rule {
             YearRule::Fixed(year) => Ok((
-                Civil { year, ..self }.at(env.assume_offset)?,
+                Civil { year, ..self }.in_zone(env.zone)?,
                 TimestampSource::LineInferredYear,
             )),
-            YearRule::Infer => {
-                let limit = env
-                    .reference
-                    .checked_add_signed(Duration::days(FUTURE_TOLERANCE_DAYS))
+            YearRule::Infer | YearRule::FileMtime => {
+                let (reference, tolerance) = match (env.year_rule, env.file_mtime) {
+                    (YearRule::FileMtime, Some(mtime)) => (mtime, MTIME_TOLERANCE_DAYS),
+                    _ => (env.reference, FUTURE_TOLERANCE_DAYS),
+                };
+                let limit = reference
+                    .checked_add_signed(Duration::days(tolerance))
                     .ok_or(ErrorKind::TimestampOutOfRange)?;
-                let ref_year = env.reference.with_timezone(&env.assume_offset).year_ce();
+                let ref_year = chrono::Datelike::year(&local_of(reference, env.zone)?);
                 for year in (ref_year.saturating_sub(4)..=ref_year.saturating_add(1)).rev() {
-                    if let Ok(dt) = (Civil { year, ..self }).at(env.assume_offset)
+                    if let Ok(dt) = (Civil { year, ..self }).in_zone(env.zone)
                         && dt <= limit
                     {
                         return Ok((dt, TimestampSource::LineInferredYear));
@@ -128,10 +154,63 @@ impl Civil {
     }
 }
 
+/// A time of day without a date (logback's default `HH:mm:ss.SSS`): the
+/// date is the reference's (the file's mtime under [`YearRule::FileMtime`],
+/// else the ingest time) in the configured zone, or the day before when
+/// that would put the timestamp more than an hour after the reference (a
+/// line from 23:59 read at 00:01). The source says `line_inferred_year`:
+/// the date, year included, was inferred.
+pub(crate) fn time_only(
+    hour: u32,
+    minute: u32,
+    second: u32,
+    nanos: u32,
+    env: &TimeEnv,
+) -> Result<Stamp, ErrorKind> {
+    use chrono::Datelike as _;
+    let reference = match (env.year_rule, env.file_mtime) {
+        (YearRule::FileMtime, Some(mtime)) => mtime,
+        _ => env.reference,
+    };
+    let limit = reference
+        .checked_add_signed(Duration::hours(1))
+        .ok_or(ErrorKind::TimestampOutOfRange)?;
+    let mut date = local_of(reference, env.zone)?.date();
+    for _ in 0..2 {
+        let dt = Civil {
+            year: date.year(),
+            month: date.month(),
+            day: date.day(),
+            hour,
+            minute,
+            second,
+            nanos,
+        }
+        .in_zone(env.zone)?;
+        if dt <= limit {
+            return Ok((dt, TimestampSource::LineInferredYear));
+        }
+        date = date.pred_opt().ok_or(ErrorKind::TimestampOutOfRange)?;
+    }
+    Err(ErrorKind::TimestampOutOfRange)
+}
+
+/// `instant`'s wall-clock time in `zone`, or an error where that falls
+/// outside chrono's range (never `DateTime::naive_local`/`with_timezone`
+/// then a calendar getter, which panic there).
+fn local_of(instant: DateTime<Utc>, zone: Zone) -> Result<NaiveDateTime, ErrorKind> {
+    instant
+        .naive_utc()
+        .checked_add_offset(zone.offset_at(&instant))
+        .ok_or(ErrorKind::TimestampOutOfRange)
+}
+
+#[cfg(test)]
 trait YearCe {
     fn year_ce(&self) -> i32;
 }
 
+#[cfg(test)]
 impl<Tz: TimeZone> YearCe for DateTime<Tz> {
     fn year_ce(&self) -> i32 {
         use chrono::Datelike as _;
@@ -346,7 +425,8 @@ mod tests {
             reference: DateTime::parse_from_rfc3339(reference)
                 .unwrap()
                 .with_timezone(&Utc),
-            assume_offset: FixedOffset::east_opt(0).unwrap(),
+            file_mtime: None,
+            zone: Zone::utc(),
             year_rule: YearRule::Infer,
         }
     }
@@ -395,6 +475,26 @@ mod tests {
             2005
         );
         assert!(civil(2, 29, 0).infer_year(&fixed).is_err());
+    }
+
+    /// A reference at the edge of chrono's range, read in a zone that pushes
+    /// it past the edge, is an error, not a panic (found by the proptest).
+    #[test]
+    fn references_at_the_edges_do_not_panic() {
+        let santiago: Zone = "America/Santiago".parse().unwrap();
+        let tokyo: Zone = "Asia/Tokyo".parse().unwrap();
+        for (reference, zone) in [
+            (DateTime::<Utc>::MIN_UTC, santiago),
+            (DateTime::<Utc>::MAX_UTC, tokyo),
+        ] {
+            let env = TimeEnv {
+                reference,
+                zone,
+                ..env("2024-06-15T00:00:00Z")
+            };
+            assert!(civil(6, 1, 0).infer_year(&env).is_err());
+            assert!(time_only(1, 2, 3, 0, &env).is_err());
+        }
     }
 
     #[test]

@@ -92,6 +92,7 @@ fn ctx(id: u64, file: &str, ingest: &str) -> LineContext {
     LineContext {
         id: id.to_string(),
         input: Arc::from(file),
+        file_mtime: None,
         ingest_time: at(ingest),
     }
 }

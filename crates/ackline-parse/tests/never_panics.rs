@@ -42,6 +42,26 @@ const SEEDS: &[&str] = &[
     "[2993] 2026/12/05 01:14:51.191716 [INF] Starting nats-server",
     "update-alternatives 2025-06-24 14:36:53: run with --quiet --install /usr/bin/pager",
     "1700000000123 level=warn myd[42]: hi",
+    // The named daemon and application formats (issue 15).
+    r#"2026-12-05 01:20:54.024 UTC,"postgres","test",25401,"[local]",6931f1b6.6339,1,"SELECT",2026-12-05 01:20:54 UTC,3/2,0,ERROR,42P01,"relation ""x"" does not exist",,,,,,"select * from x;",15,,"psql","client backend",,0"#,
+    r#"{"timestamp":"2026-12-05 01:20:54.024 UTC","user":"postgres","dbname":"test","pid":25401,"error_severity":"ERROR","message":"x"}"#,
+    "2026-12-05  4:09:25 0 [Note] InnoDB: Using transactional memory",
+    "2024-01-02T03:04:05.123456Z 0 [System] [MY-010116] [Server] /usr/sbin/mysqld starting",
+    r#"2026/12/05 04:09:25 [error] 4242#4242: *17 open() "/x" failed, client: 127.0.0.1, server: localhost, request: "GET /x HTTP/1.1", host: "localhost""#,
+    "2026/12/05 04:09:25.123456 main.go:42: listening on :8080",
+    "time=2026-12-05T04:09:25.123+01:00 level=INFO msg=started port=8080",
+    r#"{"time":"2026-12-05T04:09:25.123+01:00","level":"WARN","msg":"disk low","free":12}"#,
+    "WARNING:root:disk low",
+    "2026-12-05 04:09:25,123 - app.db - ERROR - query failed",
+    "[2026-12-05 04:09:25,123] INFO in views: GET /",
+    "04:09:25.123 [main] INFO  com.example.App - started",
+    "E1205 04:09:27.551230    1234 pod_workers.go:1298] \"Error syncing pod\" pod=\"default/web-0\"",
+    "2026-12-05T01:14:51.191716123Z stderr F [2993] 2026/12/05 01:14:51.191716 [ERR] boom",
+    "2026-12-05T01:14:51.5+01:00 stdout P {\"level\":\"error\"",
+    r#"{"log":"2248:M 05 Dec 2026 01:14:41.620 * Ready\n","stream":"stdout","time":"2026-12-05T01:14:41.62Z"}"#,
+    r#"{"__CURSOR":"s=1","__REALTIME_TIMESTAMP":"1764897293123456","PRIORITY":"3","_PID":"812","MESSAGE":[104,105]}"#,
+    "2026-12-05 01:20:54 CET [7] FATAL:  x",
+    "Start-Date: 2025-06-24  14:36:25\nCommandline: apt-get -qqy upgrade",
 ];
 
 fn parsers() -> Vec<Parser> {
@@ -63,6 +83,14 @@ fn parsers() -> Vec<Parser> {
                 year_rule: YearRule::Fixed(i32::MAX),
                 ..ParserConfig::default()
             }));
+            // An IANA zone (DST gaps and overlaps) and the file-mtime rule.
+            out.push(Parser::new(ParserConfig {
+                format,
+                strict,
+                year_rule: YearRule::FileMtime,
+                timezone: "America/Santiago".parse().unwrap(),
+                ..ParserConfig::default()
+            }));
         }
     }
     out
@@ -72,6 +100,8 @@ fn check_all(line: &[u8], ingest: DateTime<Utc>) -> Result<(), TestCaseError> {
     let ctx = LineContext {
         id: "m-7".to_string(),
         input: Arc::from("prop"),
+        // The ingest time doubles as the file's mtime (its edges included).
+        file_mtime: Some(ingest),
         ingest_time: ingest,
     };
     for parser in parsers() {
@@ -103,13 +133,27 @@ fn check_record(rec: &Record, line: &[u8], cfg: &ParserConfig) -> Result<(), Tes
     prop_assert_eq!(rec.id.as_str(), "m-7");
     if cfg.strict {
         if let FormatChoice::Fixed(f) = cfg.format {
+            // Formats that name a more specific variant of what they parse.
             let same_family = rec.format == f
                 || matches!(
                     (f, rec.format),
                     (
                         Format::AccessCommon | Format::AccessCombined,
                         Format::AccessCommon | Format::AccessCombined
-                    )
+                    ) | (
+                        Format::Generic,
+                        Format::Postgresql
+                            | Format::Redis
+                            | Format::RabbitMq
+                            | Format::Nats
+                            | Format::Dpkg
+                    ) | (
+                        Format::Json,
+                        Format::DockerJson
+                            | Format::Journald
+                            | Format::PostgresqlJson
+                            | Format::GoSlog
+                    ) | (Format::Logfmt, Format::GoSlog)
                 );
             prop_assert!(same_family, "strict fixed {f} produced {}", rec.format);
         } else {

@@ -16,6 +16,7 @@ fn ctx() -> LineContext {
     LineContext {
         id: "line-42".to_string(),
         input: Arc::from("/var/log/app.log"),
+        file_mtime: None,
         ingest_time: DateTime::parse_from_rfc3339("2024-06-15T12:00:00Z")
             .unwrap()
             .with_timezone(&Utc),
@@ -218,7 +219,7 @@ fn timestamps_out_of_range_are_typed_errors() {
 #[test]
 fn assume_offset_applies_to_zoneless_timestamps_only() {
     let p = Parser::new(ParserConfig {
-        assume_offset: FixedOffset::east_opt(2 * 3600).unwrap(),
+        timezone: ackline_parse::Zone::Fixed(FixedOffset::east_opt(2 * 3600).unwrap()),
         ..ParserConfig::default()
     });
     let rec = p
@@ -299,4 +300,75 @@ fn format_choice_from_str() {
         FormatChoice::Fixed(Format::Rfc3164)
     );
     assert!("nope".parse::<FormatChoice>().is_err());
+}
+
+/// Issue 15, point 3: a 2005 archive read in 2026. With `year = mtime` the
+/// year comes from the file's mtime (across the New Year), with a fixed year
+/// it is that year, and an IANA zone applies its daylight saving rules.
+#[test]
+fn year_from_mtime_or_fixed_and_iana_zones() {
+    let archive = |mtime: &str| LineContext {
+        file_mtime: Some(
+            DateTime::parse_from_rfc3339(mtime)
+                .unwrap()
+                .with_timezone(&Utc),
+        ),
+        ingest_time: DateTime::parse_from_rfc3339("2026-12-05T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc),
+        ..ctx()
+    };
+    let mtime = Parser::new(ParserConfig {
+        year_rule: ackline_parse::YearRule::FileMtime,
+        ..ParserConfig::default()
+    });
+    let dec = b"Dec 31 23:59:58 combo sshd[1]: last of 2005";
+    let jan = b"Jan  1 00:00:02 combo sshd[1]: first of 2006";
+    let c = archive("2006-01-02T03:04:05Z");
+    let year = |line: &[u8], p: &Parser, c: &LineContext| {
+        let rec = p.parse(line, c).unwrap();
+        assert_eq!(rec.timestamp_source, TimestampSource::LineInferredYear);
+        rec.timestamp.to_rfc3339()
+    };
+    assert_eq!(year(dec, &mtime, &c), "2005-12-31T23:59:58+00:00");
+    assert_eq!(year(jan, &mtime, &c), "2006-01-01T00:00:02+00:00");
+    // Without an mtime (stdin, a socket), the ingest time is the reference.
+    let no_mtime = LineContext {
+        file_mtime: None,
+        ..archive("2006-01-02T03:04:05Z")
+    };
+    assert_eq!(year(dec, &mtime, &no_mtime), "2025-12-31T23:59:58+00:00");
+    // The default rule ignores the mtime: this is what issue 15 reported.
+    assert_eq!(
+        year(dec, &Parser::default(), &c),
+        "2025-12-31T23:59:58+00:00"
+    );
+    let fixed = Parser::new(ParserConfig {
+        year_rule: ackline_parse::YearRule::Fixed(2005),
+        ..ParserConfig::default()
+    });
+    assert_eq!(year(jan, &fixed, &c), "2005-01-01T00:00:02+00:00");
+
+    let berlin = Parser::new(ParserConfig {
+        year_rule: ackline_parse::YearRule::Fixed(2005),
+        timezone: "Europe/Berlin".parse().unwrap(),
+        ..ParserConfig::default()
+    });
+    assert_eq!(
+        year(b"Jul  1 12:00:00 h a: x", &berlin, &c),
+        "2005-07-01T12:00:00+02:00"
+    );
+    assert_eq!(
+        year(b"Jan  1 12:00:00 h a: x", &berlin, &c),
+        "2005-01-01T12:00:00+01:00"
+    );
+    // Zone-less ISO lines too; a line's own offset always wins.
+    let rec = berlin
+        .parse(b"2026-07-01 12:00:00,000 INFO [main] a.B: m", &c)
+        .unwrap();
+    assert_eq!(rec.timestamp.to_rfc3339(), "2026-07-01T12:00:00+02:00");
+    let rec = berlin
+        .parse(b"2026-07-01T12:00:00Z level=info msg=x", &c)
+        .unwrap();
+    assert_eq!(rec.timestamp.to_rfc3339(), "2026-07-01T12:00:00+00:00");
 }

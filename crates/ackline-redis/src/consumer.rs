@@ -36,11 +36,12 @@
 //! - A key is marked `settling` before any I/O; a concurrent settlement or the reaper skips it.
 //! - Receives of one consumer run one at a time (the housekeeping cursor is theirs).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ackline_broker::fence::{self, Ended};
 use ackline_broker::{
     BrokerError, ConsumerOptions, Delivery, MAX_REASON_BYTES, SettleError, Settlement, Tag,
 };
@@ -55,10 +56,6 @@ use crate::Inner;
 use crate::connection::{Backoff, NAME, random_u64};
 use crate::entry::{self, Entry, array, int, malformed, text};
 use crate::scripts::SCRIPTS;
-
-/// How many settled or fenced keys a consumer remembers (to answer `AlreadySettled` or
-/// `Stale` rather than `Unknown`).
-const REMEMBERED: usize = 100_000;
 
 /// The error recorded when a delivery ends without a settlement.
 pub const UNSETTLED: &str =
@@ -83,15 +80,19 @@ struct Held {
     settling: bool,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Done {
-    Settled,
-    Gone { attempt: u32 },
+impl fence::Held for Held {
+    fn attempt(&self) -> u32 {
+        self.attempt
+    }
+    fn settling(&self) -> bool {
+        self.settling
+    }
 }
 
 struct State {
     held: HashMap<u64, Held>,
-    done: BTreeMap<u64, Done>,
+    /// How deliveries no longer held ended (see [`ackline_broker::fence`]).
+    done: Ended,
     next_key: u64,
     /// `(entry id, delivery count)` to release (fenced already).
     release: Vec<(String, i64)>,
@@ -100,18 +101,11 @@ struct State {
 }
 
 impl State {
-    fn remember(&mut self, key: u64, d: Done) {
-        self.done.insert(key, d);
-        while self.done.len() > REMEMBERED {
-            self.done.pop_first();
-        }
-    }
-
     /// Fences held `key` and queues its release.
     fn fence(&mut self, key: u64) -> bool {
         match self.held.remove(&key) {
             Some(h) => {
-                self.remember(key, Done::Gone { attempt: h.attempt });
+                self.done.gone(key, h.attempt);
                 self.release.push((h.eid, h.count));
                 true
             }
@@ -191,7 +185,7 @@ impl RedisConsumer {
             work,
             state: Mutex::new(State {
                 held: HashMap::new(),
-                done: BTreeMap::new(),
+                done: Ended::default(),
                 next_key: 1,
                 release: Vec::new(),
                 resync: false,
@@ -620,10 +614,10 @@ fn outcome(
 ) -> Result<(), SettleError> {
     st.held.remove(&key);
     if code == 0 {
-        st.remember(key, Done::Settled);
+        st.done.settled(key);
         return Ok(());
     }
-    st.remember(key, Done::Gone { attempt });
+    st.done.gone(key, attempt);
     let current = if code > 0 {
         u32::try_from(i64::from(attempt) - count + code).unwrap_or(attempt + 1)
     } else {
@@ -730,31 +724,14 @@ impl ackline_broker::Consumer for RedisConsumer {
         {
             let mut st = sh.state.lock();
             for (i, (tag, how)) in items.into_iter().enumerate() {
-                if tag.token.as_deref().is_some_and(|t| t != &*sh.name) {
-                    results[i] = Some(Err(SettleError::Unknown));
-                    continue;
-                }
-                let Some(h) = st.held.get_mut(&tag.key) else {
-                    results[i] = Some(Err(match st.done.get(&tag.key) {
-                        Some(Done::Settled) => SettleError::AlreadySettled,
-                        Some(Done::Gone { attempt }) if *attempt == tag.attempt => {
-                            SettleError::Stale {
-                                attempt: *attempt,
-                                current: attempt + 1,
-                            }
-                        }
-                        _ => SettleError::Unknown,
-                    }));
-                    continue;
+                let st = &mut *st;
+                let h = match fence::admit(&mut st.held, &st.done, &tag, &sh.name, false) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        results[i] = Some(Err(e));
+                        continue;
+                    }
                 };
-                if h.attempt != tag.attempt {
-                    results[i] = Some(Err(SettleError::Unknown));
-                    continue;
-                }
-                if h.settling {
-                    results[i] = Some(Err(SettleError::AlreadySettled));
-                    continue;
-                }
                 let plan = match how.bounded(MAX_REASON_BYTES) {
                     Settlement::Ack => Plan::Ack,
                     Settlement::Extend { lease } => Plan::Move("x", ms(lease), String::new()),

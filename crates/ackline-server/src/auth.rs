@@ -20,8 +20,10 @@ pub enum Scope {
     Ingest,
     /// The lease API (sessions, receive, settle).
     Worker,
-    /// Queues, dead letters, metrics.
+    /// Queues, dead letters, metrics; the console's replay and purge.
     Admin,
+    /// The console's pages, read only (overview, dead letters, records). Admin implies it.
+    Read,
 }
 
 impl Scope {
@@ -31,6 +33,7 @@ impl Scope {
             Scope::Ingest => "ingest",
             Scope::Worker => "worker",
             Scope::Admin => "admin",
+            Scope::Read => "read",
         }
     }
 
@@ -40,6 +43,7 @@ impl Scope {
             "ingest" => Some(Scope::Ingest),
             "worker" => Some(Scope::Worker),
             "admin" => Some(Scope::Admin),
+            "read" => Some(Scope::Read),
             _ => None,
         }
     }
@@ -73,6 +77,25 @@ impl Token {
     pub(crate) fn secret(&self) -> &[u8] {
         &self.secret
     }
+
+    /// Whether it grants `scope` (admin implies read).
+    pub fn grants(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+            || (scope == Scope::Read && self.scopes.contains(&Scope::Admin))
+    }
+}
+
+/// The configured token whose secret is `presented`, compared in constant time against every
+/// token without early exit.
+pub fn find<'a>(tokens: &'a [Token], presented: &str) -> Option<&'a Token> {
+    let mut found: Option<&Token> = None;
+    for t in tokens {
+        let eq: Choice = t.secret.as_slice().ct_eq(presented.as_bytes());
+        if bool::from(eq) && found.is_none() {
+            found = Some(t);
+        }
+    }
+    found
 }
 
 /// What a request needs.
@@ -99,18 +122,11 @@ pub fn check(tokens: &[Token], headers: &HeaderMap, need: Need) -> Result<(), Ap
     let Some(presented) = presented else {
         return Err(unauthorized("a bearer token is required"));
     };
-    let mut found: Option<&Token> = None;
-    for t in tokens {
-        let eq: Choice = t.secret.as_slice().ct_eq(presented.as_bytes());
-        if bool::from(eq) && found.is_none() {
-            found = Some(t);
-        }
-    }
-    let Some(t) = found else {
+    let Some(t) = find(tokens, presented) else {
         return Err(unauthorized("unknown token"));
     };
     match need {
-        Need::Scope(s) if !t.scopes.contains(&s) => Err(ApiError::new(
+        Need::Scope(s) if !t.grants(s) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!("the token lacks the {} scope", s.name()),
@@ -185,5 +201,20 @@ mod tests {
             assert_eq!(e.status, StatusCode::UNAUTHORIZED, "{h}");
         }
         assert!(!format!("{:?}", tokens[0]).contains("secret-0123"));
+    }
+
+    #[test]
+    fn admin_implies_read_and_read_implies_nothing_else() {
+        let admin = Token::new("admin-secret-0123456789", &[Scope::Admin]);
+        let read = Token::new("read-secret-0123456789", &[Scope::Read]);
+        assert!(admin.grants(Scope::Read) && admin.grants(Scope::Admin));
+        assert!(read.grants(Scope::Read));
+        for s in [Scope::Admin, Scope::Ingest, Scope::Worker] {
+            assert!(!read.grants(s), "{s:?}");
+        }
+        let tokens = [admin, read];
+        assert!(find(&tokens, "read-secret-0123456789").is_some_and(|t| t.grants(Scope::Read)));
+        assert!(find(&tokens, "read-secret-012345678").is_none());
+        assert_eq!(Scope::parse("read"), Some(Scope::Read));
     }
 }

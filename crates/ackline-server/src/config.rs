@@ -133,6 +133,12 @@ pub struct ServerConfig {
     pub max_queues: usize,
     /// Limits.
     pub limits: Limits,
+    /// Serve the web console at `/` and `/ui` (`ackline-console`). Default true.
+    pub console: bool,
+    /// The console's settings.
+    pub console_config: ackline_console::ConsoleConfig,
+    /// The broker a relay in this process forwards to (redacted), shown by the console.
+    pub relay_to: Option<String>,
 }
 
 impl ServerConfig {
@@ -149,6 +155,9 @@ impl ServerConfig {
             auto_create_queues: Vec::new(),
             max_queues: 100,
             limits: Limits::default(),
+            console: true,
+            console_config: ackline_console::ConsoleConfig::default(),
+            relay_to: None,
         }
     }
 

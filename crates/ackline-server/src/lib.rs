@@ -26,6 +26,7 @@
 pub mod auth;
 mod config;
 mod conn;
+pub mod console;
 mod error;
 pub mod metrics;
 pub mod metrics_endpoint;
@@ -46,7 +47,7 @@ use tokio::net::{TcpListener, UdpSocket};
 pub use auth::{Scope, Token};
 pub use config::{Limits, ServerConfig};
 pub use error::{ApiError, ServerError};
-pub use metrics_endpoint::serve_metrics;
+pub use metrics_endpoint::{serve_metrics, serve_router};
 
 use crate::metrics::Metrics;
 use crate::sessions::Sessions;

@@ -74,6 +74,8 @@ pub struct Metrics {
     registry: Registry,
     latency: Family<Labels, Histogram>,
     end_to_end: Family<Labels, Histogram>,
+    /// The same observations over all queues, for the console's latency chart.
+    console_end_to_end: ackline_console::Latency,
     ingested: Family<Labels, Counter>,
     rejected: Family<Labels, Counter>,
     syslog_frames: Family<Labels, Counter>,
@@ -303,6 +305,7 @@ impl Metrics {
             registry,
             latency,
             end_to_end,
+            console_end_to_end: ackline_console::Latency::new("end_to_end", END_TO_END_BUCKETS),
             ingested,
             rejected,
             syslog_frames,
@@ -330,9 +333,15 @@ impl Metrics {
 
     /// Observes one durable ack, `took` after its message was enqueued.
     pub fn observe_end_to_end(&self, queue: &str, took: Duration) {
+        self.console_end_to_end.observe(took);
         self.end_to_end
             .get_or_create(&queue_label(queue))
             .observe(took.as_secs_f64());
+    }
+
+    /// End-to-end latency over all queues, as the console charts it.
+    pub fn end_to_end_view(&self) -> ackline_console::HistogramView {
+        self.console_end_to_end.view()
     }
 
     /// Counts lines queued by ingest.

@@ -70,6 +70,18 @@ where
             async move { scrape(&*render) }
         }),
     );
+    serve_router(listener, router, shutdown).await
+}
+
+/// Serves `router` on `listener` with the same connection handling as [`serve_metrics`]
+/// (the header-read timeout, at most [`MAX_CONNECTIONS`], graceful shutdown): how a process
+/// that is not the server serves a small router of its own (`ackline run --listen`'s
+/// console).
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future,
+) -> Result<(), ServerError> {
     let slots = crate::slots::Slots::new(MAX_CONNECTIONS, MAX_CONNECTIONS);
     let (close, closing) = tokio::sync::watch::channel(false);
     let result = crate::conn::accept(

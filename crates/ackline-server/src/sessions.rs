@@ -239,6 +239,22 @@ impl Sessions {
         before - map.len()
     }
 
+    /// Every session: (id, queue, deliveries held, idle time), ordered by queue then id.
+    pub fn list(&self) -> Vec<(String, String, usize, Duration)> {
+        let now = Instant::now();
+        let mut v: Vec<_> = self
+            .map
+            .lock()
+            .iter()
+            .map(|(id, s)| {
+                let idle = now.saturating_duration_since(*s.last_seen.lock());
+                (id.clone(), s.queue.clone(), s.remembered(), idle)
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+        v
+    }
+
     /// Sessions open now.
     pub fn len(&self) -> usize {
         self.map.lock().len()

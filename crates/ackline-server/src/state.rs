@@ -24,6 +24,9 @@ use crate::slots::Slots;
 pub struct Queues {
     db: Mutex<Option<Db>>,
     open: Mutex<BTreeMap<String, EmbeddedBroker>>,
+    /// Per queue, what it held when this server opened it (pending, dead letters): the
+    /// console's books start from there.
+    at_open: Mutex<BTreeMap<String, (u64, u64)>>,
     opts: ackline_queue::QueueOptions,
     max: usize,
 }
@@ -33,6 +36,7 @@ impl Queues {
         Queues {
             db: Mutex::new(Some(db)),
             open: Mutex::new(BTreeMap::new()),
+            at_open: Mutex::new(BTreeMap::new()),
             opts,
             max,
         }
@@ -78,6 +82,10 @@ impl Queues {
             .queue(name, self.opts.clone())
             .map_err(|e| ApiError::unavailable(format!("opening queue {name}: {e}")))?;
         crate::log_recovery(&q);
+        let s = q.stats();
+        self.at_open
+            .lock()
+            .insert(name.to_string(), (s.pending, s.dead_letters));
         let b = EmbeddedBroker::new(q);
         self.open.lock().insert(name.to_string(), b.clone());
         Ok(b)
@@ -111,6 +119,11 @@ impl Queues {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+
+    /// What queue `name` held when it was opened: (pending, dead letters).
+    pub fn at_open(&self, name: &str) -> (u64, u64) {
+        self.at_open.lock().get(name).copied().unwrap_or_default()
     }
 
     /// Closes every queue (flush and checkpoint) and the data directory.

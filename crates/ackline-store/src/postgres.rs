@@ -2,20 +2,41 @@
 //! of machines write into one table.
 //!
 //! Invariants:
-//! - **One batch, one statement**: `INSERT ... SELECT FROM UNNEST($1, ...)
-//!   ON CONFLICT (id) DO NOTHING`, one array parameter per column, runs as a
-//!   single implicit transaction; its row count is the number inserted, the
-//!   rest are duplicates (ids already stored, or earlier in the batch).
-//!   Sessions set `synchronous_commit=on`, so the commit is durable (WAL
-//!   flushed) when the statement returns.
-//! - **Rejected records are found by bisection**: when the statement fails
-//!   with a data error (SQLSTATE class 22 data exception, 23 integrity, 54
-//!   program limit: e.g. a NUL in an id, an id too long for the index),
-//!   nothing was committed; halves of the batch are then inserted in
+//! - **One batch, one transaction, written with binary COPY**. First the
+//!   fast path: one `COPY <table> FROM STDIN (FORMAT binary)`, a statement
+//!   and so a transaction of its own (no `BEGIN`/`COMMIT` round trips).
+//!   COPY has no `ON CONFLICT`, so it succeeds only when every id of the
+//!   batch is new (the common case: first deliveries), and then all were
+//!   inserted. When it fails because an id is already stored or repeats in
+//!   the batch (SQLSTATE 23505), on a deadlock with a concurrent writer of the
+//!   same ids (40P01), or on any data error, its transaction is aborted
+//!   (nothing of it stays visible; the aborted rows are dead tuples that
+//!   vacuum reclaims) and the batch is written by the idempotent path: COPY
+//!   into a temporary table of the session (`ackline_stage_<table>`,
+//!   `ON COMMIT DELETE ROWS`, created by `CREATE TEMP TABLE IF NOT EXISTS` in
+//!   the batch's own transaction, so any session, new or recycled, works),
+//!   then one `INSERT ... SELECT ... ORDER BY ord ON CONFLICT (id) DO
+//!   NOTHING`, in batch order, whose row count is the number inserted; the
+//!   rest are duplicates (ids already stored, or earlier in the batch). The
+//!   staging table is never WAL-logged and is empty after every commit or
+//!   rollback. Sessions set `synchronous_commit=on`, so the fast path's COPY,
+//!   or the staged path's `COMMIT`, returns only once the batch is durable
+//!   (WAL flushed). The staged path needs the `TEMPORARY` privilege on the
+//!   database (granted to `PUBLIC` by default).
+//! - **Several workers, several connections**: each `write_batch` takes its
+//!   own connection from the pool ([`StoreOptions::pool_size`], default 4)
+//!   for the whole transaction, so concurrent workers (tasks sharing one
+//!   store, cloned or behind an `Arc`) write in parallel, each on its own
+//!   session and staging table; ids they share are settled by the unique
+//!   index (one inserts, the others count a duplicate).
+//! - **Rejected records are found by bisection**: when the COPY or the
+//!   `INSERT` fails with a data error (SQLSTATE class 22 data exception, 23
+//!   integrity, 54 program limit: e.g. a NUL in an id, an id too long for the
+//!   index) on the idempotent path, the transaction is rolled back, so nothing
+//!   was committed; halves of the batch are then staged and inserted in
 //!   transactions that are always rolled back, until one record fails alone
-//!   (⌈log₂ n⌉ + 1 round trips, only on this rare path). That index is
-//!   returned as `Rejected`; if no single record fails alone the original
-//!   error is `Fatal`.
+//!   (⌈log₂ n⌉ + 1 rounds, only on this rare path). That index is returned as `Rejected`; if no
+//!   single record fails alone the original error is `Fatal`.
 //! - **NUL bytes**: PostgreSQL `text` and `jsonb` cannot hold U+0000. The raw
 //!   line is always stored as `bytea` (`raw`, with `raw_utf8` saying whether
 //!   it was valid UTF-8), so it is lossless for any bytes. In the text columns
@@ -29,7 +50,15 @@
 //!   advisory lock (so concurrent workers opening at once do not race); each
 //!   table's version is a row of `ackline_schema_version`; a newer version
 //!   than this binary knows is `Fatal`. Versions as for SQLite: 1 had no
-//!   `parse_error` and no `app` index; 2 is current.
+//!   `parse_error` and no `app` index; 2 added them; 3 (current) drops the
+//!   `(host, ts_ms)`, `(severity, ts_ms)` and `(app, ts_ms)` indexes, which
+//!   every write paid for (three more B-tree inserts and their WAL per row:
+//!   about a third of the server's time per batch) and no ackline operation
+//!   reads (it reads by `id`). What stays: the primary key on `id`, which
+//!   `ON CONFLICT (id)` and the COPY's duplicate check need, and
+//!   `(ts_ms, ts_nanos, id)` for time-ordered reads. An operator who queries
+//!   by host or app adds the index they need; ackline never drops an index
+//!   it did not create.
 //! - **TLS**: `sslmode=require` connects with rustls (ring), verifying the
 //!   server certificate against the system's CA store (stricter than libpq's
 //!   `require`, which does not verify). `sslmode=prefer` (the default) and
@@ -49,6 +78,7 @@
 //!   the server's `now()`.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,8 +86,9 @@ use std::time::Duration;
 use ackline_parse::{Format, RawLine, Record};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use serde_json::{Map, Value};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::config::SslMode;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Config, NoTls};
 
 use crate::sqlite::severity_from_code;
@@ -119,15 +150,28 @@ impl Drop for Conn {
 }
 
 /// The schema version this binary writes.
-const CURRENT: i32 = 2;
+const CURRENT: i32 = 3;
 
 /// Idempotent PostgreSQL store over a connection pool.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: Pool,
     table: Arc<str>,
-    insert_sql: Arc<str>,
+    sql: Arc<WriteSql>,
     timeout: Duration,
+}
+
+/// The statements of one write, for one table.
+#[derive(Debug)]
+struct WriteSql {
+    /// The fast path: the batch straight into the table.
+    copy_direct: String,
+    /// Opens the batch's transaction and makes sure the session has its staging table.
+    begin: String,
+    /// Fills the staging table from the binary COPY stream.
+    copy: String,
+    /// Moves the staged rows into the table, skipping stored ids.
+    merge: String,
 }
 
 impl PostgresStore {
@@ -191,11 +235,10 @@ impl PostgresStore {
             .recycle_timeout(Some(opts.connect_timeout.min(opts.operation_timeout / 2)))
             .build()
             .map_err(|e| StoreError::fatal(KIND, format!("cannot build the pool: {e}")))?;
-        let insert_sql = insert_sql(&table);
         let store = Self {
             pool,
+            sql: Arc::new(WriteSql::new(&table)),
             table,
-            insert_sql: Arc::from(insert_sql),
             timeout: opts.operation_timeout,
         };
         store.within_timeout(store.migrate()).await?;
@@ -337,14 +380,33 @@ impl PostgresStore {
         if batch.is_empty() {
             return Ok(WriteReport::default());
         }
-        let mut client = Conn::get(&self.pool).await?;
-        let stmt = client
-            .prepare_cached(&self.insert_sql)
+        let client = Conn::get(&self.pool).await?;
+        // One statement, its own transaction: committed (durably) when the COPY returns, or
+        // not at all.
+        match self.copy_direct(&client, batch).await {
+            Ok(n) => {
+                client.healthy();
+                let inserted = usize::try_from(n).unwrap_or(batch.len()).min(batch.len());
+                return Ok(WriteReport {
+                    inserted,
+                    duplicates: batch.len() - inserted,
+                });
+            }
+            // A stored or repeated id, a deadlock with a writer of the same ids, or a record
+            // the server refuses: nothing of the transaction stays; the idempotent path sorts it out.
+            Err(e) if is_data_error(&e) || is_deadlock(&e) => {}
+            Err(e) => return Err(classify(&e)),
+        }
+        client
+            .batch_execute(&self.sql.begin)
             .await
             .map_err(|e| classify(&e))?;
-        let cols = Columns::new(batch);
-        match client.execute(&stmt, &cols.params()).await {
+        match self.stage_and_insert(&client, batch, 0).await {
             Ok(n) => {
+                client
+                    .batch_execute("COMMIT")
+                    .await
+                    .map_err(|e| classify(&e))?;
                 client.healthy();
                 let inserted = usize::try_from(n).unwrap_or(batch.len()).min(batch.len());
                 Ok(WriteReport {
@@ -353,7 +415,11 @@ impl PostgresStore {
                 })
             }
             Err(e) if is_data_error(&e) => {
-                let found = bisect(&mut client, &stmt, batch).await?;
+                client
+                    .batch_execute("ROLLBACK")
+                    .await
+                    .map_err(|e| classify(&e))?;
+                let found = self.bisect(&client, batch).await?;
                 client.healthy();
                 match found {
                     Some((index, reason)) => Err(StoreError::Rejected {
@@ -369,6 +435,100 @@ impl PostgresStore {
                     )),
                 }
             }
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    /// COPYs the whole batch into the table, as one autocommitted statement;
+    /// returns the rows copied. Fails on the first id already stored (or
+    /// repeated), committing nothing.
+    async fn copy_direct(
+        &self,
+        client: &deadpool_postgres::Client,
+        batch: &[Record],
+    ) -> Result<u64, tokio_postgres::Error> {
+        let copy = client.prepare_cached(&self.sql.copy_direct).await?;
+        let sink = client.copy_in(&copy).await?;
+        let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &TABLE_TYPES));
+        for r in batch {
+            writer.as_mut().write(&Row::new(r).values()).await?;
+        }
+        writer.finish().await
+    }
+
+    /// Within the open transaction: COPYs `part` (whose first record is
+    /// number `first` of the batch) into the staging table, then inserts it
+    /// into the table in batch order; returns how many were inserted.
+    async fn stage_and_insert(
+        &self,
+        client: &deadpool_postgres::Client,
+        part: &[Record],
+        first: usize,
+    ) -> Result<u64, tokio_postgres::Error> {
+        let copy = client.prepare_cached(&self.sql.copy).await?;
+        let sink = client.copy_in(&copy).await?;
+        let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &STAGE_TYPES));
+        for (ord, r) in (0i64..).zip(part) {
+            let row = Row::new(r);
+            let values = row.values();
+            let ord = i64::try_from(first).unwrap_or(i64::MAX).saturating_add(ord);
+            let staged: [&(dyn ToSql + Sync); 18] =
+                std::array::from_fn(|k| values.get(k).copied().unwrap_or(&ord));
+            writer.as_mut().write(&staged).await?;
+        }
+        writer.finish().await?;
+        let merge = client.prepare_cached(&self.sql.merge).await?;
+        client.execute(&merge, &[]).await
+    }
+
+    /// Finds the first record of the batch that fails alone; every probe is
+    /// rolled back. `Ok(None)`: none does.
+    async fn bisect(
+        &self,
+        client: &deadpool_postgres::Client,
+        batch: &[Record],
+    ) -> Result<Option<(usize, String)>, StoreError> {
+        let (mut lo, mut hi) = (0, batch.len());
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self
+                .try_rolled_back(client, batch, lo..mid)
+                .await?
+                .is_some()
+            {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        Ok(self
+            .try_rolled_back(client, batch, lo..hi)
+            .await?
+            .map(|reason| (lo, reason)))
+    }
+
+    /// Stages and inserts rows `range` in a transaction that is rolled back:
+    /// `Some(reason)` when the server refuses their data.
+    async fn try_rolled_back(
+        &self,
+        client: &deadpool_postgres::Client,
+        batch: &[Record],
+        range: Range<usize>,
+    ) -> Result<Option<String>, StoreError> {
+        client
+            .batch_execute(&self.sql.begin)
+            .await
+            .map_err(|e| classify(&e))?;
+        let first = range.start;
+        let part = batch.get(range).unwrap_or_default();
+        let result = self.stage_and_insert(client, part, first).await;
+        client
+            .batch_execute("ROLLBACK")
+            .await
+            .map_err(|e| classify(&e))?;
+        match result {
+            Ok(_) => Ok(None),
+            Err(e) if is_data_error(&e) => Ok(Some(db_text(&e))),
             Err(e) => Err(classify(&e)),
         }
     }
@@ -442,10 +602,7 @@ fn create_current(t: &str) -> String {
             stored_at timestamptz NOT NULL DEFAULT now(),
             parse_error text
         );
-        CREATE INDEX {t}_ts ON {t} (ts_ms, ts_nanos, id);
-        CREATE INDEX {t}_host_ts ON {t} (host, ts_ms);
-        CREATE INDEX {t}_severity_ts ON {t} (severity, ts_ms);
-        CREATE INDEX {t}_app_ts ON {t} (app, ts_ms);"
+        CREATE INDEX {t}_ts ON {t} (ts_ms, ts_nanos, id);"
     )
 }
 
@@ -455,116 +612,188 @@ fn step(t: &str, from: i32) -> Option<String> {
             "ALTER TABLE {t} ADD COLUMN parse_error text;
              CREATE INDEX {t}_app_ts ON {t} (app, ts_ms);"
         )),
+        2 => Some(format!(
+            "DROP INDEX IF EXISTS {t}_host_ts;
+             DROP INDEX IF EXISTS {t}_severity_ts;
+             DROP INDEX IF EXISTS {t}_app_ts;"
+        )),
         _ => None,
     }
 }
 
-fn insert_sql(t: &str) -> String {
-    format!(
-        "INSERT INTO {t} (id, ts_ms, ts_nanos, ts_offset, timestamp_source, severity, host, app, \
-         pid, message, fields, raw, raw_utf8, input, format, nul_originals, parse_error) \
-         SELECT id, ts_ms, ts_nanos, ts_offset, src, sev, host, app, pid, msg, fields::jsonb, \
-         raw, raw_utf8, input, format, nul, perr \
-         FROM UNNEST($1::text[], $2::int8[], $3::int4[], $4::int4[], $5::text[], $6::int2[], \
-         $7::text[], $8::text[], $9::int8[], $10::text[], $11::text[], $12::bytea[], \
-         $13::bool[], $14::text[], $15::text[], $16::text[], $17::text[]) \
-         AS u(id, ts_ms, ts_nanos, ts_offset, src, sev, host, app, pid, msg, fields, raw, \
-         raw_utf8, input, format, nul, perr) \
-         ON CONFLICT (id) DO NOTHING"
-    )
+/// The table's column types, in the order of [`Row::values`] and of
+/// [`COLUMNS`].
+const TABLE_TYPES: [Type; 17] = [
+    Type::TEXT,
+    Type::INT8,
+    Type::INT4,
+    Type::INT4,
+    Type::TEXT,
+    Type::INT2,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::JSONB,
+    Type::BYTEA,
+    Type::BOOL,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+];
+
+/// The staging table's column types: the table's, then `ord`.
+const STAGE_TYPES: [Type; 18] = [
+    Type::TEXT,
+    Type::INT8,
+    Type::INT4,
+    Type::INT4,
+    Type::TEXT,
+    Type::INT2,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::JSONB,
+    Type::BYTEA,
+    Type::BOOL,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+];
+
+/// The columns a write sets (`stored_at` takes its default, `now()`).
+const COLUMNS: &str = "id, ts_ms, ts_nanos, ts_offset, timestamp_source, severity, host, app, \
+                       pid, message, fields, raw, raw_utf8, input, format, nul_originals, \
+                       parse_error";
+
+impl WriteSql {
+    fn new(t: &str) -> Self {
+        // `t` is at most 48 bytes, so the staging table's name stays within 63.
+        let stage = format!("ackline_stage_{t}");
+        Self {
+            copy_direct: format!("COPY {t} ({COLUMNS}) FROM STDIN (FORMAT binary)"),
+            // SET LOCAL: no "already exists, skipping" notice for every batch.
+            begin: format!(
+                "BEGIN; SET LOCAL client_min_messages = warning; \
+                 CREATE TEMP TABLE IF NOT EXISTS {stage} (id text, ts_ms int8, ts_nanos int4, \
+                 ts_offset int4, timestamp_source text, severity int2, host text, app text, \
+                 pid int8, message text, fields jsonb, raw bytea, raw_utf8 bool, input text, \
+                 format text, nul_originals text, parse_error text, ord int8) \
+                 ON COMMIT DELETE ROWS"
+            ),
+            copy: format!("COPY {stage} FROM STDIN (FORMAT binary)"),
+            merge: format!(
+                "INSERT INTO {t} ({COLUMNS}) SELECT {COLUMNS} FROM {stage} ORDER BY ord \
+                 ON CONFLICT (id) DO NOTHING"
+            ),
+        }
+    }
 }
 
-/// The batch as one array per column.
-struct Columns<'a> {
-    id: Vec<&'a str>,
-    ts_ms: Vec<i64>,
-    ts_nanos: Vec<i32>,
-    ts_offset: Vec<i32>,
-    source: Vec<&'static str>,
-    severity: Vec<Option<i16>>,
-    host: Vec<Option<Cow<'a, str>>>,
-    app: Vec<Option<Cow<'a, str>>>,
-    pid: Vec<Option<i64>>,
-    message: Vec<Cow<'a, str>>,
-    fields: Vec<Option<String>>,
-    raw: Vec<&'a [u8]>,
-    raw_utf8: Vec<bool>,
-    input: Vec<Cow<'a, str>>,
-    format: Vec<&'static str>,
-    nul_originals: Vec<Option<String>>,
-    parse_error: Vec<Option<Cow<'a, str>>>,
+/// `fields` as `jsonb` in the binary format: a version byte (1), then the
+/// JSON text. (tokio-postgres encodes `jsonb` only from `serde_json::Value`,
+/// which would parse the text back.)
+#[derive(Debug)]
+struct Jsonb(String);
+
+impl ToSql for Jsonb {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&[1]);
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }
 
-impl<'a> Columns<'a> {
-    fn new(batch: &'a [Record]) -> Self {
-        let n = batch.len();
-        let mut c = Columns {
-            id: Vec::with_capacity(n),
-            ts_ms: Vec::with_capacity(n),
-            ts_nanos: Vec::with_capacity(n),
-            ts_offset: Vec::with_capacity(n),
-            source: Vec::with_capacity(n),
-            severity: Vec::with_capacity(n),
-            host: Vec::with_capacity(n),
-            app: Vec::with_capacity(n),
-            pid: Vec::with_capacity(n),
-            message: Vec::with_capacity(n),
-            fields: Vec::with_capacity(n),
-            raw: Vec::with_capacity(n),
-            raw_utf8: Vec::with_capacity(n),
-            input: Vec::with_capacity(n),
-            format: Vec::with_capacity(n),
-            nul_originals: Vec::with_capacity(n),
-            parse_error: Vec::with_capacity(n),
-        };
-        for r in batch {
-            let (ms, nanos, offset) = row::ts_parts(&r.timestamp);
-            let mut originals = Map::new();
-            let mut text = |name: &str, s: &'a str| -> Cow<'a, str> {
-                if s.contains('\0') {
-                    originals.insert(name.to_owned(), Value::String(s.to_owned()));
-                    Cow::Owned(s.replace('\0', "\u{FFFD}"))
-                } else {
-                    Cow::Borrowed(s)
-                }
-            };
-            c.input.push(text("input", &r.input));
-            c.host.push(r.host.as_deref().map(|s| text("host", s)));
-            c.app.push(r.app.as_deref().map(|s| text("app", s)));
-            c.message.push(text("message", &r.message));
-            c.parse_error
-                .push(r.parse_error.as_deref().map(|s| text("parse_error", s)));
-            let fields = if r.fields.is_empty() {
-                None
-            } else if r.fields.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
-                let original = Value::Object(r.fields.clone().into_iter().collect());
-                let clean = strip_nul(&original);
-                originals.insert("fields".to_owned(), original);
-                serde_json::to_string(&clean).ok()
+/// One record's column values, encoded while the COPY streams (so the
+/// client's encoding overlaps the server's work instead of preceding it).
+struct Row<'a> {
+    id: &'a str,
+    ts_ms: i64,
+    ts_nanos: i32,
+    ts_offset: i32,
+    source: &'static str,
+    severity: Option<i16>,
+    host: Option<Cow<'a, str>>,
+    app: Option<Cow<'a, str>>,
+    pid: Option<i64>,
+    message: Cow<'a, str>,
+    fields: Option<Jsonb>,
+    raw: &'a [u8],
+    raw_utf8: bool,
+    input: Cow<'a, str>,
+    format: &'static str,
+    nul_originals: Option<String>,
+    parse_error: Option<Cow<'a, str>>,
+}
+
+impl<'a> Row<'a> {
+    fn new(r: &'a Record) -> Self {
+        let (ts_ms, ts_nanos, ts_offset) = row::ts_parts(&r.timestamp);
+        let mut originals = Map::new();
+        let mut text = |name: &str, s: &'a str| -> Cow<'a, str> {
+            if s.contains('\0') {
+                originals.insert(name.to_owned(), Value::String(s.to_owned()));
+                Cow::Owned(s.replace('\0', "\u{FFFD}"))
             } else {
-                row::fields_to_json(&r.fields)
-            };
-            c.fields.push(fields);
-            c.nul_originals.push(if originals.is_empty() {
+                Cow::Borrowed(s)
+            }
+        };
+        let input = text("input", &r.input);
+        let host = r.host.as_deref().map(|s| text("host", s));
+        let app = r.app.as_deref().map(|s| text("app", s));
+        let message = text("message", &r.message);
+        let parse_error = r.parse_error.as_deref().map(|s| text("parse_error", s));
+        let fields = if r.fields.is_empty() {
+            None
+        } else if r.fields.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
+            let original = Value::Object(r.fields.clone().into_iter().collect());
+            let clean = strip_nul(&original);
+            originals.insert("fields".to_owned(), original);
+            serde_json::to_string(&clean).ok()
+        } else {
+            row::fields_to_json(&r.fields)
+        };
+        Row {
+            id: &r.id,
+            ts_ms,
+            ts_nanos,
+            ts_offset,
+            source: row::ts_source_name(r.timestamp_source),
+            severity: r.severity.map(|s| i16::from(s.code())),
+            host,
+            app,
+            pid: row::pid_to_sql(r.pid),
+            message,
+            fields: fields.map(Jsonb),
+            raw: r.raw.as_bytes(),
+            raw_utf8: r.raw.is_utf8(),
+            input,
+            format: r.format.name(),
+            nul_originals: if originals.is_empty() {
                 None
             } else {
                 serde_json::to_string(&originals).ok()
-            });
-            c.id.push(&r.id);
-            c.ts_ms.push(ms);
-            c.ts_nanos.push(nanos);
-            c.ts_offset.push(offset);
-            c.source.push(row::ts_source_name(r.timestamp_source));
-            c.severity.push(r.severity.map(|s| i16::from(s.code())));
-            c.pid.push(row::pid_to_sql(r.pid));
-            c.raw.push(r.raw.as_bytes());
-            c.raw_utf8.push(r.raw.is_utf8());
-            c.format.push(r.format.name());
+            },
+            parse_error,
         }
-        c
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 17] {
+    /// The values in the table's column order ([`TABLE_TYPES`]).
+    fn values(&self) -> [&(dyn ToSql + Sync); 17] {
         [
             &self.id,
             &self.ts_ms,
@@ -606,46 +835,10 @@ fn strip_nul(v: &Value) -> Value {
     }
 }
 
-/// Finds the first record of `batch` that fails alone; every probe is
-/// rolled back. `Ok(None)`: none does.
-async fn bisect(
-    client: &mut deadpool_postgres::Client,
-    stmt: &tokio_postgres::Statement,
-    batch: &[Record],
-) -> Result<Option<(usize, String)>, StoreError> {
-    let (mut lo, mut hi) = (0, batch.len());
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        if try_rolled_back(client, stmt, &batch[lo..mid])
-            .await?
-            .is_some()
-        {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
-    }
-    Ok(try_rolled_back(client, stmt, &batch[lo..hi])
-        .await?
-        .map(|reason| (lo, reason)))
-}
-
-/// Inserts `part` in a transaction that is rolled back: `Some(reason)` when
-/// the server refuses its data.
-async fn try_rolled_back(
-    client: &mut deadpool_postgres::Client,
-    stmt: &tokio_postgres::Statement,
-    part: &[Record],
-) -> Result<Option<String>, StoreError> {
-    let tx = client.transaction().await.map_err(|e| classify(&e))?;
-    let cols = Columns::new(part);
-    let result = tx.execute(stmt, &cols.params()).await;
-    tx.rollback().await.map_err(|e| classify(&e))?;
-    match result {
-        Ok(_) => Ok(None),
-        Err(e) if is_data_error(&e) => Ok(Some(db_text(&e))),
-        Err(e) => Err(classify(&e)),
-    }
+/// 40P01: the server broke a deadlock by failing this transaction.
+fn is_deadlock(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED)
 }
 
 fn is_data_error(e: &tokio_postgres::Error) -> bool {

@@ -33,6 +33,12 @@
 //!   raw line is in `raw` (TEXT) when it is UTF-8, else in `raw_bytes`
 //!   (BLOB), exactly one of the two set (a `CHECK` holds it). Text columns
 //!   hold NUL bytes as they are (bound with their length).
+//! - The message is stored once: when it is a non-empty slice of the UTF-8
+//!   raw line (found by a substring search while the batch is encoded),
+//!   `message` is `''` and `(msg_start, msg_len)` locate it in `raw`, in
+//!   bytes; otherwise both are `NULL` and `message` holds it. Reading puts it
+//!   back exactly (see `schema` version 4), and a `text` query searches the
+//!   slice.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -138,8 +144,8 @@ impl SqliteStore {
         let insert_sql = format!(
             "INSERT INTO {table} (id, ts_ms, ts_nanos, ts_offset, timestamp_source, severity, \
              host, app, pid, message, fields, raw, raw_bytes, input, format, stored_at_ms, \
-             parse_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-             ?15, ?16, ?17) ON CONFLICT (id) DO NOTHING"
+             parse_error, msg_start, msg_len) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+             ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) ON CONFLICT (id) DO NOTHING"
         );
         Ok(Self {
             path,
@@ -279,13 +285,44 @@ struct Row {
     host: Option<Span>,
     app: Option<Span>,
     pid: Option<i64>,
-    message: Span,
+    message: Message,
     fields: Option<Span>,
     /// `Ok`: UTF-8 raw line in `text`; `Err`: raw bytes in `bytes`.
     raw: Result<Span, Span>,
     input: Span,
     format: &'static str,
     parse_error: Option<Span>,
+}
+
+/// Where a record's message is stored.
+#[derive(Debug, Clone, Copy)]
+enum Message {
+    /// In `message`: this range of [`Encoded::text`].
+    Own(Span),
+    /// The slice `start..start + len` of the raw line, in bytes: `message`
+    /// is `''`.
+    InRaw { start: i64, len: i64 },
+}
+
+impl Message {
+    /// `message` as a slice of the UTF-8 raw line `raw`, when it is one (and
+    /// not empty).
+    fn find(raw: &str, message: &str) -> Option<Message> {
+        if message.is_empty() {
+            return None;
+        }
+        // Most parsers keep the message as the tail of the line, before the newline.
+        let body = raw.trim_end_matches(['\n', '\r']);
+        let start = if body.ends_with(message) {
+            body.len() - message.len()
+        } else {
+            raw.find(message)?
+        };
+        Some(Message::InRaw {
+            start: i64::try_from(start).ok()?,
+            len: i64::try_from(message.len()).ok()?,
+        })
+    }
 }
 
 /// A batch as the writer thread binds it: every string of every record in
@@ -327,7 +364,11 @@ impl Encoded {
                 host: r.host.as_deref().map(|h| e.push(h)),
                 app: r.app.as_deref().map(|a| e.push(a)),
                 pid: row::pid_to_sql(r.pid),
-                message: e.push(&r.message),
+                message: match &r.raw {
+                    ackline_parse::RawLine::Text(t) => Message::find(t, &r.message),
+                    ackline_parse::RawLine::Bytes(_) => None,
+                }
+                .unwrap_or_else(|| Message::Own(e.push(&r.message))),
                 fields: row::fields_to_json(&r.fields).map(|j| e.push(&j)),
                 raw: match &r.raw {
                     ackline_parse::RawLine::Text(t) => Ok(e.push(t)),
@@ -378,14 +419,20 @@ impl Encoded {
         stmt.raw_bind_parameter(7, opt(r.host))?;
         stmt.raw_bind_parameter(8, opt(r.app))?;
         stmt.raw_bind_parameter(9, r.pid)?;
-        stmt.raw_bind_parameter(10, self.text(r.message))?;
+        let (message, span) = match r.message {
+            Message::Own(s) => (self.text(s), None),
+            Message::InRaw { start, len } => ("", Some((start, len))),
+        };
+        stmt.raw_bind_parameter(10, message)?;
         stmt.raw_bind_parameter(11, opt(r.fields))?;
         stmt.raw_bind_parameter(12, raw)?;
         stmt.raw_bind_parameter(13, raw_bytes)?;
         stmt.raw_bind_parameter(14, self.text(r.input))?;
         stmt.raw_bind_parameter(15, r.format)?;
         stmt.raw_bind_parameter(16, stored_at)?;
-        stmt.raw_bind_parameter(17, opt(r.parse_error))
+        stmt.raw_bind_parameter(17, opt(r.parse_error))?;
+        stmt.raw_bind_parameter(18, span.map(|s| s.0))?;
+        stmt.raw_bind_parameter(19, span.map(|s| s.1))
     }
 }
 

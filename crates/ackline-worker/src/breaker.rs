@@ -211,6 +211,22 @@ impl Breaker {
     }
 }
 
+/// A read-only view of a runtime's circuit breaker, for dashboards (`Runtime::breaker`).
+#[derive(Debug, Clone)]
+pub struct BreakerView(pub(crate) std::sync::Arc<Breaker>);
+
+impl BreakerView {
+    /// Whether the breaker is open (writes paused while one worker probes the store).
+    pub fn is_open(&self) -> bool {
+        self.0.is_open()
+    }
+
+    /// How long the current outage has lasted and its last error, if there is one.
+    pub fn outage(&self) -> Option<(Duration, String)> {
+        self.0.outage()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,8 +51,8 @@ use ackline_parse::Record;
 use ackline_store::{Store, StoreError};
 use tokio::sync::watch;
 
-pub use breaker::BreakerPolicy;
-pub use process::{INPUT_HEADER, ParseProcess, Process, ProcessError};
+pub use breaker::{BreakerPolicy, BreakerView};
+pub use process::{INPUT_HEADER, MTIME_HEADER, ParseProcess, Process, ProcessError};
 pub use retry::RetryPolicy;
 pub use stats::{
     END_TO_END_BUCKETS, HistogramSnapshot, LatencyHistogram, STORE_BATCH_BUCKETS, Stats,
@@ -175,7 +175,7 @@ struct Ctx<B, S, P> {
     process: Arc<P>,
     cfg: WorkerConfig,
     stats: Arc<Stats>,
-    breaker: Breaker,
+    breaker: Arc<Breaker>,
 }
 
 /// The worker runtime.
@@ -199,7 +199,7 @@ fn stopped(stop: &watch::Receiver<bool>) -> bool {
 impl<B: Broker, S: Store, P: Process> Runtime<B, S, P> {
     /// A runtime over these parts.
     pub fn new(broker: Arc<B>, store: Arc<S>, process: Arc<P>, cfg: WorkerConfig) -> Self {
-        let breaker = Breaker::new(cfg.breaker);
+        let breaker = Arc::new(Breaker::new(cfg.breaker));
         Runtime {
             ctx: Arc::new(Ctx {
                 broker,
@@ -215,6 +215,11 @@ impl<B: Broker, S: Store, P: Process> Runtime<B, S, P> {
     /// Live counters.
     pub fn stats(&self) -> Arc<Stats> {
         self.ctx.stats.clone()
+    }
+
+    /// A read-only view of the circuit breaker over the store (its state and outage).
+    pub fn breaker(&self) -> BreakerView {
+        BreakerView(self.ctx.breaker.clone())
     }
 
     /// Runs until `stop` turns true (or its sender is dropped), or a worker fails.

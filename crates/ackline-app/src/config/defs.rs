@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ackline_input::StartAt;
-use ackline_parse::FormatChoice;
+use ackline_parse::{FormatChoice, Multiline, YearRule, Zone};
 use ackline_queue::Fsync;
 use ackline_store::StoreUrl;
 
@@ -58,6 +58,26 @@ fn path_pattern(p: &str) -> bool {
 }
 
 fn format_choice(s: &str) -> Option<FormatChoice> {
+    s.parse().ok()
+}
+
+fn year_rule(s: &str) -> Option<YearRule> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "auto" => Some(YearRule::Infer),
+        "mtime" => Some(YearRule::FileMtime),
+        y => y
+            .parse::<i32>()
+            .ok()
+            .filter(|y| (1..=9999).contains(y))
+            .map(YearRule::Fixed),
+    }
+}
+
+fn multiline(s: &str) -> Option<Multiline> {
+    s.parse().ok()
+}
+
+fn zone(s: &str) -> Option<Zone> {
     s.parse().ok()
 }
 
@@ -153,13 +173,53 @@ keys! {
         Fallback::Value("auto"),
         "`auto` (detect per line) or one format: `json`, `logfmt`, `rfc5424`, `rfc3164`, \
          `access_common`, `access_combined`, `apache_error`, `log4j`, `logcat`, `bgl`, `hpc`, \
-         `thunderbird`, `windows_cbs`, `health_app`, `proxifier`, `open_stack`, `generic`, `raw`",
+         `thunderbird`, `windows_cbs`, `health_app`, `proxifier`, `open_stack`, `postgresql`, \
+         `postgresql_csv`, `postgresql_json`, `mysql`, `redis`, `rabbitmq`, `nats`, `nginx_error`, \
+         `go_log`, `go_slog`, `python`, `logback`, `klog`, `cri`, `docker_json`, `journald`, `dpkg`, `apt`, \
+         `generic`, `raw` (`docs/formats.md`)",
     )
     .flags(&[Flag::value(
         "format",
         "FORMAT",
         PIPELINE,
         "Line format: auto (detect per line) or one format name",
+    )]);
+
+    /// `input.year`.
+    INPUT_YEAR: Text<YearRule> = Key::new(
+        "input.year",
+        Text::new("auto, mtime or a year (1 to 9999)", year_rule),
+        Fallback::Value("auto"),
+        "the year of timestamps that carry none (syslog's `Dec 31 23:59:59`, logback's time of \
+         day): `auto` infers it from the time the line was read (a line at most 7 days ahead of \
+         it, else the year before); `mtime` from the file's modification time (the latest year \
+         that puts the line at most a day after it: for archives, across a New Year too); or a \
+         fixed year such as `2005` (`docs/formats.md`)",
+    )
+    .flags(&[Flag::value(
+        "year",
+        "YEAR",
+        PIPELINE,
+        "Year of timestamps that carry none: auto, mtime (the file's) or a year",
+    )]);
+
+    /// `input.timezone`.
+    INPUT_TIMEZONE: Text<Zone> = Key::new(
+        "input.timezone",
+        Text::new(
+            "UTC, an offset (+02:00, -0530) or an IANA zone name (Europe/Berlin)",
+            zone,
+        ),
+        Fallback::Value("UTC"),
+        "the zone of timestamps that carry no UTC offset: `UTC`, an offset such as `+02:00`, or \
+         an IANA zone such as `Europe/Berlin` (daylight saving time applied; an hour that \
+         happens twice reads as the first, a skipped hour with the offset before the change)",
+    )
+    .flags(&[Flag::value(
+        "timezone",
+        "ZONE",
+        PIPELINE,
+        "Zone of timestamps without an offset: UTC, +02:00 or an IANA name",
     )]);
 
     /// `input.strict`.
@@ -216,6 +276,34 @@ keys! {
         RUN_CHECK,
         "How often files are checked for new lines, e.g. 250ms",
     )]);
+
+    /// `input.multiline`.
+    INPUT_MULTILINE: Text<Multiline> = Key::new(
+        "input.multiline",
+        Text::new("none, indented or auto", multiline),
+        Fallback::Value("none"),
+        "how the inputs (files and stdin) group lines into records: `none` (a record per line), `indented` \
+         (a line starting with a space or tab continues the record before), `auto` (a line no \
+         format recognises, or a PostgreSQL `DETAIL:`/`STATEMENT:`... line of the same pid, \
+         continues it: stack traces, tracebacks). A joined record is one message, its id its \
+         first line's; the saved position never passes an incomplete record (`docs/inputs.md`)",
+    )
+    .flags(&[Flag::value(
+        "multiline",
+        "RULE",
+        RUN_CHECK,
+        "Join multi-line records (files and stdin): none, indented or auto",
+    )]);
+
+    /// `input.multiline_timeout`.
+    INPUT_MULTILINE_TIMEOUT: Dur = Key::new(
+        "input.multiline_timeout",
+        Dur::new(MS, HOUR),
+        Fallback::Value("1s"),
+        "under a multi-line rule, how long the last record of a file that stopped growing (or \
+         of a quiet stdin) waits for more lines before it is published",
+    )
+    .like("1s or 500ms");
 
     /// `queue.name`.
     QUEUE_NAME: Text<String> = Key::new(
@@ -590,6 +678,27 @@ keys! {
          [default: off]",
     )]);
 
+    /// `console.listen`.
+    CONSOLE_LISTEN: Text<SocketAddr> = Key::new(
+        "console.listen",
+        Text::new(
+            "an IP address and port, like 127.0.0.1:8471 (port 0 picks a free one)",
+            address,
+        ),
+        Fallback::Absent("off"),
+        "`run` only: serve the web console (overview, dead letters with replay and purge, \
+         records) at `http://ADDR/ui/`, with the tokens of `server.tokens` and \
+         `server.token_file` (`read`: view, `admin`: replay and purge). Beyond loopback those \
+         tokens must be set. `serve` always serves the console on its own address",
+    )
+    .flags(&[Flag::value(
+        "listen",
+        "ADDR",
+        &[Cmd::Run],
+        "Serve the web console at http://ADDR/ui/, e.g. 127.0.0.1:8471 (loopback unless \
+         server.tokens is set) [default: off]",
+    )]);
+
     /// `server.listen`.
     SERVER_LISTEN: Text<SocketAddr> = Key::new(
         "server.listen",
@@ -617,7 +726,8 @@ keys! {
         Fallback::Absent("none"),
         "bearer tokens of `serve`, each `SECRET:SCOPES`: a secret without whitespace, and \
          scopes from `ingest` (`POST /v1/logs`, publish), `worker` (the lease API), `admin` \
-         (queues, dead letters, metrics), comma-separated. In the environment, tokens are \
+         (queues, dead letters, metrics; the console's replay and purge), `read` (the web \
+         console, read only; `admin` implies it), comma-separated. In the environment, tokens are \
          separated by `;` or whitespace. None: no auth, loopback only",
     )
     .env("ACKLINE_TOKENS")
@@ -626,7 +736,7 @@ keys! {
         "token",
         "SECRET:SCOPES",
         SERVER,
-        "Bearer token of `serve`, SECRET:SCOPES with scopes from ingest,worker,admin \
+        "Bearer token of `serve`, SECRET:SCOPES with scopes from ingest,worker,admin,read \
          (repeatable; required beyond loopback)",
     )]);
 

@@ -18,11 +18,12 @@ use std::collections::BTreeMap;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 
 use super::defs::{
-    BROKER_ALLOW_VOLATILE, BROKER_TLS_CA_FILE, BROKER_URL, INPUT_FORMAT, INPUT_PATHS,
-    INPUT_POLL_INTERVAL, INPUT_START_AT, INPUT_STDIN, INPUT_STRICT, METRICS_LISTEN, QUEUE_NAME,
-    RETRY_BASE, RETRY_CAP, RETRY_FACTOR, RETRY_MAX_ATTEMPTS, SERVER_LISTEN, SERVER_SYSLOG_TCP,
-    SERVER_SYSLOG_UDP, SERVER_TOKEN_FILE, SERVER_TOKENS, STORE_URL, WORKER_BATCH_SIZE,
-    WORKER_LEASE, WORKER_MAX_OUTAGE, WORKER_PREFETCH, WORKER_SHUTDOWN_DEADLINE, WORKER_WORKERS,
+    BROKER_ALLOW_VOLATILE, BROKER_TLS_CA_FILE, BROKER_URL, CONSOLE_LISTEN, INPUT_FORMAT,
+    INPUT_MULTILINE, INPUT_PATHS, INPUT_POLL_INTERVAL, INPUT_START_AT, INPUT_STDIN, INPUT_STRICT,
+    INPUT_TIMEZONE, INPUT_YEAR, METRICS_LISTEN, QUEUE_NAME, RETRY_BASE, RETRY_CAP, RETRY_FACTOR,
+    RETRY_MAX_ATTEMPTS, SERVER_LISTEN, SERVER_SYSLOG_TCP, SERVER_SYSLOG_UDP, SERVER_TOKEN_FILE,
+    SERVER_TOKENS, STORE_URL, WORKER_BATCH_SIZE, WORKER_LEASE, WORKER_MAX_OUTAGE, WORKER_PREFETCH,
+    WORKER_SHUTDOWN_DEADLINE, WORKER_WORKERS,
 };
 use super::key::{AnyKey, Cmd, Flag, Form};
 use super::source::{Given, RawValue, Source};
@@ -117,6 +118,8 @@ pub struct PipelineFlags {
     pub start_at: Option<String>,
     /// `input.poll_interval`.
     pub poll_interval: Option<String>,
+    /// `input.multiline`.
+    pub multiline: Option<String>,
     /// `queue.name`.
     pub queue: Option<String>,
     /// `worker.max_outage`.
@@ -131,6 +134,9 @@ pub struct PipelineFlags {
     pub broker_ca: Option<String>,
     /// `--allow-volatile` of `work` and `serve` (not a flag of `run`).
     pub allow_volatile: bool,
+    /// `console.listen`: `run --listen`, declared by `RunArgs` (so `check`, whose `--listen`
+    /// is `server.listen`, has no second one).
+    pub console_listen: Option<String>,
 }
 
 impl PipelineFlags {
@@ -138,6 +144,7 @@ impl PipelineFlags {
         inputs: INPUT_PATHS, "INPUT";
         start_at: INPUT_START_AT, "start-at";
         poll_interval: INPUT_POLL_INTERVAL, "poll-interval";
+        multiline: INPUT_MULTILINE, "multiline";
         queue: QUEUE_NAME, "queue";
         max_outage: WORKER_MAX_OUTAGE, "max-outage";
     }
@@ -147,7 +154,14 @@ impl PipelineFlags {
         let mut m = BTreeMap::new();
         put_all(&mut m, Self::bindings(), self.held());
         put_all(&mut m, WorkerFlags::bindings(), self.worker.held());
-        let relay: [(Binding, Held<'_>); 3] = [
+        let relay: [(Binding, Held<'_>); 4] = [
+            (
+                (
+                    &CONSOLE_LISTEN,
+                    CONSOLE_LISTEN.meta.flag(Cmd::Run, "listen"),
+                ),
+                Held::One(&self.console_listen),
+            ),
             (
                 (&BROKER_URL, BROKER_URL.meta.flag(Cmd::Work, "broker")),
                 Held::One(&self.broker),
@@ -180,6 +194,10 @@ impl PipelineFlags {
 pub struct WorkerFlags {
     /// `input.format`.
     pub format: Option<String>,
+    /// `input.year`.
+    pub year: Option<String>,
+    /// `input.timezone`.
+    pub timezone: Option<String>,
     /// `--strict`: `input.strict = true`.
     pub strict: bool,
     /// `--lenient`: `input.strict = false`.
@@ -211,6 +229,8 @@ pub struct WorkerFlags {
 impl WorkerFlags {
     bind! { Cmd::Run =>
         format: INPUT_FORMAT, "format";
+        year: INPUT_YEAR, "year";
+        timezone: INPUT_TIMEZONE, "timezone";
         strict: INPUT_STRICT, "strict";
         lenient: INPUT_STRICT, "lenient";
         workers: WORKER_WORKERS, "workers";

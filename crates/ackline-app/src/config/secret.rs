@@ -24,7 +24,7 @@ pub const MAX_SECRET_FILE: u64 = 1 << 20;
 pub const MIN_SECRET_CHARS: usize = 16;
 
 /// Every scope, in the order errors name them.
-const SCOPES: [Scope; 3] = [Scope::Ingest, Scope::Worker, Scope::Admin];
+const SCOPES: [Scope; 4] = [Scope::Ingest, Scope::Worker, Scope::Admin, Scope::Read];
 
 /// Reads a file of secrets (bounded by `MAX_SECRET_FILE`); errors name the file, never its
 /// contents.

@@ -110,6 +110,173 @@ async fn lines_have_payloads_ids_and_headers() {
     }
 }
 
+/// With `mtime_header`, every line carries the file's modification time (Unix ms), the
+/// reference of the parser's `year = "mtime"` rule; without it, none does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtime_header_carries_the_files_modification_time() {
+    let fx = Fixture::new();
+    let log = fx.log("archive.log");
+    append(&log, b"Dec 31 23:59:59 h a: x\nJan  1 00:00:01 h a: y\n");
+    // 2006-01-02T03:04:05.678Z, as an archive copied with its times would have.
+    let when = std::time::UNIX_EPOCH + Duration::from_millis(1_136_171_045_678);
+    std::fs::File::options()
+        .write(true)
+        .open(&log)
+        .and_then(|f| f.set_modified(when))
+        .expect("set mtime");
+    let mut cfg = config(&fx, &[path_str(&log)]);
+    cfg.mtime_header = true;
+    once(fx.broker.clone(), cfg).await.expect("run once");
+    let got = fx.take(2).await;
+    for d in &got {
+        assert_eq!(d.header("mtime"), Some("1136171045678"));
+    }
+    let other = fx.log("plain.log");
+    append(&other, b"x\n");
+    once(fx.broker.clone(), config(&fx, &[path_str(&other)]))
+        .await
+        .expect("run once");
+    let got = fx.take(1).await;
+    assert_eq!(got[0].header("mtime"), None);
+}
+
+const TRACE: &[u8] = b"2026-12-05 04:09:25,123 ERROR [main] c.e.App: boom
+java.lang.IllegalStateException: bad state
+\tat com.example.App.run(App.java:42)
+Caused by: java.io.IOException: disk full
+2026-12-05 04:09:26,000 INFO [main] c.e.App: next
+";
+
+/// `multiline = auto`: a stack trace is one message, at its first line's offset; in
+/// `run_once` the file's last record is complete at its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiline_joins_a_trace_into_one_message_at_its_first_line() {
+    let fx = Fixture::new();
+    let log = fx.log("app.log");
+    append(&log, TRACE);
+    let (dev, ino) = identity(&log);
+    let fp = fingerprint(&log);
+    let mut cfg = config(&fx, &[path_str(&log)]);
+    cfg.multiline = ackline_parse::Multiline::Auto;
+    let s = once(fx.broker.clone(), cfg).await.expect("once");
+    assert_eq!(s.lines, 2, "records published");
+    let got = fx.take(2).await;
+    let text = std::str::from_utf8(TRACE).unwrap();
+    let second = text.find("2026-12-05 04:09:26").unwrap();
+    assert_eq!(
+        payloads(&got),
+        vec![
+            TRACE[..second - 1].to_vec(),
+            TRACE[second..TRACE.len() - 1].to_vec()
+        ]
+    );
+    assert_eq!(
+        ids(&got),
+        vec![
+            file_message_id(dev, ino, fp, 0, 0),
+            file_message_id(dev, ino, fp, 0, second as u64)
+        ]
+    );
+}
+
+/// A Kubernetes CRI line the runtime split (`P`, `P`, `F`) is one message again, the pieces'
+/// headers dropped, at the first piece's offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiline_reassembles_cri_partial_lines() {
+    let fx = Fixture::new();
+    let log = fx.log("pod.log");
+    append(
+        &log,
+        b"2026-12-05T04:09:27.1Z stdout P {\"msg\":\"a very long\n\
+          2026-12-05T04:09:27.2Z stdout P  line the runtime\n\
+          2026-12-05T04:09:27.3Z stdout F  split\"}\n\
+          2026-12-05T04:09:28Z stdout F next\n",
+    );
+    let (dev, ino) = identity(&log);
+    let fp = fingerprint(&log);
+    let mut cfg = config(&fx, &[path_str(&log)]);
+    cfg.multiline = ackline_parse::Multiline::Auto;
+    once(fx.broker.clone(), cfg).await.expect("once");
+    let got = fx.take(2).await;
+    assert_eq!(
+        payloads(&got),
+        vec![
+            b"2026-12-05T04:09:27.1Z stdout P {\"msg\":\"a very long line the runtime split\"}"
+                .to_vec(),
+            b"2026-12-05T04:09:28Z stdout F next".to_vec()
+        ]
+    );
+    assert_eq!(ids(&got)[0], file_message_id(dev, ino, fp, 0, 0));
+}
+
+/// The position never passes an incomplete record: a run that stops while the last record
+/// may still go on leaves it (and its position) for the next run, which publishes it whole,
+/// under the same id, with nothing lost or repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiline_record_cut_by_a_stop_is_published_whole_by_the_next_run() {
+    let fx = Fixture::new();
+    let log = fx.log("app.log");
+    let text = std::str::from_utf8(TRACE).unwrap();
+    let cut = text.find("Caused by").unwrap();
+    append(&log, &TRACE[..cut]);
+    let (dev, ino) = identity(&log);
+    let fp = fingerprint(&log);
+    let mut cfg = config(&fx, &[path_str(&log)]);
+    cfg.multiline = ackline_parse::Multiline::Auto;
+    // Without `once_publishes_partial`, run_once treats the files as still being written.
+    cfg.once_publishes_partial = false;
+    let s = once(fx.broker.clone(), cfg.clone()).await.expect("once");
+    assert_eq!(s.lines, 0, "the only record may go on: nothing published");
+    append(&log, &TRACE[cut..]);
+    let s = once(fx.broker.clone(), cfg).await.expect("once again");
+    assert_eq!(
+        s.lines, 1,
+        "the trace is complete now; the last record is held"
+    );
+    let got = fx.take(1).await;
+    let second = text.find("2026-12-05 04:09:26").unwrap();
+    assert_eq!(payloads(&got), vec![TRACE[..second - 1].to_vec()]);
+    assert_eq!(ids(&got), vec![file_message_id(dev, ino, fp, 0, 0)]);
+    assert_eq!(fx.published().await, 1);
+}
+
+/// Following a file, the last record is published once the file has not grown for
+/// `multiline_timeout` (a later record would also complete it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiline_last_record_is_published_after_the_timeout_when_following() {
+    let fx = Fixture::new();
+    let log = fx.log("app.log");
+    append(
+        &log,
+        b"2026-12-05 04:09:25,123 ERROR [main] c.e.App: boom\n\tat x.y(Z.java:1)\n",
+    );
+    let mut cfg = config(&fx, &[path_str(&log)]);
+    cfg.multiline = ackline_parse::Multiline::Indented;
+    cfg.multiline_timeout = Duration::from_millis(200);
+    let input = FileInput::new(fx.broker.clone(), cfg).expect("input");
+    let started = std::time::Instant::now();
+    let run = follow(input);
+    fx.wait_published(1).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "published before the timeout"
+    );
+    append(
+        &log,
+        b"2026-12-05 04:09:26,000 INFO [main] c.e.App: next\n\tmore\n",
+    );
+    fx.wait_published(2).await;
+    run.stop().await;
+    let got = fx.take(2).await;
+    assert_eq!(
+        payloads(&got),
+        vec![
+            b"2026-12-05 04:09:25,123 ERROR [main] c.e.App: boom\n\tat x.y(Z.java:1)".to_vec(),
+            b"2026-12-05 04:09:26,000 INFO [main] c.e.App: next\n\tmore".to_vec()
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_mode_can_leave_a_partial_line_for_later() {
     let fx = Fixture::new();

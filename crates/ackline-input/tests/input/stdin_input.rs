@@ -37,6 +37,68 @@ async fn stdin_lines_get_run_ids_headers_and_exact_payloads() {
     assert!(got.iter().all(|d| d.header("input") == Some("stdin")));
 }
 
+/// `multiline = auto` on stdin: a trace is one message whose id is its first line's number;
+/// the stream's last record is published at its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_multiline_records_take_their_first_lines_id() {
+    let fx = Fixture::new();
+    let cfg = StdinConfig {
+        multiline: ackline_parse::Multiline::Auto,
+        ..Default::default()
+    };
+    let input = StdinInput::new(fx.broker.clone(), cfg).expect("input");
+    let (_tx, rx) = watch::channel(false);
+    let data: &[u8] = b"2026-12-05 04:09:25,123 ERROR [main] c.e.App: boom\n\
+        java.lang.IllegalStateException: bad\n\
+        \tat x.y(Z.java:1)\n\
+        2026-12-05 04:09:26,000 INFO [main] c.e.App: next\n\
+        \tmore";
+    let s = input.run(data, rx).await.expect("run");
+    assert_eq!(s.lines, 2);
+    let got = fx.take(2).await;
+    assert_eq!(
+        payloads(&got),
+        vec![
+            b"2026-12-05 04:09:25,123 ERROR [main] c.e.App: boom\njava.lang.IllegalStateException: bad\n\tat x.y(Z.java:1)".to_vec(),
+            b"2026-12-05 04:09:26,000 INFO [main] c.e.App: next\n\tmore".to_vec(),
+        ]
+    );
+    let run = input.run_id().to_string();
+    assert_eq!(
+        ids(&got),
+        vec![stdin_message_id(&run, 1), stdin_message_id(&run, 4)]
+    );
+}
+
+/// A quiet stream publishes its open record after `multiline_timeout`, without waiting for
+/// the end of the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_multiline_record_is_published_when_the_stream_is_quiet() {
+    let fx = Fixture::new();
+    let cfg = StdinConfig {
+        multiline: ackline_parse::Multiline::Indented,
+        multiline_timeout: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let input = Arc::new(StdinInput::new(fx.broker.clone(), cfg).expect("input"));
+    let (mut writer, reader) = tokio::io::duplex(1024);
+    let (tx, rx) = watch::channel(false);
+    let task = {
+        let input = input.clone();
+        tokio::spawn(async move { input.run(reader, rx).await })
+    };
+    writer
+        .write_all(b"head\n\tcontinued\n")
+        .await
+        .expect("write");
+    fx.wait_published(1).await; // the stream stays open: only the timeout publishes it
+    let got = fx.take(1).await;
+    assert_eq!(payloads(&got), vec![b"head\n\tcontinued".to_vec()]);
+    tx.send(true).expect("stop");
+    drop(writer);
+    task.await.expect("join").expect("run");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_stdin_run_has_its_own_ids() {
     let fx = Fixture::new();

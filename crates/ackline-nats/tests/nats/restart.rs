@@ -16,7 +16,9 @@ fn options() -> NatsOptions {
     NatsOptions {
         ack_wait: Duration::from_secs(3),
         reconnect_cap: Duration::from_millis(500),
-        publish_timeout: Duration::from_secs(30),
+        // A publish here waits through the server's SIGKILL and restart (JetStream recovers
+        // its store first): on a loaded 2-core machine that once took longer than 30 s.
+        publish_timeout: Duration::from_secs(120),
         ..common::options(5, None)
     }
 }

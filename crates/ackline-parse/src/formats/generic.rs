@@ -31,6 +31,15 @@
 //!   severity) or a bare upper-case level word (`INFO`, `WARN`...) ends the
 //!   header.
 //!
+//! - NAMING: when the header has a daemon's unmistakable shape the record is
+//!   named after it (`parts.variant`): Redis's `PID:ROLE` prefix → `redis`;
+//!   `[PID]` prefix, slashed timestamp and `[LVL]` → `nats`; an Erlang pid
+//!   → `rabbitmq`; ISO timestamp, zone word, `[PID]` and `LEVEL:`/label →
+//!   `postgresql` (a zone abbreviation other than UTC/GMT followed by
+//!   ` [digit` is kept as `fields.tz`, the configured zone applying);
+//!   `YYYY-MM-DD hh:mm:ss` plus a dpkg action word, or
+//!   `update-alternatives` → `dpkg`. Else the record is `generic`.
+//!
 //! Invariants:
 //! - a line is accepted only when it has a timestamp from the line: without
 //!   one it is not `generic` but `raw`, so `generic` always means
@@ -47,6 +56,7 @@ use chrono::{FixedOffset, Offset as _, TimeZone as _, Utc};
 
 use super::{Env, Parts, at};
 use crate::error::ErrorKind;
+use crate::format::Format;
 use crate::record::TimestampSource;
 use crate::scan::{Cursor, PResult, parse_u64, text};
 use crate::severity::Severity;
@@ -66,6 +76,7 @@ pub(crate) fn parse(body: &[u8], env: &Env) -> PResult<Parts> {
     let mut parts = Parts::default();
     let redis = pid_prefix(&mut cur, &mut parts);
     if redis == Prefix::RedisSignal {
+        parts.variant = Some(Format::Redis);
         // `1234:signal-handler (1796436340) Received SIGTERM ...`
         let start = cur.pos();
         let secs = cur.digits_between(9, 12, "epoch seconds")?;
@@ -81,10 +92,13 @@ pub(crate) fn parse(body: &[u8], env: &Env) -> PResult<Parts> {
         app_prefix(&mut cur, &mut parts);
     }
     let bracketed = cur.eat(b'[');
-    let mut stamp = timestamp(&mut cur, &env.time)?;
+    let ts_start = cur.pos();
+    let (mut stamp, layout) = timestamp(&mut cur, &env.time)?;
+    let ts_len = cur.pos() - ts_start;
     if bracketed {
         cur.expect(b']', "']' closing timestamp")?;
     }
+    let mut zone_word = false;
     if stamp.1 == TimestampSource::LineAssumedOffset {
         let mut look = cur.clone();
         if (look.eat_slice(b" UTC") || look.eat_slice(b" GMT")) && at_boundary(&look) {
@@ -92,7 +106,14 @@ pub(crate) fn parse(body: &[u8], env: &Env) -> PResult<Parts> {
             if let Some(dt) = utc.from_local_datetime(&stamp.0.naive_local()).single() {
                 stamp = (dt, TimestampSource::Line);
                 cur = look;
+                zone_word = true;
             }
+        } else if let Some(abbrev) = zone_abbrev(&cur) {
+            // `CET [1234]`: PostgreSQL's `%m` names the server's zone; its
+            // offset is not in the line, so the configured zone applies.
+            parts.put("tz", abbrev);
+            cur.advance(abbrev.len() + 1);
+            zone_word = true;
         }
     }
     parts.timestamp = Some(stamp);
@@ -100,10 +121,124 @@ pub(crate) fn parse(body: &[u8], env: &Env) -> PResult<Parts> {
     if !at_boundary(&cur) {
         return Err(cur.expected("SP after timestamp"));
     }
-    header_tokens(&mut cur, &mut parts, redis == Prefix::Redis);
+    let seen = header_tokens(&mut cur, &mut parts, redis == Prefix::Redis);
     cur.skip_spaces();
     parts.message = text(cur.rest());
+    parts.variant = classify(redis, layout, ts_len, zone_word, seen, &parts);
     Ok(parts)
+}
+
+/// The fixed-format entry for the daemons this extractor names: the line
+/// must be one of `format`'s.
+pub(crate) fn parse_named(format: Format, body: &[u8], env: &Env) -> PResult<Parts> {
+    let parts = parse(body, env)?;
+    if parts.variant == Some(format) {
+        return Ok(parts);
+    }
+    Err((
+        0,
+        ErrorKind::Expected(match format {
+            Format::Postgresql => "a PostgreSQL stderr log line (TIMESTAMP ZONE [PID] LEVEL:)",
+            Format::Redis => "a Redis log line (PID:ROLE DD Mon YYYY HH:MM:SS.mmm MARK)",
+            Format::RabbitMq => "a RabbitMQ log line (TIMESTAMP [level] <0.N.0>)",
+            Format::Nats => "a NATS log line ([PID] YYYY/MM/DD HH:MM:SS [LVL])",
+            Format::Dpkg => "a dpkg log line (YYYY-MM-DD HH:MM:SS ACTION)",
+            _ => "a line of the fixed format",
+        }),
+    ))
+}
+
+/// Which timestamp layout the line led with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Iso,
+    Slashed,
+    DayMonthYear,
+    Syslog,
+    Epoch,
+}
+
+/// What [`header_tokens`] recognised, for [`classify`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    bracket_level: bool,
+    bracket_pid: bool,
+    erlang_pid: bool,
+    colon_level: bool,
+}
+
+/// dpkg.log's second word (dpkg(1), "LOG FILE" / `--log`).
+const DPKG_ACTIONS: &[&[u8]] = &[
+    b"startup",
+    b"status",
+    b"install",
+    b"upgrade",
+    b"configure",
+    b"remove",
+    b"purge",
+    b"trigproc",
+    b"conffile",
+];
+
+/// Names the daemon when the header has its unmistakable shape:
+/// Redis's `PID:ROLE` prefix; NATS's `[PID]` prefix, slashed timestamp and
+/// `[LVL]`; RabbitMQ's Erlang pid; PostgreSQL's zone word, `[PID]` and
+/// `LEVEL:`; dpkg's `YYYY-MM-DD HH:MM:SS ACTION` and update-alternatives.
+fn classify(
+    prefix: Prefix,
+    layout: Layout,
+    ts_len: usize,
+    zone_word: bool,
+    seen: Seen,
+    parts: &Parts,
+) -> Option<Format> {
+    if prefix == Prefix::Redis {
+        return Some(Format::Redis);
+    }
+    if prefix == Prefix::Pid && layout == Layout::Slashed && seen.bracket_level {
+        return Some(Format::Nats);
+    }
+    if seen.erlang_pid && layout == Layout::Iso {
+        return Some(Format::RabbitMq);
+    }
+    if layout == Layout::Iso && zone_word && seen.bracket_pid && seen.colon_level {
+        return Some(Format::Postgresql);
+    }
+    if layout == Layout::Iso && ts_len == 19 && prefix == Prefix::None {
+        if parts.app.as_deref() == Some("update-alternatives") {
+            return Some(Format::Dpkg);
+        }
+        let word = parts.message.split(' ').next().unwrap_or_default();
+        if parts.app.is_none()
+            && parts.severity.is_none()
+            && DPKG_ACTIONS.contains(&word.as_bytes())
+        {
+            return Some(Format::Dpkg);
+        }
+    }
+    None
+}
+
+/// A time zone abbreviation (`CET`, `EST`, `AEDT`: 2 to 5 upper-case
+/// letters, not a level word) after the timestamp, followed by ` [` and a
+/// digit (PostgreSQL's `%m [%p]`). Returns the word, the cursor at its
+/// leading space.
+fn zone_abbrev<'a>(cur: &Cursor<'a>) -> Option<&'a [u8]> {
+    let rest = cur.rest().strip_prefix(b" ")?;
+    let n = rest
+        .iter()
+        .take(6)
+        .take_while(|b| b.is_ascii_uppercase())
+        .count();
+    if !(2..=5).contains(&n) {
+        return None;
+    }
+    let after = rest.get(n..n + 3)?;
+    let word = rest.get(..n)?;
+    (after.starts_with(b" [")
+        && after.get(2).is_some_and(u8::is_ascii_digit)
+        && level(word).is_none())
+    .then_some(word)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +311,7 @@ fn app_prefix(cur: &mut Cursor<'_>, parts: &mut Parts) {
 }
 
 /// A timestamp in one of the layouts of the module doc.
-fn timestamp(cur: &mut Cursor<'_>, env: &TimeEnv) -> PResult<Stamp> {
+fn timestamp(cur: &mut Cursor<'_>, env: &TimeEnv) -> PResult<(Stamp, Layout)> {
     let rest = cur.rest();
     let lead = rest
         .iter()
@@ -184,21 +319,23 @@ fn timestamp(cur: &mut Cursor<'_>, env: &TimeEnv) -> PResult<Stamp> {
         .take_while(|b| b.is_ascii_digit())
         .count();
     match (lead, rest.get(lead).copied()) {
-        (4, Some(b'-')) => crate::timestamp::rfc3339(cur, true, env),
-        (4, Some(b'/')) => slashed(cur, env),
+        (4, Some(b'-')) => crate::timestamp::rfc3339(cur, true, env).map(|s| (s, Layout::Iso)),
+        (4, Some(b'/')) => slashed(cur, env).map(|s| (s, Layout::Slashed)),
         (1 | 2, Some(b' '))
             if rest
                 .get(lead + 1..lead + 4)
                 .and_then(month_abbrev)
                 .is_some() =>
         {
-            day_month_year(cur, env)
+            day_month_year(cur, env).map(|s| (s, Layout::DayMonthYear))
         }
-        (10 | 13, None | Some(b' ' | b'\t' | b']' | b'.' | b':')) => epoch(cur, lead),
+        (10 | 13, None | Some(b' ' | b'\t' | b']' | b'.' | b':')) => {
+            epoch(cur, lead).map(|s| (s, Layout::Epoch))
+        }
         (0, Some(_))
             if rest.get(3) == Some(&b' ') && rest.get(..3).and_then(month_abbrev).is_some() =>
         {
-            syslog(cur, env)
+            syslog(cur, env).map(|s| (s, Layout::Syslog))
         }
         _ => Err(cur.fail(ErrorKind::InvalidTimestamp("a leading timestamp"))),
     }
@@ -214,7 +351,7 @@ fn fraction(cur: &mut Cursor<'_>) -> PResult<u32> {
 }
 
 /// `YYYY/MM/DD HH:MM:SS[.f]` (Go's `log`, NATS).
-fn slashed(cur: &mut Cursor<'_>, env: &TimeEnv) -> PResult<Stamp> {
+pub(crate) fn slashed(cur: &mut Cursor<'_>, env: &TimeEnv) -> PResult<Stamp> {
     let start = cur.pos();
     let year = cur.digits(4, "year")?;
     cur.expect(b'/', "'/' after year")?;
@@ -307,7 +444,8 @@ fn epoch(cur: &mut Cursor<'_>, digits: usize) -> PResult<Stamp> {
 
 /// Reads header tokens after the timestamp (see the module doc); stops
 /// before the first token it does not recognise.
-fn header_tokens(cur: &mut Cursor<'_>, parts: &mut Parts, redis: bool) {
+fn header_tokens(cur: &mut Cursor<'_>, parts: &mut Parts, redis: bool) -> Seen {
+    let mut seen = Seen::default();
     for _ in 0..MAX_HEADER_TOKENS {
         let mut look = cur.clone();
         look.skip_spaces();
@@ -318,7 +456,7 @@ fn header_tokens(cur: &mut Cursor<'_>, parts: &mut Parts, redis: bool) {
             .position(|&b| b == b' ' || b == b'\t')
             .unwrap_or(rest.len());
         if end > MAX_HEADER_TOKEN || end == 0 {
-            return;
+            return seen;
         }
         let token = rest.get(..end).unwrap_or_default();
         look.advance(end);
@@ -331,49 +469,53 @@ fn header_tokens(cur: &mut Cursor<'_>, parts: &mut Parts, redis: bool) {
                     _ => Severity::Warning,
                 });
                 *cur = look;
-                return;
+                return seen;
             }
             [b'[', inner @ .., b']'] => {
                 if let Some(pid) = parse_u64(inner).filter(|_| parts.pid.is_none()) {
                     parts.pid = Some(pid);
+                    seen.bracket_pid = true;
                 } else if let Some(sev) = level(inner).filter(|_| parts.severity.is_none()) {
                     parts.severity = Some(sev);
+                    seen.bracket_level = true;
                 } else {
-                    return;
+                    return seen;
                 }
             }
             [b'<', inner @ .., b'>'] if is_erlang_pid(inner) => {
                 parts.put("erlang_pid", token);
+                seen.erlang_pid = true;
             }
             _ if token.starts_with(b"level=") && parts.severity.is_none() => {
                 match level(token.get(6..).unwrap_or_default()) {
                     Some(sev) => parts.severity = Some(sev),
-                    None => return,
+                    None => return seen,
                 }
             }
             [.., b':'] => {
                 let word = token.get(..token.len() - 1).unwrap_or_default();
                 if let Some(label) = colon_level(word, parts) {
+                    seen.colon_level = true;
                     if let Some(label) = label {
                         parts.put("label", label);
                     }
                     *cur = look;
-                    return;
+                    return seen;
                 }
                 if let Some((app, pid)) = app_pid(word).filter(|_| parts.app.is_none()) {
                     parts.app = Some(text(app));
                     parts.pid = parts.pid.or(Some(pid));
                     *cur = look;
                 }
-                return;
+                return seen;
             }
             _ if is_upper_word(token) && parts.severity.is_none() => match level(token) {
                 Some(sev) => {
                     parts.severity = Some(sev);
                     *cur = look;
-                    return;
+                    return seen;
                 }
-                None => return,
+                None => return seen,
             },
             _ if memchr::memchr(b'@', token).is_some() && parts.severity.is_none() => {
                 // A PostgreSQL session (`%u@%d`), only when a `LEVEL:` follows.
@@ -384,17 +526,18 @@ fn header_tokens(cur: &mut Cursor<'_>, parts: &mut Parts, redis: bool) {
                     .strip_suffix(b":")
                     .is_some_and(|w| is_upper_word(w) && colon_level_of(w).is_some());
                 if !is_level {
-                    return;
+                    return seen;
                 }
                 if let Some(at) = memchr::memchr(b'@', token) {
                     parts.put("user", token.get(..at).unwrap_or_default());
                     parts.put("database", token.get(at + 1..).unwrap_or_default());
                 }
             }
-            _ => return,
+            _ => return seen,
         }
         *cur = look;
     }
+    seen
 }
 
 /// `A-Z` / digits only, starting with a letter.
@@ -407,7 +550,7 @@ fn is_upper_word(w: &[u8]) -> bool {
 /// A level word or abbreviation, any case: the [`Severity::from_text`]
 /// names, PostgreSQL's `LOG` and `DEBUG1`..`DEBUG5`, and the three-letter
 /// abbreviations (`INF`, `WRN`, `ERR`, `DBG`, `TRC`, `FTL`, `CRT`, `NTC`).
-fn level(word: &[u8]) -> Option<Severity> {
+pub(crate) fn level(word: &[u8]) -> Option<Severity> {
     if let Some(sev) = Severity::from_text(word) {
         return Some(sev);
     }
@@ -670,9 +813,17 @@ mod tests {
         let p = ok(Generic, "2026-12-05 01:20:54 mail to a@b failed");
         assert_eq!(p.message, "mail to a@b failed");
         assert_eq!(field(&p, "user"), "<absent>");
+        // Another zone's abbreviation is kept; the configured zone applies.
         let p = ok(Generic, "2026-12-05 01:20:54 CET [7] FATAL:  x");
         assert_eq!(p.timestamp.unwrap().1, TimestampSource::LineAssumedOffset);
-        assert_eq!(p.message, "CET [7] FATAL:  x");
+        assert_eq!(field(&p, "tz"), "CET");
+        assert_eq!(p.pid, Some(7));
+        assert_eq!(p.message, "x");
+        assert_eq!(p.variant, Some(crate::format::Format::Postgresql));
+        // A level word is not a zone.
+        let p = ok(Generic, "2026-12-05 01:20:54 INFO [7] x");
+        assert_eq!(field(&p, "tz"), "<absent>");
+        assert_eq!(p.severity, Some(Severity::Info));
     }
 
     #[test]

@@ -8,12 +8,16 @@
 //!   parser nor the drop of the value can recurse without bound;
 //! - the top level must be an object (`json_not_an_object` otherwise);
 //! - invalid UTF-8 inside the JSON text is an error (JSON requires UTF-8);
-//! - duplicate keys: the last one wins (serde_json's behaviour).
+//! - duplicate keys: the last one wins (serde_json's behaviour);
+//! - objects of a known shape are named and mapped by
+//!   [`structured`](super::structured) (docker json-file, journald,
+//!   PostgreSQL jsonlog, slog); any other object is `json`.
 
 use serde_json::{Map, Value};
 
-use super::{Env, Parts, mapping};
+use super::{Env, Parts};
 use crate::error::ErrorKind;
+use crate::format::Format;
 use crate::scan::PResult;
 
 pub(crate) fn parse(body: &[u8], env: &Env) -> PResult<Parts> {
@@ -35,7 +39,26 @@ pub(crate) fn parse(body: &[u8], env: &Env) -> PResult<Parts> {
             return Err((position, ErrorKind::Json(reason)));
         }
     };
-    Ok(mapping::apply(map, env))
+    Ok(super::structured::apply(map, body, env))
+}
+
+/// Fixed formats that are JSON objects of a known shape (docker json-file,
+/// journald export, PostgreSQL jsonlog, slog's JSON handler).
+pub(crate) fn parse_named(format: Format, body: &[u8], env: &Env) -> PResult<Parts> {
+    let parts = parse(body, env)?;
+    if parts.variant == Some(format) {
+        return Ok(parts);
+    }
+    Err((
+        0,
+        ErrorKind::Expected(match format {
+            Format::DockerJson => "a docker json-file object (log, stream, time)",
+            Format::Journald => "a journald export object (__REALTIME_TIMESTAMP, MESSAGE)",
+            Format::PostgresqlJson => "a PostgreSQL jsonlog object (timestamp, error_severity)",
+            Format::GoSlog => "a slog JSON object (time, level, msg first)",
+            _ => "a JSON object of the fixed format",
+        }),
+    ))
 }
 
 /// Rejects nesting deeper than `limit`, counting `{` and `[` outside strings.

@@ -8,12 +8,15 @@
 //! - all values stay strings (logfmt has no types);
 //! - the line must start with a `key=value` pair and have at least as many
 //!   pairs as bare flags, so ordinary prose is not claimed as logfmt;
-//! - common names are mapped as for JSON (see [`mapping`](super::mapping)).
+//! - common names are mapped as for JSON (see [`mapping`](super::mapping));
+//! - a line led by `time=`, `level=LEVEL` (upper case) and `msg=`, as Go's
+//!   `log/slog` text handler writes, is named `go_slog`.
 
 use serde_json::{Map, Value};
 
 use super::{Env, Parts, mapping};
 use crate::error::ErrorKind;
+use crate::format::Format;
 use crate::scan::{Cursor, PResult, text};
 
 pub(crate) fn parse(body: &[u8], env: &Env) -> PResult<Parts> {
@@ -59,7 +62,44 @@ pub(crate) fn parse(body: &[u8], env: &Env) -> PResult<Parts> {
     if pairs == 0 || flags > pairs {
         return Err((0, ErrorKind::Expected("logfmt key=value pairs")));
     }
-    Ok(mapping::apply(map, env))
+    let mut parts = mapping::apply(map, env);
+    if is_slog_text(body) {
+        super::structured::slog_level(&mut parts);
+    }
+    Ok(parts)
+}
+
+/// Fixed format `go_slog`, text handler: logfmt led by `time=`, `level=`,
+/// `msg=`.
+pub(crate) fn parse_named(format: Format, body: &[u8], env: &Env) -> PResult<Parts> {
+    let parts = parse(body, env)?;
+    if parts.variant == Some(format) {
+        Ok(parts)
+    } else {
+        Err((
+            0,
+            ErrorKind::Expected("time=... level=... msg=... (slog's text handler)"),
+        ))
+    }
+}
+
+/// Go's `log/slog` text handler writes `time=`, `level=` and `msg=` first,
+/// in that order (its `Handler` contract), the level in upper case.
+fn is_slog_text(body: &[u8]) -> bool {
+    let Some(rest) = body.strip_prefix(b"time=") else {
+        return false;
+    };
+    let Some(sp) = memchr::memchr(b' ', rest) else {
+        return false;
+    };
+    let Some(rest) = rest.get(sp + 1..).and_then(|r| r.strip_prefix(b"level=")) else {
+        return false;
+    };
+    let lvl = rest.iter().take_while(|&&b| b != b' ').count();
+    let upper = rest
+        .get(..lvl)
+        .is_some_and(|l| l.first().is_some_and(u8::is_ascii_uppercase));
+    upper && rest.get(lvl..).is_some_and(|r| r.starts_with(b" msg="))
 }
 
 fn quoted(cur: &mut Cursor<'_>) -> PResult<String> {

@@ -19,20 +19,30 @@ use crate::timestamp::{Stamp, TimeEnv};
 
 pub(crate) mod access;
 pub(crate) mod apache_error;
+pub(crate) mod apt;
 pub(crate) mod bgl;
+pub(crate) mod container;
 pub(crate) mod generic;
+pub(crate) mod golog;
 pub(crate) mod healthapp;
 pub(crate) mod hpc;
 pub(crate) mod json;
+pub(crate) mod klog;
 pub(crate) mod log4j;
+pub(crate) mod logback;
 pub(crate) mod logcat;
 pub(crate) mod logfmt;
 pub(crate) mod mapping;
+pub(crate) mod mysql;
+pub(crate) mod nginx_error;
 pub(crate) mod openstack;
+pub(crate) mod postgres_csv;
 pub(crate) mod pri;
 pub(crate) mod proxifier;
+pub(crate) mod python;
 pub(crate) mod rfc3164;
 pub(crate) mod rfc5424;
+pub(crate) mod structured;
 pub(crate) mod thunderbird;
 pub(crate) mod windows_cbs;
 
@@ -71,6 +81,9 @@ impl Parts {
 pub(crate) struct Env {
     pub(crate) time: TimeEnv,
     pub(crate) max_json_depth: usize,
+    /// Parsing the inner line of a container log: wrappers (CRI, docker
+    /// json-file) refuse, so nesting is at most one level deep.
+    pub(crate) nested: bool,
 }
 
 /// Parses `body` as `format`. `Raw` always succeeds; `Generic` is also the
@@ -92,8 +105,49 @@ pub(crate) fn parse_as(format: Format, body: &[u8], env: &Env) -> PResult<Parts>
         Format::HealthApp => healthapp::parse(body, env),
         Format::Proxifier => proxifier::parse(body, env),
         Format::OpenStack => openstack::parse(body, env),
+        Format::Postgresql | Format::Redis | Format::RabbitMq | Format::Nats | Format::Dpkg => {
+            generic::parse_named(format, body, env)
+        }
+        Format::PostgresqlCsv => postgres_csv::parse(body, env),
+        Format::PostgresqlJson | Format::DockerJson | Format::Journald => {
+            json::parse_named(format, body, env)
+        }
+        Format::GoSlog => {
+            if body.first() == Some(&b'{') {
+                json::parse_named(format, body, env)
+            } else {
+                logfmt::parse_named(format, body, env)
+            }
+        }
+        Format::Mysql => mysql::parse(body, env),
+        Format::NginxError => nginx_error::parse(body, env),
+        Format::GoLog => golog::parse(body, env),
+        Format::Python => python::parse(body, env),
+        Format::Logback => logback::parse(body, env),
+        Format::Klog => klog::parse(body, env),
+        Format::Apt => apt::parse(body, env),
+        Format::Cri => container::cri(body, env),
         Format::Generic => generic::parse(body, env),
         Format::Raw => Ok(raw(body)),
+    }
+}
+
+/// Parses the inner line of a container log as auto mode would (detection,
+/// then the generic extractor, then raw), one level deep: wrappers met
+/// inside refuse ([`Env::nested`]). Returns the format that parsed it.
+pub(crate) fn inner(body: &[u8], env: &Env) -> (Format, Parts) {
+    let env = Env {
+        nested: true,
+        ..*env
+    };
+    for &format in crate::detect::candidates(body) {
+        if let Ok(parts) = parse_as(format, body, &env) {
+            return (parts.variant.unwrap_or(format), parts);
+        }
+    }
+    match generic::parse(body, &env) {
+        Ok(parts) => (parts.variant.unwrap_or(Format::Generic), parts),
+        Err(_) => (Format::Raw, raw(body)),
     }
 }
 
@@ -117,7 +171,7 @@ pub(crate) mod testutil {
     use crate::format::Format;
     use crate::scan::PResult;
     use crate::timestamp::{TimeEnv, YearRule};
-    use chrono::{DateTime, FixedOffset, Utc};
+    use chrono::{DateTime, Utc};
 
     pub(crate) fn env() -> Env {
         Env {
@@ -125,10 +179,12 @@ pub(crate) mod testutil {
                 reference: DateTime::parse_from_rfc3339("2024-06-15T12:00:00Z")
                     .unwrap()
                     .with_timezone(&Utc),
-                assume_offset: FixedOffset::east_opt(0).unwrap(),
+                file_mtime: None,
+                zone: crate::zone::Zone::utc(),
                 year_rule: YearRule::Infer,
             },
             max_json_depth: 32,
+            nested: false,
         }
     }
 

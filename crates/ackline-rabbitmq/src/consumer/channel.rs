@@ -6,8 +6,8 @@
 //! `reaper`) it gives back what it buffered and waits for a `receive` to resume it.
 //!
 //! Invariants:
-//! - A lost generation's held deliveries end as [`Done::Gone`] (a settlement is `Stale`:
-//!   RabbitMQ requeues them with attempt + 1), unless a settlement is under way for them; its
+//! - A lost generation's held deliveries end as gone ([`ackline_broker::fence::Ended::gone`]:
+//!   a settlement is `Stale`, RabbitMQ requeues them with attempt + 1), unless a settlement is under way for them; its
 //!   buffered ones are dropped (RabbitMQ requeues them too).
 //! - A suspended consumer's buffer goes back to the main queue as confirmed copies that keep
 //!   their attempt (never a `nack(requeue)`, which would count a delivery no worker saw), and
@@ -27,7 +27,7 @@ use lapin::types::FieldTable;
 use tokio::time::Instant;
 
 use super::divert::{Counted, Diverted, divert};
-use super::state::{Done, Raw, Shared};
+use super::state::{Raw, Shared};
 use crate::attempts::{Envelope, attempt_of};
 
 /// Most deliveries the reader moves into the buffer at once.
@@ -259,7 +259,7 @@ fn lose(shared: &Shared, generation: u64) {
         .collect();
     for k in &gone {
         if let Some(h) = st.held.remove(k) {
-            st.remember(*k, Done::Gone { attempt: h.attempt });
+            st.done.gone(*k, h.attempt);
         }
     }
     shared.inner.counters.in_flight_sub(gone.len());

@@ -6,7 +6,7 @@
 //!
 //! Invariants:
 //! - A delivery with a settlement under way (`settling`) is never reaped; a reaped one ends
-//!   as [`Done::Gone`] before any I/O, so a late settlement of it is `Stale`, never applied.
+//!   as gone ([`ackline_broker::fence::Ended::gone`]) before any I/O, so a late settlement of it is `Stale`, never applied.
 //! - The consumer is suspended (its `basic.consume` cancelled, the reader then gives back its
 //!   buffer) only while no `receive` runs or ran within the last tick, and only when it let a
 //!   lease expire or left a delivery unclaimed for a whole lease; the next `receive` resumes
@@ -19,7 +19,7 @@ use lapin::options::{BasicCancelOptions, BasicNackOptions};
 use lapin::{Acker, Channel};
 use tokio::time::Instant;
 
-use super::state::{Done, Shared, State};
+use super::state::{Shared, State};
 
 /// A `basic.consume` to cancel.
 struct Cancel {
@@ -101,7 +101,7 @@ fn take_expired(st: &mut State, now: Instant) -> Vec<Acker> {
     keys.into_iter()
         .filter_map(|k| {
             let h = st.held.remove(&k)?;
-            st.remember(k, Done::Gone { attempt: h.attempt });
+            st.done.gone(k, h.attempt);
             Some(h.acker)
         })
         .collect()

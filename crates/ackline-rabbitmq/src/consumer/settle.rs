@@ -16,13 +16,14 @@
 //! - An ack that finds the channel dead (lapin's `Ok(false)`, or an error) is `Stale`, never
 //!   success: RabbitMQ redelivers the original (a copy made stays; stores deduplicate by id).
 
+use ackline_broker::fence;
 use ackline_broker::{BrokerError, SettleError, Settlement, Tag};
 use lapin::Acker;
 use lapin::options::BasicAckOptions;
 use tokio::time::Instant;
 
 use super::divert::Counted;
-use super::state::{Done, Shared};
+use super::state::Shared;
 use crate::publish::{Outgoing, in_flight};
 
 /// What a settlement needs on the broker.
@@ -56,29 +57,14 @@ pub(super) async fn settle(
         let mut st = sh.state.lock();
         let now = Instant::now();
         for (i, (tag, how)) in items.iter().enumerate() {
-            if tag.token.as_deref().is_some_and(|t| t != &*sh.token) {
-                results[i] = Some(Err(SettleError::Unknown));
-                continue;
-            }
-            let Some(h) = st.held.get_mut(&tag.key) else {
-                results[i] = Some(Err(match st.done.get(&tag.key) {
-                    Some(Done::Settled) => SettleError::AlreadySettled,
-                    Some(Done::Gone { attempt }) if *attempt == tag.attempt => SettleError::Stale {
-                        attempt: *attempt,
-                        current: attempt + 1,
-                    },
-                    _ => SettleError::Unknown,
-                }));
-                continue;
+            let st = &mut *st;
+            let h = match fence::admit(&mut st.held, &st.done, tag, &sh.token, false) {
+                Ok(h) => h,
+                Err(e) => {
+                    results[i] = Some(Err(e));
+                    continue;
+                }
             };
-            if h.attempt != tag.attempt {
-                results[i] = Some(Err(SettleError::Unknown));
-                continue;
-            }
-            if h.settling {
-                results[i] = Some(Err(SettleError::AlreadySettled));
-                continue;
-            }
             let plan = match how {
                 Settlement::Extend { lease } => {
                     h.deadline = now + *lease;
@@ -157,7 +143,7 @@ pub(super) async fn settle(
         settled += 1;
         results[s.index] = Some(match r {
             Ok(true) => {
-                st.remember(s.key, Done::Settled);
+                st.done.settled(s.key);
                 match s.plan {
                     Plan::Ack => acked += 1,
                     Plan::Copy(_, Counted::Nacked) => nacked += 1,
@@ -170,7 +156,7 @@ pub(super) async fn settle(
             // the store is idempotent by id).
             Ok(false) | Err(_) => {
                 let attempt = s.attempt;
-                st.remember(s.key, Done::Gone { attempt });
+                st.done.gone(s.key, attempt);
                 Err(SettleError::Stale {
                     attempt,
                     current: attempt + 1,

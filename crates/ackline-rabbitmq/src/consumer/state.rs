@@ -10,14 +10,15 @@
 //!   and a channel loss leave it alone, and a second settlement is `AlreadySettled`.
 //! - Buffered and held deliveries carry the generation of the channel they came on; only the
 //!   current generation's are handed out or acked (a lost channel's are fenced or dropped).
-//! - `done` remembers at most [`REMEMBERED`] keys, the oldest forgotten first (a forgotten
-//!   key's settlement is `Unknown`).
+//! - `done` remembers at most [`Ended::DEFAULT_CAPACITY`] keys, the oldest forgotten first (a
+//!   forgotten key's settlement is `Unknown`; see [`ackline_broker::fence`]).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use ackline_broker::ConsumerOptions;
+use ackline_broker::fence::{self, Ended};
 use lapin::{Acker, Channel};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -25,10 +26,6 @@ use tokio::time::Instant;
 
 use crate::Inner;
 use crate::attempts::Envelope;
-
-/// How many settled or fenced keys a consumer remembers (to answer `AlreadySettled` or
-/// `Stale` rather than `Unknown`).
-pub(super) const REMEMBERED: usize = 100_000;
 
 /// A delivery RabbitMQ pushed, not yet handed out.
 pub(super) struct Raw {
@@ -53,13 +50,13 @@ pub(super) struct Held {
     pub settling: bool,
 }
 
-/// How a delivery that is no longer held ended.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Done {
-    /// Settled (acked, with its copy confirmed first when it needed one).
-    Settled,
-    /// Requeued by RabbitMQ (lease expired, channel lost): a settlement is `Stale`.
-    Gone { attempt: u32 },
+impl fence::Held for Held {
+    fn attempt(&self) -> u32 {
+        self.attempt
+    }
+    fn settling(&self) -> bool {
+        self.settling
+    }
 }
 
 pub(super) struct State {
@@ -76,8 +73,9 @@ pub(super) struct State {
     pub buffer: VecDeque<Raw>,
     /// By key.
     pub held: HashMap<u64, Held>,
-    /// By key, at most [`REMEMBERED`].
-    pub done: BTreeMap<u64, Done>,
+    /// How deliveries no longer held ended: settled (acked, with its copy confirmed first
+    /// when it needed one) or gone (requeued by RabbitMQ: lease expired, channel lost).
+    pub done: Ended,
     pub next_key: u64,
 }
 
@@ -92,16 +90,8 @@ impl State {
             last_receive: Instant::now(),
             buffer: VecDeque::new(),
             held: HashMap::new(),
-            done: BTreeMap::new(),
+            done: Ended::default(),
             next_key: 1,
-        }
-    }
-
-    /// Records how `key` ended, forgetting the oldest beyond [`REMEMBERED`].
-    pub fn remember(&mut self, key: u64, d: Done) {
-        self.done.insert(key, d);
-        while self.done.len() > REMEMBERED {
-            self.done.pop_first();
         }
     }
 }

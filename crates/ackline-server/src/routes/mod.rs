@@ -3,8 +3,9 @@
 //! Invariants:
 //! - [`build`] registers routes only through `Table::add`, so [`Table::routes`] is exactly
 //!   what the router serves (the OpenAPI test compares it with the document).
-//! - Every route but `/healthz`, `/readyz` and `/v1/openapi.json` checks the bearer token
-//!   before its handler runs (when tokens are configured).
+//! - Every API route but `/healthz`, `/readyz` and `/v1/openapi.json` checks the bearer token
+//!   before its handler runs (when tokens are configured). The console (`/`, `/ui`, mounted
+//!   from [`crate::console`]) is not in the table: it has its own sessions and checks.
 //! - No request creates a queue unless its token has the admin scope or the name is in
 //!   `auto_create_queues` (`Table::add_gated` routes check it before the handler runs; the
 //!   others never create one); and never beyond `max_queues`.
@@ -239,9 +240,16 @@ pub fn build(state: AppState) -> (Router, Vec<Route>) {
     );
     let limits = &state.cfg.limits;
     let st = state.clone();
-    let router = t
+    let mut router = t
         .router
         .fallback(|| async { ApiError::not_found("no such route") })
+        .with_state(state.clone());
+    if state.cfg.console {
+        // A router of its own (session cookies, not bearer tokens), out of the API's table
+        // and so out of the OpenAPI document; it shares the limits and observation below.
+        router = router.merge(crate::console::router(state.clone()));
+    }
+    let router = router
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -250,8 +258,7 @@ pub fn build(state: AppState) -> (Router, Vec<Route>) {
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             let st = st.clone();
             async move { observe(st, req, next).await }
-        }))
-        .with_state(state);
+        }));
     (router, t.routes)
 }
 

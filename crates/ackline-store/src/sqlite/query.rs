@@ -63,7 +63,13 @@ impl QueryCursor {
 }
 
 const COLUMNS: &str = "id, ts_ms, ts_nanos, ts_offset, timestamp_source, severity, host, app, \
-                       pid, message, fields, raw, raw_bytes, input, format, parse_error";
+                       pid, message, fields, raw, raw_bytes, input, format, parse_error, \
+                       msg_start, msg_len";
+
+/// The message in SQL: its own column, or its slice of the raw line (in
+/// bytes: `substr` of a BLOB counts bytes, of TEXT characters).
+const MESSAGE_SQL: &str = "CASE WHEN msg_len IS NULL THEN message \
+                           ELSE CAST(substr(CAST(raw AS BLOB), msg_start + 1, msg_len) AS TEXT) END";
 
 pub(crate) fn run(conn: &Connection, table: &str, q: &Query) -> Result<Vec<Record>, StoreError> {
     let (sql, args) = sql(table, q);
@@ -132,7 +138,11 @@ fn sql(table: &str, q: &Query) -> (String, Vec<Value>) {
         arg(&mut sql, "app = ?", vec![app.clone().into()]);
     }
     if let Some(text) = &q.text {
-        arg(&mut sql, "instr(message, ?) > 0", vec![text.clone().into()]);
+        arg(
+            &mut sql,
+            &format!("instr({MESSAGE_SQL}, ?) > 0"),
+            vec![text.clone().into()],
+        );
     }
     if let Some(after) = &q.after {
         let (ms, ns, _) = row::ts_parts(&after.timestamp);
@@ -150,6 +160,15 @@ fn sql(table: &str, q: &Query) -> (String, Vec<Value>) {
         ));
     }
     (sql, args)
+}
+
+/// The message slice `start..start + len` (bytes) of `raw`.
+fn in_raw(raw: &str, start: i64, len: i64) -> Result<&str, String> {
+    usize::try_from(start)
+        .ok()
+        .zip(usize::try_from(len).ok())
+        .and_then(|(s, l)| raw.get(s..s.checked_add(l)?))
+        .ok_or_else(|| format!("message slice {start}+{len} is not within the raw line"))
 }
 
 /// A row back into a record; the outer error is SQLite's, the inner one a
@@ -171,7 +190,14 @@ fn decode(r: &Row<'_>) -> rusqlite::Result<Result<Record, String>> {
     let input: String = r.get(13)?;
     let format: String = r.get(14)?;
     let parse_error: Option<String> = r.get(15)?;
+    let msg_start: Option<i64> = r.get(16)?;
+    let msg_len: Option<i64> = r.get(17)?;
     Ok((|| {
+        let message = match (msg_start, msg_len, &raw) {
+            (None, None, _) => message,
+            (Some(start), Some(len), Some(raw)) => in_raw(raw, start, len)?.to_owned(),
+            _ => return Err("msg_start and msg_len need each other and a UTF-8 raw".to_owned()),
+        };
         let raw = match (raw, raw_bytes) {
             (Some(text), None) => RawLine::Text(text),
             (None, Some(bytes)) => RawLine::Bytes(bytes),

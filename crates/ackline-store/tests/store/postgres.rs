@@ -60,6 +60,33 @@ async fn pg_overlapping_batches_store_each_id_once() {
     assert_eq!(count(&t).await, 17);
 }
 
+/// The fast path (a plain COPY) fails on the batch's last record, already
+/// stored: the records COPYed before it must not stay, the stored one must
+/// not change, and the batch is written by the idempotent path instead.
+#[tokio::test]
+async fn pg_a_stored_id_at_the_end_of_a_batch_is_a_duplicate_and_the_rest_is_stored_once() {
+    let Some(t) = pg("late_dup").await else {
+        return;
+    };
+    let s = open(&t).await;
+    let first = full("d-9");
+    assert_eq!(
+        s.write_batch(std::slice::from_ref(&first)).await.unwrap(),
+        report(1, 0)
+    );
+    let mut b = batch("d", 0..9);
+    let mut again = full("d-9");
+    again.message = "a different body under the same id".to_owned();
+    b.push(again);
+    assert_eq!(s.write_batch(&b).await.unwrap(), report(9, 1));
+    assert_eq!(count(&t).await, 10);
+    assert_eq!(s.get("d-9").await.unwrap(), Some(first));
+    assert_eq!(s.get(&b[3].id).await.unwrap().as_ref(), Some(&b[3]));
+    // Nothing is left behind in the session's staging table.
+    assert_eq!(s.write_batch(&b).await.unwrap(), report(0, 10));
+    assert_eq!(count(&t).await, 10);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_concurrent_overlapping_writers_store_each_id_once() {
     let Some(t) = pg("concurrent").await else {
@@ -287,16 +314,67 @@ async fn pg_migrates_a_version_1_table() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(v, 2);
-    let idx: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_indexes WHERE indexname = $1",
-            &[&format!("{}_app_ts", t.table)],
+    assert_eq!(v, 3);
+    let idx: Vec<String> = client
+        .query(
+            "SELECT indexname FROM pg_indexes WHERE tablename = $1 ORDER BY indexname",
+            &[&t.table],
         )
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(idx, 1);
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        idx,
+        [format!("{}_pkey", t.table), format!("{}_ts", t.table)]
+    );
+}
+
+#[tokio::test]
+async fn pg_migrates_a_version_2_table_and_keeps_an_operators_index() {
+    let Some(t) = pg("migrate2").await else {
+        return;
+    };
+    let tb = &t.table;
+    let client = t.client().await;
+    client.batch_execute(&v1(tb)).await.unwrap();
+    // Version 2 as that release left it, plus an index an operator added.
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE {tb} ADD COLUMN parse_error text;
+             CREATE INDEX {tb}_app_ts ON {tb} (app, ts_ms);
+             CREATE INDEX {tb}_by_input ON {tb} (input);
+             UPDATE ackline_schema_version SET version = 2 WHERE table_name = '{tb}';"
+        ))
+        .await
+        .unwrap();
+    let s = open(&t).await;
+    assert_eq!(s.get("old-1").await.unwrap().unwrap().message, "from v1");
+    assert_eq!(
+        s.write_batch(&[minimal("old-1"), full("new-2")])
+            .await
+            .unwrap(),
+        report(1, 1)
+    );
+    let idx: Vec<String> = client
+        .query(
+            "SELECT indexname FROM pg_indexes WHERE tablename = $1 ORDER BY indexname",
+            &[tb],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        idx,
+        [
+            format!("{tb}_by_input"),
+            format!("{tb}_pkey"),
+            format!("{tb}_ts")
+        ]
+    );
 }
 
 #[tokio::test]
@@ -306,7 +384,7 @@ async fn pg_refuses_a_newer_schema_and_foreign_tables() {
     t.client()
         .await
         .execute(
-            "UPDATE ackline_schema_version SET version = 3 WHERE table_name = $1",
+            "UPDATE ackline_schema_version SET version = 4 WHERE table_name = $1",
             &[&t.table],
         )
         .await

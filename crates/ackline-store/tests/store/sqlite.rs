@@ -159,6 +159,7 @@ pub fn loghub_records(per_file: usize) -> Option<Vec<Record>> {
             let ctx = ackline_parse::LineContext {
                 id: format!("file:{name}:{n}"),
                 input: std::sync::Arc::from(name.as_str()),
+                file_mtime: None,
                 ingest_time: DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
                     .unwrap()
                     .to_utc(),
@@ -228,7 +229,7 @@ async fn sqlite_migrates_a_version_1_database() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(v, 3);
+    assert_eq!(v, 4);
     assert_eq!(indexes(&conn), ["ackline_records_ts"]);
 }
 
@@ -328,8 +329,163 @@ async fn sqlite_migrates_a_version_2_database() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(v, 3);
+    assert_eq!(v, 4);
     assert_eq!(indexes(&conn), ["ackline_records_ts"]);
+}
+
+/// The version 3 layout (the message always in `message`), with a row
+/// whose message is a slice of its raw line, as version 3 stored it.
+const V3: &str = "
+    CREATE TABLE ackline_schema (table_name TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL) STRICT;
+    INSERT INTO ackline_schema VALUES ('ackline_records', 3, 0);
+    CREATE TABLE ackline_records (
+        id TEXT PRIMARY KEY NOT NULL, ts_ms INTEGER NOT NULL, ts_nanos INTEGER NOT NULL,
+        ts_offset INTEGER NOT NULL, timestamp_source TEXT NOT NULL, severity INTEGER, host TEXT,
+        app TEXT, pid INTEGER, message TEXT NOT NULL, fields TEXT, raw TEXT, raw_bytes BLOB,
+        input TEXT NOT NULL, format TEXT NOT NULL, stored_at_ms INTEGER NOT NULL,
+        parse_error TEXT, CHECK ((raw IS NULL) <> (raw_bytes IS NULL))) STRICT;
+    CREATE INDEX ackline_records_ts ON ackline_records (ts_ms, ts_nanos, id);
+    INSERT INTO ackline_records VALUES ('old-3', 1700000000000, 0, 0, 'line', 6, 'h3',
+        'sshd', 7, 'Accepted key for ü', NULL, 'Nov 14 22:13:20 h3 sshd[7]: Accepted key for ü
+',
+        NULL, 'auth.log', 'rfc3164', 1700000000000, NULL);
+";
+
+#[tokio::test]
+async fn sqlite_migrates_a_version_3_database_and_reads_old_and_new_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(V3)
+        .unwrap();
+    let s = SqliteStore::open(&path, &StoreOptions::default())
+        .await
+        .unwrap();
+    let old = s.query(&Query::default()).await.unwrap();
+    assert_eq!(ids(&old), ["old-3"]);
+    assert_eq!(old[0].message, "Accepted key for ü");
+    // A new record whose message is a slice of its raw line (after a multi-byte
+    // character, so byte and character offsets differ).
+    let mut new = full("new-3");
+    new.raw = ackline_parse::RawLine::Text("ü <1> Accepted key for ü, again\n".to_owned());
+    new.message = "Accepted key for ü, again".to_owned();
+    assert_eq!(
+        s.write_batch(&[minimal("old-3"), new.clone()])
+            .await
+            .unwrap(),
+        report(1, 1)
+    );
+    let got = s.query(&Query::default()).await.unwrap();
+    assert_eq!(ids(&got), ["old-3", "new-3"]);
+    assert_eq!(got[1], new);
+    // The text filter searches both layouts, and only the message's slice.
+    for (text, want) in [
+        ("Accepted key", vec!["old-3", "new-3"]),
+        ("again", vec!["new-3"]),
+        ("<1>", vec![]),
+        ("sshd[7]", vec![]),
+    ] {
+        let q = Query {
+            text: Some(text.into()),
+            ..Default::default()
+        };
+        assert_eq!(ids(&s.query(&q).await.unwrap()), want, "{text:?}");
+    }
+    drop(s);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let v: i64 = conn
+        .query_row(
+            "SELECT version FROM ackline_schema WHERE table_name = 'ackline_records'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(v, 4);
+    let stored: Vec<(String, String, Option<i64>, Option<i64>)> = conn
+        .prepare("SELECT id, message, msg_start, msg_len FROM ackline_records ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            ("new-3".to_owned(), String::new(), Some(7), Some(26)),
+            (
+                "old-3".to_owned(),
+                "Accepted key for ü".to_owned(),
+                None,
+                None
+            ),
+        ]
+    );
+}
+
+/// Which records keep their message in `message` and which point into `raw`.
+#[tokio::test]
+async fn sqlite_stores_a_message_that_is_a_slice_of_raw_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records.db");
+    let s = store(&dir).await;
+    let text = |id: &str, raw: &str, message: &str| {
+        let mut r = full(id);
+        r.raw = ackline_parse::RawLine::Text(raw.to_owned());
+        r.message = message.to_owned();
+        r
+    };
+    let mut bytes = full("bytes");
+    bytes.raw = ackline_parse::RawLine::Bytes(b"\xff tail\n".to_vec());
+    bytes.message = "tail".to_owned();
+    let records = vec![
+        text("tail", "<13>host app: the tail\r\n", "the tail"),
+        text("whole", "whole line", "whole line"),
+        text("middle", "a [middle] z\n", "middle"),
+        text("rewritten", "a b\n", "a  b"),
+        text("empty", "x\n", ""),
+        text("nul", "a\0b\n", "a\0b"),
+        bytes,
+    ];
+    assert_eq!(
+        s.write_batch(&records).await.unwrap(),
+        report(records.len(), 0)
+    );
+    let mut back = s.query(&Query::default()).await.unwrap();
+    back.sort_by_key(key);
+    let mut want = records.clone();
+    want.sort_by_key(key);
+    assert_eq!(back, want);
+    drop(s);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let stored: Vec<(String, String, Option<i64>, Option<i64>)> = conn
+        .prepare("SELECT id, message, msg_start, msg_len FROM ackline_records ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let row = |id: &str, m: &str, span: Option<(i64, i64)>| {
+        (
+            id.to_owned(),
+            m.to_owned(),
+            span.map(|s| s.0),
+            span.map(|s| s.1),
+        )
+    };
+    assert_eq!(
+        stored,
+        [
+            row("bytes", "tail", None),
+            row("empty", "", None),
+            row("middle", "", Some((3, 6))),
+            row("nul", "", Some((0, 3))),
+            row("rewritten", "a  b", None),
+            row("tail", "", Some((14, 8))),
+            row("whole", "", Some((0, 10))),
+        ]
+    );
 }
 
 #[tokio::test]
@@ -339,7 +495,7 @@ async fn sqlite_refuses_a_newer_schema_and_foreign_tables() {
     drop(store(&dir).await);
     rusqlite::Connection::open(&path)
         .unwrap()
-        .execute_batch("UPDATE ackline_schema SET version = 4")
+        .execute_batch("UPDATE ackline_schema SET version = 5")
         .unwrap();
     let err = SqliteStore::open(&path, &StoreOptions::default())
         .await

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Proc, ackline, run_with_deadline, unique, wait_for};
+use crate::common::{Proc, ackline, run_with_deadline, sqlite_rows as counts, unique, wait_for};
 
 /// Whether `bin --version` runs; fails under `CI=true` when it does not, else prints why.
 /// `install` says how to get it.
@@ -113,6 +113,38 @@ pub fn answers(port: u16, skip_greeting: bool, hello: &[u8], expect: &[u8]) -> b
     r.read_until(b'\n', &mut line).is_ok() && line.starts_with(expect)
 }
 
+/// Spawns `c` with its stderr piped and reads it until a line contains `until` (at most 60 s):
+/// the process and every stderr line up to that one.
+pub fn spawn_until_noted(mut c: Command, until: &str) -> (Proc, Vec<String>) {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut p = Proc(c.spawn().unwrap());
+    let stderr = p.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(l);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let l = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no stderr line with {until:?}: {seen:#?}"));
+        seen.push(l.clone());
+        if l.contains(until) {
+            return (p, seen);
+        }
+    }
+}
+
 /// `ackline` with no configuration from the environment.
 pub fn cmd(dir: &Path) -> Command {
     let mut c = ackline();
@@ -159,21 +191,6 @@ fn work(dir: &Path, broker: &str, queue: &str, db: &Path) -> Proc {
     .stdout(Stdio::null())
     .stderr(Stdio::inherit());
     Proc(c.spawn().unwrap())
-}
-
-/// (rows, distinct ids) in the SQLite store; (0, 0) before it exists.
-fn counts(db: &Path) -> (i64, i64) {
-    let Ok(c) =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return (0, 0);
-    };
-    c.query_row(
-        "SELECT count(*), count(DISTINCT id) FROM ackline_records",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .unwrap_or((0, 0))
 }
 
 fn ids(db: &Path) -> BTreeSet<String> {

@@ -289,3 +289,18 @@ impl Drop for Pg {
         )));
     }
 }
+
+/// (rows, distinct ids) in the SQLite store at `db`; (0, 0) before it exists.
+pub fn sqlite_rows(db: &std::path::Path) -> (i64, i64) {
+    let Ok(c) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return (0, 0);
+    };
+    c.query_row(
+        "SELECT count(*), count(DISTINCT id) FROM ackline_records",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap_or((0, 0))
+}

@@ -13,6 +13,7 @@ mod proxy;
 mod bench_http;
 mod brokers;
 mod cli;
+mod console;
 mod crash;
 mod dlq_broker;
 mod max_attempts;

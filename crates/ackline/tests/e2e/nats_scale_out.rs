@@ -8,11 +8,13 @@
 //! When `nats-server` is missing the test prints why and returns, except under `CI=true`,
 //! where it fails.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use crate::brokers::{Daemon, answers, available, cmd, scale_out_survives_a_killed_worker};
-use crate::common::{Proc, free_port, run_with_deadline};
+use crate::brokers::{
+    Daemon, answers, available, cmd, scale_out_survives_a_killed_worker, spawn_until_noted,
+};
+use crate::common::{free_port, run_with_deadline};
 
 /// The `nats-server` binary: `ACKLINE_NATS_SERVER`, else `nats-server` on the PATH, else
 /// Debian's `/usr/sbin/nats-server`.
@@ -108,34 +110,8 @@ fn work_on_nats_notes_the_durability_of_a_puback() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("broker.credentials_file"), "{err}");
 
-    let mut c = args();
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut p = Proc(c.spawn().unwrap());
-    let stderr = p.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for l in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(l);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let l = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("work did not start: {seen:#?}"));
-        seen.push(l.clone());
-        if l.contains("ackline work: nats://") {
-            break;
-        }
-    }
+    let c = args();
+    let (mut p, seen) = spawn_until_noted(c, "ackline work: nats://");
     let note = seen
         .iter()
         .find(|l| l.contains("connected to nats-server"))

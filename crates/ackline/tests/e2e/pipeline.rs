@@ -514,3 +514,75 @@ fn the_demo_balances_its_books() {
     assert!(b["retried"].as_u64().unwrap() > 0, "{b:#}");
     assert_eq!(v["runs"].as_array().unwrap().len(), 3);
 }
+
+/// Issue 15 end to end: a 2005 archive (mtime 2006-01-02) read with `--year mtime`,
+/// `--timezone Europe/Berlin` and `--multiline auto` stores syslog lines in 2005 and 2006 (not
+/// the years before today), in Berlin time, and a Java stack trace as one record whose id is
+/// its first line's.
+#[test]
+fn archive_year_zone_and_multiline_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let log = tmp.path().join("archive.log");
+    std::fs::write(
+        &log,
+        "Dec 31 23:59:58 combo sshd[1]: last of 2005\n\
+         2005-12-31 23:59:59,000 ERROR [main] c.e.App: boom\n\
+         java.lang.IllegalStateException: bad state\n\
+         \tat com.example.App.run(App.java:42)\n\
+         Jan  1 00:00:02 combo sshd[1]: first of 2006\n",
+    )
+    .unwrap();
+    // 2006-01-02T03:04:05Z, as an archive copied with its times would have.
+    std::fs::File::options()
+        .write(true)
+        .open(&log)
+        .and_then(|f| f.set_modified(UNIX_EPOCH + Duration::from_secs(1_136_171_045)))
+        .unwrap();
+    let p = log.to_str().unwrap();
+    ok(&run(
+        &dir,
+        &[
+            "run",
+            "--once",
+            "--year",
+            "mtime",
+            "--timezone",
+            "Europe/Berlin",
+            "--multiline",
+            "auto",
+            p,
+        ],
+    ));
+    let v = json(&run(&dir, &["--json", "query", "--limit", "100"]));
+    let recs = v["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 3, "{v:#}");
+    let instant = |r: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(r["timestamp"].as_str().unwrap())
+            .unwrap()
+            .timestamp()
+    };
+    let by_msg = |m: &str| {
+        recs.iter()
+            .find(|r| r["message"].as_str().unwrap().starts_with(m))
+            .unwrap_or_else(|| panic!("no record {m}: {v:#}"))
+    };
+    // Berlin is UTC+1 in winter.
+    assert_eq!(instant(by_msg("last of 2005")), 1_136_069_998); // 2005-12-31T22:59:58Z
+    assert_eq!(instant(by_msg("first of 2006")), 1_136_070_002); // 2005-12-31T23:00:02Z
+    let trace = by_msg("boom");
+    assert_eq!(instant(trace), 1_136_069_999);
+    assert_eq!(trace["format"], "log4j");
+    assert_eq!(
+        trace["message"],
+        "boom\njava.lang.IllegalStateException: bad state\n\tat com.example.App.run(App.java:42)"
+    );
+    let offset = "Dec 31 23:59:58 combo sshd[1]: last of 2005\n".len();
+    assert!(
+        trace["id"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{offset}")),
+        "{trace}"
+    );
+}

@@ -15,11 +15,13 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is a failed assertion
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use crate::brokers::{Daemon, answers, available, cmd, scale_out_survives_a_killed_worker};
-use crate::common::{Proc, free_port, run_with_deadline};
+use crate::brokers::{
+    Daemon, answers, available, cmd, scale_out_survives_a_killed_worker, spawn_until_noted,
+};
+use crate::common::{free_port, run_with_deadline};
 
 /// The `redis-server` binary: `ACKLINE_REDIS_SERVER`, else `redis-server` on the PATH.
 fn binary() -> String {
@@ -107,34 +109,8 @@ fn work_refuses_a_volatile_redis_unless_allowed() {
     );
 
     // With --allow-volatile it starts (and says what is at risk), then stops on SIGTERM.
-    let mut c = args(&["--allow-volatile"]);
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut p = Proc(c.spawn().unwrap());
-    let stderr = p.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for l in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(l);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let l = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("work did not start: {seen:#?}"));
-        seen.push(l.clone());
-        if l.contains("ackline work: redis://") {
-            break;
-        }
-    }
+    let c = args(&["--allow-volatile"]);
+    let (mut p, seen) = spawn_until_noted(c, "ackline work: redis://");
     assert!(
         seen.iter()
             .any(|l| l.contains("at risk") && l.contains("appendonly no")),

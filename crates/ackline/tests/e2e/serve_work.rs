@@ -71,18 +71,6 @@ fn work(dir: &Path, addr: &str) -> Proc {
     Proc(c.spawn().unwrap())
 }
 
-fn rows(db: &Path) -> (i64, i64) {
-    let Ok(conn) = rusqlite::Connection::open(db) else {
-        return (0, 0);
-    };
-    conn.query_row(
-        "SELECT COUNT(*), COUNT(DISTINCT id) FROM ackline_records",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .unwrap_or((0, 0))
-}
-
 fn pending(addr: &str) -> u64 {
     let (st, body) = http(
         addr,
@@ -136,7 +124,7 @@ fn sigkilled_worker_loses_nothing_and_duplicates_nothing() {
     wait_for(
         Duration::from_secs(60),
         "worker A's first stored rows",
-        || rows(&db).0 > 0,
+        || crate::common::sqlite_rows(&db).0 > 0,
     );
     let mut b = work(dir.path(), &addr);
     a.signal("KILL");
@@ -148,7 +136,7 @@ fn sigkilled_worker_loses_nothing_and_duplicates_nothing() {
     wait_for(
         Duration::from_secs(90),
         "every line stored and nothing pending",
-        || rows(&db).0 == N as i64 && pending(&addr) == 0,
+        || crate::common::sqlite_rows(&db).0 == N as i64 && pending(&addr) == 0,
     );
 
     // A's leased deliveries went to B: the kill landed while A held work.
@@ -168,7 +156,7 @@ fn sigkilled_worker_loses_nothing_and_duplicates_nothing() {
     server.signal("TERM");
     assert_eq!(server.wait_exit(Duration::from_secs(30)).code(), Some(0));
 
-    let (count, distinct) = rows(&db);
+    let (count, distinct) = crate::common::sqlite_rows(&db);
     assert_eq!((count, distinct), (N as i64, N as i64));
     let conn = rusqlite::Connection::open(&db).unwrap();
     let mut stmt = conn.prepare("SELECT id FROM ackline_records").unwrap();

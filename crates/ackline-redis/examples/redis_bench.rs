@@ -24,7 +24,7 @@
 //! Keys are unique per run and deleted afterwards; every variant is bounded by [`LIMIT`].
 //!
 //! ```text
-//! cargo run --release -p ackline-redis --example bench -- [MESSAGES] [ROUNDS] [VARIANTS]
+//! cargo run --release -p ackline-redis --example redis_bench -- [MESSAGES] [ROUNDS] [VARIANTS]
 //! ```
 //! (`ACKLINE_REDIS_URL` or redis://127.0.0.1:6379/0 — a server with `appendonly yes`, since the
 //! backend refuses one without; defaults 200000 messages, 3 rounds, all variants; VARIANTS is a

@@ -25,7 +25,7 @@
 //! once).
 //!
 //! ```text
-//! cargo run --release -p ackline-nats --example bench -- [MESSAGES] [ROUNDS] [VARIANTS]
+//! cargo run --release -p ackline-nats --example nats_bench -- [MESSAGES] [ROUNDS] [VARIANTS]
 //! ```
 //! (`ACKLINE_NATS_URL` or nats://127.0.0.1:4222; defaults 200000 messages, 3 rounds, all
 //! variants; VARIANTS is a comma-separated subset of the names above.)

@@ -26,7 +26,7 @@
 //! [`LIMIT`].
 //!
 //! ```text
-//! cargo run --release -p ackline-rabbitmq --example bench -- [MESSAGES] [ROUNDS] [VARIANTS]
+//! cargo run --release -p ackline-rabbitmq --example rabbitmq_bench -- [MESSAGES] [ROUNDS] [VARIANTS]
 //! ```
 //! (`ACKLINE_AMQP_URL` or amqp://guest:guest@127.0.0.1:5672/%2f; defaults 200000 messages,
 //! 3 rounds, all variants; VARIANTS is a comma-separated subset of bare,rabbitmq,embedded.)
