@@ -164,3 +164,123 @@ pub fn median(mut v: Vec<f64>) -> f64 {
         l => (v[l / 2 - 1] + v[l / 2]) / 2.0,
     }
 }
+
+/// The command line every backend benchmark takes: `[MESSAGES] [ROUNDS] [VARIANTS]`
+/// (defaults 200,000 and 3; variants comma-separated, all by default).
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// Messages per variant and round.
+    pub n: usize,
+    /// Rounds.
+    pub rounds: usize,
+    /// The variants to run (their keys); empty: all.
+    pub only: Vec<String>,
+}
+
+impl Args {
+    /// Reads the process's arguments; `keys` are the variants' keys.
+    ///
+    /// # Errors
+    /// A number that does not parse, an unknown variant, no messages, or rounds outside 1..=20.
+    pub fn from_env(keys: &[&str]) -> BenchResult<Args> {
+        let mut args = std::env::args().skip(1);
+        let n: usize = args
+            .next()
+            .map(|a| a.parse())
+            .transpose()?
+            .unwrap_or(200_000);
+        let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(3);
+        let only: Vec<String> = args
+            .next()
+            .map(|a| a.split(',').map(str::to_owned).collect())
+            .unwrap_or_default();
+        if let Some(bad) = only.iter().find(|k| !keys.contains(&k.as_str())) {
+            return Err(format!("unknown variant {bad:?} ({})", keys.join(", ")).into());
+        }
+        if n == 0 || rounds == 0 || rounds > 20 {
+            return Err("MESSAGES must be at least 1 and ROUNDS between 1 and 20".into());
+        }
+        Ok(Args { n, rounds, only })
+    }
+
+    /// Whether variant `key` runs.
+    pub fn runs(&self, key: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|k| k == key)
+    }
+}
+
+/// Each round's outcomes, by variant (`None`: not run).
+pub type Rounds = Vec<Vec<Option<Outcome>>>;
+
+/// Runs `args.rounds` rounds of the variants (`keys`, shown as `names`), each round starting
+/// with the next variant, so none always runs first; `run(variant, round)` measures one.
+/// Prints every outcome, and after each round `ratios(round's outcomes)` when it says
+/// something.
+///
+/// # Errors
+/// The first error of `run`.
+pub async fn rounds(
+    args: &Args,
+    keys: &[&str],
+    names: &[&str],
+    mut run: impl AsyncFnMut(usize, usize) -> BenchResult<Outcome>,
+    ratios: impl Fn(&[Option<Outcome>]) -> Option<String>,
+) -> BenchResult<Rounds> {
+    let k = keys.len();
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    let mut all: Rounds = Vec::with_capacity(args.rounds);
+    for round in 1..=args.rounds {
+        let mut got: Vec<Option<Outcome>> = vec![None; k];
+        for j in 0..k {
+            let i = (j + round - 1) % k;
+            if !args.runs(keys[i]) {
+                continue;
+            }
+            let o = run(i, round).await?;
+            println!(
+                "round {round} {:<width$} {:>9.0} msgs/s  p50 {:>8.1} ms  p99 {:>8.1} ms",
+                names[i], o.rate, o.p50_ms, o.p99_ms
+            );
+            got[i] = Some(o);
+        }
+        if let Some(r) = ratios(&got) {
+            println!("round {round} ratios: {r} (load average {})", load());
+        }
+        all.push(got);
+    }
+    Ok(all)
+}
+
+/// The median over the rounds of `f` of variant `i`.
+pub fn median_of(all: &Rounds, i: usize, f: fn(&Outcome) -> f64) -> f64 {
+    median(all.iter().filter_map(|g| g[i].as_ref().map(f)).collect())
+}
+
+/// Prints each variant's medians over the rounds.
+pub fn print_medians(all: &Rounds, names: &[&str]) {
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    println!("median of {} rounds:", all.len());
+    for (i, v) in names.iter().enumerate() {
+        println!(
+            "  {v:<width$} {:>9.0} msgs/s  p50 {:>8.1} ms  p99 {:>8.1} ms",
+            median_of(all, i, |o| o.rate),
+            median_of(all, i, |o| o.p50_ms),
+            median_of(all, i, |o| o.p99_ms)
+        );
+    }
+}
+
+/// The median over the rounds of variant `num`'s rate over variant `den`'s in the same
+/// round (each round's variants ran back to back, so a round pairs them under the same load).
+pub fn paired(all: &Rounds, num: usize, den: usize) -> f64 {
+    median(
+        all.iter()
+            .filter_map(|g| Some(g.get(num)?.as_ref()?.rate / g.get(den)?.as_ref()?.rate))
+            .collect(),
+    )
+}
+
+/// Variant `i`'s rate in one round's outcomes.
+pub fn rate(got: &[Option<Outcome>], i: usize) -> Option<f64> {
+    got.get(i)?.as_ref().map(|o| o.rate)
+}

@@ -34,8 +34,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ackline_broker::bench::{
-    BATCH, BenchResult, LIMIT, Outcome, PREFETCH, SIZE, drive, embedded, latency_us, load, median,
-    payload, unique,
+    Args, BATCH, BenchResult, LIMIT, Outcome, PREFETCH, SIZE, drive, embedded, latency_us, load,
+    paired, payload, print_medians, rate, rounds, unique,
 };
 use ackline_broker::embedded::EmbeddedBroker;
 use ackline_broker::{Broker, Consumer, ConsumerOptions, Message, Settlement};
@@ -251,23 +251,8 @@ async fn dead_consumer(url: &str) -> R<(Duration, Duration)> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> R<()> {
-    let mut args = std::env::args().skip(1);
-    let n: usize = args
-        .next()
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(200_000);
-    let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(3);
-    let only: Vec<String> = args
-        .next()
-        .map(|a| a.split(',').map(str::to_owned).collect())
-        .unwrap_or_default();
-    if let Some(bad) = only.iter().find(|k| !VARIANTS.contains(&k.as_str())) {
-        return Err(format!("unknown variant {bad:?} ({})", VARIANTS.join(", ")).into());
-    }
-    if n == 0 || rounds == 0 || rounds > 20 {
-        return Err("MESSAGES must be at least 1 and ROUNDS between 1 and 20".into());
-    }
+    let args = Args::from_env(&VARIANTS)?;
+    let n = args.n;
     let url =
         std::env::var(ackline_nats::ENV_URL).unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     println!(
@@ -276,68 +261,36 @@ async fn main() -> R<()> {
          retention; embedded fsync=always"
     );
     println!("load average at start: {}", load());
-    let k = VARIANTS.len();
-    let mut all: Vec<Vec<Option<Outcome>>> = Vec::with_capacity(rounds);
-    for round in 1..=rounds {
-        let mut got: Vec<Option<Outcome>> = (0..k).map(|_| None).collect();
-        for j in 0..k {
-            let i = (j + round - 1) % k;
-            let v = VARIANTS[i];
-            if !only.is_empty() && !only.iter().any(|o| o == v) {
-                continue;
-            }
-            let o = match v {
-                "bare-batched" => bare(&url, &unique("bare", round, '-'), n, false).await?,
-                "bare-sync" => bare(&url, &unique("bare", round, '-'), n, true).await?,
-                "nats-batched" => {
-                    nats(&url, &unique("nats", round, '-'), n, AckMode::Batched).await?
-                }
-                "nats-sync" => nats(&url, &unique("nats", round, '-'), n, AckMode::Sync).await?,
-                _ => embedded(tempfile::tempdir()?.path(), n).await?,
-            };
-            println!(
-                "round {round} {v:<13} {:>9.0} msgs/s  p50 {:>8.1} ms  p99 {:>8.1} ms",
-                o.rate, o.p50_ms, o.p99_ms
-            );
-            got[i] = Some(o);
-        }
-        let rate = |i: usize| got[i].as_ref().map(|o| o.rate);
-        if let (Some(bb), Some(nb), Some(bs), Some(ns)) = (rate(0), rate(1), rate(2), rate(3)) {
-            println!(
-                "round {round} ratios: nats-batched / bare-batched {:.0} %, nats-sync / bare-sync {:.0} % (load average {})",
+    let all = rounds(
+        &args,
+        &VARIANTS,
+        &VARIANTS,
+        async |i, round| match VARIANTS[i] {
+            "bare-batched" => bare(&url, &unique("bare", round, '-'), n, false).await,
+            "bare-sync" => bare(&url, &unique("bare", round, '-'), n, true).await,
+            "nats-batched" => nats(&url, &unique("nats", round, '-'), n, AckMode::Batched).await,
+            "nats-sync" => nats(&url, &unique("nats", round, '-'), n, AckMode::Sync).await,
+            _ => embedded(tempfile::tempdir()?.path(), n).await,
+        },
+        |got| {
+            let (bb, nb) = (rate(got, 0)?, rate(got, 1)?);
+            let (bs, ns) = (rate(got, 2)?, rate(got, 3)?);
+            Some(format!(
+                "nats-batched / bare-batched {:.0} %, nats-sync / bare-sync {:.0} %",
                 100.0 * nb / bb,
-                100.0 * ns / bs,
-                load()
-            );
-        }
-        all.push(got);
-    }
-    let med = |i: usize, f: fn(&Outcome) -> f64| {
-        median(all.iter().filter_map(|g| g[i].as_ref().map(f)).collect())
-    };
-    println!("median of {rounds} rounds:");
-    for (i, v) in VARIANTS.iter().enumerate() {
-        println!(
-            "  {v:<13} {:>9.0} msgs/s  p50 {:>8.1} ms  p99 {:>8.1} ms",
-            med(i, |o| o.rate),
-            med(i, |o| o.p50_ms),
-            med(i, |o| o.p99_ms)
-        );
-    }
-    let paired = |num: usize, den: usize| {
-        median(
-            all.iter()
-                .filter_map(|g| Some(g[num].as_ref()?.rate / g[den].as_ref()?.rate))
-                .collect(),
-        )
-    };
+                100.0 * ns / bs
+            ))
+        },
+    )
+    .await?;
+    print_medians(&all, &VARIANTS);
     println!(
         "  median of the per-round ratios: nats-batched / bare-batched {:.0} %, nats-sync / bare-sync {:.0} % (target >= 90 %), embedded / nats-batched {:.1}x",
-        100.0 * paired(1, 0),
-        100.0 * paired(3, 2),
-        paired(4, 1)
+        100.0 * paired(&all, 1, 0),
+        100.0 * paired(&all, 3, 2),
+        paired(&all, 4, 1)
     );
-    if only.is_empty() {
+    if args.only.is_empty() {
         let (nats, emb) = dead_consumer(&url).await?;
         println!(
             "a consumer dies holding 100 deliveries: back after {:.2} s on JetStream (AckWait 5 s), {:.1} ms on the embedded queue (released on disconnect)",

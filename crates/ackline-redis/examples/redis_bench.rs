@@ -34,8 +34,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ackline_broker::bench::{
-    BATCH, BenchResult, LIMIT, Outcome, PREFETCH, SIZE, drive, embedded, latency_us, load, median,
-    payload, unique,
+    Args, BATCH, BenchResult, LIMIT, Outcome, PREFETCH, SIZE, drive, embedded, latency_us, load,
+    median_of, paired, payload, print_medians, rate, rounds, unique,
 };
 use ackline_redis::{RedisBroker, RedisOptions};
 use redis::Value;
@@ -43,32 +43,9 @@ use redis::aio::MultiplexedConnection;
 
 type R<T> = BenchResult<T>;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Variant {
-    Bare,
-    Redis,
-    Embedded,
-}
-
-const VARIANTS: [Variant; 3] = [Variant::Bare, Variant::Redis, Variant::Embedded];
-
-impl Variant {
-    fn name(self) -> &'static str {
-        match self {
-            Variant::Bare => "bare redis-rs",
-            Variant::Redis => "ackline-redis",
-            Variant::Embedded => "embedded",
-        }
-    }
-
-    fn key(self) -> &'static str {
-        match self {
-            Variant::Bare => "bare",
-            Variant::Redis => "redis",
-            Variant::Embedded => "embedded",
-        }
-    }
-}
+/// The variants' keys (on the command line) and names (in the report).
+const KEYS: [&str; 3] = ["bare", "redis", "embedded"];
+const NAMES: [&str; 3] = ["bare redis-rs", "ackline-redis", "embedded"];
 
 /// `(entry id, payload)` of an `XREADGROUP` reply for one stream.
 fn read_entries(v: &Value) -> R<Vec<(String, Vec<u8>)>> {
@@ -187,26 +164,8 @@ async fn backend(url: &str, q: &str, n: usize) -> R<Outcome> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> R<()> {
-    let mut args = std::env::args().skip(1);
-    let n: usize = args
-        .next()
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(200_000);
-    let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(3);
-    let only: Vec<String> = args
-        .next()
-        .map(|a| a.split(',').map(str::to_owned).collect())
-        .unwrap_or_default();
-    if let Some(bad) = only
-        .iter()
-        .find(|k| !VARIANTS.iter().any(|v| v.key() == k.as_str()))
-    {
-        return Err(format!("unknown variant {bad:?} (bare, redis, embedded)").into());
-    }
-    if n == 0 || rounds == 0 || rounds > 20 {
-        return Err("MESSAGES must be at least 1 and ROUNDS between 1 and 20".into());
-    }
+    let args = Args::from_env(&KEYS)?;
+    let n = args.n;
     let url =
         std::env::var(ackline_redis::ENV_URL).unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
     // What the server promises (the backend reads it the same way at connect).
@@ -219,69 +178,36 @@ async fn main() -> R<()> {
     );
     probe.delete().await?;
     println!("load average at start: {}", load());
-    let mut all: Vec<[Option<Outcome>; 3]> = Vec::with_capacity(rounds);
-    for round in 1..=rounds {
-        let mut got: [Option<Outcome>; 3] = [None, None, None];
-        let order: Vec<usize> = (0..3).map(|k| (k + round - 1) % 3).collect();
-        for &i in &order {
-            let v = VARIANTS[i];
-            if !only.is_empty() && !only.iter().any(|k| k == v.key()) {
-                continue;
-            }
-            let o = match v {
-                Variant::Bare => bare(&url, &unique("bare", round, '.'), n).await?,
-                Variant::Redis => backend(&url, &unique("backend", round, '.'), n).await?,
-                Variant::Embedded => embedded(tempfile::tempdir()?.path(), n).await?,
-            };
-            println!(
-                "round {round} {:<14} {:>9.0} msgs/s  p50 {:>8.1} ms  p99 {:>8.1} ms",
-                v.name(),
-                o.rate,
-                o.p50_ms,
-                o.p99_ms
-            );
-            got[i] = Some(o);
-        }
-        if let [Some(b), Some(r), Some(e)] = &got {
-            println!(
-                "round {round} ratios: ackline-redis / bare redis-rs {:.0} %, embedded / ackline-redis {:.1}x (load average {})",
-                100.0 * r.rate / b.rate,
-                e.rate / r.rate,
-                load()
-            );
-        }
-        all.push(got);
-    }
-    let med = |i: usize, f: fn(&Outcome) -> f64| {
-        median(all.iter().filter_map(|g| g[i].as_ref().map(f)).collect())
-    };
-    println!("median of {rounds} rounds:");
-    for (i, v) in VARIANTS.iter().enumerate() {
-        println!(
-            "  {:<14} {:>9.0} msgs/s  p50 {:>8.1} ms  p99 {:>8.1} ms",
-            v.name(),
-            med(i, |o| o.rate),
-            med(i, |o| o.p50_ms),
-            med(i, |o| o.p99_ms)
-        );
-    }
-    let (b, r, e) = (med(0, |o| o.rate), med(1, |o| o.rate), med(2, |o| o.rate));
+    let all = rounds(
+        &args,
+        &KEYS,
+        &NAMES,
+        async |i, round| match i {
+            0 => bare(&url, &unique("bare", round, '.'), n).await,
+            1 => backend(&url, &unique("backend", round, '.'), n).await,
+            _ => embedded(tempfile::tempdir()?.path(), n).await,
+        },
+        |got| {
+            let (b, r, e) = (rate(got, 0)?, rate(got, 1)?, rate(got, 2)?);
+            Some(format!(
+                "ackline-redis / bare redis-rs {:.0} %, embedded / ackline-redis {:.1}x",
+                100.0 * r / b,
+                e / r
+            ))
+        },
+    )
+    .await?;
+    print_medians(&all, &NAMES);
+    let med = |i| median_of(&all, i, |o| o.rate);
     println!(
         "  ratio of the medians: ackline-redis / bare redis-rs {:.0} % (target >= 90 %), embedded / ackline-redis {:.1}x",
-        100.0 * r / b,
-        e / r
+        100.0 * med(1) / med(0),
+        med(2) / med(1)
     );
-    let paired = |num: usize, den: usize| {
-        median(
-            all.iter()
-                .filter_map(|g| Some(g[num].as_ref()?.rate / g[den].as_ref()?.rate))
-                .collect(),
-        )
-    };
     println!(
         "  median of the per-round ratios: ackline-redis / bare redis-rs {:.0} %, embedded / ackline-redis {:.1}x",
-        100.0 * paired(1, 0),
-        paired(2, 1)
+        100.0 * paired(&all, 1, 0),
+        paired(&all, 2, 1)
     );
     Ok(())
 }
