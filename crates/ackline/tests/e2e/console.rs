@@ -184,6 +184,22 @@ where
     }
 }
 
+/// Finds the element at `at` and clicks it.
+async fn click(c: &Client, at: Locator<'_>) {
+    c.find(at).await.unwrap().click().await.unwrap();
+}
+
+/// Waits (at most 60 s) until the element at `at` is displayed.
+async fn until_displayed(c: &Client, at: Locator<'_>, what: &str) {
+    until(Duration::from_secs(60), what, || async {
+        match c.find(at).await {
+            Ok(e) => e.is_displayed().await.unwrap_or(false),
+            Err(_) => false,
+        }
+    })
+    .await;
+}
+
 async fn text(c: &Client, css: &str) -> String {
     match c.find(Locator::Css(css)).await {
         Ok(e) => e.text().await.unwrap_or_default(),
@@ -208,39 +224,13 @@ async fn login(c: &Client, base: &str, token: &str) {
     })
     .await;
     input.send_keys(token).await.unwrap();
-    c.find(Locator::Css("#login-form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    until(Duration::from_secs(60), "signed in", || async {
-        c.find(Locator::Id("nav"))
-            .await
-            .unwrap()
-            .is_displayed()
-            .await
-            .unwrap_or(false)
-    })
-    .await;
+    click(c, Locator::Css("#login-form button[type=submit]")).await;
+    until_displayed(c, Locator::Id("nav"), "signed in").await;
 }
 
 async fn logout(c: &Client) {
-    c.find(Locator::Id("logout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    until(Duration::from_secs(60), "the login form again", || async {
-        c.find(Locator::Id("login"))
-            .await
-            .unwrap()
-            .is_displayed()
-            .await
-            .unwrap_or(false)
-    })
-    .await;
+    click(c, Locator::Id("logout")).await;
+    until_displayed(c, Locator::Id("login"), "the login form again").await;
 }
 
 /// Where screenshots go: `docs/console/` with `ACKLINE_SCREENSHOTS=1`, else a temporary dir.
@@ -404,12 +394,7 @@ async fn console_in_a_browser() {
         hex.starts_with("00000000  3c 73 63 72 69 70 74 3e"),
         "binary opens in hex: {hex}"
     );
-    c.find(Locator::Css(".tabs button[data-view=text]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css(".tabs button[data-view=text]")).await;
     let shown = text(&c, "#d-payload").await;
     assert!(
         shown.contains("<script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\">\\x00\\xff\\xfe end"),
@@ -437,12 +422,7 @@ async fn console_in_a_browser() {
     // Make the worker lenient, replay the hostile one: stored exactly once.
     drop(strict.take());
     let _lenient = work(dir.path(), &addr, "--lenient");
-    c.find(Locator::Id("d-replay"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("d-replay")).await;
     until(Duration::from_secs(60), "the replay's result", || async {
         text(&c, "#dlq-result").await.contains("replayed 1 of 1")
     })
@@ -472,18 +452,8 @@ async fn console_in_a_browser() {
     })
     .await;
     let pick = format!("#dlq-table tr[data-key='{purge_key}'] input");
-    c.find(Locator::Css(&pick))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Id("purge-selected"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css(&pick)).await;
+    click(&c, Locator::Id("purge-selected")).await;
     let cancel = c
         .wait()
         .at_most(Duration::from_secs(60))
@@ -504,12 +474,7 @@ async fn console_in_a_browser() {
         1,
         "a cancelled purge purges nothing"
     );
-    c.find(Locator::Id("purge-selected"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("purge-selected")).await;
     let ok = c.find(Locator::Id("confirm-ok")).await.unwrap();
     until(Duration::from_secs(60), "the confirmation", || async {
         ok.is_displayed().await.unwrap_or(false)
