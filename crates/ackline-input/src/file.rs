@@ -45,7 +45,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ackline_broker::{Broker, Message};
-use ackline_parse::{Join, Joiner, Multiline};
+use ackline_parse::{Joiner, Multiline};
 use tokio::sync::watch;
 
 use crate::fingerprint::{Fingerprint, newline_before, read_head};
@@ -893,9 +893,9 @@ impl<B: Broker> FileInput<B> {
     }
 }
 
-/// Joins the lines of `chunk` into records under `joiner`'s rule (lines joined with `\n`, a
-/// Kubernetes CRI partial line's continuation spliced on without its header; the record at its
-/// first line's offset). The last record is held back (removed from the chunk,
+/// Joins the lines of `chunk` into records under `joiner`'s rule (as [`ackline_parse::Join::apply`] says:
+/// lines joined with `\n`, a container runtime's split line made whole again; the record at
+/// its first line's offset). The last record is held back (removed from the chunk,
 /// whose `end` becomes its offset, which is returned) unless it is known complete: the data
 /// ended and `complete_at_end` (the file is finished, or has not grown for the timeout), or
 /// the chunk stopped at a limit and it is the chunk's only record (a record longer than a
@@ -914,19 +914,12 @@ fn join(
         match item {
             Item::Line { offset, bytes } => {
                 let how = joiner.join(&bytes, i == 0);
-                match (how, records.last_mut()) {
-                    (Join::Continue, Some(Item::Line { bytes: rec, .. }))
-                        if rec.len() + 1 + bytes.len() <= max_record =>
-                    {
-                        rec.push(b'\n');
-                        rec.extend_from_slice(&bytes);
-                    }
-                    (Join::Splice(at), Some(Item::Line { bytes: rec, .. }))
-                        if rec.len() + bytes.len().saturating_sub(at) <= max_record =>
-                    {
-                        rec.extend_from_slice(bytes.get(at..).unwrap_or_default());
-                    }
-                    _ => records.push(Item::Line { offset, bytes }),
+                let joined = match records.last_mut() {
+                    Some(Item::Line { bytes: rec, .. }) => how.apply(rec, &bytes, max_record),
+                    _ => false,
+                };
+                if !joined {
+                    records.push(Item::Line { offset, bytes });
                 }
             }
             long @ Item::Long { .. } => records.push(long),

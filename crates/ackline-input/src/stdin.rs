@@ -20,7 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use ackline_parse::{Join, Joiner, Multiline};
+use ackline_parse::{Joiner, Multiline};
 
 use crate::publish::{Sent, publish, stopped};
 use crate::{At, CountersSnapshot, InputCounters, InputError, StdinConfig};
@@ -205,22 +205,11 @@ impl<B: Broker> StdinInput<B> {
         let first = records.open.is_none();
         let how = joiner.join(line, first);
         let max = self.config.max_line_bytes;
-        if let Some(open) = records.open.as_mut() {
-            match how {
-                Join::Continue if open.bytes.len() + 1 + line.len() <= max => {
-                    open.bytes.push(b'\n');
-                    open.bytes.extend_from_slice(line);
-                    open.since = Instant::now();
-                    return Ok(());
-                }
-                Join::Splice(at) if open.bytes.len() + line.len().saturating_sub(at) <= max => {
-                    open.bytes
-                        .extend_from_slice(line.get(at..).unwrap_or_default());
-                    open.since = Instant::now();
-                    return Ok(());
-                }
-                _ => {}
-            }
+        if let Some(open) = records.open.as_mut()
+            && how.apply(&mut open.bytes, line, max)
+        {
+            open.since = Instant::now();
+            return Ok(());
         }
         if let Some(done) = records.open.replace(Open {
             bytes: line.to_vec(),

@@ -21,9 +21,13 @@
 //!
 //! Under any rule but `none`, a Kubernetes CRI line that follows a partial
 //! (`P`) line of the same stream is spliced onto it without its own header
-//! ([`Join::Splice`]): the runtime's split line becomes one line again. The
+//! ([`Join::Splice`]), and a docker json-file line that follows a partial one
+//! (a `log` without its final `\n`: docker splits lines longer than 16 KiB)
+//! of the same stream has its `log` appended to the record's
+//! ([`Join::DockerLog`]): the runtime's split line becomes one line again. The
 //! pieces must be consecutive lines: a line of the other stream in between
-//! ends the splice (the rest becomes a record of its own).
+//! ends the splice (the rest becomes a record of its own). [`Join::apply`]
+//! is the one place a decision is applied to a record's bytes.
 //!
 //! Invariants: the first line an input hands over always starts a record
 //! (inputs only ever stop at record starts); the decision depends only on
@@ -97,6 +101,67 @@ pub enum Join {
     /// It completes a partial line (Kubernetes CRI `P`): append the line
     /// from this byte offset on (its own CRI header dropped), no `\n`.
     Splice(usize),
+    /// It completes a partial docker json-file line: its `log` is appended
+    /// to the record's `log` (the record's other fields kept).
+    DockerLog,
+}
+
+impl Join {
+    /// Applies this decision to `record` (the bytes of the record so far)
+    /// for `line`, unless that would make the record longer than `max`
+    /// bytes or the decision is [`Join::Start`]: then nothing changes and it
+    /// returns false (the line starts a record of its own).
+    pub fn apply(self, record: &mut Vec<u8>, line: &[u8], max: usize) -> bool {
+        match self {
+            Join::Start => false,
+            Join::Continue => {
+                if record.len() + 1 + line.len() > max {
+                    return false;
+                }
+                record.push(b'\n');
+                record.extend_from_slice(line);
+                true
+            }
+            Join::Splice(at) => {
+                let rest = line.get(at..).unwrap_or_default();
+                if record.len() + rest.len() > max {
+                    return false;
+                }
+                record.extend_from_slice(rest);
+                true
+            }
+            Join::DockerLog => match merge_docker_log(record, line) {
+                Some(merged) if merged.len() <= max => {
+                    *record = merged;
+                    true
+                }
+                _ => false,
+            },
+        }
+    }
+}
+
+/// A docker json-file line's `(stream, log)`, if `line` is one.
+fn docker_line(line: &[u8]) -> Option<(String, String)> {
+    if !line.starts_with(b"{\"log\":") {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let log = v.get("log")?.as_str()?.to_owned();
+    let stream = v.get("stream")?.as_str()?.to_owned();
+    Some((stream, log))
+}
+
+/// `record` (a docker json-file object) with `line`'s `log` appended to its
+/// own; `None` if either is not one.
+fn merge_docker_log(record: &[u8], line: &[u8]) -> Option<Vec<u8>> {
+    let mut rec: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(record).ok()?;
+    let (_, more) = docker_line(line)?;
+    let log = rec.get_mut("log")?;
+    let joined = format!("{}{more}", log.as_str()?);
+    *log = serde_json::Value::String(joined);
+    serde_json::to_vec(&rec).ok()
 }
 
 /// Decides, line by line, where records start under a [`Multiline`] rule.
@@ -109,6 +174,8 @@ pub struct Joiner {
     pid: Option<u64>,
     /// The stream of a CRI partial (`P`) line the record ends with.
     cri_open: Option<[u8; 6]>,
+    /// The stream of a partial docker json-file line the record ends with.
+    docker_open: Option<String>,
 }
 
 impl Joiner {
@@ -126,6 +193,7 @@ impl Joiner {
             },
             pid: None,
             cri_open: None,
+            docker_open: None,
         }
     }
 
@@ -161,6 +229,16 @@ impl Joiner {
             }
             if !first && open.as_ref().is_some_and(|o| o.as_slice() == stream) {
                 return Join::Splice(header);
+            }
+        }
+        let docker_open = self.docker_open.take();
+        if let Some((stream, log)) = docker_line(line) {
+            let continues = !first && docker_open.as_deref() == Some(stream.as_str());
+            if !log.ends_with('\n') {
+                self.docker_open = Some(stream);
+            }
+            if continues {
+                return Join::DockerLog;
             }
         }
         if self.starts(line, first) {
@@ -211,18 +289,19 @@ mod tests {
     /// Splits `text` into records under `rule`.
     fn records(rule: Multiline, text: &str) -> Vec<String> {
         let mut j = Joiner::new(rule);
-        let mut out: Vec<String> = Vec::new();
+        let mut out: Vec<Vec<u8>> = Vec::new();
         for (i, line) in text.lines().enumerate() {
-            match (j.join(line.as_bytes(), i == 0), out.last_mut()) {
-                (Join::Continue, Some(last)) => {
-                    last.push('\n');
-                    last.push_str(line);
-                }
-                (Join::Splice(at), Some(last)) => last.push_str(&line[at..]),
-                _ => out.push(line.to_owned()),
+            let how = j.join(line.as_bytes(), i == 0);
+            let joined = out
+                .last_mut()
+                .is_some_and(|last| how.apply(last, line.as_bytes(), usize::MAX));
+            if !joined {
+                out.push(line.as_bytes().to_vec());
             }
         }
-        out
+        out.into_iter()
+            .map(|r| String::from_utf8_lossy(&r).into_owned())
+            .collect()
     }
 
     /// The runtime split a long line in three (`P`, `P`, `F`): one record
@@ -253,6 +332,39 @@ mod tests {
         let interleaved = "2026-12-05T04:09:27.1Z stdout P half
 2026-12-05T04:09:27.2Z stderr F other stream
 2026-12-05T04:09:27.3Z stdout F  rest";
+        assert_eq!(records(Multiline::Auto, interleaved).len(), 3);
+    }
+
+    /// Docker's json-file splits a line longer than 16 KiB into entries
+    /// whose `log` lacks the final `\n`: one record again, its `log` the
+    /// whole line, parsed as the inner JSON line. Another stream's entry in
+    /// between ends it; a `\n` inside the log is kept; under `none` nothing
+    /// is joined.
+    #[test]
+    fn docker_partial_lines_are_reassembled() {
+        let text = r#"{"log":"{\"level\":\"warn\",\"msg\":\"a very long ","stream":"stdout","time":"2026-12-05T04:09:27.1Z"}
+{"log":"line docker ","stream":"stdout","time":"2026-12-05T04:09:27.2Z"}
+{"log":"split\"}\n","stream":"stdout","time":"2026-12-05T04:09:27.3Z"}
+{"log":"next\n","stream":"stdout","time":"2026-12-05T04:09:28Z"}"#;
+        for rule in [Multiline::Auto, Multiline::Indented] {
+            let recs = records(rule, text);
+            assert_eq!(recs.len(), 2, "{rule}: {recs:#?}");
+            let p = Parser::new(ParserConfig::default());
+            let ctx = LineContext {
+                id: "x".into(),
+                input: Arc::from("t"),
+                ingest_time: DateTime::<Utc>::UNIX_EPOCH,
+                file_mtime: None,
+            };
+            let rec = p.parse(recs[0].as_bytes(), &ctx).unwrap();
+            assert_eq!(rec.format, Format::DockerJson);
+            assert_eq!(rec.fields["inner_format"], "json");
+            assert_eq!(rec.message, "a very long line docker split");
+        }
+        assert_eq!(records(Multiline::None, text).len(), 4);
+        let interleaved = r#"{"log":"half","stream":"stdout","time":"2026-12-05T04:09:27.1Z"}
+{"log":"other\n","stream":"stderr","time":"2026-12-05T04:09:27.2Z"}
+{"log":"rest\n","stream":"stdout","time":"2026-12-05T04:09:27.3Z"}"#;
         assert_eq!(records(Multiline::Auto, interleaved).len(), 3);
     }
 
