@@ -43,7 +43,15 @@ async fn child_worker() {
         .await
         .expect("child connect");
     let (_tx, rx) = tokio::sync::watch::channel(false);
-    common::worker::run(broker, db, log, Duration::from_millis(2), rx).await;
+    common::worker::run(
+        broker,
+        db,
+        log,
+        Duration::from_millis(2),
+        common::worker::LONG_LEASE,
+        rx,
+    )
+    .await;
 }
 
 fn spawn_child(url: &str, queue: &str, db: &Path, log: &Path) -> Child {
@@ -133,7 +141,7 @@ async fn sigkill_mid_batch_loses_nothing_and_stores_once() {
     let log = common::worker::attempts(&log);
     let redelivered: Vec<_> = log[seen_by_first..]
         .iter()
-        .filter(|(_, a)| *a == 2)
+        .filter(|(_, a, _)| *a == 2)
         .collect();
     assert!(
         held > 0 && !redelivered.is_empty(),
@@ -143,7 +151,7 @@ async fn sigkill_mid_batch_loses_nothing_and_stores_once() {
         all_stored_after >= ACK_WAIT,
         "they came back only after AckWait"
     );
-    assert!(log.iter().all(|(_, a)| *a <= 2), "no attempt beyond 2");
+    assert!(log.iter().all(|(_, a, _)| *a <= 2), "no attempt beyond 2");
     assert!(broker.dlq_list(None, 10).await.unwrap().is_empty());
     common::wait_until("nothing pending", Duration::from_secs(10), || {
         let b = broker.clone();

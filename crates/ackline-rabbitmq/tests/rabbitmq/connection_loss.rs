@@ -58,6 +58,7 @@ async fn closed_connection_reconnects_without_loss_or_duplicates() {
         db.clone(),
         log.clone(),
         Duration::from_millis(4),
+        common::worker::LONG_LEASE,
         stop_rx,
     ));
 
@@ -108,7 +109,7 @@ async fn closed_connection_reconnects_without_loss_or_duplicates() {
     assert!(broker.dlq_list(None, 10).await.unwrap().is_empty());
     let again = common::worker::attempts(&log)
         .iter()
-        .filter(|(_, a)| *a > 1)
+        .filter(|(_, a, _)| *a > 1)
         .count();
     println!("closed at {at_close}/{N}; {again} deliveries came back with attempt > 1");
     assert!(

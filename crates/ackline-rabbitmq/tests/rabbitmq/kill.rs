@@ -33,7 +33,15 @@ async fn child_worker() {
         .await
         .expect("child connect");
     let (_tx, rx) = tokio::sync::watch::channel(false);
-    common::worker::run(broker, db, log, Duration::from_millis(2), rx).await;
+    common::worker::run(
+        broker,
+        db,
+        log,
+        Duration::from_millis(2),
+        common::worker::LONG_LEASE,
+        rx,
+    )
+    .await;
 }
 
 fn spawn_child(url: &str, queue: &str, db: &Path, log: &Path) -> Child {
@@ -114,13 +122,13 @@ async fn sigkill_mid_batch_loses_nothing_and_stores_once() {
     let log = common::worker::attempts(&log);
     let redelivered: Vec<_> = log[seen_by_first..]
         .iter()
-        .filter(|(_, a)| *a == 2)
+        .filter(|(_, a, _)| *a == 2)
         .collect();
     assert!(
         !redelivered.is_empty(),
         "the killed worker's deliveries came back with attempt 2"
     );
-    assert!(log.iter().all(|(_, a)| *a <= 2), "no attempt beyond 2");
+    assert!(log.iter().all(|(_, a, _)| *a <= 2), "no attempt beyond 2");
     assert!(broker.dlq_list(None, 10).await.unwrap().is_empty());
     let st = broker.stats().await.unwrap();
     assert_eq!(st.pending, 0, "{st:?}");

@@ -16,4 +16,5 @@ mod kill;
 mod persistence;
 mod restart;
 mod tls;
+#[path = "../../../ackline-worker/tests/shared/crash_worker.rs"]
 mod worker;

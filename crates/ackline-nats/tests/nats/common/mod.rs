@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use ackline_nats::{NatsBroker, NatsOptions, NatsUrl};
 
+#[path = "../../../../ackline-worker/tests/shared/crash_worker.rs"]
 pub mod worker;
 
 /// The URL tests use: `ACKLINE_NATS_URL`, or the local default.

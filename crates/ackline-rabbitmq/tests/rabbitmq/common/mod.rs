@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use ackline_rabbitmq::{AmqpUrl, RabbitBroker, RabbitOptions};
 
+#[path = "../../../../ackline-worker/tests/shared/crash_worker.rs"]
 pub mod worker;
 
 /// The URL tests use: `ACKLINE_AMQP_URL`, or the local default.

@@ -1,7 +1,8 @@
-//! A worker for the crash tests: the real runtime (`ackline_worker::Runtime`) over a
-//! [`RedisBroker`], parsing lines into an idempotent SQLite store, and logging each
-//! delivery's `(id, attempt, unix ms)` to a file so the parent can see redeliveries and when
-//! they came.
+//! A worker for the backends' crash tests, shared by the RabbitMQ, Redis and NATS test
+//! binaries (each includes this file with `#[path]`): the real runtime
+//! (`ackline_worker::Runtime`) over any broker, parsing lines into an idempotent SQLite
+//! store, and logging each delivery's `(id, attempt, unix ms)` to a file so the parent can see
+//! redeliveries and when they came.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,9 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ackline_broker::Delivery;
+use ackline_broker::{Broker, Delivery};
 use ackline_parse::{Parser, ParserConfig, Record};
-use ackline_redis::RedisBroker;
 use ackline_store::{SqliteStore, StoreOptions};
 use ackline_worker::{ParseProcess, Process, ProcessError, Runtime, WorkerConfig};
 
@@ -39,6 +39,13 @@ impl Logged {
     }
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
 impl Process for Logged {
     fn process(&self, d: &Delivery) -> Result<Record, ProcessError> {
         std::thread::sleep(self.pause);
@@ -47,11 +54,15 @@ impl Process for Logged {
             "{} {} {}",
             d.id,
             d.attempt(),
-            crate::common::now_ms()
+            now_ms()
         );
         self.parse.process(d)
     }
 }
+
+/// A lease longer than any of these tests, so a redelivery they see comes from the broker
+/// (a dead connection or channel, a server's `AckWait`), not from a lease expiry.
+pub const LONG_LEASE: Duration = Duration::from_secs(60);
 
 /// The worker configuration of these tests, with the given lease.
 pub fn config(lease: Duration) -> WorkerConfig {
@@ -65,9 +76,9 @@ pub fn config(lease: Duration) -> WorkerConfig {
     }
 }
 
-/// Runs the runtime until `stop` turns true.
-pub async fn run(
-    broker: RedisBroker,
+/// Runs the runtime over `broker` until `stop` turns true.
+pub async fn run<B: Broker>(
+    broker: B,
     db: PathBuf,
     log: PathBuf,
     pause: Duration,
