@@ -39,10 +39,15 @@
 //!   bytes; otherwise both are `NULL` and `message` holds it. Reading puts it
 //!   back exactly (see `schema` version 4), and a `text` query searches the
 //!   slice.
+//! - Opening waits out a busy database within the busy timeout, including
+//!   the moments SQLite answers `SQLITE_BUSY` without its busy handler
+//!   (another process closing or recovering the WAL): processes that start
+//!   together all open ([`open_within`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, TrySendError};
+use std::time::Duration;
 
 use ackline_parse::{Record, Severity};
 use parking_lot::Mutex;
@@ -102,42 +107,44 @@ impl SqliteStore {
         let table: Arc<str> = Arc::from(opts.checked_table(KIND)?);
         let busy = opts.busy_timeout;
         let (p, t) = (path.clone(), table.clone());
-        let (writer, reader) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-            let mut writer = Connection::open(&p).map_err(|e| open_error(&p, &e))?;
-            writer.busy_timeout(busy).map_err(classify)?;
-            // Only takes effect on a new (empty) database, so before WAL.
-            writer
-                .execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE};"))
-                .map_err(|e| open_error(&p, &e))?;
-            let mode: String = writer
-                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-                .map_err(classify)?;
-            if !mode.eq_ignore_ascii_case("wal") {
-                return Err(StoreError::fatal(
-                    KIND,
-                    format!("{}: cannot use WAL journal mode (got {mode})", p.display()),
-                ));
-            }
-            writer
-                .execute_batch(&format!(
-                    "PRAGMA synchronous = FULL; \
+        let (writer, reader) = tokio::task::spawn_blocking(move || {
+            open_within(busy, || {
+                let mut writer = Connection::open(&p).map_err(|e| open_error(&p, &e))?;
+                writer.busy_timeout(busy).map_err(classify)?;
+                // Only takes effect on a new (empty) database, so before WAL.
+                writer
+                    .execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE};"))
+                    .map_err(|e| open_error(&p, &e))?;
+                let mode: String = writer
+                    .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+                    .map_err(classify)?;
+                if !mode.eq_ignore_ascii_case("wal") {
+                    return Err(StoreError::fatal(
+                        KIND,
+                        format!("{}: cannot use WAL journal mode (got {mode})", p.display()),
+                    ));
+                }
+                writer
+                    .execute_batch(&format!(
+                        "PRAGMA synchronous = FULL; \
                      PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}; \
                      PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT};"
-                ))
-                .map_err(classify)?;
-            schema::migrate(&mut writer, &t)?;
-            let checkpointer = checkpoint::spawn(&p)?;
-            let reader = Connection::open_with_flags(
-                &p,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(|e| open_error(&p, &e))?;
-            reader.busy_timeout(busy).map_err(classify)?;
-            let writer = Writer {
-                conn: writer,
-                checkpointer,
-            };
-            Ok((writer, reader))
+                    ))
+                    .map_err(classify)?;
+                schema::migrate(&mut writer, &t)?;
+                let checkpointer = checkpoint::spawn(&p)?;
+                let reader = Connection::open_with_flags(
+                    &p,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|e| open_error(&p, &e))?;
+                reader.busy_timeout(busy).map_err(classify)?;
+                let writer = Writer {
+                    conn: writer,
+                    checkpointer,
+                };
+                Ok((writer, reader))
+            })
         })
         .await
         .map_err(|e| join_error(KIND, &e))??;
@@ -454,6 +461,33 @@ pub(crate) fn severity_from_code(code: Option<i64>) -> Result<Option<Severity>, 
     .transpose()
 }
 
+/// Runs `open` again while it fails `Unavailable` (the database busy or
+/// locked), until `busy` has passed since the first try.
+///
+/// The busy timeout covers a lock held by another connection's transaction,
+/// but SQLite answers `SQLITE_BUSY` at once, without calling the busy handler,
+/// in two moments of another process's life: while its last connection closes
+/// (it holds the database exclusively to checkpoint and remove the WAL) and
+/// while a new connection recovers the WAL index after a crash. Workers that
+/// start together, or `ackline query` run beside them, meet those moments;
+/// each lasts milliseconds, so opening waits them out as a transaction would.
+fn open_within<T>(
+    busy: Duration,
+    mut open: impl FnMut() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match open() {
+            Err(e) if e.is_unavailable() && started.elapsed() + pause < busy => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn open_error(path: &Path, e: &rusqlite::Error) -> StoreError {
     StoreError::fatal(KIND, format!("cannot open {}: {e}", path.display()))
 }
@@ -482,5 +516,51 @@ pub(crate) fn classify(e: rusqlite::Error) -> StoreError {
         // I/O errors are final (as in the queue engine); so are corruption,
         // permissions and everything unexpected.
         _ => StoreError::fatal(KIND, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_retries_a_busy_database_until_it_opens() {
+        let mut tries = 0;
+        let got = open_within(Duration::from_secs(5), || {
+            tries += 1;
+            if tries < 4 {
+                Err(StoreError::unavailable(KIND, "database is locked"))
+            } else {
+                Ok(tries)
+            }
+        });
+        assert_eq!(got.ok(), Some(4));
+    }
+
+    #[test]
+    fn opening_gives_up_on_a_busy_database_after_the_busy_timeout() {
+        let started = std::time::Instant::now();
+        let mut tries = 0;
+        let got: Result<(), _> = open_within(Duration::from_millis(60), || {
+            tries += 1;
+            Err(StoreError::unavailable(KIND, "database is locked"))
+        });
+        assert!(got.is_err_and(|e| e.is_unavailable()));
+        assert!(tries > 1, "retried");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "bounded by the timeout"
+        );
+    }
+
+    #[test]
+    fn opening_does_not_retry_a_fatal_error() {
+        let mut tries = 0;
+        let got: Result<(), _> = open_within(Duration::from_secs(5), || {
+            tries += 1;
+            Err(StoreError::fatal(KIND, "file is not a database"))
+        });
+        assert!(got.is_err_and(|e| !e.is_unavailable()));
+        assert_eq!(tries, 1);
     }
 }

@@ -95,6 +95,11 @@ async fn sigkilled_worker_deliveries_come_back_within_the_lease_and_are_stored_o
     let mut a = Reap(spawn_child(&url, &queue, &db, &log_a));
     let mut b = Reap(spawn_child(&url, &queue, &db, &log_b));
     let before = worker::wait_stored(&db, 300, Duration::from_secs(60)).await;
+    // The survivor must be alive to take the killed worker's deliveries over.
+    assert!(
+        b.0.try_wait().unwrap().is_none(),
+        "worker b exited before the kill (its stderr above says why)"
+    );
     a.0.kill().unwrap(); // SIGKILL
     let killed_at = common::now_ms();
     a.0.wait().unwrap();

@@ -722,3 +722,75 @@ async fn sqlite_query_pages_by_keyset() {
         ]
     );
 }
+
+const OPENER: &str = "ACKLINE_STORE_OPENER";
+
+/// Opens, writes one record to and closes the store at `path` 40 times (`w` names the ids).
+async fn open_write_close(path: &std::path::Path, w: &str) -> Result<(), String> {
+    for k in 0..40 {
+        let s = SqliteStore::open(path, &StoreOptions::default())
+            .await
+            .map_err(|e| format!("opener {w}, open {k}: {e}"))?;
+        s.write_batch(&batch(w, k..k + 1))
+            .await
+            .map_err(|e| format!("opener {w}, write {k}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The child of the test below (a no-op unless `ACKLINE_STORE_OPENER` is set).
+#[tokio::test]
+async fn sqlite_opener_child() {
+    if let Ok(spec) = std::env::var(OPENER) {
+        let (path, w) = spec.split_once('|').unwrap();
+        open_write_close(std::path::Path::new(path), w)
+            .await
+            .unwrap();
+    }
+}
+
+/// Processes that open and close one store at the same moment (workers starting together,
+/// `ackline query` while they do) all open it: SQLite answers `SQLITE_BUSY` without calling
+/// the busy handler while the last connection of another process cleans up the WAL, and
+/// `open` waits that out within the busy timeout instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_processes_opening_and_closing_at_once_all_succeed() {
+    if std::env::var(OPENER).is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records.db");
+    let children: Vec<_> = (0..8)
+        .map(|w| {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "sqlite::sqlite_opener_child", "--test-threads=1"])
+                .env(OPENER, format!("{}|o{w}", path.display()))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Meanwhile this process opens and closes it too, as `ackline query` would.
+    for _ in 0..40 {
+        if path.exists() {
+            let s = SqliteStore::open(&path, &StoreOptions::default())
+                .await
+                .unwrap();
+            s.count().await.unwrap();
+        }
+        tokio::task::yield_now().await;
+    }
+    let mut failures = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        if !out.status.success() {
+            failures.push(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    let s = SqliteStore::open(&path, &StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(s.count().await.unwrap(), 320);
+}
