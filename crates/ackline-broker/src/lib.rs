@@ -23,6 +23,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod backoff;
 pub mod embedded;
 mod error;
 pub mod fence;

@@ -27,38 +27,7 @@ use crate::url::{Auth, NatsUrl};
 /// The backend's name in errors and `Broker::name`.
 pub(crate) const NAME: &str = "nats";
 
-/// Exponential backoff with jitter.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Backoff {
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl Backoff {
-    /// The wait before retry number `n` (0-based): `min(cap, base * 2^n)`, jittered to
-    /// 50..100 %.
-    pub fn delay(&self, n: u32) -> Duration {
-        let full = self.base.saturating_mul(1 << n.min(16)).min(self.cap);
-        let jitter = 0.5 + (random_u64() % 1000) as f64 / 2000.0;
-        full.mul_f64(jitter)
-    }
-}
-
-/// A random u64 from std's per-process random hasher keys (no extra dependency).
-pub(crate) fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
-}
+pub(crate) use ackline_broker::backoff::{Backoff, random_u64};
 
 pub(crate) fn unavailable(url: &NatsUrl, reason: impl AsRef<str>) -> BrokerError {
     BrokerError::Unavailable {
@@ -199,25 +168,5 @@ pub(crate) async fn connect(
             url,
             format!("connecting to {url} timed out after {limit:?}"),
         )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_its_cap_with_jitter() {
-        let b = Backoff {
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(2),
-        };
-        for n in 0..20 {
-            let d = b.delay(n);
-            let full = Duration::from_millis(100)
-                .saturating_mul(1 << n.min(16))
-                .min(Duration::from_secs(2));
-            assert!(d >= full / 2 && d <= full, "{n}: {d:?}");
-        }
     }
 }
