@@ -98,11 +98,16 @@ fn tls_config(url: &NatsUrl, ca_pem: Option<&str>) -> Result<rustls::ClientConfi
 }
 
 /// Connects once (no retry: the caller decides), with reconnection afterwards.
+///
+/// The receiver counts the client's (re)connections: it changes each time the client is
+/// connected again after losing the server, so a publisher waiting for PubAcks knows that
+/// requests written before the loss may never have reached the server.
 pub(crate) async fn connect(
     url: &NatsUrl,
     opts: &NatsOptions,
     name: String,
-) -> Result<Client, BrokerError> {
+) -> Result<(Client, tokio::sync::watch::Receiver<u64>), BrokerError> {
+    let (reconnected_tx, reconnected) = tokio::sync::watch::channel(0u64);
     let backoff = Backoff {
         base: opts.reconnect_base,
         cap: opts.reconnect_cap,
@@ -118,12 +123,16 @@ pub(crate) async fn connect(
         .reconnect_delay_callback(move |n| backoff.delay(u32::try_from(n).unwrap_or(u32::MAX)))
         .event_callback(move |event| {
             let shown = shown.clone();
+            let reconnected_tx = reconnected_tx.clone();
             async move {
                 match event {
                     Event::Disconnected => {
                         tracing::warn!(url = %shown, "NATS connection lost: reconnecting")
                     }
-                    Event::Connected => tracing::info!(url = %shown, "NATS connected"),
+                    Event::Connected => {
+                        reconnected_tx.send_modify(|n| *n += 1);
+                        tracing::info!(url = %shown, "NATS connected")
+                    }
                     Event::SlowConsumer(sid) => {
                         tracing::warn!(url = %shown, sid, "NATS slow consumer: messages dropped by the client (they come back after AckWait)")
                     }
@@ -150,7 +159,7 @@ pub(crate) async fn connect(
     let connect = co.connect(addr.as_str());
     let limit = opts.connect_timeout + Duration::from_secs(1);
     match tokio::time::timeout(limit, connect).await {
-        Ok(Ok(client)) => Ok(client),
+        Ok(Ok(client)) => Ok((client, reconnected)),
         Ok(Err(e)) => {
             let reason = format!("connecting to {url}: {e}");
             if certificate_refused(&e) {

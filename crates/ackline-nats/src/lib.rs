@@ -190,6 +190,8 @@ const FAILURES_KEPT: usize = 100_000;
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) client: async_nats::Client,
+    /// Changes each time the client connects again after losing the server.
+    pub(crate) reconnected: tokio::sync::watch::Receiver<u64>,
     pub(crate) js: jetstream::Context,
     pub(crate) url: NatsUrl,
     pub(crate) queue: String,
@@ -364,12 +366,13 @@ impl NatsBroker {
             .connection_name
             .clone()
             .unwrap_or_else(|| format!("ackline {queue} pid {}", std::process::id()));
-        let client = connection::connect(&url, &opts, name).await?;
+        let (client, reconnected) = connection::connect(&url, &opts, name).await?;
         let js = jetstream::context::ContextBuilder::new()
             .timeout(opts.request_timeout)
             .build(client.clone());
         let inner = Arc::new(Inner {
             client,
+            reconnected,
             js,
             url,
             queue: queue.to_owned(),

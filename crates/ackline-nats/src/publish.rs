@@ -2,19 +2,28 @@
 //! PubAck (the message is stored in the stream).
 //!
 //! All of a batch's messages are sent before any PubAck is awaited (async-nats bounds the
-//! PubAcks in flight and waits for room). Each carries `Nats-Msg-Id`, so a message whose PubAck
-//! was lost (timeout, reconnection) is published again under the same id until
-//! `publish_timeout`: inside the stream's duplicate window the server answers the repeat with
-//! `duplicate: true` and stores nothing; outside it a duplicate with the same ackline id may be
-//! stored, which the stores absorb (idempotent by id).
+//! PubAcks in flight and waits for room), and the PubAcks are awaited together. Each message
+//! carries `Nats-Msg-Id`, so a message whose PubAck was lost (timeout, reconnection) is
+//! published again under the same id until `publish_timeout`: inside the stream's duplicate
+//! window the server answers the repeat with `duplicate: true` and stores nothing; outside it a
+//! duplicate with the same ackline id may be stored, which the stores absorb (idempotent by id).
+//!
+//! A request the client wrote while the server was dying can be gone with the old connection,
+//! and its PubAck never comes: when the client reconnects during a round, the round stops
+//! waiting and publishes every message still unconfirmed again at once, rather than after each
+//! one's request timeout.
 //!
 //! Invariants:
 //! - `Ok(())` means every message of the batch has a PubAck (or a duplicate's PubAck: it is
 //!   already in the stream).
+//! - A call returns within about `publish_timeout` (plus one send), whatever the server does:
+//!   the PubAcks of a round are awaited concurrently, under the call's deadline, never one
+//!   request timeout after another.
 //! - A refusal for the stream's byte or message limit (`discard: new`) is `BrokerError::Full`,
 //!   never a silent drop; a message too large for the server is `Invalid`.
 //! - No confirmed message is withdrawn.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ackline_broker::BrokerError;
@@ -22,6 +31,8 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 use crate::Inner;
@@ -70,11 +81,20 @@ pub(crate) async fn publish_confirmed(
     let deadline = Instant::now() + inner.opts.publish_timeout;
     let mut pending: Vec<usize> = (0..items.len()).collect();
     let mut round = 0u32;
+    let mut reconnected = inner.reconnected.clone();
     loop {
+        // A reconnection from here on may have lost what this round sends.
+        reconnected.mark_unchanged();
         let mut acks = Vec::with_capacity(pending.len());
         let mut retry = Vec::new();
         let mut last_error = None;
-        for &i in &pending {
+        for (n, &i) in pending.iter().enumerate() {
+            if Instant::now() >= deadline {
+                // A send waits while the client reconnects: stop sending at the deadline.
+                last_error = Some(format!("not sent within {:?}", inner.opts.publish_timeout));
+                retry.extend_from_slice(&pending[n..]);
+                break;
+            }
             let it = &items[i];
             let msg = PublishMessage::build()
                 .payload(it.payload.clone())
@@ -92,19 +112,41 @@ pub(crate) async fn publish_confirmed(
             }
         }
         let mut refused = None;
-        for (i, ack) in acks {
-            match ack.await {
-                Ok(_) => {}
-                Err(e) => match classify(e.kind(), error_text(&e)) {
-                    Failure::Invalid(t) => return Err(invalid(inner, t)),
-                    Failure::Full(t) => refused = Some(t),
-                    Failure::Retry(t) => {
-                        last_error = Some(t);
-                        retry.push(i);
+        let mut unanswered: BTreeSet<usize> = acks.iter().map(|(i, _)| *i).collect();
+        let mut answers: FuturesUnordered<_> = acks
+            .into_iter()
+            .map(|(i, ack)| async move { (i, ack.await) })
+            .collect();
+        loop {
+            tokio::select! {
+                answer = answers.next() => {
+                    let Some((i, answer)) = answer else { break };
+                    unanswered.remove(&i);
+                    if let Err(e) = answer {
+                        match classify(e.kind(), error_text(&e)) {
+                            Failure::Invalid(t) => return Err(invalid(inner, t)),
+                            Failure::Full(t) => refused = Some(t),
+                            Failure::Retry(t) => {
+                                last_error = Some(t);
+                                retry.push(i);
+                            }
+                        }
                     }
-                },
+                }
+                Ok(()) = reconnected.changed() => {
+                    last_error = Some("the connection was lost and re-established".to_owned());
+                    break;
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    last_error = Some(format!("no PubAck within {:?}", inner.opts.publish_timeout));
+                    break;
+                }
             }
         }
+        // Dropped unanswered futures hand their permits to async-nats' acker task.
+        drop(answers);
+        retry.extend(unanswered);
+        retry.sort_unstable();
         if let Some(t) = refused {
             return Err(full(inner, t));
         }

@@ -21,13 +21,9 @@ fn options() -> NatsOptions {
     }
 }
 
-// Known defect, found 2026-12-05 and not yet fixed: in about half the runs on this machine a
-// publish batch in flight when the server is SIGKILLed never gets 64 of its 250 PubAcks
-// after the reconnection, however often it is republished (same Nats-Msg-Id), until
-// `publish_timeout`; nothing is lost (the caller gets `Unavailable` and retries), but the
-// test cannot pass then. Run it with `cargo test -p ackline-nats --test nats -- --ignored
-// restart::server_killed` while fixing `publish.rs`.
-#[ignore = "known defect: publishes in flight across a server SIGKILL can stay unconfirmed (see the comment above)"]
+// A publish batch written while the server dies loses the requests the old connection held:
+// their PubAcks never come. This test found publishes that waited for them one request
+// timeout after another (hanging for minutes) before the round republished on reconnection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_killed_mid_run_reconnects_and_loses_nothing() {
     let Some(bin) = common::server_binary() else {
@@ -201,4 +197,46 @@ async fn recv_one<C: Consumer>(c: &C) -> ackline_broker::Delivery {
             }
         }
     }
+}
+
+/// A publish to a server that died and does not come back ends `Unavailable` within about
+/// `publish_timeout` (the caller retries or reports), not one request timeout per message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_to_a_dead_server_gives_up_within_its_timeout() {
+    let Some(bin) = common::server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = PrivateServer::start(bin, dir.path(), &[]);
+    let queue = common::unique_queue("dead");
+    let opts = NatsOptions {
+        publish_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+        ..options()
+    };
+    let (publish_timeout, request_timeout) = (opts.publish_timeout, opts.request_timeout);
+    let broker = NatsBroker::connect(&server.url(), &queue, opts)
+        .await
+        .unwrap();
+    broker
+        .publish(common::worker::lines("d", 0..10))
+        .await
+        .unwrap();
+    tokio::task::block_in_place(|| server.kill());
+    let started = std::time::Instant::now();
+    let err = broker
+        .publish(common::worker::lines("d", 10..260))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(err, ackline_broker::BrokerError::Unavailable { .. }),
+        "{err}"
+    );
+    // One send may still be waiting when the deadline passes: at most one request timeout.
+    assert!(
+        took < publish_timeout + request_timeout,
+        "gave up after {took:?} (publish_timeout {publish_timeout:?})"
+    );
+    println!("gave up after {took:?}: {err}");
 }
