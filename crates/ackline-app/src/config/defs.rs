@@ -62,15 +62,7 @@ fn format_choice(s: &str) -> Option<FormatChoice> {
 }
 
 fn year_rule(s: &str) -> Option<YearRule> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "auto" => Some(YearRule::Infer),
-        "mtime" => Some(YearRule::FileMtime),
-        y => y
-            .parse::<i32>()
-            .ok()
-            .filter(|y| (1..=9999).contains(y))
-            .map(YearRule::Fixed),
-    }
+    s.parse().ok()
 }
 
 fn multiline(s: &str) -> Option<Multiline> {
@@ -188,7 +180,7 @@ keys! {
     /// `input.year`.
     INPUT_YEAR: Text<YearRule> = Key::new(
         "input.year",
-        Text::new("auto, mtime or a year (1 to 9999)", year_rule),
+        Text::new(YearRule::EXPECTED, year_rule),
         Fallback::Value("auto"),
         "the year of timestamps that carry none (syslog's `Dec 31 23:59:59`, logback's time of \
          day): `auto` infers it from the time the line was read (a line at most 7 days ahead of \
