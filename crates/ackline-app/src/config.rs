@@ -21,8 +21,9 @@
 //!   `server.listen` beyond loopback only with tokens.
 //! - Unknown keys in the file are errors (a typo must not silently fall back to a default);
 //!   unknown `ACKLINE_*` variables are ignored (the environment is shared with other tools).
-//! - The per-input groups (`[[input.files]]`, file only) are checked by [`groups`] after the
-//!   run-wide keys, whose values complete them; their errors name the group.
+//! - The per-input groups (`[[input.files]]` in the file; `--files` or `ACKLINE_INPUT_FILES`,
+//!   which replace them) are checked by [`groups`] after the run-wide keys, whose values
+//!   complete them; their errors name the group.
 
 pub mod defs;
 #[cfg(test)]
@@ -446,7 +447,17 @@ pub fn load(
         groups,
     };
     let mut cfg = build(data_dir, file, &layers).map_err(|e| usage(e.to_string()))?;
-    cfg.groups = groups::check(&layers.groups, &cfg).map_err(usage)?;
+    // `--files` (or `ACKLINE_INPUT_FILES`) replaces the file's groups, as a flag replaces any
+    // key the file sets.
+    let specs = layers
+        .get(&INPUT_FILES)
+        .map_err(|e| usage(e.to_string()))?
+        .zip(layers.given(INPUT_FILES.meta.name));
+    let groups = match specs {
+        Some((specs, given)) => groups::from_specs(&specs, &given.source).map_err(usage)?,
+        None => layers.groups.clone(),
+    };
+    cfg.groups = groups::check(&groups, &cfg).map_err(usage)?;
     Ok(cfg)
 }
 

@@ -3,9 +3,10 @@
 //! A group has `paths` (required) and may set `format`, `multiline`, `multiline_timeout`,
 //! `year`, `timezone` and `strict`; what it leaves unset is the run-wide `input.*` value. The
 //! positional `INPUT` paths and `input.paths` are the default group, with the run-wide values.
-//! Groups exist in the file only (no flag or environment variable names a table). Each value
-//! is checked by the kind of the run-wide key of the same name, so a group accepts exactly what
-//! that key accepts.
+//! In the file a group is a table; on the command line (`--files`, repeatable) or in
+//! `ACKLINE_INPUT_FILES` it is one text, `PATH;KEY=VALUE;...` ([`from_specs`]), and those
+//! replace the file's groups. Each value is checked by the kind of the run-wide key of the same
+//! name, so a group accepts exactly what that key accepts.
 //!
 //! How a group's settings reach its lines ([`InputGroup::file_group`]): the file input cuts a
 //! group's records by its multi-line rule, and gives its messages the parse headers of
@@ -37,6 +38,7 @@ use super::defs::{
 use super::file::{Entry, GROUPS_KEY, Group};
 use super::key::{AnyKey, Key};
 use super::kind::Kind;
+use super::source::{Given, RawValue, Source};
 
 /// The keys a group may hold, in the order errors list them.
 pub const GROUP_KEYS: [&str; 7] = [
@@ -113,6 +115,57 @@ fn value<K: Kind>(
             def.expected()
         )
     })
+}
+
+/// The groups of `--files` specs (`PATH;KEY=VALUE;...`, from `source`), as the file's tables
+/// would give them: the path is the group's one entry of `paths`, each `KEY=VALUE` an entry.
+/// A part without `=`, an empty key, a key given twice or `paths` (the path comes first) is an
+/// error naming the group.
+pub fn from_specs(specs: &[String], source: &Source) -> Result<Vec<Group>, String> {
+    let entry = |value: RawValue| Entry {
+        key_at: source.clone(),
+        given: Given {
+            value,
+            source: source.clone(),
+        },
+    };
+    let mut groups = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        let bad = |why: &str| {
+            format!(
+                "invalid {GROUPS_KEY}[{i}] = {spec:?} ({source}): expected PATH;KEY=VALUE;... \
+                 ({why})"
+            )
+        };
+        let mut parts = spec.split(';').map(str::trim);
+        let path = parts.next().unwrap_or_default();
+        let mut entries = BTreeMap::new();
+        entries.insert(
+            "paths".to_string(),
+            entry(RawValue::List(vec![RawValue::Text(path.to_string())])),
+        );
+        for part in parts.filter(|p| !p.is_empty()) {
+            let Some((key, value)) = part.split_once('=') else {
+                return Err(bad(&format!("{part:?} is not KEY=VALUE")));
+            };
+            let key = key.trim();
+            if key == "paths" {
+                return Err(bad("the path comes first, one per group"));
+            }
+            if key.is_empty() {
+                return Err(bad(&format!("{part:?} has no key")));
+            }
+            let value = RawValue::Text(value.trim().to_string());
+            if entries.insert(key.to_string(), entry(value)).is_some() {
+                return Err(bad(&format!("{key} given twice")));
+            }
+        }
+        groups.push(Group {
+            at: source.clone(),
+            entries,
+        });
+    }
+    Ok(groups)
 }
 
 /// Checks one group read from the file, completing it with the run-wide settings of `cfg`.
@@ -383,6 +436,84 @@ mod tests {
             "[[input.files]]\npaths = [\"/l/*.log\"]\n[[input.files]]\npaths = [\"/l/a.*\"]\nyear = \"2005\"\n"
         )
         .is_ok());
+    }
+
+    /// `--files` groups: the same settings as a table, errors naming the group and the flag;
+    /// they replace the file's groups.
+    #[test]
+    fn groups_from_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[[input.files]]\npaths = [\"/from/file.log\"]\n").unwrap();
+        let flags = |files: &[&str]| PipelineFlags {
+            files: files.iter().map(|s| s.to_string()).collect(),
+            ..PipelineFlags::default()
+        };
+        let c = load(
+            dir.path(),
+            Some(&f),
+            &flags(&[
+                "/var/log/postgresql/*.log; format=postgresql;multiline=auto;timezone=Europe/Berlin",
+                "/var/log/old/*.log.1;format=rfc3164;year=mtime;",
+            ]),
+            &Env::empty(),
+        )
+        .unwrap();
+        assert_eq!(c.groups.len(), 2, "the flag's groups replace the file's");
+        let (pg, old) = (&c.groups[0], &c.groups[1]);
+        assert_eq!(pg.paths, vec!["/var/log/postgresql/*.log"]);
+        assert_eq!(pg.parser.format, FormatChoice::Fixed(Format::Postgresql));
+        assert_eq!(pg.multiline, Multiline::Auto);
+        assert_eq!(pg.parser.timezone, "Europe/Berlin".parse::<Zone>().unwrap());
+        assert_eq!(old.paths, vec!["/var/log/old/*.log.1"]);
+        assert_eq!(old.parser.year_rule, YearRule::FileMtime);
+        // Without the flag, the file's.
+        let c = load(dir.path(), Some(&f), &flags(&[]), &Env::empty()).unwrap();
+        assert_eq!(c.groups[0].paths, vec!["/from/file.log"]);
+        // The environment, comma-separated.
+        let env = Env {
+            vars: [(
+                "ACKLINE_INPUT_FILES".to_string(),
+                "/a.log;year=2005,/b.log;timezone=+02:00".to_string(),
+            )]
+            .into(),
+        };
+        let c = load(dir.path(), None, &flags(&[]), &env).unwrap();
+        assert_eq!(c.groups[0].parser.year_rule, YearRule::Fixed(2005));
+        assert_eq!(
+            c.groups[1].parser.timezone,
+            "+02:00".parse::<Zone>().unwrap()
+        );
+        let err = |files: &[&str]| {
+            let e = load(dir.path(), None, &flags(files), &Env::empty())
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains('\n'), "{e}");
+            e
+        };
+        let e = err(&["/a.log;year=soon"]);
+        assert!(
+            e.starts_with("invalid input.files[0].year = \"soon\" (from flag --files): expected"),
+            "{e}"
+        );
+        let e = err(&["/a.log", "/b.log;zone=UTC"]);
+        assert!(
+            e.starts_with("unknown key zone in input.files[1] (from flag --files)"),
+            "{e}"
+        );
+        let e = err(&["/a.log;json"]);
+        assert!(
+            e.starts_with("invalid input.files[0] = \"/a.log;json\" (from flag --files): expected PATH;KEY=VALUE"),
+            "{e}"
+        );
+        let e = err(&["/a.log;year=2005;year=2006"]);
+        assert!(e.contains("year given twice"), "{e}");
+        let e = err(&["/a.log;paths=/b.log"]);
+        assert!(e.contains("the path comes first"), "{e}");
+        let e = err(&[";format=json"]);
+        assert!(e.starts_with("invalid input.files = "), "{e}");
+        let e = err(&["/l/a.log;format=json", "/l/*.log;format=logfmt"]);
+        assert!(e.contains("both name \"/l/a.log\" / \"/l/*.log\""), "{e}");
     }
 
     #[test]

@@ -710,6 +710,37 @@ fn per_input_groups_of_the_documented_example() {
     assert_eq!(instant(default), 1_796_433_654_000, "{default:#}"); // 2026-12-05T01:20:54Z
     assert_eq!(default["message"], "default group", "{default:#}");
     assert_eq!(by_msg("indented, not joined")["format"], "raw");
+
+    // The same groups from the command line (`--files`, as docs/config.md shows): the same
+    // records (raw records' timestamps are their ingest times, left out).
+    let app = format!("{}/app/*.log", logs.display());
+    let pg = format!(
+        "{}/postgresql/*.log;format=postgresql;multiline=auto;timezone=Europe/Berlin",
+        logs.display()
+    );
+    let old = format!("{}/old/*.log.1;format=rfc3164;year=mtime", logs.display());
+    let dir2 = tmp.path().join("data2");
+    ok(&run(
+        &dir2,
+        &["run", "--once", &app, "--files", &pg, "--files", &old],
+    ));
+    let v2 = json(&run(&dir2, &["--json", "query", "--limit", "100"]));
+    let records = |v: &serde_json::Value| -> BTreeSet<String> {
+        v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let ts = if r["format"] == "raw" {
+                    String::new()
+                } else {
+                    r["timestamp"].to_string()
+                };
+                format!("{} {} {} {ts}", r["id"], r["format"], r["message"])
+            })
+            .collect()
+    };
+    assert_eq!(records(&v), records(&v2));
 }
 
 /// Bad groups stop `check` and `run` with exit 2 and one line naming the group: a bad value,
