@@ -120,10 +120,23 @@ fn group_of(
 impl Pattern {
     fn matches(&self, path: &Path) -> bool {
         match &self.glob {
-            Some(g) => g.matches_path(path),
+            Some(g) => glob_matches(g, path),
             None => path == Path::new(&self.text),
         }
     }
+}
+
+/// Whether `glob` matches `path` as expanding it would find it: `*`, `?` and `[...]` never
+/// match a `/` (only `**` crosses directories), so `/var/log/*.log` does not match
+/// `/var/log/postgresql/main.log`.
+pub fn glob_matches(glob: &glob::Pattern, path: &Path) -> bool {
+    glob.matches_path_with(
+        path,
+        glob::MatchOptions {
+            require_literal_separator: true,
+            ..glob::MatchOptions::new()
+        },
+    )
 }
 
 fn is_glob(s: &str) -> bool {

@@ -62,7 +62,7 @@ pub use config::{
 };
 pub use counters::{CountersSnapshot, InputCounters};
 pub use error::{At, InputError};
-pub use file::{FileInput, check_path_pattern, file_message_id};
+pub use file::{FileInput, check_path_pattern, file_message_id, glob_matches};
 pub use fingerprint::Fingerprint;
 pub use positions::{JsonPositionStore, PositionStore, Positions};
 pub use stdin::{StdinInput, stdin_message_id};

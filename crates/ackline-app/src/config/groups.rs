@@ -25,9 +25,10 @@
 //!   differently ([`ackline_input::FileGroup::same_settings`] of their [`InputGroup::file_group`]s).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
-use ackline_input::{FileGroup, check_path_pattern};
+use ackline_input::{FileGroup, check_path_pattern, glob_matches};
 use ackline_parse::{Multiline, ParserConfig, YearRule};
 
 use super::Config;
@@ -222,8 +223,8 @@ fn overlap(a: &str, b: &str) -> bool {
     }
     let glob = |p: &str| check_path_pattern(p).ok().flatten();
     match (glob(a), glob(b)) {
-        (None, Some(g)) => g.matches(a),
-        (Some(g), None) => g.matches(b),
+        (None, Some(g)) => glob_matches(&g, Path::new(a)),
+        (Some(g), None) => glob_matches(&g, Path::new(b)),
         _ => false,
     }
 }
@@ -523,5 +524,8 @@ mod tests {
         assert!(overlap("/a/b.log", "/a/*.log"));
         assert!(!overlap("/a/b.txt", "/a/*.log"));
         assert!(!overlap("/a/*.log", "/a/b*"));
+        // `*` stays within a directory, as expansion does.
+        assert!(!overlap("/var/log/*.log", "/var/log/postgresql/main.log"));
+        assert!(overlap("/var/log/**/*.log", "/var/log/postgresql/main.log"));
     }
 }

@@ -805,6 +805,27 @@ async fn each_group_joins_and_tags_its_own_files() {
     }
 }
 
+/// A glob's `*` stays within its directory: `logs/*.log` (the default group) and
+/// `logs/sub/*.log` (a group with other settings) do not both match `logs/sub/x.log`, so each
+/// file goes to its own group without a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_star_does_not_cross_directories_between_groups() {
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.logs().join("sub")).expect("sub dir");
+    append(&fx.log("a.log"), b"top\n");
+    append(&fx.logs().join("sub/x.log"), b"nested\n");
+    let mut cfg = config(&fx, &[path_str(&fx.logs().join("*.log"))]);
+    let mut sub = FileGroup::new("sub", vec![path_str(&fx.logs().join("sub/*.log"))]);
+    sub.headers = vec![("timezone".into(), "+02:00".into())];
+    cfg.groups = vec![sub];
+    once(fx.broker.clone(), cfg).await.expect("no conflict");
+    let got = fx.take(2).await;
+    let top = got.iter().find(|d| d.payload == b"top").expect("top");
+    assert_eq!(top.header("timezone"), None);
+    let nested = got.iter().find(|d| d.payload == b"nested").expect("nested");
+    assert_eq!(nested.header("timezone"), Some("+02:00"));
+}
+
 /// A file matched by two groups whose settings differ is refused with both groups named, and
 /// nothing of it is published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
