@@ -21,12 +21,16 @@
 //!   `server.listen` beyond loopback only with tokens.
 //! - Unknown keys in the file are errors (a typo must not silently fall back to a default);
 //!   unknown `ACKLINE_*` variables are ignored (the environment is shared with other tools).
+//! - The per-input groups (`[[input.files]]` in the file; `--files` or `ACKLINE_INPUT_FILES`,
+//!   which replace them) are checked by [`groups`] after the run-wide keys, whose values
+//!   complete them; their errors name the group.
 
 pub mod defs;
 #[cfg(test)]
 mod doc;
 mod file;
 pub mod flags;
+pub mod groups;
 pub mod key;
 pub mod kind;
 mod secret;
@@ -49,6 +53,7 @@ use crate::exit::usage;
 use defs::*;
 pub use defs::{DEFAULT_QUEUE, KEYS};
 pub use flags::{PipelineFlags, ServerFlags, WorkerFlags};
+pub use groups::InputGroup;
 use key::{AnyKey, Fallback, Key};
 use kind::Kind;
 pub use secret::read_secret_file;
@@ -84,8 +89,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The config file read, if any.
     pub file: Option<PathBuf>,
-    /// Files and glob patterns to follow.
+    /// Files and glob patterns to follow with the run-wide settings (the default group).
     pub paths: Vec<String>,
+    /// Groups of files with settings of their own (`[[input.files]]`), in file order.
+    pub groups: Vec<InputGroup>,
     /// Read standard input too.
     pub stdin: bool,
     /// Format and strictness of the parser.
@@ -242,6 +249,8 @@ struct Layers {
     flags: BTreeMap<&'static str, Given>,
     env: BTreeMap<&'static str, Given>,
     file: BTreeMap<&'static str, Given>,
+    /// The file's `[[input.files]]` tables.
+    groups: Vec<file::Group>,
 }
 
 impl Layers {
@@ -369,11 +378,11 @@ fn read_config_file(path: &Path) -> anyhow::Result<String> {
     String::from_utf8(bytes).map_err(|_| cannot(&"not UTF-8 text"))
 }
 
-fn file_layer(path: &Path) -> anyhow::Result<BTreeMap<&'static str, Given>> {
+fn file_layer(path: &Path) -> anyhow::Result<(BTreeMap<&'static str, Given>, Vec<file::Group>)> {
     let text = read_config_file(path)?;
-    let entries = file::parse(path, &text).map_err(usage)?;
+    let parsed = file::parse(path, &text).map_err(usage)?;
     let mut m = BTreeMap::new();
-    for (name, e) in entries {
+    for (name, e) in parsed.entries {
         let Some(k) = find_key(&name) else {
             let known: Vec<&str> = KEYS.iter().map(|k| k.meta().name).collect();
             return Err(usage(format!(
@@ -384,7 +393,7 @@ fn file_layer(path: &Path) -> anyhow::Result<BTreeMap<&'static str, Given>> {
         };
         m.insert(k.meta().name, e.given);
     }
-    Ok(m)
+    Ok((m, parsed.groups))
 }
 
 /// What [`load`] reads besides the flags.
@@ -427,15 +436,29 @@ pub fn load(
             p.is_file().then_some(p)
         }
     };
+    let (file_keys, groups) = match &file {
+        Some(p) => file_layer(p)?,
+        None => (BTreeMap::new(), Vec::new()),
+    };
     let layers = Layers {
         flags: flags.layer(),
         env: env_layer(&env.vars),
-        file: match &file {
-            Some(p) => file_layer(p)?,
-            None => BTreeMap::new(),
-        },
+        file: file_keys,
+        groups,
     };
-    build(data_dir, file, &layers).map_err(|e| usage(e.to_string()))
+    let mut cfg = build(data_dir, file, &layers).map_err(|e| usage(e.to_string()))?;
+    // `--files` (or `ACKLINE_INPUT_FILES`) replaces the file's groups, as a flag replaces any
+    // key the file sets.
+    let specs = layers
+        .get(&INPUT_FILES)
+        .map_err(|e| usage(e.to_string()))?
+        .zip(layers.given(INPUT_FILES.meta.name));
+    let groups = match specs {
+        Some((specs, given)) => groups::from_specs(&specs, &given.source).map_err(usage)?,
+        None => layers.groups.clone(),
+    };
+    cfg.groups = groups::check(&groups, &cfg).map_err(usage)?;
+    Ok(cfg)
 }
 
 fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, ConfigError> {
@@ -542,6 +565,7 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         data_dir: data_dir.to_path_buf(),
         file,
         paths,
+        groups: Vec::new(),
         stdin,
         parser: ParserConfig {
             format,

@@ -159,7 +159,9 @@ pub fn read_status(data_dir: &Path) -> Option<RunReport> {
 
 fn input_error(e: InputError) -> anyhow::Error {
     match e {
-        InputError::Config { .. } | InputError::Pattern { .. } => usage(e.to_string()),
+        InputError::Config { .. }
+        | InputError::Pattern { .. }
+        | InputError::GroupConflict { .. } => usage(e.to_string()),
         other => anyhow::Error::new(other).context("input failed"),
     }
 }
@@ -192,13 +194,21 @@ pub async fn run<S: Store, P: Process>(
     let (in_tx, in_rx) = watch::channel(false);
     let mut inputs: JoinSet<Result<(), InputError>> = JoinSet::new();
     let mut counters = Vec::new();
-    if !cfg.paths.is_empty() {
+    let files = !cfg.paths.is_empty() || !cfg.groups.is_empty();
+    if files {
+        // One file input for every group: one set of positions, and a file followed once even
+        // if two groups match it (the groups carry their settings, `config::groups`).
         let mut fc = FileInputConfig::new(cfg.paths.clone(), cfg.data_dir.join("inputs"));
         fc.poll_interval = cfg.poll_interval;
         fc.start_at = cfg.start_at;
         fc.mtime_header = cfg.parser.year_rule == ackline_parse::YearRule::FileMtime;
         fc.multiline = cfg.multiline;
         fc.multiline_timeout = cfg.multiline_timeout;
+        fc.groups = cfg
+            .groups
+            .iter()
+            .map(|g| g.file_group(&cfg.parser))
+            .collect();
         let mut fi = FileInput::new(broker.clone(), fc).map_err(input_error)?;
         counters.push(fi.counters());
         let rx = in_rx.clone();
@@ -220,7 +230,7 @@ pub async fn run<S: Store, P: Process>(
         let rx = in_rx.clone();
         inputs.spawn(async move { si.run_stdin(rx).await.map(|_| ()) });
     }
-    let follow_files = mode == Mode::Follow && !cfg.paths.is_empty();
+    let follow_files = mode == Mode::Follow && files;
 
     let mut worker = cfg.worker.clone();
     if mode == Mode::Once {

@@ -112,12 +112,26 @@ fn human(r: &RunReport) -> String {
     )
 }
 
+/// An `[[input.files]]` group as `check --json` shows it.
+#[derive(Debug, Serialize)]
+struct CheckedGroup {
+    name: String,
+    paths: Vec<String>,
+    format: String,
+    multiline: String,
+    multiline_timeout_ms: u64,
+    year: String,
+    timezone: String,
+    strict: bool,
+}
+
 #[derive(Debug, Serialize)]
 struct Checked<'a> {
     ok: bool,
     config_file: Option<String>,
     data_dir: String,
     inputs: &'a [String],
+    groups: Vec<CheckedGroup>,
     stdin: bool,
     format: String,
     strict: bool,
@@ -155,6 +169,20 @@ pub fn check(
         config_file: cfg.file.as_ref().map(|p| p.display().to_string()),
         data_dir: cfg.data_dir.display().to_string(),
         inputs: &cfg.paths,
+        groups: cfg
+            .groups
+            .iter()
+            .map(|g| CheckedGroup {
+                name: g.name.clone(),
+                paths: g.paths.clone(),
+                format: g.parser.format.to_string(),
+                multiline: g.multiline.to_string(),
+                multiline_timeout_ms: g.multiline_timeout.as_millis() as u64,
+                year: g.parser.year_rule.to_string(),
+                timezone: g.parser.timezone.to_string(),
+                strict: g.parser.strict,
+            })
+            .collect(),
         stdin: cfg.stdin,
         format: match cfg.parser.format {
             ackline_parse::FormatChoice::Auto => "auto".into(),
@@ -179,9 +207,14 @@ pub fn check(
     };
     out.emit(&c, || {
         format!(
-            "config ok ({}): {} input(s){}, format {}{}, queue {}, {} workers, batch {}, store {}{}, serve on {} with {} token(s)\n",
+            "config ok ({}): {} input(s){}{}, format {}{}, queue {}, {} workers, batch {}, store {}{}, serve on {} with {} token(s)\n",
             c.config_file.as_deref().unwrap_or("no config file"),
             c.inputs.len(),
+            if c.groups.is_empty() {
+                String::new()
+            } else {
+                format!(" + {} input group(s)", c.groups.len())
+            },
             if c.stdin { " + stdin" } else { "" },
             c.format,
             if c.strict { " (strict)" } else { "" },

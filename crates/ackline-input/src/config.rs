@@ -64,6 +64,55 @@ pub enum StartAt {
     End,
 }
 
+/// A group of paths whose files share how their lines become messages: the multi-line rule and
+/// the headers every message carries (a group's parse settings, which the input does not read).
+/// The group of a file is the first group (in [`FileInputConfig::groups`] order) one of whose
+/// paths matches it when it is first followed; it keeps that group for as long as it is
+/// followed, under any name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileGroup {
+    /// The group's name, as errors and logs quote it.
+    pub name: String,
+    /// Paths or glob patterns, as [`FileInputConfig::paths`].
+    pub paths: Vec<String>,
+    /// How lines are grouped into records, as [`FileInputConfig::multiline`].
+    pub multiline: Multiline,
+    /// As [`FileInputConfig::multiline_timeout`].
+    pub multiline_timeout: Duration,
+    /// As [`FileInputConfig::mtime_header`].
+    pub mtime_header: bool,
+    /// Headers added to every message of the group's files (after `input`).
+    pub headers: Vec<(String, String)>,
+}
+
+impl FileGroup {
+    /// A group named `name` of these paths, with the defaults of [`FileInputConfig::new`].
+    pub fn new(name: impl Into<String>, paths: Vec<String>) -> Self {
+        FileGroup {
+            name: name.into(),
+            paths,
+            multiline: Multiline::None,
+            multiline_timeout: Duration::from_secs(1),
+            mtime_header: false,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Whether the files of both groups become messages the same way (everything but the name
+    /// and the paths is equal; the multi-line timeout only under a multi-line rule): a file
+    /// both match may belong to either.
+    pub fn same_settings(&self, other: &FileGroup) -> bool {
+        self.multiline == other.multiline
+            && (self.multiline == Multiline::None
+                || self.multiline_timeout == other.multiline_timeout)
+            && self.mtime_header == other.mtime_header
+            && self.headers == other.headers
+    }
+}
+
+/// The name of the group [`FileInputConfig`]'s own `paths` form.
+pub const DEFAULT_GROUP: &str = "default";
+
 /// Options of a [`FileInput`](crate::FileInput).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileInputConfig {
@@ -102,6 +151,10 @@ pub struct FileInputConfig {
     /// Under a multi-line rule, how long the last record of a file that stopped growing waits
     /// for more lines before it is published. Default 1 s.
     pub multiline_timeout: Duration,
+    /// More groups of paths with settings of their own (`paths`, `multiline`,
+    /// `multiline_timeout` and `mtime_header` above form the group [`DEFAULT_GROUP`], first
+    /// when `paths` is not empty). Default none.
+    pub groups: Vec<FileGroup>,
 }
 
 impl FileInputConfig {
@@ -120,13 +173,37 @@ impl FileInputConfig {
             mtime_header: false,
             multiline: Multiline::None,
             multiline_timeout: Duration::from_secs(1),
+            groups: Vec::new(),
         }
+    }
+
+    /// Every group in order: the default group of `paths` (when not empty), then `groups`.
+    pub fn all_groups(&self) -> Vec<FileGroup> {
+        let mut all = Vec::with_capacity(self.groups.len() + 1);
+        if !self.paths.is_empty() {
+            all.push(FileGroup {
+                name: DEFAULT_GROUP.to_string(),
+                paths: self.paths.clone(),
+                multiline: self.multiline,
+                multiline_timeout: self.multiline_timeout,
+                mtime_header: self.mtime_header,
+                headers: Vec::new(),
+            });
+        }
+        all.extend(self.groups.iter().cloned());
+        all
     }
 
     /// Checks every option, naming the first one out of range.
     pub fn validate(&self) -> Result<(), InputError> {
-        if self.paths.is_empty() {
+        if self.paths.is_empty() && self.groups.is_empty() {
             return Err(bad("paths", "at least one path or glob pattern"));
+        }
+        if self.groups.iter().any(|g| g.paths.is_empty()) {
+            return Err(bad(
+                "groups",
+                "at least one path or glob pattern in every group",
+            ));
         }
         if self.poll_interval.is_zero() {
             return Err(bad("poll_interval", "more than 0"));

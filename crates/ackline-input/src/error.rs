@@ -45,6 +45,19 @@ pub enum InputError {
         /// Why.
         reason: String,
     },
+    /// A file is matched by the paths of two groups whose settings differ: which settings
+    /// its lines get would be a guess, so the input refuses to read it.
+    #[error(
+        "{path} is matched by group {first} and by group {second}, whose settings differ: make their paths exclusive (or their settings equal)"
+    )]
+    GroupConflict {
+        /// The file.
+        path: PathBuf,
+        /// The first group (in configuration order) whose paths match it.
+        first: String,
+        /// Another group whose paths match it.
+        second: String,
+    },
     /// An I/O error on a file or directory.
     #[error("{op} {path}: {source}")]
     Io {

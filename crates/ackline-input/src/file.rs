@@ -36,6 +36,12 @@
 //!   that reuses another's inode but starts with other bytes gets other ids.
 //! - The generation and fingerprint a file is read under are committed before any line is
 //!   published with them, so a crash cannot make a restart choose others for the same bytes.
+//! - A file belongs to one [`FileGroup`](crate::FileGroup), chosen when it is first followed:
+//!   the first group one of whose patterns matches it. Its records are cut by that group's
+//!   multi-line rule and its messages carry that group's headers for as long as it is
+//!   followed (a rename does not move it to another group). A new file matched by two groups
+//!   whose settings differ is refused ([`InputError::GroupConflict`]) before any of its lines
+//!   is published.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
@@ -53,7 +59,7 @@ use crate::positions::{FilePosition, MAX_RETIRED, Positions, RetiredFile, VERSIO
 use crate::publish::{Sent, publish, sleep_or_stop, stopped};
 use crate::reader::{Item, Limits, read_chunk, read_part};
 use crate::{
-    At, CountersSnapshot, FileInputConfig, InputCounters, InputError, JsonPositionStore,
+    At, CountersSnapshot, FileGroup, FileInputConfig, InputCounters, InputError, JsonPositionStore,
     PositionStore, StartAt,
 };
 
@@ -82,15 +88,55 @@ fn legacy_message_id(dev: u64, ino: u64, generation: u64, offset: u64) -> String
 struct Pattern {
     text: String,
     glob: Option<glob::Pattern>,
+    /// Index of its group in `FileInput::groups`.
+    group: usize,
+}
+
+/// The group of the file at `path`: that of the first pattern matching it (`fallback`, the
+/// group of the pattern that found it, if none does), or the two groups with different settings
+/// that both match it.
+fn group_of(
+    patterns: &[Pattern],
+    groups: &[FileGroup],
+    path: &Path,
+    fallback: usize,
+) -> Result<usize, (usize, usize)> {
+    let mut matching = patterns.iter().filter(|p| p.matches(path)).map(|p| p.group);
+    let Some(first) = matching.next() else {
+        return Ok(fallback);
+    };
+    for other in matching {
+        let same = match (groups.get(first), groups.get(other)) {
+            (Some(a), Some(b)) => a.same_settings(b),
+            _ => true, // not a group: cannot happen, the patterns are built from the groups
+        };
+        if other != first && !same {
+            return Err((first, other));
+        }
+    }
+    Ok(first)
 }
 
 impl Pattern {
     fn matches(&self, path: &Path) -> bool {
         match &self.glob {
-            Some(g) => g.matches_path(path),
+            Some(g) => glob_matches(g, path),
             None => path == Path::new(&self.text),
         }
     }
+}
+
+/// Whether `glob` matches `path` as expanding it would find it: `*`, `?` and `[...]` never
+/// match a `/` (only `**` crosses directories), so `/var/log/*.log` does not match
+/// `/var/log/postgresql/main.log`.
+pub fn glob_matches(glob: &glob::Pattern, path: &Path) -> bool {
+    glob.matches_path_with(
+        path,
+        glob::MatchOptions {
+            require_literal_separator: true,
+            ..glob::MatchOptions::new()
+        },
+    )
 }
 
 fn is_glob(s: &str) -> bool {
@@ -130,6 +176,8 @@ struct Tracked {
     gone: Option<Gone>,
     /// A multi-line record held back at the end of the data (it may go on).
     pending: Option<Pending>,
+    /// Index of its group in `FileInput::groups`.
+    group: usize,
 }
 
 /// The last record of a file under a multi-line rule, not yet published: the position stays
@@ -152,6 +200,8 @@ struct Found {
     key: Key,
     /// Opened when its identity was not followed yet: the file, its size and its first bytes.
     opened: Option<(Arc<File>, u64, Vec<u8>)>,
+    /// Its group ([`group_of`]); only computed for a file opened here.
+    group: Result<usize, (usize, usize)>,
 }
 
 /// What to do with a saved position whose file is not followed.
@@ -188,7 +238,7 @@ fn key_of(md: &fs::Metadata) -> Key {
     (md.dev(), md.ino())
 }
 
-fn discover(patterns: &[Pattern], known: &HashSet<Key>) -> Vec<Found> {
+fn discover(patterns: &[Pattern], groups: &[FileGroup], known: &HashSet<Key>) -> Vec<Found> {
     let mut out = Vec::new();
     let mut seen_paths = HashSet::new();
     for p in patterns {
@@ -221,6 +271,7 @@ fn discover(patterns: &[Pattern], known: &HashSet<Key>) -> Vec<Found> {
                     path,
                     key,
                     opened: None,
+                    group: Ok(p.group),
                 });
                 continue;
             }
@@ -241,6 +292,7 @@ fn discover(patterns: &[Pattern], known: &HashSet<Key>) -> Vec<Found> {
                 }
             };
             out.push(Found {
+                group: group_of(patterns, groups, &path, p.group),
                 path,
                 key: key_of(&fmd),
                 opened: Some((Arc::new(file), fmd.len(), head)),
@@ -313,8 +365,11 @@ pub struct FileInput<B> {
     /// No positions were ever saved in this state directory: `StartAt::End` applies.
     fresh: bool,
     started: bool,
-    /// Where records start under `config.multiline` (`None` for one record per line).
-    joiner: Option<Joiner>,
+    /// Every group ([`FileInputConfig::all_groups`]).
+    groups: Vec<FileGroup>,
+    /// Where records start under each group's multi-line rule (`None` for one record per
+    /// line), by group index.
+    joiners: Vec<Option<Joiner>>,
 }
 
 impl<B: Broker> FileInput<B> {
@@ -333,18 +388,25 @@ impl<B: Broker> FileInput<B> {
         store: Arc<dyn PositionStore>,
     ) -> Result<Self, InputError> {
         config.validate()?;
+        let groups = config.all_groups();
         let mut patterns = Vec::new();
-        for p in &config.paths {
-            let glob = check_path_pattern(p)?;
-            patterns.push(Pattern {
-                text: p.clone(),
-                glob,
-            });
+        for (group, g) in groups.iter().enumerate() {
+            for p in &g.paths {
+                let glob = check_path_pattern(p)?;
+                patterns.push(Pattern {
+                    text: p.clone(),
+                    glob,
+                    group,
+                });
+            }
         }
         let saved = store.load()?;
         let fresh = saved.is_none();
         let saved = saved.unwrap_or_default();
-        let multiline = config.multiline;
+        let joiners = groups
+            .iter()
+            .map(|g| (g.multiline != Multiline::None).then(|| Joiner::new(g.multiline)))
+            .collect();
         Ok(FileInput {
             broker,
             config,
@@ -356,7 +418,8 @@ impl<B: Broker> FileInput<B> {
             retired: saved.retired,
             fresh,
             started: false,
-            joiner: (multiline != Multiline::None).then(|| Joiner::new(multiline)),
+            groups,
+            joiners,
         })
     }
 
@@ -486,7 +549,8 @@ impl<B: Broker> FileInput<B> {
     async fn scan(&mut self) -> Result<(), InputError> {
         let known: HashSet<Key> = self.tracked.keys().copied().collect();
         let patterns = self.patterns.clone();
-        let found = blocking(move || Ok(discover(&patterns, &known))).await?;
+        let groups = self.groups.clone();
+        let found = blocking(move || Ok(discover(&patterns, &groups, &known))).await?;
         let mut paths_of: BTreeMap<Key, Vec<PathBuf>> = BTreeMap::new();
         for f in &found {
             paths_of.entry(f.key).or_default().push(f.path.clone());
@@ -521,6 +585,9 @@ impl<B: Broker> FileInput<B> {
             if self.tracked.contains_key(&f.key) {
                 continue;
             }
+            let group = f
+                .group
+                .map_err(|(first, second)| self.conflict(&f.path, first, second))?;
             let saved = match self.untouched.iter().position(|e| (e.dev, e.ino) == f.key) {
                 Some(i) => {
                     let e = self.untouched.remove(i);
@@ -579,6 +646,7 @@ impl<B: Broker> FileInput<B> {
                     offset,
                     gone: None,
                     pending: None,
+                    group,
                 },
             );
             changed = true;
@@ -599,27 +667,30 @@ impl<B: Broker> FileInput<B> {
     /// First scan of a run: a saved file that is no longer at its (matched) path was rotated
     /// while the input was down. Look for it by identity in its directory and finish it.
     async fn recover_moved(&mut self) -> Result<bool, InputError> {
-        let candidates: Vec<FilePosition> = self
-            .untouched
-            .iter()
-            .filter(|e| self.patterns.iter().any(|p| p.matches(&e.path)))
-            .cloned()
-            .collect();
+        let mut candidates: Vec<(FilePosition, usize)> = Vec::new();
+        for e in &self.untouched {
+            if !self.patterns.iter().any(|p| p.matches(&e.path)) {
+                continue;
+            }
+            let group = group_of(&self.patterns, &self.groups, &e.path, 0)
+                .map_err(|(first, second)| self.conflict(&e.path, first, second))?;
+            candidates.push((e.clone(), group));
+        }
         if candidates.is_empty() {
             return Ok(false);
         }
         let outcomes = blocking(move || {
             Ok(candidates
                 .into_iter()
-                .map(|e| {
+                .map(|(e, group)| {
                     let r = recover(&e);
-                    (e, r)
+                    (e, group, r)
                 })
                 .collect::<Vec<_>>())
         })
         .await?;
         let mut changed = false;
-        for (e, r) in outcomes {
+        for (e, group, r) in outcomes {
             let key = (e.dev, e.ino);
             match r {
                 Recovered::Unchanged => {}
@@ -644,6 +715,7 @@ impl<B: Broker> FileInput<B> {
                                 since: Instant::now(),
                             }),
                             pending: None,
+                            group,
                         },
                     );
                     changed = true;
@@ -663,6 +735,20 @@ impl<B: Broker> FileInput<B> {
         let excess = self.retired.len().saturating_sub(MAX_RETIRED);
         self.retired.drain(..excess);
         Ok(changed)
+    }
+
+    /// The error about a file matched by the groups `first` and `second`.
+    fn conflict(&self, path: &Path, first: usize, second: usize) -> InputError {
+        let name = |i: usize| {
+            self.groups
+                .get(i)
+                .map_or_else(String::new, |g| g.name.clone())
+        };
+        InputError::GroupConflict {
+            path: path.to_path_buf(),
+            first: name(first),
+            second: name(second),
+        }
     }
 
     /// Publishes the lines of one file from its position to its current end.
@@ -685,13 +771,22 @@ impl<B: Broker> FileInput<B> {
                 return Ok(Flow::Drained);
             };
             let file = t.file.clone();
-            let (name, path, offset, generation, fingerprint, legacy_ids) = (
+            let (name, path, offset, generation, fingerprint, legacy_ids, group) = (
                 t.name.clone(),
                 t.path.clone(),
                 t.offset,
                 t.generation,
                 t.fingerprint,
                 t.legacy_ids,
+                t.group,
+            );
+            let Some(settings) = self.groups.get(group) else {
+                return Ok(Flow::Drained); // every tracked file has a group of `groups`
+            };
+            let (mtime_header, multiline_timeout, group_headers) = (
+                settings.mtime_header,
+                settings.multiline_timeout,
+                settings.headers.clone(),
             );
             let (size, mtime) = {
                 let f = file.clone();
@@ -705,7 +800,7 @@ impl<B: Broker> FileInput<B> {
             };
             // `mtime` header (Unix ms) for the parser's year rule, when asked for.
             let mtime = mtime
-                .filter(|_| self.config.mtime_header)
+                .filter(|_| mtime_header)
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_millis().to_string());
             let mut truncated = size < offset;
@@ -716,7 +811,7 @@ impl<B: Broker> FileInput<B> {
             let pending = self.tracked.get(&key).and_then(|t| t.pending);
             let timed_out = match pending {
                 Some(p) if p.offset == offset && p.size == size && !finishing && !truncated => {
-                    if p.since.elapsed() < self.config.multiline_timeout {
+                    if p.since.elapsed() < multiline_timeout {
                         return Ok(Flow::Drained);
                     }
                     true
@@ -784,7 +879,7 @@ impl<B: Broker> FileInput<B> {
                 return Ok(Flow::Drained);
             }
             let mut chunk = chunk;
-            if let Some(joiner) = self.joiner.as_mut() {
+            if let Some(joiner) = self.joiners.get_mut(group).and_then(Option::as_mut) {
                 let held = join(
                     joiner,
                     &mut chunk,
@@ -821,6 +916,9 @@ impl<B: Broker> FileInput<B> {
                         ats.push(At::Offset(offset));
                         let mut msg =
                             Message::new(id(offset), b).with_header("input", name.clone());
+                        for (k, v) in &group_headers {
+                            msg = msg.with_header(k.clone(), v.clone());
+                        }
                         if let Some(m) = &mtime {
                             msg = msg.with_header("mtime", m.clone());
                         }
@@ -865,6 +963,9 @@ impl<B: Broker> FileInput<B> {
                         .with_header("input", name.clone())
                         .with_header("part", format!("{}/{n}", i + 1))
                         .with_header("line_offset", line_offset.to_string());
+                    for (k, v) in &group_headers {
+                        msg = msg.with_header(k.clone(), v.clone());
+                    }
                     if let Some(m) = &mtime {
                         msg = msg.with_header("mtime", m.clone());
                     }

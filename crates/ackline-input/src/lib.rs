@@ -11,7 +11,9 @@
 //! ## Messages
 //! - payload: the line's bytes without its `\n` and without a `\r` just before it. Nothing else
 //!   is changed: invalid UTF-8 and NUL bytes are published as they are.
-//! - header `input`: the input's name (the file's path, or `stdin`).
+//! - header `input`: the input's name (the file's path, or `stdin`); then the headers of the
+//!   file's [`FileGroup`] (its parse settings, which the input carries without reading), and
+//!   `mtime` (the file's modification time, Unix ms) when the group asks for it.
 //! - empty lines are published as empty messages: lossless means every line in is a message
 //!   out, so the count of lines read and of records stored can be reconciled, and a blank line
 //!   can matter (a separator in a multi-line dump). Dropping them is a processing decision.
@@ -55,11 +57,12 @@ mod reader;
 mod stdin;
 
 pub use config::{
-    BatchConfig, DEFAULT_MAX_LINE_BYTES, FileInputConfig, RetryConfig, StartAt, StdinConfig,
+    BatchConfig, DEFAULT_GROUP, DEFAULT_MAX_LINE_BYTES, FileGroup, FileInputConfig, RetryConfig,
+    StartAt, StdinConfig,
 };
 pub use counters::{CountersSnapshot, InputCounters};
 pub use error::{At, InputError};
-pub use file::{FileInput, check_path_pattern, file_message_id};
+pub use file::{FileInput, check_path_pattern, file_message_id, glob_matches};
 pub use fingerprint::Fingerprint;
 pub use positions::{JsonPositionStore, PositionStore, Positions};
 pub use stdin::{StdinInput, stdin_message_id};

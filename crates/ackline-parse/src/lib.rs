@@ -88,5 +88,5 @@ pub use multiline::{Join, Joiner, Multiline, UnknownMultiline};
 pub use parser::{FormatChoice, LineContext, MAX_JSON_DEPTH_LIMIT, Parser, ParserConfig};
 pub use record::{Fields, RawLine, Record, TimestampSource};
 pub use severity::Severity;
-pub use timestamp::YearRule;
+pub use timestamp::{UnknownYearRule, YearRule};
 pub use zone::{UnknownZone, Zone};

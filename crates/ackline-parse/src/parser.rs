@@ -55,6 +55,16 @@ impl FromStr for FormatChoice {
     }
 }
 
+impl std::fmt::Display for FormatChoice {
+    /// `auto` or the format's name: what [`FormatChoice::from_str`] reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FormatChoice::Auto => f.write_str("auto"),
+            FormatChoice::Fixed(format) => f.write_str(format.name()),
+        }
+    }
+}
+
 /// How a [`Parser`] behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParserConfig {

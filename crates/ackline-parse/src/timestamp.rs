@@ -55,6 +55,46 @@ pub enum YearRule {
     FileMtime,
 }
 
+impl YearRule {
+    /// What [`YearRule::from_str`](std::str::FromStr) accepts, for error messages.
+    pub const EXPECTED: &'static str = "auto, mtime or a year (1 to 9999)";
+}
+
+impl std::fmt::Display for YearRule {
+    /// `auto`, `mtime` or the year: what [`YearRule::from_str`](std::str::FromStr) reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            YearRule::Infer => f.write_str("auto"),
+            YearRule::FileMtime => f.write_str("mtime"),
+            YearRule::Fixed(y) => write!(f, "{y}"),
+        }
+    }
+}
+
+/// The string names no year rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown year rule {0:?} (expected {expected})", expected = YearRule::EXPECTED)]
+pub struct UnknownYearRule(pub String);
+
+impl std::str::FromStr for YearRule {
+    type Err = UnknownYearRule;
+
+    /// `auto` ([`YearRule::Infer`]), `mtime` ([`YearRule::FileMtime`]) or a year from 1 to
+    /// 9999 ([`YearRule::Fixed`]); case and surrounding spaces are ignored.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(YearRule::Infer),
+            "mtime" => Ok(YearRule::FileMtime),
+            y => y
+                .parse::<i32>()
+                .ok()
+                .filter(|y| (1..=9999).contains(y))
+                .map(YearRule::Fixed)
+                .ok_or_else(|| UnknownYearRule(s.to_owned())),
+        }
+    }
+}
+
 /// How far after the file's mtime an inferred timestamp may be
 /// ([`YearRule::FileMtime`]).
 pub(crate) const MTIME_TOLERANCE_DAYS: i64 = 1;
@@ -419,6 +459,20 @@ pub(crate) fn from_epoch_number(value: f64) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `Display` writes, `FromStr` reads back (the file input carries a group's year
+    /// rule to the parser as text); out-of-range years and other words are refused.
+    #[test]
+    fn year_rule_text_round_trips() {
+        for rule in [YearRule::Infer, YearRule::FileMtime, YearRule::Fixed(2005)] {
+            assert_eq!(rule.to_string().parse::<YearRule>(), Ok(rule));
+        }
+        assert_eq!(" MTime ".parse::<YearRule>(), Ok(YearRule::FileMtime));
+        for bad in ["", "0", "10000", "-1", "later", "2005.5"] {
+            let e = bad.parse::<YearRule>().unwrap_err();
+            assert!(e.to_string().contains(YearRule::EXPECTED), "{e}");
+        }
+    }
 
     fn env(reference: &str) -> TimeEnv {
         TimeEnv {

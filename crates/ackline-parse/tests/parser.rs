@@ -300,6 +300,13 @@ fn format_choice_from_str() {
         FormatChoice::Fixed(Format::Rfc3164)
     );
     assert!("nope".parse::<FormatChoice>().is_err());
+    // Display writes what FromStr reads back, for every format (a file input group's format
+    // travels to the parser as text).
+    let mut all = vec![FormatChoice::Auto];
+    all.extend(Format::ALL.iter().map(|f| FormatChoice::Fixed(*f)));
+    for choice in all {
+        assert_eq!(choice.to_string().parse::<FormatChoice>().unwrap(), choice);
+    }
 }
 
 /// Issue 15, point 3: a 2005 archive read in 2026. With `year = mtime` the

@@ -52,7 +52,10 @@ use ackline_store::{Store, StoreError};
 use tokio::sync::watch;
 
 pub use breaker::{BreakerPolicy, BreakerView};
-pub use process::{INPUT_HEADER, MTIME_HEADER, ParseProcess, Process, ProcessError};
+pub use process::{
+    FORMAT_HEADER, INPUT_HEADER, MTIME_HEADER, ParseProcess, Process, ProcessError, STRICT_HEADER,
+    TIMEZONE_HEADER, YEAR_HEADER, parse_headers,
+};
 pub use retry::RetryPolicy;
 pub use stats::{
     END_TO_END_BUCKETS, HistogramSnapshot, LatencyHistogram, STORE_BATCH_BUCKETS, Stats,

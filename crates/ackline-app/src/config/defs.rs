@@ -57,20 +57,19 @@ fn path_pattern(p: &str) -> bool {
     ackline_input::check_path_pattern(p).is_ok()
 }
 
+/// A `--files` group: its path (before the first `;`) a valid path or pattern; its settings
+/// are checked by `config::groups`, whose errors name the group.
+fn group_spec(s: &str) -> bool {
+    let path = s.split(';').next().unwrap_or_default().trim();
+    !path.is_empty() && path_pattern(path)
+}
+
 fn format_choice(s: &str) -> Option<FormatChoice> {
     s.parse().ok()
 }
 
 fn year_rule(s: &str) -> Option<YearRule> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "auto" => Some(YearRule::Infer),
-        "mtime" => Some(YearRule::FileMtime),
-        y => y
-            .parse::<i32>()
-            .ok()
-            .filter(|y| (1..=9999).contains(y))
-            .map(YearRule::Fixed),
-    }
+    s.parse().ok()
 }
 
 fn multiline(s: &str) -> Option<Multiline> {
@@ -188,7 +187,7 @@ keys! {
     /// `input.year`.
     INPUT_YEAR: Text<YearRule> = Key::new(
         "input.year",
-        Text::new("auto, mtime or a year (1 to 9999)", year_rule),
+        Text::new(YearRule::EXPECTED, year_rule),
         Fallback::Value("auto"),
         "the year of timestamps that carry none (syslog's `Dec 31 23:59:59`, logback's time of \
          day): `auto` infers it from the time the line was read (a line at most 7 days ahead of \
@@ -304,6 +303,33 @@ keys! {
          of a quiet stdin) waits for more lines before it is published",
     )
     .like("1s or 500ms");
+
+    /// `input.files`.
+    INPUT_FILES: List = Key::new(
+        "input.files",
+        List::new(
+            "a list of PATH;KEY=VALUE;... groups: a file path or valid glob pattern, then any of \
+             format, multiline, multiline_timeout, year, timezone, strict (comma-separated in the \
+             environment)",
+            group_spec,
+        ),
+        Fallback::Absent("none"),
+        "groups of files with settings of their own. In the file: `[[input.files]]` tables, \
+         each with `paths` and any of `format`, `multiline`, `multiline_timeout`, `year`, \
+         `timezone`, `strict` (each as the run-wide `input.*` key, which applies where a group \
+         sets none). On the command line: `--files 'PATH;KEY=VALUE;...'`, a group of one path or \
+         pattern each, which replace the file's groups. A file belongs to the first group that \
+         matches it; two groups with different settings may not both match one \
+         (`docs/config.md`, \"Per-input groups\")",
+    )
+    .like("/var/log/postgresql/*.log;format=postgresql;timezone=Europe/Berlin")
+    .flags(&[Flag::repeated(
+        "files",
+        "PATH;KEY=VALUE...",
+        RUN_CHECK,
+        "Files with settings of their own: a path or glob, then ;format=, ;multiline=, \
+         ;multiline_timeout=, ;year=, ;timezone=, ;strict= (repeatable; replaces [[input.files]])",
+    )]);
 
     /// `queue.name`.
     QUEUE_NAME: Text<String> = Key::new(

@@ -18,12 +18,12 @@ use std::collections::BTreeMap;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 
 use super::defs::{
-    BROKER_ALLOW_VOLATILE, BROKER_TLS_CA_FILE, BROKER_URL, CONSOLE_LISTEN, INPUT_FORMAT,
-    INPUT_MULTILINE, INPUT_PATHS, INPUT_POLL_INTERVAL, INPUT_START_AT, INPUT_STDIN, INPUT_STRICT,
-    INPUT_TIMEZONE, INPUT_YEAR, METRICS_LISTEN, QUEUE_NAME, RETRY_BASE, RETRY_CAP, RETRY_FACTOR,
-    RETRY_MAX_ATTEMPTS, SERVER_LISTEN, SERVER_SYSLOG_TCP, SERVER_SYSLOG_UDP, SERVER_TOKEN_FILE,
-    SERVER_TOKENS, STORE_URL, WORKER_BATCH_SIZE, WORKER_LEASE, WORKER_MAX_OUTAGE, WORKER_PREFETCH,
-    WORKER_SHUTDOWN_DEADLINE, WORKER_WORKERS,
+    BROKER_ALLOW_VOLATILE, BROKER_TLS_CA_FILE, BROKER_URL, CONSOLE_LISTEN, INPUT_FILES,
+    INPUT_FORMAT, INPUT_MULTILINE, INPUT_PATHS, INPUT_POLL_INTERVAL, INPUT_START_AT, INPUT_STDIN,
+    INPUT_STRICT, INPUT_TIMEZONE, INPUT_YEAR, METRICS_LISTEN, QUEUE_NAME, RETRY_BASE, RETRY_CAP,
+    RETRY_FACTOR, RETRY_MAX_ATTEMPTS, SERVER_LISTEN, SERVER_SYSLOG_TCP, SERVER_SYSLOG_UDP,
+    SERVER_TOKEN_FILE, SERVER_TOKENS, STORE_URL, WORKER_BATCH_SIZE, WORKER_LEASE,
+    WORKER_MAX_OUTAGE, WORKER_PREFETCH, WORKER_SHUTDOWN_DEADLINE, WORKER_WORKERS,
 };
 use super::key::{AnyKey, Cmd, Flag, Form};
 use super::source::{Given, RawValue, Source};
@@ -120,6 +120,8 @@ pub struct PipelineFlags {
     pub poll_interval: Option<String>,
     /// `input.multiline`.
     pub multiline: Option<String>,
+    /// `input.files` (`--files`, repeatable).
+    pub files: Vec<String>,
     /// `queue.name`.
     pub queue: Option<String>,
     /// `worker.max_outage`.
@@ -145,6 +147,7 @@ impl PipelineFlags {
         start_at: INPUT_START_AT, "start-at";
         poll_interval: INPUT_POLL_INTERVAL, "poll-interval";
         multiline: INPUT_MULTILINE, "multiline";
+        files: INPUT_FILES, "files";
         queue: QUEUE_NAME, "queue";
         max_outage: WORKER_MAX_OUTAGE, "max-outage";
     }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use ackline_broker::Broker;
 use ackline_input::{
-    At, FileInput, FileInputConfig, InputError, JsonPositionStore, PositionStore, StartAt,
-    file_message_id,
+    At, FileGroup, FileInput, FileInputConfig, InputError, JsonPositionStore, PositionStore,
+    StartAt, file_message_id,
 };
 use ackline_queue::QueueOptions;
 use tokio::sync::watch;
@@ -736,5 +736,126 @@ async fn bad_configuration_is_named() {
     assert!(matches!(
         FileInput::new(fx.broker.clone(), cfg),
         Err(InputError::Pattern { .. })
+    ));
+}
+
+/// Groups: each file's records are cut by its group's multi-line rule and its messages carry
+/// its group's headers (and mtime when the group asks); the default group's carry none. A file
+/// matched by a later group too keeps the first group's settings when they are equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_group_joins_and_tags_its_own_files() {
+    let fx = Fixture::new();
+    let plain = fx.log("plain.log");
+    append(&plain, b"a\n  b\n");
+    let trace = fx.log("trace.log");
+    append(&trace, TRACE);
+    let archive = fx.log("archive.log.1");
+    append(&archive, b"x\n  y\n");
+    // 2006-01-02T03:04:05.678Z
+    std::fs::File::options()
+        .write(true)
+        .open(&archive)
+        .and_then(|f| {
+            f.set_modified(std::time::UNIX_EPOCH + Duration::from_millis(1_136_171_045_678))
+        })
+        .expect("set mtime");
+    let mut cfg = config(&fx, &[path_str(&plain)]);
+    let mut traces = FileGroup::new("traces", vec![path_str(&fx.logs().join("trace*"))]);
+    traces.multiline = ackline_parse::Multiline::Auto;
+    traces.headers = vec![("format".into(), "log4j".into())];
+    let mut old = FileGroup::new("old", vec![path_str(&fx.logs().join("*.1"))]);
+    old.mtime_header = true;
+    old.headers = vec![("year".into(), "mtime".into())];
+    // Matches plain.log too, with the default group's settings: no conflict, default first.
+    let same = FileGroup::new("same", vec![path_str(&fx.logs().join("plain*"))]);
+    cfg.groups = vec![traces, old, same];
+    once(fx.broker.clone(), cfg).await.expect("once");
+    let got = fx.take(2 + 2 + 2).await;
+    let of = |p: &std::path::Path| -> Vec<&ackline_broker::Delivery> {
+        got.iter()
+            .filter(|d| d.header("input") == Some(path_str(p).as_str()))
+            .collect()
+    };
+    let plain_msgs = of(&plain);
+    assert_eq!(
+        plain_msgs.len(),
+        2,
+        "no multi-line rule in the default group"
+    );
+    for d in &plain_msgs {
+        assert_eq!(d.headers.len(), 1, "{:?}", d.headers);
+    }
+    let trace_msgs = of(&trace);
+    assert_eq!(trace_msgs.len(), 2, "the trace joined into one record");
+    assert!(
+        trace_msgs[0]
+            .payload
+            .ends_with(b"Caused by: java.io.IOException: disk full")
+    );
+    for d in &trace_msgs {
+        assert_eq!(d.header("format"), Some("log4j"));
+        assert_eq!(d.header("mtime"), None);
+    }
+    let old_msgs = of(&archive);
+    assert_eq!(old_msgs.len(), 2, "no multi-line rule in the old group");
+    for d in &old_msgs {
+        assert_eq!(d.header("year"), Some("mtime"));
+        assert_eq!(d.header("mtime"), Some("1136171045678"));
+        assert_eq!(d.header("format"), None);
+    }
+}
+
+/// A glob's `*` stays within its directory: `logs/*.log` (the default group) and
+/// `logs/sub/*.log` (a group with other settings) do not both match `logs/sub/x.log`, so each
+/// file goes to its own group without a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_star_does_not_cross_directories_between_groups() {
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.logs().join("sub")).expect("sub dir");
+    append(&fx.log("a.log"), b"top\n");
+    append(&fx.logs().join("sub/x.log"), b"nested\n");
+    let mut cfg = config(&fx, &[path_str(&fx.logs().join("*.log"))]);
+    let mut sub = FileGroup::new("sub", vec![path_str(&fx.logs().join("sub/*.log"))]);
+    sub.headers = vec![("timezone".into(), "+02:00".into())];
+    cfg.groups = vec![sub];
+    once(fx.broker.clone(), cfg).await.expect("no conflict");
+    let got = fx.take(2).await;
+    let top = got.iter().find(|d| d.payload == b"top").expect("top");
+    assert_eq!(top.header("timezone"), None);
+    let nested = got.iter().find(|d| d.payload == b"nested").expect("nested");
+    assert_eq!(nested.header("timezone"), Some("+02:00"));
+}
+
+/// A file matched by two groups whose settings differ is refused with both groups named, and
+/// nothing of it is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_of_two_groups_with_different_settings_is_refused() {
+    let fx = Fixture::new();
+    let log = fx.log("app.log");
+    append(&log, b"one\n");
+    let mut cfg = config(&fx, &[]);
+    let a = FileGroup::new("a", vec![path_str(&fx.logs().join("*.log"))]);
+    let mut b = FileGroup::new("b", vec![path_str(&fx.logs().join("app.*"))]);
+    b.headers = vec![("timezone".into(), "+02:00".into())];
+    cfg.groups = vec![a, b];
+    match once(fx.broker.clone(), cfg.clone()).await {
+        Err(e @ InputError::GroupConflict { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("app.log is matched by group a and by group b"),
+                "{text}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fx.published().await, 0);
+    // A group without paths is a configuration error.
+    cfg.groups = vec![FileGroup::new("empty", vec![])];
+    assert!(matches!(
+        FileInput::new(fx.broker.clone(), cfg),
+        Err(InputError::Config {
+            field: "groups",
+            ..
+        })
     ));
 }

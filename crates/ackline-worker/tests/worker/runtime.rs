@@ -178,6 +178,73 @@ async fn strict_parse_errors_are_dead_lettered_with_the_reason() {
     assert_eq!(stats.end_to_end_latency().count(), 20);
 }
 
+/// Through the runtime: a message's parse headers override the process's lenient auto
+/// settings for it alone (strict rfc3164 in Berlin, year 2005), and a message with a header value that
+/// does not parse is dead-lettered at once with a reason naming the header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parse_headers_apply_per_message_and_bad_ones_are_dead_lettered() {
+    let s = setup(3);
+    let syslog = "Dec 31 23:59:58 combo sshd[1]: x";
+    let grouped = |id: &str, payload: &str| {
+        Message::new(id, payload)
+            .with_header("input", "old.log")
+            .with_header(ackline_worker::FORMAT_HEADER, "rfc3164")
+            .with_header(ackline_worker::YEAR_HEADER, "2005")
+            .with_header(ackline_worker::TIMEZONE_HEADER, "Europe/Berlin")
+            .with_header(ackline_worker::STRICT_HEADER, "true")
+    };
+    let msgs = vec![
+        grouped("grouped", syslog),
+        grouped("grouped-bad", "not syslog"),
+        Message::new("plain", "not syslog").with_header("input", "app.log"),
+        Message::new("bad-zone", syslog)
+            .with_header("input", "x.log")
+            .with_header(ackline_worker::TIMEZONE_HEADER, "Mars/Olympus"),
+    ];
+    publish(&s.broker, msgs).await;
+    let (stop, h, _stats) = start(&s, lenient(), config());
+    assert!(until(Duration::from_secs(20), || s.store.inner().len() == 2).await);
+    let broker = s.broker.clone();
+    let mut dead = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dead.len() < 2 && Instant::now() < deadline {
+        dead = broker.dlq_list(None, 10).await.unwrap();
+    }
+    stop.send(true).unwrap();
+    h.await.unwrap().unwrap();
+    let rec = s.store.inner().get("grouped").unwrap();
+    assert_eq!(rec.format, Format::Rfc3164);
+    assert_eq!(rec.timestamp.to_rfc3339(), "2005-12-31T23:59:58+01:00");
+    let rec = s.store.inner().get("plain").unwrap();
+    assert_eq!(
+        rec.format,
+        Format::Raw,
+        "no headers: the process's lenient auto"
+    );
+    let mut reasons: Vec<(&str, &str)> = dead
+        .iter()
+        .map(|d| (d.id.as_str(), d.reason.as_str()))
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons[0].0, "bad-zone");
+    assert!(
+        reasons[0]
+            .1
+            .starts_with("invalid header timezone = \"Mars/Olympus\": expected"),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons[1].0, "grouped-bad");
+    assert!(
+        reasons[1].1.starts_with("parse error: rfc3164"),
+        "{reasons:?}"
+    );
+    assert!(
+        dead.iter().all(|d| d.attempts == 1),
+        "dead-lettered at once"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histograms_count_every_store_write_and_every_durable_ack() {
     const N: usize = 300;

@@ -586,3 +586,201 @@ fn archive_year_zone_and_multiline_records() {
         "{trace}"
     );
 }
+
+/// The per-input groups example of `docs/config.md`, with `/var/log` moved to a temporary
+/// directory, run with `run --once`: PostgreSQL lines in Berlin time with their STATEMENT and
+/// indented lines joined, syslog archive lines with the year of the file's mtime and no
+/// joining, and the default group's line with the run-wide settings (UTC); `check --json`
+/// lists the groups.
+#[test]
+fn per_input_groups_of_the_documented_example() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md"))
+            .unwrap();
+    let section = &doc[doc.find("## Per-input groups").unwrap()..];
+    let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+    let end = start + section[start..].find("```").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let logs = tmp.path().join("log");
+    let example = section[start..end].replace("/var/log/", &format!("{}/", logs.display()));
+    let config = tmp.path().join("ackline.toml");
+    std::fs::write(&config, &example).unwrap();
+    for d in ["app", "postgresql", "old"] {
+        std::fs::create_dir_all(logs.join(d)).unwrap();
+    }
+    std::fs::write(
+        logs.join("postgresql/main.log"),
+        "2026-12-05 01:20:54.024 CET [25401] postgres@test ERROR:  relation \"x\" does not exist\n\
+         2026-12-05 01:20:54.024 CET [25401] postgres@test STATEMENT:  SELECT * FROM x\n\
+         \tWHERE y = 1;\n\
+         2026-12-05 01:21:00.000 CET [2228] LOG:  checkpoint starting: time\n",
+    )
+    .unwrap();
+    let archive = logs.join("old/syslog.log.1");
+    std::fs::write(
+        &archive,
+        "Dec 31 23:59:58 combo sshd[1]: last of 2005\n\
+         \x20 not joined here\n\
+         Jan  1 00:00:02 combo sshd[1]: first of 2006\n",
+    )
+    .unwrap();
+    // 2006-01-02T03:04:05Z, as an archive copied with its times would have.
+    std::fs::File::options()
+        .write(true)
+        .open(&archive)
+        .and_then(|f| f.set_modified(UNIX_EPOCH + Duration::from_secs(1_136_171_045)))
+        .unwrap();
+    std::fs::write(
+        logs.join("app/a.log"),
+        "2026-12-05 01:20:54 ERROR default group\n  indented, not joined\n",
+    )
+    .unwrap();
+    let dir = tmp.path().join("data");
+    let cfg = config.to_str().unwrap();
+
+    let v = json(&run(&dir, &["--json", "--config", cfg, "check"]));
+    let groups = v["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{v:#}");
+    assert_eq!(groups[0]["name"], "input.files[0]");
+    assert_eq!(groups[0]["format"], "postgresql");
+    assert_eq!(groups[0]["multiline"], "auto");
+    assert_eq!(groups[0]["timezone"], "Europe/Berlin");
+    assert_eq!(groups[1]["year"], "mtime");
+    assert_eq!(groups[1]["timezone"], "UTC");
+
+    ok(&run(&dir, &["--config", cfg, "run", "--once"]));
+    let v = json(&run(&dir, &["--json", "query", "--limit", "100"]));
+    let recs = v["records"].as_array().unwrap();
+    let by_msg = |m: &str| {
+        recs.iter()
+            .find(|r| r["message"].as_str().unwrap().contains(m))
+            .unwrap_or_else(|| panic!("no record {m}: {v:#}"))
+    };
+    let instant = |r: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(r["timestamp"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis()
+    };
+    assert_eq!(recs.len(), 2 + 3 + 2, "{v:#}");
+
+    // PostgreSQL: Berlin (CET, UTC+1), the STATEMENT and the indented line joined.
+    let err = by_msg("relation \"x\" does not exist");
+    assert_eq!(err["format"], "postgresql", "{err:#}");
+    assert_eq!(instant(err), 1_796_430_054_024, "{err:#}"); // 2026-12-05T00:20:54.024Z
+    assert_eq!(
+        err["message"],
+        "relation \"x\" does not exist\n\
+         2026-12-05 01:20:54.024 CET [25401] postgres@test STATEMENT:  SELECT * FROM x\n\
+         \tWHERE y = 1;",
+        "{err:#}"
+    );
+    assert!(
+        err["input"]
+            .as_str()
+            .unwrap()
+            .ends_with("postgresql/main.log")
+    );
+    let log = by_msg("checkpoint starting");
+    assert_eq!(log["format"], "postgresql");
+    assert_eq!(instant(log), 1_796_430_060_000); // 2026-12-05T00:21:00Z
+
+    // The archive: years from the mtime (2005 and 2006), UTC, nothing joined.
+    let last = by_msg("last of 2005");
+    assert_eq!(last["format"], "rfc3164");
+    assert_eq!(instant(last), 1_136_073_598_000); // 2005-12-31T23:59:58Z
+    assert_eq!(last["message"], "last of 2005");
+    let first = by_msg("first of 2006");
+    assert_eq!(first["format"], "rfc3164");
+    assert_eq!(instant(first), 1_136_073_602_000); // 2006-01-01T00:00:02Z
+    let alone = by_msg("not joined here");
+    assert_eq!(alone["message"], "  not joined here", "{alone:#}");
+    assert_eq!(
+        alone["format"], "raw",
+        "lenient: rfc3164 refused it, kept raw"
+    );
+    assert!(
+        alone["input"]
+            .as_str()
+            .unwrap()
+            .ends_with("old/syslog.log.1")
+    );
+
+    // The default group: run-wide UTC, no joining.
+    let default = by_msg("default group");
+    assert_eq!(instant(default), 1_796_433_654_000, "{default:#}"); // 2026-12-05T01:20:54Z
+    assert_eq!(default["message"], "default group", "{default:#}");
+    assert_eq!(by_msg("indented, not joined")["format"], "raw");
+
+    // The same groups from the command line (`--files`, as docs/config.md shows): the same
+    // records (raw records' timestamps are their ingest times, left out).
+    let app = format!("{}/app/*.log", logs.display());
+    let pg = format!(
+        "{}/postgresql/*.log;format=postgresql;multiline=auto;timezone=Europe/Berlin",
+        logs.display()
+    );
+    let old = format!("{}/old/*.log.1;format=rfc3164;year=mtime", logs.display());
+    let dir2 = tmp.path().join("data2");
+    ok(&run(
+        &dir2,
+        &["run", "--once", &app, "--files", &pg, "--files", &old],
+    ));
+    let v2 = json(&run(&dir2, &["--json", "query", "--limit", "100"]));
+    let records = |v: &serde_json::Value| -> BTreeSet<String> {
+        v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let ts = if r["format"] == "raw" {
+                    String::new()
+                } else {
+                    r["timestamp"].to_string()
+                };
+                format!("{} {} {} {ts}", r["id"], r["format"], r["message"])
+            })
+            .collect()
+    };
+    assert_eq!(records(&v), records(&v2));
+}
+
+/// Bad groups stop `check` and `run` with exit 2 and one line naming the group: a bad value,
+/// and two groups with different settings whose globs both match a file that exists (found by
+/// the input, before any line of it is queued).
+#[test]
+fn bad_input_groups_exit_2_naming_the_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let config = tmp.path().join("ackline.toml");
+    let cfg = config.to_str().unwrap();
+    std::fs::write(
+        &config,
+        "[[input.files]]\npaths = [\"/l/*.log\"]\ntimezone = \"Mars/Olympus\"\n",
+    )
+    .unwrap();
+    let err = one_line_exit_2(&run(&dir, &["--config", cfg, "check"]));
+    assert!(
+        err.contains("invalid input.files[0].timezone = \"Mars/Olympus\" (in ")
+            && err.contains("ackline.toml:3:12)"),
+        "{err}"
+    );
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(logs.join("app.log"), "a line\n").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[[input.files]]\npaths = [\"{0}/*.log\"]\n\n\
+             [[input.files]]\npaths = [\"{0}/app.*\"]\nyear = \"2005\"\n",
+            logs.display()
+        ),
+    )
+    .unwrap();
+    ok(&run(&dir, &["--config", cfg, "check"]));
+    let err = one_line_exit_2(&run(&dir, &["--config", cfg, "run", "--once"]));
+    assert!(
+        err.contains("app.log is matched by group input.files[0] and by group input.files[1]"),
+        "{err}"
+    );
+    let v = json(&run(&dir, &["--json", "query", "--limit", "10"]));
+    assert_eq!(v["records"].as_array().map(Vec::len), Some(0), "{v:#}");
+}
