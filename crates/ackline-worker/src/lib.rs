@@ -22,11 +22,11 @@
 //! (the `stop` signal), workers take no new deliveries, finish the batch in hand within
 //! `shutdown_deadline`, and release anything left.
 //!
-//! Each worker overlaps three batches: while batch N is written to the store, batch N+1 is
-//! received and processed (taking only what is ready, so N's settlements are not held back),
-//! and the settlements of batch N-1 are sent (their commit shares the queue's group commit
-//! with N+1's delivery). So a worker holds up to three batches; the broker's prefetch still
-//! bounds them.
+//! Each worker overlaps batches: while batch N is written to the store, the settlements of
+//! batch N-1 are sent and then batch N+1 is received (taking only what is ready, so N's
+//! settlements are not held back) and processed. N-1 is settled before N+1 is received, so a
+//! worker holds at most two batches (N and N+1): a prefetch of twice the batch size lets it
+//! overlap fully, and the broker's prefetch bounds it either way.
 //!
 //! Invariants:
 //! - A delivery is acked only after the store has durably committed its record. (The ack
@@ -161,6 +161,12 @@ impl Held {
             enqueued_at: self.enqueued_at,
         }
     }
+}
+
+/// Why the step that settles the last batch and receives the next one stopped.
+enum Next {
+    Settle(WorkerError),
+    Receive(BrokerError),
 }
 
 /// A processed batch, not yet written: its records (one per held delivery) and the
@@ -307,9 +313,9 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
         halt: &mut watch::Receiver<bool>,
     ) -> Result<(), WorkerError> {
         let mut broker_backoff = self.cfg.breaker.base;
-        // Three batches overlap: the settlements of the last stored batch are sent (their
-        // commit shares a group commit with the next delivery's), the batch processed last
-        // round is written to the store, and the next one is received and processed.
+        // Batches overlap: while the batch processed last round is written to the store, the
+        // settlements of the batch written before it are sent, then the next batch is received
+        // and processed.
         let mut unsettled: Vec<Decided> = Vec::new();
         let mut ready: Option<Prepared> = None;
         let result = loop {
@@ -357,8 +363,7 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
             };
             let current = ready.take();
             let (written_tx, mut written) = watch::channel(false);
-            let (settled, stored, received) = tokio::join!(
-                self.settle(consumer, std::mem::take(&mut unsettled)),
+            let (stored, next) = tokio::join!(
                 async {
                     let r = match current {
                         Some(p) => Some(self.store_prepared(consumer, p, halt).await),
@@ -368,7 +373,12 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
                     r
                 },
                 async {
-                    let ds = consumer.receive(batch, wait).await?;
+                    // Settled before more is received: the worker never holds more than the
+                    // batch being written and the next one (within any broker's prefetch).
+                    self.settle(consumer, std::mem::take(&mut unsettled))
+                        .await
+                        .map_err(Next::Settle)?;
+                    let ds = consumer.receive(batch, wait).await.map_err(Next::Receive)?;
                     if ds.is_empty() {
                         return Ok(None);
                     }
@@ -384,6 +394,11 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
                     Ok(Some(p))
                 }
             );
+            let (settled, received) = match next {
+                Ok(p) => (Ok(()), Ok(p)),
+                Err(Next::Settle(e)) => (Err(e), Ok(None)),
+                Err(Next::Receive(e)) => (Ok(()), Err(e)),
+            };
             let mut failed = settled.err();
             match stored {
                 Some(Ok(items)) => unsettled = items,
