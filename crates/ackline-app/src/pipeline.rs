@@ -13,6 +13,9 @@
 //!   holds: still queued, no attempt spent, nothing dead-lettered).
 //! - A runtime or input failure stops the rest in the same order and is returned; nothing
 //!   is settled on its behalf (unsettled deliveries come back after restart).
+//! - In [`Mode::Once`], idle workers wait at most 10 ms for a delivery before they check for
+//!   the stop, and the queue is checked for being drained every 10 ms once the inputs are
+//!   done, so a drained run ends within about 10 ms.
 //! - Live counters are written to `<data-dir>/run-status.json` every 200 ms (write to a
 //!   temporary file, rename), so `ackline stats` and the demo can read a running or killed
 //!   run's last counters; they are figures for people, not a source of truth.
@@ -37,6 +40,11 @@ use tokio::task::JoinSet;
 use crate::config::Config;
 use crate::exit::usage;
 use crate::output::Out;
+
+/// With the inputs done, how often the queue is checked for being drained, and (in
+/// [`Mode::Once`]) the longest an idle worker waits for a delivery before it checks for the
+/// stop: a drained run ends within about this.
+const ONCE_IDLE_POLL: Duration = Duration::from_millis(10);
 
 /// The status file in the data directory.
 pub const STATUS_FILE: &str = "run-status.json";
@@ -235,6 +243,8 @@ pub async fn run<S: Store, P: Process>(
     let mut worker = cfg.worker.clone();
     if mode == Mode::Once {
         worker.max_outage = Some(cfg.max_outage);
+        // An idle worker notices the stop within this, so a drained run ends at once.
+        worker.batch_wait = worker.batch_wait.min(ONCE_IDLE_POLL);
     }
     let runtime = Runtime::new(broker.clone(), store.clone(), process, worker);
     if let Some(addr) = cfg.metrics_listen {
@@ -316,7 +326,7 @@ pub async fn run<S: Store, P: Process>(
                 rt_done = Some(r);
                 break;
             }
-            _ = tokio::time::sleep(Duration::from_millis(50)), if inputs.is_empty() && !follow_files => {
+            _ = tokio::time::sleep(ONCE_IDLE_POLL), if inputs.is_empty() && !follow_files => {
                 let s = broker.stats().await.context("reading queue counts")?;
                 if s.pending == 0 {
                     break;

@@ -93,6 +93,9 @@ impl InputCounters {
     pub(crate) fn truncation(&self) {
         add(&self.truncations, 1);
     }
+    pub(crate) fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
     pub(crate) fn retry(&self) {
         add(&self.retries, 1);
     }

@@ -26,11 +26,18 @@
 //!    its fingerprinted bytes, it was truncated in place (copytruncate): generation + 1,
 //!    position 0, fingerprint taken again, committed at once. A file without a fingerprint
 //!    gets one (committed) before its first line is published. Then complete lines are read
-//!    from the position and published in batches; after each confirmed batch the position
-//!    moves past it and is committed.
+//!    from the position and published in batches, up to [`PUBLISH_WINDOW`] in flight: the next
+//!    batch is read and handed to the broker while the earlier ones wait for their fsync (so
+//!    they share group commits). As each is confirmed, in order, the position moves past it;
+//!    positions are committed in the background (one commit at a time, at most every
+//!    [`POSITION_COMMIT_INTERVAL`]) and when the file's drain ends.
 //!
 //! Invariants:
 //! - The committed position of a file is never past a line whose publish was not confirmed.
+//! - A file's batches reach the broker in file order: each publish is polled once (the
+//!   embedded queue appends then) before the next batch is read, and a batch that had to be
+//!   retried is confirmed before the next is handed over.
+//! - Position commits land in order: a commit first waits for the background one.
 //! - A message's id is a function of (file identity, fingerprint, generation, byte offset):
 //!   the same line gets the same id on every run until the position moves past it, and a file
 //!   that reuses another's inode but starts with other bytes gets other ids.
@@ -43,12 +50,14 @@
 //!   whose settings differ is refused ([`InputError::GroupConflict`]) before any of its lines
 //!   is published.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs::{self, File};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use ackline_broker::{Broker, Message};
 use ackline_parse::{Joiner, Multiline};
@@ -56,7 +65,7 @@ use tokio::sync::watch;
 
 use crate::fingerprint::{Fingerprint, newline_before, read_head};
 use crate::positions::{FilePosition, MAX_RETIRED, Positions, RetiredFile, VERSION};
-use crate::publish::{Sent, publish, sleep_or_stop, stopped};
+use crate::publish::{Sent, publish, publish_owned, sleep_or_stop, stopped};
 use crate::reader::{Item, Limits, read_chunk, read_part};
 use crate::{
     At, CountersSnapshot, FileGroup, FileInputConfig, InputCounters, InputError, JsonPositionStore,
@@ -64,6 +73,35 @@ use crate::{
 };
 
 type Key = (u64, u64);
+
+/// Batches of one file a drain keeps in flight: the next is read and handed to the broker
+/// while the earlier ones wait for their fsync, so they share group commits.
+pub const PUBLISH_WINDOW: usize = 4;
+
+/// The least time between two position commits while a file is being drained; whatever a
+/// drain confirmed is committed when it ends. So a kill -9 republishes (same ids) at most
+/// this much more than the last few batches.
+pub const POSITION_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+
+type InFlightPublish = Pin<Box<dyn Future<Output = Result<Sent, InputError>> + Send>>;
+
+/// A batch handed to the broker and not yet confirmed.
+struct InFlight {
+    /// The file offset past its last line.
+    end: u64,
+    lines: u64,
+    bytes: u64,
+    publish: InFlightPublish,
+}
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFlight")
+            .field("end", &self.end)
+            .field("lines", &self.lines)
+            .finish_non_exhaustive()
+    }
+}
 
 /// The id of the message whose payload starts at `offset` of the file (`dev`, `ino`) that
 /// starts with the bytes of `fingerprint` ([`Fingerprint::of_head`]), under `generation`:
@@ -172,7 +210,12 @@ struct Tracked {
     /// Saved by positions version 1: ids without the fingerprint for this generation.
     legacy_ids: bool,
     generation: u64,
+    /// The position: the end of the last confirmed publish (what [`FileInput::positions`]
+    /// saves).
     offset: u64,
+    /// Where the next read starts: past `offset` while publishes are in flight
+    /// ([`FileInput::drain`]); equal to it otherwise.
+    read_to: u64,
     gone: Option<Gone>,
     /// A multi-line record held back at the end of the data (it may go on).
     pending: Option<Pending>,
@@ -370,6 +413,14 @@ pub struct FileInput<B> {
     /// Where records start under each group's multi-line rule (`None` for one record per
     /// line), by group index.
     joiners: Vec<Option<Joiner>>,
+    /// Publishes of the file being drained, oldest first (empty between drains).
+    inflight: VecDeque<InFlight>,
+    /// The position commit running in the background, if any (one at a time, in order).
+    saving: Option<tokio::task::JoinHandle<Result<(), InputError>>>,
+    /// When the last background commit started.
+    last_save: Option<Instant>,
+    /// Positions moved since the last commit started.
+    save_due: bool,
 }
 
 impl<B: Broker> FileInput<B> {
@@ -420,6 +471,10 @@ impl<B: Broker> FileInput<B> {
             started: false,
             groups,
             joiners,
+            inflight: VecDeque::new(),
+            saving: None,
+            last_save: None,
+            save_due: false,
         })
     }
 
@@ -480,11 +535,59 @@ impl<B: Broker> FileInput<B> {
         Ok(self.counters.snapshot())
     }
 
+    /// Commits the positions now (after the background commit, if one runs, so commits
+    /// land in order).
     async fn commit(&mut self) -> Result<(), InputError> {
+        self.await_saving().await?;
+        self.save_due = false;
         let positions = self.positions();
         let store = self.store.clone();
         blocking(move || store.save(&positions)).await?;
         self.counters.commit();
+        Ok(())
+    }
+
+    /// Commits the positions in the background, unless a commit is running or the last one
+    /// started less than [`POSITION_COMMIT_INTERVAL`] ago: then it is due, and made by
+    /// [`Self::finish_saving`] at the latest. An earlier background commit's error is
+    /// returned here.
+    async fn commit_soon(&mut self) -> Result<(), InputError> {
+        let busy = self.saving.as_ref().is_some_and(|h| !h.is_finished());
+        let recent = self
+            .last_save
+            .is_some_and(|t| t.elapsed() < POSITION_COMMIT_INTERVAL);
+        if busy || recent {
+            self.save_due = true;
+            return Ok(());
+        }
+        self.await_saving().await?;
+        self.save_due = false;
+        self.last_save = Some(Instant::now());
+        let positions = self.positions();
+        let store = self.store.clone();
+        let counters = self.counters.clone();
+        self.saving = Some(tokio::task::spawn_blocking(move || {
+            store.save(&positions)?;
+            counters.commit();
+            Ok(())
+        }));
+        Ok(())
+    }
+
+    /// Waits for the background commit, if one runs.
+    async fn await_saving(&mut self) -> Result<(), InputError> {
+        match self.saving.take() {
+            Some(h) => h.await.map_err(|e| InputError::Task(e.to_string()))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the background commit and commits what is still due.
+    async fn finish_saving(&mut self) -> Result<(), InputError> {
+        self.await_saving().await?;
+        if self.save_due {
+            self.commit().await?;
+        }
         Ok(())
     }
 
@@ -644,6 +747,7 @@ impl<B: Broker> FileInput<B> {
                     legacy_ids,
                     generation,
                     offset,
+                    read_to: offset,
                     gone: None,
                     pending: None,
                     group,
@@ -711,6 +815,7 @@ impl<B: Broker> FileInput<B> {
                             legacy_ids: e.legacy_ids,
                             generation: e.generation,
                             offset: e.offset,
+                            read_to: e.offset,
                             gone: Some(Gone {
                                 since: Instant::now(),
                             }),
@@ -751,8 +856,75 @@ impl<B: Broker> FileInput<B> {
         }
     }
 
-    /// Publishes the lines of one file from its position to its current end.
+    /// Publishes the lines of one file from its position to its current end, up to
+    /// [`PUBLISH_WINDOW`] batches in flight; returns once every one of them is confirmed (or
+    /// the drain failed or stopped) and the positions they moved are committed.
     async fn drain(
+        &mut self,
+        key: Key,
+        finishing: bool,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Flow, InputError> {
+        let read = self.drain_reading(key, finishing, stop).await;
+        let confirmed = match read {
+            Err(_) => {
+                // Not waited for: what was not confirmed is published again on the next run.
+                self.abandon(key);
+                Ok(Flow::Stopped)
+            }
+            // Stopped too: a publish in flight ends soon (or at once, stopped in a retry
+            // wait), and what it confirmed need not be published again.
+            Ok(_) => self.confirm(key, 0).await,
+        };
+        let saved = self.finish_saving().await;
+        let flow = read?;
+        if confirmed? == Flow::Stopped {
+            saved?;
+            return Ok(Flow::Stopped);
+        }
+        saved?;
+        Ok(flow)
+    }
+
+    /// Drops the publishes in flight unconfirmed: the file's next read starts at its
+    /// position again.
+    fn abandon(&mut self, key: Key) {
+        self.inflight.clear();
+        if let Some(t) = self.tracked.get_mut(&key) {
+            t.read_to = t.offset;
+        }
+    }
+
+    /// Waits for the oldest publishes in flight until at most `keep` are left, in order: each
+    /// confirmed one moves the position past its lines (committed soon, in the background).
+    /// `Stopped` when one was abandoned for the stop signal (the rest are dropped unconfirmed).
+    async fn confirm(&mut self, key: Key, keep: usize) -> Result<Flow, InputError> {
+        while self.inflight.len() > keep {
+            let Some(mut next) = self.inflight.pop_front() else {
+                break;
+            };
+            match (&mut next.publish).await {
+                Ok(Sent::Done) => {}
+                Ok(Sent::Stopped) => {
+                    self.abandon(key);
+                    return Ok(Flow::Stopped);
+                }
+                Err(e) => {
+                    self.abandon(key);
+                    return Err(e);
+                }
+            }
+            self.counters.published(next.lines, next.lines, next.bytes);
+            if let Some(t) = self.tracked.get_mut(&key) {
+                t.offset = next.end;
+            }
+            self.commit_soon().await?;
+        }
+        Ok(Flow::Drained)
+    }
+
+    /// Reads and publishes batches of one file, leaving up to [`PUBLISH_WINDOW`] in flight.
+    async fn drain_reading(
         &mut self,
         key: Key,
         finishing: bool,
@@ -774,7 +946,7 @@ impl<B: Broker> FileInput<B> {
             let (name, path, offset, generation, fingerprint, legacy_ids, group) = (
                 t.name.clone(),
                 t.path.clone(),
-                t.offset,
+                t.read_to,
                 t.generation,
                 t.fingerprint,
                 t.legacy_ids,
@@ -840,6 +1012,11 @@ impl<B: Broker> FileInput<B> {
                             // No first line yet: nothing to publish.
                             return Ok(Flow::Drained);
                         };
+                        // Nothing is in flight without a fingerprint; confirm it anyway, so
+                        // the commit below is the newest positions.
+                        if self.confirm(key, 0).await? == Flow::Stopped {
+                            return Ok(Flow::Stopped);
+                        }
                         if let Some(t) = self.tracked.get_mut(&key) {
                             t.fingerprint = Some(fp);
                         }
@@ -849,11 +1026,17 @@ impl<B: Broker> FileInput<B> {
                 }
             }
             if truncated {
+                // What is in flight was read before the truncation: confirmed under the old
+                // generation first, then the new one is committed before its first publish.
+                if self.confirm(key, 0).await? == Flow::Stopped {
+                    return Ok(Flow::Stopped);
+                }
                 let Some(t) = self.tracked.get_mut(&key) else {
                     return Ok(Flow::Drained);
                 };
                 t.generation += 1;
                 t.offset = 0;
+                t.read_to = 0;
                 t.fingerprint = None;
                 t.legacy_ids = false;
                 tracing::info!(path = %name, size, offset, generation = t.generation, "file truncated in place; reading from 0 under a new generation");
@@ -928,21 +1111,28 @@ impl<B: Broker> FileInput<B> {
                 }
             }
             let lines = msgs.len() as u64;
-            if !msgs.is_empty() {
-                let sent = publish(
-                    &*self.broker,
-                    &name,
-                    msgs,
-                    &ats,
-                    &self.config.retry,
-                    stop,
-                    &self.counters,
-                )
-                .await?;
-                if sent == Sent::Stopped {
+            if long.is_some() || msgs.is_empty() {
+                // A long line's parts are published one by one below, after everything
+                // before them is confirmed.
+                if !msgs.is_empty() {
+                    self.start_publish(&name, msgs, ats, chunk.end, lines, bytes, stop)
+                        .await;
+                }
+                if self.confirm(key, 0).await? == Flow::Stopped {
                     return Ok(Flow::Stopped);
                 }
-                self.counters.published(lines, lines, bytes);
+            } else {
+                let retried = self
+                    .start_publish(&name, msgs, ats, chunk.end, lines, bytes, stop)
+                    .await;
+                if let Some(t) = self.tracked.get_mut(&key) {
+                    t.read_to = chunk.end;
+                }
+                let keep = if retried { 0 } else { PUBLISH_WINDOW - 1 };
+                if self.confirm(key, keep).await? == Flow::Stopped {
+                    return Ok(Flow::Stopped);
+                }
+                continue;
             }
             if let Some((line_offset, len)) = long {
                 let part = self.config.max_line_bytes as u64;
@@ -988,9 +1178,50 @@ impl<B: Broker> FileInput<B> {
             }
             if let Some(t) = self.tracked.get_mut(&key) {
                 t.offset = chunk.end;
+                t.read_to = chunk.end;
             }
-            self.commit().await?;
+            self.commit_soon().await?;
         }
+    }
+
+    /// Hands a batch to the broker and keeps it in flight (confirmed by [`Self::confirm`]).
+    /// The publish is polled once here, before the next batch is read, so the broker takes
+    /// batches in file order (the embedded queue appends on that first poll). If it had to
+    /// be retried (the queue refused it for now), it returns true: the caller confirms it
+    /// before anything else is published, so a retried batch is never overtaken.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_publish(
+        &mut self,
+        name: &str,
+        msgs: Vec<Message>,
+        ats: Vec<At>,
+        end: u64,
+        lines: u64,
+        bytes: u64,
+        stop: &watch::Receiver<bool>,
+    ) -> bool {
+        let retries = self.counters.retries();
+        let mut publish: InFlightPublish = Box::pin(publish_owned(
+            self.broker.clone(),
+            name.to_string(),
+            msgs,
+            ats,
+            self.config.retry,
+            stop.clone(),
+            self.counters.clone(),
+        ));
+        if let Poll::Ready(r) =
+            std::future::poll_fn(|cx| Poll::Ready(publish.as_mut().poll(cx))).await
+        {
+            publish = Box::pin(std::future::ready(r));
+        }
+        self.inflight.push_back(InFlight {
+            end,
+            lines,
+            bytes,
+            publish,
+        });
+        self.counters.retries() != retries
     }
 }
 

@@ -62,7 +62,10 @@ pub use config::{
 };
 pub use counters::{CountersSnapshot, InputCounters};
 pub use error::{At, InputError};
-pub use file::{FileInput, check_path_pattern, file_message_id, glob_matches};
+pub use file::{
+    FileInput, POSITION_COMMIT_INTERVAL, PUBLISH_WINDOW, check_path_pattern, file_message_id,
+    glob_matches,
+};
 pub use fingerprint::Fingerprint;
 pub use positions::{JsonPositionStore, PositionStore, Positions};
 pub use stdin::{StdinInput, stdin_message_id};

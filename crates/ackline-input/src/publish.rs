@@ -5,6 +5,7 @@
 //! advance its position), or ends in an error naming the input and the first line not known
 //! to be published. `Unavailable` and `Full` are retried forever; nothing is dropped.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ackline_broker::{Broker, BrokerError, Message};
@@ -112,4 +113,17 @@ pub(crate) async fn publish<B: Broker>(
         }
     }
     Ok(Sent::Done)
+}
+
+/// [`publish`] with everything owned, so several can be in flight at once.
+pub(crate) async fn publish_owned<B: Broker>(
+    broker: Arc<B>,
+    input: String,
+    msgs: Vec<Message>,
+    ats: Vec<At>,
+    retry: RetryConfig,
+    mut stop: watch::Receiver<bool>,
+    counters: Arc<InputCounters>,
+) -> Result<Sent, InputError> {
+    publish(&*broker, &input, msgs, &ats, &retry, &mut stop, &counters).await
 }

@@ -22,9 +22,18 @@
 //! (the `stop` signal), workers take no new deliveries, finish the batch in hand within
 //! `shutdown_deadline`, and release anything left.
 //!
+//! Each worker overlaps batches: while batch N is written to the store, the settlements of
+//! batch N-1 are sent and then batch N+1 is received (taking only what is ready, so N's
+//! settlements are not held back) and processed. N-1 is settled before N+1 is received, so a
+//! worker holds at most two batches (N and N+1): a prefetch of twice the batch size lets it
+//! overlap fully, and the broker's prefetch bounds it either way.
+//!
 //! Invariants:
 //! - A delivery is acked only after the store has durably committed its record. (The ack
-//!   itself is made durable while the worker receives its next batch.)
+//!   itself is sent while the worker writes its next batch, and made durable meanwhile.)
+//! - A batch received and processed while another is written has its leases extended with
+//!   that write's, so a store outage burns none of its attempts either; on shutdown it is
+//!   written too (within the deadline), not dropped.
 //! - Each delivery a worker receives is settled at most once by it, or released.
 //! - A worker holds at most `prefetch` unsettled deliveries.
 //! - A reject's reason and a nack's error are at most [`ackline_broker::MAX_REASON_BYTES`]
@@ -155,6 +164,20 @@ impl Held {
             enqueued_at: self.enqueued_at,
         }
     }
+}
+
+/// Why the step that settles the last batch and receives the next one stopped.
+enum Next {
+    Settle(WorkerError),
+    Receive(BrokerError),
+}
+
+/// A processed batch, not yet written: its records (one per held delivery) and the
+/// settlements decided without the store.
+struct Prepared {
+    held: Vec<Held>,
+    records: Vec<Record>,
+    settle: Vec<Decided>,
 }
 
 /// A settlement decided for one delivery, not yet sent; `enqueued_at` (Unix ms) gives the
@@ -293,52 +316,127 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
         halt: &mut watch::Receiver<bool>,
     ) -> Result<(), WorkerError> {
         let mut broker_backoff = self.cfg.breaker.base;
-        // Settlements of the last batch, made durable while the next batch is received, so the
-        // ack's commit and the next delivery's commit share one group commit (one fsync).
+        // Batches overlap: while the batch processed last round is written to the store, the
+        // settlements of the batch written before it are sent, then the next batch is received
+        // and processed.
         let mut unsettled: Vec<Decided> = Vec::new();
+        let mut ready: Option<Prepared> = None;
         let result = loop {
             if stopped(halt) {
+                // The batch in hand is finished, not dropped (the shutdown deadline bounds it).
+                if let Some(p) = ready.take() {
+                    match self.store_prepared(consumer, p, halt).await {
+                        Ok(items) => unsettled.extend(items),
+                        Err((items, e)) => {
+                            unsettled.extend(items);
+                            break Err(e);
+                        }
+                    }
+                }
                 break Ok(());
             }
             if self.breaker.is_open() {
                 if let Err(e) = self.settle(consumer, std::mem::take(&mut unsettled)).await {
                     break Err(e);
                 }
-                if let Err(e) = self.wait_for_store(consumer, &[], halt).await {
-                    break Err(e);
-                }
-                continue;
-            }
-            let batch = self.cfg.batch_size.min(self.cfg.prefetch).max(1);
-            let (settled, received) = tokio::join!(
-                self.settle(consumer, std::mem::take(&mut unsettled)),
-                consumer.receive(batch, self.cfg.batch_wait)
-            );
-            if let Err(e) = settled {
-                break Err(e);
-            }
-            match received {
-                Ok(ds) if ds.is_empty() => {}
-                Ok(ds) => {
-                    broker_backoff = self.cfg.breaker.base;
-                    self.stats.add_received(ds.len());
-                    match self.handle_batch(consumer, ds, halt).await {
+                match ready.take() {
+                    // Written when the store is back; its leases are extended meanwhile.
+                    Some(p) => match self.store_prepared(consumer, p, halt).await {
                         Ok(items) => unsettled = items,
                         Err((items, e)) => {
                             unsettled = items;
                             break Err(e);
                         }
+                    },
+                    None => {
+                        if let Err(e) = self.wait_for_store(consumer, &[], halt).await {
+                            break Err(e);
+                        }
                     }
                 }
-                Err(e @ (BrokerError::Unavailable { .. } | BrokerError::Full { .. })) => {
-                    tracing::warn!(worker = n, error = %e, "broker unavailable; backing off");
-                    self.pause(broker_backoff, halt).await;
-                    broker_backoff = (broker_backoff * 2).min(self.cfg.breaker.cap);
+                continue;
+            }
+            let batch = self.cfg.batch_size.min(self.cfg.prefetch).max(1);
+            // With a batch to write, take only what is ready now: waiting for more would hold
+            // back the written batch's settlements.
+            let wait = if ready.is_some() {
+                Duration::ZERO
+            } else {
+                self.cfg.batch_wait
+            };
+            let current = ready.take();
+            let (written_tx, mut written) = watch::channel(false);
+            let (stored, next) = tokio::join!(
+                async {
+                    let r = match current {
+                        Some(p) => Some(self.store_prepared(consumer, p, halt).await),
+                        None => None,
+                    };
+                    let _ = written_tx.send(true);
+                    r
+                },
+                async {
+                    // Settled before more is received: the worker never holds more than the
+                    // batch being written and the next one (within any broker's prefetch).
+                    self.settle(consumer, std::mem::take(&mut unsettled))
+                        .await
+                        .map_err(Next::Settle)?;
+                    let ds = consumer.receive(batch, wait).await.map_err(Next::Receive)?;
+                    if ds.is_empty() {
+                        return Ok(None);
+                    }
+                    self.stats.add_received(ds.len());
+                    let p = self.prepare(ds);
+                    // The write beside it may wait out a store outage: this batch's leases
+                    // are extended meanwhile too, so the outage burns none of its attempts.
+                    self.extending(consumer, &p.held, async {
+                        // An error: the sender is gone, so the write is done too.
+                        let _ = written.wait_for(|w| *w).await.map(|_| ());
+                    })
+                    .await;
+                    Ok(Some(p))
                 }
-                Err(e) => break Err(e.into()),
+            );
+            let (settled, received) = match next {
+                Ok(p) => (Ok(()), Ok(p)),
+                Err(Next::Settle(e)) => (Err(e), Ok(None)),
+                Err(Next::Receive(e)) => (Ok(()), Err(e)),
+            };
+            let mut failed = settled.err();
+            match stored {
+                Some(Ok(items)) => unsettled = items,
+                Some(Err((items, e))) => {
+                    unsettled = items;
+                    failed.get_or_insert(e);
+                }
+                None => {}
+            }
+            match received {
+                Ok(Some(p)) => {
+                    broker_backoff = self.cfg.breaker.base;
+                    ready = Some(p);
+                }
+                Ok(None) => {}
+                Err(e @ (BrokerError::Unavailable { .. } | BrokerError::Full { .. })) => {
+                    if failed.is_none() {
+                        tracing::warn!(worker = n, error = %e, "broker unavailable; backing off");
+                        self.pause(broker_backoff, halt).await;
+                        broker_backoff = (broker_backoff * 2).min(self.cfg.breaker.cap);
+                    }
+                }
+                Err(e) => {
+                    failed.get_or_insert(e.into());
+                }
+            }
+            if let Some(e) = failed {
+                break Err(e);
             }
         };
-        // Whatever happened, what was decided is settled before the consumer closes.
+        // Whatever happened, what was decided is settled before the consumer closes; a
+        // processed batch not written (after a failure) is released by the close.
+        if let Some(p) = ready {
+            unsettled.extend(p.settle);
+        }
         let last = self.settle(consumer, unsettled).await;
         result.and(last)
     }
@@ -351,14 +449,9 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
         }
     }
 
-    /// Processes a batch and writes it; returns the settlement of every delivery (acks only
-    /// for records the store committed). On a failure, returns what was decided so far.
-    async fn handle_batch(
-        &self,
-        consumer: &B::Consumer,
-        ds: Vec<Delivery>,
-        halt: &mut watch::Receiver<bool>,
-    ) -> Result<Vec<Decided>, (Vec<Decided>, WorkerError)> {
+    /// Processes a batch: the records to write, one per held delivery, and the settlements
+    /// decided without the store (rejects, nacks).
+    fn prepare(&self, ds: Vec<Delivery>) -> Prepared {
         let mut settle: Vec<Decided> = Vec::new();
         let mut held = Vec::with_capacity(ds.len());
         let mut records = Vec::with_capacity(ds.len());
@@ -390,6 +483,26 @@ impl<B: Broker, S: Store, P: Process> Ctx<B, S, P> {
                 }
             }
         }
+        Prepared {
+            held,
+            records,
+            settle,
+        }
+    }
+
+    /// Writes a processed batch; returns the settlement of every delivery (acks only for
+    /// records the store committed). On a failure, returns what was decided so far.
+    async fn store_prepared(
+        &self,
+        consumer: &B::Consumer,
+        p: Prepared,
+        halt: &mut watch::Receiver<bool>,
+    ) -> Result<Vec<Decided>, (Vec<Decided>, WorkerError)> {
+        let Prepared {
+            mut held,
+            mut records,
+            mut settle,
+        } = p;
         let outcome = self
             .write(consumer, &mut held, &mut records, &mut settle, halt)
             .await;

@@ -173,6 +173,9 @@ pub struct FlakyBroker {
     pub forever: Mutex<Option<BrokerError>>,
     pub attempts: AtomicU64,
     pub confirmed: Mutex<Vec<String>>,
+    /// Publishes handed to the inner broker and not yet returned, and the most at once.
+    pub in_flight: AtomicU64,
+    pub max_in_flight: AtomicU64,
 }
 
 impl FlakyBroker {
@@ -183,6 +186,8 @@ impl FlakyBroker {
             forever: Mutex::new(None),
             attempts: AtomicU64::new(0),
             confirmed: Mutex::new(Vec::new()),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
         }
     }
 }
@@ -220,7 +225,11 @@ impl Broker for FlakyBroker {
             return Err(e);
         }
         let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
-        self.inner.publish(batch).await?;
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let r = self.inner.publish(batch).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        r?;
         self.confirmed.lock().expect("lock").extend(ids);
         Ok(())
     }

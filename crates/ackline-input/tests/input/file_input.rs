@@ -316,8 +316,9 @@ async fn crash_before_commit_republishes_the_same_ids_and_skips_nothing() {
     append(&log, b"l1\nl2\nl3\n");
     let mut cfg = config(&fx, &[path_str(&log)]);
     cfg.batch.max_lines = 2;
-    // Save 1 registers the new file (offset 0); save 2, after the first batch is published,
-    // "crashes".
+    // Save 1 registers the new file (offset 0); save 2, after the first batch is confirmed,
+    // "crashes". The second batch was handed to the queue before that failure was known (a
+    // drain keeps batches in flight), so both were published; the position stays at 0.
     let store = CrashingStore {
         inner: JsonPositionStore::open(fx.state()).expect("store"),
         saves_ok: AtomicU32::new(1),
@@ -327,24 +328,35 @@ async fn crash_before_commit_republishes_the_same_ids_and_skips_nothing() {
         FileInput::with_store(fx.broker.clone(), cfg.clone(), Arc::new(store)).expect("input");
     let err = input.run_once(rx).await.expect_err("the commit fails");
     assert!(matches!(err, InputError::Commit { .. }), "{err}");
-    drop(input);
-    let first = fx.take(2).await;
-    assert_eq!(payloads(&first), vec![b"l1".to_vec(), b"l2".to_vec()]);
-
-    // Restart: from the committed position (0), the same ids again, then the rest.
-    once(fx.broker.clone(), cfg.clone()).await.expect("restart");
-    let second = fx.take(3).await;
-    assert_eq!(ids(&second)[..2], ids(&first)[..]);
     assert_eq!(
-        payloads(&second),
+        input.positions().files[0].offset,
+        9,
+        "both batches confirmed, not committed"
+    );
+    drop(input);
+    let saved = JsonPositionStore::open(fx.state())
+        .expect("store")
+        .load()
+        .expect("load")
+        .expect("saved");
+    assert_eq!(saved.files[0].offset, 0, "the failed commit moved nothing");
+    let first = fx.take(3).await;
+    assert_eq!(
+        payloads(&first),
         vec![b"l1".to_vec(), b"l2".to_vec(), b"l3".to_vec()]
     );
+
+    // Restart: from the committed position (0), the same ids again, in order.
+    once(fx.broker.clone(), cfg.clone()).await.expect("restart");
+    let second = fx.take(3).await;
+    assert_eq!(ids(&second), ids(&first));
+    assert_eq!(payloads(&second), payloads(&first));
 
     // A clean restart publishes nothing; a new line only itself.
     once(fx.broker.clone(), cfg.clone())
         .await
         .expect("clean restart");
-    assert_eq!(fx.published().await, 5);
+    assert_eq!(fx.published().await, 6);
     append(&log, b"l4\n");
     once(fx.broker.clone(), cfg).await.expect("after append");
     let third = fx.take(1).await;
@@ -669,6 +681,70 @@ async fn unavailable_and_full_are_retried_and_the_position_never_runs_ahead() {
     assert_eq!(flaky.attempts.load(Ordering::SeqCst), 5);
     let got = fx.take(4).await;
     assert_eq!(payloads(&got)[3], b"dddd");
+}
+
+/// A drain keeps several batches in flight: they reach the queue in file order, the position
+/// never covers a batch before it is confirmed, and position commits are fewer than batches
+/// (coalesced), the last one at the end of the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_in_flight_keep_file_order_and_commits_never_run_ahead() {
+    let fx = Fixture::new();
+    let log = fx.log("app.log");
+    let lines: Vec<String> = (0..40).map(|i| format!("line {i:02}")).collect();
+    let content: Vec<u8> = lines
+        .iter()
+        .flat_map(|l| format!("{l}\n").into_bytes())
+        .collect();
+    append(&log, &content);
+    let flaky = Arc::new(FlakyBroker::new((*fx.broker).clone(), Vec::new()));
+    let mut cfg = config(&fx, &[path_str(&log)]);
+    cfg.batch.max_lines = 2;
+    let flaky_for_check = flaky.clone();
+    let content_for_check = content.clone();
+    let store = Arc::new(CheckingStore {
+        inner: JsonPositionStore::open(fx.state()).expect("store"),
+        saved: Mutex::new(Vec::new()),
+        check: Box::new(move |p| {
+            let done = flaky_for_check.confirmed.lock().expect("lock").len();
+            let f = p.files.first()?;
+            let lines_before = content_for_check[..f.offset as usize]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            (lines_before > done).then(|| {
+                format!(
+                    "offset {} covers {lines_before} lines, {done} confirmed",
+                    f.offset
+                )
+            })
+        }),
+        complaints: Mutex::new(Vec::new()),
+    });
+    let (_tx, rx) = watch::channel(false);
+    let mut input =
+        FileInput::with_store(flaky.clone(), cfg, store.clone() as Arc<dyn PositionStore>)
+            .expect("input");
+    let s = input.run_once(rx).await.expect("once");
+    assert_eq!(s.lines, 40);
+    assert!(store.complaints.lock().expect("lock").is_empty());
+    assert!(
+        flaky.max_in_flight.load(Ordering::SeqCst) >= 2,
+        "batches overlapped: at most {} in flight",
+        flaky.max_in_flight.load(Ordering::SeqCst)
+    );
+    let offsets: Vec<u64> = store
+        .saved
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|p| p.files[0].offset)
+        .collect();
+    assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
+    assert_eq!(offsets.last().copied(), Some(content.len() as u64));
+    assert!(offsets.len() < 20, "20 batches, {} commits", offsets.len());
+    let got = fx.take(40).await;
+    let want: Vec<Vec<u8>> = lines.iter().map(|l| l.clone().into_bytes()).collect();
+    assert_eq!(payloads(&got), want, "file order");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
