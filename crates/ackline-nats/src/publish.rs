@@ -23,7 +23,6 @@
 //!   never a silent drop; a message too large for the server is `Invalid`.
 //! - No confirmed message is withdrawn.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ackline_broker::BrokerError;
@@ -112,16 +111,26 @@ pub(crate) async fn publish_confirmed(
             }
         }
         let mut refused = None;
-        let mut unanswered: BTreeSet<usize> = acks.iter().map(|(i, _)| *i).collect();
+        let sent: Vec<usize> = acks.iter().map(|(i, _)| *i).collect();
+        let mut answered = vec![false; items.len()];
         let mut answers: FuturesUnordered<_> = acks
             .into_iter()
             .map(|(i, ack)| async move { (i, ack.await) })
             .collect();
+        // Created once per round, not per answer: a timer and a watch wait per PubAck cost.
+        let expired = tokio::time::sleep_until(deadline);
+        let lost = async {
+            if reconnected.changed().await.is_err() {
+                // The client is gone with its callback: no reconnection will be seen.
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::pin!(expired, lost);
         loop {
             tokio::select! {
                 answer = answers.next() => {
                     let Some((i, answer)) = answer else { break };
-                    unanswered.remove(&i);
+                    answered[i] = true;
                     if let Err(e) = answer {
                         match classify(e.kind(), error_text(&e)) {
                             Failure::Invalid(t) => return Err(invalid(inner, t)),
@@ -133,11 +142,11 @@ pub(crate) async fn publish_confirmed(
                         }
                     }
                 }
-                Ok(()) = reconnected.changed() => {
+                () = &mut lost => {
                     last_error = Some("the connection was lost and re-established".to_owned());
                     break;
                 }
-                () = tokio::time::sleep_until(deadline) => {
+                () = &mut expired => {
                     last_error = Some(format!("no PubAck within {:?}", inner.opts.publish_timeout));
                     break;
                 }
@@ -145,7 +154,7 @@ pub(crate) async fn publish_confirmed(
         }
         // Dropped unanswered futures hand their permits to async-nats' acker task.
         drop(answers);
-        retry.extend(unanswered);
+        retry.extend(sent.into_iter().filter(|&i| !answered[i]));
         retry.sort_unstable();
         if let Some(t) = refused {
             return Err(full(inner, t));
