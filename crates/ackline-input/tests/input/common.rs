@@ -280,6 +280,43 @@ pub struct CheckingStore {
     pub complaints: Mutex<Vec<String>>,
 }
 
+impl CheckingStore {
+    /// The real store in `state`, complaining when a saved position covers more lines of
+    /// `content` (the followed file's bytes) than `broker` has confirmed: a commit must never
+    /// run ahead of the queue.
+    pub fn never_ahead(state: PathBuf, broker: Arc<FlakyBroker>, content: Vec<u8>) -> Self {
+        CheckingStore {
+            inner: JsonPositionStore::open(state).expect("store"),
+            saved: Mutex::new(Vec::new()),
+            check: Box::new(move |p| {
+                let done = broker.confirmed.lock().expect("lock").len();
+                let f = p.files.first()?;
+                let lines_before = content[..f.offset as usize]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count();
+                (lines_before > done).then(|| {
+                    format!(
+                        "offset {} covers {lines_before} lines, {done} confirmed",
+                        f.offset
+                    )
+                })
+            }),
+            complaints: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The file offset of every saved version, in order.
+    pub fn saved_offsets(&self) -> Vec<u64> {
+        self.saved
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|p| p.files[0].offset)
+            .collect()
+    }
+}
+
 impl std::fmt::Debug for CheckingStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CheckingStore").finish_non_exhaustive()

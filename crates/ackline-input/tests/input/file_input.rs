@@ -2,7 +2,7 @@
 //! truncation, deletion, globs, long lines, odd bytes and a refusing broker.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ackline_broker::Broker;
@@ -636,32 +636,11 @@ async fn unavailable_and_full_are_retried_and_the_position_never_runs_ahead() {
     cfg.batch.max_lines = 2;
     cfg.retry.initial = Duration::from_millis(1);
     cfg.retry.max = Duration::from_millis(10);
-    let confirmed = Arc::new(Mutex::new(Vec::<String>::new()));
-    let seen = confirmed.clone();
-    let flaky_for_check = flaky.clone();
-    let content_for_check = content.clone();
-    let store = CheckingStore {
-        inner: JsonPositionStore::open(fx.state()).expect("store"),
-        saved: Mutex::new(Vec::new()),
-        check: Box::new(move |p| {
-            let done = flaky_for_check.confirmed.lock().expect("lock").clone();
-            *seen.lock().expect("lock") = done.clone();
-            let f = p.files.first()?;
-            let lines_before = content_for_check[..f.offset as usize]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count();
-            (lines_before > done.len()).then(|| {
-                format!(
-                    "offset {} covers {lines_before} lines, {} confirmed",
-                    f.offset,
-                    done.len()
-                )
-            })
-        }),
-        complaints: Mutex::new(Vec::new()),
-    };
-    let store = Arc::new(store);
+    let store = Arc::new(CheckingStore::never_ahead(
+        fx.state(),
+        flaky.clone(),
+        content.clone(),
+    ));
     let (_tx, rx) = watch::channel(false);
     let mut input =
         FileInput::with_store(flaky.clone(), cfg, store.clone() as Arc<dyn PositionStore>)
@@ -670,13 +649,7 @@ async fn unavailable_and_full_are_retried_and_the_position_never_runs_ahead() {
     assert_eq!(s.retries, 3);
     assert_eq!(s.lines, 4);
     assert!(store.complaints.lock().expect("lock").is_empty());
-    let offsets: Vec<u64> = store
-        .saved
-        .lock()
-        .expect("lock")
-        .iter()
-        .map(|p| p.files[0].offset)
-        .collect();
+    let offsets = store.saved_offsets();
     assert_eq!(offsets, vec![0, 5, 14]);
     assert_eq!(flaky.attempts.load(Ordering::SeqCst), 5);
     let got = fx.take(4).await;
@@ -699,27 +672,11 @@ async fn batches_in_flight_keep_file_order_and_commits_never_run_ahead() {
     let flaky = Arc::new(FlakyBroker::new((*fx.broker).clone(), Vec::new()));
     let mut cfg = config(&fx, &[path_str(&log)]);
     cfg.batch.max_lines = 2;
-    let flaky_for_check = flaky.clone();
-    let content_for_check = content.clone();
-    let store = Arc::new(CheckingStore {
-        inner: JsonPositionStore::open(fx.state()).expect("store"),
-        saved: Mutex::new(Vec::new()),
-        check: Box::new(move |p| {
-            let done = flaky_for_check.confirmed.lock().expect("lock").len();
-            let f = p.files.first()?;
-            let lines_before = content_for_check[..f.offset as usize]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count();
-            (lines_before > done).then(|| {
-                format!(
-                    "offset {} covers {lines_before} lines, {done} confirmed",
-                    f.offset
-                )
-            })
-        }),
-        complaints: Mutex::new(Vec::new()),
-    });
+    let store = Arc::new(CheckingStore::never_ahead(
+        fx.state(),
+        flaky.clone(),
+        content.clone(),
+    ));
     let (_tx, rx) = watch::channel(false);
     let mut input =
         FileInput::with_store(flaky.clone(), cfg, store.clone() as Arc<dyn PositionStore>)
@@ -732,13 +689,7 @@ async fn batches_in_flight_keep_file_order_and_commits_never_run_ahead() {
         "batches overlapped: at most {} in flight",
         flaky.max_in_flight.load(Ordering::SeqCst)
     );
-    let offsets: Vec<u64> = store
-        .saved
-        .lock()
-        .expect("lock")
-        .iter()
-        .map(|p| p.files[0].offset)
-        .collect();
+    let offsets = store.saved_offsets();
     assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
     assert_eq!(offsets.last().copied(), Some(content.len() as u64));
     assert!(offsets.len() < 20, "20 batches, {} commits", offsets.len());

@@ -90,6 +90,18 @@ async fn until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// The dead letters of `broker` once there are at least `n` (or what there is after 10 s).
+async fn dead_letters(broker: &EmbeddedBroker, n: usize) -> Vec<ackline_broker::DeadLetter> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let dead = broker.dlq_list(None, 10).await.unwrap();
+        if dead.len() >= n || Instant::now() > deadline {
+            return dead;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Starts a runtime in the background; returns its stop switch and join handle.
 fn start<P: Process>(
     s: &Setup,
@@ -155,12 +167,7 @@ async fn strict_parse_errors_are_dead_lettered_with_the_reason() {
     publish(&s.broker, msgs).await;
     let (stop, h, stats) = start(&s, strict_json(), config());
     assert!(until(Duration::from_secs(20), || s.store.inner().len() == 20).await);
-    let broker = s.broker.clone();
-    let mut dead = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while dead.len() < 2 && Instant::now() < deadline {
-        dead = broker.dlq_list(None, 10).await.unwrap();
-    }
+    let dead = dead_letters(&s.broker, 2).await;
     stop.send(true).unwrap();
     h.await.unwrap().unwrap();
     let ids: Vec<_> = dead.iter().map(|d| d.id.as_str()).collect();
@@ -204,12 +211,7 @@ async fn parse_headers_apply_per_message_and_bad_ones_are_dead_lettered() {
     publish(&s.broker, msgs).await;
     let (stop, h, _stats) = start(&s, lenient(), config());
     assert!(until(Duration::from_secs(20), || s.store.inner().len() == 2).await);
-    let broker = s.broker.clone();
-    let mut dead = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while dead.len() < 2 && Instant::now() < deadline {
-        dead = broker.dlq_list(None, 10).await.unwrap();
-    }
+    let dead = dead_letters(&s.broker, 2).await;
     stop.send(true).unwrap();
     h.await.unwrap().unwrap();
     let rec = s.store.inner().get("grouped").unwrap();
