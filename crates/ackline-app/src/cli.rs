@@ -231,7 +231,8 @@ pub struct BrokerFlags {
     pub broker_ca: Option<String>,
     #[arg(config_key = (&BROKER_ALLOW_VOLATILE, Cmd::Dlq))]
     pub allow_volatile: bool,
-    /// Bearer token with the admin scope, for an `ackline serve` broker (the secret only)
+    /// Bearer token with the admin scope, for an `ackline serve` broker (the secret only).
+    /// Prefer ACKLINE_TOKEN or --token-file: a flag's value shows in /proc/PID/cmdline
     #[arg(
         long,
         env = "ACKLINE_TOKEN",
@@ -239,6 +240,10 @@ pub struct BrokerFlags {
         value_name = "SECRET"
     )]
     pub token: Option<String>,
+    /// File holding the bearer token (the secret only, surrounding whitespace ignored), instead
+    /// of --token
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    pub token_file: Option<String>,
 }
 
 #[derive(Debug, Args)]

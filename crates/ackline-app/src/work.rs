@@ -66,9 +66,12 @@ struct Report {
 /// `--queue` of `work`: a server URL (split mode, as `--broker`) or a queue name.
 /// The bearer token: `--token` / `ACKLINE_TOKEN`, or the contents of `--token-file`
 /// (trimmed). A file that cannot be read is a usage error naming the file, never its content.
-fn token(a: &WorkArgs) -> anyhow::Result<Option<String>> {
-    match &a.token_file {
-        None => Ok(a.token.clone()),
+pub(crate) fn bearer_token(
+    token: Option<&String>,
+    token_file: Option<&String>,
+) -> anyhow::Result<Option<String>> {
+    match token_file {
+        None => Ok(token.cloned()),
         Some(f) => {
             let text = config::read_secret_file(Path::new(f))
                 .map_err(|e| usage(format!("--token-file: {e:#}")))?;
@@ -147,8 +150,11 @@ pub fn run(
         let shown = broker_url.to_string();
         match broker_url {
             BrokerUrl::Http(u) => {
-                let b = HttpBroker::connect(&http_queue_url(&u, &cfg.queue), token(a)?)
-                    .map_err(|e| usage(format!("invalid --broker: {e}")))?;
+                let b = HttpBroker::connect(
+                    &http_queue_url(&u, &cfg.queue),
+                    bearer_token(a.token.as_ref(), a.token_file.as_ref())?,
+                )
+                .map_err(|e| usage(format!("invalid --broker: {e}")))?;
                 let queue = b.queue().to_string();
                 if !wait_ready(&b, signal.clone(), out).await? {
                     return stopped_early(out);

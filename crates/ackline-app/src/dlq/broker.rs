@@ -90,8 +90,11 @@ async fn connect(
     let shown = url.to_string();
     match url {
         BrokerUrl::Http(u) => {
-            let b = HttpBroker::connect(&http_queue_url(u, queue), flags.token.clone())
-                .map_err(|e| usage(format!("invalid --broker {shown}: {e}")))?;
+            let b = HttpBroker::connect(
+                &http_queue_url(u, queue),
+                crate::work::bearer_token(flags.token.as_ref(), flags.token_file.as_ref())?,
+            )
+            .map_err(|e| usage(format!("invalid --broker {shown}: {e}")))?;
             if let Some(q) = explicit
                 && b.queue() != q
             {

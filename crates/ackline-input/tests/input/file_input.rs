@@ -1,8 +1,8 @@
 //! FileInput against the embedded queue: payloads, ids, headers, restarts, rotation,
 //! truncation, deletion, globs, long lines, odd bytes and a refusing broker.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use ackline_broker::Broker;

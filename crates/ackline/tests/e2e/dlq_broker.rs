@@ -397,6 +397,49 @@ fn dlq_tools_on_ackline_serve() {
     );
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("401"), "{o:?}");
+
+    // The token from a file (kept off the command line), surrounding whitespace ignored.
+    let file = dir.path().join("admin.token");
+    std::fs::write(&file, format!("  {TOKEN}\n")).unwrap();
+    let file = file.to_str().unwrap();
+    let o = cli(
+        dir.path(),
+        &[],
+        &[
+            "--json",
+            "queue",
+            "stats",
+            "--broker",
+            &url,
+            "--queue",
+            "hq",
+            "--token-file",
+            file,
+        ],
+    );
+    assert_eq!(ok(&o)["queues"][0]["queue"], "hq", "{o:?}");
+    // A file that cannot be read is a usage error naming the file (exit 2).
+    let missing = dir.path().join("nope.token");
+    let missing = missing.to_str().unwrap();
+    let o = cli(
+        dir.path(),
+        &[],
+        &[
+            "dlq",
+            "list",
+            "--broker",
+            &url,
+            "--queue",
+            "hq",
+            "--token-file",
+            missing,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nope.token"),
+        "{o:?}"
+    );
 }
 
 #[test]
