@@ -313,9 +313,10 @@ mod tests {
         assert_eq!(pos, Pos { seg: 2, off: 77 });
         assert_eq!((back.base, back.next_seq), (st.base, st.next_seq));
         assert_eq!(
-            (back.pending, back.pending_bytes),
-            (st.pending, st.pending_bytes)
+            (back.pending, back.pending_bytes, back.dlq_bytes),
+            (st.pending, st.pending_bytes, st.dlq_bytes)
         );
+        assert!(st.dlq_bytes > 0, "the sample has a dead letter");
         assert_eq!(back.seg_live, st.seg_live);
         assert_eq!(back.due_of(1), Some(999));
         assert_eq!(&*back.failures[&1].error, "timeout");

@@ -98,13 +98,15 @@ pub enum QueueError {
 pub enum PublishError {
     /// The queue holds its configured maximum of bytes: back off and retry (backpressure).
     #[error(
-        "queue {queue} is full: {pending_bytes} bytes pending, limit {limit_bytes}, this batch needs {needed_bytes}"
+        "queue {queue} is full: {pending_bytes} bytes pending and {dead_letter_bytes} in dead letters (replay or purge them to free it), limit {limit_bytes}, this batch needs {needed_bytes}"
     )]
     Full {
         /// The queue.
         queue: String,
         /// Bytes pending now.
         pending_bytes: u64,
+        /// Bytes of the dead-letter entries' messages, which count toward the limit too.
+        dead_letter_bytes: u64,
         /// The configured limit.
         limit_bytes: u64,
         /// What the refused batch would have added.

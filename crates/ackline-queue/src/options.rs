@@ -34,8 +34,11 @@ pub struct QueueOptions {
     /// again (or is nacked), it moves to the dead-letter queue with reason
     /// `max attempts exceeded`. Default 5.
     pub max_attempts: u32,
-    /// Pending bytes (framed messages not yet settled) beyond which publishes fail with
-    /// [`PublishError::Full`](crate::PublishError::Full). Default 1 GiB.
+    /// Bytes held (framed messages not yet settled, and the messages of dead-letter entries,
+    /// whose records stay on disk until replayed or purged) beyond which publishes fail with
+    /// [`PublishError::Full`](crate::PublishError::Full): a flood of bad lines fills the
+    /// dead-letter queue up to this bound, then pushes back, instead of filling the disk.
+    /// Default 1 GiB.
     pub max_bytes: u64,
     /// Largest framed message accepted. Default 16 MiB; at most 64 MiB.
     pub max_message_bytes: usize,

@@ -20,7 +20,9 @@
 //! - Every `Ready` slot below `fresh` is in `retry` (possibly with stale duplicates, which are
 //!   skipped); `Ready` slots at or above `fresh` are found by advancing `fresh`. So first
 //!   deliveries go out in position (publish) order, and redeliveries go first.
-//! - `pending`/`pending_bytes` count exactly the slots that are not `Settled`.
+//! - `pending`/`pending_bytes` count exactly the slots that are not `Settled`;
+//!   `dlq_bytes` is the sum of the framed lengths of the dead-letter entries' publish records
+//!   (they keep their segments, so they hold disk as pending messages do).
 //! - `seg_live[s]` counts the pending messages and dead-letter entries whose publish record is
 //!   in segment `s`; a segment is deleted only when this is zero (see `queue::maintenance`).
 //! - `attempts` only grows (a replay from the dead-letter queue is a new message).
@@ -229,6 +231,7 @@ pub(crate) struct State {
     pub dlq: BTreeMap<u64, DlqEntry>,
     pub pending: u64,
     pub pending_bytes: u64,
+    pub dlq_bytes: u64,
     pub seg_live: BTreeMap<u32, u32>,
     pub counters: Counters,
     /// Fingerprint (`hi`) of each id pending or dead-lettered -> its position.
@@ -331,6 +334,7 @@ impl State {
         if let Some(key) = replay_of
             && let Some(entry) = self.dlq.remove(&key)
         {
+            self.dlq_bytes -= u64::from(entry.loc.len);
             self.live_dec(entry.loc.seg);
             self.counters.replayed += 1;
         }
@@ -446,6 +450,7 @@ impl State {
         let Some(slot) = self.settle(seq, true) else {
             return false;
         };
+        self.dlq_bytes += u64::from(slot.len);
         self.dlq.insert(
             seq,
             DlqEntry {
@@ -476,6 +481,7 @@ impl State {
     pub fn on_purge(&mut self, key: u64) -> bool {
         match self.dlq.remove(&key) {
             Some(e) => {
+                self.dlq_bytes -= u64::from(e.loc.len);
                 self.live_dec(e.loc.seg);
                 self.counters.purged += 1;
                 true
@@ -669,7 +675,10 @@ impl State {
     /// Adds a restored dead-letter entry.
     pub fn restore_dlq(&mut self, key: u64, e: DlqEntry) {
         self.live_inc(e.loc.seg);
-        self.dlq.insert(key, e);
+        self.dlq_bytes += u64::from(e.loc.len);
+        if let Some(old) = self.dlq.insert(key, e) {
+            self.dlq_bytes -= u64::from(old.loc.len);
+        }
     }
 }
 

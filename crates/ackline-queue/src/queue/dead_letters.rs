@@ -12,7 +12,8 @@
 //!   (its payload the raw bytes, up to 1 MiB, its id saying why) but never replayed: one
 //!   unreadable entry hides nothing else from an operator.
 //! - Replays and purges return once durable; a replay that would take the queue over its
-//!   `max_bytes` is refused whole.
+//!   `max_bytes` is refused whole. Dead-letter entries count toward `max_bytes` (their
+//!   records hold disk until replayed or purged), so a replay adds only its framing.
 
 use super::Queue;
 use super::reader::StoredMessage;
@@ -87,10 +88,12 @@ impl<'q> DeadLetterQueue<'q> {
             .filter_map(|v| v.readable.then_some(v.entry))
             .collect();
         let mut inner = s.inner.lock();
+        // Each replayed entry leaves the dead-letter queue as its copy is published: only the
+        // copy's extra framing (the replayed key) is new.
         let needed: u64 = chosen
             .iter()
-            .filter_map(|d| inner.st.dlq.get(&d.key))
-            .map(|e| u64::from(e.loc.len) + 9)
+            .filter(|d| inner.st.dlq.contains_key(&d.key))
+            .map(|_| 9)
             .sum();
         s.check_room(&inner, needed)?;
         let mut n = 0;

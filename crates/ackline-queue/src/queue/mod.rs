@@ -290,6 +290,7 @@ impl Queue {
             delayed,
             dead_letters: st.dlq.len() as u64,
             pending_bytes: st.pending_bytes,
+            dead_letter_bytes: st.dlq_bytes,
             segments: inner.log.segs.len() as u64,
             next_seq: st.next_seq,
             published: c.published,

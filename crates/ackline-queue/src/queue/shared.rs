@@ -155,12 +155,15 @@ impl Shared {
         }
     }
 
-    /// Refuses `needed` more pending bytes if they would take the queue over `max_bytes`.
+    /// Refuses `needed` more bytes if they would take the queue's pending messages and
+    /// dead-letter entries together over `max_bytes` (both keep their records on disk).
     pub(super) fn check_room(&self, inner: &Inner, needed: u64) -> Result<(), PublishError> {
-        if inner.st.pending_bytes + needed > self.opts.max_bytes {
+        let held = inner.st.pending_bytes + inner.st.dlq_bytes;
+        if held.saturating_add(needed) > self.opts.max_bytes {
             return Err(PublishError::Full {
                 queue: self.name.to_string(),
                 pending_bytes: inner.st.pending_bytes,
+                dead_letter_bytes: inner.st.dlq_bytes,
                 limit_bytes: self.opts.max_bytes,
                 needed_bytes: needed,
             });

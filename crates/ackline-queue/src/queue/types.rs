@@ -174,6 +174,9 @@ pub struct QueueStats {
     pub dead_letters: u64,
     /// Bytes of pending messages (framed).
     pub pending_bytes: u64,
+    /// Bytes of the dead-letter entries' messages (framed); with `pending_bytes` what
+    /// `max_bytes` limits.
+    pub dead_letter_bytes: u64,
     /// Segment files.
     pub segments: u64,
     /// Next queue position.
