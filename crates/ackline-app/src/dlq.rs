@@ -100,6 +100,8 @@ pub struct StatsView {
     delayed: u64,
     dead_letters: u64,
     pending_bytes: u64,
+    /// Bytes the dead letters hold; with `pending_bytes` what the queue's byte limit counts.
+    dead_letter_bytes: u64,
     segments: u64,
     next_seq: u64,
     recovery_micros: u64,
@@ -120,6 +122,7 @@ pub fn stats_view(q: &Queue) -> StatsView {
         delayed: s.delayed,
         dead_letters: s.dead_letters,
         pending_bytes: s.pending_bytes,
+        dead_letter_bytes: s.dead_letter_bytes,
         segments: s.segments,
         next_seq: s.next_seq,
         recovery_micros: r.micros,
@@ -173,7 +176,7 @@ pub fn queue_cmd(
         }
         for v in &all.queues {
             s += &format!(
-                "{}: {} pending ({} ready, {} leased, {} delayed), {} dead letters, {} bytes pending, {} segments, next position {}\n  recovery {:.2} ms, {} torn tails truncated, {} corrupt ranges, {} messages dead-lettered as corrupt\n",
+                "{}: {} pending ({} ready, {} leased, {} delayed), {} dead letters, {} bytes pending, {} bytes in dead letters, {} segments, next position {}\n  recovery {:.2} ms, {} torn tails truncated, {} corrupt ranges, {} messages dead-lettered as corrupt\n",
                 v.queue,
                 v.pending,
                 v.ready,
@@ -181,6 +184,7 @@ pub fn queue_cmd(
                 v.delayed,
                 v.dead_letters,
                 v.pending_bytes,
+                v.dead_letter_bytes,
                 v.segments,
                 v.next_seq,
                 v.recovery_micros as f64 / 1000.0,

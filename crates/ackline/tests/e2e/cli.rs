@@ -179,6 +179,13 @@ fn demo_json_and_dlq_tools_on_its_queue() {
     let o = run(&["dlq", "show", "--queue", "demo", "999999999"], dir.path());
     assert_eq!(o.status.code(), Some(1));
 
+    // The dead letters' bytes are shown (they count toward the queue's byte limit).
+    let s = json(&run(&["--json", "queue", "stats", "demo"], dir.path()));
+    assert!(
+        s["queues"][0]["dead_letter_bytes"].as_u64().unwrap() > 0,
+        "{s}"
+    );
+
     // Purge the poison ones, replay the rest; the queue then holds the replayed ones.
     let p = json(&run(
         &[
@@ -201,6 +208,7 @@ fn demo_json_and_dlq_tools_on_its_queue() {
     let s = json(&run(&["--json", "queue", "stats", "demo"], dir.path()));
     assert_eq!(s["queues"][0]["pending"].as_u64(), Some(dead - poison));
     assert_eq!(s["queues"][0]["dead_letters"].as_u64(), Some(0));
+    assert_eq!(s["queues"][0]["dead_letter_bytes"].as_u64(), Some(0));
     let l = json(&run(
         &["--json", "dlq", "list", "--queue", "demo"],
         dir.path(),
