@@ -1,0 +1,879 @@
+//! A consumer: one member of the topic's consumer group, with client-side leases, offsets
+//! committed per partition as the end of the contiguous settled prefix ([`OffsetTracker`]).
+//!
+//! Threads and tasks:
+//! - The pump thread (one OS thread per consumer) polls librdkafka all the time, so heartbeats,
+//!   rebalances and `max.poll.interval.ms` are served whatever the worker does. It buffers the
+//!   records it reads (`ready`; retry records not yet due wait in `delayed`) and pauses the
+//!   assignment while buffered plus held records reach `prefetch`.
+//! - `receive` hands buffered records out as deliveries (a fresh key each, the attempt from
+//!   `ackline.attempts` + 1) with a lease deadline.
+//! - The reaper task (every `poll_interval`) releases deliveries whose lease expired, copies
+//!   that failed before, and commits what a failed commit left.
+//!
+//! How each settlement maps:
+//! - `Ack`: the record is settled in its tracker and the prefix committed (sync).
+//! - `Nack(delay)`: a copy goes to `<topic>.retry` with `ackline.attempts` = this attempt and
+//!   `ackline.not_before` = now + delay; at `max_attempts` it goes to `<topic>.dlq` instead
+//!   (reason `max attempts exceeded`). Only once the copy is confirmed is the original settled
+//!   and committed.
+//! - `Reject(reason)`: a copy goes to `<topic>.dlq`, then as above.
+//! - `Extend(lease)`: a new deadline; nothing is sent.
+//! - An expired lease, `close` and drop release the delivery as a `Nack` with no delay (the
+//!   error [`UNSETTLED`]); `close` also hands records it read but never delivered to the retry
+//!   topic (attempts unchanged), so the group's offsets can move past everything it read.
+//!
+//! Rebalances: when partitions are revoked (on the pump thread, inside librdkafka's callback)
+//! the consumer drops their undelivered records, then waits up to `KafkaOptions::revoke_grace`
+//! for the deliveries it holds from them to be settled and committed, so the next owner starts
+//! after them; past it, the remaining ones are fenced (`Stale`) and the next owner redelivers
+//! them from the committed offset (at the attempt they had).
+//!
+//! Invariants:
+//! - Held deliveries never exceed `prefetch`.
+//! - A tracker's records are settled only by settlements of its own generation (a partition
+//!   revoked and assigned again gets a new tracker), so a late settlement of an earlier
+//!   assignment never moves the new one's offset.
+//! - Commits are serialized (one at a time per consumer) and only move forward.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle as ThreadHandle;
+use std::time::Duration;
+
+use ackline_broker::fence::{self, Ended};
+use ackline_broker::{
+    BrokerError, ConsumerOptions, Delivery, MAX_REASON_BYTES, REASON_MAX_ATTEMPTS, SettleError,
+    Settlement, Tag, backoff,
+};
+use parking_lot::{Condvar, Mutex};
+use rdkafka::Message as _;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::message::{BorrowedMessage, Headers as _};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::client::{self, Record, classify};
+use crate::tracker::OffsetTracker;
+use crate::{Inner, NAME, now_ms, wire};
+
+/// The error recorded when a delivery ends without a settlement.
+pub const UNSETTLED: &str = "delivery ended without a settlement (worker closed or lease expired)";
+
+/// Which of the two topics a consumer reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Src {
+    Main,
+    Retry,
+}
+
+type Tp = (Src, i32);
+
+/// A record read, not yet settled.
+#[derive(Debug, Clone)]
+struct Rec {
+    tp: Tp,
+    generation: u64,
+    offset: i64,
+    id: String,
+    headers: Vec<(String, String)>,
+    payload: Vec<u8>,
+    enqueued_at: u64,
+    /// Deliveries that ended before this record was written.
+    attempts: u32,
+    not_before: u64,
+    first_failure: Option<u64>,
+    error: Option<String>,
+}
+
+struct Held {
+    rec: Rec,
+    attempt: u32,
+    deadline: Instant,
+    settling: bool,
+}
+
+impl fence::Held for Held {
+    fn attempt(&self) -> u32 {
+        self.attempt
+    }
+    fn settling(&self) -> bool {
+        self.settling
+    }
+}
+
+/// A copy to write before `rec` may be settled (none for an ack).
+#[derive(Clone)]
+struct Job {
+    rec: Rec,
+    copy: Option<Record>,
+}
+
+#[derive(Default)]
+struct State {
+    held: HashMap<u64, Held>,
+    ended: Ended,
+    next_key: u64,
+    ready: VecDeque<Rec>,
+    delayed: Vec<Rec>,
+    trackers: HashMap<Tp, (u64, OffsetTracker)>,
+    next_gen: u64,
+    /// Releases to (re)try: fenced already.
+    releases: Vec<Rec>,
+    /// A receive error to report (the pump saw it).
+    error: Option<BrokerError>,
+}
+
+impl State {
+    fn buffered(&self) -> usize {
+        self.held.len() + self.ready.len() + self.delayed.len()
+    }
+
+    /// Whether `tp` still has deliveries out or settled records not yet committed.
+    fn busy(&self, tp: Tp) -> bool {
+        self.held.values().any(|h| h.rec.tp == tp)
+            || self.releases.iter().any(|r| r.tp == tp)
+            || self
+                .trackers
+                .get(&tp)
+                .is_some_and(|(_, t)| t.committable().is_some())
+    }
+
+    fn settle_offset(&mut self, rec: &Rec) -> bool {
+        match self.trackers.get_mut(&rec.tp) {
+            Some((g, t)) if *g == rec.generation => t.settled(rec.offset),
+            _ => false,
+        }
+    }
+}
+
+struct Board {
+    state: Mutex<State>,
+    changed: Condvar,
+    ready: Notify,
+}
+
+/// librdkafka's callbacks: revocations drain the revoked partitions (see the module doc).
+struct Ctx {
+    sync: Arc<Board>,
+    topics: [String; 2],
+    grace: Duration,
+}
+
+impl ClientContext for Ctx {}
+
+impl Ctx {
+    fn src(&self, topic: &str) -> Option<Src> {
+        if topic == self.topics[0] {
+            Some(Src::Main)
+        } else if topic == self.topics[1] {
+            Some(Src::Retry)
+        } else {
+            None
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        let tps: Vec<Tp> = tpl
+            .elements()
+            .iter()
+            .filter_map(|e| Some((self.src(e.topic())?, e.partition())))
+            .collect();
+        let mut st = self.sync.state.lock();
+        st.ready.retain(|r| !tps.contains(&r.tp));
+        st.delayed.retain(|r| !tps.contains(&r.tp));
+        let deadline = std::time::Instant::now() + self.grace;
+        while tps.iter().any(|&tp| st.busy(tp)) {
+            if self.sync.changed.wait_until(&mut st, deadline).timed_out() {
+                break;
+            }
+        }
+        let fenced: Vec<u64> = st
+            .held
+            .iter()
+            .filter(|(_, h)| tps.contains(&h.rec.tp))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &fenced {
+            if let Some(h) = st.held.remove(k) {
+                st.ended.gone(*k, h.attempt);
+            }
+        }
+        st.releases.retain(|r| !tps.contains(&r.tp));
+        for tp in &tps {
+            st.trackers.remove(tp);
+        }
+        if !fenced.is_empty() {
+            tracing::warn!(
+                fenced = fenced.len(),
+                "kafka: partitions revoked with deliveries still unsettled; the next owner redelivers them"
+            );
+        }
+        drop(st);
+        self.sync.ready.notify_waiters();
+    }
+}
+
+type Kc = BaseConsumer<Ctx>;
+
+struct Shared {
+    inner: Arc<Inner>,
+    opts: ConsumerOptions,
+    token: Arc<str>,
+    /// Taken out at close, so that the consumer is closed (it leaves the group) off the
+    /// runtime's threads.
+    kc: Mutex<Option<Arc<Kc>>>,
+    sync: Arc<Board>,
+    commit_lock: tokio::sync::Mutex<()>,
+    closed: Arc<AtomicBool>,
+}
+
+/// A consumer of a [`crate::KafkaBroker`]'s topic and retry topic.
+pub struct KafkaConsumer {
+    shared: Arc<Shared>,
+    pump: Option<ThreadHandle<()>>,
+    reaper: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for KafkaConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConsumer")
+            .field("token", &self.shared.token)
+            .finish_non_exhaustive()
+    }
+}
+
+fn rec_of(m: &BorrowedMessage<'_>, src: Src, generation: u64) -> Rec {
+    let (meta, headers) = match m.headers() {
+        Some(h) => wire::decode(h.iter().map(|h| (h.key, h.value))),
+        None => wire::decode(std::iter::empty()),
+    };
+    let id = meta.id.unwrap_or_else(|| {
+        // Not written by ackline: a stable id from where the record is.
+        format!("{}:{}:{}", m.topic(), m.partition(), m.offset())
+    });
+    let enqueued_at = meta.enqueued_at.unwrap_or_else(|| {
+        m.timestamp()
+            .to_millis()
+            .and_then(|t| u64::try_from(t).ok())
+            .unwrap_or_else(now_ms)
+    });
+    Rec {
+        tp: (src, m.partition()),
+        generation,
+        offset: m.offset(),
+        id,
+        headers,
+        payload: m.payload().unwrap_or_default().to_vec(),
+        enqueued_at,
+        attempts: meta.attempts,
+        not_before: meta.not_before.unwrap_or(0),
+        first_failure: meta.first_failure,
+        error: meta.error,
+    }
+}
+
+/// The pump thread's loop (see the module doc).
+fn pump(kc: Arc<Kc>, sync: Arc<Board>, closed: Arc<AtomicBool>, prefetch: usize, every: Duration) {
+    let mut paused = false;
+    let mut failures = 0u32;
+    while !closed.load(Ordering::Acquire) {
+        let full = sync.state.lock().buffered() >= prefetch;
+        if (full || paused)
+            && let Ok(a) = kc.assignment()
+        {
+            let r = if full { kc.pause(&a) } else { kc.resume(&a) };
+            if r.is_ok() {
+                paused = full;
+            }
+        }
+        match kc.poll(every) {
+            None => {}
+            Some(Ok(m)) => {
+                failures = 0;
+                let src = match m.topic() {
+                    t if t == kc.context().topics[0] => Src::Main,
+                    _ => Src::Retry,
+                };
+                let mut st = sync.state.lock();
+                let tp = (src, m.partition());
+                let generation = match st.trackers.get(&tp) {
+                    Some((g, _)) => *g,
+                    None => {
+                        st.next_gen += 1;
+                        let g = st.next_gen;
+                        st.trackers.insert(tp, (g, OffsetTracker::new()));
+                        g
+                    }
+                };
+                let rec = rec_of(&m, src, generation);
+                if let Some((_, t)) = st.trackers.get_mut(&tp) {
+                    t.received(rec.offset);
+                }
+                if rec.not_before > now_ms() {
+                    st.delayed.push(rec);
+                } else {
+                    st.ready.push_back(rec);
+                    drop(st);
+                    sync.ready.notify_waiters();
+                }
+            }
+            Some(Err(e)) => {
+                let err = classify("consuming", &e);
+                tracing::warn!(error = %err, "kafka: poll failed");
+                sync.state.lock().error = Some(err);
+                sync.ready.notify_waiters();
+                std::thread::sleep(
+                    backoff::Backoff {
+                        base: every,
+                        cap: Duration::from_secs(2),
+                    }
+                    .delay(failures),
+                );
+                failures = failures.saturating_add(1);
+            }
+        }
+        // Due retry records become deliverable.
+        let now = now_ms();
+        let mut st = sync.state.lock();
+        if st.delayed.iter().any(|r| r.not_before <= now) {
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut st.delayed)
+                .into_iter()
+                .partition(|r| r.not_before <= now);
+            st.delayed = later;
+            st.ready.extend(due);
+            drop(st);
+            sync.ready.notify_waiters();
+        }
+    }
+}
+
+impl KafkaConsumer {
+    pub(crate) async fn start(
+        inner: Arc<Inner>,
+        opts: ConsumerOptions,
+    ) -> Result<KafkaConsumer, BrokerError> {
+        if opts.prefetch == 0 {
+            return Err(BrokerError::Invalid {
+                backend: NAME,
+                reason: "prefetch must be at least 1".into(),
+            });
+        }
+        let token: Arc<str> = format!("c{:016x}", backoff::random_u64()).into();
+        let sync = Arc::new(Board {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            ready: Notify::new(),
+        });
+        let ctx = Ctx {
+            sync: sync.clone(),
+            topics: [inner.topic.clone(), inner.retry.clone()],
+            grace: inner.opts.revoke_grace,
+        };
+        let mut c = client::config(&inner.bootstrap, &inner.opts);
+        c.set("group.id", &inner.opts.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set(
+                "session.timeout.ms",
+                inner.opts.session_timeout.as_millis().to_string(),
+            );
+        if !inner
+            .opts
+            .client_config
+            .iter()
+            .any(|(k, _)| k == "partition.assignment.strategy")
+        {
+            c.set("partition.assignment.strategy", "cooperative-sticky");
+        }
+        let kc: Kc = c
+            .create_with_context(ctx)
+            .map_err(|e| classify("creating the consumer", &e))?;
+        kc.subscribe(&[&inner.topic, &inner.retry])
+            .map_err(|e| classify("subscribing", &e))?;
+        let kc = Arc::new(kc);
+        let closed = Arc::new(AtomicBool::new(false));
+        let pump = {
+            let (kc, sync, closed) = (kc.clone(), sync.clone(), closed.clone());
+            let every = inner.opts.poll_interval;
+            let prefetch = opts.prefetch;
+            std::thread::Builder::new()
+                .name("ackline-kafka-pump".into())
+                .spawn(move || pump(kc, sync, closed, prefetch, every))
+                .map_err(|e| BrokerError::Fatal {
+                    backend: NAME,
+                    reason: format!("starting the consumer thread: {e}"),
+                })?
+        };
+        let shared = Arc::new(Shared {
+            inner,
+            opts,
+            token,
+            kc: Mutex::new(Some(kc)),
+            sync,
+            commit_lock: tokio::sync::Mutex::new(()),
+            closed,
+        });
+        let reaper = tokio::spawn(reap_loop(shared.clone()));
+        Ok(KafkaConsumer {
+            shared,
+            pump: Some(pump),
+            reaper: Some(reaper),
+        })
+    }
+}
+
+impl Shared {
+    fn kc(&self) -> Result<Arc<Kc>, BrokerError> {
+        self.kc
+            .lock()
+            .clone()
+            .ok_or_else(|| client::unavailable("the consumer is closed"))
+    }
+
+    fn topic(&self, src: Src) -> &str {
+        match src {
+            Src::Main => &self.inner.topic,
+            Src::Retry => &self.inner.retry,
+        }
+    }
+
+    /// The copy that sends `rec` (delivered `attempt` times in all) back for a retry at
+    /// `not_before`, or to the dead-letter topic at `max_attempts`.
+    fn retry_or_dead(&self, rec: &Rec, attempt: u32, not_before: u64, error: &str) -> Record {
+        if attempt >= self.inner.opts.max_attempts {
+            self.dead_copy(rec, attempt, REASON_MAX_ATTEMPTS, error)
+        } else {
+            let now = now_ms();
+            Record {
+                topic: self.inner.retry.clone(),
+                key: rec.id.clone(),
+                headers: rec.headers.clone(),
+                meta: wire::Meta {
+                    id: Some(rec.id.clone()),
+                    enqueued_at: Some(rec.enqueued_at),
+                    attempts: attempt,
+                    not_before: Some(not_before),
+                    first_failure: Some(rec.first_failure.unwrap_or(now)),
+                    error: Some(error.to_owned()),
+                    ..wire::Meta::default()
+                },
+                payload: rec.payload.clone(),
+            }
+        }
+    }
+
+    fn dead_copy(&self, rec: &Rec, attempts: u32, reason: &str, error: &str) -> Record {
+        let now = now_ms();
+        Record {
+            topic: self.inner.dlq.clone(),
+            key: rec.id.clone(),
+            headers: rec.headers.clone(),
+            meta: wire::Meta {
+                id: Some(rec.id.clone()),
+                enqueued_at: Some(rec.enqueued_at),
+                attempts,
+                first_failure: Some(rec.first_failure.unwrap_or(now)),
+                last_failure: Some(now),
+                reason: Some(reason.to_owned()),
+                error: Some(error.to_owned()),
+                ..wire::Meta::default()
+            },
+            payload: rec.payload.clone(),
+        }
+    }
+
+    /// Writes the jobs' copies; returns, per job, whether its copy (if any) is confirmed.
+    async fn write(&self, jobs: &[Job]) -> Vec<Result<(), BrokerError>> {
+        let copies: Vec<Record> = jobs.iter().filter_map(|j| j.copy.clone()).collect();
+        let mut outcomes = self.inner.producer.send_each(copies).await.into_iter();
+        jobs.iter()
+            .map(|j| match j.copy {
+                Some(_) => outcomes
+                    .next()
+                    .unwrap_or_else(|| Err(client::unavailable("a copy went missing"))),
+                None => Ok(()),
+            })
+            .collect()
+    }
+
+    /// Commits every tracker's settled prefix (one commit at a time).
+    async fn commit(self: &Arc<Self>) -> Result<(), BrokerError> {
+        let _one = self.commit_lock.lock().await;
+        let mut tpl = TopicPartitionList::new();
+        let mut planned = Vec::new();
+        {
+            let st = self.sync.state.lock();
+            for (&tp, (generation, t)) in &st.trackers {
+                if let Some(o) = t.committable() {
+                    tpl.add_partition_offset(self.topic(tp.0), tp.1, Offset::Offset(o))
+                        .map_err(|e| classify("commit", &e))?;
+                    planned.push((tp, *generation, o));
+                }
+            }
+        }
+        if planned.is_empty() {
+            return Ok(());
+        }
+        let kc = self.kc()?;
+        client::blocking(move || {
+            kc.commit(&tpl, CommitMode::Sync)
+                .map_err(|e| classify("committing offsets", &e))
+        })
+        .await?;
+        let mut st = self.sync.state.lock();
+        for (tp, generation, o) in planned {
+            if let Some((g, t)) = st.trackers.get_mut(&tp)
+                && *g == generation
+            {
+                t.committed(o);
+            }
+        }
+        drop(st);
+        self.sync.changed.notify_all();
+        Ok(())
+    }
+
+    /// Releases fenced records: copies with attempts + 1 (or dead letters), then commits.
+    /// Those whose copy failed stay queued for the next round.
+    async fn release(self: &Arc<Self>, recs: Vec<Rec>, bump: bool) -> Result<(), BrokerError> {
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let jobs: Vec<Job> = recs
+            .into_iter()
+            .map(|rec| {
+                let attempts = rec.attempts + u32::from(bump);
+                let copy = if bump {
+                    self.retry_or_dead(&rec, attempts, 0, UNSETTLED)
+                } else {
+                    let mut c = self.retry_or_dead(&rec, 0, rec.not_before, "");
+                    // Never delivered: handed back as it was.
+                    c.meta.attempts = rec.attempts;
+                    c.meta.first_failure = rec.first_failure;
+                    c.meta.error = rec.error.clone();
+                    c
+                };
+                Job {
+                    rec,
+                    copy: Some(copy),
+                }
+            })
+            .collect();
+        let outcomes = self.write(&jobs).await;
+        let mut first_err = None;
+        {
+            let mut st = self.sync.state.lock();
+            for (j, r) in jobs.into_iter().zip(outcomes) {
+                match r {
+                    Ok(()) => {
+                        st.settle_offset(&j.rec);
+                        if j.copy.as_ref().is_some_and(|c| c.topic == self.inner.dlq) {
+                            self.inner
+                                .counters
+                                .add(&self.inner.counters.dead_lettered, 1);
+                        }
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                        st.releases.push(j.rec);
+                    }
+                }
+            }
+        }
+        self.sync.changed.notify_all();
+        self.commit().await?;
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Fences and releases every held delivery and every buffered record (close, drop).
+    async fn release_all(self: &Arc<Self>) {
+        let (held, buffered) = {
+            let mut st = self.sync.state.lock();
+            let held: Vec<(u64, Held)> = st.held.drain().collect();
+            let mut buffered: Vec<Rec> = st.ready.drain(..).collect();
+            buffered.append(&mut st.delayed);
+            buffered.append(&mut st.releases);
+            for (k, h) in &held {
+                st.ended.gone(*k, h.attempt);
+            }
+            self.inner.counters.in_flight_sub(held.len());
+            (held, buffered)
+        };
+        let held: Vec<Rec> = held.into_iter().map(|(_, h)| h.rec).collect();
+        let backoff = backoff::Backoff {
+            base: self.inner.opts.poll_interval,
+            cap: Duration::from_secs(1),
+        };
+        if let Err(e) = self.release(held, true).await {
+            tracing::warn!(error = %e, "kafka: releasing deliveries at close failed");
+        }
+        if let Err(e) = self.release(buffered, false).await {
+            tracing::warn!(error = %e, "kafka: handing back buffered records at close failed");
+        }
+        // Copies that failed: a few more tries, then the group redelivers them.
+        for n in 0..3 {
+            let again = std::mem::take(&mut self.sync.state.lock().releases);
+            if again.is_empty() {
+                break;
+            }
+            tokio::time::sleep(backoff.delay(n)).await;
+            let _ = self.release(again, true).await;
+        }
+    }
+}
+
+/// Releases expired leases and retries failed releases and commits, every `poll_interval`.
+async fn reap_loop(shared: Arc<Shared>) {
+    let every = shared.inner.opts.poll_interval;
+    while !shared.closed.load(Ordering::Acquire) {
+        tokio::time::sleep(every).await;
+        let now = Instant::now();
+        let recs = {
+            let mut st = shared.sync.state.lock();
+            let expired: Vec<u64> = st
+                .held
+                .iter()
+                .filter(|(_, h)| !h.settling && h.deadline <= now)
+                .map(|(k, _)| *k)
+                .collect();
+            let mut recs = std::mem::take(&mut st.releases);
+            for k in &expired {
+                if let Some(h) = st.held.remove(k) {
+                    st.ended.gone(*k, h.attempt);
+                    recs.push(h.rec);
+                }
+            }
+            let c = &shared.inner.counters;
+            c.add(&c.lease_expired, expired.len());
+            c.in_flight_sub(expired.len());
+            recs
+        };
+        if !recs.is_empty() {
+            shared.sync.changed.notify_all();
+            if let Err(e) = shared.release(recs, true).await {
+                tracing::warn!(error = %e, "kafka: releasing expired deliveries failed; retrying");
+            }
+        } else if let Err(e) = shared.commit().await {
+            tracing::warn!(error = %e, "kafka: commit failed; retrying");
+        }
+    }
+}
+
+impl ackline_broker::Consumer for KafkaConsumer {
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BrokerError> {
+        let s = &self.shared;
+        let deadline = Instant::now() + wait;
+        loop {
+            let notified = s.sync.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut st = s.sync.state.lock();
+                if let Some(e) = st.error.take() {
+                    return Err(e);
+                }
+                let room = s.opts.prefetch.saturating_sub(st.held.len());
+                let n = max.min(room).min(st.ready.len());
+                if n > 0 {
+                    let lease_end = Instant::now() + s.opts.lease;
+                    let mut out = Vec::with_capacity(n);
+                    for rec in st.ready.drain(..n).collect::<Vec<_>>() {
+                        st.next_key += 1;
+                        let key = st.next_key;
+                        let attempt = rec.attempts.saturating_add(1);
+                        out.push(Delivery {
+                            tag: Tag {
+                                key,
+                                attempt,
+                                token: Some(s.token.clone()),
+                            },
+                            id: rec.id.clone(),
+                            headers: rec.headers.clone(),
+                            payload: rec.payload.clone(),
+                            enqueued_at: rec.enqueued_at,
+                        });
+                        st.held.insert(
+                            key,
+                            Held {
+                                rec,
+                                attempt,
+                                deadline: lease_end,
+                                settling: false,
+                            },
+                        );
+                    }
+                    let c = &s.inner.counters;
+                    c.add(&c.delivered, out.len());
+                    c.add(&c.in_flight, out.len());
+                    c.add(
+                        &c.redelivered,
+                        out.iter().filter(|d| d.attempt() > 1).count(),
+                    );
+                    return Ok(out);
+                }
+            }
+            if s.closed.load(Ordering::Acquire)
+                || tokio::time::timeout_at(deadline, notified).await.is_err()
+            {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn settle(
+        &self,
+        items: Vec<(Tag, Settlement)>,
+    ) -> Result<Vec<Result<(), SettleError>>, BrokerError> {
+        let s = &self.shared;
+        let now = now_ms();
+        let mut results: Vec<Option<Result<(), SettleError>>> = vec![None; items.len()];
+        let mut jobs = Vec::new(); // (index, key, attempt, Job)
+        {
+            let mut st = s.sync.state.lock();
+            let State { held, ended, .. } = &mut *st;
+            for (i, (tag, how)) in items.into_iter().enumerate() {
+                let h = match fence::admit(held, ended, &tag, &s.token, true) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        results[i] = Some(Err(e));
+                        continue;
+                    }
+                };
+                let copy = match how.bounded(MAX_REASON_BYTES) {
+                    Settlement::Extend { lease } => {
+                        h.deadline = Instant::now() + lease;
+                        results[i] = Some(Ok(()));
+                        continue;
+                    }
+                    Settlement::Ack => None,
+                    Settlement::Nack { delay, error } => {
+                        let due = now
+                            .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+                        Some(s.retry_or_dead(&h.rec, h.attempt, due, &error))
+                    }
+                    Settlement::Reject { reason } => {
+                        let last = h.rec.error.clone().unwrap_or_else(|| reason.clone());
+                        Some(s.dead_copy(&h.rec, h.attempt, &reason, &last))
+                    }
+                };
+                h.settling = true;
+                jobs.push((
+                    i,
+                    tag.key,
+                    Job {
+                        rec: h.rec.clone(),
+                        copy,
+                    },
+                ));
+            }
+        }
+        let outcomes = s
+            .write(&jobs.iter().map(|(_, _, j)| j).cloned().collect::<Vec<_>>())
+            .await;
+        let mut failed = None;
+        {
+            let mut st = s.sync.state.lock();
+            let c = &s.inner.counters;
+            for ((i, key, job), r) in jobs.into_iter().zip(outcomes) {
+                if let Err(e) = r {
+                    if let Some(h) = st.held.get_mut(&key) {
+                        h.settling = false;
+                    }
+                    failed.get_or_insert(e);
+                    continue;
+                }
+                let Some(h) = st.held.remove(&key) else {
+                    // Fenced meanwhile (revoked): its next owner redelivers the original.
+                    results[i] = Some(Err(SettleError::Stale {
+                        attempt: job.rec.attempts + 1,
+                        current: job.rec.attempts + 2,
+                    }));
+                    continue;
+                };
+                st.ended.settled(key);
+                st.settle_offset(&h.rec);
+                c.in_flight_sub(1);
+                match &job.copy {
+                    None => c.add(&c.acked, 1),
+                    Some(r) if r.topic == s.inner.dlq => c.add(&c.dead_lettered, 1),
+                    Some(_) => c.add(&c.nacked, 1),
+                }
+                results[i] = Some(Ok(()));
+            }
+        }
+        s.sync.changed.notify_all();
+        s.sync.ready.notify_waiters();
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        s.commit().await?;
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(SettleError::Unknown)))
+            .collect())
+    }
+
+    async fn close(mut self) {
+        self.shutdown().await;
+    }
+}
+
+impl KafkaConsumer {
+    async fn shutdown(&mut self) {
+        let s = self.shared.clone();
+        s.closed.store(true, Ordering::Release);
+        s.sync.ready.notify_waiters();
+        if let Some(r) = self.reaper.take() {
+            let _ = r.await;
+        }
+        s.release_all().await;
+        // The pump stops within one poll; leaving the group (rd_kafka_consumer_close in the
+        // consumer's drop, which serves the last revocation) blocks, so both happen off the
+        // runtime's threads.
+        let pump = self.pump.take();
+        let kc = s.kc.lock().take();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(p) = pump {
+                let _ = p.join();
+            }
+            drop(kc);
+        })
+        .await;
+    }
+}
+
+impl Drop for KafkaConsumer {
+    fn drop(&mut self) {
+        if self.pump.is_none() {
+            return; // closed
+        }
+        let mut me = KafkaConsumer {
+            shared: self.shared.clone(),
+            pump: self.pump.take(),
+            reaper: self.reaper.take(),
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn(async move { me.shutdown().await });
+            }
+            Err(_) => {
+                me.shared.closed.store(true, Ordering::Release);
+                if let Some(p) = me.pump.take() {
+                    let _ = p.join();
+                }
+            }
+        }
+    }
+}
