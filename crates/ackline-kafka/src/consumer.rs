@@ -27,7 +27,9 @@
 //! the consumer drops their undelivered records, then waits up to `KafkaOptions::revoke_grace`
 //! for the deliveries it holds from them to be settled and committed, so the next owner starts
 //! after them; past it, the remaining ones are fenced (`Stale`) and the next owner redelivers
-//! them from the committed offset (at the attempt they had).
+//! them from the committed offset (at the attempt they had). Partitions *lost* (librdkafka's
+//! `assignment_lost`: the member was fenced or its session expired) are fenced at once, with
+//! no wait: another member may own them already.
 //!
 //! Invariants:
 //! - Held deliveries never exceed `prefetch`.
@@ -179,7 +181,7 @@ impl Ctx {
 }
 
 impl ConsumerContext for Ctx {
-    fn pre_rebalance(&self, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(tpl) = rebalance else {
             return;
         };
@@ -191,8 +193,11 @@ impl ConsumerContext for Ctx {
         let mut st = self.sync.state.lock();
         st.ready.retain(|r| !tps.contains(&r.tp));
         st.delayed.retain(|r| !tps.contains(&r.tp));
+        // Partitions lost (this member was fenced or its session expired) may be another
+        // member's already: nothing is waited for, what is held is fenced at once.
+        let lost = consumer.assignment_lost();
         let deadline = std::time::Instant::now() + self.grace;
-        while tps.iter().any(|&tp| st.busy(tp)) {
+        while !lost && tps.iter().any(|&tp| st.busy(tp)) {
             if self.sync.changed.wait_until(&mut st, deadline).timed_out() {
                 break;
             }
@@ -215,6 +220,7 @@ impl ConsumerContext for Ctx {
         if !fenced.is_empty() {
             tracing::warn!(
                 fenced = fenced.len(),
+                lost,
                 "kafka: partitions revoked with deliveries still unsettled; the next owner redelivers them"
             );
         }
@@ -832,47 +838,47 @@ impl ackline_broker::Consumer for KafkaConsumer {
 
 impl KafkaConsumer {
     async fn shutdown(&mut self) {
-        let s = self.shared.clone();
-        s.closed.store(true, Ordering::Release);
-        s.sync.ready.notify_waiters();
-        if let Some(r) = self.reaper.take() {
-            let _ = r.await;
-        }
-        s.release_all().await;
-        // The pump stops within one poll; leaving the group (rd_kafka_consumer_close in the
-        // consumer's drop, which serves the last revocation) blocks, so both happen off the
-        // runtime's threads.
-        let pump = self.pump.take();
-        let kc = s.kc.lock().take();
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Some(p) = pump {
-                let _ = p.join();
-            }
-            drop(kc);
-        })
-        .await;
+        shutdown(self.shared.clone(), self.pump.take(), self.reaper.take()).await;
     }
+}
+
+/// Stops the reaper, releases what the consumer holds, stops the pump thread and closes the
+/// librdkafka consumer (it leaves the group).
+async fn shutdown(s: Arc<Shared>, pump: Option<ThreadHandle<()>>, reaper: Option<JoinHandle<()>>) {
+    s.closed.store(true, Ordering::Release);
+    s.sync.ready.notify_waiters();
+    if let Some(r) = reaper {
+        let _ = r.await;
+    }
+    s.release_all().await;
+    // The pump stops within one poll; leaving the group (rd_kafka_consumer_close in the
+    // consumer's drop, which serves the last revocation) blocks, so both happen off the
+    // runtime's threads.
+    let kc = s.kc.lock().take();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(p) = pump {
+            let _ = p.join();
+        }
+        drop(kc);
+    })
+    .await;
 }
 
 impl Drop for KafkaConsumer {
     fn drop(&mut self) {
-        if self.pump.is_none() {
+        let Some(pump) = self.pump.take() else {
             return; // closed
-        }
-        let mut me = KafkaConsumer {
-            shared: self.shared.clone(),
-            pump: self.pump.take(),
-            reaper: self.reaper.take(),
         };
+        let (shared, reaper) = (self.shared.clone(), self.reaper.take());
+        shared.closed.store(true, Ordering::Release);
         match tokio::runtime::Handle::try_current() {
             Ok(h) => {
-                h.spawn(async move { me.shutdown().await });
+                // A runtime shutting down drops this task unrun: the pump then stops by the
+                // flag, and the group redelivers what was held after the session timeout.
+                h.spawn(shutdown(shared, Some(pump), reaper));
             }
             Err(_) => {
-                me.shared.closed.store(true, Ordering::Release);
-                if let Some(p) = me.pump.take() {
-                    let _ = p.join();
-                }
+                let _ = pump.join();
             }
         }
     }
