@@ -2,7 +2,7 @@
 //!
 //! [`KafkaBroker`] implements [`ackline_broker::Broker`], [`ackline_broker::Consumer`] (as
 //! [`KafkaConsumer`]) and [`ackline_broker::DeadLetters`] on a Kafka topic read by a consumer
-//! group, through librdkafka (the `rdkafka` crate, linked to the system's library). Kafka has
+//! group, through librdkafka (the `rdkafka` crate with the librdkafka sources it bundles). Kafka has
 //! offsets, not per-message acks, no delayed redelivery and no dead-letter queue; each is built
 //! here on the client. `docs/kafka.md` is the operator's version of this page, with what works,
 //! what does not yet, and where the test broker (tansu) differs from Kafka.
