@@ -196,6 +196,7 @@ impl ConsumerContext for Ctx {
         // Partitions lost (this member was fenced or its session expired) may be another
         // member's already: nothing is waited for, what is held is fenced at once.
         let lost = consumer.assignment_lost();
+        tracing::debug!(partitions = ?tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect::<Vec<_>>(), lost, "kafka: partitions revoked");
         let deadline = std::time::Instant::now() + self.grace;
         while !lost && tps.iter().any(|&tp| st.busy(tp)) {
             if self.sync.changed.wait_until(&mut st, deadline).timed_out() {

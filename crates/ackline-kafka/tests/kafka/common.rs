@@ -195,7 +195,7 @@ pub fn options(topic: &str, max_attempts: u32) -> KafkaOptions {
         replication: Some(1),
         session_timeout: Duration::from_secs(6),
         publish_timeout: Duration::from_secs(15),
-        revoke_grace: Duration::from_secs(5),
+        revoke_grace: Duration::from_secs(10),
         client_config: client_config(),
         ..KafkaOptions::default()
     }
@@ -209,13 +209,16 @@ pub fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// librdkafka settings of the tests' clients (docs/kafka.md, "tansu"): one record per produce
-/// batch, because tansu 0.6 takes a partition's high watermark as the last batch's base offset
-/// + 1, so the records after the first of a multi-record batch stay invisible to fetches and
-/// offset queries until more is produced; and fetches that wait at most 100 ms, because on
-/// tansu consumption after each pause and resume of the assignment (at the prefetch bound)
-/// waited about `fetch.wait.max.ms` (500 ms by default). `ACKLINE_KAFKA_DEBUG=cgrp,fetch,...` adds librdkafka's
-/// debug contexts (shown with `ACKLINE_TEST_LOG=debug`).
+/// librdkafka settings of the tests' clients (docs/kafka.md, "tansu"):
+/// - one record per produce batch: tansu 0.6 takes a partition's high watermark as the last
+///   batch's base offset plus one, so the records after the first of a multi-record batch
+///   stay invisible to fetches and offset queries until more is produced;
+/// - fetches that wait at most 100 ms: on tansu, consumption after each pause and resume of
+///   the assignment (at the prefetch bound) waited about `fetch.wait.max.ms` (500 ms by
+///   default).
+///
+/// `ACKLINE_KAFKA_DEBUG=cgrp,fetch,...` adds librdkafka's debug contexts (shown with
+/// `ACKLINE_TEST_LOG=debug`).
 pub fn client_config() -> Vec<(String, String)> {
     let mut c = vec![
         ("batch.num.messages".to_string(), "1".to_string()),

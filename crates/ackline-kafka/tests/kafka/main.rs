@@ -1,9 +1,11 @@
 //! The Kafka backend against private tansu servers (a Kafka-API broker; `common`), in one test
 //! binary:
 //! - `contract`: the backend contract suite;
+//! - `group`: a dropped consumer, and a consumer joining while another holds deliveries;
 //! - `wire`: what ackline leaves in Kafka (keys, headers, copies, committed offsets), read
 //!   with a plain librdkafka consumer.
 
 mod common;
 mod contract;
+mod group;
 mod wire;
