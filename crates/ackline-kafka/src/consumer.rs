@@ -7,7 +7,10 @@
 //!   records it reads (`ready`; retry records not yet due wait in `delayed`) and pauses the
 //!   assignment while buffered plus held records reach `prefetch`.
 //! - `receive` hands buffered records out as deliveries (a fresh key each, the attempt from
-//!   `ackline.attempts` + 1) with a lease deadline.
+//!   `ackline.attempts` + 1, plus what the partition's [`Journal`] says of earlier hand-outs)
+//!   with a lease deadline, once the journal records the hand-out durably (a commit of the
+//!   unchanged offset with the journal as metadata). Records that arrive past `max_attempts`
+//!   that way are dead-lettered by the reaper instead.
 //! - The reaper task (every `poll_interval`) releases deliveries whose lease expired, copies
 //!   that failed before, and commits what a failed commit left.
 //!
@@ -60,6 +63,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::client::{self, Record, classify};
+use crate::journal::Journal;
 use crate::tracker::OffsetTracker;
 use crate::{Inner, NAME, now_ms, wire};
 
@@ -124,6 +128,11 @@ struct State {
     delayed: Vec<Rec>,
     trackers: HashMap<Tp, (u64, OffsetTracker)>,
     next_gen: u64,
+    /// Per partition: what was handed out past its committed offset ([`Journal`]), its
+    /// version, and the version last committed.
+    journals: HashMap<Tp, (Journal, u64, u64)>,
+    /// Records past `max_attempts` on arrival (a crash loop): dead-lettered by the reaper.
+    overdue: Vec<Rec>,
     /// Releases to (re)try: fenced already.
     releases: Vec<Rec>,
     /// A receive error to report (the pump saw it).
@@ -139,6 +148,7 @@ impl State {
     fn busy(&self, tp: Tp) -> bool {
         self.held.values().any(|h| h.rec.tp == tp)
             || self.releases.iter().any(|r| r.tp == tp)
+            || self.overdue.iter().any(|r| r.tp == tp)
             || self
                 .trackers
                 .get(&tp)
@@ -215,8 +225,10 @@ impl ConsumerContext for Ctx {
             }
         }
         st.releases.retain(|r| !tps.contains(&r.tp));
+        st.overdue.retain(|r| !tps.contains(&r.tp));
         for tp in &tps {
             st.trackers.remove(tp);
+            st.journals.remove(tp);
         }
         if !fenced.is_empty() {
             tracing::warn!(
@@ -241,6 +253,8 @@ struct Shared {
     kc: Mutex<Option<Arc<Kc>>>,
     sync: Arc<Board>,
     commit_lock: tokio::sync::Mutex<()>,
+    /// Receives run one at a time (their journal commit, then the hand-out).
+    receiving: tokio::sync::Mutex<()>,
     closed: Arc<AtomicBool>,
 }
 
@@ -289,8 +303,33 @@ fn rec_of(m: &BorrowedMessage<'_>, src: Src, generation: u64) -> Rec {
     }
 }
 
+/// The journal of what earlier owners of a partition handed out past its committed offset,
+/// taken over (each range one attempt more); empty when it cannot be read (a redelivery is then
+/// counted as the attempt it had, as before the journal existed).
+fn committed_journal(kc: &Kc, topic: &str, partition: i32, timeout: Duration) -> Journal {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    match kc.committed_offsets(tpl, timeout) {
+        Ok(c) => c
+            .find_partition(topic, partition)
+            .map(|e| Journal::decode(e.metadata()).taken_over())
+            .unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(error = %e, topic, partition, "kafka: reading the committed offset's metadata failed; redeliveries of this partition's uncommitted records keep their attempt");
+            Journal::default()
+        }
+    }
+}
+
 /// The pump thread's loop (see the module doc).
-fn pump(kc: Arc<Kc>, sync: Arc<Board>, closed: Arc<AtomicBool>, prefetch: usize, every: Duration) {
+fn pump(
+    kc: Arc<Kc>,
+    sync: Arc<Board>,
+    closed: Arc<AtomicBool>,
+    prefetch: usize,
+    every: Duration,
+    timeout: Duration,
+) {
     let mut paused = false;
     let mut failures = 0u32;
     while !closed.load(Ordering::Acquire) {
@@ -311,21 +350,33 @@ fn pump(kc: Arc<Kc>, sync: Arc<Board>, closed: Arc<AtomicBool>, prefetch: usize,
                     t if t == kc.context().topics[0] => Src::Main,
                     _ => Src::Retry,
                 };
-                let mut st = sync.state.lock();
                 let tp = (src, m.partition());
-                let generation = match st.trackers.get(&tp) {
-                    Some((g, _)) => *g,
-                    None => {
-                        st.next_gen += 1;
-                        let g = st.next_gen;
-                        st.trackers.insert(tp, (g, OffsetTracker::new()));
-                        g
-                    }
+                // A partition's first record: what earlier owners handed out and never
+                // committed is read from the committed offset's metadata (a blocking request,
+                // on this thread, before the lock).
+                let taken = if sync.state.lock().trackers.contains_key(&tp) {
+                    None
+                } else {
+                    Some(committed_journal(&kc, m.topic(), m.partition(), timeout))
                 };
-                let rec = rec_of(&m, src, generation);
+                let mut st = sync.state.lock();
+                if let Some(journal) = taken {
+                    st.next_gen += 1;
+                    let g = st.next_gen;
+                    st.trackers.insert(tp, (g, OffsetTracker::new()));
+                    // Version 1, committed 0: the first hand-out commits it.
+                    st.journals.insert(tp, (journal, 1, 0));
+                }
+                let generation = st.trackers.get(&tp).map_or(0, |(g, _)| *g);
+                let mut rec = rec_of(&m, src, generation);
                 if let Some((_, t)) = st.trackers.get_mut(&tp) {
                     t.received(rec.offset);
                 }
+                let extra = st
+                    .journals
+                    .get(&tp)
+                    .map_or(0, |(j, _, _)| j.extra(rec.offset));
+                rec.attempts = rec.attempts.saturating_add(extra);
                 if rec.not_before > now_ms() {
                     st.delayed.push(rec);
                 } else {
@@ -414,10 +465,11 @@ impl KafkaConsumer {
         let pump = {
             let (kc, sync, closed) = (kc.clone(), sync.clone(), closed.clone());
             let every = inner.opts.poll_interval;
+            let timeout = inner.opts.request_timeout;
             let prefetch = opts.prefetch;
             std::thread::Builder::new()
                 .name("ackline-kafka-pump".into())
-                .spawn(move || pump(kc, sync, closed, prefetch, every))
+                .spawn(move || pump(kc, sync, closed, prefetch, every, timeout))
                 .map_err(|e| BrokerError::Fatal {
                     backend: NAME,
                     reason: format!("starting the consumer thread: {e}"),
@@ -430,6 +482,7 @@ impl KafkaConsumer {
             kc: Mutex::new(Some(kc)),
             sync,
             commit_lock: tokio::sync::Mutex::new(()),
+            receiving: tokio::sync::Mutex::new(()),
             closed,
         });
         let reaper = tokio::spawn(reap_loop(shared.clone()));
@@ -442,6 +495,106 @@ impl KafkaConsumer {
 }
 
 impl Shared {
+    /// Takes up to `n` ready records whose hand-out is committed in their journal as
+    /// deliveries; those past `max_attempts` (a crash loop) go to the dead-letter topic
+    /// instead (the reaper writes them).
+    fn hand_out(&self, n: usize) -> Vec<Delivery> {
+        let mut st = self.sync.state.lock();
+        let lease_end = Instant::now() + self.opts.lease;
+        let max_attempts = self.inner.opts.max_attempts;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let covered = st.ready.front().is_some_and(|r| {
+                st.journals
+                    .get(&r.tp)
+                    .is_some_and(|(j, v, c)| v <= c && r.offset < j.end())
+            });
+            if !covered {
+                break;
+            }
+            let Some(rec) = st.ready.pop_front() else {
+                break;
+            };
+            let attempt = rec.attempts.saturating_add(1);
+            if attempt > max_attempts {
+                st.overdue.push(rec);
+                continue;
+            }
+            st.next_key += 1;
+            let key = st.next_key;
+            out.push(Delivery {
+                tag: Tag {
+                    key,
+                    attempt,
+                    token: Some(self.token.clone()),
+                },
+                id: rec.id.clone(),
+                headers: rec.headers.clone(),
+                payload: rec.payload.clone(),
+                enqueued_at: rec.enqueued_at,
+            });
+            st.held.insert(
+                key,
+                Held {
+                    rec,
+                    attempt,
+                    deadline: lease_end,
+                    settling: false,
+                },
+            );
+        }
+        let c = &self.inner.counters;
+        c.add(&c.delivered, out.len());
+        c.add(&c.in_flight, out.len());
+        c.add(
+            &c.redelivered,
+            out.iter().filter(|d| d.attempt() > 1).count(),
+        );
+        out
+    }
+
+    /// Dead-letters records that arrived past `max_attempts`; those whose copy failed stay
+    /// queued for the next round.
+    async fn dead_letter_overdue(self: &Arc<Self>) -> Result<(), BrokerError> {
+        let recs = std::mem::take(&mut self.sync.state.lock().overdue);
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let jobs: Vec<Job> = recs
+            .into_iter()
+            .map(|rec| {
+                let error = rec.error.clone().unwrap_or_else(|| UNSETTLED.to_owned());
+                let copy = self.dead_copy(&rec, rec.attempts, REASON_MAX_ATTEMPTS, &error);
+                Job {
+                    rec,
+                    copy: Some(copy),
+                }
+            })
+            .collect();
+        let outcomes = self.write(&jobs).await;
+        let mut first_err = None;
+        {
+            let mut st = self.sync.state.lock();
+            for (j, r) in jobs.into_iter().zip(outcomes) {
+                match r {
+                    Ok(()) => {
+                        st.settle_offset(&j.rec);
+                        self.inner
+                            .counters
+                            .add(&self.inner.counters.dead_lettered, 1);
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                        st.overdue.push(j.rec);
+                    }
+                }
+            }
+        }
+        self.sync.changed.notify_all();
+        self.commit().await?;
+        first_err.map_or(Ok(()), Err)
+    }
+
     fn kc(&self) -> Result<Arc<Kc>, BrokerError> {
         self.kc
             .lock()
@@ -515,7 +668,8 @@ impl Shared {
             .collect()
     }
 
-    /// Commits every tracker's settled prefix (one commit at a time).
+    /// Commits every tracker's settled prefix, and every journal changed since its last commit
+    /// (as the metadata of the partition's offset), one commit at a time.
     async fn commit(self: &Arc<Self>) -> Result<(), BrokerError> {
         let _one = self.commit_lock.lock().await;
         let mut tpl = TopicPartitionList::new();
@@ -523,11 +677,26 @@ impl Shared {
         {
             let st = self.sync.state.lock();
             for (&tp, (generation, t)) in &st.trackers {
-                if let Some(o) = t.committable() {
-                    tpl.add_partition_offset(self.topic(tp.0), tp.1, Offset::Offset(o))
-                        .map_err(|e| classify("commit", &e))?;
-                    planned.push((tp, *generation, o));
+                let advance = t.committable();
+                let Some(o) = advance.or(t.position()) else {
+                    continue;
+                };
+                let (meta, version, dirty) = match st.journals.get(&tp) {
+                    Some((j, v, c)) => {
+                        let mut j = j.clone();
+                        j.committed(o);
+                        (j.encode(), *v, v > c)
+                    }
+                    None => (String::new(), 0, false),
+                };
+                if advance.is_none() && !dirty {
+                    continue;
                 }
+                let mut e = tpl.add_partition(self.topic(tp.0), tp.1);
+                e.set_offset(Offset::Offset(o))
+                    .map_err(|e| classify("commit", &e))?;
+                e.set_metadata(meta);
+                planned.push((tp, *generation, o, advance.is_some(), version));
             }
         }
         if planned.is_empty() {
@@ -540,11 +709,16 @@ impl Shared {
         })
         .await?;
         let mut st = self.sync.state.lock();
-        for (tp, generation, o) in planned {
-            if let Some((g, t)) = st.trackers.get_mut(&tp)
-                && *g == generation
-            {
+        for (tp, generation, o, advance, version) in planned {
+            if !matches!(st.trackers.get(&tp), Some((g, _)) if *g == generation) {
+                continue;
+            }
+            if advance && let Some((_, t)) = st.trackers.get_mut(&tp) {
                 t.committed(o);
+            }
+            if let Some((j, _, c)) = st.journals.get_mut(&tp) {
+                j.committed(o);
+                *c = (*c).max(version);
             }
         }
         drop(st);
@@ -612,6 +786,8 @@ impl Shared {
             let mut buffered: Vec<Rec> = st.ready.drain(..).collect();
             buffered.append(&mut st.delayed);
             buffered.append(&mut st.releases);
+            // Past max_attempts: handed back as they are; the next reader dead-letters them.
+            buffered.append(&mut st.overdue);
             for (k, h) in &held {
                 st.ended.gone(*k, h.attempt);
             }
@@ -667,6 +843,9 @@ async fn reap_loop(shared: Arc<Shared>) {
             c.in_flight_sub(expired.len());
             recs
         };
+        if let Err(e) = shared.dead_letter_overdue().await {
+            tracing::warn!(error = %e, "kafka: dead-lettering records past max_attempts failed; retrying");
+        }
         if !recs.is_empty() {
             shared.sync.changed.notify_all();
             if let Err(e) = shared.release(recs, true).await {
@@ -681,55 +860,42 @@ async fn reap_loop(shared: Arc<Shared>) {
 impl ackline_broker::Consumer for KafkaConsumer {
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BrokerError> {
         let s = &self.shared;
+        let _one = s.receiving.lock().await;
         let deadline = Instant::now() + wait;
         loop {
             let notified = s.sync.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
+            let n = {
                 let mut st = s.sync.state.lock();
                 if let Some(e) = st.error.take() {
                     return Err(e);
                 }
                 let room = s.opts.prefetch.saturating_sub(st.held.len());
                 let n = max.min(room).min(st.ready.len());
-                if n > 0 {
-                    let lease_end = Instant::now() + s.opts.lease;
-                    let mut out = Vec::with_capacity(n);
-                    for rec in st.ready.drain(..n).collect::<Vec<_>>() {
-                        st.next_key += 1;
-                        let key = st.next_key;
-                        let attempt = rec.attempts.saturating_add(1);
-                        out.push(Delivery {
-                            tag: Tag {
-                                key,
-                                attempt,
-                                token: Some(s.token.clone()),
-                            },
-                            id: rec.id.clone(),
-                            headers: rec.headers.clone(),
-                            payload: rec.payload.clone(),
-                            enqueued_at: rec.enqueued_at,
-                        });
-                        st.held.insert(
-                            key,
-                            Held {
-                                rec,
-                                attempt,
-                                deadline: lease_end,
-                                settling: false,
-                            },
-                        );
+                // Record the hand-out in the partitions' journals first.
+                let mut ends: HashMap<Tp, i64> = HashMap::new();
+                for r in st.ready.iter().take(n) {
+                    let e = ends.entry(r.tp).or_insert(r.offset + 1);
+                    *e = (*e).max(r.offset + 1);
+                }
+                for (tp, end) in ends {
+                    if let Some((j, v, _)) = st.journals.get_mut(&tp)
+                        && j.hand_out(end)
+                    {
+                        *v += 1;
                     }
-                    let c = &s.inner.counters;
-                    c.add(&c.delivered, out.len());
-                    c.add(&c.in_flight, out.len());
-                    c.add(
-                        &c.redelivered,
-                        out.iter().filter(|d| d.attempt() > 1).count(),
-                    );
+                }
+                n
+            };
+            if n > 0 {
+                // Handed out only once the journals say so durably.
+                s.commit().await?;
+                let out = s.hand_out(n);
+                if !out.is_empty() {
                     return Ok(out);
                 }
+                continue;
             }
             if s.closed.load(Ordering::Acquire)
                 || tokio::time::timeout_at(deadline, notified).await.is_err()

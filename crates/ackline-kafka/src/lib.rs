@@ -19,7 +19,7 @@
 //! | nack with delay | a copy in `<topic>.retry` with `ackline.attempts` + 1 and `ackline.not_before`, confirmed (`acks=all`) before the original's offset may be committed; a consumer holds a retry record in memory until it is due |
 //! | reject, max attempts | a copy in `<topic>.dlq` with payload, headers, attempts, failure times, reason and last error, confirmed before the original's offset may be committed |
 //! | dead-letter list/show/replay/purge | the dead-letter topic read from its start (the key is the record's offset); purge appends a marker record naming the key (a tombstone index), replay republishes then marks |
-//! | attempt | `ackline.attempts` + 1; a redelivery after a crash or a rebalance (an uncommitted offset read again) keeps the attempt it had: see `docs/kafka.md` |
+//! | attempt | `ackline.attempts` + 1, + 1 for each earlier hand-out by a consumer that never committed past the record, read from the committed offset's metadata ([`journal`]; a broker that drops that metadata, as tansu does, leaves only the header) |
 //!
 //! ## Invariants
 //! - A partition's committed offset never passes a record that is not settled, and a record
@@ -43,6 +43,7 @@
 mod client;
 pub mod consumer;
 mod dlq;
+pub mod journal;
 pub mod tracker;
 pub mod url;
 pub mod wire;

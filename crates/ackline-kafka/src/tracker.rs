@@ -73,6 +73,12 @@ impl OffsetTracker {
         self.committed = Some(self.committed.map_or(offset, |c| c.max(offset)));
     }
 
+    /// The offset last committed (at first, the first received); `None` before any record.
+    #[must_use]
+    pub fn position(&self) -> Option<i64> {
+        self.committed
+    }
+
     /// How many offsets are outstanding.
     #[must_use]
     pub fn outstanding(&self) -> usize {

@@ -229,3 +229,29 @@ pub fn client_config() -> Vec<(String, String)> {
     }
     c
 }
+
+/// Whether the server keeps the metadata of committed offsets (Kafka does; tansu 0.6 answers
+/// an empty string), which the consumers' journal needs to count attempts across crashes.
+pub fn keeps_commit_metadata(server: &Server, topic: &str) -> bool {
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", format!("127.0.0.1:{}", server.port))
+        .set("group.id", format!("{topic}.metadata-probe"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a plain consumer");
+    let mut tpl = TopicPartitionList::new();
+    let mut e = tpl.add_partition(topic, 0);
+    e.set_offset(Offset::Offset(0)).expect("offset");
+    e.set_metadata("probe");
+    c.commit(&tpl, CommitMode::Sync).expect("commit");
+    let mut q = TopicPartitionList::new();
+    q.add_partition(topic, 0);
+    let got = c
+        .committed_offsets(q, Duration::from_secs(10))
+        .expect("committed offsets");
+    got.find_partition(topic, 0)
+        .is_some_and(|e| e.metadata() == "probe")
+}
