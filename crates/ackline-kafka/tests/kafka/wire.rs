@@ -258,3 +258,82 @@ async fn nack_and_reject_write_confirmed_copies_with_their_fields() {
     );
     c.close().await;
 }
+
+/// A record that arrives with its attempts used up (here written by another producer into the
+/// retry topic; after a crash loop, counted by the journal) is never delivered: it goes to the
+/// dead-letter topic with reason `max attempts exceeded`, and its offset is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_past_max_attempts_on_arrival_is_dead_lettered_not_delivered() {
+    use ackline_broker::DeadLetters;
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let b = broker(&server, 3).await;
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", format!("127.0.0.1:{}", server.port))
+        .create()
+        .expect("a plain producer");
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "ackline.id",
+            value: Some("worn"),
+        })
+        .insert(Header {
+            key: "ackline.attempts",
+            value: Some("3"),
+        })
+        .insert(Header {
+            key: "ackline.error",
+            value: Some("crashed the worker"),
+        });
+    let retry = format!("{}.retry", b.topic());
+    p.send(
+        FutureRecord::to(&retry)
+            .key("worn")
+            .payload("p")
+            .headers(headers),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("produce");
+    b.publish(vec![Message::new("fresh", "q")])
+        .await
+        .expect("publish");
+    let c = b.consumer(opts()).await.expect("consumer");
+    let got = c
+        .receive(10, Duration::from_secs(5))
+        .await
+        .expect("receive");
+    let mut ids: Vec<_> = got.iter().map(|d| d.id.clone()).collect();
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        ids.extend(
+            c.receive(10, Duration::from_millis(300))
+                .await
+                .expect("receive")
+                .into_iter()
+                .map(|d| d.id),
+        );
+    }
+    assert_eq!(ids, ["fresh"], "the worn record must not be delivered");
+    let until = Instant::now() + Duration::from_secs(10);
+    let dl = loop {
+        let dl = b.dlq_list(None, 10).await.expect("dlq");
+        if !dl.is_empty() || Instant::now() > until {
+            break dl;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dl.len(), 1, "not dead-lettered");
+    assert_eq!((dl[0].id.as_str(), dl[0].attempts), ("worn", 3));
+    assert!(
+        dl[0].reason.contains(ackline_broker::REASON_MAX_ATTEMPTS),
+        "{}",
+        dl[0].reason
+    );
+    assert_eq!(dl[0].last_error, "crashed the worker");
+    c.close().await;
+}
