@@ -1,4 +1,4 @@
-//! A worker for the backends' crash tests, shared by the RabbitMQ, Redis and NATS test
+//! A worker for the backends' crash tests, shared by the RabbitMQ, Redis, NATS and Kafka test
 //! binaries (each includes this file with `#[path]`): the real runtime
 //! (`ackline_worker::Runtime`) over any broker, parsing lines into an idempotent SQLite
 //! store, and logging each delivery's `(id, attempt, unix ms)` to a file so the parent can see

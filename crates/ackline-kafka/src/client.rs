@@ -1,0 +1,373 @@
+//! librdkafka clients: their configuration, the producer every write goes through, topic
+//! creation, the backlog query, and the classification of librdkafka's errors.
+//!
+//! Invariants:
+//! - Every producer is idempotent with `acks=all` (librdkafka refuses other `acks` with
+//!   idempotence), so a confirmed record is on every in-sync replica, written once, in order
+//!   per partition.
+//! - A record counts as written only when its delivery report came back without error.
+//! - Blocking librdkafka calls (metadata, watermarks, committed offsets, commits) run on
+//!   tokio's blocking pool, never on a runtime thread.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ackline_broker::BrokerError;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use crate::{Inner, KafkaOptions, NAME, wire};
+
+/// A `BrokerError` for librdkafka error `e` while doing `what`.
+pub(crate) fn classify(what: &str, e: &KafkaError) -> BrokerError {
+    let reason = format!("{what}: {e}");
+    use RDKafkaErrorCode as C;
+    match e.rdkafka_error_code() {
+        Some(C::QueueFull) => BrokerError::Full {
+            backend: NAME,
+            reason,
+            retry_after: Some(Duration::from_millis(100)),
+        },
+        Some(C::MessageSizeTooLarge | C::InvalidMessageSize | C::InvalidTopic) => {
+            BrokerError::Invalid {
+                backend: NAME,
+                reason,
+            }
+        }
+        Some(
+            C::TopicAuthorizationFailed
+            | C::GroupAuthorizationFailed
+            | C::SaslAuthenticationFailed
+            | C::InvalidReplicationFactor
+            | C::PolicyViolation,
+        ) => BrokerError::Fatal {
+            backend: NAME,
+            reason,
+        },
+        _ => BrokerError::Unavailable {
+            backend: NAME,
+            reason,
+        },
+    }
+}
+
+pub(crate) fn unavailable(reason: impl Into<String>) -> BrokerError {
+    BrokerError::Unavailable {
+        backend: NAME,
+        reason: reason.into(),
+    }
+}
+
+/// Kafka's rule for topic names (1..=249 of `[a-zA-Z0-9._-]`), with room for `.retry`.
+pub(crate) fn check_topic_name(topic: &str) -> Result<(), BrokerError> {
+    let ok = !topic.is_empty()
+        && topic.len() + ".retry".len() <= 249
+        && topic != "."
+        && topic != ".."
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(BrokerError::Invalid {
+            backend: NAME,
+            reason: format!(
+                "topic {topic:?}: expected 1 to 243 of the characters a-z A-Z 0-9 . _ -"
+            ),
+        })
+    }
+}
+
+/// The user's settings, then those every client needs (which the contract depends on, so
+/// they win: the settings each client sets after this one win as well).
+pub(crate) fn config(bootstrap: &str, opts: &KafkaOptions) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in &opts.client_config {
+        c.set(k, v);
+    }
+    c.set("bootstrap.servers", bootstrap)
+        .set("socket.keepalive.enable", "true");
+    if !opts.client_config.iter().any(|(k, _)| k == "client.id") {
+        c.set("client.id", "ackline");
+    }
+    c
+}
+
+fn ms(d: Duration) -> String {
+    d.as_millis().max(1).to_string()
+}
+
+/// One record to write.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    pub(crate) topic: String,
+    pub(crate) key: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) meta: wire::Meta,
+    pub(crate) payload: Vec<u8>,
+}
+
+impl Record {
+    fn headers(&self) -> OwnedHeaders {
+        let mut h = OwnedHeaders::new_with_capacity(self.headers.len() + 8);
+        for (k, v) in &self.headers {
+            h = h.insert(Header {
+                key: k,
+                value: Some(v.as_str()),
+            });
+        }
+        for (k, v) in self.meta.encode() {
+            h = h.insert(Header {
+                key: k,
+                value: Some(v.as_str()),
+            });
+        }
+        h
+    }
+}
+
+/// The idempotent, `acks=all` producer.
+#[derive(Clone)]
+pub(crate) struct Producer {
+    p: FutureProducer,
+    timeout: Duration,
+}
+
+impl Producer {
+    pub(crate) fn new(bootstrap: &str, opts: &KafkaOptions) -> Result<Self, BrokerError> {
+        let mut c = config(bootstrap, opts);
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", ms(opts.publish_timeout))
+            .set("linger.ms", "1");
+        let p: FutureProducer = c
+            .create()
+            .map_err(|e| classify("creating the producer", &e))?;
+        Ok(Producer {
+            p,
+            timeout: opts.publish_timeout,
+        })
+    }
+
+    /// Writes `records`; one result per record, in order, each `Ok` only once the broker
+    /// confirmed that record.
+    pub(crate) async fn send_each(&self, records: Vec<Record>) -> Vec<Result<(), BrokerError>> {
+        let mut pending = Vec::with_capacity(records.len());
+        for r in &records {
+            let fr = FutureRecord::to(&r.topic)
+                .key(r.key.as_bytes())
+                .payload(&r.payload)
+                .headers(r.headers());
+            match self.p.send_result(fr) {
+                Ok(fut) => pending.push(Ok(fut)),
+                Err((e, fr)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    // librdkafka's buffer is full: wait for room (send retries until the timeout).
+                    let r = self
+                        .p
+                        .send(fr, self.timeout)
+                        .await
+                        .map(|_| ())
+                        .map_err(|(e, _)| classify("producing", &e));
+                    pending.push(Err(r));
+                }
+                Err((e, _)) => pending.push(Err(Err(classify("producing", &e)))),
+            }
+        }
+        let mut out = Vec::with_capacity(pending.len());
+        for p in pending {
+            out.push(match p {
+                Ok(fut) => match fut.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((e, _))) => Err(classify("producing", &e)),
+                    Err(_) => Err(unavailable(
+                        "the producer was closed before the delivery report",
+                    )),
+                },
+                Err(r) => r,
+            });
+        }
+        out
+    }
+
+    /// Writes `records`: `Ok` once all are confirmed, else the first error (the others may
+    /// or may not have been written).
+    pub(crate) async fn send_all(&self, records: Vec<Record>) -> Result<(), BrokerError> {
+        self.send_each(records).await.into_iter().collect()
+    }
+}
+
+/// A consumer that is no group member: for metadata, watermarks and the group's committed
+/// offsets (`group`), or for reading a topic by assignment.
+pub(crate) fn plain_consumer(inner: &Inner, group: &str) -> Result<BaseConsumer, BrokerError> {
+    let mut c = config(&inner.bootstrap, &inner.opts);
+    c.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false");
+    c.create().map_err(|e| classify("creating a consumer", &e))
+}
+
+/// Creates the topic, its retry and its dead-letter topic when missing, then checks they are
+/// there.
+pub(crate) async fn ensure_topics(inner: &Arc<Inner>) -> Result<(), BrokerError> {
+    let names = [&inner.topic, &inner.retry, &inner.dlq];
+    if inner.opts.create_topics {
+        let admin: AdminClient<DefaultClientContext> = config(&inner.bootstrap, &inner.opts)
+            .create()
+            .map_err(|e| classify("creating the admin client", &e))?;
+        let r = inner.opts.replication.unwrap_or(-1);
+        let repl = || TopicReplication::Fixed(r);
+        let topics = [
+            NewTopic::new(&inner.topic, inner.opts.partitions, repl()),
+            NewTopic::new(&inner.retry, inner.opts.partitions, repl()),
+            // Dead letters are kept until purged (the topic is their store).
+            NewTopic::new(&inner.dlq, 1, repl()).set("retention.ms", "-1"),
+        ];
+        let ao = AdminOptions::new().operation_timeout(Some(inner.opts.request_timeout));
+        let results = admin
+            .create_topics(topics.iter(), &ao)
+            .await
+            .map_err(|e| classify("creating topics", &e))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, code)) => {
+                    return Err(classify(
+                        &format!("creating topic {t:?}"),
+                        &KafkaError::AdminOp(code),
+                    ));
+                }
+            }
+        }
+    }
+    let inner2 = inner.clone();
+    let missing = blocking(move || {
+        let c = plain_consumer(&inner2, &inner2.opts.group)?;
+        let mut missing = Vec::new();
+        for t in [&inner2.topic, &inner2.retry, &inner2.dlq] {
+            if partitions(&c, t, inner2.opts.request_timeout)?.is_empty() {
+                missing.push(t.clone());
+            }
+        }
+        Ok(missing)
+    })
+    .await?;
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(unavailable(format!(
+            "topics {missing:?} do not exist (of {names:?}); create them or allow create_topics"
+        )))
+    }
+}
+
+/// The partitions of `topic` (empty when it does not exist).
+pub(crate) fn partitions(
+    c: &BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, BrokerError> {
+    let md = c
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| classify(&format!("metadata of {topic:?}"), &e))?;
+    Ok(md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}
+
+/// Runs blocking librdkafka work on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BrokerError> + Send + 'static,
+) -> Result<T, BrokerError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BrokerError::Fatal {
+            backend: NAME,
+            reason: format!("a blocking Kafka call panicked: {e}"),
+        })?
+}
+
+/// Records of the topic and the retry topic past the group's committed offsets, and the
+/// dead-letter topic's live entries.
+pub(crate) async fn backlog(inner: &Arc<Inner>) -> Result<(u64, u64), BrokerError> {
+    let i = inner.clone();
+    let pending = blocking(move || {
+        let c = plain_consumer(&i, &i.opts.group)?;
+        let t = i.opts.request_timeout;
+        let mut tpl = TopicPartitionList::new();
+        let mut marks = Vec::new();
+        for topic in [&i.topic, &i.retry] {
+            for p in partitions(&c, topic, t)? {
+                let (low, high) = c
+                    .fetch_watermarks(topic, p, t)
+                    .map_err(|e| classify("watermarks", &e))?;
+                tpl.add_partition(topic, p);
+                marks.push((topic.clone(), p, low, high));
+            }
+        }
+        let committed = c
+            .committed_offsets(tpl, t)
+            .map_err(|e| classify("committed offsets", &e))?;
+        let mut pending = 0u64;
+        for (topic, p, low, high) in marks {
+            let start = match committed.find_partition(&topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o.max(low),
+                _ => low,
+            };
+            pending += u64::try_from(high - start).unwrap_or(0);
+        }
+        Ok(pending)
+    })
+    .await?;
+    let dead = crate::dlq::scan(inner).await?.len() as u64;
+    Ok((pending, dead))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafkas_rule() {
+        for ok in ["logs", "a.b_c-D9", &"x".repeat(243)] {
+            assert!(check_topic_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a b", "a/b", "ü", &"x".repeat(244)] {
+            assert!(
+                matches!(check_topic_name(bad), Err(BrokerError::Invalid { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_are_classified_by_code() {
+        let e = |c| classify("x", &KafkaError::MessageProduction(c));
+        assert!(matches!(
+            e(RDKafkaErrorCode::QueueFull),
+            BrokerError::Full { .. }
+        ));
+        assert!(matches!(
+            e(RDKafkaErrorCode::MessageSizeTooLarge),
+            BrokerError::Invalid { .. }
+        ));
+        assert!(matches!(
+            e(RDKafkaErrorCode::TopicAuthorizationFailed),
+            BrokerError::Fatal { .. }
+        ));
+        assert!(matches!(
+            e(RDKafkaErrorCode::BrokerTransportFailure),
+            BrokerError::Unavailable { .. }
+        ));
+    }
+}

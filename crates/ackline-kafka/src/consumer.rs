@@ -1,0 +1,1052 @@
+//! A consumer: one member of the topic's consumer group, with client-side leases, offsets
+//! committed per partition as the end of the contiguous settled prefix ([`OffsetTracker`]).
+//!
+//! Threads and tasks:
+//! - The pump thread (one OS thread per consumer) polls librdkafka all the time, so heartbeats,
+//!   rebalances and `max.poll.interval.ms` are served whatever the worker does. It buffers the
+//!   records it reads (`ready`; retry records not yet due wait in `delayed`) and pauses the
+//!   assignment while buffered plus held records reach `prefetch`.
+//! - `receive` hands buffered records out as deliveries (a fresh key each, the attempt from
+//!   `ackline.attempts` + 1, plus what the partition's [`Journal`] says of earlier hand-outs)
+//!   with a lease deadline, once the journal records the hand-out durably (a commit of the
+//!   unchanged offset with the journal as metadata). Records that arrive past `max_attempts`
+//!   that way are dead-lettered by the reaper instead.
+//! - The reaper task (every `poll_interval`) releases deliveries whose lease expired, copies
+//!   that failed before, and commits what a failed commit left.
+//!
+//! How each settlement maps:
+//! - `Ack`: the record is settled in its tracker and the prefix committed (sync).
+//! - `Nack(delay)`: a copy goes to `<topic>.retry` with `ackline.attempts` = this attempt and
+//!   `ackline.not_before` = now + delay; at `max_attempts` it goes to `<topic>.dlq` instead
+//!   (reason `max attempts exceeded`). Only once the copy is confirmed is the original settled
+//!   and committed.
+//! - `Reject(reason)`: a copy goes to `<topic>.dlq`, then as above.
+//! - `Extend(lease)`: a new deadline; nothing is sent.
+//! - An expired lease, `close` and drop release the delivery as a `Nack` with no delay (the
+//!   error [`UNSETTLED`]); `close` also hands records it read but never delivered to the retry
+//!   topic (attempts unchanged), so the group's offsets can move past everything it read.
+//!
+//! Rebalances: when partitions are revoked (on the pump thread, inside librdkafka's callback)
+//! the consumer drops their undelivered records, then waits up to `KafkaOptions::revoke_grace`
+//! for the deliveries it holds from them to be settled and committed, so the next owner starts
+//! after them; past it, the remaining ones are fenced (`Stale`) and the next owner redelivers
+//! them from the committed offset (at the attempt they had). Partitions *lost* (librdkafka's
+//! `assignment_lost`: the member was fenced or its session expired) are fenced at once, with
+//! no wait: another member may own them already.
+//!
+//! Invariants:
+//! - Held deliveries never exceed `prefetch`.
+//! - A tracker's records are settled only by settlements of its own generation (a partition
+//!   revoked and assigned again gets a new tracker), so a late settlement of an earlier
+//!   assignment never moves the new one's offset.
+//! - Commits are serialized (one at a time per consumer) and only move forward.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle as ThreadHandle;
+use std::time::Duration;
+
+use ackline_broker::fence::{self, Ended};
+use ackline_broker::{
+    BrokerError, ConsumerOptions, Delivery, MAX_REASON_BYTES, REASON_MAX_ATTEMPTS, SettleError,
+    Settlement, Tag, backoff,
+};
+use parking_lot::{Condvar, Mutex};
+use rdkafka::Message as _;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::message::{BorrowedMessage, Headers as _};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::client::{self, Record, classify};
+use crate::journal::Journal;
+use crate::tracker::OffsetTracker;
+use crate::{Inner, NAME, now_ms, wire};
+
+/// The error recorded when a delivery ends without a settlement.
+pub const UNSETTLED: &str = "delivery ended without a settlement (worker closed or lease expired)";
+
+/// Which of the two topics a consumer reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Src {
+    Main,
+    Retry,
+}
+
+type Tp = (Src, i32);
+
+/// A record read, not yet settled.
+#[derive(Debug, Clone)]
+struct Rec {
+    tp: Tp,
+    generation: u64,
+    offset: i64,
+    id: String,
+    headers: Vec<(String, String)>,
+    payload: Vec<u8>,
+    enqueued_at: u64,
+    /// Deliveries that ended before this record was written.
+    attempts: u32,
+    not_before: u64,
+    first_failure: Option<u64>,
+    error: Option<String>,
+}
+
+struct Held {
+    rec: Rec,
+    attempt: u32,
+    deadline: Instant,
+    settling: bool,
+}
+
+impl fence::Held for Held {
+    fn attempt(&self) -> u32 {
+        self.attempt
+    }
+    fn settling(&self) -> bool {
+        self.settling
+    }
+}
+
+/// A copy to write before `rec` may be settled (none for an ack).
+#[derive(Clone)]
+struct Job {
+    rec: Rec,
+    copy: Option<Record>,
+}
+
+#[derive(Default)]
+struct State {
+    held: HashMap<u64, Held>,
+    ended: Ended,
+    next_key: u64,
+    ready: VecDeque<Rec>,
+    delayed: Vec<Rec>,
+    trackers: HashMap<Tp, (u64, OffsetTracker)>,
+    next_gen: u64,
+    /// Per partition: what was handed out past its committed offset ([`Journal`]), its
+    /// version, and the version last committed.
+    journals: HashMap<Tp, (Journal, u64, u64)>,
+    /// Records past `max_attempts` on arrival (a crash loop): dead-lettered by the reaper.
+    overdue: Vec<Rec>,
+    /// Releases to (re)try: fenced already.
+    releases: Vec<Rec>,
+    /// A receive error to report (the pump saw it).
+    error: Option<BrokerError>,
+}
+
+impl State {
+    fn buffered(&self) -> usize {
+        self.held.len() + self.ready.len() + self.delayed.len()
+    }
+
+    /// Whether `tp` still has deliveries out or settled records not yet committed.
+    fn busy(&self, tp: Tp) -> bool {
+        self.held.values().any(|h| h.rec.tp == tp)
+            || self.releases.iter().any(|r| r.tp == tp)
+            || self.overdue.iter().any(|r| r.tp == tp)
+            || self
+                .trackers
+                .get(&tp)
+                .is_some_and(|(_, t)| t.committable().is_some())
+    }
+
+    fn settle_offset(&mut self, rec: &Rec) -> bool {
+        match self.trackers.get_mut(&rec.tp) {
+            Some((g, t)) if *g == rec.generation => t.settled(rec.offset),
+            _ => false,
+        }
+    }
+}
+
+struct Board {
+    state: Mutex<State>,
+    changed: Condvar,
+    ready: Notify,
+}
+
+/// librdkafka's callbacks: revocations drain the revoked partitions (see the module doc).
+struct Ctx {
+    sync: Arc<Board>,
+    topics: [String; 2],
+    grace: Duration,
+}
+
+impl ClientContext for Ctx {}
+
+impl Ctx {
+    fn src(&self, topic: &str) -> Option<Src> {
+        if topic == self.topics[0] {
+            Some(Src::Main)
+        } else if topic == self.topics[1] {
+            Some(Src::Retry)
+        } else {
+            None
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        let tps: Vec<Tp> = tpl
+            .elements()
+            .iter()
+            .filter_map(|e| Some((self.src(e.topic())?, e.partition())))
+            .collect();
+        let mut st = self.sync.state.lock();
+        st.ready.retain(|r| !tps.contains(&r.tp));
+        st.delayed.retain(|r| !tps.contains(&r.tp));
+        // Partitions lost (this member was fenced or its session expired) may be another
+        // member's already: nothing is waited for, what is held is fenced at once.
+        let lost = consumer.assignment_lost();
+        tracing::debug!(partitions = ?tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect::<Vec<_>>(), lost, "kafka: partitions revoked");
+        let deadline = std::time::Instant::now() + self.grace;
+        while !lost && tps.iter().any(|&tp| st.busy(tp)) {
+            if self.sync.changed.wait_until(&mut st, deadline).timed_out() {
+                break;
+            }
+        }
+        let fenced: Vec<u64> = st
+            .held
+            .iter()
+            .filter(|(_, h)| tps.contains(&h.rec.tp))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &fenced {
+            if let Some(h) = st.held.remove(k) {
+                st.ended.gone(*k, h.attempt);
+            }
+        }
+        st.releases.retain(|r| !tps.contains(&r.tp));
+        st.overdue.retain(|r| !tps.contains(&r.tp));
+        for tp in &tps {
+            st.trackers.remove(tp);
+            st.journals.remove(tp);
+        }
+        if !fenced.is_empty() {
+            tracing::warn!(
+                fenced = fenced.len(),
+                lost,
+                "kafka: partitions revoked with deliveries still unsettled; the next owner redelivers them"
+            );
+        }
+        drop(st);
+        self.sync.ready.notify_waiters();
+    }
+}
+
+type Kc = BaseConsumer<Ctx>;
+
+struct Shared {
+    inner: Arc<Inner>,
+    opts: ConsumerOptions,
+    token: Arc<str>,
+    /// Taken out at close, so that the consumer is closed (it leaves the group) off the
+    /// runtime's threads.
+    kc: Mutex<Option<Arc<Kc>>>,
+    sync: Arc<Board>,
+    commit_lock: tokio::sync::Mutex<()>,
+    /// Receives run one at a time (their journal commit, then the hand-out).
+    receiving: tokio::sync::Mutex<()>,
+    closed: Arc<AtomicBool>,
+}
+
+/// A consumer of a [`crate::KafkaBroker`]'s topic and retry topic.
+pub struct KafkaConsumer {
+    shared: Arc<Shared>,
+    pump: Option<ThreadHandle<()>>,
+    reaper: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for KafkaConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConsumer")
+            .field("token", &self.shared.token)
+            .finish_non_exhaustive()
+    }
+}
+
+fn rec_of(m: &BorrowedMessage<'_>, src: Src, generation: u64) -> Rec {
+    let (meta, headers) = match m.headers() {
+        Some(h) => wire::decode(h.iter().map(|h| (h.key, h.value))),
+        None => wire::decode(std::iter::empty()),
+    };
+    let id = meta.id.unwrap_or_else(|| {
+        // Not written by ackline: a stable id from where the record is.
+        format!("{}:{}:{}", m.topic(), m.partition(), m.offset())
+    });
+    let enqueued_at = meta.enqueued_at.unwrap_or_else(|| {
+        m.timestamp()
+            .to_millis()
+            .and_then(|t| u64::try_from(t).ok())
+            .unwrap_or_else(now_ms)
+    });
+    Rec {
+        tp: (src, m.partition()),
+        generation,
+        offset: m.offset(),
+        id,
+        headers,
+        payload: m.payload().unwrap_or_default().to_vec(),
+        enqueued_at,
+        attempts: meta.attempts,
+        not_before: meta.not_before.unwrap_or(0),
+        first_failure: meta.first_failure,
+        error: meta.error,
+    }
+}
+
+/// The journal of what earlier owners of a partition handed out past its committed offset,
+/// taken over (each range one attempt more); empty when it cannot be read (a redelivery is then
+/// counted as the attempt it had, as before the journal existed).
+fn committed_journal(kc: &Kc, topic: &str, partition: i32, timeout: Duration) -> Journal {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    match kc.committed_offsets(tpl, timeout) {
+        Ok(c) => c
+            .find_partition(topic, partition)
+            .map(|e| Journal::decode(e.metadata()).taken_over())
+            .unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(error = %e, topic, partition, "kafka: reading the committed offset's metadata failed; redeliveries of this partition's uncommitted records keep their attempt");
+            Journal::default()
+        }
+    }
+}
+
+/// The pump thread's loop (see the module doc).
+fn pump(
+    kc: Arc<Kc>,
+    sync: Arc<Board>,
+    closed: Arc<AtomicBool>,
+    prefetch: usize,
+    every: Duration,
+    timeout: Duration,
+) {
+    let mut paused = false;
+    let mut failures = 0u32;
+    while !closed.load(Ordering::Acquire) {
+        let full = sync.state.lock().buffered() >= prefetch;
+        if (full || paused)
+            && let Ok(a) = kc.assignment()
+        {
+            let r = if full { kc.pause(&a) } else { kc.resume(&a) };
+            if r.is_ok() {
+                paused = full;
+            }
+        }
+        match kc.poll(every) {
+            None => {}
+            Some(Ok(m)) => {
+                failures = 0;
+                let src = match m.topic() {
+                    t if t == kc.context().topics[0] => Src::Main,
+                    _ => Src::Retry,
+                };
+                let tp = (src, m.partition());
+                // A partition's first record: what earlier owners handed out and never
+                // committed is read from the committed offset's metadata (a blocking request,
+                // on this thread, before the lock).
+                let taken = if sync.state.lock().trackers.contains_key(&tp) {
+                    None
+                } else {
+                    Some(committed_journal(&kc, m.topic(), m.partition(), timeout))
+                };
+                let mut st = sync.state.lock();
+                if let Some(journal) = taken {
+                    st.next_gen += 1;
+                    let g = st.next_gen;
+                    st.trackers.insert(tp, (g, OffsetTracker::new()));
+                    // Version 1, committed 0: the first hand-out commits it.
+                    st.journals.insert(tp, (journal, 1, 0));
+                }
+                let generation = st.trackers.get(&tp).map_or(0, |(g, _)| *g);
+                let mut rec = rec_of(&m, src, generation);
+                if let Some((_, t)) = st.trackers.get_mut(&tp) {
+                    t.received(rec.offset);
+                }
+                let extra = st
+                    .journals
+                    .get(&tp)
+                    .map_or(0, |(j, _, _)| j.extra(rec.offset));
+                rec.attempts = rec.attempts.saturating_add(extra);
+                if rec.not_before > now_ms() {
+                    st.delayed.push(rec);
+                } else {
+                    st.ready.push_back(rec);
+                    drop(st);
+                    sync.ready.notify_waiters();
+                }
+            }
+            Some(Err(e)) => {
+                let err = classify("consuming", &e);
+                tracing::warn!(error = %err, "kafka: poll failed");
+                sync.state.lock().error = Some(err);
+                sync.ready.notify_waiters();
+                std::thread::sleep(
+                    backoff::Backoff {
+                        base: every,
+                        cap: Duration::from_secs(2),
+                    }
+                    .delay(failures),
+                );
+                failures = failures.saturating_add(1);
+            }
+        }
+        // Due retry records become deliverable.
+        let now = now_ms();
+        let mut st = sync.state.lock();
+        if st.delayed.iter().any(|r| r.not_before <= now) {
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut st.delayed)
+                .into_iter()
+                .partition(|r| r.not_before <= now);
+            st.delayed = later;
+            st.ready.extend(due);
+            drop(st);
+            sync.ready.notify_waiters();
+        }
+    }
+}
+
+impl KafkaConsumer {
+    pub(crate) async fn start(
+        inner: Arc<Inner>,
+        opts: ConsumerOptions,
+    ) -> Result<KafkaConsumer, BrokerError> {
+        if opts.prefetch == 0 {
+            return Err(BrokerError::Invalid {
+                backend: NAME,
+                reason: "prefetch must be at least 1".into(),
+            });
+        }
+        let token: Arc<str> = format!("c{:016x}", backoff::random_u64()).into();
+        let sync = Arc::new(Board {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            ready: Notify::new(),
+        });
+        let ctx = Ctx {
+            sync: sync.clone(),
+            topics: [inner.topic.clone(), inner.retry.clone()],
+            grace: inner.opts.revoke_grace,
+        };
+        let mut c = client::config(&inner.bootstrap, &inner.opts);
+        c.set("group.id", &inner.opts.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set(
+                "session.timeout.ms",
+                inner.opts.session_timeout.as_millis().to_string(),
+            );
+        if !inner
+            .opts
+            .client_config
+            .iter()
+            .any(|(k, _)| k == "partition.assignment.strategy")
+        {
+            c.set("partition.assignment.strategy", "cooperative-sticky");
+        }
+        let kc: Kc = c
+            .create_with_context(ctx)
+            .map_err(|e| classify("creating the consumer", &e))?;
+        kc.subscribe(&[&inner.topic, &inner.retry])
+            .map_err(|e| classify("subscribing", &e))?;
+        let kc = Arc::new(kc);
+        let closed = Arc::new(AtomicBool::new(false));
+        let pump = {
+            let (kc, sync, closed) = (kc.clone(), sync.clone(), closed.clone());
+            let every = inner.opts.poll_interval;
+            let timeout = inner.opts.request_timeout;
+            let prefetch = opts.prefetch;
+            std::thread::Builder::new()
+                .name("ackline-kafka-pump".into())
+                .spawn(move || pump(kc, sync, closed, prefetch, every, timeout))
+                .map_err(|e| BrokerError::Fatal {
+                    backend: NAME,
+                    reason: format!("starting the consumer thread: {e}"),
+                })?
+        };
+        let shared = Arc::new(Shared {
+            inner,
+            opts,
+            token,
+            kc: Mutex::new(Some(kc)),
+            sync,
+            commit_lock: tokio::sync::Mutex::new(()),
+            receiving: tokio::sync::Mutex::new(()),
+            closed,
+        });
+        let reaper = tokio::spawn(reap_loop(shared.clone()));
+        Ok(KafkaConsumer {
+            shared,
+            pump: Some(pump),
+            reaper: Some(reaper),
+        })
+    }
+}
+
+impl Shared {
+    /// Takes up to `n` ready records whose hand-out is committed in their journal as
+    /// deliveries; those past `max_attempts` (a crash loop) go to the dead-letter topic
+    /// instead (the reaper writes them).
+    fn hand_out(&self, n: usize) -> Vec<Delivery> {
+        let mut st = self.sync.state.lock();
+        let lease_end = Instant::now() + self.opts.lease;
+        let max_attempts = self.inner.opts.max_attempts;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let covered = st.ready.front().is_some_and(|r| {
+                st.journals
+                    .get(&r.tp)
+                    .is_some_and(|(j, v, c)| v <= c && r.offset < j.end())
+            });
+            if !covered {
+                break;
+            }
+            let Some(rec) = st.ready.pop_front() else {
+                break;
+            };
+            let attempt = rec.attempts.saturating_add(1);
+            if attempt > max_attempts {
+                st.overdue.push(rec);
+                continue;
+            }
+            st.next_key += 1;
+            let key = st.next_key;
+            out.push(Delivery {
+                tag: Tag {
+                    key,
+                    attempt,
+                    token: Some(self.token.clone()),
+                },
+                id: rec.id.clone(),
+                headers: rec.headers.clone(),
+                payload: rec.payload.clone(),
+                enqueued_at: rec.enqueued_at,
+            });
+            st.held.insert(
+                key,
+                Held {
+                    rec,
+                    attempt,
+                    deadline: lease_end,
+                    settling: false,
+                },
+            );
+        }
+        let c = &self.inner.counters;
+        c.add(&c.delivered, out.len());
+        c.add(&c.in_flight, out.len());
+        c.add(
+            &c.redelivered,
+            out.iter().filter(|d| d.attempt() > 1).count(),
+        );
+        out
+    }
+
+    /// Dead-letters records that arrived past `max_attempts`; those whose copy failed stay
+    /// queued for the next round.
+    async fn dead_letter_overdue(self: &Arc<Self>) -> Result<(), BrokerError> {
+        let recs = std::mem::take(&mut self.sync.state.lock().overdue);
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let jobs: Vec<Job> = recs
+            .into_iter()
+            .map(|rec| {
+                let error = rec.error.clone().unwrap_or_else(|| UNSETTLED.to_owned());
+                let copy = self.dead_copy(&rec, rec.attempts, REASON_MAX_ATTEMPTS, &error);
+                Job {
+                    rec,
+                    copy: Some(copy),
+                }
+            })
+            .collect();
+        let outcomes = self.write(&jobs).await;
+        let mut first_err = None;
+        {
+            let mut st = self.sync.state.lock();
+            for (j, r) in jobs.into_iter().zip(outcomes) {
+                match r {
+                    Ok(()) => {
+                        st.settle_offset(&j.rec);
+                        self.inner
+                            .counters
+                            .add(&self.inner.counters.dead_lettered, 1);
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                        st.overdue.push(j.rec);
+                    }
+                }
+            }
+        }
+        self.sync.changed.notify_all();
+        self.commit().await?;
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn kc(&self) -> Result<Arc<Kc>, BrokerError> {
+        self.kc
+            .lock()
+            .clone()
+            .ok_or_else(|| client::unavailable("the consumer is closed"))
+    }
+
+    fn topic(&self, src: Src) -> &str {
+        match src {
+            Src::Main => &self.inner.topic,
+            Src::Retry => &self.inner.retry,
+        }
+    }
+
+    /// The copy that sends `rec` (delivered `attempt` times in all) back for a retry at
+    /// `not_before`, or to the dead-letter topic at `max_attempts`.
+    fn retry_or_dead(&self, rec: &Rec, attempt: u32, not_before: u64, error: &str) -> Record {
+        if attempt >= self.inner.opts.max_attempts {
+            self.dead_copy(rec, attempt, REASON_MAX_ATTEMPTS, error)
+        } else {
+            let now = now_ms();
+            Record {
+                topic: self.inner.retry.clone(),
+                key: rec.id.clone(),
+                headers: rec.headers.clone(),
+                meta: wire::Meta {
+                    id: Some(rec.id.clone()),
+                    enqueued_at: Some(rec.enqueued_at),
+                    attempts: attempt,
+                    not_before: Some(not_before),
+                    first_failure: Some(rec.first_failure.unwrap_or(now)),
+                    error: Some(error.to_owned()),
+                    ..wire::Meta::default()
+                },
+                payload: rec.payload.clone(),
+            }
+        }
+    }
+
+    fn dead_copy(&self, rec: &Rec, attempts: u32, reason: &str, error: &str) -> Record {
+        let now = now_ms();
+        Record {
+            topic: self.inner.dlq.clone(),
+            key: rec.id.clone(),
+            headers: rec.headers.clone(),
+            meta: wire::Meta {
+                id: Some(rec.id.clone()),
+                enqueued_at: Some(rec.enqueued_at),
+                attempts,
+                first_failure: Some(rec.first_failure.unwrap_or(now)),
+                last_failure: Some(now),
+                reason: Some(reason.to_owned()),
+                error: Some(error.to_owned()),
+                ..wire::Meta::default()
+            },
+            payload: rec.payload.clone(),
+        }
+    }
+
+    /// Writes the jobs' copies; returns, per job, whether its copy (if any) is confirmed.
+    async fn write(&self, jobs: &[Job]) -> Vec<Result<(), BrokerError>> {
+        let copies: Vec<Record> = jobs.iter().filter_map(|j| j.copy.clone()).collect();
+        let mut outcomes = self.inner.producer.send_each(copies).await.into_iter();
+        jobs.iter()
+            .map(|j| match j.copy {
+                Some(_) => outcomes
+                    .next()
+                    .unwrap_or_else(|| Err(client::unavailable("a copy went missing"))),
+                None => Ok(()),
+            })
+            .collect()
+    }
+
+    /// Commits every tracker's settled prefix, and every journal changed since its last commit
+    /// (as the metadata of the partition's offset), one commit at a time.
+    async fn commit(self: &Arc<Self>) -> Result<(), BrokerError> {
+        let _one = self.commit_lock.lock().await;
+        let mut tpl = TopicPartitionList::new();
+        let mut planned = Vec::new();
+        {
+            let st = self.sync.state.lock();
+            for (&tp, (generation, t)) in &st.trackers {
+                let advance = t.committable();
+                let Some(o) = advance.or(t.position()) else {
+                    continue;
+                };
+                let (meta, version, dirty) = match st.journals.get(&tp) {
+                    Some((j, v, c)) => {
+                        let mut j = j.clone();
+                        j.committed(o);
+                        (j.encode(), *v, v > c)
+                    }
+                    None => (String::new(), 0, false),
+                };
+                if advance.is_none() && !dirty {
+                    continue;
+                }
+                let mut e = tpl.add_partition(self.topic(tp.0), tp.1);
+                e.set_offset(Offset::Offset(o))
+                    .map_err(|e| classify("commit", &e))?;
+                e.set_metadata(meta);
+                planned.push((tp, *generation, o, advance.is_some(), version));
+            }
+        }
+        if planned.is_empty() {
+            return Ok(());
+        }
+        let kc = self.kc()?;
+        client::blocking(move || {
+            kc.commit(&tpl, CommitMode::Sync)
+                .map_err(|e| classify("committing offsets", &e))
+        })
+        .await?;
+        let mut st = self.sync.state.lock();
+        for (tp, generation, o, advance, version) in planned {
+            if !matches!(st.trackers.get(&tp), Some((g, _)) if *g == generation) {
+                continue;
+            }
+            if advance && let Some((_, t)) = st.trackers.get_mut(&tp) {
+                t.committed(o);
+            }
+            if let Some((j, _, c)) = st.journals.get_mut(&tp) {
+                j.committed(o);
+                *c = (*c).max(version);
+            }
+        }
+        drop(st);
+        self.sync.changed.notify_all();
+        Ok(())
+    }
+
+    /// Releases fenced records: copies with attempts + 1 (or dead letters), then commits.
+    /// Those whose copy failed stay queued for the next round.
+    async fn release(self: &Arc<Self>, recs: Vec<Rec>, bump: bool) -> Result<(), BrokerError> {
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let jobs: Vec<Job> = recs
+            .into_iter()
+            .map(|rec| {
+                let attempts = rec.attempts + u32::from(bump);
+                let copy = if bump {
+                    self.retry_or_dead(&rec, attempts, 0, UNSETTLED)
+                } else {
+                    let mut c = self.retry_or_dead(&rec, 0, rec.not_before, "");
+                    // Never delivered: handed back as it was.
+                    c.meta.attempts = rec.attempts;
+                    c.meta.first_failure = rec.first_failure;
+                    c.meta.error = rec.error.clone();
+                    c
+                };
+                Job {
+                    rec,
+                    copy: Some(copy),
+                }
+            })
+            .collect();
+        let outcomes = self.write(&jobs).await;
+        let mut first_err = None;
+        {
+            let mut st = self.sync.state.lock();
+            for (j, r) in jobs.into_iter().zip(outcomes) {
+                match r {
+                    Ok(()) => {
+                        st.settle_offset(&j.rec);
+                        if j.copy.as_ref().is_some_and(|c| c.topic == self.inner.dlq) {
+                            self.inner
+                                .counters
+                                .add(&self.inner.counters.dead_lettered, 1);
+                        }
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                        st.releases.push(j.rec);
+                    }
+                }
+            }
+        }
+        self.sync.changed.notify_all();
+        self.commit().await?;
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Fences and releases every held delivery and every buffered record (close, drop).
+    async fn release_all(self: &Arc<Self>) {
+        let (held, buffered) = {
+            let mut st = self.sync.state.lock();
+            let held: Vec<(u64, Held)> = st.held.drain().collect();
+            let mut buffered: Vec<Rec> = st.ready.drain(..).collect();
+            buffered.append(&mut st.delayed);
+            buffered.append(&mut st.releases);
+            // Past max_attempts: handed back as they are; the next reader dead-letters them.
+            buffered.append(&mut st.overdue);
+            for (k, h) in &held {
+                st.ended.gone(*k, h.attempt);
+            }
+            self.inner.counters.in_flight_sub(held.len());
+            (held, buffered)
+        };
+        let held: Vec<Rec> = held.into_iter().map(|(_, h)| h.rec).collect();
+        let backoff = backoff::Backoff {
+            base: self.inner.opts.poll_interval,
+            cap: Duration::from_secs(1),
+        };
+        if let Err(e) = self.release(held, true).await {
+            tracing::warn!(error = %e, "kafka: releasing deliveries at close failed");
+        }
+        if let Err(e) = self.release(buffered, false).await {
+            tracing::warn!(error = %e, "kafka: handing back buffered records at close failed");
+        }
+        // Copies that failed: a few more tries, then the group redelivers them.
+        for n in 0..3 {
+            let again = std::mem::take(&mut self.sync.state.lock().releases);
+            if again.is_empty() {
+                break;
+            }
+            tokio::time::sleep(backoff.delay(n)).await;
+            let _ = self.release(again, true).await;
+        }
+    }
+}
+
+/// Releases expired leases and retries failed releases and commits, every `poll_interval`.
+async fn reap_loop(shared: Arc<Shared>) {
+    let every = shared.inner.opts.poll_interval;
+    while !shared.closed.load(Ordering::Acquire) {
+        tokio::time::sleep(every).await;
+        let now = Instant::now();
+        let recs = {
+            let mut st = shared.sync.state.lock();
+            let expired: Vec<u64> = st
+                .held
+                .iter()
+                .filter(|(_, h)| !h.settling && h.deadline <= now)
+                .map(|(k, _)| *k)
+                .collect();
+            let mut recs = std::mem::take(&mut st.releases);
+            for k in &expired {
+                if let Some(h) = st.held.remove(k) {
+                    st.ended.gone(*k, h.attempt);
+                    recs.push(h.rec);
+                }
+            }
+            let c = &shared.inner.counters;
+            c.add(&c.lease_expired, expired.len());
+            c.in_flight_sub(expired.len());
+            recs
+        };
+        if let Err(e) = shared.dead_letter_overdue().await {
+            tracing::warn!(error = %e, "kafka: dead-lettering records past max_attempts failed; retrying");
+        }
+        if !recs.is_empty() {
+            shared.sync.changed.notify_all();
+            if let Err(e) = shared.release(recs, true).await {
+                tracing::warn!(error = %e, "kafka: releasing expired deliveries failed; retrying");
+            }
+        } else if let Err(e) = shared.commit().await {
+            tracing::warn!(error = %e, "kafka: commit failed; retrying");
+        }
+    }
+}
+
+impl ackline_broker::Consumer for KafkaConsumer {
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BrokerError> {
+        let s = &self.shared;
+        let _one = s.receiving.lock().await;
+        let deadline = Instant::now() + wait;
+        loop {
+            let notified = s.sync.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let n = {
+                let mut st = s.sync.state.lock();
+                if let Some(e) = st.error.take() {
+                    return Err(e);
+                }
+                let room = s.opts.prefetch.saturating_sub(st.held.len());
+                let n = max.min(room).min(st.ready.len());
+                // Record the hand-out in the partitions' journals first.
+                let mut ends: HashMap<Tp, i64> = HashMap::new();
+                for r in st.ready.iter().take(n) {
+                    let e = ends.entry(r.tp).or_insert(r.offset + 1);
+                    *e = (*e).max(r.offset + 1);
+                }
+                for (tp, end) in ends {
+                    if let Some((j, v, _)) = st.journals.get_mut(&tp)
+                        && j.hand_out(end)
+                    {
+                        *v += 1;
+                    }
+                }
+                n
+            };
+            if n > 0 {
+                // Handed out only once the journals say so durably.
+                s.commit().await?;
+                let out = s.hand_out(n);
+                if !out.is_empty() {
+                    return Ok(out);
+                }
+                continue;
+            }
+            if s.closed.load(Ordering::Acquire)
+                || tokio::time::timeout_at(deadline, notified).await.is_err()
+            {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn settle(
+        &self,
+        items: Vec<(Tag, Settlement)>,
+    ) -> Result<Vec<Result<(), SettleError>>, BrokerError> {
+        let s = &self.shared;
+        let now = now_ms();
+        let mut results: Vec<Option<Result<(), SettleError>>> = vec![None; items.len()];
+        let mut jobs = Vec::new(); // (index, key, attempt, Job)
+        {
+            let mut st = s.sync.state.lock();
+            let State { held, ended, .. } = &mut *st;
+            for (i, (tag, how)) in items.into_iter().enumerate() {
+                let h = match fence::admit(held, ended, &tag, &s.token, true) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        results[i] = Some(Err(e));
+                        continue;
+                    }
+                };
+                let copy = match how.bounded(MAX_REASON_BYTES) {
+                    Settlement::Extend { lease } => {
+                        h.deadline = Instant::now() + lease;
+                        results[i] = Some(Ok(()));
+                        continue;
+                    }
+                    Settlement::Ack => None,
+                    Settlement::Nack { delay, error } => {
+                        let due = now
+                            .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+                        Some(s.retry_or_dead(&h.rec, h.attempt, due, &error))
+                    }
+                    Settlement::Reject { reason } => {
+                        let last = h.rec.error.clone().unwrap_or_else(|| reason.clone());
+                        Some(s.dead_copy(&h.rec, h.attempt, &reason, &last))
+                    }
+                };
+                h.settling = true;
+                jobs.push((
+                    i,
+                    tag.key,
+                    Job {
+                        rec: h.rec.clone(),
+                        copy,
+                    },
+                ));
+            }
+        }
+        let outcomes = s
+            .write(&jobs.iter().map(|(_, _, j)| j).cloned().collect::<Vec<_>>())
+            .await;
+        let mut failed = None;
+        {
+            let mut st = s.sync.state.lock();
+            let c = &s.inner.counters;
+            for ((i, key, job), r) in jobs.into_iter().zip(outcomes) {
+                if let Err(e) = r {
+                    if let Some(h) = st.held.get_mut(&key) {
+                        h.settling = false;
+                    }
+                    failed.get_or_insert(e);
+                    continue;
+                }
+                let Some(h) = st.held.remove(&key) else {
+                    // Fenced meanwhile (revoked): its next owner redelivers the original.
+                    results[i] = Some(Err(SettleError::Stale {
+                        attempt: job.rec.attempts + 1,
+                        current: job.rec.attempts + 2,
+                    }));
+                    continue;
+                };
+                st.ended.settled(key);
+                st.settle_offset(&h.rec);
+                c.in_flight_sub(1);
+                match &job.copy {
+                    None => c.add(&c.acked, 1),
+                    Some(r) if r.topic == s.inner.dlq => c.add(&c.dead_lettered, 1),
+                    Some(_) => c.add(&c.nacked, 1),
+                }
+                results[i] = Some(Ok(()));
+            }
+        }
+        s.sync.changed.notify_all();
+        s.sync.ready.notify_waiters();
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        s.commit().await?;
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(SettleError::Unknown)))
+            .collect())
+    }
+
+    async fn close(mut self) {
+        self.shutdown().await;
+    }
+}
+
+impl KafkaConsumer {
+    async fn shutdown(&mut self) {
+        shutdown(self.shared.clone(), self.pump.take(), self.reaper.take()).await;
+    }
+}
+
+/// Stops the reaper, releases what the consumer holds, stops the pump thread and closes the
+/// librdkafka consumer (it leaves the group).
+async fn shutdown(s: Arc<Shared>, pump: Option<ThreadHandle<()>>, reaper: Option<JoinHandle<()>>) {
+    s.closed.store(true, Ordering::Release);
+    s.sync.ready.notify_waiters();
+    if let Some(r) = reaper {
+        let _ = r.await;
+    }
+    s.release_all().await;
+    // The pump stops within one poll; leaving the group (rd_kafka_consumer_close in the
+    // consumer's drop, which serves the last revocation) blocks, so both happen off the
+    // runtime's threads.
+    let kc = s.kc.lock().take();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(p) = pump {
+            let _ = p.join();
+        }
+        drop(kc);
+    })
+    .await;
+}
+
+impl Drop for KafkaConsumer {
+    fn drop(&mut self) {
+        let Some(pump) = self.pump.take() else {
+            return; // closed
+        };
+        let (shared, reaper) = (self.shared.clone(), self.reaper.take());
+        shared.closed.store(true, Ordering::Release);
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                // A runtime shutting down drops this task unrun: the pump then stops by the
+                // flag, and the group redelivers what was held after the session timeout.
+                h.spawn(shutdown(shared, Some(pump), reaper));
+            }
+            Err(_) => {
+                let _ = pump.join();
+            }
+        }
+    }
+}

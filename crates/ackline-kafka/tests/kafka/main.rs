@@ -1,0 +1,15 @@
+//! The Kafka backend against private tansu servers (a Kafka-API broker; `common`), in one test
+//! binary:
+//! - `contract`: the backend contract suite;
+//! - `group`: a dropped consumer, and a consumer joining while another holds deliveries;
+//! - `kill`: a worker process SIGKILLed mid-run (the real runtime, the SQLite store);
+//! - `wire`: what ackline leaves in Kafka (keys, headers, copies, committed offsets), read
+//!   with a plain librdkafka consumer.
+
+mod common;
+mod contract;
+mod group;
+mod kill;
+mod wire;
+#[path = "../../../ackline-worker/tests/shared/crash_worker.rs"]
+mod worker;
