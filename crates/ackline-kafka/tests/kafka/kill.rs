@@ -15,8 +15,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ackline_broker::{Broker, DeadLetters};
@@ -30,16 +28,15 @@ const N: usize = 1000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_worker() {
-    let Ok(spec) = std::env::var(CHILD) else {
+    let Some(spec) = worker::child_spec(CHILD) else {
         return; // not the child: nothing to do
     };
-    let mut parts = spec.splitn(4, '|');
-    let (url, topic, db, log) = (
-        parts.next().unwrap().to_owned(),
-        parts.next().unwrap().to_owned(),
-        PathBuf::from(parts.next().unwrap()),
-        PathBuf::from(parts.next().unwrap()),
-    );
+    let worker::ChildSpec {
+        url,
+        queue: topic,
+        db,
+        log,
+    } = spec;
     let broker = KafkaBroker::connect(&url, &topic, common::options(&topic, 5))
         .await
         .expect("child connect");
@@ -53,34 +50,6 @@ async fn child_worker() {
         rx,
     )
     .await;
-}
-
-fn spawn_child(url: &str, topic: &str, db: &Path, log: &Path) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "kill::child_worker",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(
-            CHILD,
-            format!("{url}|{topic}|{}|{}", db.display(), log.display()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child")
-}
-
-/// Kills the child when dropped (a failing test leaves no worker behind).
-struct Reap(Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,17 +79,16 @@ async fn sigkilled_worker_loses_nothing_and_its_uncommitted_deliveries_come_back
 
     // One worker reads the topic's only partition; it is killed mid-run, and the second,
     // started right after, gets the partition once the first one's session expired.
-    let mut a = Reap(spawn_child(&url, &topic, &db, &log_a));
+    let mut a = worker::spawn_child(CHILD, &url, &topic, &db, &log_a);
     let before = worker::wait_stored(&db, 200, Duration::from_secs(60)).await;
-    a.0.kill().unwrap(); // SIGKILL
+    a.kill(); // SIGKILL
     let killed_at = common::now_ms();
-    a.0.wait().unwrap();
     let at_kill = worker::stored(&db).await;
     assert!(
         (200..N as u64).contains(&at_kill),
         "the kill must land mid-run: {before} then {at_kill} of {N} stored"
     );
-    let mut b = Reap(spawn_child(&url, &topic, &db, &log_b));
+    let mut b = worker::spawn_child(CHILD, &url, &topic, &db, &log_b);
 
     let stored = worker::wait_stored(&db, N as u64, Duration::from_secs(120)).await;
     let until = std::time::Instant::now() + Duration::from_secs(30);
@@ -131,8 +99,7 @@ async fn sigkilled_worker_loses_nothing_and_its_uncommitted_deliveries_come_back
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    b.0.kill().unwrap();
-    b.0.wait().unwrap();
+    b.kill();
 
     assert_eq!(
         stored, N as u64,

@@ -6,8 +6,6 @@
 //! The child is this test executable itself, run with `ACKLINE_NATS_CHILD` set: then the
 //! `child_worker` test acts as the worker (and is a no-op otherwise).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ackline_broker::{Broker, DeadLetters};
@@ -29,16 +27,15 @@ fn options() -> NatsOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_worker() {
-    let Ok(spec) = std::env::var(CHILD) else {
+    let Some(spec) = common::worker::child_spec(CHILD) else {
         return; // not the child: nothing to do
     };
-    let mut parts = spec.splitn(4, '|');
-    let (url, queue, db, log) = (
-        parts.next().unwrap().to_owned(),
-        parts.next().unwrap().to_owned(),
-        PathBuf::from(parts.next().unwrap()),
-        PathBuf::from(parts.next().unwrap()),
-    );
+    let common::worker::ChildSpec {
+        url,
+        queue,
+        db,
+        log,
+    } = spec;
     let broker = NatsBroker::connect(&url, &queue, options())
         .await
         .expect("child connect");
@@ -52,32 +49,6 @@ async fn child_worker() {
         rx,
     )
     .await;
-}
-
-fn spawn_child(url: &str, queue: &str, db: &Path, log: &Path) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "kill::child_worker",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(
-            CHILD,
-            format!("{url}|{queue}|{}|{}", db.display(), log.display()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child")
-}
-
-async fn stored(db: &Path) -> u64 {
-    if db.exists() {
-        common::worker::stored(db).await
-    } else {
-        0
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,20 +72,19 @@ async fn sigkill_mid_batch_loses_nothing_and_stores_once() {
     let dir = tempfile::tempdir().unwrap();
     let (db, log) = (dir.path().join("store.db"), dir.path().join("attempts.log"));
 
-    let mut first = spawn_child(&url, &queue, &db, &log);
+    let mut first = common::worker::spawn_child(CHILD, &url, &queue, &db, &log);
     common::wait_until(
         "the first worker stores 300",
         Duration::from_secs(60),
         || {
             let db = db.clone();
-            async move { stored(&db).await >= 300 }
+            async move { common::worker::stored(&db).await >= 300 }
         },
     )
     .await;
-    first.kill().unwrap(); // SIGKILL
-    first.wait().unwrap();
+    first.kill(); // SIGKILL
     let killed_at = Instant::now();
-    let at_kill = stored(&db).await;
+    let at_kill = common::worker::stored(&db).await;
     assert!(
         (300..N as u64).contains(&at_kill),
         "the kill must land mid-run: {at_kill} of {N} stored"
@@ -123,18 +93,17 @@ async fn sigkill_mid_batch_loses_nothing_and_stores_once() {
     // What the dead worker held is still pending on the server until AckWait.
     let held = broker.stats().await.unwrap().in_flight;
 
-    let mut second = spawn_child(&url, &queue, &db, &log);
+    let mut second = common::worker::spawn_child(CHILD, &url, &queue, &db, &log);
     common::wait_until("every message stored", Duration::from_secs(120), || {
         let db = db.clone();
-        async move { stored(&db).await >= N as u64 }
+        async move { common::worker::stored(&db).await >= N as u64 }
     })
     .await;
     let all_stored_after = killed_at.elapsed();
-    second.kill().unwrap();
-    second.wait().unwrap();
+    second.kill();
 
     assert_eq!(
-        stored(&db).await,
+        common::worker::stored(&db).await,
         N as u64,
         "every message stored once (ids are unique)"
     );

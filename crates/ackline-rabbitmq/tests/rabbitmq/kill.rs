@@ -5,9 +5,7 @@
 //! The child is this test executable itself, run with `ACKLINE_RABBIT_CHILD` set: then the
 //! `child_worker` test acts as the worker (and is a no-op otherwise).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ackline_broker::{Broker, DeadLetters};
 use ackline_rabbitmq::RabbitBroker;
@@ -19,16 +17,15 @@ const N: usize = 2000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_worker() {
-    let Ok(spec) = std::env::var(CHILD) else {
+    let Some(spec) = common::worker::child_spec(CHILD) else {
         return; // not the child: nothing to do
     };
-    let mut parts = spec.splitn(4, '|');
-    let (url, queue, db, log) = (
-        parts.next().unwrap().to_owned(),
-        parts.next().unwrap().to_owned(),
-        PathBuf::from(parts.next().unwrap()),
-        PathBuf::from(parts.next().unwrap()),
-    );
+    let common::worker::ChildSpec {
+        url,
+        queue,
+        db,
+        log,
+    } = spec;
     let broker = RabbitBroker::connect(&url, &queue, common::options(5, None))
         .await
         .expect("child connect");
@@ -42,39 +39,6 @@ async fn child_worker() {
         rx,
     )
     .await;
-}
-
-fn spawn_child(url: &str, queue: &str, db: &Path, log: &Path) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "kill::child_worker",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(
-            CHILD,
-            format!("{url}|{queue}|{}|{}", db.display(), log.display()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child")
-}
-
-async fn wait_stored(db: &Path, at_least: u64, patience: Duration) -> u64 {
-    let until = Instant::now() + patience;
-    loop {
-        let n = if db.exists() {
-            common::worker::stored(db).await
-        } else {
-            0
-        };
-        if n >= at_least || Instant::now() > until {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,10 +63,9 @@ async fn sigkill_mid_batch_loses_nothing_and_stores_once() {
     let dir = tempfile::tempdir().unwrap();
     let (db, log) = (dir.path().join("store.db"), dir.path().join("attempts.log"));
 
-    let mut first = spawn_child(&url, &queue, &db, &log);
-    let before = wait_stored(&db, 300, Duration::from_secs(60)).await;
-    first.kill().unwrap(); // SIGKILL
-    first.wait().unwrap();
+    let mut first = common::worker::spawn_child(CHILD, &url, &queue, &db, &log);
+    let before = common::worker::wait_stored(&db, 300, Duration::from_secs(60)).await;
+    first.kill(); // SIGKILL
     let at_kill = common::worker::stored(&db).await;
     assert!(
         (300..N as u64).contains(&at_kill),
@@ -110,10 +73,9 @@ async fn sigkill_mid_batch_loses_nothing_and_stores_once() {
     );
     let seen_by_first = common::worker::attempts(&log).len();
 
-    let mut second = spawn_child(&url, &queue, &db, &log);
-    let stored = wait_stored(&db, N as u64, Duration::from_secs(120)).await;
-    second.kill().unwrap();
-    second.wait().unwrap();
+    let mut second = common::worker::spawn_child(CHILD, &url, &queue, &db, &log);
+    let stored = common::worker::wait_stored(&db, N as u64, Duration::from_secs(120)).await;
+    second.kill();
 
     assert_eq!(
         stored, N as u64,

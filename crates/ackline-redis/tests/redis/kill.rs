@@ -8,8 +8,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ackline_broker::{Broker, DeadLetters};
@@ -24,49 +22,20 @@ const LEASE: Duration = Duration::from_secs(2);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_worker() {
-    let Ok(spec) = std::env::var(CHILD) else {
+    let Some(spec) = worker::child_spec(CHILD) else {
         return; // not the child: nothing to do
     };
-    let mut parts = spec.splitn(4, '|');
-    let (url, queue, db, log) = (
-        parts.next().unwrap().to_owned(),
-        parts.next().unwrap().to_owned(),
-        PathBuf::from(parts.next().unwrap()),
-        PathBuf::from(parts.next().unwrap()),
-    );
+    let worker::ChildSpec {
+        url,
+        queue,
+        db,
+        log,
+    } = spec;
     let broker = RedisBroker::connect(&url, &queue, common::options(5, None))
         .await
         .expect("child connect");
     let (_tx, rx) = tokio::sync::watch::channel(false);
     worker::run(broker, db, log, Duration::from_millis(2), LEASE, rx).await;
-}
-
-fn spawn_child(url: &str, queue: &str, db: &Path, log: &Path) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "kill::child_worker",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(
-            CHILD,
-            format!("{url}|{queue}|{}|{}", db.display(), log.display()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child")
-}
-
-/// Kills the child when dropped (a failing test leaves no worker behind).
-struct Reap(Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,17 +61,16 @@ async fn sigkilled_worker_deliveries_come_back_within_the_lease_and_are_stored_o
     let db = dir.path().join("store.db");
     let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
 
-    let mut a = Reap(spawn_child(&url, &queue, &db, &log_a));
-    let mut b = Reap(spawn_child(&url, &queue, &db, &log_b));
+    let mut a = worker::spawn_child(CHILD, &url, &queue, &db, &log_a);
+    let mut b = worker::spawn_child(CHILD, &url, &queue, &db, &log_b);
     let before = worker::wait_stored(&db, 300, Duration::from_secs(60)).await;
     // The survivor must be alive to take the killed worker's deliveries over.
     assert!(
-        b.0.try_wait().unwrap().is_none(),
+        b.running(),
         "worker b exited before the kill (its stderr above says why)"
     );
-    a.0.kill().unwrap(); // SIGKILL
+    a.kill(); // SIGKILL
     let killed_at = common::now_ms();
-    a.0.wait().unwrap();
     let at_kill = worker::stored(&db).await;
     assert!(
         (300..N as u64).contains(&at_kill),
@@ -119,8 +87,7 @@ async fn sigkilled_worker_deliveries_come_back_within_the_lease_and_are_stored_o
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    b.0.kill().unwrap();
-    b.0.wait().unwrap();
+    b.kill();
 
     assert_eq!(
         stored, N as u64,

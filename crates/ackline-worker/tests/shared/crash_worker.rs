@@ -145,3 +145,68 @@ pub async fn wait_stored(db: &Path, n: u64, patience: Duration) -> u64 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// What a child worker process is given (in one environment variable, `url|queue|db|log`).
+pub struct ChildSpec {
+    pub url: String,
+    pub queue: String,
+    pub db: PathBuf,
+    pub log: PathBuf,
+}
+
+/// This process's spec when it runs as a child worker (the variable `var` set), else `None`.
+pub fn child_spec(var: &str) -> Option<ChildSpec> {
+    let spec = std::env::var(var).ok()?;
+    let mut parts = spec.splitn(4, '|');
+    Some(ChildSpec {
+        url: parts.next()?.to_owned(),
+        queue: parts.next()?.to_owned(),
+        db: PathBuf::from(parts.next()?),
+        log: PathBuf::from(parts.next()?),
+    })
+}
+
+/// Starts this test executable again as a child worker: it runs only the test
+/// `kill::child_worker`, with `var` holding its spec (and every other test returns at once).
+pub fn spawn_child(var: &str, url: &str, queue: &str, db: &Path, log: &Path) -> Reap {
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "kill::child_worker",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(
+            var,
+            format!("{url}|{queue}|{}|{}", db.display(), log.display()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn child");
+    Reap(child)
+}
+
+/// A child worker, killed (SIGKILL) and reaped when dropped, so a failing test leaves no
+/// worker behind.
+pub struct Reap(pub std::process::Child);
+
+impl Reap {
+    /// SIGKILL, and wait until it is gone.
+    pub fn kill(&mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().expect("reap");
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.0.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
