@@ -32,6 +32,8 @@ pub mod fence;
 pub mod bench;
 #[cfg(feature = "contract")]
 pub mod contract;
+#[cfg(feature = "contract")]
+pub mod watchdog;
 
 /// The contract's dead-letter reasons, spelled once (the embedded engine's own constants).
 pub use ackline_queue::{REASON_CORRUPT, REASON_MAX_ATTEMPTS};

@@ -99,21 +99,7 @@ impl Server {
             .stderr(log.reopen().expect("log"))
             .spawn()
             .expect("spawn tansu");
-        let script = format!(
-            "i=0; while [ $i -lt {} ] && kill -0 {} 2>/dev/null && kill -0 {} 2>/dev/null; \
-             do sleep 1; i=$((i+1)); done; kill -9 {} 2>/dev/null",
-            LIFETIME.as_secs(),
-            std::process::id(),
-            child.id(),
-            child.id()
-        );
-        let watchdog = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn the watchdog");
+        let watchdog = ackline_broker::watchdog::watch(child.id(), LIFETIME);
         let mut s = Server {
             port,
             log,

@@ -57,20 +57,7 @@ impl Daemon {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let script = format!(
-            "i=0; while [ $i -lt 600 ] && kill -0 {} 2>/dev/null && kill -0 {} 2>/dev/null; \
-             do sleep 1; i=$((i+1)); done; kill -9 {} 2>/dev/null",
-            std::process::id(),
-            child.id(),
-            child.id()
-        );
-        let watchdog = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let watchdog = ackline_broker::watchdog::watch(child.id(), Duration::from_secs(600));
         let d = Daemon {
             _dir: dir,
             child,
