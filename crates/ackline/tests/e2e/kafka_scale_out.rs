@@ -9,7 +9,8 @@
 //! `fetch.wait.max.ms=100`, the settings `ackline-kafka`'s own tests use on tansu: tansu 0.6
 //! takes a partition's end as the last record batch's base offset + 1, so the tail of a
 //! multi-record batch stays invisible to consumers until more is produced (the last lines
-//! would never be stored); Kafka needs neither.
+//! would never be stored: without it the scenario timed out with lines missing); Kafka needs
+//! neither. The scenario's topics have two partitions (`broker.kafka_partitions`).
 //!
 //! The tansu binary: `ACKLINE_TANSU`, else the cache of `scripts/kafka-test-broker install`
 //! (`ACKLINE_TANSU_ROOT`, by default `~/.cache/ackline/tansu`), else `tansu` on the PATH. When
@@ -104,7 +105,13 @@ fn kafka_scale_out_survives_a_killed_worker_and_dead_letters_malformed_lines() {
     let Some(tansu) = Tansu::start() else {
         return;
     };
-    scale_out_survives_a_killed_worker_with(&tansu.url(), "ackline-test-kafka", &[TANSU_SETTINGS]);
+    // Topics created with two partitions (`broker.kafka_partitions`; the partition count on
+    // the broker is not checked here, only that every line is stored once).
+    scale_out_survives_a_killed_worker_with(
+        &tansu.url(),
+        "ackline-test-kafka",
+        &[TANSU_SETTINGS, ("ACKLINE_BROKER_KAFKA_PARTITIONS", "2")],
+    );
 }
 
 /// `work --broker kafka://` notes the group it joins and what a confirmed publish means, then
