@@ -130,6 +130,10 @@ pub struct Config {
     pub broker_allow_volatile: bool,
     /// The content of a NATS `.creds` file (read from `broker.credentials_file`).
     pub broker_credentials: Option<String>,
+    /// Kafka: partitions of the topics created by ackline (`broker.kafka_partitions`).
+    pub broker_kafka_partitions: i32,
+    /// Kafka: librdkafka settings for every client (`broker.kafka_settings`), name and value.
+    pub broker_kafka_settings: Vec<(String, String)>,
     /// `run` and `work`: where the worker metrics are served, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
     /// `run`: where the web console is served, if anywhere.
@@ -147,14 +151,24 @@ pub enum BrokerUrl {
     Redis(ackline_redis::RedisUrl),
     /// NATS JetStream (scale-out): `nats://` or `tls://`.
     Nats(ackline_nats::NatsUrl),
+    /// Kafka (scale-out): `kafka://HOST:PORT[,HOST:PORT...]`, the bootstrap servers. No TLS:
+    /// `ackline-kafka` has none yet, so `kafkas://` (or any other scheme) is refused.
+    Kafka(ackline_kafka::KafkaUrl),
 }
 
 impl BrokerUrl {
     /// Parses `http(s)://...`, `amqp(s)://...`, what [`ackline_redis::RedisUrl::parse`]
     /// takes (`redis://`, `rediss://`, `redis+unix://`, `unix://`) or what
-    /// [`ackline_nats::NatsUrl::parse`] takes (`nats://`, `tls://`).
+    /// [`ackline_nats::NatsUrl::parse`] takes (`nats://`, `tls://`) or what
+    /// [`ackline_kafka::KafkaUrl::parse`] takes (`kafka://`).
     pub fn parse(s: &str) -> Option<BrokerUrl> {
         let s = s.trim();
+        if s.starts_with("kafka://") {
+            return ackline_kafka::KafkaUrl::parse(s).ok().map(BrokerUrl::Kafka);
+        }
+        if s.starts_with("kafkas://") || s.starts_with("kafka+ssl://") {
+            return None; // no TLS to Kafka yet (the key's expectation says so)
+        }
         if s.starts_with("nats://") || s.starts_with("tls://") {
             return ackline_nats::NatsUrl::parse(s).ok().map(BrokerUrl::Nats);
         }
@@ -182,6 +196,7 @@ impl std::fmt::Display for BrokerUrl {
             BrokerUrl::Amqp(u) => write!(f, "{u}"),
             BrokerUrl::Redis(u) => write!(f, "{u}"),
             BrokerUrl::Nats(u) => write!(f, "{u}"),
+            BrokerUrl::Kafka(u) => write!(f, "{u}"),
         }
     }
 }
@@ -524,6 +539,14 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
     let broker_tls_ca = l.get(&BROKER_TLS_CA_FILE)?;
     let broker_allow_volatile = l.value(&BROKER_ALLOW_VOLATILE)?;
     let broker_credentials = l.get(&BROKER_CREDENTIALS_FILE)?;
+    let broker_kafka_partitions = l.value(&BROKER_KAFKA_PARTITIONS)?;
+    let broker_kafka_settings = l
+        .get(&BROKER_KAFKA_SETTINGS)?
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
     let listen = l.value(&SERVER_LISTEN)?;
     let mut tokens: Vec<Token> = l.get(&SERVER_TOKENS)?.unwrap_or_default();
     tokens.extend(l.get(&SERVER_TOKEN_FILE)?.unwrap_or_default());
@@ -618,6 +641,8 @@ fn build(data_dir: &Path, file: Option<PathBuf>, l: &Layers) -> Result<Config, C
         broker_tls_ca,
         broker_allow_volatile,
         broker_credentials,
+        broker_kafka_partitions,
+        broker_kafka_settings,
         metrics_listen,
         console_listen,
     })

@@ -247,6 +247,16 @@ async fn relay(
             dst.close().await;
             r
         }
+        BrokerUrl::Kafka(u) => {
+            // The relay only publishes: no consumer joins the workers' group.
+            let opts = crate::work::kafka_options(&cfg);
+            let Some(dst) =
+                crate::work::connect_kafka(u, &cfg.queue, opts, halt.clone(), out).await?
+            else {
+                return Ok(());
+            };
+            run_relay(src, dst, fcfg, stats, halt).await
+        }
     }
 }
 

@@ -1,16 +1,19 @@
 //! `ackline work`: the worker of split and scale-out mode. [`ackline_worker::Runtime`] over a
 //! broker into a store, until SIGTERM or SIGINT. The broker is an `ackline serve`
 //! ([`ackline_http::HttpBroker`], the lease API), RabbitMQ
-//! ([`ackline_rabbitmq::RabbitBroker`]), Redis Streams ([`ackline_redis::RedisBroker`]) or
-//! NATS JetStream ([`ackline_nats::NatsBroker`]): the same runtime, the same contract.
+//! ([`ackline_rabbitmq::RabbitBroker`]), Redis Streams ([`ackline_redis::RedisBroker`]),
+//! NATS JetStream ([`ackline_nats::NatsBroker`]) or Kafka ([`ackline_kafka::KafkaBroker`], a
+//! consumer group `ackline-<queue>`): the same runtime, the same contract.
 //!
 //! Invariants:
 //! - A delivery is acked only after the store committed its record (the runtime's rule), and
 //!   the store is idempotent by message id, so a worker killed at any moment (SIGKILL
 //!   included) loses nothing and duplicates nothing: its leases expire on the server (its
 //!   channel closes on RabbitMQ, its entries are claimed after the lease on Redis, JetStream
-//!   redelivers them after its `AckWait`, which is the lease) and another
-//!   worker stores what it had not acked; what it had stored is skipped.
+//!   redelivers them after its `AckWait`, which is the lease; on Kafka the group gives its
+//!   partitions to another member after the session timeout, at most the lease when the lease
+//!   is 6 s or more, see [`kafka_options`], which reads on from the committed offset) and
+//!   another worker stores what it had not acked; what it had stored is skipped.
 //! - Graceful stop as in `run`: the first signal stops taking deliveries, the batches in hand
 //!   finish within `worker.shutdown_deadline` (the rest is released), exit 0.
 //! - Configuration errors (a bad flag value, a bad broker URL, no broker at all, and
@@ -34,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use ackline_broker::{Broker, BrokerError};
 use ackline_http::HttpBroker;
+use ackline_kafka::{KafkaBroker, KafkaOptions};
 use ackline_nats::{NatsBroker, NatsOptions};
 use ackline_parse::Parser;
 use ackline_rabbitmq::{RabbitBroker, RabbitOptions};
@@ -134,8 +138,9 @@ pub fn run(
         return Err(usage(
             "ackline work needs a broker: --broker http://HOST:PORT (an ackline serve), \
              --broker amqp://USER:PASS@HOST:PORT/VHOST (RabbitMQ) or --broker \
-             redis://HOST:PORT/DB (Redis Streams) or --broker nats://HOST:PORT (NATS \
-             JetStream) (or broker.url in the config file, or ACKLINE_BROKER_URL)",
+             redis://HOST:PORT/DB (Redis Streams), --broker nats://HOST:PORT (NATS \
+             JetStream) or --broker kafka://HOST:PORT (Kafka) (or broker.url in the config \
+             file, or ACKLINE_BROKER_URL)",
         ));
     };
     if matches!(broker_url, BrokerUrl::Http(_)) && a.worker.max_attempts.is_some() {
@@ -186,6 +191,14 @@ pub fn run(
                 let r = work_on(b.clone(), &cfg, shown, cfg.queue.clone(), signal, out).await;
                 b.close().await;
                 r
+            }
+            BrokerUrl::Kafka(url) => {
+                let opts = kafka_options(&cfg);
+                let Some(b) = connect_kafka(url, &cfg.queue, opts, signal.clone(), out).await?
+                else {
+                    return stopped_early(out);
+                };
+                work_on(b, &cfg, shown, cfg.queue.clone(), signal, out).await
             }
         }
     })
@@ -393,6 +406,36 @@ pub(crate) fn nats_options(cfg: &Config) -> NatsOptions {
     }
 }
 
+/// The shortest group session timeout Kafka accepts by default
+/// (`group.min.session.timeout.ms`).
+const KAFKA_MIN_SESSION: Duration = Duration::from_secs(6);
+
+/// The consumer group of a queue's workers on Kafka: one group per topic, so that workers of
+/// other queues never take part in its rebalances.
+pub(crate) fn kafka_group(queue: &str) -> String {
+    format!("ackline-{queue}")
+}
+
+/// The Kafka backend's options from the configuration: the group is [`kafka_group`] (so
+/// `queue stats` reads the workers' committed offsets); the client-side lease is the
+/// runtime's `worker.lease`; the session timeout (how soon a dead process's partitions, and
+/// with them its unsettled deliveries, go to another worker) is the lease, kept between 6 s
+/// (Kafka's default minimum) and the backend's 10 s default.
+pub(crate) fn kafka_options(cfg: &Config) -> KafkaOptions {
+    let d = KafkaOptions::default();
+    KafkaOptions {
+        max_attempts: cfg.queue_options.max_attempts,
+        group: kafka_group(&cfg.queue),
+        partitions: cfg.broker_kafka_partitions,
+        session_timeout: cfg
+            .worker
+            .lease
+            .clamp(KAFKA_MIN_SESSION, d.session_timeout.max(KAFKA_MIN_SESSION)),
+        client_config: cfg.broker_kafka_settings.clone(),
+        ..d
+    }
+}
+
 /// Connects with `connect` (to the broker `name` at `shown`, the URL redacted), waiting while
 /// the broker answers `Unavailable`: probed with backoff up to 5 s, noted once. `None` if a
 /// signal came first; any other refusal (`Fatal`: bad credentials, a certificate neither
@@ -484,6 +527,29 @@ pub(crate) async fn connect_nats(
     Ok(Some(b))
 }
 
+/// Connects to Kafka (creating the topic, `<queue>.retry` and `<queue>.dlq` when missing),
+/// waiting while it is unreachable; `None` if a signal came first. Notes what a confirmed
+/// publish means there.
+pub(crate) async fn connect_kafka(
+    url: ackline_kafka::KafkaUrl,
+    queue: &str,
+    opts: KafkaOptions,
+    signal: watch::Receiver<bool>,
+    out: Out,
+) -> anyhow::Result<Option<KafkaBroker>> {
+    let shown = url.to_string();
+    let group = opts.group.clone();
+    let connect = || KafkaBroker::connect(&shown, queue, opts.clone());
+    let Some(b) = connect_waiting("Kafka", &shown, connect, signal, out).await? else {
+        return Ok(None);
+    };
+    out.note(&format!(
+        "ackline: connected to Kafka at {shown} (group {group}); a publish is confirmed with \
+         acks=all, so it survives what the topic's replication and min.insync.replicas allow"
+    ));
+    Ok(Some(b))
+}
+
 /// Notes the durability the Redis server gives confirmed publishes, with its risk when lossy.
 pub(crate) fn note_durability(b: &RedisBroker, out: Out) {
     let d = b.durability();
@@ -496,7 +562,90 @@ pub(crate) fn note_durability(b: &RedisBroker, out: Out) {
 
 #[cfg(test)]
 mod tests {
-    use super::http_queue_url;
+    #![allow(clippy::unwrap_used)]
+    use super::{Duration, Path, http_queue_url, kafka_options};
+    use crate::cli::PipelineFlags;
+    use crate::config::{self, BrokerUrl, Env};
+
+    fn load(pairs: &[(&str, &str)]) -> anyhow::Result<config::Config> {
+        let env = Env {
+            vars: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        config::load(Path::new("/d"), None, &PipelineFlags::default(), &env)
+    }
+
+    /// `kafka://` is Kafka; `kafkas://` (TLS, which ackline-kafka has not) is refused with
+    /// an expectation that says so; the URL is shown as its bootstrap servers.
+    #[test]
+    fn kafka_urls_are_parsed_and_tls_is_refused() {
+        let Some(BrokerUrl::Kafka(u)) = BrokerUrl::parse(" kafka://k1:9092,k2:9093 ") else {
+            panic!("not Kafka");
+        };
+        assert_eq!(u.bootstrap_servers(), "k1:9092,k2:9093");
+        for bad in [
+            "kafkas://k1:9093",
+            "kafka+ssl://k1:9093",
+            "kafka://k1",
+            "kafka://u:p@k1:1",
+        ] {
+            assert!(BrokerUrl::parse(bad).is_none(), "{bad}");
+        }
+        let e = load(&[("ACKLINE_BROKER_URL", "kafkas://k1:9093")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kafkas:// is not supported"), "{e}");
+        assert!(
+            !e.contains("k1:9093"),
+            "a secret key's value is not quoted: {e}"
+        );
+    }
+
+    /// The options `work`, the relay and the dlq tools start from: the group of the queue,
+    /// `retry.max_attempts`, the partitions and librdkafka settings of their keys, and the
+    /// session timeout = the lease within 6 s to 10 s.
+    #[test]
+    fn kafka_options_follow_the_configuration() {
+        let c = load(&[
+            ("ACKLINE_QUEUE_NAME", "web"),
+            ("ACKLINE_RETRY_MAX_ATTEMPTS", "7"),
+            ("ACKLINE_WORKER_LEASE", "8s"),
+            ("ACKLINE_BROKER_KAFKA_PARTITIONS", "12"),
+            (
+                "ACKLINE_BROKER_KAFKA_SETTINGS",
+                "batch.num.messages=1, sasl.mechanism = PLAIN",
+            ),
+        ])
+        .unwrap();
+        let o = kafka_options(&c);
+        assert_eq!(o.group, "ackline-web");
+        assert_eq!(o.max_attempts, 7);
+        assert_eq!(o.partitions, 12);
+        assert_eq!(o.session_timeout, Duration::from_secs(8));
+        assert_eq!(
+            o.client_config,
+            vec![
+                ("batch.num.messages".to_string(), "1".to_string()),
+                ("sasl.mechanism".to_string(), "PLAIN".to_string()),
+            ]
+        );
+        for (lease, session) in [("2s", 6), ("30s", 10)] {
+            let c = load(&[("ACKLINE_WORKER_LEASE", lease)]).unwrap();
+            let o = kafka_options(&c);
+            assert_eq!(o.session_timeout, Duration::from_secs(session), "{lease}");
+            assert_eq!((o.group.as_str(), o.partitions), ("ackline-logs", 1));
+            assert!(o.client_config.is_empty());
+        }
+        for bad in [
+            ("ACKLINE_BROKER_KAFKA_PARTITIONS", "0"),
+            ("ACKLINE_BROKER_KAFKA_SETTINGS", "Bad Name=1"),
+        ] {
+            let e = load(&[bad]).unwrap_err().to_string();
+            assert!(e.contains(bad.0), "{e}");
+        }
+    }
 
     #[test]
     fn the_configured_queue_is_appended_only_when_the_url_names_none() {

@@ -116,6 +116,16 @@ fn creds_file(path: &str) -> Option<String> {
     .then_some(creds)
 }
 
+/// One librdkafka setting, `name=value`: a name of lower-case letters, digits, `.` and `_`.
+fn kafka_setting(s: &str) -> bool {
+    s.split_once('=').is_some_and(|(k, _)| {
+        let k = k.trim();
+        !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')
+    })
+}
+
 macro_rules! keys {
     ($( $(#[$attr:meta])* $id:ident: $kind:ty = $def:expr; )*) => {
         $( $(#[$attr])* pub static $id: Key<$kind> = $def; )*
@@ -337,7 +347,8 @@ keys! {
         Text::new(queue_name_rule!(), queue_name),
         Fallback::Value(DEFAULT_QUEUE),
         "the pipeline's queue in the data directory (also the default of `dlq --queue`); \
-         `serve`'s default queue; `work`'s queue on RabbitMQ (`work --queue` also takes a \
+         `serve`'s default queue; `work`'s queue on a broker (RabbitMQ, Redis, NATS; on Kafka \
+         the topic, read by the consumer group `ackline-<queue>`) (`work --queue` also takes a \
          server's URL, as `--broker`)",
     )
     .flags(&[
@@ -521,8 +532,9 @@ keys! {
         Int::new(1, 1000),
         Fallback::Value("5"),
         "deliveries per message; then it is dead-lettered with `max attempts exceeded` and its \
-         last error (store outages do not count). `work` applies it on RabbitMQ only: from an \
-         `ackline serve` it is the server's setting, and `work --max-attempts` is refused",
+         last error (store outages do not count). `work` applies it on a broker (RabbitMQ, Redis, \
+         NATS, Kafka): from an `ackline serve` it is the server's setting, and `work \
+         --max-attempts` is refused",
     )
     .flags(&[
         Flag::value(
@@ -584,17 +596,20 @@ keys! {
         "broker.url",
         Text::new(
             "http://HOST:PORT[/QUEUE] (an ackline serve), amqp://USER:PASS@HOST:PORT/VHOST (or \
-             amqps://), redis://[USER:PASS@]HOST:PORT/DB (or rediss://, redis+unix://PATH) or \
-             nats://[USER:PASS@]HOST:PORT (or tls://)",
+             amqps://), redis://[USER:PASS@]HOST:PORT/DB (or rediss://, redis+unix://PATH), \
+             nats://[USER:PASS@]HOST:PORT (or tls://) or kafka://HOST:PORT[,HOST:PORT...] \
+             (Kafka has no TLS here yet: kafkas:// is not supported)",
             BrokerUrl::parse,
         ),
         Fallback::Absent("none"),
         "`work`: where deliveries come from, `http://HOST:PORT[/QUEUE]` (an `ackline serve`), \
          `amqp://USER:PASS@HOST:PORT/VHOST` / `amqps://` (RabbitMQ, scale-out) or \
          `redis://[USER:PASS@]HOST:PORT/DB` / `rediss://` (TLS) / `redis+unix:///PATH?db=N` \
-         (Redis Streams, scale-out; see `broker.allow_volatile`) or \
+         (Redis Streams, scale-out; see `broker.allow_volatile`), \
          `nats://[USER:PASS@]HOST:PORT` / `tls://` (NATS JetStream, scale-out; see \
-         `broker.credentials_file`). `serve`: the broker its \
+         `broker.credentials_file`) or `kafka://HOST:PORT[,HOST:PORT...]` (Kafka, scale-out, \
+         the bootstrap servers; no TLS: `kafkas://` is refused, see `broker.kafka_settings`). \
+         `serve`: the broker its \
          ingest is relayed to. `dlq`, `queue stats`: act on that broker's queue instead of the \
          data directory. It may hold a password: output shows it as `amqp://USER:***@...`",
     )
@@ -607,7 +622,8 @@ keys! {
             "Scale-out ingest node: relay everything queued here to this broker's queue of the \
              same name, each message acked here only once the broker confirmed it \
              (amqp://USER:PASS@HOST:PORT/VHOST or amqps://, redis://HOST:PORT/DB or rediss://, \
-             nats://HOST:PORT or tls://; credentials may instead come from ACKLINE_BROKER_URL)",
+             nats://HOST:PORT or tls://, kafka://HOST:PORT[,HOST:PORT...]; credentials may \
+             instead come from ACKLINE_BROKER_URL)",
         ),
         Flag::value(
             "broker",
@@ -615,7 +631,8 @@ keys! {
             &[Cmd::Work],
             "Where deliveries come from: an `ackline serve` (http://HOST:PORT[/QUEUE], split \
              mode) or a broker (amqp://USER:PASS@HOST:PORT/VHOST or amqps://, \
-             redis://HOST:PORT/DB or rediss://, nats://HOST:PORT or tls://, scale-out)",
+             redis://HOST:PORT/DB or rediss://, nats://HOST:PORT or tls://, \
+             kafka://HOST:PORT[,HOST:PORT...], scale-out)",
         ),
         Flag::value(
             "broker",
@@ -623,7 +640,8 @@ keys! {
             &[Cmd::Dlq, Cmd::QueueStats],
             "Act on this broker's queue instead of the data directory: RabbitMQ \
              (amqp://USER:PASS@HOST:PORT/VHOST or amqps://), Redis (redis://HOST:PORT/DB or \
-             rediss://), NATS (nats://HOST:PORT or tls://) or an `ackline serve` \
+             rediss://), NATS (nats://HOST:PORT or tls://), Kafka \
+             (kafka://HOST:PORT[,HOST:PORT...]) or an `ackline serve` \
              (http://HOST:PORT[/QUEUE]) [default: none, the data directory]",
         ),
     ]);
@@ -662,6 +680,36 @@ keys! {
          instead be given in the URL (`nats://USER:PASS@HOST:PORT`). Ignored by the other \
          brokers",
     );
+
+    /// `broker.kafka_partitions`.
+    BROKER_KAFKA_PARTITIONS: Int<i32> = Key::new(
+        "broker.kafka_partitions",
+        Int::new(1, 10_000),
+        Fallback::Value("1"),
+        "Kafka only: the partitions of the topic and of its retry topic when ackline creates \
+         them (`<queue>`, `<queue>.retry`; the dead-letter topic `<queue>.dlq` always has one). \
+         A partition is read by one worker of the group at a time, so this bounds how many \
+         `work` processes share a queue. Topics that exist keep their partitions. Ignored by \
+         the other brokers",
+    );
+
+    /// `broker.kafka_settings`.
+    BROKER_KAFKA_SETTINGS: List = Key::new(
+        "broker.kafka_settings",
+        List::new(
+            "librdkafka settings, each name=value (a TOML array, or comma-separated)",
+            kafka_setting,
+        ),
+        Fallback::Absent("none"),
+        "Kafka only: librdkafka settings given to every client (producer, consumers, admin), \
+         each `name=value`, like `[\"batch.num.messages=1\", \"fetch.wait.max.ms=100\"]` (the \
+         settings the tests use against tansu, see `docs/kafka.md`). The settings the delivery \
+         contract depends on (idempotence, `acks=all`, manual commits, the group) override \
+         them. This build's librdkafka has no OpenSSL: TLS (`security.protocol=ssl`) is not \
+         available. Values may hold a password (`sasl.password`): never printed. Ignored by \
+         the other brokers",
+    )
+    .secret();
 
     /// `broker.allow_volatile`.
     BROKER_ALLOW_VOLATILE: Bool = Key::new(

@@ -1,6 +1,7 @@
 //! `dlq list|show|replay|purge` and `queue stats` on a broker's queue (`--broker URL`,
 //! `broker.url`, `ACKLINE_BROKER_URL`): RabbitMQ ([`RabbitBroker`]), Redis Streams
-//! ([`RedisBroker`]), NATS JetStream ([`NatsBroker`]) or an `ackline serve` ([`HttpBroker`]),
+//! ([`RedisBroker`]), NATS JetStream ([`NatsBroker`]), Kafka ([`KafkaBroker`]) or an `ackline
+//! serve` ([`HttpBroker`]),
 //! through [`DeadLetters`] and [`Broker::stats`], one generic function per subcommand. The output keeps the local path's shapes (the same [`EntryView`] entries, the
 //! same `list`/`show`/`replay`/`purge` objects, `queue stats`'s `{"queues": [...]}`), with the
 //! broker (redacted) added; counts a backend does not have (segments, recovery) are left out.
@@ -9,20 +10,25 @@
 //! - The password is never printed: the broker is only ever shown through [`BrokerUrl`]'s
 //!   `Display`, and the backends scrub it from their errors.
 //! - An unreachable broker is an error (exit 1) within a bound, never a wait: one RabbitMQ,
-//!   Redis or NATS connection attempt of at most [`CONNECT_TIMEOUT`] (unlike `ackline work`, which waits
+//!   Redis or NATS connection attempt, or one Kafka metadata request, of at most
+//!   [`CONNECT_TIMEOUT`] (unlike `ackline work`, which waits
 //!   for the broker), or the HTTP client's few connect tries.
 //! - Usage errors (a bad `--queue`, `--limit 0`, a queue named twice) exit 2 before anything
 //!   is connected. The data directory is not opened.
-//! - Nothing is created on RabbitMQ, Redis or NATS: the queue and its dead-letter queue must
-//!   exist ([`RabbitBroker::connect_existing`]; the stream and its consumer group,
-//!   [`RedisBroker::connect_existing`]; both streams, [`NatsBroker::connect_existing`]), so a
-//!   mistyped name is an error, not new queues.
+//! - Nothing is created on RabbitMQ, Redis, NATS or Kafka: the queue and its dead-letter queue
+//!   must exist ([`RabbitBroker::connect_existing`]; the stream and its consumer group,
+//!   [`RedisBroker::connect_existing`]; both streams, [`NatsBroker::connect_existing`]; the
+//!   three topics, [`KafkaBroker::connect`] with `create_topics` off), so a mistyped name is an
+//!   error, not new queues.
+//! - On Kafka the group whose committed offsets `queue stats` reads is the workers' group of
+//!   the queue acted on ([`crate::work::kafka_group`]).
 
 use std::path::Path;
 use std::time::Duration;
 
 use ackline_broker::{Broker, BrokerError, DeadLetter, DeadLetters, DlqSelector};
 use ackline_http::HttpBroker;
+use ackline_kafka::{KafkaBroker, KafkaOptions};
 use ackline_nats::{NatsBroker, NatsOptions};
 use ackline_rabbitmq::{RabbitBroker, RabbitOptions};
 use ackline_redis::{RedisBroker, RedisOptions};
@@ -34,9 +40,12 @@ use crate::cli::{BrokerFlags, DlqCommand, Selection, WorkArgs, WorkerFlags};
 use crate::config::{BrokerUrl, Config};
 use crate::exit::usage;
 use crate::output::Out;
-use crate::work::{http_queue_url, nats_options, rabbit_options, redis_options};
+use crate::work::{
+    http_queue_url, kafka_group, kafka_options, nats_options, rabbit_options, redis_options,
+};
 
-/// The longest a RabbitMQ, Redis or NATS connection attempt may take before the command fails.
+/// The longest a RabbitMQ, Redis or NATS connection attempt (a Kafka metadata request) may
+/// take before the command fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most entries asked for in one `dlq_list` call: one page of `ackline serve`'s API.
 const PAGE: usize = 10_000;
@@ -66,6 +75,7 @@ enum Target {
     Rabbit(RabbitBroker),
     Redis(RedisBroker),
     Nats(NatsBroker),
+    Kafka(KafkaBroker),
 }
 
 /// The broker as it may be shown (password redacted) and the queue acted on.
@@ -141,6 +151,19 @@ async fn connect(
             let queue = queue.to_string();
             Ok((Target::Nats(b), On { shown, queue }))
         }
+        BrokerUrl::Kafka(u) => {
+            let opts = KafkaOptions {
+                group: kafka_group(queue),
+                create_topics: false,
+                request_timeout: CONNECT_TIMEOUT,
+                ..kafka_options(cfg)
+            };
+            let b = KafkaBroker::connect(&u.to_string(), queue, opts)
+                .await
+                .with_context(|| format!("connecting to {shown}"))?;
+            let queue = queue.to_string();
+            Ok((Target::Kafka(b), On { shown, queue }))
+        }
     }
 }
 
@@ -156,6 +179,7 @@ macro_rules! on_target {
                 r
             }
             Target::Redis($b) => $body,
+            Target::Kafka($b) => $body,
             Target::Nats($b) => {
                 let r = $body;
                 $b.close().await;

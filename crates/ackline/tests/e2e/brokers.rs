@@ -1,4 +1,4 @@
-//! What the scale-out tests on Redis Streams and NATS JetStream share: a private broker
+//! What the scale-out tests on Redis Streams, NATS JetStream and Kafka share: a private broker
 //! server (its own free port and temp dir, killed on drop and by a watchdog when the test
 //! process is gone), `ackline` with no configuration from the environment, and the scale-out
 //! scenario itself, run once per broker:
@@ -140,6 +140,8 @@ pub fn cmd(dir: &Path) -> Command {
         "ACKLINE_BROKER_URL",
         "ACKLINE_BROKER_ALLOW_VOLATILE",
         "ACKLINE_BROKER_CREDENTIALS_FILE",
+        "ACKLINE_BROKER_KAFKA_PARTITIONS",
+        "ACKLINE_BROKER_KAFKA_SETTINGS",
         "ACKLINE_QUEUE_NAME",
         "ACKLINE_LISTEN",
         "ACKLINE_TOKENS",
@@ -151,9 +153,10 @@ pub fn cmd(dir: &Path) -> Command {
 }
 
 /// `ackline work` on `queue` of `broker` into the SQLite file `db` (2 s leases), stderr
-/// inherited.
-fn work(dir: &Path, broker: &str, queue: &str, db: &Path) -> Proc {
+/// inherited, with `env` set.
+fn work(dir: &Path, broker: &str, queue: &str, db: &Path, env: &[(&str, &str)]) -> Proc {
     let mut c = cmd(dir);
+    c.envs(env.iter().copied());
     c.args([
         "work",
         "--broker",
@@ -211,6 +214,17 @@ fn post(addr: &str, queue: &str, key: &str, lines: &[String]) -> Vec<String> {
 /// The scenario of the module doc against `broker` (a URL `ackline` takes), on a queue named
 /// from `prefix`.
 pub fn scale_out_survives_a_killed_worker(broker: &str, prefix: &str) {
+    scale_out_survives_a_killed_worker_with(broker, prefix, &[]);
+}
+
+/// The scenario with `env` set for every `ackline` it runs (broker settings a test server
+/// needs).
+pub fn scale_out_survives_a_killed_worker_with(broker: &str, prefix: &str, env: &[(&str, &str)]) {
+    let cmd = |dir: &Path| {
+        let mut c = cmd(dir);
+        c.envs(env.iter().copied());
+        c
+    };
     let t0 = Instant::now();
     let queue = unique(prefix);
     let dir = tempfile::tempdir().unwrap();
@@ -247,7 +261,7 @@ pub fn scale_out_survives_a_killed_worker(broker: &str, prefix: &str) {
         &["this is not json {".into()],
     );
 
-    let mut a = work(dir.path(), broker, &queue, &db);
+    let mut a = work(dir.path(), broker, &queue, &db, env);
     wait_for(Duration::from_secs(60), "the worker's first rows", || {
         counts(&db).0 > 0
     });
@@ -257,7 +271,7 @@ pub fn scale_out_survives_a_killed_worker(broker: &str, prefix: &str) {
         let lines: Vec<String> = (c * 250..(c + 1) * 250).map(line).collect();
         expected.extend(post(&addr, &queue, &format!("{queue}-{c}"), &lines));
     }
-    let mut b = work(dir.path(), broker, &queue, &db);
+    let mut b = work(dir.path(), broker, &queue, &db, env);
     wait_for(Duration::from_secs(120), "every line stored", || {
         counts(&db).0 >= N as i64
     });

@@ -457,6 +457,8 @@ fn an_unreachable_broker_is_a_prompt_error_without_the_password() {
             format!("http://127.0.0.1:{port}"),
             format!("redis://ops:s3cret@127.0.0.1:{port}/0"),
             format!("nats://ops:s3cret@127.0.0.1:{port}"),
+            // Kafka takes no credentials in its URL (below).
+            format!("kafka://127.0.0.1:{port}"),
         ] {
             let mut a = args.clone();
             a.extend(["--broker", url.as_str()]);
@@ -480,4 +482,18 @@ fn an_unreachable_broker_is_a_prompt_error_without_the_password() {
         &["dlq", "list", "--broker", "amqp://guest:guest@/nohost"],
     );
     assert_eq!(o.status.code(), Some(2), "{o:?}");
+    // Credentials in a Kafka URL are refused (they belong in broker.kafka_settings), unquoted.
+    let o = cli(
+        dir.path(),
+        &[],
+        &[
+            "dlq",
+            "list",
+            "--broker",
+            "kafka://ops:s3cret@127.0.0.1:9092",
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(!err.contains("s3cret"), "printed the password: {err}");
 }

@@ -16,6 +16,7 @@ mod cli;
 mod console;
 mod crash;
 mod dlq_broker;
+mod kafka_scale_out;
 mod max_attempts;
 mod nats_scale_out;
 mod pipeline;
