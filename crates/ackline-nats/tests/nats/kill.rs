@@ -100,6 +100,13 @@ async fn sigkill_mid_batch_loses_nothing_and_stores_once() {
     })
     .await;
     let all_stored_after = killed_at.elapsed();
+    // Every settlement applied while the second worker still runs: its last acks follow its
+    // last commit, so killing it first could leave them unsent (and their messages pending).
+    common::wait_until("nothing pending", Duration::from_secs(30), || {
+        let b = broker.clone();
+        async move { b.stats().await.unwrap().pending == 0 }
+    })
+    .await;
     second.kill();
 
     assert_eq!(
@@ -122,11 +129,6 @@ async fn sigkill_mid_batch_loses_nothing_and_stores_once() {
     );
     assert!(log.iter().all(|(_, a, _)| *a <= 2), "no attempt beyond 2");
     assert!(broker.dlq_list(None, 10).await.unwrap().is_empty());
-    common::wait_until("nothing pending", Duration::from_secs(10), || {
-        let b = broker.clone();
-        async move { b.stats().await.unwrap().pending == 0 }
-    })
-    .await;
     println!(
         "killed at {at_kill}/{N} stored with {held} held; {} deliveries came back with attempt 2; \
          all stored {all_stored_after:?} after the kill",

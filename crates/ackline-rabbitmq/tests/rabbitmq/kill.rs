@@ -5,7 +5,7 @@
 //! The child is this test executable itself, run with `ACKLINE_RABBIT_CHILD` set: then the
 //! `child_worker` test acts as the worker (and is a no-op otherwise).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ackline_broker::{Broker, DeadLetters};
 use ackline_rabbitmq::RabbitBroker;
@@ -75,6 +75,16 @@ async fn sigkill_mid_batch_loses_nothing_and_stores_once() {
 
     let mut second = common::worker::spawn_child(CHILD, &url, &queue, &db, &log);
     let stored = common::worker::wait_stored(&db, N as u64, Duration::from_secs(120)).await;
+    // Every settlement applied while the second worker still runs: its last acks follow its
+    // last commit, so killing it first could leave them unsent (and their messages requeued).
+    let until = Instant::now() + Duration::from_secs(30);
+    let st = loop {
+        let st = broker.stats().await.unwrap();
+        if st.pending == 0 || Instant::now() > until {
+            break st;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     second.kill();
 
     assert_eq!(
@@ -92,7 +102,6 @@ async fn sigkill_mid_batch_loses_nothing_and_stores_once() {
     );
     assert!(log.iter().all(|(_, a, _)| *a <= 2), "no attempt beyond 2");
     assert!(broker.dlq_list(None, 10).await.unwrap().is_empty());
-    let st = broker.stats().await.unwrap();
     assert_eq!(st.pending, 0, "{st:?}");
     println!(
         "killed at {at_kill}/{N} stored; {} deliveries came back with attempt 2",
