@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod backoff;
+pub mod counters;
 pub mod embedded;
 mod error;
 pub mod fence;

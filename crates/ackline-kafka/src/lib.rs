@@ -114,30 +114,7 @@ impl Default for KafkaOptions {
     }
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) published: AtomicU64,
-    pub(crate) delivered: AtomicU64,
-    pub(crate) redelivered: AtomicU64,
-    pub(crate) acked: AtomicU64,
-    pub(crate) nacked: AtomicU64,
-    pub(crate) dead_lettered: AtomicU64,
-    pub(crate) lease_expired: AtomicU64,
-    pub(crate) in_flight: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn add(&self, c: &AtomicU64, n: usize) {
-        c.fetch_add(n as u64, Ordering::Relaxed);
-    }
-    pub(crate) fn in_flight_sub(&self, n: usize) {
-        let _ = self
-            .in_flight
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(n as u64))
-            });
-    }
-}
+pub(crate) use ackline_broker::counters::Counters;
 
 /// What the broker handle and its consumers share.
 pub(crate) struct Inner {

@@ -58,7 +58,7 @@ use crate::connection::{random_u64, unavailable};
 use crate::dlq::{self, Original};
 use crate::publish::publish_confirmed;
 use crate::wire::{AckInfo, DeadFields, Envelope, now_ms};
-use crate::{AckMode, Counters, Inner};
+use crate::{AckMode, Inner};
 
 /// How many recent pull requests' send times a consumer remembers.
 const REQUESTS_KEPT: usize = 64;
@@ -467,8 +467,8 @@ impl Shared {
         drop(st);
         let c = &inner.counters;
         inner.in_flight_add(out.len());
-        Counters::add(&c.delivered, out.len());
-        Counters::add(
+        c.add(&c.delivered, out.len());
+        c.add(
             &c.redelivered,
             out.iter().filter(|d| d.attempt() > 1).count(),
         );
@@ -515,7 +515,7 @@ async fn divert(sh: &Shared, ds: Vec<Diverted>) {
                         .collect(),
                 )
                 .await;
-            Counters::add(
+            inner.counters.add(
                 &inner.counters.dead_lettered,
                 done.iter().filter(|ok| **ok).count(),
             );
@@ -814,9 +814,9 @@ impl ackline_broker::Consumer for NatsConsumer {
             sh.room.notify_waiters();
         }
         let c = &inner.counters;
-        Counters::add(&c.acked, acked);
-        Counters::add(&c.nacked, nacked);
-        Counters::add(&c.dead_lettered, dead);
+        c.add(&c.acked, acked);
+        c.add(&c.nacked, nacked);
+        c.add(&c.dead_lettered, dead);
         Ok(results
             .into_iter()
             .map(|r| r.unwrap_or(Err(SettleError::Unknown)))
@@ -930,7 +930,7 @@ async fn reap_loop(sh: Arc<Shared>) {
         if removed > 0 {
             let c = &sh.inner.counters;
             sh.inner.in_flight_sub(removed);
-            Counters::add(&c.lease_expired, removed);
+            c.add(&c.lease_expired, removed);
             sh.room.notify_waiters();
         }
         if !expired.is_empty() {

@@ -155,25 +155,7 @@ impl Default for NatsOptions {
     }
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub published: AtomicU64,
-    pub delivered: AtomicU64,
-    pub redelivered: AtomicU64,
-    pub acked: AtomicU64,
-    pub nacked: AtomicU64,
-    pub dead_lettered: AtomicU64,
-    pub lease_expired: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn add(c: &AtomicU64, n: usize) {
-        c.fetch_add(n as u64, Ordering::Relaxed);
-    }
-    fn get(c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
-    }
-}
+pub(crate) use ackline_broker::counters::Counters;
 
 /// A message's failures as this handle saw them (JetStream keeps no per-message state that
 /// ackline could write; see `docs/nats.md`, "First failure").
@@ -455,7 +437,7 @@ impl Broker for NatsBroker {
         let n = batch.len();
         let items: Vec<Outgoing> = batch.into_iter().map(|m| i.outgoing(m)).collect();
         publish::publish_confirmed(i, &items).await?;
-        Counters::add(&i.counters.published, n);
+        i.counters.add(&i.counters.published, n);
         Ok(())
     }
 

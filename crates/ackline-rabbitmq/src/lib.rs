@@ -55,7 +55,6 @@ mod url;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ackline_broker::{
@@ -154,36 +153,7 @@ impl RabbitOptions {
     }
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    published: AtomicU64,
-    delivered: AtomicU64,
-    redelivered: AtomicU64,
-    acked: AtomicU64,
-    nacked: AtomicU64,
-    dead_lettered: AtomicU64,
-    lease_expired: AtomicU64,
-    in_flight: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn add(&self, c: &AtomicU64, n: usize) {
-        c.fetch_add(n as u64, Ordering::Relaxed);
-    }
-    pub(crate) fn in_flight_add(&self, n: usize) {
-        self.add(&self.in_flight, n);
-    }
-    pub(crate) fn in_flight_sub(&self, n: usize) {
-        let _ = self
-            .in_flight
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(n as u64))
-            });
-    }
-    fn get(c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
-    }
-}
+pub(crate) use ackline_broker::counters::Counters;
 
 /// What the broker handle and its consumers share.
 #[derive(Debug)]

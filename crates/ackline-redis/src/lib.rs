@@ -50,7 +50,6 @@ pub mod scripts;
 pub mod url;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ackline_broker::{
@@ -119,33 +118,7 @@ impl Default for RedisOptions {
     }
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) published: AtomicU64,
-    pub(crate) delivered: AtomicU64,
-    pub(crate) redelivered: AtomicU64,
-    pub(crate) acked: AtomicU64,
-    pub(crate) nacked: AtomicU64,
-    pub(crate) dead_lettered: AtomicU64,
-    pub(crate) lease_expired: AtomicU64,
-    pub(crate) in_flight: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn add(&self, c: &AtomicU64, n: usize) {
-        c.fetch_add(n as u64, Ordering::Relaxed);
-    }
-    pub(crate) fn in_flight_sub(&self, n: usize) {
-        let _ = self
-            .in_flight
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(n as u64))
-            });
-    }
-    fn get(c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
-    }
-}
+pub(crate) use ackline_broker::counters::Counters;
 
 /// What the broker handle and its consumers share.
 #[derive(Debug)]
