@@ -284,3 +284,31 @@ pub fn paired(all: &Rounds, num: usize, den: usize) -> f64 {
 pub fn rate(got: &[Option<Outcome>], i: usize) -> Option<f64> {
     got.get(i)?.as_ref().map(|o| o.rate)
 }
+
+/// For the benchmarks whose variants are (0) the bare client loop, (1) the backend and (2) the
+/// embedded queue: one round's line, `BACKEND / BARE N %, embedded / BACKEND Mx`.
+#[must_use]
+pub fn round_ratios(got: &[Option<Outcome>], backend: &str, bare: &str) -> Option<String> {
+    let (b, k, e) = (rate(got, 0)?, rate(got, 1)?, rate(got, 2)?);
+    Some(format!(
+        "{backend} / {bare} {:.0} %, embedded / {backend} {:.1}x",
+        100.0 * k / b,
+        e / k
+    ))
+}
+
+/// For the same layout: the ratio of the medians (against the 90 % target) and the median of
+/// the per-round ratios.
+pub fn print_ratios(all: &Rounds, backend: &str, bare: &str) {
+    let med = |i| median_of(all, i, |o| o.rate);
+    println!(
+        "  ratio of the medians: {backend} / {bare} {:.0} % (target >= 90 %), embedded / {backend} {:.1}x",
+        100.0 * med(1) / med(0),
+        med(2) / med(1)
+    );
+    println!(
+        "  median of the per-round ratios: {backend} / {bare} {:.0} %, embedded / {backend} {:.1}x",
+        100.0 * paired(all, 1, 0),
+        paired(all, 2, 1)
+    );
+}

@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 
 use ackline_broker::bench::{
     Args, BATCH, BenchResult, LIMIT, Outcome, PREFETCH, SIZE, drive, embedded, latency_us, load,
-    median_of, paired, payload, print_medians, rate, rounds, unique,
+    payload, print_medians, print_ratios, round_ratios, rounds, unique,
 };
 use ackline_broker::embedded::EmbeddedBroker;
 use ackline_broker::{Broker, Consumer, ConsumerOptions, Message, Settlement};
@@ -404,28 +404,11 @@ async fn main() -> R<()> {
             1 => backend(&url, &config, &unique("backend", round, '.'), n).await,
             _ => embedded(tempfile::tempdir()?.path(), n).await,
         },
-        |got| {
-            let (b, k, e) = (rate(got, 0)?, rate(got, 1)?, rate(got, 2)?);
-            Some(format!(
-                "ackline-kafka / bare rdkafka {:.0} %, embedded / ackline-kafka {:.1}x",
-                100.0 * k / b,
-                e / k
-            ))
-        },
+        |got| round_ratios(got, "ackline-kafka", "bare rdkafka"),
     )
     .await?;
     print_medians(&all, &NAMES);
-    let med = |i| median_of(&all, i, |o| o.rate);
-    println!(
-        "  ratio of the medians: ackline-kafka / bare rdkafka {:.0} % (target >= 90 %), embedded / ackline-kafka {:.1}x",
-        100.0 * med(1) / med(0),
-        med(2) / med(1)
-    );
-    println!(
-        "  median of the per-round ratios: ackline-kafka / bare rdkafka {:.0} %, embedded / ackline-kafka {:.1}x",
-        100.0 * paired(&all, 1, 0),
-        paired(&all, 2, 1)
-    );
+    print_ratios(&all, "ackline-kafka", "bare rdkafka");
     if args.only.is_empty() {
         let (kafka, emb) = dead_consumer(&url, &config).await?;
         println!(

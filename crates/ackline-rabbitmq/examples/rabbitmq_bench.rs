@@ -39,7 +39,7 @@ use std::time::Instant;
 
 use ackline_broker::bench::{
     Args, BATCH, BenchResult, LIMIT, Outcome, PREFETCH, SIZE, drive, embedded, latency_us, load,
-    median_of, paired, payload, print_medians, rate, rounds, unique,
+    payload, print_medians, print_ratios, round_ratios, rounds, unique,
 };
 use ackline_rabbitmq::{RabbitBroker, RabbitOptions};
 use lapin::options::{
@@ -254,27 +254,10 @@ async fn main() -> R<()> {
             1 => rabbit(&url, &unique("backend", round, '-'), n).await,
             _ => embedded(tempfile::tempdir()?.path(), n).await,
         },
-        |got| {
-            let (b, r, e) = (rate(got, 0)?, rate(got, 1)?, rate(got, 2)?);
-            Some(format!(
-                "ackline-rabbitmq / bare lapin {:.0} %, embedded / ackline-rabbitmq {:.1}x",
-                100.0 * r / b,
-                e / r
-            ))
-        },
+        |got| round_ratios(got, "ackline-rabbitmq", "bare lapin"),
     )
     .await?;
     print_medians(&all, &NAMES);
-    let med = |i| median_of(&all, i, |o| o.rate);
-    println!(
-        "  ratio of the medians: ackline-rabbitmq / bare lapin {:.0} % (target >= 90 %), embedded / ackline-rabbitmq {:.1}x",
-        100.0 * med(1) / med(0),
-        med(2) / med(1)
-    );
-    println!(
-        "  median of the per-round ratios: ackline-rabbitmq / bare lapin {:.0} %, embedded / ackline-rabbitmq {:.1}x",
-        100.0 * paired(&all, 1, 0),
-        paired(&all, 2, 1)
-    );
+    print_ratios(&all, "ackline-rabbitmq", "bare lapin");
     Ok(())
 }

@@ -35,7 +35,7 @@ use std::time::Instant;
 
 use ackline_broker::bench::{
     Args, BATCH, BenchResult, LIMIT, Outcome, PREFETCH, SIZE, drive, embedded, latency_us, load,
-    median_of, paired, payload, print_medians, rate, rounds, unique,
+    payload, print_medians, print_ratios, round_ratios, rounds, unique,
 };
 use ackline_redis::{RedisBroker, RedisOptions};
 use redis::Value;
@@ -187,27 +187,10 @@ async fn main() -> R<()> {
             1 => backend(&url, &unique("backend", round, '.'), n).await,
             _ => embedded(tempfile::tempdir()?.path(), n).await,
         },
-        |got| {
-            let (b, r, e) = (rate(got, 0)?, rate(got, 1)?, rate(got, 2)?);
-            Some(format!(
-                "ackline-redis / bare redis-rs {:.0} %, embedded / ackline-redis {:.1}x",
-                100.0 * r / b,
-                e / r
-            ))
-        },
+        |got| round_ratios(got, "ackline-redis", "bare redis-rs"),
     )
     .await?;
     print_medians(&all, &NAMES);
-    let med = |i| median_of(&all, i, |o| o.rate);
-    println!(
-        "  ratio of the medians: ackline-redis / bare redis-rs {:.0} % (target >= 90 %), embedded / ackline-redis {:.1}x",
-        100.0 * med(1) / med(0),
-        med(2) / med(1)
-    );
-    println!(
-        "  median of the per-round ratios: ackline-redis / bare redis-rs {:.0} %, embedded / ackline-redis {:.1}x",
-        100.0 * paired(&all, 1, 0),
-        paired(&all, 2, 1)
-    );
+    print_ratios(&all, "ackline-redis", "bare redis-rs");
     Ok(())
 }

@@ -91,14 +91,7 @@ async fn sigkilled_worker_loses_nothing_and_its_uncommitted_deliveries_come_back
     let mut b = worker::spawn_child(CHILD, &url, &topic, &db, &log_b);
 
     let stored = worker::wait_stored(&db, N as u64, Duration::from_secs(120)).await;
-    let until = std::time::Instant::now() + Duration::from_secs(30);
-    let stats = loop {
-        let st = broker.stats().await.unwrap();
-        if st.pending == 0 || std::time::Instant::now() > until {
-            break st;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let stats = worker::settled(&broker, Duration::from_secs(30)).await;
     b.kill();
 
     assert_eq!(

@@ -5,7 +5,7 @@
 //! The child is this test executable itself, run with `ACKLINE_RABBIT_CHILD` set: then the
 //! `child_worker` test acts as the worker (and is a no-op otherwise).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ackline_broker::{Broker, DeadLetters};
 use ackline_rabbitmq::RabbitBroker;
@@ -77,14 +77,7 @@ async fn sigkill_mid_batch_loses_nothing_and_stores_once() {
     let stored = common::worker::wait_stored(&db, N as u64, Duration::from_secs(120)).await;
     // Every settlement applied while the second worker still runs: its last acks follow its
     // last commit, so killing it first could leave them unsent (and their messages requeued).
-    let until = Instant::now() + Duration::from_secs(30);
-    let st = loop {
-        let st = broker.stats().await.unwrap();
-        if st.pending == 0 || Instant::now() > until {
-            break st;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let st = common::worker::settled(&broker, Duration::from_secs(30)).await;
     second.kill();
 
     assert_eq!(

@@ -146,6 +146,19 @@ pub async fn wait_stored(db: &Path, n: u64, patience: Duration) -> u64 {
     }
 }
 
+/// The broker's statistics once nothing is pending (every settlement applied), or as they
+/// are when `patience` ran out (the caller's assertion then shows them).
+pub async fn settled<B: Broker>(broker: &B, patience: Duration) -> ackline_broker::BrokerStats {
+    let until = std::time::Instant::now() + patience;
+    loop {
+        let st = broker.stats().await.expect("broker stats");
+        if st.pending == 0 || std::time::Instant::now() > until {
+            return st;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// What a child worker process is given (in one environment variable, `url|queue|db|log`).
 pub struct ChildSpec {
     pub url: String,
