@@ -571,6 +571,18 @@ impl Shared {
                 }
             })
             .collect();
+        self.write_and_settle(jobs, |st| &mut st.overdue).await
+    }
+
+    /// Writes each job's copy; settles the offsets of the records whose copy the broker
+    /// confirmed (counting those that went to the dead-letter topic) and puts the others back
+    /// in the list `failed` picks, to be tried again; then wakes waiters and commits. Returns
+    /// the first write error.
+    async fn write_and_settle(
+        self: &Arc<Self>,
+        jobs: Vec<Job>,
+        failed: impl Fn(&mut State) -> &mut Vec<Rec>,
+    ) -> Result<(), BrokerError> {
         let outcomes = self.write(&jobs).await;
         let mut first_err = None;
         {
@@ -579,13 +591,15 @@ impl Shared {
                 match r {
                     Ok(()) => {
                         st.settle_offset(&j.rec);
-                        self.inner
-                            .counters
-                            .add(&self.inner.counters.dead_lettered, 1);
+                        if j.copy.as_ref().is_some_and(|c| c.topic == self.inner.dlq) {
+                            self.inner
+                                .counters
+                                .add(&self.inner.counters.dead_lettered, 1);
+                        }
                     }
                     Err(e) => {
                         first_err.get_or_insert(e);
-                        st.overdue.push(j.rec);
+                        failed(&mut st).push(j.rec);
                     }
                 }
             }
@@ -752,30 +766,7 @@ impl Shared {
                 }
             })
             .collect();
-        let outcomes = self.write(&jobs).await;
-        let mut first_err = None;
-        {
-            let mut st = self.sync.state.lock();
-            for (j, r) in jobs.into_iter().zip(outcomes) {
-                match r {
-                    Ok(()) => {
-                        st.settle_offset(&j.rec);
-                        if j.copy.as_ref().is_some_and(|c| c.topic == self.inner.dlq) {
-                            self.inner
-                                .counters
-                                .add(&self.inner.counters.dead_lettered, 1);
-                        }
-                    }
-                    Err(e) => {
-                        first_err.get_or_insert(e);
-                        st.releases.push(j.rec);
-                    }
-                }
-            }
-        }
-        self.sync.changed.notify_all();
-        self.commit().await?;
-        first_err.map_or(Ok(()), Err)
+        self.write_and_settle(jobs, |st| &mut st.releases).await
     }
 
     /// Fences and releases every held delivery and every buffered record (close, drop).
