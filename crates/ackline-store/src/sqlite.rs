@@ -1,9 +1,20 @@
 //! The SQLite store: the embedded default, queryable with `ackline query`.
 //!
 //! Invariants:
-//! - One batch is one `BEGIN IMMEDIATE ... COMMIT` on the single writer
-//!   connection; each record is `INSERT ... ON CONFLICT(id) DO NOTHING`, and
-//!   the changed-row count of each insert says inserted (1) or duplicate (0).
+//! - Each record is `INSERT ... ON CONFLICT(id) DO NOTHING` on the single
+//!   writer connection, and the changed-row count of each insert says
+//!   inserted (1) or duplicate (0). A batch is committed in one
+//!   `BEGIN IMMEDIATE ... COMMIT`, and `write_batch` returns only after it.
+//! - Group commit: batches that arrive while the writer is busy wait in a
+//!   queue, and the next writer turn takes them all (up to
+//!   [`GROUP_MAX_ROWS`] rows) into one transaction: one commit and one WAL
+//!   fsync for several callers' batches (workers write concurrently). Each
+//!   batch still gets its own report. If the group's transaction fails at
+//!   any point it is rolled back whole and each of its batches is written
+//!   again alone, so a refused record fails only its own batch, with its
+//!   own index, and the other batches are stored. Every queued batch has a
+//!   writer turn of its own scheduled after it was queued, so none is left
+//!   waiting.
 //! - Durability: `journal_mode=WAL` with `synchronous=FULL`, so the WAL is
 //!   fsynced at every commit and `write_batch` returns only after it.
 //!   (`NORMAL` would be faster but can lose the last commits on power loss,
@@ -72,6 +83,10 @@ const PAGE_SIZE: u32 = 8192;
 /// many pages: only when the checkpointer falls behind or never completes.
 const WAL_BACKSTOP_PAGES: u32 = 4096;
 
+/// A group commit takes waiting batches up to this many rows (a batch larger
+/// than this is written alone).
+const GROUP_MAX_ROWS: usize = 8192;
+
 /// The WAL file is truncated to this size when it restarts.
 const JOURNAL_SIZE_LIMIT: u64 = 64 << 20;
 
@@ -80,6 +95,15 @@ const JOURNAL_SIZE_LIMIT: u64 = 64 << 20;
 struct Writer {
     conn: Connection,
     checkpointer: SyncSender<()>,
+    /// Transactions committed (the group-commit tests count them).
+    commits: u64,
+}
+
+/// A batch waiting for a writer turn, and where its result goes.
+#[derive(Debug)]
+struct Waiting {
+    batch: Encoded,
+    done: tokio::sync::oneshot::Sender<Result<WriteReport, StoreError>>,
 }
 
 /// Idempotent SQLite store. Cheap to share (`Arc` inside is not needed:
@@ -90,6 +114,8 @@ pub struct SqliteStore {
     table: Arc<str>,
     insert_sql: Arc<str>,
     writer: Arc<Mutex<Writer>>,
+    /// Batches queued for the writer (group commit).
+    waiting: Arc<Mutex<Vec<Waiting>>>,
     reader: Arc<Mutex<Connection>>,
 }
 
@@ -142,6 +168,7 @@ impl SqliteStore {
                 let writer = Writer {
                     conn: writer,
                     checkpointer,
+                    commits: 0,
                 };
                 Ok((writer, reader))
             })
@@ -159,6 +186,7 @@ impl SqliteStore {
             table,
             insert_sql: Arc::from(insert_sql),
             writer: Arc::new(Mutex::new(writer)),
+            waiting: Arc::new(Mutex::new(Vec::new())),
             reader: Arc::new(Mutex::new(reader)),
         })
     }
@@ -214,7 +242,11 @@ impl Store for SqliteStore {
         &self,
         batch: &[Record],
     ) -> impl Future<Output = Result<WriteReport, StoreError>> + Send {
-        let (writer, sql) = (self.writer.clone(), self.insert_sql.clone());
+        let (writer, waiting, sql) = (
+            self.writer.clone(),
+            self.waiting.clone(),
+            self.insert_sql.clone(),
+        );
         // The blocking task needs owned data: the batch's column values,
         // encoded here, in the caller's task and outside the writer's lock.
         let batch = Encoded::new(batch);
@@ -222,9 +254,28 @@ impl Store for SqliteStore {
             if batch.rows.is_empty() {
                 return Ok(WriteReport::default());
             }
-            tokio::task::spawn_blocking(move || write(&mut writer.lock(), &sql, &batch))
-                .await
-                .map_err(|e| join_error(KIND, &e))?
+            // Queue the batch, then take a writer turn: this turn, or one
+            // that got the writer first, writes it (see the module doc).
+            let (done, result) = tokio::sync::oneshot::channel();
+            waiting.lock().push(Waiting { batch, done });
+            tokio::task::spawn_blocking(move || {
+                let mut w = writer.lock();
+                loop {
+                    let group = take_group(&mut waiting.lock());
+                    if group.is_empty() {
+                        break;
+                    }
+                    write_group(&mut w, &sql, group);
+                }
+            })
+            .await
+            .map_err(|e| join_error(KIND, &e))?;
+            result.await.unwrap_or_else(|_| {
+                Err(StoreError::fatal(
+                    KIND,
+                    "the writer stopped before writing this batch",
+                ))
+            })
         }
     }
 
@@ -243,8 +294,45 @@ impl Store for SqliteStore {
     }
 }
 
-fn write(w: &mut Writer, sql: &str, batch: &Encoded) -> Result<WriteReport, StoreError> {
-    let report = insert(&mut w.conn, sql, batch)?;
+/// The waiting batches from the front of the queue, up to [`GROUP_MAX_ROWS`]
+/// rows (at least one batch, if any waits).
+fn take_group(waiting: &mut Vec<Waiting>) -> Vec<Waiting> {
+    let mut rows = 0;
+    let n = waiting
+        .iter()
+        .take_while(|w| {
+            rows += w.batch.rows.len();
+            rows <= GROUP_MAX_ROWS
+        })
+        .count()
+        .max(1)
+        .min(waiting.len());
+    waiting.drain(..n).collect()
+}
+
+/// Writes a group in one transaction and sends each batch its report; if
+/// that fails, writes each batch alone and sends it its own result.
+fn write_group(w: &mut Writer, sql: &str, group: Vec<Waiting>) {
+    let batches: Vec<&Encoded> = group.iter().map(|g| &g.batch).collect();
+    let results = match insert(&mut w.conn, sql, &batches) {
+        Ok(reports) => {
+            w.commits += 1;
+            reports.into_iter().map(Ok).collect()
+        }
+        Err(e) if group.len() == 1 => vec![Err(e)],
+        // Rolled back: nothing of the group is stored.
+        Err(_) => batches
+            .iter()
+            .map(|b| {
+                let r = insert(&mut w.conn, sql, std::slice::from_ref(b))?;
+                w.commits += 1;
+                Ok(r.iter().fold(WriteReport::default(), |t, r| WriteReport {
+                    inserted: t.inserted + r.inserted,
+                    duplicates: t.duplicates + r.duplicates,
+                }))
+            })
+            .collect::<Vec<_>>(),
+    };
     // Wake the checkpointer; a wake-up already pending covers this commit too.
     match w.checkpointer.try_send(()) {
         Ok(()) | Err(TrySendError::Full(())) => {}
@@ -252,30 +340,43 @@ fn write(w: &mut Writer, sql: &str, batch: &Encoded) -> Result<WriteReport, Stor
         // the writer's automatic checkpoint still bounds the WAL.
         Err(TrySendError::Disconnected(())) => {}
     }
-    Ok(report)
+    for (g, r) in group.into_iter().zip(results) {
+        // A caller that went away no longer wants the result; its batch is
+        // written all the same.
+        let _ = g.done.send(r);
+    }
 }
 
-fn insert(conn: &mut Connection, sql: &str, batch: &Encoded) -> Result<WriteReport, StoreError> {
+/// Inserts `batches` in one transaction; a report per batch.
+fn insert(
+    conn: &mut Connection,
+    sql: &str,
+    batches: &[&Encoded],
+) -> Result<Vec<WriteReport>, StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(classify)?;
-    let mut inserted = 0;
+    let mut reports = Vec::with_capacity(batches.len());
     {
         let mut stmt = tx.prepare_cached(sql).map_err(classify)?;
         let stored_at = now_ms();
-        for (index, r) in batch.rows.iter().enumerate() {
-            let n = batch
-                .bind(&mut stmt, r, stored_at)
-                .and_then(|()| stmt.raw_execute())
-                .map_err(|e| classify_row(e, index, batch.text(r.id)))?;
-            inserted += n;
+        for batch in batches {
+            let mut inserted = 0;
+            for (index, r) in batch.rows.iter().enumerate() {
+                let n = batch
+                    .bind(&mut stmt, r, stored_at)
+                    .and_then(|()| stmt.raw_execute())
+                    .map_err(|e| classify_row(e, index, batch.text(r.id)))?;
+                inserted += n;
+            }
+            reports.push(WriteReport {
+                inserted,
+                duplicates: batch.rows.len() - inserted,
+            });
         }
     }
     tx.commit().map_err(classify)?;
-    Ok(WriteReport {
-        inserted,
-        duplicates: batch.rows.len() - inserted,
-    })
+    Ok(reports)
 }
 
 /// A range of [`Encoded::text`] or [`Encoded::bytes`].
@@ -522,6 +623,169 @@ pub(crate) fn classify(e: rusqlite::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn records(prefix: &str, range: std::ops::Range<usize>) -> Vec<Record> {
+        let parser = ackline_parse::Parser::new(ackline_parse::ParserConfig::default());
+        range
+            .map(|i| {
+                let id = format!("{prefix}-{i}");
+                parser
+                    .parse(
+                        format!("line {i}").as_bytes(),
+                        &ackline_parse::LineContext::now(id, Arc::from("test")),
+                    )
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// Queues `batches` while the test holds the writer, then lets the
+    /// writer go: the batches meet in the queue, as concurrent workers'
+    /// batches do while a commit runs. Returns each batch's result and the
+    /// commits the writer made for them.
+    async fn written_together(
+        store: Arc<SqliteStore>,
+        batches: Vec<Vec<Record>>,
+    ) -> (Vec<Result<WriteReport, StoreError>>, u64) {
+        let held = store.writer.lock();
+        let before = held.commits;
+        let n = batches.len();
+        let tasks: Vec<_> = batches
+            .into_iter()
+            .map(|b| {
+                let s = store.clone();
+                tokio::spawn(async move { s.write_batch(&b).await })
+            })
+            .collect();
+        while store.waiting.lock().len() < n {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        let commits = store.writer.lock().commits - before;
+        (results, commits)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_that_wait_for_the_writer_share_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            SqliteStore::open(dir.path().join("s.db"), &StoreOptions::default())
+                .await
+                .unwrap(),
+        );
+        // b overlaps a: its first five are duplicates of a's last five.
+        let batches = vec![
+            records("r", 0..10),
+            records("r", 5..20),
+            records("other", 0..3),
+        ];
+        let (results, commits) = written_together(store.clone(), batches).await;
+        let reports: Vec<_> = results.into_iter().map(Result::unwrap).collect();
+        assert_eq!(
+            reports,
+            vec![
+                WriteReport {
+                    inserted: 10,
+                    duplicates: 0
+                },
+                WriteReport {
+                    inserted: 10,
+                    duplicates: 5
+                },
+                WriteReport {
+                    inserted: 3,
+                    duplicates: 0
+                },
+            ]
+        );
+        assert_eq!(commits, 1, "one transaction for the three batches");
+        assert_eq!(store.count().await.unwrap(), 23);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_record_fails_only_its_own_batch_of_a_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            SqliteStore::open(dir.path().join("s.db"), &StoreOptions::default())
+                .await
+                .unwrap(),
+        );
+        // SQLite refuses one record (a constraint, as a too-big value would).
+        store
+            .writer
+            .lock()
+            .conn
+            .execute_batch(&format!(
+                "CREATE TRIGGER refuse BEFORE INSERT ON {} WHEN NEW.id = 'bad-4' \
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+                store.table()
+            ))
+            .unwrap();
+        let batches = vec![
+            records("ok", 0..10),
+            records("bad", 0..8),
+            records("ok", 8..12),
+        ];
+        let (results, commits) = written_together(store.clone(), batches).await;
+        let mut results = results.into_iter();
+        assert_eq!(
+            results.next().unwrap().unwrap(),
+            WriteReport {
+                inserted: 10,
+                duplicates: 0
+            }
+        );
+        match results.next().unwrap() {
+            Err(StoreError::Rejected { index, reason }) => {
+                assert_eq!(index, 4, "the refused record's index in its own batch");
+                assert!(reason.contains("bad-4"), "{reason}");
+            }
+            other => panic!("expected Rejected, got {other:?}"),
+        }
+        assert_eq!(
+            results.next().unwrap().unwrap(),
+            WriteReport {
+                inserted: 2,
+                duplicates: 2
+            }
+        );
+        assert_eq!(
+            commits, 2,
+            "the group rolled back, then the good batches alone"
+        );
+        let stored = store.query(&Query::default()).await.unwrap();
+        assert_eq!(stored.len(), 12);
+        assert!(
+            stored.iter().all(|r| r.id.starts_with("ok-")),
+            "nothing of the refused batch"
+        );
+    }
+
+    #[test]
+    fn a_group_takes_waiting_batches_up_to_its_row_limit() {
+        let waiting = |sizes: &[usize]| -> Vec<Waiting> {
+            sizes
+                .iter()
+                .map(|&n| Waiting {
+                    batch: Encoded::new(&records("g", 0..n)),
+                    done: tokio::sync::oneshot::channel().0,
+                })
+                .collect()
+        };
+        let sizes = |g: &[Waiting]| g.iter().map(|w| w.batch.rows.len()).collect::<Vec<_>>();
+        let mut q = waiting(&[4000, 4000, 1000, 10]);
+        assert_eq!(sizes(&take_group(&mut q)), vec![4000, 4000]);
+        assert_eq!(sizes(&take_group(&mut q)), vec![1000, 10]);
+        assert!(take_group(&mut q).is_empty());
+        // A batch over the limit goes alone.
+        let mut q = waiting(&[GROUP_MAX_ROWS + 1, 5]);
+        assert_eq!(sizes(&take_group(&mut q)), vec![GROUP_MAX_ROWS + 1]);
+        assert_eq!(sizes(&take_group(&mut q)), vec![5]);
+    }
 
     #[test]
     fn opening_retries_a_busy_database_until_it_opens() {
