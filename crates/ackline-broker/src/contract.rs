@@ -86,10 +86,13 @@ async fn ack<C: Consumer>(c: &C, tag: &Tag) -> Result<(), SettleError> {
     settle_one(c, tag, Settlement::Ack).await
 }
 
-/// Publish, receive in order with attempt 1 and intact content, ack; a second ack is an error.
+/// Publish (owned and borrowed), receive in order with attempt 1 and intact content, ack; a
+/// second ack is an error.
 pub async fn publish_receive_ack<F: Factory>(f: &F) {
     let b = f.make(OPTS).await;
-    b.publish(msgs(0..3)).await.unwrap();
+    b.publish(msgs(0..2)).await.unwrap();
+    let kept = msgs(2..3);
+    b.publish_borrowed(&kept).await.unwrap();
     let c = b.consumer(opts(LONG)).await.unwrap();
     let ds = recv_n(&c, 3).await;
     let ids: Vec<_> = ds.iter().map(|d| d.id.as_str()).collect();
@@ -100,6 +103,11 @@ pub async fn publish_receive_ack<F: Factory>(f: &F) {
     );
     assert_eq!(ds[1].payload, b"payload 1");
     assert_eq!(ds[1].header("n"), Some("1"));
+    assert_eq!(
+        ds[2].payload, kept[0].payload,
+        "a borrowed batch arrives intact"
+    );
+    assert_eq!(ds[2].header("n"), Some("2"));
     assert!(ds.iter().all(|d| d.attempt() == 1));
     for d in &ds {
         ack(&c, &d.tag).await.unwrap();

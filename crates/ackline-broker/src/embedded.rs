@@ -1,7 +1,8 @@
 //! The embedded queue ([`ackline_queue`]) as a [`Broker`].
 //!
 //! How each verb maps:
-//! - `publish` → `Queue::publish_nowait`, then awaits its `Commit` (fsync, group commit).
+//! - `publish` → `Queue::publish_nowait`, then awaits its `Commit` (fsync, group commit);
+//!   `publish_borrowed` → `Queue::publish_nowait_ref`, the same without copying the batch.
 //! - `receive` → `Consumer::receive` on the blocking pool (it waits for messages and for the
 //!   durable record of the attempt), bounded by the consumer's prefetch.
 //! - `settle` → `Consumer::settle` (takes effect at once), then awaits its `Commit`; an
@@ -89,6 +90,19 @@ fn tag_of(t: q::Tag) -> Tag {
     }
 }
 
+/// A broker message as the engine reads it when publishing from a borrowed batch.
+impl q::Outgoing for Message {
+    fn id(&self) -> Option<&str> {
+        Some(&self.id)
+    }
+    fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+    fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
 /// The engine's dead-letter entry as the broker trait's.
 impl From<q::DeadLetter> for DeadLetter {
     fn from(d: q::DeadLetter) -> Self {
@@ -136,6 +150,14 @@ impl Broker for EmbeddedBroker {
             })
             .collect();
         let (_, commit) = self.queue.publish_nowait(msgs).map_err(publish_error)?;
+        commit.await.map_err(queue_error)
+    }
+
+    async fn publish_borrowed(&self, batch: &[Message]) -> Result<(), BrokerError> {
+        let (_, commit) = self
+            .queue
+            .publish_nowait_ref(batch)
+            .map_err(publish_error)?;
         commit.await.map_err(queue_error)
     }
 

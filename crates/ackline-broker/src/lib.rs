@@ -275,6 +275,16 @@ pub trait Broker: Send + Sync + 'static {
     /// Publishes a batch; returns once it is durable on the backend.
     fn publish(&self, batch: Vec<Message>) -> impl Future<Output = Result<(), BrokerError>> + Send;
 
+    /// [`Broker::publish`] of a batch the caller keeps, to publish it again when it is refused
+    /// for now (an input retrying `Unavailable` or `Full`). The default copies the batch; a
+    /// backend that can write from borrowed messages does so (the embedded queue).
+    fn publish_borrowed(
+        &self,
+        batch: &[Message],
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        self.publish(batch.to_vec())
+    }
+
     /// A new consumer.
     fn consumer(
         &self,

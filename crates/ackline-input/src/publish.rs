@@ -49,7 +49,7 @@ async fn retrying<B: Broker>(
 ) -> Result<Sent, BrokerError> {
     let mut delay = retry.initial;
     loop {
-        match broker.publish(msgs.to_vec()).await {
+        match broker.publish_borrowed(msgs).await {
             Ok(()) => return Ok(Sent::Done),
             Err(e @ (BrokerError::Unavailable { .. } | BrokerError::Full { .. })) => {
                 counters.retry();

@@ -67,6 +67,6 @@ pub use error::{IoError, OpenError, PublishError, QueueError, SettleError};
 pub use options::{Fsync, QueueOptions};
 pub use queue::{
     Commit, Consumer, DeadLetter, DeadLetterQueue, Delivery, DlqFilter, DlqSelector, NewMessage,
-    Published, Queue, QueueStats, REASON_CORRUPT, REASON_MAX_ATTEMPTS, Settlement, Tag,
+    Outgoing, Published, Queue, QueueStats, REASON_CORRUPT, REASON_MAX_ATTEMPTS, Settlement, Tag,
 };
 pub use recovery::{Damage, RecoveryReport};

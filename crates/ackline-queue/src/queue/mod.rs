@@ -48,7 +48,7 @@ pub use consumer::Consumer;
 pub use dead_letters::DeadLetterQueue;
 use shared::{Inner, MessageParts, Shared};
 pub use types::{
-    DeadLetter, Delivery, DlqFilter, DlqSelector, NewMessage, Published, QueueStats,
+    DeadLetter, Delivery, DlqFilter, DlqSelector, NewMessage, Outgoing, Published, QueueStats,
     REASON_CORRUPT, REASON_MAX_ATTEMPTS, Settlement, Tag,
 };
 pub use writer::Commit;
@@ -200,22 +200,55 @@ impl Queue {
     /// resolves. Use it to pipeline publishes from one thread.
     pub fn publish_nowait(
         &self,
-        batch: Vec<NewMessage>,
+        mut batch: Vec<NewMessage>,
     ) -> Result<(Vec<Published>, Commit), PublishError> {
-        let s = &self.shared;
-        s.check_poisoned()?;
-        let now = s.clock.now_ms();
-        let mut sizes = Vec::with_capacity(batch.len());
-        for (index, m) in batch.iter().enumerate() {
-            sizes.push(check_message(&s.opts, index, m)?);
-        }
-        let needed: u64 = sizes.iter().map(|&n| n as u64).sum();
+        let (now, needed) = self.admit(&batch)?;
         // Take the ids out of the (owned) batch rather than copying them.
-        let mut batch = batch;
-        let ids: Vec<String> = batch
+        let ids = batch
             .iter_mut()
             .map(|m| m.id.take().unwrap_or_else(|| new_id(now)))
             .collect();
+        self.append(&batch, ids, now, needed)
+    }
+
+    /// [`Queue::publish_nowait`] of a batch the caller keeps (to publish it again if it is
+    /// refused for now, say): the messages are written from where they are, and only their
+    /// ids are copied (into the [`Published`] results).
+    pub fn publish_nowait_ref<M: Outgoing>(
+        &self,
+        batch: &[M],
+    ) -> Result<(Vec<Published>, Commit), PublishError> {
+        let (now, needed) = self.admit(batch)?;
+        let ids = batch
+            .iter()
+            .map(|m| m.id().map_or_else(|| new_id(now), str::to_owned))
+            .collect();
+        self.append(batch, ids, now, needed)
+    }
+
+    /// Checks that the queue takes writes and every message is valid; returns the publish
+    /// time and the bytes the batch needs.
+    fn admit<M: Outgoing>(&self, batch: &[M]) -> Result<(u64, u64), PublishError> {
+        let s = &self.shared;
+        s.check_poisoned()?;
+        let now = s.clock.now_ms();
+        let mut needed = 0u64;
+        for (index, m) in batch.iter().enumerate() {
+            needed += check_message(&s.opts, index, m)? as u64;
+        }
+        Ok((now, needed))
+    }
+
+    /// Appends an admitted batch (message `i` with id `ids[i]`) under the lock: all of it, or
+    /// nothing when the queue is closing or has no room.
+    fn append<M: Outgoing>(
+        &self,
+        batch: &[M],
+        ids: Vec<String>,
+        now: u64,
+        needed: u64,
+    ) -> Result<(Vec<Published>, Commit), PublishError> {
+        let s = &self.shared;
         let mut inner = s.inner.lock();
         if inner.closing {
             return Err(s.closed().into());
@@ -235,8 +268,8 @@ impl Queue {
             }
             let parts = MessageParts {
                 enqueued_at: now,
-                headers: &m.headers,
-                payload: &m.payload,
+                headers: m.headers(),
+                payload: m.payload(),
             };
             let seq = inner.publish(&id, fp, parts, None);
             out.push(Published {
@@ -346,9 +379,13 @@ impl Shared {
 }
 
 /// Validates one message and returns its framed size.
-fn check_message(opts: &QueueOptions, index: usize, m: &NewMessage) -> Result<usize, PublishError> {
+fn check_message<M: Outgoing>(
+    opts: &QueueOptions,
+    index: usize,
+    m: &M,
+) -> Result<usize, PublishError> {
     let invalid = |reason: String| PublishError::Invalid { index, reason };
-    if let Some(id) = &m.id
+    if let Some(id) = m.id()
         && (id.is_empty() || id.len() > 1024)
     {
         return Err(invalid(format!(
@@ -356,14 +393,14 @@ fn check_message(opts: &QueueOptions, index: usize, m: &NewMessage) -> Result<us
             id.len()
         )));
     }
-    if m.headers.len() > 1024 {
+    if m.headers().len() > 1024 {
         return Err(invalid(format!(
             "at most 1024 headers, got {}",
-            m.headers.len()
+            m.headers().len()
         )));
     }
-    let mut size = FRAME_HEADER + 8 + 1 + 2 + m.id.as_ref().map_or(28, String::len) + 8 + 2;
-    for (k, v) in &m.headers {
+    let mut size = FRAME_HEADER + 8 + 1 + 2 + m.id().map_or(28, str::len) + 8 + 2;
+    for (k, v) in m.headers() {
         if k.len() > u16::MAX as usize || v.len() > u16::MAX as usize {
             return Err(invalid(format!(
                 "header {k:.40}: name and value at most 65535 bytes"
@@ -371,7 +408,7 @@ fn check_message(opts: &QueueOptions, index: usize, m: &NewMessage) -> Result<us
         }
         size += 4 + k.len() + v.len();
     }
-    size += m.payload.len();
+    size += m.payload().len();
     if size > opts.max_message_bytes {
         return Err(PublishError::TooLarge {
             index,

@@ -14,6 +14,29 @@ pub const REASON_MAX_ATTEMPTS: &str = "max attempts exceeded";
 /// fails its checksum, or recovery found its position but not its record).
 pub const REASON_CORRUPT: &str = "corrupt";
 
+/// What the queue reads of a message it publishes: [`NewMessage`], or a caller's own type
+/// through [`crate::Queue::publish_nowait_ref`] (nothing of it is copied but its id).
+pub trait Outgoing {
+    /// Its stable id (an idempotency key); one is assigned when `None`.
+    fn id(&self) -> Option<&str>;
+    /// Its header pairs.
+    fn headers(&self) -> &[(String, String)];
+    /// Its payload.
+    fn payload(&self) -> &[u8];
+}
+
+impl Outgoing for NewMessage {
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+    fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+    fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
 /// A message to publish.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewMessage {

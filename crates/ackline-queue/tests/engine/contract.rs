@@ -340,6 +340,56 @@ fn dead_letters_count_toward_max_bytes() {
 }
 
 #[test]
+fn a_borrowed_batch_publishes_as_an_owned_one_and_stays_with_the_caller() {
+    let env = Env::new();
+    let (_db, q) = env.open(QueueOptions {
+        max_message_bytes: 1024,
+        ..Default::default()
+    });
+    let mut kept = msgs(0..3);
+    kept.push(NewMessage::new("no id"));
+    let (published, commit) = q.publish_nowait_ref(&kept).unwrap();
+    commit.wait().unwrap();
+    assert_eq!(kept, {
+        let mut m = msgs(0..3);
+        m.push(NewMessage::new("no id"));
+        m
+    });
+    assert_eq!(
+        published[..3]
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect::<Vec<_>>(),
+        ["m-0", "m-1", "m-2"]
+    );
+    assert_eq!(published[3].id.len(), 28, "an id is assigned");
+    // Published again (a retry after a refusal): their ids make them duplicates.
+    let (again, commit) = q.publish_nowait_ref(&kept[..3]).unwrap();
+    commit.wait().unwrap();
+    assert!(again.iter().all(|p| p.duplicate));
+    assert_eq!(
+        again.iter().map(|p| p.seq).collect::<Vec<_>>(),
+        published[..3].iter().map(|p| p.seq).collect::<Vec<_>>()
+    );
+    // Refusals name the index, and nothing of the batch is stored.
+    let bad = [
+        NewMessage::new("ok").with_id("new"),
+        NewMessage::new(vec![0; 2000]),
+    ];
+    assert!(matches!(
+        q.publish_nowait_ref(&bad),
+        Err(PublishError::TooLarge { index: 1, .. })
+    ));
+    let c = q.consumer();
+    let ds = c.try_receive(10, LEASE).unwrap();
+    assert_eq!(ds.len(), 4);
+    assert_eq!(ds[1].payload, b"payload 1");
+    assert_eq!(ds[1].headers, vec![("n".to_string(), "1".to_string())]);
+    assert_eq!(ds[3].payload, b"no id");
+    assert_eq!(ds[3].id, published[3].id);
+}
+
+#[test]
 fn oversized_and_invalid_messages_are_refused_with_a_reason() {
     let env = Env::new();
     let (_db, q) = env.open(QueueOptions {
