@@ -643,6 +643,10 @@ mod tests {
     /// writer go: the batches meet in the queue, as concurrent workers'
     /// batches do while a commit runs. Returns each batch's result and the
     /// commits the writer made for them.
+    #[expect(
+        clippy::await_holding_lock,
+        reason = "the test holds the writer on purpose while the batches queue"
+    )]
     async fn written_together(
         store: Arc<SqliteStore>,
         batches: Vec<Vec<Record>>,
