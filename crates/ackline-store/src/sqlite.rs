@@ -639,6 +639,15 @@ mod tests {
             .collect()
     }
 
+    async fn shared_store(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
+        let path = dir.path().join("s.db");
+        Arc::new(
+            SqliteStore::open(path, &StoreOptions::default())
+                .await
+                .unwrap(),
+        )
+    }
+
     /// Queues `batches` while the test holds the writer, then lets the
     /// writer go: the batches meet in the queue, as concurrent workers'
     /// batches do while a commit runs. Returns each batch's result and the
@@ -676,11 +685,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn batches_that_wait_for_the_writer_share_one_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(
-            SqliteStore::open(dir.path().join("s.db"), &StoreOptions::default())
-                .await
-                .unwrap(),
-        );
+        let store = shared_store(&dir).await;
         // b overlaps a: its first five are duplicates of a's last five.
         let batches = vec![
             records("r", 0..10),
@@ -713,11 +718,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_refused_record_fails_only_its_own_batch_of_a_group() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(
-            SqliteStore::open(dir.path().join("s.db"), &StoreOptions::default())
-                .await
-                .unwrap(),
-        );
+        let store = shared_store(&dir).await;
         // SQLite refuses one record (a constraint, as a too-big value would).
         store
             .writer
