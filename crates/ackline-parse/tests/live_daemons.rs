@@ -305,11 +305,29 @@ fn nats_private_instance() {
         d
     };
     let d = start();
-    // A failed login: the server logs an authentication error.
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // A failed login: the server logs an authentication error. The port answering is not
+    // yet the server greeting (a loaded machine has reset such a first connection), so
+    // connect until a connection opens with the server's INFO.
     let mut buf = [0u8; 4096];
-    let _ = s.read(&mut buf).unwrap(); // INFO
+    let mut greeted = None;
+    wait_until(
+        "nats to greet a client with INFO",
+        Duration::from_secs(30),
+        || {
+            let Ok(mut c) = TcpStream::connect(("127.0.0.1", port)) else {
+                return false;
+            };
+            let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+            match c.read(&mut buf) {
+                Ok(n) if buf.get(..n).is_some_and(|b| b.starts_with(b"INFO")) => {
+                    greeted = Some(c);
+                    true
+                }
+                _ => false,
+            }
+        },
+    );
+    let mut s = greeted.expect("greeted");
     s.write_all(b"CONNECT {\"user\":\"ackline\",\"pass\":\"wrong\",\"verbose\":false}\r\nPING\r\n")
         .unwrap();
     let n = s.read(&mut buf).unwrap_or(0);
