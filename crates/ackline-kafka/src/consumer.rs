@@ -3,9 +3,16 @@
 //!
 //! Threads and tasks:
 //! - The pump thread (one OS thread per consumer) polls librdkafka all the time, so heartbeats,
-//!   rebalances and `max.poll.interval.ms` are served whatever the worker does. It buffers the
-//!   records it reads (`ready`; retry records not yet due wait in `delayed`) and pauses the
-//!   assignment while buffered plus held records reach `prefetch`.
+//!   rebalances and `max.poll.interval.ms` are served whatever the worker does. It reads ahead
+//!   of the worker into a buffer of undelivered records (`ready`; retry records not yet due
+//!   wait in `delayed`), whatever the worker holds, with hysteresis: it pauses the assignment
+//!   when the undelivered records reach the high-water mark (`prefetch`) and resumes it only
+//!   when they have fallen to the low-water mark (`prefetch / 2`). librdkafka drops what it
+//!   fetched for a paused partition and fetches again after the resume; between the two
+//!   marks that fetch overlaps with handing out what is still buffered, and a worker that
+//!   keeps up with the producers never makes the pump pause. (Pausing whenever held plus buffered records
+//!   reached `prefetch`, as this did before, paused and resumed once per batch of a worker
+//!   that receives and settles `prefetch` at a time.)
 //! - `receive` hands buffered records out as deliveries (a fresh key each, the attempt from
 //!   `ackline.attempts` + 1, plus what the partition's [`Journal`] says of earlier hand-outs)
 //!   with a lease deadline, once the journal records the hand-out durably (a commit of the
@@ -23,8 +30,9 @@
 //! - `Reject(reason)`: a copy goes to `<topic>.dlq`, then as above.
 //! - `Extend(lease)`: a new deadline; nothing is sent.
 //! - An expired lease, `close` and drop release the delivery as a `Nack` with no delay (the
-//!   error [`UNSETTLED`]); `close` also hands records it read but never delivered to the retry
-//!   topic (attempts unchanged), so the group's offsets can move past everything it read.
+//!   error [`UNSETTLED`]); `close` also hands records it read but never delivered (up to the
+//!   high-water mark) to the retry topic (attempts unchanged), so the group's offsets can move
+//!   past everything it read.
 //!
 //! Rebalances: when partitions are revoked (on the pump thread, inside librdkafka's callback)
 //! the consumer drops their undelivered records, then waits up to `KafkaOptions::revoke_grace`
@@ -35,7 +43,13 @@
 //! no wait: another member may own them already.
 //!
 //! Invariants:
-//! - Held deliveries never exceed `prefetch`.
+//! - Held deliveries never exceed `prefetch` (`receive` hands out at most `prefetch` minus
+//!   those held).
+//! - Undelivered records stop growing at the high-water mark, `prefetch` (the pump pauses
+//!   before its next poll), so a consumer keeps at most about 2 x `prefetch` records in
+//!   memory: `prefetch` held and `prefetch` read ahead. librdkafka's own fetch queue
+//!   (`queued.max.messages.kbytes`, `queued.min.messages`) comes on top while the assignment
+//!   is not paused; it drops that queue on a pause.
 //! - A tracker's records are settled only by settlements of its own generation (a partition
 //!   revoked and assigned again gets a new tracker), so a late settlement of an earlier
 //!   assignment never moves the new one's offset.
@@ -137,11 +151,46 @@ struct State {
     releases: Vec<Rec>,
     /// A receive error to report (the pump saw it).
     error: Option<BrokerError>,
+    /// Whether the pump has the assignment paused ([`Buffer`]).
+    paused: bool,
+    /// Records the pump read since the consumer started ([`Buffer`]).
+    read: u64,
+    /// Rounds of the pump's loop ([`Buffer`]).
+    rounds: u64,
+}
+
+/// The undelivered records (read, not handed out) at which the pump pauses the assignment.
+fn high_water(prefetch: usize) -> usize {
+    prefetch
+}
+
+/// The undelivered records at (or below) which a paused pump resumes the assignment.
+fn low_water(prefetch: usize) -> usize {
+    prefetch / 2
+}
+
+/// What a consumer holds in memory, for diagnostics and tests ([`KafkaConsumer::buffer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffer {
+    /// Deliveries handed out and not settled (at most `prefetch`).
+    pub held: usize,
+    /// Records read and not handed out yet, retry records not yet due included (below the
+    /// high-water mark, `prefetch`, plus at most one record).
+    pub undelivered: usize,
+    /// Whether the consumer has its assignment paused (undelivered records reached the
+    /// high-water mark and have not fallen to the low one, `prefetch / 2`, since).
+    pub paused: bool,
+    /// Records read from Kafka since the consumer started.
+    pub read: u64,
+    /// Rounds of the polling thread's loop (each polls librdkafka once): a test waits for a
+    /// few to know the thread had the chance to read more.
+    pub rounds: u64,
 }
 
 impl State {
-    fn buffered(&self) -> usize {
-        self.held.len() + self.ready.len() + self.delayed.len()
+    /// Records read and not handed out: what the read-ahead watermarks count.
+    fn undelivered(&self) -> usize {
+        self.ready.len() + self.delayed.len()
     }
 
     /// Whether `tp` still has deliveries out or settled records not yet committed.
@@ -330,17 +379,41 @@ fn pump(
     every: Duration,
     timeout: Duration,
 ) {
-    let mut paused = false;
+    let (high, low) = (high_water(prefetch), low_water(prefetch));
+    // The partitions paused (all of the assignment when they were), or `None` when running.
+    let mut paused: Option<Vec<(String, i32)>> = None;
     let mut failures = 0u32;
     while !closed.load(Ordering::Acquire) {
-        let full = sync.state.lock().buffered() >= prefetch;
-        if (full || paused)
+        let undelivered = {
+            let mut st = sync.state.lock();
+            st.rounds += 1;
+            st.undelivered()
+        };
+        // Hysteresis: pause at the high-water mark, resume only at the low one, so that
+        // librdkafka's fetch after a resume overlaps with handing out what is still buffered.
+        let pause = match paused {
+            None => undelivered >= high,
+            Some(_) => undelivered > low,
+        };
+        if (pause || paused.is_some())
             && let Ok(a) = kc.assignment()
         {
-            let r = if full { kc.pause(&a) } else { kc.resume(&a) };
-            if r.is_ok() {
-                paused = full;
+            let now: Vec<(String, i32)> = a
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            if !pause {
+                if kc.resume(&a).is_ok() {
+                    paused = None;
+                }
+            } else if paused.as_ref() != Some(&now) {
+                // Newly paused, or partitions assigned since (they start unpaused).
+                if kc.pause(&a).is_ok() {
+                    paused = Some(now);
+                }
             }
+            sync.state.lock().paused = paused.is_some();
         }
         match kc.poll(every) {
             None => {}
@@ -377,6 +450,7 @@ fn pump(
                     .get(&tp)
                     .map_or(0, |(j, _, _)| j.extra(rec.offset));
                 rec.attempts = rec.attempts.saturating_add(extra);
+                st.read += 1;
                 if rec.not_before > now_ms() {
                     st.delayed.push(rec);
                 } else {
@@ -995,6 +1069,20 @@ impl ackline_broker::Consumer for KafkaConsumer {
 }
 
 impl KafkaConsumer {
+    /// What the consumer holds in memory now: deliveries held, records read ahead, whether
+    /// the assignment is paused (see the module doc's bound).
+    #[must_use]
+    pub fn buffer(&self) -> Buffer {
+        let st = self.shared.sync.state.lock();
+        Buffer {
+            held: st.held.len(),
+            undelivered: st.undelivered(),
+            paused: st.paused,
+            read: st.read,
+            rounds: st.rounds,
+        }
+    }
+
     async fn shutdown(&mut self) {
         shutdown(self.shared.clone(), self.pump.take(), self.reaper.take()).await;
     }
