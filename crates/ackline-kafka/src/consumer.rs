@@ -7,12 +7,13 @@
 //!   of the worker into a buffer of undelivered records (`ready`; retry records not yet due
 //!   wait in `delayed`), whatever the worker holds, with hysteresis: it pauses the assignment
 //!   when the undelivered records reach the high-water mark (`prefetch`) and resumes it only
-//!   when they have fallen to the low-water mark (`prefetch / 2`). librdkafka drops what it
-//!   fetched for a paused partition and fetches again after the resume; between the two
-//!   marks that fetch overlaps with handing out what is still buffered, and a worker that
-//!   keeps up with the producers never makes the pump pause. (Pausing whenever held plus buffered records
-//!   reached `prefetch`, as this did before, paused and resumed once per batch of a worker
-//!   that receives and settles `prefetch` at a time.)
+//!   when they have fallen to the low-water mark (`prefetch / 2`; the `receive` whose
+//!   hand-out brings them there resumes it at once). librdkafka drops what it fetched for a
+//!   paused partition and fetches again after the resume; between the two marks that fetch
+//!   overlaps with handing out what is still buffered, and a worker that keeps up with the
+//!   producers never makes the pump pause. (Pausing whenever held plus buffered records
+//!   reached `prefetch`, as this did before, paused and resumed around every batch of a
+//!   worker that receives and settles `prefetch` at a time.)
 //! - `receive` hands buffered records out as deliveries (a fresh key each, the attempt from
 //!   `ackline.attempts` + 1, plus what the partition's [`Journal`] says of earlier hand-outs)
 //!   with a lease deadline, once the journal records the hand-out durably (a commit of the
@@ -174,8 +175,9 @@ fn low_water(prefetch: usize) -> usize {
 pub struct Buffer {
     /// Deliveries handed out and not settled (at most `prefetch`).
     pub held: usize,
-    /// Records read and not handed out yet, retry records not yet due included (below the
-    /// high-water mark, `prefetch`, plus at most one record).
+    /// Records read and not handed out yet, retry records not yet due included (at most the
+    /// high-water mark, `prefetch`: the pump pauses before its next poll; a partition
+    /// assigned while paused may add a record before the pump pauses it too).
     pub undelivered: usize,
     /// Whether the consumer has its assignment paused (undelivered records reached the
     /// high-water mark and have not fallen to the low one, `prefetch / 2`, since).
@@ -216,6 +218,55 @@ struct Board {
     state: Mutex<State>,
     changed: Condvar,
     ready: Notify,
+    /// The partitions paused (the whole assignment when they were), or `None` while reading.
+    /// Held by whoever pauses or resumes: the pump, or `receive` resuming at once when its
+    /// hand-out brought the undelivered records down to the low-water mark.
+    pause: Mutex<Option<Vec<(String, i32)>>>,
+    /// The high- and low-water marks of undelivered records.
+    high: usize,
+    low: usize,
+}
+
+impl Board {
+    /// Pauses the assignment when the undelivered records reach the high-water mark, resumes
+    /// it when they are down to the low-water mark (see the module doc). With `recheck` (the
+    /// pump, each round) a paused consumer also pauses partitions assigned since.
+    fn regulate(&self, kc: &Kc, recheck: bool) {
+        let mut paused = self.pause.lock();
+        let undelivered = self.state.lock().undelivered();
+        let pause = match *paused {
+            None => undelivered >= self.high,
+            Some(_) => undelivered > self.low,
+        };
+        match (pause, paused.as_ref()) {
+            (false, None) => return,
+            (true, Some(_)) if !recheck => return,
+            (false, Some(tps)) => {
+                let mut tpl = TopicPartitionList::new();
+                for (t, p) in tps {
+                    tpl.add_partition(t, *p);
+                }
+                if kc.resume(&tpl).is_ok() {
+                    *paused = None;
+                }
+            }
+            (true, _) => {
+                let Ok(a) = kc.assignment() else {
+                    return;
+                };
+                let now: Vec<(String, i32)> = a
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect();
+                // Newly paused, or partitions assigned since (they start unpaused).
+                if paused.as_ref() != Some(&now) && kc.pause(&a).is_ok() {
+                    *paused = Some(now);
+                }
+            }
+        }
+        self.state.lock().paused = paused.is_some();
+    }
 }
 
 /// librdkafka's callbacks: revocations drain the revoked partitions (see the module doc).
@@ -375,46 +426,13 @@ fn pump(
     kc: Arc<Kc>,
     sync: Arc<Board>,
     closed: Arc<AtomicBool>,
-    prefetch: usize,
     every: Duration,
     timeout: Duration,
 ) {
-    let (high, low) = (high_water(prefetch), low_water(prefetch));
-    // The partitions paused (all of the assignment when they were), or `None` when running.
-    let mut paused: Option<Vec<(String, i32)>> = None;
     let mut failures = 0u32;
     while !closed.load(Ordering::Acquire) {
-        let undelivered = {
-            let mut st = sync.state.lock();
-            st.rounds += 1;
-            st.undelivered()
-        };
-        // Hysteresis: pause at the high-water mark, resume only at the low one, so that
-        // librdkafka's fetch after a resume overlaps with handing out what is still buffered.
-        let pause = match paused {
-            None => undelivered >= high,
-            Some(_) => undelivered > low,
-        };
-        if (pause || paused.is_some())
-            && let Ok(a) = kc.assignment()
-        {
-            let now: Vec<(String, i32)> = a
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_owned(), e.partition()))
-                .collect();
-            if !pause {
-                if kc.resume(&a).is_ok() {
-                    paused = None;
-                }
-            } else if paused.as_ref() != Some(&now) {
-                // Newly paused, or partitions assigned since (they start unpaused).
-                if kc.pause(&a).is_ok() {
-                    paused = Some(now);
-                }
-            }
-            sync.state.lock().paused = paused.is_some();
-        }
+        sync.state.lock().rounds += 1;
+        sync.regulate(&kc, true);
         match kc.poll(every) {
             None => {}
             Some(Ok(m)) => {
@@ -505,6 +523,9 @@ impl KafkaConsumer {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             ready: Notify::new(),
+            pause: Mutex::new(None),
+            high: high_water(opts.prefetch),
+            low: low_water(opts.prefetch),
         });
         let ctx = Ctx {
             sync: sync.clone(),
@@ -540,10 +561,9 @@ impl KafkaConsumer {
             let (kc, sync, closed) = (kc.clone(), sync.clone(), closed.clone());
             let every = inner.opts.poll_interval;
             let timeout = inner.opts.request_timeout;
-            let prefetch = opts.prefetch;
             std::thread::Builder::new()
                 .name("ackline-kafka-pump".into())
-                .spawn(move || pump(kc, sync, closed, prefetch, every, timeout))
+                .spawn(move || pump(kc, sync, closed, every, timeout))
                 .map_err(|e| BrokerError::Fatal {
                     backend: NAME,
                     reason: format!("starting the consumer thread: {e}"),
@@ -957,6 +977,12 @@ impl ackline_broker::Consumer for KafkaConsumer {
                 // Handed out only once the journals say so durably.
                 s.commit().await?;
                 let out = s.hand_out(n);
+                // Down to the low-water mark: resume now, not when the pump's poll returns.
+                if s.sync.state.lock().paused
+                    && let Ok(kc) = s.kc()
+                {
+                    s.sync.regulate(&kc, false);
+                }
                 if !out.is_empty() {
                     return Ok(out);
                 }

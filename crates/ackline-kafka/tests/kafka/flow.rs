@@ -110,7 +110,10 @@ async fn read_ahead_stops_at_prefetch_beyond_the_held_deliveries() {
             assert!(ids.insert(d.id.clone()), "{} delivered twice", d.id);
             assert_eq!(d.attempt(), 1, "{}", d.id);
         }
-        let acks = got.iter().map(|d| (d.tag.clone(), Settlement::Ack)).collect();
+        let acks = got
+            .iter()
+            .map(|d| (d.tag.clone(), Settlement::Ack))
+            .collect();
         let r = c.settle(acks).await.expect("settle");
         assert!(r.iter().all(Result::is_ok), "{r:?}");
         if ids.len() == total {
