@@ -3,9 +3,17 @@
 //!
 //! Threads and tasks:
 //! - The pump thread (one OS thread per consumer) polls librdkafka all the time, so heartbeats,
-//!   rebalances and `max.poll.interval.ms` are served whatever the worker does. It buffers the
-//!   records it reads (`ready`; retry records not yet due wait in `delayed`) and pauses the
-//!   assignment while buffered plus held records reach `prefetch`.
+//!   rebalances and `max.poll.interval.ms` are served whatever the worker does. It reads ahead
+//!   of the worker into a buffer of undelivered records (`ready`; retry records not yet due
+//!   wait in `delayed`), whatever the worker holds, with hysteresis: it pauses the assignment
+//!   when the undelivered records reach the high-water mark (`prefetch`) and resumes it only
+//!   when they have fallen to the low-water mark (`prefetch / 2`; the `receive` whose
+//!   hand-out brings them there resumes it at once). librdkafka drops what it fetched for a
+//!   paused partition and fetches again after the resume; between the two marks that fetch
+//!   overlaps with handing out what is still buffered, and a worker that keeps up with the
+//!   producers never makes the pump pause. (Pausing whenever held plus buffered records
+//!   reached `prefetch`, as this did before, paused and resumed around every batch of a
+//!   worker that receives and settles `prefetch` at a time.)
 //! - `receive` hands buffered records out as deliveries (a fresh key each, the attempt from
 //!   `ackline.attempts` + 1, plus what the partition's [`Journal`] says of earlier hand-outs)
 //!   with a lease deadline, once the journal records the hand-out durably (a commit of the
@@ -23,8 +31,9 @@
 //! - `Reject(reason)`: a copy goes to `<topic>.dlq`, then as above.
 //! - `Extend(lease)`: a new deadline; nothing is sent.
 //! - An expired lease, `close` and drop release the delivery as a `Nack` with no delay (the
-//!   error [`UNSETTLED`]); `close` also hands records it read but never delivered to the retry
-//!   topic (attempts unchanged), so the group's offsets can move past everything it read.
+//!   error [`UNSETTLED`]); `close` also hands records it read but never delivered (up to the
+//!   high-water mark) to the retry topic (attempts unchanged), so the group's offsets can move
+//!   past everything it read.
 //!
 //! Rebalances: when partitions are revoked (on the pump thread, inside librdkafka's callback)
 //! the consumer drops their undelivered records, then waits up to `KafkaOptions::revoke_grace`
@@ -35,7 +44,13 @@
 //! no wait: another member may own them already.
 //!
 //! Invariants:
-//! - Held deliveries never exceed `prefetch`.
+//! - Held deliveries never exceed `prefetch` (`receive` hands out at most `prefetch` minus
+//!   those held).
+//! - Undelivered records stop growing at the high-water mark, `prefetch` (the pump pauses
+//!   before its next poll), so a consumer keeps at most about 2 x `prefetch` records in
+//!   memory: `prefetch` held and `prefetch` read ahead. librdkafka's own fetch queue
+//!   (`queued.max.messages.kbytes`, `queued.min.messages`) comes on top while the assignment
+//!   is not paused; it drops that queue on a pause.
 //! - A tracker's records are settled only by settlements of its own generation (a partition
 //!   revoked and assigned again gets a new tracker), so a late settlement of an earlier
 //!   assignment never moves the new one's offset.
@@ -137,11 +152,47 @@ struct State {
     releases: Vec<Rec>,
     /// A receive error to report (the pump saw it).
     error: Option<BrokerError>,
+    /// Whether the pump has the assignment paused ([`Buffer`]).
+    paused: bool,
+    /// Records the pump read since the consumer started ([`Buffer`]).
+    read: u64,
+    /// Rounds of the pump's loop ([`Buffer`]).
+    rounds: u64,
+}
+
+/// The undelivered records (read, not handed out) at which the pump pauses the assignment.
+fn high_water(prefetch: usize) -> usize {
+    prefetch
+}
+
+/// The undelivered records at (or below) which a paused pump resumes the assignment.
+fn low_water(prefetch: usize) -> usize {
+    prefetch / 2
+}
+
+/// What a consumer holds in memory, for diagnostics and tests ([`KafkaConsumer::buffer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffer {
+    /// Deliveries handed out and not settled (at most `prefetch`).
+    pub held: usize,
+    /// Records read and not handed out yet, retry records not yet due included (at most the
+    /// high-water mark, `prefetch`: the pump pauses before its next poll; a partition
+    /// assigned while paused may add a record before the pump pauses it too).
+    pub undelivered: usize,
+    /// Whether the consumer has its assignment paused (undelivered records reached the
+    /// high-water mark and have not fallen to the low one, `prefetch / 2`, since).
+    pub paused: bool,
+    /// Records read from Kafka since the consumer started.
+    pub read: u64,
+    /// Rounds of the polling thread's loop (each polls librdkafka once): a test waits for a
+    /// few to know the thread had the chance to read more.
+    pub rounds: u64,
 }
 
 impl State {
-    fn buffered(&self) -> usize {
-        self.held.len() + self.ready.len() + self.delayed.len()
+    /// Records read and not handed out: what the read-ahead watermarks count.
+    fn undelivered(&self) -> usize {
+        self.ready.len() + self.delayed.len()
     }
 
     /// Whether `tp` still has deliveries out or settled records not yet committed.
@@ -167,6 +218,55 @@ struct Board {
     state: Mutex<State>,
     changed: Condvar,
     ready: Notify,
+    /// The partitions paused (the whole assignment when they were), or `None` while reading.
+    /// Held by whoever pauses or resumes: the pump, or `receive` resuming at once when its
+    /// hand-out brought the undelivered records down to the low-water mark.
+    pause: Mutex<Option<Vec<(String, i32)>>>,
+    /// The high- and low-water marks of undelivered records.
+    high: usize,
+    low: usize,
+}
+
+impl Board {
+    /// Pauses the assignment when the undelivered records reach the high-water mark, resumes
+    /// it when they are down to the low-water mark (see the module doc). With `recheck` (the
+    /// pump, each round) a paused consumer also pauses partitions assigned since.
+    fn regulate(&self, kc: &Kc, recheck: bool) {
+        let mut paused = self.pause.lock();
+        let undelivered = self.state.lock().undelivered();
+        let pause = match *paused {
+            None => undelivered >= self.high,
+            Some(_) => undelivered > self.low,
+        };
+        match (pause, paused.as_ref()) {
+            (false, None) => return,
+            (true, Some(_)) if !recheck => return,
+            (false, Some(tps)) => {
+                let mut tpl = TopicPartitionList::new();
+                for (t, p) in tps {
+                    tpl.add_partition(t, *p);
+                }
+                if kc.resume(&tpl).is_ok() {
+                    *paused = None;
+                }
+            }
+            (true, _) => {
+                let Ok(a) = kc.assignment() else {
+                    return;
+                };
+                let now: Vec<(String, i32)> = a
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect();
+                // Newly paused, or partitions assigned since (they start unpaused).
+                if paused.as_ref() != Some(&now) && kc.pause(&a).is_ok() {
+                    *paused = Some(now);
+                }
+            }
+        }
+        self.state.lock().paused = paused.is_some();
+    }
 }
 
 /// librdkafka's callbacks: revocations drain the revoked partitions (see the module doc).
@@ -326,22 +426,13 @@ fn pump(
     kc: Arc<Kc>,
     sync: Arc<Board>,
     closed: Arc<AtomicBool>,
-    prefetch: usize,
     every: Duration,
     timeout: Duration,
 ) {
-    let mut paused = false;
     let mut failures = 0u32;
     while !closed.load(Ordering::Acquire) {
-        let full = sync.state.lock().buffered() >= prefetch;
-        if (full || paused)
-            && let Ok(a) = kc.assignment()
-        {
-            let r = if full { kc.pause(&a) } else { kc.resume(&a) };
-            if r.is_ok() {
-                paused = full;
-            }
-        }
+        sync.state.lock().rounds += 1;
+        sync.regulate(&kc, true);
         match kc.poll(every) {
             None => {}
             Some(Ok(m)) => {
@@ -377,6 +468,7 @@ fn pump(
                     .get(&tp)
                     .map_or(0, |(j, _, _)| j.extra(rec.offset));
                 rec.attempts = rec.attempts.saturating_add(extra);
+                st.read += 1;
                 if rec.not_before > now_ms() {
                     st.delayed.push(rec);
                 } else {
@@ -431,6 +523,9 @@ impl KafkaConsumer {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             ready: Notify::new(),
+            pause: Mutex::new(None),
+            high: high_water(opts.prefetch),
+            low: low_water(opts.prefetch),
         });
         let ctx = Ctx {
             sync: sync.clone(),
@@ -466,10 +561,9 @@ impl KafkaConsumer {
             let (kc, sync, closed) = (kc.clone(), sync.clone(), closed.clone());
             let every = inner.opts.poll_interval;
             let timeout = inner.opts.request_timeout;
-            let prefetch = opts.prefetch;
             std::thread::Builder::new()
                 .name("ackline-kafka-pump".into())
-                .spawn(move || pump(kc, sync, closed, prefetch, every, timeout))
+                .spawn(move || pump(kc, sync, closed, every, timeout))
                 .map_err(|e| BrokerError::Fatal {
                     backend: NAME,
                     reason: format!("starting the consumer thread: {e}"),
@@ -883,6 +977,12 @@ impl ackline_broker::Consumer for KafkaConsumer {
                 // Handed out only once the journals say so durably.
                 s.commit().await?;
                 let out = s.hand_out(n);
+                // Down to the low-water mark: resume now, not when the pump's poll returns.
+                if s.sync.state.lock().paused
+                    && let Ok(kc) = s.kc()
+                {
+                    s.sync.regulate(&kc, false);
+                }
                 if !out.is_empty() {
                     return Ok(out);
                 }
@@ -995,6 +1095,20 @@ impl ackline_broker::Consumer for KafkaConsumer {
 }
 
 impl KafkaConsumer {
+    /// What the consumer holds in memory now: deliveries held, records read ahead, whether
+    /// the assignment is paused (see the module doc's bound).
+    #[must_use]
+    pub fn buffer(&self) -> Buffer {
+        let st = self.shared.sync.state.lock();
+        Buffer {
+            held: st.held.len(),
+            undelivered: st.undelivered(),
+            paused: st.paused,
+            read: st.read,
+            rounds: st.rounds,
+        }
+    }
+
     async fn shutdown(&mut self) {
         shutdown(self.shared.clone(), self.pump.take(), self.reaper.take()).await;
     }

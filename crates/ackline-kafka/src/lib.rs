@@ -13,7 +13,7 @@
 //! | --- | --- |
 //! | durable publish | an idempotent producer with `acks=all`; a batch is confirmed once every record's delivery report came back without error |
 //! | message id, headers | the record key is the message id; id, `enqueued_at` and ackline's fields are headers named `ackline.*` ([`wire`]), the user's headers are the record's other headers |
-//! | receive | a consumer group (manual commits, no auto offset store) subscribed to `<topic>` and `<topic>.retry`; a background task polls librdkafka all the time (so rebalances and heartbeats are served) and pauses the assignment while `prefetch` records are buffered or held |
+//! | receive | a consumer group (manual commits, no auto offset store) subscribed to `<topic>` and `<topic>.retry`; a background task polls librdkafka all the time (so rebalances and heartbeats are served) and reads ahead of the worker: it pauses the assignment when `prefetch` records are read and not handed out, and resumes it once they are down to `prefetch / 2` (hysteresis), so a consumer keeps at most about 2 x `prefetch` records (`prefetch` held, `prefetch` read ahead; [`KafkaConsumer::buffer`]) besides librdkafka's fetch queue |
 //! | ack | the record is settled in its partition's [`OffsetTracker`], and the end of the contiguous settled prefix is committed (synchronously) before `settle` returns |
 //! | lease, extend, fencing | client-side: a deadline per delivery, [`ackline_broker::fence`] for late settlements; an expired lease is released like a nack with no delay |
 //! | nack with delay | a copy in `<topic>.retry` with `ackline.attempts` + 1 and `ackline.not_before`, confirmed (`acks=all`) before the original's offset may be committed; a consumer holds a retry record in memory until it is due |

@@ -200,8 +200,8 @@ pub fn now_ms() -> u64 {
 ///   batch's base offset plus one, so the records after the first of a multi-record batch
 ///   stay invisible to fetches and offset queries until more is produced;
 /// - fetches that wait at most 100 ms: on tansu, consumption after each pause and resume of
-///   the assignment (at the prefetch bound) waited about `fetch.wait.max.ms` (500 ms by
-///   default).
+///   the assignment (at the read-ahead high-water mark) waited about `fetch.wait.max.ms`
+///   (500 ms by default).
 ///
 /// `ACKLINE_KAFKA_DEBUG=cgrp,fetch,...` adds librdkafka's debug contexts (shown with
 /// `ACKLINE_TEST_LOG=debug`).

@@ -1,6 +1,7 @@
 //! The Kafka backend against private tansu servers (a Kafka-API broker; `common`), in one test
 //! binary:
 //! - `contract`: the backend contract suite;
+//! - `flow`: how far a consumer reads ahead of its worker (the read-ahead bound);
 //! - `group`: a dropped consumer, and a consumer joining while another holds deliveries;
 //! - `kill`: a worker process SIGKILLed mid-run (the real runtime, the SQLite store);
 //! - `wire`: what ackline leaves in Kafka (keys, headers, copies, committed offsets), read
@@ -8,6 +9,7 @@
 
 mod common;
 mod contract;
+mod flow;
 mod group;
 mod kill;
 mod wire;
