@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use ackline_broker::{Consumer, Delivery};
 use ackline_kafka::KafkaOptions;
 
 /// The longest a test's server may live.
@@ -240,4 +241,19 @@ pub fn keeps_commit_metadata(server: &Server, topic: &str) -> bool {
         .expect("committed offsets");
     got.find_partition(topic, 0)
         .is_some_and(|e| e.metadata() == "probe")
+}
+
+/// Receives until `n` deliveries came or `patience` ran out (each call waits up to `wait`).
+pub async fn recv_n<C: Consumer>(
+    c: &C,
+    n: usize,
+    patience: Duration,
+    wait: Duration,
+) -> Vec<Delivery> {
+    let deadline = Instant::now() + patience;
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        out.extend(c.receive(n - out.len(), wait).await.expect("receive"));
+    }
+    out
 }

@@ -68,16 +68,7 @@ ackline_broker::contract_tests!(@each {
 );
 
 async fn recv_n<C: Consumer>(c: &C, n: usize) -> Vec<Delivery> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut out = Vec::new();
-    while out.len() < n && Instant::now() < deadline {
-        out.extend(
-            c.receive(n - out.len(), Duration::from_secs(1))
-                .await
-                .expect("receive"),
-        );
-    }
-    out
+    common::recv_n(c, n, Duration::from_secs(10), Duration::from_secs(1)).await
 }
 
 /// The contract's lease rule as Kafka keeps it: an expired lease is released (a copy with

@@ -13,16 +13,7 @@ use crate::common::{self, Server};
 const PREFETCH: usize = 20;
 
 async fn recv_n<C: Consumer>(c: &C, n: usize, patience: Duration) -> Vec<Delivery> {
-    let deadline = Instant::now() + patience;
-    let mut out = Vec::new();
-    while out.len() < n && Instant::now() < deadline {
-        out.extend(
-            c.receive(n - out.len(), Duration::from_millis(300))
-                .await
-                .expect("receive"),
-        );
-    }
-    out
+    common::recv_n(c, n, patience, Duration::from_millis(300)).await
 }
 
 /// The consumer's buffer once `ok` holds of it (checked every 10 ms, at most `patience`).

@@ -2,7 +2,7 @@
 //! joining while another holds deliveries (the revocation waits for them to be settled).
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ackline_broker::{Broker, Consumer, ConsumerOptions, Delivery, Message, Settlement};
 use ackline_kafka::KafkaBroker;
@@ -24,16 +24,7 @@ fn opts() -> ConsumerOptions {
 }
 
 async fn recv_n<C: Consumer>(c: &C, n: usize, patience: Duration) -> Vec<Delivery> {
-    let deadline = Instant::now() + patience;
-    let mut out = Vec::new();
-    while out.len() < n && Instant::now() < deadline {
-        out.extend(
-            c.receive(n - out.len(), Duration::from_millis(300))
-                .await
-                .expect("receive"),
-        );
-    }
-    out
+    common::recv_n(c, n, patience, Duration::from_millis(300)).await
 }
 
 /// Dropping a consumer (no `close`) releases what it held, as `close` does: the next consumer
