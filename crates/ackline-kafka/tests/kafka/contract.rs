@@ -71,12 +71,8 @@ async fn recv_n<C: Consumer>(c: &C, n: usize) -> Vec<Delivery> {
     common::recv_n(c, n, Duration::from_secs(10), Duration::from_secs(1)).await
 }
 
-/// The contract's lease rule as Kafka keeps it: an expired lease is released (a copy with
-/// attempt + 1 in the retry topic) and the old delivery is fenced (`Stale`); the copy goes to
-/// the retry partition's owner, which is the only consumer here.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lease_expiry_redelivers_to_the_retry_partitions_owner_and_fences() {
-    let Some(f) = factory() else { return };
+/// A fresh topic (3 attempts, no size bound) holding one message, `m-0`.
+async fn with_one_message(f: &Kafka) -> KafkaBroker {
     let b = f
         .make(ContractOptions {
             max_attempts: 3,
@@ -86,6 +82,16 @@ async fn lease_expiry_redelivers_to_the_retry_partitions_owner_and_fences() {
     b.publish(vec![Message::new("m-0", "p")])
         .await
         .expect("publish");
+    b
+}
+
+/// The contract's lease rule as Kafka keeps it: an expired lease is released (a copy with
+/// attempt + 1 in the retry topic) and the old delivery is fenced (`Stale`); the copy goes to
+/// the retry partition's owner, which is the only consumer here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_expiry_redelivers_to_the_retry_partitions_owner_and_fences() {
+    let Some(f) = factory() else { return };
+    let b = with_one_message(&f).await;
     let lease = Duration::from_millis(600);
     let c = b
         .consumer(ConsumerOptions {
@@ -166,15 +172,7 @@ async fn an_unbounded_topic_refuses_nothing_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extend_keeps_the_lease_of_whichever_consumer_got_it() {
     let Some(f) = factory() else { return };
-    let b = f
-        .make(ContractOptions {
-            max_attempts: 3,
-            max_bytes: None,
-        })
-        .await;
-    b.publish(vec![Message::new("m-0", "p")])
-        .await
-        .expect("publish");
+    let b = with_one_message(&f).await;
     let lease = Duration::from_millis(600);
     let opts = ConsumerOptions {
         prefetch: 10,
