@@ -662,16 +662,14 @@ mod tests {
     ) -> (Vec<Result<WriteReport, StoreError>>, u64) {
         let held = store.writer.lock();
         let before = held.commits;
-        let n = batches.len();
-        let tasks: Vec<_> = batches
-            .into_iter()
-            .map(|b| {
-                let s = store.clone();
-                tokio::spawn(async move { s.write_batch(&b).await })
-            })
-            .collect();
-        while store.waiting.lock().len() < n {
-            tokio::task::yield_now().await;
+        // One at a time, so they queue in the order given (the reports depend on it).
+        let mut tasks = Vec::new();
+        for (i, b) in batches.into_iter().enumerate() {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move { s.write_batch(&b).await }));
+            while store.waiting.lock().len() < i + 1 {
+                tokio::task::yield_now().await;
+            }
         }
         drop(held);
         let mut results = Vec::new();
