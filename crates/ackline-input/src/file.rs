@@ -113,15 +113,50 @@ pub fn file_message_id(
     generation: u64,
     offset: u64,
 ) -> String {
-    format!("file:{dev}:{ino}:{fingerprint}:{generation}:{offset}")
+    IdPrefix::new(dev, ino, Some(fingerprint), generation).id(offset)
 }
 
-/// The id of version 1 positions (no fingerprint), kept for the files they saved until those
-/// are truncated or finished: `file:<dev>:<ino>:<generation>:<offset>`.
-fn legacy_message_id(dev: u64, ino: u64, generation: u64, offset: u64) -> String {
-    format!("file:{dev}:{ino}:{generation}:{offset}")
+/// The ids of one file's messages under one generation: everything but the offset, formatted
+/// once per chunk rather than once per line (the whole `format!` was 7% of the instructions
+/// of `ackline run`). Without a fingerprint it makes the ids of version 1 positions, kept for
+/// the files they saved until those are truncated or finished:
+/// `file:<dev>:<ino>:<generation>:<offset>`.
+struct IdPrefix(String);
+
+impl IdPrefix {
+    fn new(dev: u64, ino: u64, fingerprint: Option<Fingerprint>, generation: u64) -> Self {
+        IdPrefix(match fingerprint {
+            Some(fp) => format!("file:{dev}:{ino}:{fp}:{generation}:"),
+            None => format!("file:{dev}:{ino}:{generation}:"),
+        })
+    }
+
+    /// The id of the message at `offset`.
+    fn id(&self, offset: u64) -> String {
+        let mut digits = itoa::Buffer::new();
+        let offset = digits.format(offset);
+        let mut id = String::with_capacity(self.0.len() + offset.len());
+        id.push_str(&self.0);
+        id.push_str(offset);
+        id
+    }
 }
 
+/// The headers of a line's message: its input, its group's headers, the file's mtime; the
+/// vector allocated once at its final size.
+fn line_headers(
+    input: &str,
+    group: &[(String, String)],
+    mtime: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut h = Vec::with_capacity(1 + group.len() + usize::from(mtime.is_some()));
+    h.push(("input".to_owned(), input.to_owned()));
+    h.extend(group.iter().cloned());
+    if let Some(m) = mtime {
+        h.push(("mtime".to_owned(), m.to_owned()));
+    }
+    h
+}
 #[derive(Debug, Clone)]
 struct Pattern {
     text: String,
@@ -1084,10 +1119,7 @@ impl<B: Broker> FileInput<B> {
                     return Ok(Flow::Drained);
                 }
             }
-            let id = |off: u64| match in_id {
-                Some(fp) => file_message_id(key.0, key.1, fp, generation, off),
-                None => legacy_message_id(key.0, key.1, generation, off),
-            };
+            let ids = IdPrefix::new(key.0, key.1, in_id, generation);
             let mut long = None;
             let mut msgs = Vec::with_capacity(chunk.items.len());
             let mut ats = Vec::with_capacity(chunk.items.len());
@@ -1097,15 +1129,11 @@ impl<B: Broker> FileInput<B> {
                     Item::Line { offset, bytes: b } => {
                         bytes += b.len() as u64;
                         ats.push(At::Offset(offset));
-                        let mut msg =
-                            Message::new(id(offset), b).with_header("input", name.clone());
-                        for (k, v) in &group_headers {
-                            msg = msg.with_header(k.clone(), v.clone());
-                        }
-                        if let Some(m) = &mtime {
-                            msg = msg.with_header("mtime", m.clone());
-                        }
-                        msgs.push(msg);
+                        msgs.push(Message {
+                            id: ids.id(offset),
+                            headers: line_headers(&name, &group_headers, mtime.as_deref()),
+                            payload: b,
+                        });
                     }
                     Item::Long { offset, len } => long = Some((offset, len)),
                 }
@@ -1149,7 +1177,7 @@ impl<B: Broker> FileInput<B> {
                     let Some(bytes) = bytes else {
                         return Ok(Flow::Interrupted);
                     };
-                    let mut msg = Message::new(id(at), bytes)
+                    let mut msg = Message::new(ids.id(at), bytes)
                         .with_header("input", name.clone())
                         .with_header("part", format!("{}/{n}", i + 1))
                         .with_header("line_offset", line_offset.to_string());
@@ -1279,4 +1307,56 @@ fn join(
     };
     chunk.items = records;
     held
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_id_spells_file_dev_ino_fingerprint_generation_and_offset() {
+        let Some(fp) = Fingerprint::of_head(b"first line\n") else {
+            panic!("a head with a newline has a fingerprint");
+        };
+        let hex = fp.to_string();
+        assert_eq!(hex.len(), 16, "{hex}");
+        assert_eq!(
+            file_message_id(2049, 77, fp, 3, 12_345),
+            format!("file:2049:77:{hex}:3:12345")
+        );
+        let max = u64::MAX;
+        assert_eq!(
+            file_message_id(max, 0, fp, max, max),
+            format!("file:{max}:0:{hex}:{max}:{max}")
+        );
+        // One prefix, many offsets: each id is the prefix and its own offset.
+        let ids = IdPrefix::new(9, 8, Some(fp), 0);
+        assert_eq!(ids.id(0), format!("file:9:8:{hex}:0:0"));
+        assert_eq!(ids.id(10), format!("file:9:8:{hex}:0:10"));
+    }
+
+    #[test]
+    fn a_version_1_id_has_no_fingerprint() {
+        let ids = IdPrefix::new(5, 6, None, 2);
+        assert_eq!(ids.id(0), "file:5:6:2:0");
+        assert_eq!(ids.id(9_876_543_210), "file:5:6:2:9876543210");
+    }
+
+    #[test]
+    fn a_line_carries_its_input_then_its_group_headers_then_the_mtime() {
+        let group = vec![("format".to_owned(), "json".to_owned())];
+        let h = line_headers("/var/log/a.log", &group, Some("1700000000000"));
+        assert_eq!(
+            h,
+            vec![
+                ("input".to_owned(), "/var/log/a.log".to_owned()),
+                ("format".to_owned(), "json".to_owned()),
+                ("mtime".to_owned(), "1700000000000".to_owned()),
+            ]
+        );
+        assert_eq!(
+            line_headers("-", &[], None),
+            vec![("input".to_owned(), "-".to_owned())]
+        );
+    }
 }
