@@ -14,6 +14,7 @@
 use std::error::Error;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ackline_queue::{Db, Fsync, QueueOptions};
@@ -90,8 +91,37 @@ pub fn unique(kind: &str, round: usize, sep: char) -> String {
     )
 }
 
+/// How far a [`drive`] got: what a variant that ran out of time reports.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Messages whose publish was confirmed.
+    pub published: AtomicUsize,
+    /// Deliveries received.
+    pub received: AtomicUsize,
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} published, {} received",
+            self.published.load(Ordering::Relaxed),
+            self.received.load(Ordering::Relaxed)
+        )
+    }
+}
+
 /// Publishes `n` messages through `broker` while one consumer receives and acks each one.
 pub async fn drive<B: Broker>(broker: Arc<B>, n: usize) -> BenchResult<Outcome> {
+    drive_counted(broker, n, Arc::new(Progress::default())).await
+}
+
+/// [`drive`], counting its progress in `progress`.
+pub async fn drive_counted<B: Broker>(
+    broker: Arc<B>,
+    n: usize,
+    progress: Arc<Progress>,
+) -> BenchResult<Outcome> {
     let c = broker
         .consumer(ConsumerOptions {
             prefetch: PREFETCH,
@@ -100,6 +130,7 @@ pub async fn drive<B: Broker>(broker: Arc<B>, n: usize) -> BenchResult<Outcome> 
         .await?;
     let t0 = Instant::now();
     let b = broker.clone();
+    let counted = progress.clone();
     let producer = tokio::spawn(async move {
         let mut sent = 0;
         while sent < n {
@@ -109,6 +140,7 @@ pub async fn drive<B: Broker>(broker: Arc<B>, n: usize) -> BenchResult<Outcome> 
                 .collect();
             b.publish(batch).await?;
             sent += k;
+            counted.published.store(sent, Ordering::Relaxed);
         }
         Ok::<(), BrokerError>(())
     });
@@ -120,6 +152,7 @@ pub async fn drive<B: Broker>(broker: Arc<B>, n: usize) -> BenchResult<Outcome> 
             lat.push(latency_us(t0, &d.payload));
             items.push((d.tag, Settlement::Ack));
         }
+        progress.received.store(lat.len(), Ordering::Relaxed);
         for r in c.settle(items).await? {
             r?;
         }

@@ -48,8 +48,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ackline_broker::bench::{
-    Args, BATCH, BenchResult, LIMIT, Outcome, PREFETCH, SIZE, drive, embedded, latency_us, load,
-    payload, print_medians, print_ratios, round_ratios, rounds, unique,
+    Args, BATCH, BenchResult, LIMIT, Outcome, PREFETCH, Progress, SIZE, drive_counted, embedded,
+    latency_us, load, payload, print_medians, print_ratios, round_ratios, rounds, unique,
 };
 use ackline_broker::embedded::EmbeddedBroker;
 use ackline_broker::{Broker, Consumer, ConsumerOptions, Message, Settlement};
@@ -243,7 +243,8 @@ fn bare_consume(c: &BaseConsumer, t0: Instant, n: usize) -> R<Vec<u64>> {
 
 async fn backend(url: &str, config: &[(String, String)], topic: &str, n: usize) -> R<Outcome> {
     let broker = Arc::new(KafkaBroker::connect(url, topic, options(topic, config)).await?);
-    let run = tokio::time::timeout(LIMIT, drive(broker.clone(), n)).await;
+    let progress = Arc::new(Progress::default());
+    let run = tokio::time::timeout(LIMIT, drive_counted(broker.clone(), n, progress.clone())).await;
     drop(broker);
     let bootstrap = KafkaUrl::parse(url)?.bootstrap_servers();
     let deleted = delete_topics(
@@ -252,7 +253,8 @@ async fn backend(url: &str, config: &[(String, String)], topic: &str, n: usize) 
         &[topic, &format!("{topic}.retry"), &format!("{topic}.dlq")],
     )
     .await;
-    let out = run.map_err(|_| format!("ackline-kafka: not done within {LIMIT:?}"))??;
+    let out =
+        run.map_err(|_| format!("ackline-kafka: not done within {LIMIT:?}: {progress}"))??;
     deleted?;
     Ok(out)
 }
