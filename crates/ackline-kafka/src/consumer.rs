@@ -2,18 +2,22 @@
 //! committed per partition as the end of the contiguous settled prefix ([`OffsetTracker`]).
 //!
 //! Threads and tasks:
-//! - The pump thread (one OS thread per consumer) polls librdkafka all the time, so heartbeats,
-//!   rebalances and `max.poll.interval.ms` are served whatever the worker does. It reads ahead
-//!   of the worker into a buffer of undelivered records (`ready`; retry records not yet due
-//!   wait in `delayed`), whatever the worker holds, with hysteresis: it pauses the assignment
-//!   when the undelivered records reach the high-water mark (`prefetch`) and resumes it only
-//!   when they have fallen to the low-water mark (`prefetch / 2`; the `receive` whose
-//!   hand-out brings them there resumes it at once). librdkafka drops what it fetched for a
-//!   paused partition and fetches again after the resume; between the two marks that fetch
-//!   overlaps with handing out what is still buffered, and a worker that keeps up with the
-//!   producers never makes the pump pause. (Pausing whenever held plus buffered records
-//!   reached `prefetch`, as this did before, paused and resumed around every batch of a
-//!   worker that receives and settles `prefetch` at a time.)
+//! - The pump thread (one OS thread per consumer) serves librdkafka's consumer queue all the
+//!   time (events: rebalances, errors; `max.poll.interval.ms`), whatever the worker does, and
+//!   reads ahead of the worker into a buffer of undelivered records (`ready`; retry records
+//!   not yet due wait in `delayed`) up to the high-water mark, `prefetch`, whatever the worker
+//!   holds. Each assigned partition's records come through a queue of their own, split from
+//!   the consumer's queue when the partition is assigned (librdkafka's
+//!   `rd_kafka_queue_get_partition`, forwarding turned off): the pump reads those only while
+//!   the buffer is below the mark, so at the mark the records wait in librdkafka's fetch
+//!   queues (bounded by `queued.max.messages.kbytes`) and the fetch goes on. The pump sleeps
+//!   until a queue it reads becomes non-empty, `receive` makes room, or `poll_interval`
+//!   passes. (Before, the pump paused the assignment at the mark and resumed it at half of
+//!   it; librdkafka drops what it fetched for a paused partition and fetches it again after
+//!   the resume, which held the consumer to 48-56% of a bare rdkafka loop that never pauses:
+//!   docs/BENCHMARKS.md.) A record can reach the consumer's queue only in the moment between
+//!   an assignment and its split, or for a partition librdkafka gives no queue for (a
+//!   warning); those are read whatever the room.
 //! - `receive` hands buffered records out as deliveries (a fresh key each, the attempt from
 //!   `ackline.attempts` + 1, plus what the partition's [`Journal`] says of earlier hand-outs)
 //!   with a lease deadline, once the journal records the hand-out durably (a commit of the
@@ -36,7 +40,7 @@
 //!   past everything it read.
 //!
 //! Rebalances: when partitions are revoked (on the pump thread, inside librdkafka's callback)
-//! the consumer drops their undelivered records, then waits up to `KafkaOptions::revoke_grace`
+//! the consumer drops their queues and undelivered records, then waits up to `KafkaOptions::revoke_grace`
 //! for the deliveries it holds from them to be settled and committed, so the next owner starts
 //! after them; past it, the remaining ones are fenced (`Stale`) and the next owner redelivers
 //! them from the committed offset (at the attempt they had). Partitions *lost* (librdkafka's
@@ -46,19 +50,20 @@
 //! Invariants:
 //! - Held deliveries never exceed `prefetch` (`receive` hands out at most `prefetch` minus
 //!   those held).
-//! - Undelivered records stop growing at the high-water mark, `prefetch` (the pump pauses
-//!   before its next poll), so a consumer keeps at most about 2 x `prefetch` records in
-//!   memory: `prefetch` held and `prefetch` read ahead. librdkafka's own fetch queue
-//!   (`queued.max.messages.kbytes`, `queued.min.messages`) comes on top while the assignment
-//!   is not paused; it drops that queue on a pause.
+//! - Undelivered records stop growing at the high-water mark, `prefetch` (the pump reads no
+//!   partition queue at the mark), so a consumer keeps at most about 2 x `prefetch` records
+//!   of its own in memory: `prefetch` held and `prefetch` read ahead. librdkafka's own fetch
+//!   queues (`queued.max.messages.kbytes`, `queued.min.messages`) come on top.
 //! - A tracker's records are settled only by settlements of its own generation (a partition
 //!   revoked and assigned again gets a new tracker), so a late settlement of an earlier
 //!   assignment never moves the new one's offset.
 //! - Commits are serialized (one at a time per consumer) and only move forward.
+//! - The partition queues hold the librdkafka consumer; the pump empties them when it stops,
+//!   before the consumer is closed (it leaves the group when its last holder drops it).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::thread::JoinHandle as ThreadHandle;
 use std::time::Duration;
 
@@ -70,6 +75,7 @@ use ackline_broker::{
 use parking_lot::{Condvar, Mutex};
 use rdkafka::Message as _;
 use rdkafka::client::ClientContext;
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Headers as _};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -152,23 +158,23 @@ struct State {
     releases: Vec<Rec>,
     /// A receive error to report (the pump saw it).
     error: Option<BrokerError>,
-    /// Whether the pump has the assignment paused ([`Buffer`]).
-    paused: bool,
+    /// Whether the read-ahead is at the high-water mark ([`Buffer`]).
+    full: bool,
     /// Records the pump read since the consumer started ([`Buffer`]).
     read: u64,
     /// Rounds of the pump's loop ([`Buffer`]).
     rounds: u64,
 }
 
-/// The undelivered records (read, not handed out) at which the pump pauses the assignment.
+/// The undelivered records (read, not handed out) at which the pump stops reading the
+/// partitions' queues.
 fn high_water(prefetch: usize) -> usize {
     prefetch
 }
 
-/// The undelivered records at (or below) which a paused pump resumes the assignment.
-fn low_water(prefetch: usize) -> usize {
-    prefetch / 2
-}
+/// Records the pump takes from the consumer's main queue in one round at most (it carries
+/// events, and records only of a partition not split: see the module doc).
+const MAIN_QUEUE_BURST: usize = 1000;
 
 /// What a consumer holds in memory, for diagnostics and tests ([`KafkaConsumer::buffer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,16 +182,17 @@ pub struct Buffer {
     /// Deliveries handed out and not settled (at most `prefetch`).
     pub held: usize,
     /// Records read and not handed out yet, retry records not yet due included (at most the
-    /// high-water mark, `prefetch`: the pump pauses before its next poll; a partition
-    /// assigned while paused may add a record before the pump pauses it too).
+    /// high-water mark, `prefetch`, but for records that reach the consumer's main queue
+    /// before their partition's queue is split: see the module doc).
     pub undelivered: usize,
-    /// Whether the consumer has its assignment paused (undelivered records reached the
-    /// high-water mark and have not fallen to the low one, `prefetch / 2`, since).
-    pub paused: bool,
+    /// Whether the read-ahead is at the high-water mark: the pump reads no partition's queue
+    /// until `receive` takes some (the records wait in librdkafka's queues).
+    pub full: bool,
     /// Records read from Kafka since the consumer started.
     pub read: u64,
-    /// Rounds of the polling thread's loop (each polls librdkafka once): a test waits for a
-    /// few to know the thread had the chance to read more.
+    /// Rounds of the polling thread's loop (each polls librdkafka's queues once, then waits
+    /// for one to fill or for `poll_interval`): a test waits for a few to know the thread had
+    /// the chance to read more.
     pub rounds: u64,
 }
 
@@ -218,54 +225,36 @@ struct Board {
     state: Mutex<State>,
     changed: Condvar,
     ready: Notify,
-    /// The partitions paused (the whole assignment when they were), or `None` while reading.
-    /// Held by whoever pauses or resumes: the pump, or `receive` resuming at once when its
-    /// hand-out brought the undelivered records down to the low-water mark.
-    pause: Mutex<Option<Vec<(String, i32)>>>,
-    /// The high- and low-water marks of undelivered records.
+    /// Wakes the pump (librdkafka's queues becoming non-empty, a hand-out making room, close).
+    wake: Arc<Wake>,
+    /// The assigned partitions' own queues (split from the consumer's queue at assignment),
+    /// read by the pump only while there is room. Each holds the librdkafka consumer, so the
+    /// pump empties this when it stops (and revocations take theirs out).
+    queues: Mutex<HashMap<Tp, PartitionQueue<Ctx>>>,
+    /// The high-water mark of undelivered records.
     high: usize,
-    low: usize,
 }
 
-impl Board {
-    /// Pauses the assignment when the undelivered records reach the high-water mark, resumes
-    /// it when they are down to the low-water mark (see the module doc). With `recheck` (the
-    /// pump, each round) a paused consumer also pauses partitions assigned since.
-    fn regulate(&self, kc: &Kc, recheck: bool) {
-        let mut paused = self.pause.lock();
-        let undelivered = self.state.lock().undelivered();
-        let pause = match *paused {
-            None => undelivered >= self.high,
-            Some(_) => undelivered > self.low,
-        };
-        match (pause, paused.as_ref()) {
-            (false, None) => return,
-            (true, Some(_)) if !recheck => return,
-            (false, Some(tps)) => {
-                let mut tpl = TopicPartitionList::new();
-                for (t, p) in tps {
-                    tpl.add_partition(t, *p);
-                }
-                if kc.resume(&tpl).is_ok() {
-                    *paused = None;
-                }
-            }
-            (true, _) => {
-                let Ok(a) = kc.assignment() else {
-                    return;
-                };
-                let now: Vec<(String, i32)> = a
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition()))
-                    .collect();
-                // Newly paused, or partitions assigned since (they start unpaused).
-                if paused.as_ref() != Some(&now) && kc.pause(&a).is_ok() {
-                    *paused = Some(now);
-                }
-            }
+/// A wake-up flag the pump waits on.
+#[derive(Default)]
+struct Wake {
+    set: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Wake {
+    fn signal(&self) {
+        *self.set.lock() = true;
+        self.cv.notify_one();
+    }
+
+    /// Waits until signalled (since the last wait) or `timeout`.
+    fn wait(&self, timeout: Duration) {
+        let mut set = self.set.lock();
+        if !*set {
+            let _ = self.cv.wait_for(&mut set, timeout);
         }
-        self.state.lock().paused = paused.is_some();
+        *set = false;
     }
 }
 
@@ -274,6 +263,8 @@ struct Ctx {
     sync: Arc<Board>,
     topics: [String; 2],
     grace: Duration,
+    /// The consumer itself, to split an assigned partition's queue (set once it exists).
+    kc: OnceLock<Weak<Kc>>,
 }
 
 impl ClientContext for Ctx {}
@@ -300,6 +291,8 @@ impl ConsumerContext for Ctx {
             .iter()
             .filter_map(|e| Some((self.src(e.topic())?, e.partition())))
             .collect();
+        // What librdkafka still queues for them is not read: the next owner reads it.
+        self.sync.queues.lock().retain(|tp, _| !tps.contains(tp));
         let mut st = self.sync.state.lock();
         st.ready.retain(|r| !tps.contains(&r.tp));
         st.delayed.retain(|r| !tps.contains(&r.tp));
@@ -339,6 +332,37 @@ impl ConsumerContext for Ctx {
         }
         drop(st);
         self.sync.ready.notify_waiters();
+    }
+
+    /// Splits each assigned partition's records into a queue of its own, which the pump reads
+    /// only while there is room (right after the assignment, before its first fetch).
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Assign(tpl) = rebalance else {
+            return;
+        };
+        let Some(kc) = self.kc.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        let mut queues = self.sync.queues.lock();
+        for e in tpl.elements() {
+            let Some(src) = self.src(e.topic()) else {
+                continue;
+            };
+            match kc.split_partition_queue(e.topic(), e.partition()) {
+                Some(mut q) => {
+                    let wake = self.sync.wake.clone();
+                    q.set_nonempty_callback(move || wake.signal());
+                    queues.insert((src, e.partition()), q);
+                }
+                None => tracing::warn!(
+                    topic = e.topic(),
+                    partition = e.partition(),
+                    "kafka: librdkafka has no queue for an assigned partition; its records come through the consumer's queue, read ahead without the high-water mark"
+                ),
+            }
+        }
+        drop(queues);
+        self.sync.wake.signal();
     }
 }
 
@@ -432,64 +456,30 @@ fn pump(
     let mut failures = 0u32;
     while !closed.load(Ordering::Acquire) {
         sync.state.lock().rounds += 1;
-        sync.regulate(&kc, true);
-        match kc.poll(every) {
-            None => {}
-            Some(Ok(m)) => {
-                failures = 0;
-                let src = match m.topic() {
-                    t if t == kc.context().topics[0] => Src::Main,
-                    _ => Src::Retry,
-                };
-                let tp = (src, m.partition());
-                // A partition's first record: what earlier owners handed out and never
-                // committed is read from the committed offset's metadata (a blocking request,
-                // on this thread, before the lock).
-                let taken = if sync.state.lock().trackers.contains_key(&tp) {
-                    None
-                } else {
-                    Some(committed_journal(&kc, m.topic(), m.partition(), timeout))
-                };
-                let mut st = sync.state.lock();
-                if let Some(journal) = taken {
-                    st.next_gen += 1;
-                    let g = st.next_gen;
-                    st.trackers.insert(tp, (g, OffsetTracker::new()));
-                    // Version 1, committed 0: the first hand-out commits it.
-                    st.journals.insert(tp, (journal, 1, 0));
-                }
-                let generation = st.trackers.get(&tp).map_or(0, |(g, _)| *g);
-                let mut rec = rec_of(&m, src, generation);
-                if let Some((_, t)) = st.trackers.get_mut(&tp) {
-                    t.received(rec.offset);
-                }
-                let extra = st
-                    .journals
-                    .get(&tp)
-                    .map_or(0, |(j, _, _)| j.extra(rec.offset));
-                rec.attempts = rec.attempts.saturating_add(extra);
-                st.read += 1;
-                if rec.not_before > now_ms() {
-                    st.delayed.push(rec);
-                } else {
-                    st.ready.push_back(rec);
-                    drop(st);
-                    sync.ready.notify_waiters();
-                }
-            }
-            Some(Err(e)) => {
-                let err = classify("consuming", &e);
-                tracing::warn!(error = %err, "kafka: poll failed");
-                sync.state.lock().error = Some(err);
-                sync.ready.notify_waiters();
-                std::thread::sleep(
-                    backoff::Backoff {
-                        base: every,
-                        cap: Duration::from_secs(2),
+        let mut took = 0usize;
+        // Events (rebalances, errors) and records of partitions not split: served whatever
+        // the room, so that rebalances and `max.poll.interval.ms` never wait on the worker.
+        for _ in 0..MAIN_QUEUE_BURST {
+            let Some(r) = kc.poll(Duration::ZERO) else {
+                break;
+            };
+            took += 1;
+            take(&kc, &sync, r, timeout, every, &mut failures);
+        }
+        // The partitions' own queues, only while there is room.
+        {
+            let queues = sync.queues.lock();
+            'partitions: for q in queues.values() {
+                loop {
+                    if sync.state.lock().undelivered() >= sync.high {
+                        break 'partitions;
                     }
-                    .delay(failures),
-                );
-                failures = failures.saturating_add(1);
+                    let Some(r) = q.poll(Duration::ZERO) else {
+                        break;
+                    };
+                    took += 1;
+                    take(&kc, &sync, r, timeout, every, &mut failures);
+                }
             }
         }
         // Due retry records become deliverable.
@@ -503,6 +493,83 @@ fn pump(
             st.ready.extend(due);
             drop(st);
             sync.ready.notify_waiters();
+            st = sync.state.lock();
+        }
+        st.full = st.undelivered() >= sync.high;
+        drop(st);
+        if took == 0 {
+            sync.wake.wait(every);
+        }
+    }
+    // The queues hold the consumer: it is closed only once they are gone.
+    sync.queues.lock().clear();
+}
+
+/// Takes what a queue gave: a record into the buffer, or an error to report.
+fn take(
+    kc: &Kc,
+    sync: &Board,
+    r: rdkafka::error::KafkaResult<BorrowedMessage<'_>>,
+    timeout: Duration,
+    every: Duration,
+    failures: &mut u32,
+) {
+    match r {
+        Ok(m) => {
+            *failures = 0;
+            let src = match m.topic() {
+                t if t == kc.context().topics[0] => Src::Main,
+                _ => Src::Retry,
+            };
+            let tp = (src, m.partition());
+            // A partition's first record: what earlier owners handed out and never
+            // committed is read from the committed offset's metadata (a blocking request,
+            // on this thread, before the lock).
+            let taken = if sync.state.lock().trackers.contains_key(&tp) {
+                None
+            } else {
+                Some(committed_journal(kc, m.topic(), m.partition(), timeout))
+            };
+            let mut st = sync.state.lock();
+            if let Some(journal) = taken {
+                st.next_gen += 1;
+                let g = st.next_gen;
+                st.trackers.insert(tp, (g, OffsetTracker::new()));
+                // Version 1, committed 0: the first hand-out commits it.
+                st.journals.insert(tp, (journal, 1, 0));
+            }
+            let generation = st.trackers.get(&tp).map_or(0, |(g, _)| *g);
+            let mut rec = rec_of(&m, src, generation);
+            if let Some((_, t)) = st.trackers.get_mut(&tp) {
+                t.received(rec.offset);
+            }
+            let extra = st
+                .journals
+                .get(&tp)
+                .map_or(0, |(j, _, _)| j.extra(rec.offset));
+            rec.attempts = rec.attempts.saturating_add(extra);
+            st.read += 1;
+            if rec.not_before > now_ms() {
+                st.delayed.push(rec);
+            } else {
+                st.ready.push_back(rec);
+                drop(st);
+                sync.ready.notify_waiters();
+            }
+        }
+        Err(e) => {
+            let err = classify("consuming", &e);
+            tracing::warn!(error = %err, "kafka: poll failed");
+            sync.state.lock().error = Some(err);
+            sync.ready.notify_waiters();
+            std::thread::sleep(
+                backoff::Backoff {
+                    base: every,
+                    cap: Duration::from_secs(2),
+                }
+                .delay(*failures),
+            );
+            *failures = failures.saturating_add(1);
         }
     }
 }
@@ -523,14 +590,15 @@ impl KafkaConsumer {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             ready: Notify::new(),
-            pause: Mutex::new(None),
+            wake: Arc::new(Wake::default()),
+            queues: Mutex::new(HashMap::new()),
             high: high_water(opts.prefetch),
-            low: low_water(opts.prefetch),
         });
         let ctx = Ctx {
             sync: sync.clone(),
             topics: [inner.topic.clone(), inner.retry.clone()],
             grace: inner.opts.revoke_grace,
+            kc: OnceLock::new(),
         };
         let mut c = client::config(&inner.bootstrap, &inner.opts);
         c.set("group.id", &inner.opts.group)
@@ -550,12 +618,15 @@ impl KafkaConsumer {
         {
             c.set("partition.assignment.strategy", "cooperative-sticky");
         }
-        let kc: Kc = c
+        let mut kc: Kc = c
             .create_with_context(ctx)
             .map_err(|e| classify("creating the consumer", &e))?;
+        let wake = sync.wake.clone();
+        kc.set_nonempty_callback(move || wake.signal());
+        let kc = Arc::new(kc);
+        let _ = kc.context().kc.set(Arc::downgrade(&kc));
         kc.subscribe(&[&inner.topic, &inner.retry])
             .map_err(|e| classify("subscribing", &e))?;
-        let kc = Arc::new(kc);
         let closed = Arc::new(AtomicBool::new(false));
         let pump = {
             let (kc, sync, closed) = (kc.clone(), sync.clone(), closed.clone());
@@ -977,12 +1048,8 @@ impl ackline_broker::Consumer for KafkaConsumer {
                 // Handed out only once the journals say so durably.
                 s.commit().await?;
                 let out = s.hand_out(n);
-                // Down to the low-water mark: resume now, not when the pump's poll returns.
-                if s.sync.state.lock().paused
-                    && let Ok(kc) = s.kc()
-                {
-                    s.sync.regulate(&kc, false);
-                }
+                // Room to read ahead again: now, not when the pump's wait runs out.
+                s.sync.wake.signal();
                 if !out.is_empty() {
                     return Ok(out);
                 }
@@ -1103,7 +1170,7 @@ impl KafkaConsumer {
         Buffer {
             held: st.held.len(),
             undelivered: st.undelivered(),
-            paused: st.paused,
+            full: st.full,
             read: st.read,
             rounds: st.rounds,
         }
@@ -1119,6 +1186,7 @@ impl KafkaConsumer {
 async fn shutdown(s: Arc<Shared>, pump: Option<ThreadHandle<()>>, reaper: Option<JoinHandle<()>>) {
     s.closed.store(true, Ordering::Release);
     s.sync.ready.notify_waiters();
+    s.sync.wake.signal();
     if let Some(r) = reaper {
         let _ = r.await;
     }
@@ -1143,6 +1211,7 @@ impl Drop for KafkaConsumer {
         };
         let (shared, reaper) = (self.shared.clone(), self.reaper.take());
         shared.closed.store(true, Ordering::Release);
+        shared.sync.wake.signal();
         match tokio::runtime::Handle::try_current() {
             Ok(h) => {
                 // A runtime shutting down drops this task unrun: the pump then stops by the

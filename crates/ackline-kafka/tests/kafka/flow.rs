@@ -35,10 +35,11 @@ async fn buffer_once(
 }
 
 /// A worker that holds `prefetch` deliveries and settles none: the consumer reads `prefetch`
-/// records more ahead of it (the high-water mark), pauses, and reads nothing more while its
-/// polling thread goes round (never more than 2 x `prefetch` records read in all, none lost).
-/// Once the worker acks and takes the records read ahead, the consumer resumes and every one
-/// of ten times `prefetch` messages comes, once.
+/// records more ahead of it (the high-water mark), then stops reading, and reads nothing more
+/// while its polling thread goes round (never more than 2 x `prefetch` records read in all,
+/// none lost: the rest wait in librdkafka's partition queue). Once the worker acks and takes
+/// the records read ahead, the consumer reads on and every one of ten times `prefetch`
+/// messages comes, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_ahead_stops_at_prefetch_beyond_the_held_deliveries() {
     let Some(server) = Server::start() else {
@@ -65,16 +66,16 @@ async fn read_ahead_stops_at_prefetch_beyond_the_held_deliveries() {
         .expect("consumer");
     let mut got = recv_n(&c, PREFETCH, Duration::from_secs(20)).await;
     assert_eq!(got.len(), PREFETCH, "{:?}", c.buffer());
-    let paused = buffer_once(&c, Duration::from_secs(20), "read ahead and paused", |b| {
-        b.paused
+    let full = buffer_once(&c, Duration::from_secs(20), "read ahead to the mark", |b| {
+        b.full
     })
     .await;
     // The polling thread goes round a few times more (each round polls librdkafka once).
     let later = buffer_once(&c, Duration::from_secs(5), "three more rounds", |b| {
-        b.rounds >= paused.rounds + 3
+        b.rounds >= full.rounds + 3
     })
     .await;
-    assert!(later.paused, "{later:?}");
+    assert!(later.full, "{later:?}");
     assert_eq!(later.held, PREFETCH, "{later:?}");
     assert_eq!(
         later.undelivered, PREFETCH,
@@ -93,7 +94,7 @@ async fn read_ahead_stops_at_prefetch_beyond_the_held_deliveries() {
         "more than prefetch held"
     );
 
-    // The worker acks all it holds and goes on taking and acking: the consumer resumes.
+    // The worker acks all it holds and goes on taking and acking: the consumer reads on.
     let mut ids = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
