@@ -40,12 +40,12 @@
 //!   past everything it read.
 //!
 //! Rebalances: when partitions are revoked (on the pump thread, inside librdkafka's callback)
-//! the consumer drops their queues and undelivered records, then waits up to `KafkaOptions::revoke_grace`
-//! for the deliveries it holds from them to be settled and committed, so the next owner starts
-//! after them; past it, the remaining ones are fenced (`Stale`) and the next owner redelivers
-//! them from the committed offset (at the attempt they had). Partitions *lost* (librdkafka's
-//! `assignment_lost`: the member was fenced or its session expired) are fenced at once, with
-//! no wait: another member may own them already.
+//! the consumer drops their queues and undelivered records, then waits up to
+//! `KafkaOptions::revoke_grace` for the deliveries it holds from them to be settled and
+//! committed, so the next owner starts after them; past it, the remaining ones are fenced
+//! (`Stale`) and the next owner redelivers them from the committed offset (at the attempt
+//! they had). Partitions *lost* (librdkafka's `assignment_lost`: the member was fenced or its
+//! session expired) are fenced at once, with no wait: another member may own them already.
 //!
 //! Invariants:
 //! - Held deliveries never exceed `prefetch` (`receive` hands out at most `prefetch` minus
