@@ -1177,16 +1177,20 @@ impl<B: Broker> FileInput<B> {
                     let Some(bytes) = bytes else {
                         return Ok(Flow::Interrupted);
                     };
-                    let mut msg = Message::new(ids.id(at), bytes)
-                        .with_header("input", name.clone())
-                        .with_header("part", format!("{}/{n}", i + 1))
-                        .with_header("line_offset", line_offset.to_string());
-                    for (k, v) in &group_headers {
-                        msg = msg.with_header(k.clone(), v.clone());
-                    }
-                    if let Some(m) = &mtime {
-                        msg = msg.with_header("mtime", m.clone());
-                    }
+                    // A line's headers, with the part's right after the input.
+                    let mut headers = line_headers(&name, &group_headers, mtime.as_deref());
+                    headers.splice(
+                        1..1,
+                        [
+                            ("part".to_owned(), format!("{}/{n}", i + 1)),
+                            ("line_offset".to_owned(), line_offset.to_string()),
+                        ],
+                    );
+                    let msg = Message {
+                        id: ids.id(at),
+                        headers,
+                        payload: bytes,
+                    };
                     let sent = publish(
                         &*self.broker,
                         &name,
