@@ -151,8 +151,8 @@ pub enum BrokerUrl {
     Redis(ackline_redis::RedisUrl),
     /// NATS JetStream (scale-out): `nats://` or `tls://`.
     Nats(ackline_nats::NatsUrl),
-    /// Kafka (scale-out): `kafka://HOST:PORT[,HOST:PORT...]`, the bootstrap servers. No TLS:
-    /// `ackline-kafka` has none yet, so `kafkas://` (or any other scheme) is refused.
+    /// Kafka (scale-out): `kafka://HOST:PORT[,HOST:PORT...]` or `kafkas://` (TLS), the
+    /// bootstrap servers.
     Kafka(ackline_kafka::KafkaUrl),
 }
 
@@ -160,14 +160,11 @@ impl BrokerUrl {
     /// Parses `http(s)://...`, `amqp(s)://...`, what [`ackline_redis::RedisUrl::parse`]
     /// takes (`redis://`, `rediss://`, `redis+unix://`, `unix://`) or what
     /// [`ackline_nats::NatsUrl::parse`] takes (`nats://`, `tls://`) or what
-    /// [`ackline_kafka::KafkaUrl::parse`] takes (`kafka://`).
+    /// [`ackline_kafka::KafkaUrl::parse`] takes (`kafka://`, `kafkas://`).
     pub fn parse(s: &str) -> Option<BrokerUrl> {
         let s = s.trim();
-        if s.starts_with("kafka://") {
+        if s.starts_with("kafka://") || s.starts_with("kafkas://") {
             return ackline_kafka::KafkaUrl::parse(s).ok().map(BrokerUrl::Kafka);
-        }
-        if s.starts_with("kafkas://") || s.starts_with("kafka+ssl://") {
-            return None; // no TLS to Kafka yet (the key's expectation says so)
         }
         if s.starts_with("nats://") || s.starts_with("tls://") {
             return ackline_nats::NatsUrl::parse(s).ok().map(BrokerUrl::Nats);

@@ -432,6 +432,7 @@ pub(crate) fn kafka_options(cfg: &Config) -> KafkaOptions {
             .lease
             .clamp(KAFKA_MIN_SESSION, d.session_timeout.max(KAFKA_MIN_SESSION)),
         client_config: cfg.broker_kafka_settings.clone(),
+        tls_ca_pem: cfg.broker_tls_ca.clone(),
         ..d
     }
 }
@@ -577,28 +578,29 @@ mod tests {
         config::load(Path::new("/d"), None, &PipelineFlags::default(), &env)
     }
 
-    /// `kafka://` is Kafka; `kafkas://` (TLS, which ackline-kafka has not) is refused with
-    /// an expectation that says so; the URL is shown as its bootstrap servers.
+    /// `kafka://` is Kafka, `kafkas://` is Kafka over TLS; other schemes and bad servers are
+    /// refused with an expectation that names both, without quoting the (secret) value.
     #[test]
-    fn kafka_urls_are_parsed_and_tls_is_refused() {
+    fn kafka_urls_are_parsed_with_or_without_tls() {
         let Some(BrokerUrl::Kafka(u)) = BrokerUrl::parse(" kafka://k1:9092,k2:9093 ") else {
             panic!("not Kafka");
         };
         assert_eq!(u.bootstrap_servers(), "k1:9092,k2:9093");
-        for bad in [
-            "kafkas://k1:9093",
-            "kafka+ssl://k1:9093",
-            "kafka://k1",
-            "kafka://u:p@k1:1",
-        ] {
+        assert!(!u.tls());
+        let Some(BrokerUrl::Kafka(u)) = BrokerUrl::parse("kafkas://k1:9093") else {
+            panic!("not Kafka");
+        };
+        assert!(u.tls());
+        assert_eq!(u.to_string(), "kafkas://k1:9093");
+        for bad in ["kafka+ssl://k1:9093", "kafka://k1", "kafkas://u:p@k1:1"] {
             assert!(BrokerUrl::parse(bad).is_none(), "{bad}");
         }
-        let e = load(&[("ACKLINE_BROKER_URL", "kafkas://k1:9093")])
+        let e = load(&[("ACKLINE_BROKER_URL", "kafkas://k1")])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("kafkas:// is not supported"), "{e}");
+        assert!(e.contains("kafkas://"), "{e}");
         assert!(
-            !e.contains("k1:9093"),
+            !e.contains("kafkas://k1"),
             "a secret key's value is not quoted: {e}"
         );
     }
@@ -631,6 +633,7 @@ mod tests {
                 ("sasl.mechanism".to_string(), "PLAIN".to_string()),
             ]
         );
+        assert_eq!(o.tls_ca_pem, None);
         for (lease, session) in [("2s", 6), ("30s", 10)] {
             let c = load(&[("ACKLINE_WORKER_LEASE", lease)]).unwrap();
             let o = kafka_options(&c);
@@ -638,6 +641,13 @@ mod tests {
             assert_eq!((o.group.as_str(), o.partitions), ("ackline-logs", 1));
             assert!(o.client_config.is_empty());
         }
+        // broker.tls_ca_file is the CA of Kafka's TLS too.
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        std::fs::write(ca.path(), pem).unwrap();
+        let path = ca.path().display().to_string();
+        let c = load(&[("ACKLINE_BROKER_TLS_CA_FILE", path.as_str())]).unwrap();
+        assert_eq!(kafka_options(&c).tls_ca_pem.as_deref(), Some(pem));
         for bad in [
             ("ACKLINE_BROKER_KAFKA_PARTITIONS", "0"),
             ("ACKLINE_BROKER_KAFKA_SETTINGS", "Bad Name=1"),

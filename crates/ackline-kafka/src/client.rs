@@ -22,7 +22,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use crate::{Inner, KafkaOptions, NAME, wire};
+use crate::{Inner, KafkaOptions, KafkaUrl, NAME, wire};
 
 /// A `BrokerError` for librdkafka error `e` while doing `what`.
 pub(crate) fn classify(what: &str, e: &KafkaError) -> BrokerError {
@@ -85,19 +85,110 @@ pub(crate) fn check_topic_name(topic: &str) -> Result<(), BrokerError> {
     }
 }
 
-/// The user's settings, then those every client needs (which the contract depends on, so
-/// they win: the settings each client sets after this one win as well).
-pub(crate) fn config(bootstrap: &str, opts: &KafkaOptions) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    for (k, v) in &opts.client_config {
-        c.set(k, v);
+/// librdkafka settings of ackline's own that the user's settings may change.
+const DEFAULTS: [(&str, &str); 2] = [
+    ("client.id", "ackline"),
+    // librdkafka waits up to 10 s between reconnects by default (Kafka's Java client: 1 s).
+    // Its producer times messages out only between those waits, so a publish to a broker
+    // that is down took up to 10 s past `publish_timeout`, and a restarted broker was
+    // reconnected to up to 10 s late (tests/kafka/restart.rs).
+    ("reconnect.backoff.max.ms", "1000"),
+];
+
+/// Where Kafka is and how to reach it: the bootstrap servers and the settings every client
+/// starts from (the user's, then the transport's security).
+///
+/// TLS is on when the URL is `kafkas://` or the user's `security.protocol` is `ssl` or
+/// `sasl_ssl`; a `kafkas://` URL with a plaintext `security.protocol` is refused, never
+/// downgraded, and so is a private CA for a connection without TLS (it would be ignored).
+/// Its `Debug` shows the settings' names, never their values (`sasl.password` is one).
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    bootstrap: String,
+    settings: Vec<(String, String)>,
+    tls: bool,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("bootstrap", &self.bootstrap)
+            .field("tls", &self.tls)
+            .field(
+                "settings",
+                &self.settings.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
     }
-    c.set("bootstrap.servers", bootstrap)
-        .set("socket.keepalive.enable", "true");
-    if !opts.client_config.iter().any(|(k, _)| k == "client.id") {
-        c.set("client.id", "ackline");
+}
+
+impl Endpoint {
+    pub(crate) fn new(url: &KafkaUrl, opts: &KafkaOptions) -> Result<Self, BrokerError> {
+        let invalid = |reason: String| BrokerError::Invalid {
+            backend: NAME,
+            reason,
+        };
+        let protocol = opts
+            .client_config
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "security.protocol")
+            .map(|(_, v)| v.trim().to_ascii_lowercase());
+        let tls = match protocol.as_deref() {
+            None => url.tls(),
+            Some("ssl" | "sasl_ssl") => true,
+            Some(p @ ("plaintext" | "sasl_plaintext")) if url.tls() => {
+                return Err(invalid(format!(
+                    "security.protocol={p} would send a kafkas:// connection in plaintext; \
+                     use ssl or sasl_ssl (or a kafka:// URL)"
+                )));
+            }
+            Some("plaintext" | "sasl_plaintext") => false,
+            Some(p) => return Err(invalid(format!("unknown security.protocol {p:?}"))),
+        };
+        let mut settings = opts.client_config.clone();
+        if url.tls() && protocol.is_none() {
+            settings.push(("security.protocol".into(), "ssl".into()));
+        }
+        match (&opts.tls_ca_pem, tls) {
+            (Some(ca), true) => settings.push(("ssl.ca.pem".into(), ca.clone())),
+            (Some(_), false) => {
+                return Err(invalid(
+                    "a private CA is given for a connection without TLS; use a kafkas:// URL"
+                        .into(),
+                ));
+            }
+            (None, _) => {}
+        }
+        Ok(Endpoint {
+            bootstrap: url.bootstrap_servers(),
+            settings,
+            tls,
+        })
     }
-    c
+
+    /// Whether the connection is TLS.
+    pub(crate) fn tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The user's settings and the transport's, then those every client needs (which the
+    /// contract depends on, so they win: the settings each client sets after this one win as
+    /// well).
+    pub(crate) fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        for (k, v) in &self.settings {
+            c.set(k, v);
+        }
+        c.set("bootstrap.servers", &self.bootstrap)
+            .set("socket.keepalive.enable", "true");
+        for (k, v) in DEFAULTS {
+            if !self.settings.iter().any(|(set, _)| set == k) {
+                c.set(k, v);
+            }
+        }
+        c
+    }
 }
 
 fn ms(d: Duration) -> String {
@@ -141,8 +232,8 @@ pub(crate) struct Producer {
 }
 
 impl Producer {
-    pub(crate) fn new(bootstrap: &str, opts: &KafkaOptions) -> Result<Self, BrokerError> {
-        let mut c = config(bootstrap, opts);
+    pub(crate) fn new(endpoint: &Endpoint, opts: &KafkaOptions) -> Result<Self, BrokerError> {
+        let mut c = endpoint.config();
         c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", ms(opts.publish_timeout))
@@ -206,7 +297,7 @@ impl Producer {
 /// A consumer that is no group member: for metadata, watermarks and the group's committed
 /// offsets (`group`), or for reading a topic by assignment.
 pub(crate) fn plain_consumer(inner: &Inner, group: &str) -> Result<BaseConsumer, BrokerError> {
-    let mut c = config(&inner.bootstrap, &inner.opts);
+    let mut c = inner.endpoint.config();
     c.set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -218,8 +309,12 @@ pub(crate) fn plain_consumer(inner: &Inner, group: &str) -> Result<BaseConsumer,
 /// there.
 pub(crate) async fn ensure_topics(inner: &Arc<Inner>) -> Result<(), BrokerError> {
     let names = [&inner.topic, &inner.retry, &inner.dlq];
+    let i = inner.clone();
+    blocking(move || reach(&i)).await?;
     if inner.opts.create_topics {
-        let admin: AdminClient<DefaultClientContext> = config(&inner.bootstrap, &inner.opts)
+        let admin: AdminClient<DefaultClientContext> = inner
+            .endpoint
+            .config()
             .create()
             .map_err(|e| classify("creating the admin client", &e))?;
         let r = inner.opts.replication.unwrap_or(-1);
@@ -268,9 +363,80 @@ pub(crate) async fn ensure_topics(inner: &Arc<Inner>) -> Result<(), BrokerError>
     }
 }
 
+/// The errors librdkafka reported to a client, kept so that a request that then fails can
+/// say why: the last security error (TLS, SASL) and the last error of any kind.
+#[derive(Default)]
+pub(crate) struct ClientErrors {
+    security: parking_lot::Mutex<Option<String>>,
+    last: parking_lot::Mutex<Option<String>>,
+}
+
+impl rdkafka::ClientContext for ClientErrors {
+    fn error(&self, error: KafkaError, reason: &str) {
+        use RDKafkaErrorCode as C;
+        let text = format!("{error}: {reason}");
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(C::SSL | C::Authentication | C::SaslAuthenticationFailed)
+        ) {
+            *self.security.lock() = Some(text.clone());
+        }
+        *self.last.lock() = Some(text);
+        tracing::warn!(error = %error, reason, "kafka: client error");
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ClientErrors {}
+
+/// How often [`reach`] looks for a security error while it waits for metadata.
+const REACH_STEP: Duration = Duration::from_millis(250);
+
+/// Waits (at most `request_timeout`) until the cluster answers a metadata request for the
+/// topic. A TLS or SASL failure is `Fatal` with librdkafka's reason (a wrong certificate
+/// or password does not heal by waiting, and there is no plaintext fallback); no answer is
+/// `Unavailable`, with the client's last error when it reported one.
+fn reach(inner: &Inner) -> Result<(), BrokerError> {
+    let c: BaseConsumer<ClientErrors> = inner
+        .endpoint
+        .config()
+        .create_with_context(ClientErrors::default())
+        .map_err(|e| classify("creating a client", &e))?;
+    let deadline = std::time::Instant::now() + inner.opts.request_timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let err = match c.fetch_metadata(Some(&inner.topic), left.min(REACH_STEP)) {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        // Serves the client's events: its errors reach the context.
+        while c.poll(Duration::ZERO).is_some() {}
+        let tls = if inner.endpoint.tls() {
+            "TLS"
+        } else {
+            "plaintext"
+        };
+        if let Some(why) = c.context().security.lock().clone() {
+            return Err(BrokerError::Fatal {
+                backend: NAME,
+                reason: format!(
+                    "reaching Kafka ({tls}): {why}; a certificate or credential problem: check \
+                     the CA (broker.tls_ca_file), security.protocol and the SASL settings"
+                ),
+            });
+        }
+        if left.is_zero() {
+            let what = match c.context().last.lock().clone() {
+                Some(last) => format!("reaching Kafka ({tls}; the client's last error: {last})"),
+                None => format!("reaching Kafka ({tls})"),
+            };
+            return Err(classify(&what, &err));
+        }
+    }
+}
+
 /// The partitions of `topic` (empty when it does not exist).
-pub(crate) fn partitions(
-    c: &BaseConsumer,
+pub(crate) fn partitions<C: rdkafka::consumer::ConsumerContext>(
+    c: &BaseConsumer<C>,
     topic: &str,
     timeout: Duration,
 ) -> Result<Vec<i32>, BrokerError> {
@@ -348,6 +514,111 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    fn endpoint(
+        url: &str,
+        settings: &[(&str, &str)],
+        ca: Option<&str>,
+    ) -> Result<Endpoint, BrokerError> {
+        let opts = KafkaOptions {
+            client_config: settings
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            tls_ca_pem: ca.map(str::to_owned),
+            ..KafkaOptions::default()
+        };
+        Endpoint::new(&KafkaUrl::parse(url).expect("valid URL"), &opts)
+    }
+
+    fn setting(e: &Endpoint, key: &str) -> Option<String> {
+        e.config().get(key).map(str::to_owned)
+    }
+
+    #[test]
+    fn tls_comes_from_the_url_or_the_security_protocol_and_is_never_downgraded() {
+        // kafka:// stays plaintext; kafkas:// is TLS with the CA given.
+        let e = endpoint("kafka://k:9092", &[], None).expect("plain");
+        assert!(!e.tls());
+        assert_eq!(setting(&e, "security.protocol"), None);
+        let e = endpoint("kafkas://k:9093", &[], Some("PEM")).expect("tls");
+        assert!(e.tls());
+        assert_eq!(setting(&e, "security.protocol").as_deref(), Some("ssl"));
+        assert_eq!(setting(&e, "ssl.ca.pem").as_deref(), Some("PEM"));
+        assert_eq!(setting(&e, "bootstrap.servers").as_deref(), Some("k:9093"));
+        // SASL over TLS from the settings, with either scheme.
+        for url in ["kafka://k:9093", "kafkas://k:9093"] {
+            let e = endpoint(url, &[("security.protocol", "SASL_SSL")], Some("PEM")).expect(url);
+            assert!(e.tls(), "{url}");
+            assert_eq!(
+                setting(&e, "security.protocol").as_deref(),
+                Some("SASL_SSL")
+            );
+            assert_eq!(setting(&e, "ssl.ca.pem").as_deref(), Some("PEM"));
+        }
+        // kafkas:// with a plaintext protocol, a CA without TLS, an unknown protocol.
+        for (url, settings, ca, want) in [
+            (
+                "kafkas://k:1",
+                &[("security.protocol", "plaintext")][..],
+                None,
+                "plaintext",
+            ),
+            (
+                "kafkas://k:1",
+                &[("security.protocol", "sasl_plaintext")][..],
+                None,
+                "plaintext",
+            ),
+            ("kafka://k:1", &[][..], Some("PEM"), "without TLS"),
+            (
+                "kafka://k:1",
+                &[("security.protocol", "quic")][..],
+                None,
+                "unknown",
+            ),
+        ] {
+            match endpoint(url, settings, ca) {
+                Err(BrokerError::Invalid { reason, .. }) => {
+                    assert!(reason.contains(want), "{url} {settings:?}: {reason}");
+                }
+                other => panic!("{url} {settings:?} {ca:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_users_settings_override_ackline_defaults_and_debug_hides_their_values() {
+        let e = endpoint("kafka://k:1", &[], None).expect("plain");
+        assert_eq!(setting(&e, "client.id").as_deref(), Some("ackline"));
+        assert_eq!(
+            setting(&e, "reconnect.backoff.max.ms").as_deref(),
+            Some("1000")
+        );
+        let e = endpoint(
+            "kafka://k:1",
+            &[
+                ("reconnect.backoff.max.ms", "5000"),
+                ("sasl.password", "hunter2"),
+            ],
+            None,
+        )
+        .expect("plain");
+        assert_eq!(
+            setting(&e, "reconnect.backoff.max.ms").as_deref(),
+            Some("5000")
+        );
+        let shown = format!("{e:?}");
+        assert!(shown.contains("sasl.password"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let opts = KafkaOptions {
+            client_config: vec![("sasl.password".into(), "hunter2".into())],
+            ..KafkaOptions::default()
+        };
+        let shown = format!("{opts:?}");
+        assert!(shown.contains("sasl.password"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]

@@ -600,7 +600,7 @@ impl KafkaConsumer {
             grace: inner.opts.revoke_grace,
             kc: OnceLock::new(),
         };
-        let mut c = client::config(&inner.bootstrap, &inner.opts);
+        let mut c = inner.endpoint.config();
         c.set("group.id", &inner.opts.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")

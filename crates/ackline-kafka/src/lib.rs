@@ -61,8 +61,9 @@ pub use crate::url::{KafkaUrl, UrlError};
 /// The backend's name in errors and stats.
 pub const NAME: &str = "kafka";
 
-/// How a [`KafkaBroker`] uses its topics.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a [`KafkaBroker`] uses its topics. Its `Debug` shows the names of
+/// [`KafkaOptions::client_config`]'s settings, not their values (`sasl.password` is one).
+#[derive(Clone, PartialEq, Eq)]
 pub struct KafkaOptions {
     /// Deliveries allowed before the dead-letter topic. Default 5.
     pub max_attempts: u32,
@@ -94,6 +95,47 @@ pub struct KafkaOptions {
     /// Extra librdkafka settings for every client (security, tuning). The settings the
     /// contract depends on (idempotence, `acks=all`, manual commits, the group) override them.
     pub client_config: Vec<(String, String)>,
+    /// PEM CA certificates that verify the brokers' certificates on a TLS connection
+    /// (librdkafka's `ssl.ca.pem`). They replace the system's roots, which librdkafka
+    /// loads only when no CA is given. A CA for a connection without TLS is refused.
+    /// Default `None`: the system's roots.
+    pub tls_ca_pem: Option<String>,
+}
+
+impl std::fmt::Debug for KafkaOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let KafkaOptions {
+            max_attempts,
+            group,
+            create_topics,
+            partitions,
+            replication,
+            session_timeout,
+            publish_timeout,
+            request_timeout,
+            revoke_grace,
+            poll_interval,
+            client_config,
+            tls_ca_pem,
+        } = self;
+        f.debug_struct("KafkaOptions")
+            .field("max_attempts", max_attempts)
+            .field("group", group)
+            .field("create_topics", create_topics)
+            .field("partitions", partitions)
+            .field("replication", replication)
+            .field("session_timeout", session_timeout)
+            .field("publish_timeout", publish_timeout)
+            .field("request_timeout", request_timeout)
+            .field("revoke_grace", revoke_grace)
+            .field("poll_interval", poll_interval)
+            .field(
+                "client_config",
+                &client_config.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("tls_ca_pem", &tls_ca_pem.is_some())
+            .finish()
+    }
 }
 
 impl Default for KafkaOptions {
@@ -110,6 +152,7 @@ impl Default for KafkaOptions {
             revoke_grace: Duration::from_secs(10),
             poll_interval: Duration::from_millis(50),
             client_config: Vec::new(),
+            tls_ca_pem: None,
         }
     }
 }
@@ -118,7 +161,7 @@ pub(crate) use ackline_broker::counters::Counters;
 
 /// What the broker handle and its consumers share.
 pub(crate) struct Inner {
-    pub(crate) bootstrap: String,
+    pub(crate) endpoint: client::Endpoint,
     pub(crate) topic: String,
     pub(crate) retry: String,
     pub(crate) dlq: String,
@@ -130,7 +173,7 @@ pub(crate) struct Inner {
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inner")
-            .field("bootstrap", &self.bootstrap)
+            .field("endpoint", &self.endpoint)
             .field("topic", &self.topic)
             .finish_non_exhaustive()
     }
@@ -168,13 +211,13 @@ impl KafkaBroker {
                 reason: "max_attempts and partitions must be at least 1".into(),
             });
         }
-        let bootstrap = url.bootstrap_servers();
-        let producer = client::Producer::new(&bootstrap, &opts)?;
+        let endpoint = client::Endpoint::new(&url, &opts)?;
+        let producer = client::Producer::new(&endpoint, &opts)?;
         let inner = Arc::new(Inner {
             retry: format!("{topic}.retry"),
             dlq: format!("{topic}.dlq"),
             topic: topic.to_owned(),
-            bootstrap,
+            endpoint,
             opts,
             producer,
             counters: Counters::default(),

@@ -1,15 +1,18 @@
-//! Where Kafka is: `kafka://host:port[,host:port...]`, the bootstrap servers.
+//! Where Kafka is: `kafka://host:port[,host:port...]` (plaintext) or
+//! `kafkas://host:port[,host:port...]` (TLS), the bootstrap servers.
 //!
 //! Invariants:
 //! - A parsed URL names at least one server, each with a host and a port in 1..=65535.
-//! - Credentials, paths, queries and fragments are refused, not ignored: security settings
-//!   (SASL, TLS) go to librdkafka through `KafkaOptions::client_config`, never through a URL
-//!   that would be printed.
+//! - `kafkas://` means TLS to every server, and nothing downgrades it (`client::Endpoint`
+//!   refuses settings that would).
+//! - Credentials, paths, queries and fragments are refused, not ignored: SASL settings go to
+//!   librdkafka through `KafkaOptions::client_config`, never through a URL that would be
+//!   printed.
 
 use std::fmt;
 
 /// What a valid URL looks like (for error messages).
-pub const EXPECTED: &str = "kafka://host:port[,host:port...]";
+pub const EXPECTED: &str = "kafka://host:port[,host:port...] (or kafkas:// for TLS)";
 
 /// Why a URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,10 +24,11 @@ pub struct UrlError {
     pub reason: String,
 }
 
-/// A parsed `kafka://` URL.
+/// A parsed `kafka://` or `kafkas://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaUrl {
     servers: Vec<(String, u16)>,
+    tls: bool,
 }
 
 impl KafkaUrl {
@@ -41,9 +45,13 @@ impl KafkaUrl {
             },
             reason: reason.to_owned(),
         };
-        let rest = s
-            .strip_prefix("kafka://")
-            .ok_or_else(|| err("the scheme must be kafka"))?;
+        let (rest, tls) = if let Some(rest) = s.strip_prefix("kafka://") {
+            (rest, false)
+        } else if let Some(rest) = s.strip_prefix("kafkas://") {
+            (rest, true)
+        } else {
+            return Err(err("the scheme must be kafka or kafkas"));
+        };
         if rest.contains('@') {
             return Err(err(
                 "credentials are not taken from the URL; set SASL options in the client configuration",
@@ -67,7 +75,13 @@ impl KafkaUrl {
             };
             servers.push((host.to_owned(), port));
         }
-        Ok(KafkaUrl { servers })
+        Ok(KafkaUrl { servers, tls })
+    }
+
+    /// Whether the URL asks for TLS (`kafkas://`).
+    #[must_use]
+    pub fn tls(&self) -> bool {
+        self.tls
     }
 
     /// librdkafka's `bootstrap.servers` value.
@@ -89,7 +103,8 @@ impl KafkaUrl {
 
 impl fmt::Display for KafkaUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "kafka://{}", self.bootstrap_servers())
+        let scheme = if self.tls { "kafkas" } else { "kafka" };
+        write!(f, "{scheme}://{}", self.bootstrap_servers())
     }
 }
 
@@ -111,12 +126,19 @@ mod tests {
         let u = KafkaUrl::parse("kafka://a:1,b.example:9093,[::1]:9094").expect("valid");
         assert_eq!(u.bootstrap_servers(), "a:1,b.example:9093,[::1]:9094");
         assert_eq!(u.to_string(), "kafka://a:1,b.example:9093,[::1]:9094");
+        assert!(!u.tls());
+        let u = KafkaUrl::parse("kafkas://k1:9093,k2:9093").expect("valid");
+        assert!(u.tls());
+        assert_eq!(u.bootstrap_servers(), "k1:9093,k2:9093");
+        assert_eq!(u.to_string(), "kafkas://k1:9093,k2:9093");
     }
 
     #[test]
     fn bad_urls_name_what_is_wrong_and_never_print_credentials() {
         for (url, want) in [
             ("redis://a:1", "scheme"),
+            ("kafka+ssl://a:1", "scheme"),
+            ("kafkas://a", "no port"),
             ("kafka://a", "no port"),
             ("kafka://:9092", "no host"),
             ("kafka://a:0", "1..=65535"),

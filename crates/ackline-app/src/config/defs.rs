@@ -598,7 +598,7 @@ keys! {
             "http://HOST:PORT[/QUEUE] (an ackline serve), amqp://USER:PASS@HOST:PORT/VHOST (or \
              amqps://), redis://[USER:PASS@]HOST:PORT/DB (or rediss://, redis+unix://PATH), \
              nats://[USER:PASS@]HOST:PORT (or tls://) or kafka://HOST:PORT[,HOST:PORT...] \
-             (Kafka has no TLS here yet: kafkas:// is not supported)",
+             (or kafkas:// for TLS)",
             BrokerUrl::parse,
         ),
         Fallback::Absent("none"),
@@ -607,8 +607,8 @@ keys! {
          `redis://[USER:PASS@]HOST:PORT/DB` / `rediss://` (TLS) / `redis+unix:///PATH?db=N` \
          (Redis Streams, scale-out; see `broker.allow_volatile`), \
          `nats://[USER:PASS@]HOST:PORT` / `tls://` (NATS JetStream, scale-out; see \
-         `broker.credentials_file`) or `kafka://HOST:PORT[,HOST:PORT...]` (Kafka, scale-out, \
-         the bootstrap servers; no TLS: `kafkas://` is refused, see `broker.kafka_settings`). \
+         `broker.credentials_file`) or `kafka://HOST:PORT[,HOST:PORT...]` / `kafkas://` (TLS) \
+         (Kafka, scale-out, the bootstrap servers; SASL in `broker.kafka_settings`). \
          `serve`: the broker its \
          ingest is relayed to. `dlq`, `queue stats`: act on that broker's queue instead of the \
          data directory. It may hold a password: output shows it as `amqp://USER:***@...`",
@@ -622,7 +622,8 @@ keys! {
             "Scale-out ingest node: relay everything queued here to this broker's queue of the \
              same name, each message acked here only once the broker confirmed it \
              (amqp://USER:PASS@HOST:PORT/VHOST or amqps://, redis://HOST:PORT/DB or rediss://, \
-             nats://HOST:PORT or tls://, kafka://HOST:PORT[,HOST:PORT...]; credentials may \
+             nats://HOST:PORT or tls://, kafka://HOST:PORT[,HOST:PORT...] or kafkas://; \
+             credentials may \
              instead come from ACKLINE_BROKER_URL)",
         ),
         Flag::value(
@@ -632,7 +633,7 @@ keys! {
             "Where deliveries come from: an `ackline serve` (http://HOST:PORT[/QUEUE], split \
              mode) or a broker (amqp://USER:PASS@HOST:PORT/VHOST or amqps://, \
              redis://HOST:PORT/DB or rediss://, nats://HOST:PORT or tls://, \
-             kafka://HOST:PORT[,HOST:PORT...], scale-out)",
+             kafka://HOST:PORT[,HOST:PORT...] or kafkas://, scale-out)",
         ),
         Flag::value(
             "broker",
@@ -641,7 +642,7 @@ keys! {
             "Act on this broker's queue instead of the data directory: RabbitMQ \
              (amqp://USER:PASS@HOST:PORT/VHOST or amqps://), Redis (redis://HOST:PORT/DB or \
              rediss://), NATS (nats://HOST:PORT or tls://), Kafka \
-             (kafka://HOST:PORT[,HOST:PORT...]) or an `ackline serve` \
+             (kafka://HOST:PORT[,HOST:PORT...] or kafkas://) or an `ackline serve` \
              (http://HOST:PORT[/QUEUE]) [default: none, the data directory]",
         ),
     ]);
@@ -651,20 +652,22 @@ keys! {
         "broker.tls_ca_file",
         Text::new(
             "a readable PEM file of CA certificates trusted for amqps, rediss and NATS tls \
-             beside the system's roots",
+             beside the system's roots, and for kafkas instead of them",
             ca_file,
         ),
         Fallback::Absent("none"),
         "a PEM file of CA certificates trusted for `amqps`, `rediss` and NATS `tls` beside the \
-         system's roots (a private CA). A server certificate that neither trusts is refused: exit 1, \
-         never a plaintext fallback",
+         system's roots (a private CA), and for Kafka TLS (`kafkas://`, or `security.protocol` \
+         `ssl`/`sasl_ssl` in `broker.kafka_settings`) instead of them (librdkafka loads the \
+         system's roots only when no CA is given). A server certificate that is not trusted is \
+         refused: exit 1, never a plaintext fallback",
     )
     .flags(&[Flag::value(
         "broker-ca",
         "FILE",
         BROKER,
         "PEM file of CA certificates trusted for amqps, rediss and NATS tls:// beside the \
-         system's roots (a private CA)",
+         system's roots, and for kafkas:// instead of them (a private CA)",
     )]);
 
     /// `broker.credentials_file`.

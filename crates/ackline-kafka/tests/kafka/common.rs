@@ -1,5 +1,6 @@
-//! Test support: a private tansu (a Kafka-API broker, memory storage) per test, unique topic
-//! and group names, and options for short tests.
+//! Test support: a private tansu (a Kafka-API broker) per test, on memory storage or, for the
+//! restart tests, on its SQLite engine in the test's directory; unique topic and group names,
+//! and options for short tests.
 //!
 //! The binary: `ACKLINE_TANSU`, else the cache `scripts/kafka-test-broker install` fills
 //! (`ACKLINE_TANSU_ROOT`, by default `~/.cache/ackline/tansu`), else `tansu` on the PATH.
@@ -59,19 +60,41 @@ pub fn binary() -> Option<PathBuf> {
 /// A private tansu.
 pub struct Server {
     pub port: u16,
+    /// The port it tells clients to connect to (its own, or a proxy's in front of it).
+    advertised: u16,
+    bin: PathBuf,
+    /// `None`: `memory://` storage. `Some(dir)`: the SQLite engine on `dir/tansu.db`, which
+    /// survives a restart.
+    dir: Option<PathBuf>,
     log: tempfile::NamedTempFile,
     child: Option<Child>,
     watchdog: Option<Child>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
     l.local_addr().expect("its address").port()
 }
 
 impl Server {
-    /// Starts a server (`None` when there is no binary, outside CI).
+    /// Starts a server on `memory://` storage (`None` when there is no binary, outside CI).
     pub fn start() -> Option<Server> {
+        Server::start_in(None, None)
+    }
+
+    /// Starts a server on `memory://` storage that tells clients to connect to
+    /// `127.0.0.1:advertised` (a proxy in front of it).
+    pub fn start_behind(advertised: u16) -> Option<Server> {
+        Server::start_in(None, Some(advertised))
+    }
+
+    /// Starts a server whose storage is the SQLite file `dir/tansu.db` (tansu's `sqlite://`
+    /// engine, WAL): what it confirmed survives [`Server::restart`].
+    pub fn start_persistent(dir: &std::path::Path) -> Option<Server> {
+        Server::start_in(Some(dir.to_owned()), None)
+    }
+
+    fn start_in(dir: Option<PathBuf>, advertised: Option<u16>) -> Option<Server> {
         if let Ok(filter) = std::env::var("ACKLINE_TEST_LOG") {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(filter)
@@ -80,35 +103,76 @@ impl Server {
         }
         let bin = binary()?;
         let port = free_port();
-        let log = tempfile::NamedTempFile::new().expect("log file");
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
+        let mut s = Server {
+            port,
+            advertised: advertised.unwrap_or(port),
+            bin,
+            dir,
+            log: tempfile::NamedTempFile::new().expect("log file"),
+            child: None,
+            watchdog: None,
+        };
+        s.launch();
+        Some(s)
+    }
+
+    /// Spawns tansu on `self.port` and waits until it listens.
+    fn launch(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised);
+        let mut cmd = Command::new(&self.bin);
+        cmd.args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &advertised,
+        ]);
+        match &self.dir {
+            // tansu resolves `sqlite://NAME` against its working directory.
+            Some(dir) => {
+                cmd.current_dir(dir)
+                    .args(["--storage-engine", "sqlite://tansu.db"]);
+            }
+            None => {
+                cmd.args(["--storage-engine", "memory://tansu/"]);
+            }
+        }
+        let child = cmd
             .env(
                 "RUST_LOG",
                 std::env::var("ACKLINE_TANSU_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdin(Stdio::null())
-            .stdout(log.reopen().expect("log"))
-            .stderr(log.reopen().expect("log"))
+            .stdout(self.log.reopen().expect("log"))
+            .stderr(self.log.reopen().expect("log"))
             .spawn()
             .expect("spawn tansu");
-        let watchdog = ackline_broker::watchdog::watch(child.id(), LIFETIME);
-        let mut s = Server {
-            port,
-            log,
-            child: Some(child),
-            watchdog: Some(watchdog),
-        };
-        s.wait_ready();
-        Some(s)
+        self.watchdog = Some(ackline_broker::watchdog::watch(child.id(), LIFETIME));
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// SIGKILLs the server (and its watchdog) and waits until it is gone.
+    pub fn kill(&mut self) {
+        for c in [self.child.take(), self.watchdog.take()]
+            .into_iter()
+            .flatten()
+        {
+            let mut c = c;
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGKILLs the server and starts it again on the same port and storage.
+    pub fn restart(&mut self) {
+        assert!(
+            self.dir.is_some(),
+            "a memory:// server has nothing to restart on"
+        );
+        self.kill();
+        self.launch();
     }
 
     /// Waits (at most 30 s) until the port accepts connections.
@@ -149,14 +213,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        for c in [self.child.take(), self.watchdog.take()]
-            .into_iter()
-            .flatten()
-        {
-            let mut c = c;
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.kill();
     }
 }
 

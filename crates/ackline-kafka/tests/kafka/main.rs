@@ -4,6 +4,9 @@
 //! - `flow`: how far a consumer reads ahead of its worker (the read-ahead bound);
 //! - `group`: a dropped consumer, and a consumer joining while another holds deliveries;
 //! - `kill`: a worker process SIGKILLed mid-run (the real runtime, the SQLite store);
+//! - `restart`: the broker itself SIGKILLed and restarted on its storage (tansu's SQLite
+//!   engine), and a broker gone for good;
+//! - `tls`: `kafkas://` through a TLS proxy in front of tansu, with and without the CA;
 //! - `wire`: what ackline leaves in Kafka (keys, headers, copies, committed offsets), read
 //!   with a plain librdkafka consumer.
 
@@ -12,6 +15,10 @@ mod contract;
 mod flow;
 mod group;
 mod kill;
+mod restart;
+mod tls;
+#[path = "../../../ackline-broker/tests/shared/tls_proxy.rs"]
+mod tls_proxy;
 mod wire;
 #[path = "../../../ackline-worker/tests/shared/crash_worker.rs"]
 mod worker;

@@ -25,3 +25,5 @@ mod idle;
 mod kill;
 mod queue_arguments;
 mod tls;
+#[path = "../../../ackline-broker/tests/shared/tls_proxy.rs"]
+mod tls_proxy;

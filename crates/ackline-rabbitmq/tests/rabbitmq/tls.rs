@@ -8,112 +8,24 @@
 //! and a server certificate the client does not trust is a `Fatal` error naming the
 //! certificate, with no password in it, never a plaintext fallback.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ackline_broker::{Broker, BrokerError, Consumer, ConsumerOptions, Message, Settlement};
 use ackline_rabbitmq::{RabbitBroker, RabbitOptions};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 
 use crate::common;
+use crate::tls_proxy::{Pki, TlsProxy};
 
-/// A private CA and a server certificate it issued for 127.0.0.1.
-struct Pki {
-    ca_pem: String,
-    server_cert: CertificateDer<'static>,
-    server_key: PrivateKeyDer<'static>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "ackline test CA");
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let server_key = KeyPair::generate().unwrap();
-        let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
-            .unwrap()
-            .signed_by(&server_key, &ca)
-            .unwrap();
-        Pki {
-            ca_pem: ca.pem(),
-            server_cert: server.der().clone(),
-            server_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
-        }
-    }
-}
-
-/// TLS on 127.0.0.1:<port>, plaintext AMQP to the local RabbitMQ behind it.
-struct TlsProxy {
-    addr: SocketAddr,
-    handshakes: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl TlsProxy {
-    async fn start(pki: &Pki) -> TlsProxy {
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
+/// TLS on a free loopback port, plaintext AMQP to the local RabbitMQ behind it.
+async fn proxy(pki: &Pki) -> TlsProxy {
+    let upstream = ackline_rabbitmq::AmqpUrl::parse(&common::url())
         .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![pki.server_cert.clone()], pki.server_key.clone_key())
-        .unwrap();
-        let acceptor = TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let handshakes = Arc::new(AtomicU64::new(0));
-        let counted = handshakes.clone();
-        let upstream = common::url();
-        let upstream = ackline_rabbitmq::AmqpUrl::parse(&upstream)
-            .unwrap()
-            .endpoint();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    return;
-                };
-                let acceptor = acceptor.clone();
-                let counted = counted.clone();
-                let upstream = upstream.clone();
-                tokio::spawn(async move {
-                    // A client that refuses our certificate aborts the handshake: that
-                    // connection ends here.
-                    let Ok(mut tls) = acceptor.accept(client).await else {
-                        return;
-                    };
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    let Ok(mut plain) = TcpStream::connect(&upstream).await else {
-                        return;
-                    };
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-                });
-            }
-        });
-        TlsProxy {
-            addr,
-            handshakes,
-            task,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("amqps://guest:guest@{}/%2f", self.addr)
-    }
+        .endpoint();
+    TlsProxy::start(pki, "127.0.0.1:0", upstream).await
 }
 
-impl Drop for TlsProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+fn url(proxy: &TlsProxy) -> String {
+    format!("amqps://guest:guest@{}/%2f", proxy.addr)
 }
 
 fn options(ca: Option<&str>) -> RabbitOptions {
@@ -142,12 +54,12 @@ async fn publish_consume_ack_over_tls(close: bool) {
         return;
     }
     let pki = Pki::new();
-    let proxy = TlsProxy::start(&pki).await;
+    let proxy = proxy(&pki).await;
     let cleanup = common::Cleanup::default();
     let queue = common::unique_queue("tls");
     let opts = options(Some(&pki.ca_pem));
     cleanup.add(&queue, &opts);
-    let broker = RabbitBroker::connect(&proxy.url(), &queue, opts)
+    let broker = RabbitBroker::connect(&url(&proxy), &queue, opts)
         .await
         .unwrap();
     assert!(broker.url().tls(), "the connection is amqps");
@@ -209,10 +121,7 @@ async fn publish_consume_ack_over_tls(close: bool) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(
-        proxy.handshakes.load(Ordering::SeqCst) >= 1,
-        "the traffic went through TLS"
-    );
+    assert!(proxy.handshakes() >= 1, "the traffic went through TLS");
     broker.close().await;
 }
 
@@ -222,10 +131,10 @@ async fn amqps_refuses_a_server_certificate_it_does_not_trust() {
         return;
     }
     let pki = Pki::new();
-    let proxy = TlsProxy::start(&pki).await;
+    let proxy = proxy(&pki).await;
     let queue = common::unique_queue("tls-untrusted");
     // Only the system's roots: the private CA is unknown to them.
-    let err = RabbitBroker::connect(&proxy.url(), &queue, options(None))
+    let err = RabbitBroker::connect(&url(&proxy), &queue, options(None))
         .await
         .unwrap_err();
     assert!(
@@ -236,7 +145,7 @@ async fn amqps_refuses_a_server_certificate_it_does_not_trust() {
     assert!(text.contains("certificate"), "{text}");
     assert!(!text.contains("guest:guest"), "{text}");
     assert_eq!(
-        proxy.handshakes.load(Ordering::SeqCst),
+        proxy.handshakes(),
         0,
         "no TLS session was completed with the untrusted server"
     );

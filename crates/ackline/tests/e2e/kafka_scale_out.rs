@@ -3,7 +3,7 @@
 //! (`serve --broker kafka://` relays 2,000 lines and a malformed one, a `work --broker
 //! kafka://` SIGKILLed mid-run, every line stored once, the malformed one listed by `dlq list
 //! --broker kafka://`, `queue stats --broker kafka://`, a mistyped queue refused), what `work`
-//! says at start, and `kafkas://` refused as a configuration error (no TLS to Kafka yet).
+//! says at start, and a malformed `kafkas://` URL or a CA for a plaintext connection refused.
 //!
 //! Every `ackline` here runs with `broker.kafka_settings` = `batch.num.messages=1`,
 //! `fetch.wait.max.ms=100`, the settings `ackline-kafka`'s own tests use on tansu: tansu 0.6
@@ -115,10 +115,11 @@ fn kafka_scale_out_survives_a_killed_worker_and_dead_letters_malformed_lines() {
 }
 
 /// `work --broker kafka://` notes the group it joins and what a confirmed publish means, then
-/// stops on SIGTERM with exit 0. `kafkas://` (TLS) and a malformed setting are configuration
-/// errors (exit 2) naming the key before anything is connected.
+/// stops on SIGTERM with exit 0. A malformed URL or setting is a configuration error (exit 2)
+/// naming the key before anything is connected; a private CA for a plaintext `kafka://`
+/// connection is refused (exit 1) rather than ignored.
 #[test]
-fn kafka_work_notes_its_group_and_refuses_tls_urls() {
+fn kafka_work_notes_its_group_and_refuses_bad_urls_and_tls_settings() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite:{}", dir.path().join("records.db").display());
     let args = |broker: &str| {
@@ -128,11 +129,24 @@ fn kafka_work_notes_its_group_and_refuses_tls_urls() {
         ]);
         c
     };
-    let o = run_with_deadline(args("kafkas://127.0.0.1:9093"), Duration::from_secs(60));
+    let o = run_with_deadline(args("kafkas://127.0.0.1"), Duration::from_secs(60));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("broker.url"), "{err}");
-    assert!(err.contains("kafkas:// is not supported"), "{err}");
+    assert!(err.contains("kafkas://"), "{err}");
+
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let mut c = args("kafka://127.0.0.1:9");
+    c.arg("--broker-ca").arg(&ca);
+    let o = run_with_deadline(c, Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("without TLS"), "{err}");
 
     let mut c = args("kafka://127.0.0.1:9");
     c.env("ACKLINE_BROKER_KAFKA_SETTINGS", "no equals sign");
