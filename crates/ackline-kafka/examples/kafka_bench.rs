@@ -253,10 +253,65 @@ async fn backend(url: &str, config: &[(String, String)], topic: &str, n: usize) 
         &[topic, &format!("{topic}.retry"), &format!("{topic}.dlq")],
     )
     .await;
-    let out =
-        run.map_err(|_| format!("ackline-kafka: not done within {LIMIT:?}: {progress}"))??;
+    let out = match run {
+        Ok(out) => out?,
+        Err(_) => {
+            // What the broker holds for the group, read before the topics go.
+            let (b, c, t) = (bootstrap.clone(), config.to_vec(), topic.to_owned());
+            let seen = tokio::task::spawn_blocking(move || diagnose(&b, &c, &t))
+                .await
+                .unwrap_or_else(|e| format!("diagnosis panicked: {e}"));
+            let _ = deleted;
+            return Err(
+                format!("ackline-kafka: not done within {LIMIT:?}: {progress}; {seen}").into(),
+            );
+        }
+    };
     deleted?;
     Ok(out)
+}
+
+/// For a backend run out of time: the topic's watermarks, the group's committed offset, and
+/// what a plain consumer reads from that offset (so a broker that stopped serving records is
+/// told apart from a consumer that stopped reading them).
+fn diagnose(bootstrap: &str, config: &[(String, String)], topic: &str) -> String {
+    let group = format!("{topic}.group");
+    let go = || -> R<String> {
+        let c: BaseConsumer = base_config(bootstrap, config)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let t = Duration::from_secs(10);
+        let (low, high) = c.fetch_watermarks(topic, 0, t)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, 0);
+        let committed = c.committed_offsets(tpl, t)?;
+        let at = match committed.find_partition(topic, 0).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => low,
+        };
+        let reader: BaseConsumer = base_config(bootstrap, config)
+            .set("group.id", format!("{group}.diagnosis"))
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let mut a = TopicPartitionList::new();
+        a.add_partition_offset(topic, 0, Offset::Offset(at))?;
+        reader.assign(&a)?;
+        let (mut read, mut first) = (0usize, None);
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until && read < 100 {
+            if let Some(m) = reader.poll(Duration::from_millis(200)) {
+                let m = m?;
+                first.get_or_insert(m.offset());
+                read += 1;
+            }
+        }
+        Ok(format!(
+            "the topic holds offsets {low}..{high}, the group committed {at}; a plain consumer \
+             assigned at {at} read {read} records in 5 s (first {first:?})"
+        ))
+    };
+    go().unwrap_or_else(|e| format!("diagnosis failed: {e}"))
 }
 
 /// Receives until `n` deliveries came, acking each; the time it took.

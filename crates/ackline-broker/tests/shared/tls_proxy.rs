@@ -1,8 +1,8 @@
-//! Test support shared by the backends' TLS tests (included with `#[path]`): a private CA and
-//! a server certificate it issued for 127.0.0.1 (rcgen, per run), and a TLS-terminating proxy
-//! (tokio-rustls, loopback only) in front of a plaintext server that has no TLS listener of
-//! its own. The proxy counts completed handshakes, so a test can prove that its traffic went
-//! through TLS, or that none did.
+//! Test support shared by the backends' TLS tests (included with `#[path]`): a TLS-terminating
+//! proxy (tokio-rustls, loopback only) in front of a plaintext server that has no TLS listener
+//! of its own, with the server certificate of a [`Pki`] made for the run (`pki.rs`). The proxy
+//! counts completed handshakes, so a test can prove that its traffic went through TLS, or that
+//! none did.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,38 +10,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-/// A private CA and a server certificate it issued for 127.0.0.1.
-pub struct Pki {
-    pub ca_pem: String,
-    server_cert: CertificateDer<'static>,
-    server_key: PrivateKeyDer<'static>,
-}
-
-impl Pki {
-    pub fn new() -> Pki {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "ackline test CA");
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let server_key = KeyPair::generate().unwrap();
-        let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
-            .unwrap()
-            .signed_by(&server_key, &ca)
-            .unwrap();
-        Pki {
-            ca_pem: ca.pem(),
-            server_cert: server.der().clone(),
-            server_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
-        }
-    }
-}
+#[path = "pki.rs"]
+mod pki;
+pub use pki::Pki;
 
 /// TLS on `addr`, plaintext to `upstream` behind it; stops when dropped.
 pub struct TlsProxy {
@@ -60,7 +35,10 @@ impl TlsProxy {
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(vec![pki.server_cert.clone()], pki.server_key.clone_key())
+        .with_single_cert(
+            vec![CertificateDer::from(pki.server_cert_der.clone())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.server_key_der.clone())),
+        )
         .unwrap();
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind(listen).await.unwrap();

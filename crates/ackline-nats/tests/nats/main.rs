@@ -12,6 +12,8 @@
 mod common;
 mod contract;
 mod kill;
+#[path = "../../../ackline-broker/tests/shared/pki.rs"]
+mod pki;
 mod restart;
 mod settings;
 mod tls;

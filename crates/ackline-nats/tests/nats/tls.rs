@@ -8,26 +8,15 @@ use std::time::Duration;
 
 use ackline_broker::{Broker, BrokerError, Consumer, ConsumerOptions, Message, Settlement};
 use ackline_nats::{NatsBroker, NatsOptions};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 use crate::common::{self, PrivateServer};
+use crate::pki::Pki;
 
 /// A CA and a server certificate for 127.0.0.1, written as PEM files; the CA's PEM.
 fn pki(dir: &std::path::Path) -> String {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "ackline test CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
-    ca.pem()
+    let pki = Pki::new();
+    pki.write(dir);
+    pki.ca_pem
 }
 
 fn options(ca: Option<String>) -> NatsOptions {

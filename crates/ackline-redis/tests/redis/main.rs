@@ -14,6 +14,8 @@ mod contract;
 mod crash_loop;
 mod kill;
 mod persistence;
+#[path = "../../../ackline-broker/tests/shared/pki.rs"]
+mod pki;
 mod restart;
 mod tls;
 #[path = "../../../ackline-worker/tests/shared/crash_worker.rs"]

@@ -12,33 +12,16 @@ use std::time::Duration;
 
 use ackline_broker::{Broker, BrokerError, Consumer, ConsumerOptions, Message, Settlement};
 use ackline_redis::{RedisBroker, RedisOptions};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 use crate::common::{self, Persistence, Server};
+use crate::pki::Pki;
 
 /// A redis-server with a TLS port whose certificate a fresh private CA issued; returns the
 /// server, the TLS port and the CA's PEM.
 fn tls_server() -> Option<(Server, u16, String)> {
     let dir = tempfile::tempdir().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "ackline test CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let (ca_file, cert_file, key_file) = (
-        dir.path().join("ca.pem"),
-        dir.path().join("server.pem"),
-        dir.path().join("server.key"),
-    );
-    std::fs::write(&ca_file, ca.pem()).unwrap();
-    std::fs::write(&cert_file, cert.pem()).unwrap();
-    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let pki = Pki::new();
+    let (ca_file, cert_file, key_file) = pki.write(dir.path());
     let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -63,7 +46,7 @@ fn tls_server() -> Option<(Server, u16, String)> {
         ],
     )?;
     // The files are read at start; the directory may go.
-    Some((server, tls_port, ca.pem()))
+    Some((server, tls_port, pki.ca_pem))
 }
 
 fn options(ca: Option<&str>) -> RedisOptions {
