@@ -39,7 +39,8 @@
 //! cargo run --release -p ackline-kafka --example kafka_bench -- [MESSAGES] [ROUNDS] [VARIANTS]
 //! ```
 //! (`ACKLINE_KAFKA_URL` or kafka://127.0.0.1:9092; defaults 200000 messages, 3 rounds, all
-//! variants; VARIANTS is a comma-separated subset of bare,kafka,embedded.)
+//! variants; VARIANTS is a comma-separated subset of bare,kafka,embedded;
+//! `ACKLINE_BENCH_LOG=ackline_kafka=debug,librdkafka=info` logs to stderr.)
 
 use std::collections::HashMap;
 use std::io::BufRead as _;
@@ -73,6 +74,9 @@ const NAMES: [&str; 3] = ["bare rdkafka", "ackline-kafka", "embedded"];
 const ENV_URL: &str = "ACKLINE_KAFKA_URL";
 /// Extra librdkafka settings for both Kafka variants, `k=v,k=v`, after [`TANSU`].
 const ENV_CONFIG: &str = "ACKLINE_KAFKA_BENCH_CONFIG";
+/// A tracing filter (`ackline_kafka=debug,librdkafka=info`): the backend's and librdkafka's
+/// log lines on stderr.
+const ENV_LOG: &str = "ACKLINE_BENCH_LOG";
 /// Set in the child process that dies holding deliveries: `url|topic|group`.
 const ENV_CHILD: &str = "ACKLINE_KAFKA_BENCH_CHILD";
 
@@ -436,6 +440,12 @@ async fn dead_consumer(url: &str, config: &[(String, String)]) -> R<(Duration, D
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> R<()> {
+    if let Ok(filter) = std::env::var(ENV_LOG) {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     if let Ok(spec) = std::env::var(ENV_CHILD) {
         return child(&spec).await;
     }

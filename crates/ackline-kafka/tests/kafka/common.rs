@@ -165,6 +165,26 @@ impl Server {
         }
     }
 
+    /// Freezes the server (SIGSTOP): it holds its connections and answers nothing, a broker
+    /// that hangs rather than refuses, until [`Server::thaw`].
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("a running server").id();
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    }
+
     /// SIGKILLs the server and starts it again on the same port and storage.
     pub fn restart(&mut self) {
         assert!(

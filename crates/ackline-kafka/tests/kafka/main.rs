@@ -5,7 +5,7 @@
 //! - `group`: a dropped consumer, and a consumer joining while another holds deliveries;
 //! - `kill`: a worker process SIGKILLed mid-run (the real runtime, the SQLite store);
 //! - `restart`: the broker itself SIGKILLed and restarted on its storage (tansu's SQLite
-//!   engine), and a broker gone for good;
+//!   engine), frozen past the group's session timeout, and gone for good;
 //! - `tls`: `kafkas://` through a TLS proxy in front of tansu, with and without the CA;
 //! - `wire`: what ackline leaves in Kafka (keys, headers, copies, committed offsets), read
 //!   with a plain librdkafka consumer.

@@ -2,8 +2,10 @@
 //! (`sqlite://`, a file in the test's directory, WAL) is killed mid-run and started again on
 //! the same port and file. The client reconnects by itself (producer and group consumer), every
 //! confirmed publish is still there, each message is stored once, and a delayed retry and a
-//! dead letter written before the kill are still there after it. A publish to a broker that
-//! is gone for good fails within `publish_timeout` instead of hanging.
+//! dead letter written before the kill are still there after it. A broker frozen (SIGSTOP)
+//! past the group's session timeout costs the consumers their assignment, and they read on
+//! once it answers. A publish to a broker that is gone for good fails within
+//! `publish_timeout` instead of hanging.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -96,6 +98,68 @@ async fn broker_killed_mid_run_comes_back_on_its_storage_and_loses_nothing() {
     println!(
         "broker killed at {at_kill}/{N} stored; {failed} publishes failed and were published \
          again; {again} deliveries beyond one per message"
+    );
+}
+
+/// The broker hangs (SIGSTOP) past the group's session timeout while a worker is storing:
+/// the consumer's heartbeats go unanswered, librdkafka gives the assignment up as lost and
+/// rejoins once the broker answers again (SIGCONT). The worker must then read on by itself to
+/// the end, every message stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_hanging_past_the_session_timeout_loses_the_assignment_and_reading_resumes() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let topic = common::unique_topic("hang");
+    let opts = common::options(&topic, 5);
+    let session = opts.session_timeout;
+    let broker = KafkaBroker::connect(&server.url(), &topic, opts)
+        .await
+        .unwrap();
+    for chunk in (0..N).step_by(CHUNK) {
+        broker
+            .publish(worker::lines("h", chunk..chunk + CHUNK))
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (db, log) = (dir.path().join("store.db"), dir.path().join("attempts.log"));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn(worker::run(
+        broker.clone(),
+        db.clone(),
+        log.clone(),
+        Duration::from_millis(1),
+        worker::LONG_LEASE,
+        stop_rx,
+    ));
+    worker::wait_stored(&db, 200, Duration::from_secs(60)).await;
+    server.freeze();
+    let at_freeze = worker::stored(&db).await;
+    // The fault is a hang of a given length: longer than the session timeout, so that the
+    // group gives the consumer up.
+    tokio::time::sleep(session + Duration::from_secs(4)).await;
+    server.thaw();
+    let stored = worker::wait_stored(&db, N as u64, Duration::from_secs(120)).await;
+    let stats = worker::settled(&broker, Duration::from_secs(60)).await;
+    stop_tx.send(true).unwrap();
+    run.await.unwrap();
+    assert!(
+        at_freeze < N as u64,
+        "the hang must land mid-run ({at_freeze} stored)"
+    );
+    assert_eq!(
+        stored,
+        N as u64,
+        "reading resumed after the hang and every message is stored once: {}",
+        server.log()
+    );
+    assert_eq!(stats.pending, 0, "{stats:?}");
+    let again = worker::attempts(&log).len().saturating_sub(N);
+    println!(
+        "broker frozen for {:?} at {at_freeze}/{N} stored; {again} deliveries beyond one per \
+         message",
+        session + Duration::from_secs(4)
     );
 }
 
