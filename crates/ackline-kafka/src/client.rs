@@ -1,5 +1,6 @@
-//! librdkafka clients: their configuration, the producer every write goes through, topic
-//! creation, the backlog query, and the classification of librdkafka's errors.
+//! librdkafka clients: their configuration (the endpoint: servers, TLS, the user's settings),
+//! the producer every write goes through, reaching the cluster, topic creation, the backlog
+//! query, and the classification of librdkafka's errors.
 //!
 //! Invariants:
 //! - Every producer is idempotent with `acks=all` (librdkafka refuses other `acks` with
@@ -8,6 +9,10 @@
 //! - A record counts as written only when its delivery report came back without error.
 //! - Blocking librdkafka calls (metadata, watermarks, committed offsets, commits) run on
 //!   tokio's blocking pool, never on a runtime thread.
+//! - Every client starts from one [`Endpoint`]: a `kafkas://` URL is TLS for every client and
+//!   no setting downgrades it; a private CA is used or refused, never ignored.
+//! - A TLS or SASL failure librdkafka reports while `connect` reaches the cluster is `Fatal`,
+//!   never retried as if the broker were down.
 
 use std::sync::Arc;
 use std::time::Duration;
