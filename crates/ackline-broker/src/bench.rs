@@ -254,16 +254,18 @@ impl Args {
     }
 }
 
-/// Each round's outcomes, by variant (`None`: not run).
+/// Each round's outcomes, by variant (`None`: not run, or failed).
 pub type Rounds = Vec<Vec<Option<Outcome>>>;
 
 /// Runs `args.rounds` rounds of the variants (`keys`, shown as `names`), each round starting
 /// with the next variant, so none always runs first; `run(variant, round)` measures one.
 /// Prints every outcome, and after each round `ratios(round's outcomes)` when it says
-/// something.
+/// something. A variant that fails is printed as such and left out of its round (the others
+/// run on), so one stalled variant does not cost the run's other measurements.
 ///
 /// # Errors
-/// The first error of `run`.
+/// Never: a failure of `run` is reported in its round (the `Result` is kept for callers'
+/// `?`).
 pub async fn rounds(
     args: &Args,
     keys: &[&str],
@@ -274,6 +276,7 @@ pub async fn rounds(
     let k = keys.len();
     let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
     let mut all: Rounds = Vec::with_capacity(args.rounds);
+    let mut failed = 0usize;
     for round in 1..=args.rounds {
         let mut got: Vec<Option<Outcome>> = vec![None; k];
         for j in 0..k {
@@ -281,7 +284,16 @@ pub async fn rounds(
             if !args.runs(keys[i]) {
                 continue;
             }
-            let o = run(i, round).await?;
+            // A variant that fails (out of time, say) is reported and left out of this
+            // round; the other variants and rounds still run.
+            let o = match run(i, round).await {
+                Ok(o) => o,
+                Err(e) => {
+                    println!("round {round} {:<width$} FAILED: {e}", names[i]);
+                    failed += 1;
+                    continue;
+                }
+            };
             println!(
                 "round {round} {:<width$} {:>9.0} msgs/s  p50 {:>8.1} ms  p99 {:>8.1} ms",
                 names[i], o.rate, o.p50_ms, o.p99_ms
@@ -292,6 +304,9 @@ pub async fn rounds(
             println!("round {round} ratios: {r} (load average {})", load());
         }
         all.push(got);
+    }
+    if failed > 0 {
+        println!("{failed} variant run(s) FAILED (above); the medians below leave them out");
     }
     Ok(all)
 }

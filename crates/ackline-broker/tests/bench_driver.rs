@@ -1,12 +1,13 @@
-//! The benchmark driver the backends' examples share (`bench::drive_counted`): a producer that
-//! gives up ends the run at once with its error and how far it got, instead of leaving the
-//! consumer to wait for messages that will never come until the run's time limit.
+//! The benchmark driver the backends' examples share: a producer that gives up ends the run
+//! at once with its error and how far it got (`bench::drive_counted`), instead of leaving the
+//! consumer to wait for messages that will never come until the run's time limit; and a
+//! variant that fails costs only its own slot of its round (`bench::rounds`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ackline_broker::bench::{BATCH, Progress, drive_counted};
+use ackline_broker::bench::{Args, BATCH, Outcome, Progress, drive_counted, rounds};
 use ackline_broker::embedded::EmbeddedBroker;
 use ackline_broker::{Broker, BrokerError, BrokerStats, ConsumerOptions, Message};
 use ackline_queue::{Db, QueueOptions};
@@ -75,4 +76,35 @@ async fn a_producer_that_gives_up_ends_the_run_with_its_error() {
     assert_eq!(progress.published.load(Ordering::SeqCst), 2 * BATCH);
     assert!(progress.received.load(Ordering::SeqCst) <= 2 * BATCH);
     println!("ended after {:?}: {err}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_failed_variant_costs_only_its_slot_of_its_round() {
+    let args = Args {
+        n: 10,
+        rounds: 2,
+        only: Vec::new(),
+    };
+    let all = rounds(
+        &args,
+        &["a", "b"],
+        &["a", "b"],
+        async |i, round| {
+            if (i, round) == (1, 1) {
+                Err("not done within the limit".into())
+            } else {
+                Ok(Outcome::new(10, 1.0, vec![1_000; 10]))
+            }
+        },
+        |_| None,
+    )
+    .await
+    .expect("rounds go on past a failed variant");
+    assert_eq!(all.len(), 2, "both rounds ran");
+    assert!(all[0][0].is_some(), "round 1, variant a");
+    assert!(all[0][1].is_none(), "round 1, variant b failed");
+    assert!(
+        all[1][0].is_some() && all[1][1].is_some(),
+        "round 2 complete"
+    );
 }
