@@ -20,6 +20,52 @@ use crate::worker;
 const N: usize = 2000;
 const CHUNK: usize = 250;
 
+/// Publishes messages `<prefix>-<i>` for `range`, `CHUNK` at a time.
+async fn publish(broker: &KafkaBroker, prefix: &str, range: std::ops::Range<usize>) {
+    for chunk in range.clone().step_by(CHUNK) {
+        let end = (chunk + CHUNK).min(range.end);
+        broker
+            .publish(worker::lines(prefix, chunk..end))
+            .await
+            .unwrap();
+    }
+}
+
+/// The worker runtime storing from `broker` into `dir/store.db` (attempts in
+/// `dir/attempts.log`) until `stop` is sent `true`.
+struct Running {
+    db: std::path::PathBuf,
+    log: std::path::PathBuf,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(broker: &KafkaBroker, dir: &std::path::Path) -> Running {
+        let (db, log) = (dir.join("store.db"), dir.join("attempts.log"));
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(worker::run(
+            broker.clone(),
+            db.clone(),
+            log.clone(),
+            Duration::from_millis(1),
+            worker::LONG_LEASE,
+            stop_rx,
+        ));
+        Running {
+            db,
+            log,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_killed_mid_run_comes_back_on_its_storage_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -30,23 +76,9 @@ async fn broker_killed_mid_run_comes_back_on_its_storage_and_loses_nothing() {
     let broker = KafkaBroker::connect(&server.url(), &topic, common::options(&topic, 5))
         .await
         .unwrap();
-    for chunk in (0..N / 2).step_by(CHUNK) {
-        broker
-            .publish(worker::lines("r", chunk..chunk + CHUNK))
-            .await
-            .unwrap();
-    }
-
-    let (db, log) = (dir.path().join("store.db"), dir.path().join("attempts.log"));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(worker::run(
-        broker.clone(),
-        db.clone(),
-        log.clone(),
-        Duration::from_millis(1),
-        worker::LONG_LEASE,
-        stop_rx,
-    ));
+    publish(&broker, "r", 0..N / 2).await;
+    let run = Running::start(&broker, dir.path());
+    let (db, log) = (run.db.clone(), run.log.clone());
     worker::wait_stored(&db, 200, Duration::from_secs(60)).await;
 
     // SIGKILL the broker mid-run. The second half is published while it is down: a publish
@@ -79,8 +111,7 @@ async fn broker_killed_mid_run_comes_back_on_its_storage_and_loses_nothing() {
     // already: the store absorbs them), so the worker runs until nothing is pending.
     let stored = worker::wait_stored(&db, N as u64, Duration::from_secs(120)).await;
     let stats = worker::settled(&broker, Duration::from_secs(60)).await;
-    stop_tx.send(true).unwrap();
-    run.await.unwrap();
+    run.stop().await;
 
     assert!(
         at_kill < N as u64 / 2,
@@ -116,23 +147,10 @@ async fn a_broker_hanging_past_the_session_timeout_loses_the_assignment_and_read
     let broker = KafkaBroker::connect(&server.url(), &topic, opts)
         .await
         .unwrap();
-    for chunk in (0..N).step_by(CHUNK) {
-        broker
-            .publish(worker::lines("h", chunk..chunk + CHUNK))
-            .await
-            .unwrap();
-    }
+    publish(&broker, "h", 0..N).await;
     let dir = tempfile::tempdir().unwrap();
-    let (db, log) = (dir.path().join("store.db"), dir.path().join("attempts.log"));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(worker::run(
-        broker.clone(),
-        db.clone(),
-        log.clone(),
-        Duration::from_millis(1),
-        worker::LONG_LEASE,
-        stop_rx,
-    ));
+    let run = Running::start(&broker, dir.path());
+    let (db, log) = (run.db.clone(), run.log.clone());
     worker::wait_stored(&db, 200, Duration::from_secs(60)).await;
     server.freeze();
     let at_freeze = worker::stored(&db).await;
@@ -142,8 +160,7 @@ async fn a_broker_hanging_past_the_session_timeout_loses_the_assignment_and_read
     server.thaw();
     let stored = worker::wait_stored(&db, N as u64, Duration::from_secs(120)).await;
     let stats = worker::settled(&broker, Duration::from_secs(60)).await;
-    stop_tx.send(true).unwrap();
-    run.await.unwrap();
+    run.stop().await;
     assert!(
         at_freeze < N as u64,
         "the hang must land mid-run ({at_freeze} stored)"
