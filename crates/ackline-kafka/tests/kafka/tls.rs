@@ -31,6 +31,18 @@ async fn behind_tls(pki: &Pki) -> Option<(Server, TlsProxy)> {
     Some((server, proxy))
 }
 
+/// A `connect` that must fail: its error; panics when it took longer than
+/// `request_timeout` + 5 s.
+async fn refused(url: &str, topic: &str, opts: KafkaOptions) -> BrokerError {
+    let patience = opts.request_timeout + Duration::from_secs(5);
+    let started = Instant::now();
+    let err = KafkaBroker::connect(url, topic, opts).await.unwrap_err();
+    let took = started.elapsed();
+    println!("{url} refused after {took:?}: {err}");
+    assert!(took < patience, "took {took:?}");
+    err
+}
+
 fn options(topic: &str, ca: Option<&str>) -> KafkaOptions {
     KafkaOptions {
         tls_ca_pem: ca.map(str::to_owned),
@@ -89,20 +101,13 @@ async fn kafkas_refuses_a_certificate_it_does_not_trust() {
         return;
     };
     let topic = common::unique_topic("tls-untrusted");
-    let opts = options(&topic, None);
-    let patience = opts.request_timeout + Duration::from_secs(5);
-    let started = Instant::now();
-    let err = KafkaBroker::connect(&format!("kafkas://{}", proxy.addr), &topic, opts)
-        .await
-        .unwrap_err();
-    let took = started.elapsed();
-    println!("untrusted certificate refused after {took:?}: {err}");
+    let url = format!("kafkas://{}", proxy.addr);
+    let err = refused(&url, &topic, options(&topic, None)).await;
     assert!(
         matches!(err, BrokerError::Fatal { .. }),
         "a refused certificate is not cured by waiting: {err}"
     );
     assert!(err.to_string().contains("certificate"), "{err}");
-    assert!(took < patience, "took {took:?}");
     assert_eq!(
         proxy.handshakes(),
         0,
@@ -121,14 +126,8 @@ async fn kafkas_to_a_plaintext_listener_fails_and_never_falls_back() {
     };
     let topic = common::unique_topic("tls-plain");
     let pki = Pki::new();
-    let opts = options(&topic, Some(&pki.ca_pem));
-    let patience = opts.request_timeout + Duration::from_secs(5);
-    let started = Instant::now();
-    let err = KafkaBroker::connect(&format!("kafkas://127.0.0.1:{}", server.port), &topic, opts)
-        .await
-        .unwrap_err();
-    let took = started.elapsed();
-    println!("kafkas:// to a plaintext listener failed after {took:?}: {err}");
+    let url = format!("kafkas://127.0.0.1:{}", server.port);
+    let err = refused(&url, &topic, options(&topic, Some(&pki.ca_pem))).await;
     assert!(
         matches!(
             err,
@@ -137,5 +136,4 @@ async fn kafkas_to_a_plaintext_listener_fails_and_never_falls_back() {
         "{err}"
     );
     assert!(err.to_string().contains("(TLS"), "{err}");
-    assert!(took < patience, "took {took:?}");
 }
