@@ -200,6 +200,23 @@ fn ms(d: Duration) -> String {
     d.as_millis().max(1).to_string()
 }
 
+/// A consumer's `max.poll.interval.ms`: the longest its pump may be away from librdkafka's
+/// poll, which is a revoke (up to `revoke_grace` for the held deliveries, then their commit,
+/// up to `request_timeout`), plus 10 s; never less than the session timeout (librdkafka
+/// refuses that). 30 s with the defaults, where librdkafka's own default is 300 s.
+///
+/// librdkafka also sends it as the JoinGroup's rebalance timeout, and waits that long plus
+/// 3 s for the JoinGroup's answer, because a Kafka coordinator may hold a JoinGroup that
+/// long while the group's other members rejoin. A JoinGroup that is never answered (a
+/// coordinator stuck on that connection, a connection that silently lost its peer) held a
+/// consumer without an assignment for up to those 303 s (tests/kafka/coordinator.rs); with
+/// 30 s the request times out after 33 s, librdkafka drops the connection and joins again.
+/// The pump polls every `poll_interval` otherwise, so the shorter interval never costs a live
+/// consumer its membership.
+pub(crate) fn max_poll_interval(opts: &KafkaOptions) -> Duration {
+    (opts.revoke_grace + opts.request_timeout + Duration::from_secs(10)).max(opts.session_timeout)
+}
+
 /// One record to write.
 #[derive(Debug, Clone)]
 pub(crate) struct Record {
@@ -507,6 +524,23 @@ pub(crate) async fn backlog(inner: &Arc<Inner>) -> Result<(u64, u64), BrokerErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_poll_interval_covers_a_revoke_and_the_session() {
+        let d = KafkaOptions::default();
+        assert_eq!(max_poll_interval(&d), Duration::from_secs(30));
+        let slow = KafkaOptions {
+            revoke_grace: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(20),
+            ..d.clone()
+        };
+        assert_eq!(max_poll_interval(&slow), Duration::from_secs(90));
+        let long_session = KafkaOptions {
+            session_timeout: Duration::from_secs(45),
+            ..d
+        };
+        assert_eq!(max_poll_interval(&long_session), Duration::from_secs(45));
+    }
 
     #[test]
     fn topic_names_follow_kafkas_rule() {

@@ -60,6 +60,10 @@
 //! - Commits are serialized (one at a time per consumer) and only move forward.
 //! - The partition queues hold the librdkafka consumer; the pump empties them when it stops,
 //!   before the consumer is closed (it leaves the group when its last holder drops it).
+//! - The pump is never away from librdkafka's poll for longer than a revoke (`revoke_grace`,
+//!   then a commit within `request_timeout`), and `max.poll.interval.ms` is set above that
+//!   ([`client::max_poll_interval`], unless the user sets it): short enough that a JoinGroup
+//!   the coordinator never answers times out in 33 s by default, not librdkafka's 303 s.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -610,13 +614,17 @@ impl KafkaConsumer {
                 "session.timeout.ms",
                 inner.opts.session_timeout.as_millis().to_string(),
             );
-        if !inner
-            .opts
-            .client_config
-            .iter()
-            .any(|(k, _)| k == "partition.assignment.strategy")
-        {
+        let user_set = |key: &str| inner.opts.client_config.iter().any(|(k, _)| k == key);
+        if !user_set("partition.assignment.strategy") {
             c.set("partition.assignment.strategy", "cooperative-sticky");
+        }
+        if !user_set("max.poll.interval.ms") {
+            c.set(
+                "max.poll.interval.ms",
+                client::max_poll_interval(&inner.opts)
+                    .as_millis()
+                    .to_string(),
+            );
         }
         let mut kc: Kc = c
             .create_with_context(ctx)

@@ -7,11 +7,13 @@
 //! - `restart`: the broker itself SIGKILLed and restarted on its storage (tansu's SQLite
 //!   engine), frozen past the group's session timeout, and gone for good;
 //! - `tls`: `kafkas://` through a TLS proxy in front of tansu, with and without the CA;
+//! - `coordinator`: a coordinator that never answers a JoinGroup, or answers late (a proxy);
 //! - `wire`: what ackline leaves in Kafka (keys, headers, copies, committed offsets), read
 //!   with a plain librdkafka consumer.
 
 mod common;
 mod contract;
+mod coordinator;
 mod flow;
 mod group;
 mod kill;
