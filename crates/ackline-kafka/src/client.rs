@@ -249,8 +249,10 @@ impl Record {
 /// The idempotent, `acks=all` producer.
 #[derive(Clone)]
 pub(crate) struct Producer {
-    p: FutureProducer,
+    p: FutureProducer<ClientErrors>,
     timeout: Duration,
+    /// What librdkafka reported to it (and to [`reach`]'s client).
+    pub(crate) errors: ClientErrors,
 }
 
 impl Producer {
@@ -260,12 +262,14 @@ impl Producer {
             .set("acks", "all")
             .set("message.timeout.ms", ms(opts.publish_timeout))
             .set("linger.ms", "1");
-        let p: FutureProducer = c
-            .create()
+        let errors = ClientErrors::default();
+        let p: FutureProducer<ClientErrors> = c
+            .create_with_context(errors.clone())
             .map_err(|e| classify("creating the producer", &e))?;
         Ok(Producer {
             p,
             timeout: opts.publish_timeout,
+            errors,
         })
     }
 
@@ -385,12 +389,30 @@ pub(crate) async fn ensure_topics(inner: &Arc<Inner>) -> Result<(), BrokerError>
     }
 }
 
-/// The errors librdkafka reported to a client, kept so that a request that then fails can
-/// say why: the last security error (TLS, SASL) and the last error of any kind.
+/// The errors librdkafka reported to the clients that share it (the broker handle's producer
+/// and the client of [`reach`]), kept so that a request that then fails can say why: the last
+/// security error (TLS, SASL) and the last error of any kind. Shared because librdkafka
+/// turns a failed connection into an error event only now and then (an identical error on
+/// the same broker handle within 30 s is logged at debug level only): under load (load
+/// average 7) the producer alone reported the failed TLS handshake in 2 of 8 runs of the
+/// untrusted-certificate test, and `connect` said only "unavailable" (10 of 10 after).
+#[derive(Clone, Default)]
+pub(crate) struct ClientErrors(Arc<Reported>);
+
 #[derive(Default)]
-pub(crate) struct ClientErrors {
+struct Reported {
     security: parking_lot::Mutex<Option<String>>,
     last: parking_lot::Mutex<Option<String>>,
+}
+
+impl ClientErrors {
+    fn security(&self) -> Option<String> {
+        self.0.security.lock().clone()
+    }
+
+    fn last(&self) -> Option<String> {
+        self.0.last.lock().clone()
+    }
 }
 
 impl rdkafka::ClientContext for ClientErrors {
@@ -401,9 +423,9 @@ impl rdkafka::ClientContext for ClientErrors {
             error.rdkafka_error_code(),
             Some(C::SSL | C::Authentication | C::SaslAuthenticationFailed)
         ) {
-            *self.security.lock() = Some(text.clone());
+            *self.0.security.lock() = Some(text.clone());
         }
-        *self.last.lock() = Some(text);
+        *self.0.last.lock() = Some(text);
         tracing::warn!(error = %error, reason, "kafka: client error");
     }
 }
@@ -416,12 +438,12 @@ const REACH_STEP: Duration = Duration::from_millis(250);
 /// Waits (at most `request_timeout`) until the cluster answers a metadata request for the
 /// topic. A TLS or SASL failure is `Fatal` with librdkafka's reason (a wrong certificate
 /// or password does not heal by waiting, and there is no plaintext fallback); no answer is
-/// `Unavailable`, with the client's last error when it reported one.
+/// `Unavailable`, with the clients' last error when they reported one.
 fn reach(inner: &Inner) -> Result<(), BrokerError> {
     let c: BaseConsumer<ClientErrors> = inner
         .endpoint
         .config()
-        .create_with_context(ClientErrors::default())
+        .create_with_context(inner.producer.errors.clone())
         .map_err(|e| classify("creating a client", &e))?;
     let deadline = std::time::Instant::now() + inner.opts.request_timeout;
     loop {
@@ -437,7 +459,7 @@ fn reach(inner: &Inner) -> Result<(), BrokerError> {
         } else {
             "plaintext"
         };
-        if let Some(why) = c.context().security.lock().clone() {
+        if let Some(why) = c.context().security() {
             return Err(BrokerError::Fatal {
                 backend: NAME,
                 reason: format!(
@@ -447,8 +469,8 @@ fn reach(inner: &Inner) -> Result<(), BrokerError> {
             });
         }
         if left.is_zero() {
-            let what = match c.context().last.lock().clone() {
-                Some(last) => format!("reaching Kafka ({tls}; the client's last error: {last})"),
+            let what = match c.context().last() {
+                Some(last) => format!("reaching Kafka ({tls}; the clients' last error: {last})"),
                 None => format!("reaching Kafka ({tls})"),
             };
             return Err(classify(&what, &err));
