@@ -17,8 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use ackline_broker::{Consumer, Delivery};
-use ackline_kafka::KafkaOptions;
+use ackline_broker::{Consumer, Delivery, Settlement};
+use ackline_kafka::{KafkaBroker, KafkaOptions};
 
 /// The longest a test's server may live.
 pub const LIFETIME: Duration = Duration::from_secs(900);
@@ -334,4 +334,18 @@ pub async fn recv_n<C: Consumer>(
         out.extend(c.receive(n - out.len(), wait).await.expect("receive"));
     }
     out
+}
+
+/// Acks `got` on `c`, checks every ack succeeded, waits (up to 30 s) until the topic has
+/// nothing pending, and closes `c`.
+pub async fn ack_all_and_close<C: Consumer>(broker: &KafkaBroker, c: C, got: &[Delivery]) {
+    let acks = got
+        .iter()
+        .map(|d| (d.tag.clone(), Settlement::Ack))
+        .collect();
+    let results = c.settle(acks).await.expect("settle");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let stats = crate::worker::settled(broker, Duration::from_secs(30)).await;
+    assert_eq!(stats.pending, 0, "{stats:?}");
+    c.close().await;
 }

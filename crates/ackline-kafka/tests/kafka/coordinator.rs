@@ -205,15 +205,7 @@ async fn a_join_the_coordinator_never_answers_is_given_up_and_retried() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), N, "each once");
-    let acks = got
-        .iter()
-        .map(|d| (d.tag.clone(), Settlement::Ack))
-        .collect();
-    let results = c.settle(acks).await.unwrap();
-    assert!(results.iter().all(Result::is_ok), "{results:?}");
-    let stats = worker::settled(&broker, Duration::from_secs(30)).await;
-    assert_eq!(stats.pending, 0, "{stats:?}");
-    c.close().await;
+    common::ack_all_and_close(&broker, c, &got).await;
 }
 
 /// Answers held for the session timeout + 4 s while the consumer works: librdkafka's session

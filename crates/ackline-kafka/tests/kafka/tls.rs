@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use ackline_broker::{Broker, BrokerError, Consumer, ConsumerOptions, Settlement};
+use ackline_broker::{Broker, BrokerError, ConsumerOptions};
 use ackline_kafka::{KafkaBroker, KafkaOptions};
 
 use crate::common::{self, Server};
@@ -82,15 +82,7 @@ async fn kafkas_with_a_private_ca_publishes_consumes_and_acks() {
         let m = sent.iter().find(|m| m.id == d.id).unwrap();
         assert_eq!(d.payload, m.payload, "{} intact", d.id);
     }
-    let acks = got
-        .iter()
-        .map(|d| (d.tag.clone(), Settlement::Ack))
-        .collect();
-    let results = c.settle(acks).await.unwrap();
-    assert!(results.iter().all(Result::is_ok), "{results:?}");
-    let stats = worker::settled(&broker, Duration::from_secs(30)).await;
-    assert_eq!(stats.pending, 0, "{stats:?}");
-    c.close().await;
+    common::ack_all_and_close(&broker, c, &got).await;
     assert!(proxy.handshakes() >= 1, "the traffic went through TLS");
 }
 
