@@ -210,8 +210,9 @@ async fn a_join_the_coordinator_never_answers_is_given_up_and_retried() {
 
 /// Answers held for the session timeout + 4 s while the consumer works: librdkafka's session
 /// times out on the client side (`SESSTMOUT`) while tansu, which saw the heartbeats, still
-/// counts the old member; the consumer rejoins with a new member id. It must get its
-/// partitions back and deliver everything not acked.
+/// counts the old member; the consumer rejoins with a new member id. The 10 deliveries it
+/// held across the fault must be fenced (their acks refused), and every message must come
+/// (back) and be acked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_held_past_the_session_timeout_end_in_a_rejoin_that_completes() {
     let Some((_server, proxy)) = behind_proxy(0).await else {
@@ -240,36 +241,64 @@ async fn answers_held_past_the_session_timeout_end_in_a_rejoin_that_completes() 
         .await
         .unwrap();
     let mut acked = std::collections::BTreeSet::new();
-    let mut held_once = false;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while acked.len() < N && Instant::now() < deadline {
-        if !held_once && acked.len() >= 50 {
-            held_once = true;
-            println!(
-                "holding the answers for {:?}",
-                session + Duration::from_secs(4)
-            );
-            proxy.hold(true);
-            tokio::time::sleep(session + Duration::from_secs(4)).await; // the fault's length
-            proxy.hold(false);
-            println!("answers let through after {} acked", acked.len());
-        }
-        let ds = c.receive(10, Duration::from_millis(500)).await.unwrap();
+    let ack_all = |ds: Vec<ackline_broker::Delivery>| {
         let ids: Vec<String> = ds.iter().map(|d| d.id.clone()).collect();
         let items = ds.into_iter().map(|d| (d.tag, Settlement::Ack)).collect();
-        let results = c.settle(items).await.unwrap();
-        for (id, r) in ids.into_iter().zip(results) {
+        (ids, items)
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Before the fault: 50 acked, then up to 10 received and held across it.
+    let mut held = Vec::new();
+    while held.is_empty() && Instant::now() < deadline {
+        let ds = c.receive(10, Duration::from_millis(500)).await.unwrap();
+        if acked.len() >= 50 {
+            held = ds;
+            continue;
+        }
+        let (ids, items) = ack_all(ds);
+        for (id, r) in ids.into_iter().zip(c.settle(items).await.unwrap()) {
+            if r.is_ok() {
+                acked.insert(id);
+            }
+        }
+    }
+    assert!(!held.is_empty(), "deliveries held when the fault starts");
+    let fault = session + Duration::from_secs(4);
+    println!(
+        "{} acked, {} held; holding the answers for {fault:?}",
+        acked.len(),
+        held.len()
+    );
+    proxy.hold(true);
+    tokio::time::sleep(fault).await; // the fault's length
+    proxy.hold(false);
+    // The session timed out on the client: the partitions were lost and the held deliveries
+    // fenced, so their acks are refused and the next owner (this consumer, rejoined) gets
+    // them again.
+    let (held_ids, items) = ack_all(held);
+    let refused = c.settle(items).await.unwrap();
+    assert!(
+        refused.iter().all(Result::is_err),
+        "deliveries held across a lost session are fenced: {refused:?}"
+    );
+    while acked.len() < N && Instant::now() < deadline {
+        let ds = c.receive(10, Duration::from_millis(500)).await.unwrap();
+        let (ids, items) = ack_all(ds);
+        for (id, r) in ids.into_iter().zip(c.settle(items).await.unwrap()) {
             if r.is_ok() {
                 acked.insert(id);
             }
         }
     }
     println!("{} of {N} acked", acked.len());
-    assert!(held_once, "the fault was made");
     assert_eq!(
         acked.len(),
         N,
         "every message acked after the rejoin, within 120 s"
+    );
+    assert!(
+        held_ids.iter().all(|id| acked.contains(id)),
+        "the fenced deliveries came back and were acked"
     );
     let stats = worker::settled(&broker, Duration::from_secs(30)).await;
     assert_eq!(stats.pending, 0, "{stats:?}");
