@@ -62,7 +62,7 @@
 //!   before the consumer is closed (it leaves the group when its last holder drops it).
 //! - The pump is never away from librdkafka's poll for longer than a revoke (`revoke_grace`,
 //!   then a commit within `request_timeout`), and `max.poll.interval.ms` is set above that
-//!   ([`client::max_poll_interval`], unless the user sets it): short enough that a JoinGroup
+//!   (`client::max_poll_interval`, unless the user sets it): short enough that a JoinGroup
 //!   the coordinator never answers times out in 33 s by default, not librdkafka's 303 s.
 
 use std::collections::{HashMap, VecDeque};
