@@ -336,15 +336,19 @@ pub async fn recv_n<C: Consumer>(
     out
 }
 
-/// Acks `got` on `c`, checks every ack succeeded, waits (up to 30 s) until the topic has
-/// nothing pending, and closes `c`.
-pub async fn ack_all_and_close<C: Consumer>(broker: &KafkaBroker, c: C, got: &[Delivery]) {
+/// Acks `got` on `c` and checks every ack succeeded.
+pub async fn ack_all<C: Consumer>(c: &C, got: &[Delivery]) {
     let acks = got
         .iter()
         .map(|d| (d.tag.clone(), Settlement::Ack))
         .collect();
     let results = c.settle(acks).await.expect("settle");
     assert!(results.iter().all(Result::is_ok), "{results:?}");
+}
+
+/// [`ack_all`], then waits (up to 30 s) until the topic has nothing pending, and closes `c`.
+pub async fn ack_all_and_close<C: Consumer>(broker: &KafkaBroker, c: C, got: &[Delivery]) {
+    ack_all(&c, got).await;
     let stats = crate::worker::settled(broker, Duration::from_secs(30)).await;
     assert_eq!(stats.pending, 0, "{stats:?}");
     c.close().await;

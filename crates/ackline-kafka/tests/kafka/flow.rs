@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use ackline_broker::{Broker, Consumer, ConsumerOptions, Delivery, Message, Settlement};
+use ackline_broker::{Broker, Consumer, ConsumerOptions, Delivery, Message};
 use ackline_kafka::KafkaBroker;
 use ackline_kafka::consumer::Buffer;
 
@@ -102,12 +102,7 @@ async fn read_ahead_stops_at_prefetch_beyond_the_held_deliveries() {
             assert!(ids.insert(d.id.clone()), "{} delivered twice", d.id);
             assert_eq!(d.attempt(), 1, "{}", d.id);
         }
-        let acks = got
-            .iter()
-            .map(|d| (d.tag.clone(), Settlement::Ack))
-            .collect();
-        let r = c.settle(acks).await.expect("settle");
-        assert!(r.iter().all(Result::is_ok), "{r:?}");
+        common::ack_all(&c, &got).await;
         if ids.len() == total {
             break;
         }

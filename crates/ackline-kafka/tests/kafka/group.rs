@@ -94,12 +94,7 @@ async fn a_joining_consumer_never_gets_what_the_holder_acks() {
         early.is_empty(),
         "held deliveries went to the newcomer: {early:?}"
     );
-    let acks = held
-        .iter()
-        .map(|d| (d.tag.clone(), Settlement::Ack))
-        .collect();
-    let r = holder.settle(acks).await.expect("settle");
-    assert!(r.iter().all(Result::is_ok), "{r:?}");
+    common::ack_all(&holder, &held).await;
     let late = recv_n(&newcomer, 1, Duration::from_secs(3)).await;
     assert!(late.is_empty(), "acked messages delivered again: {late:?}");
     assert_eq!(b.stats().await.expect("stats").pending, 0);
